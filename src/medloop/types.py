@@ -1,0 +1,73 @@
+"""Shared vocabularies as StrEnums, and the one place options are checked."""
+
+from __future__ import annotations
+
+import difflib
+from enum import StrEnum
+from typing import TypeVar
+
+from medloop.exceptions import UnknownOptionError
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    DOCTOR = "doctor"
+    ANNOTATOR = "annotator"
+
+
+class LabelSource(StrEnum):
+    """Where an answer or a label came from."""
+
+    CROWD = "crowd"
+    DOCTOR = "doctor"
+    MODEL = "model"
+    GOLD = "gold"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class LabelKind(StrEnum):
+    """Consensus comes from aggregation; final labels are signed by a doctor (or gold)."""
+
+    CONSENSUS = "consensus"
+    FINAL = "final"
+
+
+class Strategy(StrEnum):
+    """Active-learning acquisition strategies."""
+
+    RANDOM = "random"
+    ENTROPY = "entropy"
+    MARGIN = "margin"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def look_up_option(value: str | E, options: type[E]) -> E:
+    """Return the member of `options` named by `value`, or raise with a suggestion.
+
+    >>> look_up_option("entropy", Strategy)
+    <Strategy.ENTROPY: 'entropy'>
+    """
+    if isinstance(value, options):
+        return value
+    text = str(value).strip().lower()
+    for member in options:
+        if member.value == text:
+            return member
+    allowed = [m.value for m in options]
+    close = difflib.get_close_matches(text, allowed, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownOptionError(
+        f"{value!r} is not a valid {options.__name__}; choose one of {allowed}.{hint}"
+    )

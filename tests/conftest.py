@@ -1,0 +1,34 @@
+"""Shared fixtures: real data from ../shared (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _medmnist_dir() -> Path:
+    env = os.environ.get("MEDLOOP_DATA_DIR")
+    return Path(env) if env else SHARED_DATA / "medmnist"
+
+
+@pytest.fixture(scope="session")
+def medmnist_dir() -> Path:
+    """Folder holding `<name>.npz` MedMNIST files."""
+    directory = _medmnist_dir()
+    if not (directory / "pneumoniamnist.npz").exists():
+        pytest.skip(f"real MedMNIST data not found in {directory} (../shared absent)")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def crowd_dir() -> Path:
+    """Folder of real crowdsourcing datasets (answers.csv, gold.csv)."""
+    directory = SHARED_DATA / "crowd"
+    if not directory.exists():
+        pytest.skip(f"real crowd datasets not found in {directory} (../shared absent)")
+    return directory
