@@ -29,6 +29,13 @@ class TaskStatus(StrEnum):
     DONE = "done"
 
 
+class TaskKind(StrEnum):
+    """Lay annotators label; doctors review."""
+
+    LABEL = "label"
+    REVIEW = "review"
+
+
 class Split(StrEnum):
     TRAIN = "train"
     VAL = "val"

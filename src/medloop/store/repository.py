@@ -1,0 +1,520 @@
+"""Repository functions: the only code that writes SQL. Keyword-only, session first.
+
+Functions read and write whole frames where stages exchange tables (answers, labels,
+predictions), so callers never loop over rows one query at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.store.models import (
+    Answer,
+    AuditEntry,
+    Item,
+    ItemLabel,
+    ModelVersion,
+    Patient,
+    Prediction,
+    Project,
+    Task,
+    User,
+)
+from medloop.types import LabelKind, LabelSource, Role, TaskKind, TaskStatus
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str | int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit entry (ids only, never personal data)."""
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=None if entity_id is None else str(entity_id),
+            detail=detail or {},
+        )
+    )
+
+
+def audit_frame(session: Session, *, limit: int = 1000) -> pd.DataFrame:
+    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))
+    return pd.DataFrame(
+        [
+            {
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "entity": r.entity,
+                "entity_id": r.entity_id,
+                "detail": r.detail,
+            }
+            for r in rows
+        ],
+        columns=["at", "actor", "action", "entity", "entity_id", "detail"],
+    )
+
+
+# --- projects ----------------------------------------------------------------------------
+
+
+def create_project(
+    session: Session, *, name: str, classes: Sequence[str], n_channels: int
+) -> Project:
+    if not name.strip():
+        raise InvalidInputError("project name must not be empty")
+    if len(classes) < 2:
+        raise InvalidInputError(f"project {name!r} needs at least two classes, got {classes}")
+    if session.scalar(select(Project).where(Project.name == name)) is not None:
+        raise ConflictError(f"project {name!r} already exists")
+    project = Project(name=name, classes=list(classes), n_channels=n_channels)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def get_project(session: Session, *, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        known = session.scalars(select(Project.name)).all()
+        raise NotFoundError(f"no project named {name!r}; existing projects: {sorted(known)}")
+    return project
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    role: Role,
+    password_hash: str | None = None,
+    simulated: bool = False,
+) -> User:
+    if session.scalar(select(User).where(User.username == username)) is not None:
+        raise ConflictError(f"user {username!r} already exists")
+    user = User(
+        username=username, role=str(role), password_hash=password_hash, is_simulated=simulated
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, *, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+def ensure_users(
+    session: Session, *, usernames: Iterable[str], role: Role, simulated: bool
+) -> dict[str, int]:
+    """Return ids for `usernames`, creating the missing ones with `role`."""
+    wanted = sorted(set(usernames))
+    existing = {
+        u.username: u for u in session.scalars(select(User).where(User.username.in_(wanted)))
+    }
+    for name in wanted:
+        if name not in existing:
+            existing[name] = create_user(session, username=name, role=role, simulated=simulated)
+    return {name: existing[name].id for name in wanted}
+
+
+# --- patients and items ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item ready to insert; the image is already stored as a blob."""
+
+    source_ref: str
+    image_sha256: str
+    split: str
+    reference_label: int | None = None
+    patient_pseudonym: str | None = None
+    dicom_sha256: str | None = None
+
+
+def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -> int:
+    """Insert items (and their pseudonymous patients) in bulk; duplicates raise ConflictError."""
+    refs = [item.source_ref for item in items]
+    if len(set(refs)) != len(refs):
+        raise ConflictError("the same item appears twice in one ingest")
+    already = session.scalars(
+        select(Item.source_ref).where(Item.project_id == project.id, Item.source_ref.in_(refs))
+    ).first()
+    if already is not None:
+        raise ConflictError(f"item {already!r} is already in project {project.name!r}")
+    patient_ids = _ensure_patients(
+        session,
+        project_id=project.id,
+        pseudonyms={i.patient_pseudonym for i in items if i.patient_pseudonym},
+    )
+    rows = [
+        {
+            "project_id": project.id,
+            "source_ref": item.source_ref,
+            "image_sha256": item.image_sha256,
+            "dicom_sha256": item.dicom_sha256,
+            "split": item.split,
+            "reference_label": item.reference_label,
+            "patient_id": patient_ids.get(item.patient_pseudonym or ""),
+        }
+        for item in items
+    ]
+    try:
+        if rows:
+            session.execute(insert(Item), rows)
+    except IntegrityError as error:
+        raise ConflictError(f"could not add items to {project.name!r}: {error.orig}") from error
+    return len(rows)
+
+
+def _ensure_patients(session: Session, *, project_id: int, pseudonyms: set[str]) -> dict[str, int]:
+    if not pseudonyms:
+        return {}
+    query = select(Patient.pseudonym, Patient.id).where(
+        Patient.project_id == project_id, Patient.pseudonym.in_(pseudonyms)
+    )
+    existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+    missing = sorted(pseudonyms - existing.keys())
+    if missing:
+        session.execute(
+            insert(Patient), [{"project_id": project_id, "pseudonym": p} for p in missing]
+        )
+        return _ensure_patients(session, project_id=project_id, pseudonyms=pseudonyms)
+    return existing
+
+
+def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
+    """All items of a project: index item id; split, reference_label, image_sha256, patient_id."""
+    rows = session.execute(
+        select(Item.id, Item.split, Item.reference_label, Item.image_sha256, Item.patient_id)
+        .where(Item.project_id == project_id)
+        .order_by(Item.id)
+    ).all()
+    frame = pd.DataFrame(
+        rows, columns=["item", "split", "reference_label", "image_sha256", "patient_id"]
+    )
+    frame["reference_label"] = frame["reference_label"].astype("Int64")
+    return frame.set_index("item")
+
+
+def get_item(session: Session, *, item_id: int) -> Item:
+    item = session.get(Item, item_id)
+    if item is None:
+        raise NotFoundError(f"no item with id {item_id}")
+    return item
+
+
+# --- tasks and answers -------------------------------------------------------------------
+
+
+def create_tasks(
+    session: Session,
+    *,
+    project_id: int,
+    item_ids: Sequence[int],
+    required_answers: int | Sequence[int],
+    is_gold: Sequence[bool] | None = None,
+    kind: TaskKind = TaskKind.LABEL,
+    round: int = 0,
+) -> list[int]:
+    """Create one task per item id and return the task ids in the same order."""
+    if not item_ids:
+        return []
+    counts = (
+        [required_answers] * len(item_ids)
+        if isinstance(required_answers, int)
+        else list(required_answers)
+    )
+    gold = list(is_gold) if is_gold is not None else [False] * len(item_ids)
+    rows = [
+        {
+            "project_id": project_id,
+            "item_id": int(item),
+            "kind": str(kind),
+            "round": round,
+            "required_answers": int(n),
+            "is_gold": bool(g),
+            "status": str(TaskStatus.OPEN),
+        }
+        for item, n, g in zip(item_ids, counts, gold, strict=True)
+    ]
+    ids = session.scalars(insert(Task).returning(Task.id, sort_by_parameter_order=True), rows)
+    return list(ids)
+
+
+def add_answers(
+    session: Session,
+    *,
+    task_ids: Sequence[int],
+    worker_ids: Sequence[int],
+    labels: Sequence[int],
+    source: LabelSource,
+    model_version_id: int | None = None,
+) -> list[int]:
+    """Record answers in bulk, close tasks that have all their answers, return answer ids."""
+    if not task_ids:
+        return []
+    tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(set(task_ids))))}
+    missing = set(task_ids) - tasks.keys()
+    if missing:
+        raise NotFoundError(f"no task with id {sorted(missing)[0]}")
+    rows = [
+        {
+            "task_id": int(t),
+            "item_id": tasks[int(t)].item_id,
+            "worker_id": int(w),
+            "label": int(label),
+            "source": str(source),
+            "model_version_id": model_version_id,
+        }
+        for t, w, label in zip(task_ids, worker_ids, labels, strict=True)
+    ]
+    try:
+        ids = list(
+            session.scalars(insert(Answer).returning(Answer.id, sort_by_parameter_order=True), rows)
+        )
+    except IntegrityError as error:
+        raise ConflictError("this person has already answered this task") from error
+    _close_complete_tasks(session, task_ids=set(tasks))
+    return ids
+
+
+def _close_complete_tasks(session: Session, *, task_ids: set[int]) -> None:
+    query = (
+        select(Answer.task_id, func.count())
+        .where(Answer.task_id.in_(task_ids))
+        .group_by(Answer.task_id)
+    )
+    counts = {task_id: n for task_id, n in session.execute(query)}
+    for task in session.scalars(select(Task).where(Task.id.in_(task_ids))):
+        if counts.get(task.id, 0) >= task.required_answers:
+            task.status = str(TaskStatus.DONE)
+    session.flush()
+
+
+def answers_frame(
+    session: Session, *, project_id: int, sources: Sequence[LabelSource] | None = None
+) -> pd.DataFrame:
+    """Answers in the aggregation contract: task (= item id), worker (username), label,
+    plus source, task_id, is_gold, created_at."""
+    query = (
+        select(
+            Answer.item_id,
+            User.username,
+            Answer.label,
+            Answer.source,
+            Answer.task_id,
+            Task.is_gold,
+            Answer.created_at,
+        )
+        .join(User, User.id == Answer.worker_id)
+        .join(Task, Task.id == Answer.task_id)
+        .where(Task.project_id == project_id)
+        .order_by(Answer.id)
+    )
+    if sources is not None:
+        query = query.where(Answer.source.in_([str(s) for s in sources]))
+    columns = ["task", "worker", "label", "source", "task_id", "is_gold", "created_at"]
+    return pd.DataFrame(session.execute(query).all(), columns=columns)
+
+
+def labelled_item_ids(session: Session, *, project_id: int) -> set[int]:
+    """Items that have at least one non-gold labelling task."""
+    return set(
+        session.scalars(
+            select(Task.item_id).where(
+                Task.project_id == project_id,
+                Task.kind == str(TaskKind.LABEL),
+                Task.is_gold.is_(False),
+            )
+        )
+    )
+
+
+def tasks_frame(session: Session, *, project_id: int) -> pd.DataFrame:
+    rows = session.execute(
+        select(
+            Task.id,
+            Task.item_id,
+            Task.kind,
+            Task.round,
+            Task.is_gold,
+            Task.status,
+            Task.required_answers,
+        )
+        .where(Task.project_id == project_id)
+        .order_by(Task.id)
+    ).all()
+    columns = ["task_id", "item", "kind", "round", "is_gold", "status", "required_answers"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- labels ------------------------------------------------------------------------------
+
+
+def add_item_labels(
+    session: Session,
+    *,
+    project_id: int,
+    labels: pd.Series,
+    kind: LabelKind,
+    source: LabelSource,
+    method: str,
+    probabilities: pd.DataFrame | None = None,
+    decided_by_id: int | None = None,
+    answer_ids: Sequence[int] | None = None,
+    model_version_id: int | None = None,
+    round: int = 0,
+) -> int:
+    """Append labels for items (index item id); probabilities give the confidence."""
+    if labels.empty:
+        return 0
+    rows = []
+    for position, (item_id, label) in enumerate(labels.items()):
+        probs = None if probabilities is None else probabilities.loc[item_id].tolist()
+        rows.append(
+            {
+                "project_id": project_id,
+                "item_id": int(item_id),
+                "kind": str(kind),
+                "label": int(label),
+                "confidence": None if probs is None else float(probs[int(label)]),
+                "probabilities": probs,
+                "source": str(source),
+                "method": method,
+                "decided_by_id": decided_by_id,
+                "answer_id": None if answer_ids is None else int(answer_ids[position]),
+                "model_version_id": model_version_id,
+                "round": round,
+            }
+        )
+    session.execute(insert(ItemLabel), rows)
+    return len(rows)
+
+
+def current_labels(session: Session, *, project_id: int, kind: LabelKind) -> pd.DataFrame:
+    """The newest label of `kind` per item: index item; label, confidence, probabilities,
+    source, method, round."""
+    newest = (
+        select(func.max(ItemLabel.id))
+        .where(ItemLabel.project_id == project_id, ItemLabel.kind == str(kind))
+        .group_by(ItemLabel.item_id)
+    )
+    rows = session.execute(
+        select(
+            ItemLabel.item_id,
+            ItemLabel.label,
+            ItemLabel.confidence,
+            ItemLabel.probabilities,
+            ItemLabel.source,
+            ItemLabel.method,
+            ItemLabel.round,
+        )
+        .where(ItemLabel.id.in_(newest))
+        .order_by(ItemLabel.item_id)
+    ).all()
+    columns = ["item", "label", "confidence", "probabilities", "source", "method", "round"]
+    return pd.DataFrame(rows, columns=columns).set_index("item")
+
+
+# --- models and predictions --------------------------------------------------------------
+
+
+def add_model_version(
+    session: Session,
+    *,
+    project_id: int,
+    network: str,
+    checkpoint_path: str,
+    n_train: int,
+    metrics: dict[str, Any],
+    round: int = 0,
+) -> ModelVersion:
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project_id)
+    )
+    version = ModelVersion(
+        project_id=project_id,
+        version=(latest or 0) + 1,
+        network=network,
+        checkpoint_path=checkpoint_path,
+        n_train=n_train,
+        metrics=metrics,
+        round=round,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def model_versions(session: Session, *, project_id: int) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.project_id == project_id)
+            .order_by(ModelVersion.version)
+        )
+    )
+
+
+def latest_model_version(session: Session, *, project_id: int) -> ModelVersion | None:
+    versions = model_versions(session, project_id=project_id)
+    return versions[-1] if versions else None
+
+
+def save_predictions(
+    session: Session, *, model_version_id: int, probabilities: pd.DataFrame
+) -> int:
+    """Store a model version's probabilities (index item id, one column per class)."""
+    values = probabilities.to_numpy(dtype=float)
+    rows = [
+        {
+            "model_version_id": model_version_id,
+            "item_id": int(item_id),
+            "label": int(np.argmax(row)),
+            "probabilities": [round(float(p), 6) for p in row],
+        }
+        for item_id, row in zip(probabilities.index, values, strict=True)
+    ]
+    if rows:
+        session.execute(insert(Prediction), rows)
+    return len(rows)
+
+
+def predictions_frame(session: Session, *, model_version_id: int, n_classes: int) -> pd.DataFrame:
+    rows = session.execute(
+        select(Prediction.item_id, Prediction.probabilities)
+        .where(Prediction.model_version_id == model_version_id)
+        .order_by(Prediction.item_id)
+    ).all()
+    index = pd.Index([r[0] for r in rows], name="item")
+    data = np.array([r[1] for r in rows], dtype=float).reshape(len(rows), n_classes)
+    return pd.DataFrame(data, index=index, columns=list(range(n_classes)))

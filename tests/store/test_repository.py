@@ -1,0 +1,188 @@
+"""Repository behaviour on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from medloop.exceptions import ConflictError, NotFoundError
+from medloop.store import Database
+from medloop.store import repository as repo
+from medloop.types import LabelKind, LabelSource, Role, TaskStatus
+
+
+def _project_with_items(db: Database, n: int = 4) -> int:
+    with db.session() as s:
+        project = repo.create_project(
+            s, name="chest", classes=["normal", "pneumonia"], n_channels=1
+        )
+        items = [
+            repo.NewItem(
+                source_ref=f"img{i}.png",
+                image_sha256=f"{i:064x}",
+                split="train",
+                reference_label=i % 2,
+                patient_pseudonym=f"P{i // 2}",
+            )
+            for i in range(n)
+        ]
+        repo.add_items(s, project=project, items=items)
+        return project.id
+
+
+def test_items_and_patients_round_trip(database: Database) -> None:
+    project_id = _project_with_items(database)
+    with database.session() as s:
+        frame = repo.items_frame(s, project_id=project_id)
+    assert len(frame) == 4
+    assert frame["reference_label"].tolist() == [0, 1, 0, 1]
+    # two items per pseudonymous patient
+    assert frame["patient_id"].value_counts().tolist() == [2, 2]
+
+
+def test_duplicate_item_is_refused_and_nothing_half_written(database: Database) -> None:
+    project_id = _project_with_items(database)
+    with pytest.raises(ConflictError, match=r"img1\.png"), database.session() as s:
+        project = repo.get_project(s, name="chest")
+        repo.add_items(
+            s,
+            project=project,
+            items=[
+                repo.NewItem(source_ref="new.png", image_sha256="a" * 64, split="train"),
+                repo.NewItem(source_ref="img1.png", image_sha256="b" * 64, split="train"),
+            ],
+        )
+    with database.session() as s:
+        assert len(repo.items_frame(s, project_id=project_id)) == 4
+
+
+def test_duplicate_project_and_missing_project(database: Database) -> None:
+    _project_with_items(database)
+    with pytest.raises(ConflictError), database.session() as s:
+        repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
+    with pytest.raises(NotFoundError, match="existing projects"), database.session() as s:
+        repo.get_project(s, name="chets")
+
+
+def test_answers_close_tasks_and_refuse_double_answers(database: Database) -> None:
+    project_id = _project_with_items(database)
+    with database.session() as s:
+        items = repo.items_frame(s, project_id=project_id).index.tolist()
+        workers = repo.ensure_users(
+            s, usernames=["ann", "bob"], role=Role.ANNOTATOR, simulated=True
+        )
+        task_ids = repo.create_tasks(
+            s, project_id=project_id, item_ids=items[:2], required_answers=2
+        )
+        repo.add_answers(
+            s,
+            task_ids=[task_ids[0], task_ids[0], task_ids[1]],
+            worker_ids=[workers["ann"], workers["bob"], workers["ann"]],
+            labels=[1, 0, 1],
+            source=LabelSource.CROWD,
+        )
+    with database.session() as s:
+        tasks = repo.tasks_frame(s, project_id=project_id).set_index("task_id")
+        assert tasks.loc[task_ids[0], "status"] == TaskStatus.DONE
+        assert tasks.loc[task_ids[1], "status"] == TaskStatus.OPEN
+        answers = repo.answers_frame(s, project_id=project_id)
+    assert answers[["task", "worker", "label"]].values.tolist() == [
+        [items[0], "ann", 1],
+        [items[0], "bob", 0],
+        [items[1], "ann", 1],
+    ]
+    with pytest.raises(ConflictError), database.session() as s:
+        repo.add_answers(
+            s,
+            task_ids=[task_ids[0]],
+            worker_ids=[workers["ann"]],
+            labels=[0],
+            source=LabelSource.CROWD,
+        )
+    with database.session() as s:
+        assert len(repo.answers_frame(s, project_id=project_id)) == 3
+
+
+def test_current_labels_are_the_newest_per_item(database: Database) -> None:
+    project_id = _project_with_items(database)
+    with database.session() as s:
+        items = repo.items_frame(s, project_id=project_id).index.tolist()
+        probs = pd.DataFrame([[0.8, 0.2], [0.3, 0.7]], index=items[:2], columns=[0, 1])
+        repo.add_item_labels(
+            s,
+            project_id=project_id,
+            labels=pd.Series([0, 1], index=items[:2]),
+            kind=LabelKind.CONSENSUS,
+            source=LabelSource.CROWD,
+            method="dawid_skene",
+            probabilities=probs,
+        )
+        repo.add_item_labels(
+            s,
+            project_id=project_id,
+            labels=pd.Series([1], index=items[:1]),
+            kind=LabelKind.CONSENSUS,
+            source=LabelSource.CROWD,
+            method="dawid_skene",
+            round=1,
+        )
+    with database.session() as s:
+        current = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
+    assert current.loc[items[0], "label"] == 1
+    assert current.loc[items[1], "label"] == 1
+    assert current.loc[items[1], "confidence"] == pytest.approx(0.7)
+    assert finals.empty
+
+
+def test_model_versions_and_predictions(database: Database) -> None:
+    project_id = _project_with_items(database)
+    with database.session() as s:
+        items = repo.items_frame(s, project_id=project_id).index.tolist()
+        v1 = repo.add_model_version(
+            s,
+            project_id=project_id,
+            network="cnn",
+            checkpoint_path="m1.pt",
+            n_train=2,
+            metrics={"auc": 0.9},
+        )
+        v2 = repo.add_model_version(
+            s,
+            project_id=project_id,
+            network="cnn",
+            checkpoint_path="m2.pt",
+            n_train=4,
+            metrics={"auc": 0.95},
+        )
+        probs = pd.DataFrame([[0.1, 0.9], [0.6, 0.4]], index=items[:2], columns=[0, 1])
+        repo.save_predictions(s, model_version_id=v2.id, probabilities=probs)
+    assert (v1.version, v2.version) == (1, 2)
+    with database.session() as s:
+        latest = repo.latest_model_version(s, project_id=project_id)
+        assert latest is not None and latest.metrics == {"auc": 0.95}
+        back = repo.predictions_frame(s, model_version_id=v2.id, n_classes=2)
+    pd.testing.assert_frame_equal(back, probs.rename_axis("item"), check_exact=False)
+
+
+def test_audit_log_is_append_only(database: Database) -> None:
+    with database.session() as s:
+        repo.audit(s, actor="admin", action="create", entity="project", entity_id=1)
+    with database.session() as s:
+        assert repo.audit_frame(s)["action"].tolist() == ["create"]
+    for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), database.session() as s:
+            s.execute(text(statement))
+    with database.session() as s:
+        assert repo.audit_frame(s)["actor"].tolist() == ["admin"]
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    db.migrate()
+    with db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    db.dispose()
