@@ -1,0 +1,459 @@
+"""The `medloop` command line: one command per workflow, Rich progress on long work.
+
+Commands stay thin: they build Settings, open the workspace, call `medloop.workflows`
+and print. Domain errors become a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medloop import workflows
+from medloop.config import Settings
+from medloop.exceptions import InvalidInputError, MedloopError
+
+app = typer.Typer(
+    name="medloop",
+    help="Lay annotators, doctors and models labelling medical images together.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Bring data in (de-identified on the way).", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Reproducible benchmarks; --json prints one object per line.", no_args_is_help=True
+)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out = Console()
+
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+@contextmanager
+def _workspace(settings: Settings | None = None) -> Iterator[workflows.Workspace]:
+    ws = workflows.Workspace.open(settings or Settings())
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@contextmanager
+def _progress() -> Iterator[workflows.Progress]:
+    """A Rich progress bar as a workflows progress callback (one bar per stage)."""
+    bars: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield update
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str)) if out.is_terminal else print(
+        json.dumps(data, default=str), flush=True
+    )
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in rows[0] if rows else []:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create MEDLOOP_HOME and bring its database schema up to date."""
+    settings = Settings()
+    with _workspace(settings):
+        pass
+    out.print(f"medloop home ready at {settings.home.resolve()}")
+
+
+@ingest_app.command("medmnist")
+def ingest_medmnist(
+    name: Annotated[str, typer.Argument(help="MedMNIST 2D dataset, e.g. pneumoniamnist.")],
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows per split.")] = None,
+    project: Annotated[str | None, typer.Option(help="Project name (default: NAME).")] = None,
+) -> None:
+    """Ingest a MedMNIST dataset from MEDLOOP_DATA_DIR (or download it)."""
+    with _workspace() as ws, _progress() as progress:
+        summary = workflows.ingest_medmnist(
+            ws, name=name, project=project, limit=limit, progress=progress
+        )
+    out.print(f"ingested {summary.items} items into {summary.project!r}: {summary.splits}")
+
+
+@ingest_app.command("images")
+def ingest_images(
+    folder: Annotated[Path, typer.Argument(help="Folder of PNG/JPEG images.")],
+    project: ProjectOpt,
+    labels: Annotated[Path | None, typer.Option(help="CSV: file,label[,patient_id].")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Ingest an image folder with a CSV of labels; patient ids are pseudonymised."""
+    with _workspace() as ws:
+        summary = workflows.ingest_image_folder(
+            ws,
+            folder=folder,
+            project=project,
+            labels_csv=labels,
+            classes=classes.split(",") if classes else None,
+            seed=seed,
+        )
+    out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
+
+
+@ingest_app.command("dicom")
+def ingest_dicom(
+    folder: Annotated[Path, typer.Argument(help="Folder of DICOM files.")],
+    project: ProjectOpt,
+    labels: Annotated[Path | None, typer.Option(help="CSV: file,label.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
+    with _workspace() as ws:
+        summary = workflows.ingest_dicom_folder(
+            ws,
+            folder=folder,
+            project=project,
+            labels_csv=labels,
+            classes=classes.split(",") if classes else None,
+            seed=seed,
+        )
+    out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
+
+
+@app.command()
+def deid(
+    source: Annotated[Path, typer.Argument(help="DICOM file to de-identify.")],
+    target: Annotated[Path, typer.Argument(help="Where to write the de-identified file.")],
+) -> None:
+    """De-identify one DICOM file (PS3.15 basic profile; keyed patient pseudonym)."""
+    from medloop.ingest import deidentify_file
+
+    if source.resolve() == target.resolve():
+        raise InvalidInputError("refusing to overwrite the original; choose another OUT path")
+    pseudonym = deidentify_file(source, target, key=Settings().resolved_secret_key)
+    out.print(f"wrote {target} (patient pseudonym {pseudonym})")
+
+
+@app.command()
+def simulate(
+    project: ProjectOpt,
+    items: Annotated[int, typer.Option(help="How many new items to label.")] = 200,
+    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    redundancy: Annotated[int, typer.Option(help="Lay answers per item.")] = 3,
+    gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
+    lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
+    annotators: Annotated[int, typer.Option(help="Simulated lay annotators.")] = 30,
+    seed: SeedOpt = 0,
+) -> None:
+    """Simulated lay annotators answer the next items (chosen by active learning)."""
+    from medloop.annotation import SimulatedCrowd
+
+    with _workspace() as ws:
+        chosen = workflows.select_items(ws, project=project, k=items, strategy=strategy, seed=seed)
+        n_classes = len(workflows.project_classes(ws, project=project))
+        crowd = SimulatedCrowd(
+            annotators, n_classes=n_classes, accuracy_mean=lay_accuracy, seed=seed
+        )
+        result = workflows.collect_crowd_answers(
+            ws,
+            project=project,
+            item_ids=chosen,
+            crowd=crowd,
+            redundancy=redundancy,
+            gold_rate=gold_rate,
+            seed=seed,
+        )
+    out.print(f"{result.tasks} tasks ({result.gold_tasks} gold), {result.answers} answers")
+
+
+@app.command()
+def aggregate(
+    answers: Annotated[
+        Path | None, typer.Argument(help="answers CSV (task,worker,label); or use --project.")
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+    method: Annotated[str, typer.Option(help="dawid_skene or majority_vote.")] = "dawid_skene",
+    gold: Annotated[Path | None, typer.Option(help="Known labels CSV (task,label).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write task,label,p_* CSV.")] = None,
+    evaluate: Annotated[Path | None, typer.Option(help="Truth CSV to score only.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Aggregate answers into consensus labels (a CSV file, or a project's crowd answers)."""
+    started = time.perf_counter()
+    if (answers is None) == (project is None):
+        raise InvalidInputError("give either an ANSWERS.csv file or --project, not both")
+    if project is not None:
+        with _workspace() as ws:
+            result = workflows.aggregate(ws, project=project, method=method)
+        probabilities = result.probabilities
+    else:
+        assert answers is not None
+        probabilities = workflows.aggregate_file(answers, method=method, gold=gold)
+    labels = probabilities.idxmax(axis=1)
+    report: dict[str, Any] = {"method": method, "tasks": len(labels)}
+    if output is not None:
+        frame = probabilities.add_prefix("p_")
+        frame.insert(0, "label", labels)
+        frame.rename_axis("task").to_csv(output)
+        report["output"] = str(output)
+    if evaluate is not None:
+        report.update(workflows.score_labels(labels, truth_csv=evaluate))
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    if as_json:
+        _print_json(report)
+    else:
+        out.print(_table("aggregation", [report]))
+
+
+@app.command()
+def train(
+    project: ProjectOpt,
+    max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs.")] = None,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a new model version on the current labels (final, else consensus)."""
+    from medloop.learning import TrainConfig
+
+    config = TrainConfig(seed=seed)
+    if max_epochs is not None:
+        config = TrainConfig(seed=seed, max_epochs=max_epochs)
+    with _workspace() as ws, _progress() as progress:
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            progress("training (epochs)", epoch + 1, config.max_epochs)
+
+        metrics = workflows.train(ws, project=project, config=config, on_epoch=on_epoch)
+    _print_json(metrics) if as_json else out.print(_table("new model version", [metrics]))
+
+
+@app.command()
+def evaluate(
+    project: ProjectOpt,
+    version: Annotated[int | None, typer.Option(help="Model version (default newest).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a model version's validation and test metrics."""
+    with _workspace() as ws:
+        metrics = workflows.evaluate(ws, project=project, version=version)
+    _print_json(metrics) if as_json else out.print(_table("model", [metrics]))
+
+
+@app.command()
+def review(
+    project: ProjectOpt,
+    limit: Annotated[int, typer.Option(help="Queue rows to show.")] = 20,
+    item: Annotated[int | None, typer.Option(help="Item id to decide.")] = None,
+    label: Annotated[str | None, typer.Option(help="Class name for --item.")] = None,
+    doctor: Annotated[str, typer.Option(help="Deciding doctor's username.")] = "doctor",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the doctor's review queue, or record a decision with --item and --label."""
+    with _workspace() as ws:
+        if item is not None:
+            if label is None:
+                raise InvalidInputError("--item needs --label")
+            classes = workflows.project_classes(ws, project=project)
+            if label not in classes:
+                raise InvalidInputError(f"label {label!r} is not one of {classes}")
+            workflows.record_decisions(
+                ws,
+                project=project,
+                decisions=pd.Series({item: classes.index(label)}),
+                doctor=doctor,
+            )
+            out.print(f"item {item}: final label {label!r} by {doctor}")
+            return
+        queue = workflows.review_queue(ws, project=project, limit=limit)
+    rows = queue.reset_index().to_dict(orient="records")
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        out.print("the review queue is empty")
+    else:
+        out.print(_table(f"review queue ({len(rows)} shown)", rows))
+
+
+def _loop_settings(
+    rounds: int, per_round: int, strategy: str, seed: int, **extra: Any
+) -> workflows.LoopSettings:
+    return workflows.LoopSettings(
+        rounds=rounds, per_round=per_round, strategy=strategy, seed=seed, **extra
+    )
+
+
+@app.command()
+def loop(
+    project: ProjectOpt,
+    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
+    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
+    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the loop on an ingested project with simulated lay annotators and doctors."""
+    settings = _loop_settings(rounds, per_round, strategy, seed, doctor_budget=doctor_budget)
+    with _workspace() as ws:
+        _run_and_report(ws, project=project, settings=settings, as_json=as_json)
+
+
+def _run_and_report(
+    ws: workflows.Workspace, *, project: str, settings: workflows.LoopSettings, as_json: bool
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def on_round(report: workflows.RoundReport) -> None:
+        rows.append(report.as_dict())
+        if as_json:
+            print(json.dumps(rows[-1]), flush=True)
+
+    if as_json:
+        workflows.run_loop(ws, project=project, settings=settings, on_round=on_round)
+    else:
+        with _progress() as progress:
+            workflows.run_loop(
+                ws, project=project, settings=settings, on_round=on_round, progress=progress
+            )
+        columns = [
+            "round",
+            "labelled_items",
+            "crowd_answers",
+            "doctor_labels",
+            "majority_vote_accuracy",
+            "consensus_accuracy",
+            "test_auc",
+            "test_acc",
+            "seconds",
+        ]
+        out.print(_table("the loop, round by round", [{c: r[c] for c in columns} for r in rows]))
+    return rows
+
+
+@bench_app.command("loop")
+def bench_loop(
+    dataset: Annotated[str, typer.Option(help="MedMNIST dataset name.")] = "pneumoniamnist",
+    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
+    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
+    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
+    lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The loop on a MedMNIST dataset in a throw-away home: one JSON object per round."""
+    settings = _loop_settings(
+        rounds, per_round, strategy, seed, doctor_budget=doctor_budget, lay_accuracy=lay_accuracy
+    )
+    base = Settings()
+    with tempfile.TemporaryDirectory(prefix="medloop-bench-") as home:
+        bench = Settings(home=Path(home), data_dir=base.data_dir, secret_key=base.secret_key)
+        with _workspace(bench) as ws:
+            workflows.ingest_medmnist(ws, name=dataset)
+            _run_and_report(ws, project=dataset, settings=settings, as_json=as_json)
+
+
+@app.command()
+def demo(
+    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
+    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
+    seed: SeedOpt = 0,
+) -> None:
+    """Run the whole loop on PneumoniaMNIST in MEDLOOP_HOME/demo and summarise it."""
+    base = Settings()
+    home = base.home / "demo"
+    if home.exists():
+        shutil.rmtree(home)
+    settings = Settings(home=home, data_dir=base.data_dir, secret_key=base.secret_key)
+    console.rule("medloop demo: lay annotators + doctors + a model, on PneumoniaMNIST")
+    with _workspace(settings) as ws:
+        with _progress() as progress:
+            summary = workflows.ingest_medmnist(ws, name="pneumoniamnist", progress=progress)
+        out.print(f"ingested {summary.items} chest X-rays: {summary.splits}")
+        rows = _run_and_report(
+            ws,
+            project="pneumoniamnist",
+            settings=_loop_settings(rounds, per_round, "entropy", seed),
+            as_json=False,
+        )
+    from medloop.plots import learning_curve
+
+    png = learning_curve(
+        rows,
+        home / "learning_curve.png",
+        title="medloop on PneumoniaMNIST (simulated crowd + doctors)",
+    )
+    last = rows[-1]
+    out.print(
+        f"\nAfter {last['round'] + 1} rounds: {last['labelled_items']} items labelled by "
+        f"{last['crowd_answers']} lay answers and {last['doctor_labels']} doctor reviews.\n"
+        f"Label accuracy {last['consensus_accuracy']:.3f} (majority vote "
+        f"{last['majority_vote_accuracy']:.3f}); model test AUC {last['test_auc']:.3f}, "
+        f"accuracy {last['test_acc']:.3f}.\nLearning curve: {png.resolve()}"
+    )
+
+
+def main() -> None:
+    """Entry point: domain errors print one clear line and exit with status 2."""
+    try:
+        app()
+    except MedloopError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)

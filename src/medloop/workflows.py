@@ -1,0 +1,867 @@
+"""Workflows: read from the store, run one stage, write back. Used by the CLI and the web.
+
+This is the only module that joins the store to the algorithms. Each function is one
+stage of the loop and runs in one transaction, so a failure leaves nothing half-done:
+
+    ingest -> select_items -> collect_crowd_answers -> aggregate -> review -> train -> evaluate
+
+`run_loop` chains them with simulated annotators and doctors for benchmarks and the demo.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medloop.aggregation import DawidSkene, MajorityVote
+from medloop.annotation import SimulatedCrowd, SimulatedDoctor, plan_tasks
+from medloop.config import Settings
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.ingest import (
+    decode_png,
+    encode_png,
+    load_medmnist,
+    pseudonymize,
+    read_dicom_folder,
+    read_image_folder,
+    stratified_group_split,
+)
+from medloop.review import rank_for_review
+from medloop.store import BlobStore, Database
+from medloop.store import repository as repo
+from medloop.store.models import Project
+from medloop.types import LabelKind, LabelSource, Role, Split, Strategy, TaskKind, look_up_option
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "system"
+Progress = Callable[[str, int, int], None]
+"""Progress callback: (stage description, done, total)."""
+
+
+def _no_progress(_stage: str, _done: int, _total: int) -> None:
+    return None
+
+
+@dataclass
+class Workspace:
+    """A deployment's database and blobs under MEDLOOP_HOME, opened from settings."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+
+    @classmethod
+    def open(cls, settings: Settings) -> Workspace:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+# --- ingest ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    project: str
+    classes: list[str]
+    items: int
+    splits: dict[str, int]
+    patients: int
+
+
+def _summary(project: Project, splits: Sequence[str], patients: int) -> IngestSummary:
+    counts = pd.Series(list(splits)).value_counts()
+    return IngestSummary(
+        project=project.name,
+        classes=list(project.classes),
+        items=len(splits),
+        splits={s.value: int(counts.get(s.value, 0)) for s in Split},
+        patients=patients,
+    )
+
+
+def ingest_medmnist(
+    ws: Workspace,
+    *,
+    name: str,
+    project: str | None = None,
+    limit: int | None = None,
+    progress: Progress = _no_progress,
+) -> IngestSummary:
+    """Ingest a MedMNIST 2D dataset with its official splits into a new project."""
+    dataset = load_medmnist(name, data_dir=ws.settings.data_dir, limit=limit)
+    items: list[repo.NewItem] = []
+    total = sum(len(s.labels) for s in dataset.splits.values())
+    for split, part in dataset.splits.items():
+        for index, (image, label) in enumerate(zip(part.images, part.labels, strict=True)):
+            sha = ws.blobs.put(encode_png(image))
+            items.append(
+                repo.NewItem(
+                    source_ref=f"{dataset.name}/{split.value}/{index}",
+                    image_sha256=sha,
+                    split=split.value,
+                    reference_label=int(label),
+                )
+            )
+            if len(items) % 500 == 0 or len(items) == total:
+                progress("storing images", len(items), total)
+    with ws.db.session() as s:
+        record = repo.create_project(
+            s,
+            name=project or dataset.name,
+            classes=dataset.classes,
+            n_channels=dataset.n_channels,
+        )
+        repo.add_items(s, project=record, items=items)
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="ingest",
+            entity="project",
+            entity_id=record.id,
+            detail={"source": f"medmnist:{dataset.name}", "items": len(items)},
+        )
+        return _summary(record, [i.split for i in items], patients=0)
+
+
+def ingest_image_folder(
+    ws: Workspace,
+    *,
+    folder: Path,
+    project: str,
+    labels_csv: Path | None = None,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> IngestSummary:
+    """Ingest PNG/JPEG images listed in a CSV; patient ids are pseudonymised, splits are
+    stratified by label and grouped by patient."""
+    dataset = read_image_folder(folder, labels_csv=labels_csv, classes=classes)
+    pseudonyms = [
+        pseudonymize(r.patient_id, key=ws.settings.resolved_secret_key) if r.patient_id else None
+        for r in dataset.records
+    ]
+    labels = [r.label for r in dataset.records]
+    splits = _split(labels, pseudonyms, seed=seed)
+    n_channels = 3 if any(r.image.ndim == 3 for r in dataset.records) else 1
+    items = [
+        repo.NewItem(
+            source_ref=record.source,
+            image_sha256=ws.blobs.put(encode_png(record.image)),
+            split=split,
+            reference_label=record.label,
+            patient_pseudonym=pseudonym,
+        )
+        for record, pseudonym, split in zip(dataset.records, pseudonyms, splits, strict=True)
+    ]
+    return _store_folder(
+        ws,
+        project=project,
+        classes=dataset.classes,
+        n_channels=n_channels,
+        items=items,
+        source=f"images:{folder.name}",
+    )
+
+
+def ingest_dicom_folder(
+    ws: Workspace,
+    *,
+    folder: Path,
+    project: str,
+    labels_csv: Path | None = None,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+) -> IngestSummary:
+    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
+    class_names, records = read_dicom_folder(
+        folder, key=ws.settings.resolved_secret_key, labels_csv=labels_csv, classes=classes
+    )
+    splits = _split([r.label for r in records], [r.patient_pseudonym for r in records], seed=seed)
+    items = [
+        repo.NewItem(
+            source_ref=record.source,
+            image_sha256=ws.blobs.put(encode_png(record.image)),
+            dicom_sha256=ws.blobs.put(record.dicom_bytes),
+            split=split,
+            reference_label=record.label,
+            patient_pseudonym=record.patient_pseudonym,
+        )
+        for record, split in zip(records, splits, strict=True)
+    ]
+    return _store_folder(
+        ws,
+        project=project,
+        classes=class_names,
+        n_channels=1,
+        items=items,
+        source=f"dicom:{folder.name}",
+    )
+
+
+def _split(labels: Sequence[int | None], groups: Sequence[str | None], *, seed: int) -> list[str]:
+    """Stratified, patient-grouped splits; unlabelled items are stratified as their own class."""
+    codes = np.array([-1 if label is None else label for label in labels])
+    group_array = np.array(groups, dtype=object) if any(groups) else None
+    return [str(s) for s in stratified_group_split(codes, groups=group_array, seed=seed)]
+
+
+def _store_folder(
+    ws: Workspace,
+    *,
+    project: str,
+    classes: list[str],
+    n_channels: int,
+    items: list[repo.NewItem],
+    source: str,
+) -> IngestSummary:
+    with ws.db.session() as s:
+        record = repo.create_project(s, name=project, classes=classes, n_channels=n_channels)
+        repo.add_items(s, project=record, items=items)
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="ingest",
+            entity="project",
+            entity_id=record.id,
+            detail={"source": source, "items": len(items)},
+        )
+        patients = len({i.patient_pseudonym for i in items if i.patient_pseudonym})
+        return _summary(record, [i.split for i in items], patients=patients)
+
+
+# --- reading images ----------------------------------------------------------------------
+
+
+def load_images(ws: Workspace, *, shas: Sequence[str]) -> np.ndarray:
+    """Decode stored PNG blobs into one uint8 array (N, H, W) or (N, H, W, 3)."""
+    if not len(shas):
+        raise InvalidInputError("no images to load")
+    return np.stack([decode_png(ws.blobs.get(sha)) for sha in shas])
+
+
+def project_classes(ws: Workspace, *, project: str) -> list[str]:
+    with ws.db.session() as s:
+        return list(repo.get_project(s, name=project).classes)
+
+
+# --- annotation --------------------------------------------------------------------------
+
+
+def select_items(
+    ws: Workspace, *, project: str, k: int, strategy: Strategy | str, seed: int = 0
+) -> list[int]:
+    """Pick the next `k` unlabelled training items: by the newest model's acquisition
+    scores, or at random before any model exists."""
+    from medloop.learning import select_batch  # torch only when a model is used
+
+    strategy = look_up_option(strategy, Strategy)
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        taken = repo.labelled_item_ids(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        pool = items[(items["split"] == Split.TRAIN) & ~items.index.isin(list(taken))]
+        pool = pool[~pool.index.isin(finals.index)]
+        model = repo.latest_model_version(s, project_id=record.id)
+        predictions = (
+            repo.predictions_frame(s, model_version_id=model.id, n_classes=len(record.classes))
+            if model is not None
+            else None
+        )
+    if pool.empty:
+        return []
+    k = min(k, len(pool))
+    if predictions is None or not pool.index.isin(predictions.index).all():
+        strategy = Strategy.RANDOM
+        probs = np.full((len(pool), len(record.classes)), 1.0 / len(record.classes))
+    else:
+        probs = predictions.loc[pool.index].to_numpy()
+    chosen = select_batch(probs, k, strategy, seed=seed)
+    return [int(i) for i in pool.index[np.asarray(chosen)]]
+
+
+@dataclass(frozen=True)
+class CrowdRound:
+    tasks: int
+    gold_tasks: int
+    answers: int
+
+
+def collect_crowd_answers(
+    ws: Workspace,
+    *,
+    project: str,
+    item_ids: Sequence[int],
+    crowd: SimulatedCrowd,
+    redundancy: int = 3,
+    gold_rate: float = 0.1,
+    round: int = 0,
+    seed: int = 0,
+) -> CrowdRound:
+    """Create tasks for `item_ids` (plus gold questions drawn from final labels) and let
+    simulated lay annotators answer them from the reference labels."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        gold_pool = [int(i) for i in finals.index if items.loc[i, "split"] == Split.TRAIN]
+        plans = plan_tasks(
+            list(item_ids),
+            redundancy=redundancy,
+            gold_item_ids=gold_pool,
+            gold_rate=gold_rate if gold_pool else 0.0,
+            seed=seed,
+        )
+        task_ids = repo.create_tasks(
+            s,
+            project_id=record.id,
+            item_ids=[p.item_id for p in plans],
+            required_answers=[p.redundancy for p in plans],
+            is_gold=[p.is_gold for p in plans],
+            round=round,
+        )
+        truth = items.loc[[p.item_id for p in plans], "reference_label"]
+        if truth.isna().any():
+            raise InvalidInputError("simulated annotators need reference labels for every item")
+        answers = crowd.answer(task_ids, truth.to_numpy(dtype=int), redundancy=redundancy)
+        workers = repo.ensure_users(
+            s, usernames=answers["worker"].unique().tolist(), role=Role.ANNOTATOR, simulated=True
+        )
+        repo.add_answers(
+            s,
+            task_ids=answers["task"].tolist(),
+            worker_ids=[workers[w] for w in answers["worker"]],
+            labels=answers["label"].tolist(),
+            source=LabelSource.CROWD,
+        )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="simulate.crowd",
+            entity="project",
+            entity_id=record.id,
+            detail={"tasks": len(plans), "round": round},
+        )
+    return CrowdRound(
+        tasks=len(plans), gold_tasks=sum(p.is_gold for p in plans), answers=len(answers)
+    )
+
+
+# --- aggregation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    labels: pd.Series
+    probabilities: pd.DataFrame
+    worker_accuracy: pd.Series
+
+
+def aggregate(
+    ws: Workspace, *, project: str, method: str = "dawid_skene", round: int = 0
+) -> AggregationResult:
+    """Aggregate crowd answers into consensus labels; final labels (doctor, gold) are
+    known and clamp the posteriors. Writes one consensus row per answered item."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
+        if answers.empty:
+            raise NotFoundError(f"project {project!r} has no crowd answers to aggregate")
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        known = finals["label"].astype(int) if not finals.empty else None
+        classes = list(range(len(record.classes)))
+        model = (
+            DawidSkene(classes=classes)
+            if method == "dawid_skene"
+            else MajorityVote(classes=classes)
+        )
+        probabilities = model.fit_predict_proba(answers[["task", "worker", "label"]], known=known)
+        probabilities = probabilities.loc[probabilities.index.isin(answers["task"])]
+        labels = probabilities.idxmax(axis=1).astype(int)
+        repo.add_item_labels(
+            s,
+            project_id=record.id,
+            labels=labels,
+            kind=LabelKind.CONSENSUS,
+            source=LabelSource.CROWD,
+            method=method,
+            probabilities=probabilities,
+            round=round,
+        )
+        worker_accuracy = getattr(model, "worker_accuracy_", pd.Series(dtype=float))
+    return AggregationResult(labels, probabilities, worker_accuracy)
+
+
+def aggregate_file(
+    answers_csv: Path, *, method: str = "dawid_skene", gold: Path | None = None
+) -> pd.DataFrame:
+    """Aggregate an answers CSV (task,worker,label); `gold` (task,label) labels are known
+    and used for fitting. Returns class probabilities (index task, columns classes)."""
+    answers = _read_csv(answers_csv, required=("task", "worker", "label"))
+    known = None
+    if gold is not None:
+        known_frame = _read_csv(gold, required=("task", "label"))
+        known = known_frame.set_index("task")["label"]
+    model = DawidSkene() if method == "dawid_skene" else MajorityVote()
+    return model.fit_predict_proba(answers, known=known)
+
+
+def score_labels(labels: pd.Series, *, truth_csv: Path) -> dict[str, Any]:
+    """Accuracy of `labels` on the tasks of a truth CSV (task,label); scoring only."""
+    truth = _read_csv(truth_csv, required=("task", "label")).set_index("task")["label"]
+    common = truth.index.intersection(labels.index)
+    if common.empty:
+        raise InvalidInputError(f"{truth_csv}: no task in common with the answers")
+    correct = labels.loc[common].astype(str) == truth.loc[common].astype(str)
+    return {"accuracy": round_float(float(correct.mean())), "tasks_scored": len(common)}
+
+
+def _read_csv(path: Path, *, required: Sequence[str]) -> pd.DataFrame:
+    from medloop.exceptions import IngestError
+
+    if not Path(path).is_file():
+        raise IngestError(path, "file not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise IngestError(path, f"not a readable CSV ({error})") from error
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise IngestError(path, f"missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+# --- review ------------------------------------------------------------------------------
+
+
+def review_queue(ws: Workspace, *, project: str, limit: int | None = None) -> pd.DataFrame:
+    """Items with a consensus but no final label, ranked for a doctor's attention."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        model = repo.latest_model_version(s, project_id=record.id)
+        n_classes = len(record.classes)
+        predictions = (
+            repo.predictions_frame(s, model_version_id=model.id, n_classes=n_classes)
+            if model is not None
+            else None
+        )
+    pending = consensus[~consensus.index.isin(finals.index)]
+    if pending.empty:
+        return pd.DataFrame()
+    crowd = pd.DataFrame(
+        pending["probabilities"].tolist(), index=pending.index, columns=list(range(n_classes))
+    )
+    if predictions is not None:
+        predictions = predictions.loc[predictions.index.isin(crowd.index)]
+    ranked = rank_for_review(crowd, predictions)
+    return ranked.head(limit) if limit is not None else ranked
+
+
+def record_decisions(
+    ws: Workspace,
+    *,
+    project: str,
+    decisions: pd.Series,
+    doctor: str,
+    round: int = 0,
+    simulated: bool = False,
+) -> int:
+    """Record doctors' decisions (index item id, value class index) as review answers and
+    final labels with provenance; each one is audited."""
+    if decisions.empty:
+        return 0
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        n_classes = len(record.classes)
+        bad = decisions[(decisions < 0) | (decisions >= n_classes)]
+        if not bad.empty:
+            raise InvalidInputError(
+                f"label {bad.iloc[0]} is not a class of {project!r} (0..{n_classes - 1})"
+            )
+        items = repo.items_frame(s, project_id=record.id)
+        unknown = decisions.index[~decisions.index.isin(items.index)]
+        if len(unknown):
+            raise NotFoundError(f"item {unknown[0]} is not in project {project!r}")
+        doctor_id = repo.ensure_users(s, usernames=[doctor], role=Role.DOCTOR, simulated=simulated)[
+            doctor
+        ]
+        task_ids = repo.create_tasks(
+            s,
+            project_id=record.id,
+            item_ids=decisions.index.tolist(),
+            required_answers=1,
+            kind=TaskKind.REVIEW,
+            round=round,
+        )
+        answer_ids = repo.add_answers(
+            s,
+            task_ids=task_ids,
+            worker_ids=[doctor_id] * len(task_ids),
+            labels=decisions.astype(int).tolist(),
+            source=LabelSource.DOCTOR,
+        )
+        repo.add_item_labels(
+            s,
+            project_id=record.id,
+            labels=decisions.astype(int),
+            kind=LabelKind.FINAL,
+            source=LabelSource.DOCTOR,
+            method="review",
+            decided_by_id=doctor_id,
+            answer_ids=answer_ids,
+            round=round,
+        )
+        for item_id, label in decisions.items():
+            repo.audit(
+                s,
+                actor=doctor,
+                action="label.final",
+                entity="item",
+                entity_id=item_id,
+                detail={"label": int(label), "round": round},
+            )
+    return len(decisions)
+
+
+# --- training and evaluation -------------------------------------------------------------
+
+
+def training_targets(ws: Workspace, *, project: str) -> pd.DataFrame:
+    """Soft targets per labelled training item: one-hot for final labels, the consensus
+    posterior otherwise. Index item id, one column per class."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+    n_classes = len(record.classes)
+    columns = list(range(n_classes))
+    soft = (
+        pd.DataFrame(consensus["probabilities"].tolist(), index=consensus.index, columns=columns)
+        if not consensus.empty
+        else pd.DataFrame(columns=columns, dtype=float)
+    )
+    hard = pd.DataFrame(
+        np.eye(n_classes)[finals["label"].astype(int).to_numpy()],
+        index=finals.index,
+        columns=columns,
+    )
+    targets = pd.concat([soft[~soft.index.isin(hard.index)], hard]).sort_index()
+    train_items = items.index[items["split"] == Split.TRAIN]
+    return targets.loc[targets.index.isin(train_items)]
+
+
+def _validation_set(items: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
+    """Validation items with a label: the doctor's final label where present, otherwise
+    the dataset's reference label."""
+    val = items[items["split"] == Split.VAL].copy()
+    val["label"] = val["reference_label"]
+    signed = val.index.isin(finals.index)
+    val.loc[signed, "label"] = finals.loc[val.index[signed], "label"].to_numpy()
+    return val[val["label"].notna()]
+
+
+def train(
+    ws: Workspace,
+    *,
+    project: str,
+    config: Any = None,
+    round: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train a new model version on the current labels, evaluate it on the test split,
+    store its predictions for every item and return its metrics."""
+    from medloop.learning import TrainConfig, classification_metrics, train_classifier
+
+    config = config or TrainConfig()
+    targets = training_targets(ws, project=project)
+    if len(targets) < 10:
+        raise InvalidInputError(
+            f"project {project!r} has {len(targets)} labelled training items; need at least 10"
+        )
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        next_version = len(repo.model_versions(s, project_id=record.id)) + 1
+    val = _validation_set(items, finals)
+    if len(val) < 10 or val["label"].nunique() < 2:
+        raise InvalidInputError(
+            f"project {project!r} needs labelled validation items of at least two classes"
+        )
+    n_classes = len(record.classes)
+    checkpoint = ws.settings.model_dir / project / f"v{next_version}.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    classifier = train_classifier(
+        load_images(ws, shas=items.loc[targets.index, "image_sha256"].tolist()),
+        targets.to_numpy(dtype=np.float32),
+        load_images(ws, shas=val["image_sha256"].tolist()),
+        val["label"].to_numpy(dtype=int),
+        n_classes=n_classes,
+        config=config,
+        checkpoint_path=checkpoint,
+        on_epoch=on_epoch,
+    )
+    train_seconds = time.perf_counter() - started
+    all_probs = classifier.predict_proba(load_images(ws, shas=items["image_sha256"].tolist()))
+    probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
+    test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
+    metrics: dict[str, Any] = {
+        "n_train": len(targets),
+        "train_seconds": round_float(train_seconds),
+        "best_epoch": classifier.best_epoch,
+        "epochs": len(classifier.history),
+    }
+    val_metrics = classification_metrics(
+        probabilities.loc[val.index].to_numpy(), val["label"].to_numpy(dtype=int)
+    )
+    metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
+    if len(test):
+        test_metrics = classification_metrics(
+            probabilities.loc[test.index].to_numpy(), test["reference_label"].to_numpy(dtype=int)
+        )
+        metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        version = repo.add_model_version(
+            s,
+            project_id=record.id,
+            network=classifier.config.network,
+            checkpoint_path=str(checkpoint),
+            n_train=len(targets),
+            metrics=metrics,
+            round=round,
+        )
+        repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="model.train",
+            entity="model_version",
+            entity_id=version.id,
+            detail={"round": round, "n_train": len(targets)},
+        )
+        metrics["version"] = version.version
+    return metrics
+
+
+def round_float(value: float, digits: int = 4) -> float:
+    return float(round(value, digits))
+
+
+def evaluate(ws: Workspace, *, project: str, version: int | None = None) -> dict[str, Any]:
+    """Metrics of a stored model version (default: the newest)."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        versions = repo.model_versions(s, project_id=record.id)
+    if not versions:
+        raise NotFoundError(f"project {project!r} has no trained model yet")
+    chosen = (
+        versions[-1]
+        if version is None
+        else next((v for v in versions if v.version == version), None)
+    )
+    if chosen is None:
+        raise NotFoundError(
+            f"project {project!r} has no model version {version}; "
+            f"versions: {[v.version for v in versions]}"
+        )
+    return {"version": chosen.version, "network": chosen.network, **chosen.metrics}
+
+
+def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
+    """How good are the labels of labelled training items, against the reference labels:
+    the loop's current labels (final, else consensus) and plain majority vote."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        answers = repo.answers_frame(s, project_id=record.id)
+        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+    crowd = answers[(answers["source"] == LabelSource.CROWD) & ~answers["is_gold"]]
+    labelled = pd.Index(sorted(set(crowd["task"])), name="item")
+    reference = items.loc[labelled, "reference_label"]
+    current = consensus["label"].reindex(labelled)
+    signed = labelled.isin(finals.index)
+    current[signed] = finals.loc[labelled[signed], "label"]
+    crowd_only = consensus["label"].reindex(labelled)
+    majority = (
+        MajorityVote(classes=list(range(len(record.classes))))
+        .fit_predict(crowd[["task", "worker", "label"]])
+        .reindex(labelled)
+    )
+    scored = reference.notna()
+
+    def accuracy(labels: pd.Series) -> float:
+        return round_float(float((labels[scored] == reference[scored]).mean()))
+
+    return {
+        "labelled_items": len(labelled),
+        "crowd_answers": len(crowd)
+        + int((answers["is_gold"] & (answers["source"] == "crowd")).sum()),
+        "doctor_labels": int((answers["source"] == LabelSource.DOCTOR).sum()),
+        "consensus_accuracy": accuracy(current),
+        "dawid_skene_accuracy": accuracy(crowd_only),
+        "majority_vote_accuracy": accuracy(majority),
+    }
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Simulated human computation: a lay crowd, a doctor with a budget, and the model."""
+
+    rounds: int = 5
+    per_round: int = 200
+    strategy: str = "entropy"
+    seed: int = 0
+    redundancy: int = 3
+    gold_rate: float = 0.1
+    n_annotators: int = 30
+    lay_accuracy: float = 0.7
+    doctor_accuracy: float = 0.97
+    doctor_budget: int = 50
+
+
+@dataclass
+class RoundReport:
+    round: int
+    labelled_items: int
+    crowd_answers: int
+    doctor_labels: int
+    consensus_accuracy: float
+    dawid_skene_accuracy: float
+    majority_vote_accuracy: float
+    test_auc: float
+    test_acc: float
+    val_auc: float
+    model_version: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("extra"))
+        return data
+
+
+def run_loop(
+    ws: Workspace,
+    *,
+    project: str,
+    settings: LoopSettings = LoopSettings(),
+    train_config: Any = None,
+    on_round: Callable[[RoundReport], None] | None = None,
+    progress: Progress = _no_progress,
+) -> list[RoundReport]:
+    """Run the human-computation loop with simulated annotators and doctors.
+
+    Each round: pick items (active learning), lay annotators answer (with gold
+    questions), aggregate, a doctor reviews the most doubtful items within budget,
+    re-aggregate with the doctor's labels as known, train, evaluate.
+    """
+    with ws.db.session() as s:
+        n_classes = len(repo.get_project(s, name=project).classes)
+    crowd = SimulatedCrowd(
+        settings.n_annotators,
+        n_classes=n_classes,
+        accuracy_mean=settings.lay_accuracy,
+        seed=settings.seed,
+    )
+    doctor = SimulatedDoctor(
+        "doctor-sim",
+        n_classes=n_classes,
+        accuracy=settings.doctor_accuracy,
+        budget=settings.doctor_budget,
+        seed=settings.seed + 1,
+    )
+    reports = []
+    for round_index in range(settings.rounds):
+        started = time.perf_counter()
+        seed = settings.seed * 1000 + round_index
+        progress(f"round {round_index}: selecting items", 0, 5)
+        chosen = select_items(
+            ws, project=project, k=settings.per_round, strategy=settings.strategy, seed=seed
+        )
+        if not chosen:
+            logger.info("no unlabelled items left; stopping after %d rounds", round_index)
+            break
+        progress(f"round {round_index}: lay annotators answering", 1, 5)
+        collect_crowd_answers(
+            ws,
+            project=project,
+            item_ids=chosen,
+            crowd=crowd,
+            redundancy=settings.redundancy,
+            gold_rate=settings.gold_rate,
+            round=round_index,
+            seed=seed,
+        )
+        aggregate(ws, project=project, round=round_index)
+        progress(f"round {round_index}: doctor reviewing", 2, 5)
+        _simulated_review(
+            ws, project=project, doctor=doctor, budget=settings.doctor_budget, round=round_index
+        )
+        aggregate(ws, project=project, round=round_index)
+        progress(f"round {round_index}: training", 3, 5)
+        metrics = train(ws, project=project, config=train_config, round=round_index)
+        quality = label_quality(ws, project=project)
+        report = RoundReport(
+            round=round_index,
+            labelled_items=quality["labelled_items"],
+            crowd_answers=quality["crowd_answers"],
+            doctor_labels=quality["doctor_labels"],
+            consensus_accuracy=quality["consensus_accuracy"],
+            dawid_skene_accuracy=quality["dawid_skene_accuracy"],
+            majority_vote_accuracy=quality["majority_vote_accuracy"],
+            test_auc=round_float(metrics.get("test_auc", float("nan"))),
+            test_acc=round_float(metrics.get("test_acc", float("nan"))),
+            val_auc=round_float(metrics["val_auc"]),
+            model_version=metrics["version"],
+            seconds=round_float(time.perf_counter() - started, 2),
+            extra={"train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]},
+        )
+        reports.append(report)
+        progress(f"round {round_index}: done", 5, 5)
+        if on_round is not None:
+            on_round(report)
+    return reports
+
+
+def _simulated_review(
+    ws: Workspace, *, project: str, doctor: SimulatedDoctor, budget: int, round: int
+) -> int:
+    queue = review_queue(ws, project=project, limit=budget)
+    if queue.empty:
+        return 0
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+    truth = items.loc[queue.index, "reference_label"].to_numpy(dtype=int)
+    answers = doctor.answer(queue.index.tolist(), truth)
+    decisions = pd.Series(answers["label"].to_numpy(), index=answers["task"].to_numpy())
+    return record_decisions(
+        ws,
+        project=project,
+        decisions=decisions,
+        doctor=doctor.worker_id,
+        round=round,
+        simulated=True,
+    )

@@ -1,0 +1,39 @@
+"""The architecture's import rules (DESIGN.md), checked on the source text."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "medloop"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_import_rules(path: Path) -> None:
+    relative = path.relative_to(PACKAGE)
+    top = relative.parts[0]
+    imports = _imports(path)
+    roots = {name.split(".")[0] for name in imports}
+    if top != "web":
+        assert "fastapi" not in roots, "only medloop.web may import FastAPI"
+    if top != "learning":
+        assert not roots & {"torch", "monai"}, "only medloop.learning may import torch/MONAI"
+    if top in {"aggregation", "annotation", "review", "ingest", "learning"}:
+        assert "sqlalchemy" not in roots, "algorithms never touch the database"
+        assert not any(n.startswith("medloop.store") for n in imports)
+        assert not any(n.startswith("medloop.workflows") for n in imports)
