@@ -1,0 +1,20 @@
+"""Aggregation: turn many noisy answers per task into one consensus label.
+
+Every aggregator follows one contract (see `medloop.aggregation.base`)::
+
+    >>> import pandas as pd
+    >>> from medloop.aggregation import DawidSkene, MajorityVote
+    >>> answers = pd.DataFrame(
+    ...     {"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"), "label": [0, 0, 1, 1, 1, 0]}
+    ... )
+    >>> MajorityVote().fit_predict(answers).tolist()
+    [0, 1]
+    >>> DawidSkene().fit_predict_proba(answers).shape
+    (2, 2)
+"""
+
+from medloop.aggregation.base import Aggregator, validate_answers
+from medloop.aggregation.dawid_skene import DawidSkene
+from medloop.aggregation.majority_vote import MajorityVote
+
+__all__ = ["Aggregator", "DawidSkene", "MajorityVote", "validate_answers"]

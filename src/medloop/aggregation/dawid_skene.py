@@ -1,0 +1,210 @@
+"""Dawid-Skene: EM over per-worker confusion matrices (Dawid & Skene, 1979).
+
+Each worker ``w`` has a confusion matrix ``errors_[w, k, l]`` = P(answers l | true class
+k); classes have prior probabilities ``priors_``. EM alternates the posterior over each
+task's true class (E-step, in log space) and the maximum a posteriori confusion
+matrices and priors (M-step) under Dirichlet pseudo-counts: ``prior`` in every cell
+(and every class count), so workers with one or two answers do not produce zeros, plus
+``diagonal_prior`` on the diagonal, a weak belief that workers beat chance. Without
+that belief EM drifts to degenerate solutions on tiny data (a single worker, a handful
+of tasks); on real data it changes accuracy by about a point at most.
+
+Everything runs over integer-coded arrays with two sparse matrix products per
+iteration: no Python loop over tasks, workers or answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Sequence
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import sparse
+
+from medloop.aggregation.base import Aggregator, EncodedAnswers
+from medloop.aggregation.majority_vote import vote_shares
+from medloop.exceptions import InvalidInputError
+from medloop.types import look_up_option
+
+logger = logging.getLogger(__name__)
+
+_LOG_FLOOR = np.log(np.finfo(float).tiny)
+
+
+class Initial(StrEnum):
+    """How EM starts: from the (weighted) majority-vote shares."""
+
+    MAJORITY_VOTE = "majority_vote"
+
+
+def _safe_log(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log(x), _LOG_FLOOR)
+
+
+def _logsumexp_rows(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    top = x.max(axis=1)
+    return np.asarray(top + np.log(np.exp(x - top[:, None]).sum(axis=1)), dtype=float)
+
+
+class DawidSkene(Aggregator):
+    """Dawid-Skene aggregation with Dirichlet smoothing and optional known labels.
+
+    Parameters
+    ----------
+    n_iter: maximum number of EM iterations.
+    tol: stop when the objective changes by less than ``tol`` relative to its value.
+    prior: Dirichlet pseudo-count added to every confusion-matrix cell and class count.
+    classes: labels to include even when nobody chose them.
+    initial: how posteriors start (``"majority_vote"``).
+    diagonal_prior: extra pseudo-count on each confusion matrix's diagonal.
+    ``prior=0, diagonal_prior=0`` is the classic unsmoothed Dawid-Skene.
+
+    Known labels passed to `fit` clamp those tasks' posteriors to one-hot in every
+    iteration, so they anchor the estimates of worker skill.
+
+    Learned attributes: ``labels_``, ``probas_``, ``classes_``, ``priors_`` (Series),
+    ``errors_`` (array workers x K x K, rows = true class, columns = answered label),
+    ``errors_frame_`` (the same as a tidy DataFrame), ``workers_``,
+    ``worker_accuracy_`` (Series, expected accuracy sum_k priors_k * errors_[w, k, k]),
+    ``log_likelihood_`` (objective per iteration: log-likelihood plus Dirichlet
+    log-prior; never decreases), ``n_iter_`` and ``converged_``.
+
+    >>> import pandas as pd
+    >>> answers = pd.DataFrame(
+    ...     {"task": [1, 1, 1, 2, 2, 2], "worker": list("abcabc"), "label": [0, 0, 1, 1, 1, 1]}
+    ... )
+    >>> DawidSkene().fit_predict(answers).tolist()
+    [0, 1]
+    """
+
+    def __init__(
+        self,
+        n_iter: int = 100,
+        tol: float = 1e-5,
+        *,
+        prior: float = 1.0,
+        classes: Sequence[Hashable] | None = None,
+        initial: str = "majority_vote",
+        diagonal_prior: float = 1.0,
+    ) -> None:
+        super().__init__(classes=classes)
+        self.n_iter = n_iter
+        self.tol = tol
+        self.prior = prior
+        self.initial = initial
+        self.diagonal_prior = diagonal_prior
+
+    def _check_params(self) -> None:
+        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, int | np.integer):
+            raise InvalidInputError(f"n_iter must be an integer, got {self.n_iter!r}")
+        if self.n_iter < 1:
+            raise InvalidInputError(f"n_iter must be >= 1, got {self.n_iter}")
+        if not np.isfinite(self.tol) or self.tol < 0:
+            raise InvalidInputError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        for name in ("prior", "diagonal_prior"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+        look_up_option(self.initial, Initial)
+
+    def _fit_proba(self, data: EncodedAnswers) -> npt.NDArray[np.float64]:
+        self._check_params()
+        n_tasks, n_workers, k = data.n_tasks, data.n_workers, data.n_classes
+        prior = float(self.prior)
+        pseudo = np.full((k, k), prior) + np.eye(k) * float(self.diagonal_prior)
+        # design[t, w*K + l] = total weight of worker w answering l on task t
+        design = sparse.csr_matrix(
+            (data.weight, (data.task, data.worker * k + data.label)),
+            shape=(n_tasks, n_workers * k),
+        )
+        design.sum_duplicates()
+        design_t = design.T.tocsr()
+        known_codes, known_labels = data.known_codes, data.known_labels
+
+        posteriors = vote_shares(data)
+        if len(known_codes):
+            posteriors[known_codes] = 0.0
+            posteriors[known_codes, known_labels] = 1.0
+
+        history: list[float] = []
+        converged = False
+        errors = np.full((n_workers, k, k), 1.0 / k)
+        priors = np.full(k, 1.0 / k)
+        iteration = 0
+        while iteration < self.n_iter:
+            iteration += 1
+            # M-step: counts[w, true, label] from posterior-weighted answers.
+            counts = np.asarray(design_t @ posteriors).reshape(n_workers, k, k)
+            counts = counts.transpose(0, 2, 1) + pseudo
+            totals = counts.sum(axis=2, keepdims=True)
+            errors = np.divide(counts, totals, out=np.full_like(counts, 1.0 / k), where=totals > 0)
+            class_counts = posteriors.sum(axis=0) + prior
+            priors = class_counts / class_counts.sum()
+
+            # E-step in log space.
+            log_errors = _safe_log(errors)
+            log_priors = _safe_log(priors)
+            flat = log_errors.transpose(0, 2, 1).reshape(n_workers * k, k)
+            joint = np.asarray(design @ flat) + log_priors
+            norm = _logsumexp_rows(joint)
+            posteriors = np.exp(joint - norm[:, None])
+            # log P(answers, known labels) + log Dirichlet prior (up to a constant)
+            evidence = norm.copy()
+            log_prior = (pseudo * log_errors).sum() + prior * log_priors.sum()
+            if len(known_codes):
+                evidence[known_codes] = joint[known_codes, known_labels]
+            objective = float(evidence.sum() + log_prior)
+            if len(known_codes):
+                posteriors[known_codes] = 0.0
+                posteriors[known_codes, known_labels] = 1.0
+            posteriors /= posteriors.sum(axis=1, keepdims=True)
+
+            previous = history[-1] if history else None
+            history.append(objective)
+            if previous is not None and abs(objective - previous) <= self.tol * max(
+                abs(previous), 1e-300
+            ):
+                converged = True
+                break
+
+        self._store_model(data, errors, priors, history, iteration, converged)
+        return posteriors
+
+    def _store_model(
+        self,
+        data: EncodedAnswers,
+        errors: npt.NDArray[np.float64],
+        priors: npt.NDArray[np.float64],
+        history: list[float],
+        iteration: int,
+        converged: bool,
+    ) -> None:
+        classes = pd.Index(data.classes, name="label")
+        k = len(classes)
+        n_workers = data.n_workers
+        self.workers_: pd.Index = data.workers
+        self.errors_: npt.NDArray[np.float64] = errors
+        self.priors_: pd.Series = pd.Series(priors, index=classes, name="prior")
+        self.errors_frame_: pd.DataFrame = pd.DataFrame(
+            {
+                "worker": np.repeat(data.workers.to_numpy(), k * k),
+                "true_label": np.tile(np.repeat(classes.to_numpy(), k), n_workers),
+                "label": np.tile(classes.to_numpy(), n_workers * k),
+                "probability": errors.reshape(-1),
+            }
+        )
+        accuracy = np.einsum("k,wkk->w", priors, errors)
+        self.worker_accuracy_: pd.Series = pd.Series(accuracy, index=data.workers, name="accuracy")
+        self.log_likelihood_: list[float] = history
+        self.n_iter_: int = iteration
+        self.converged_: bool = converged
+        logger.info(
+            "DawidSkene: %d iterations (converged=%s), objective %.6g",
+            iteration,
+            converged,
+            history[-1],
+        )
