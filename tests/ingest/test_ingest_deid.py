@@ -1,0 +1,221 @@
+"""De-identification on the DICOM files pydicom ships."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+
+from medloop.exceptions import IngestError, InvalidInputError
+from medloop.ingest import (
+    BASIC_PROFILE,
+    deidentify,
+    deidentify_file,
+    deidentify_uid,
+    dicom_to_bytes,
+    pseudonymize,
+)
+
+KEY = b"test-key"
+
+# Attributes that must not survive with their original value (removed or emptied).
+IDENTIFYING = [
+    "PatientBirthDate",
+    "PatientAddress",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "StudyTime",
+    "DeviceSerialNumber",
+    "OperatorsName",
+    "PerformingPhysicianName",
+    "StationName",
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "PatientAge",
+    "PatientWeight",
+    "ImageComments",
+]
+UIDS = [
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "InstanceCreatorUID",
+]
+
+
+def _testfile(name: str) -> Path:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not installed")
+    return Path(str(path))
+
+
+def _read(name: str) -> Dataset:
+    return pydicom.dcmread(_testfile(name))
+
+
+def _strings(ds: Dataset) -> list[str]:
+    """Every value of every element, meta included, as text."""
+    values = [str(e.value) for e in ds.iterall() if e.VR not in ("OB", "OW", "SQ", "UN")]
+    values += [str(e.value) for e in ds.file_meta if e.VR not in ("OB",)]
+    return values
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"])
+def test_no_identifying_attribute_survives(name: str) -> None:
+    original = _read(name)
+    out = deidentify(original, key=KEY)
+    for keyword in IDENTIFYING:
+        assert not out.get(keyword), f"{keyword} survived in {name}"
+    assert not any(e.tag.is_private for e in out.iterall())
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert out.PatientID == pseudonymize(str(original.PatientID), key=KEY)
+    assert out.PatientName == out.PatientID
+
+    secrets = [str(original.PatientName), str(original.PatientID)]
+    secrets += [str(original[k].value) for k in UIDS if k in original]
+    secrets += [str(e.value) for e in original.iterall() if e.VR == "UI" and "5962" in str(e.value)]
+    if original.get("InstitutionName") and original.InstitutionName not in original.Manufacturer:
+        secrets.append(str(original.InstitutionName))
+    for text in _strings(out):
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} leaked into {text!r}"
+
+
+def test_input_is_not_modified() -> None:
+    original = _read("CT_small.dcm")
+    before = dicom_to_bytes(pydicom.dcmread(_testfile("CT_small.dcm")))
+    deidentify(original, key=KEY)
+    assert dicom_to_bytes(original) == before
+    assert original.PatientName == "CompressedSamples^CT1"
+
+
+def test_private_tags_and_pixels() -> None:
+    original = _read("CT_small.dcm")
+    assert sum(e.tag.is_private for e in original.iterall()) > 0
+    out = deidentify(original, key=KEY)
+    assert sum(e.tag.is_private for e in out.iterall()) == 0
+    assert out.PixelData == original.PixelData  # byte-identical
+    assert (out.pixel_array == original.pixel_array).all()
+    assert out.SOPClassUID == original.SOPClassUID  # classes are kept
+
+
+def test_uids_replaced_consistently() -> None:
+    ct, mr = _read("MR_small.dcm"), _read("MR_small_RLE.dcm")  # same study, same patient
+    a, b = deidentify(ct, key=KEY), deidentify(mr, key=KEY)
+    for keyword in UIDS:
+        assert a[keyword].value != ct[keyword].value
+        assert a[keyword].value.startswith("2.25.") and len(a[keyword].value) <= 64
+        assert a[keyword].value == deidentify_uid(ct[keyword].value, key=KEY)
+    assert a.StudyInstanceUID == b.StudyInstanceUID
+    assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
+    assert deidentify_uid("1.2.3", key=KEY) != deidentify_uid("1.2.3", key=b"other")
+
+
+def test_uids_inside_sequences_are_replaced() -> None:
+    plan = _read("rtplan.dcm")
+    refs = [e.value for e in plan.iterall() if e.keyword == "ReferencedSOPInstanceUID"]
+    assert refs
+    out = deidentify(plan, key=KEY)
+    new = [e.value for e in out.iterall() if e.keyword == "ReferencedSOPInstanceUID"]
+    assert new == [deidentify_uid(r, key=KEY) for r in refs]
+    classes = [e.value for e in out.iterall() if e.keyword == "ReferencedSOPClassUID"]
+    assert classes == [e.value for e in plan.iterall() if e.keyword == "ReferencedSOPClassUID"]
+
+
+def test_pseudonyms() -> None:
+    p = pseudonymize("1CT1", key=KEY)
+    assert p == pseudonymize(" 1CT1 ", key=KEY) and len(p) == 17 and p.startswith("P")
+    assert p != pseudonymize("1CT1", key=b"another-key")
+    assert p != pseudonymize("1CT2", key=KEY)
+    assert pseudonymize("1CT1", key=KEY, prefix="S-").startswith("S-")
+    with pytest.raises(InvalidInputError):
+        pseudonymize("x", key=b"")
+    with pytest.raises(InvalidInputError):
+        pseudonymize("   ", key=KEY)
+
+
+def test_files_same_patient_same_pseudonym(tmp_path: Path) -> None:
+    first = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "a.dcm", key=KEY)
+    second = deidentify_file(_testfile("MR_small_RLE.dcm"), tmp_path / "b.dcm", key=KEY)
+    other = deidentify_file(_testfile("CT_small.dcm"), tmp_path / "c.dcm", key=KEY)
+    again = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "d.dcm", key=KEY)
+    rekeyed = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "e.dcm", key=b"k2")
+    assert first == second == again == pseudonymize("4MR1", key=KEY)
+    assert other != first and rekeyed != first
+    written = pydicom.dcmread(tmp_path / "a.dcm")  # still a valid DICOM file
+    assert written.PatientID == first and written.preamble == b"\x00" * 128
+    original = _read("MR_small.dcm")
+    assert written.PixelData == original.PixelData
+    assert (tmp_path / "a.dcm").read_bytes() == (tmp_path / "d.dcm").read_bytes()
+
+
+def test_file_without_preamble(tmp_path: Path) -> None:
+    pseudonym = deidentify_file(_testfile("rtstruct.dcm"), tmp_path / "s.dcm", key=KEY)
+    out = pydicom.dcmread(tmp_path / "s.dcm")
+    assert out.PatientID == pseudonym and out.file_meta.TransferSyntaxUID
+
+
+def test_not_dicom(tmp_path: Path) -> None:
+    bad = tmp_path / "fake.dcm"
+    bad.write_bytes(b"hello, I am a text file" * 10)
+    with pytest.raises(IngestError, match=r"fake\.dcm"):
+        deidentify_file(bad, tmp_path / "out.dcm", key=KEY)
+    with pytest.raises(IngestError, match="not found"):
+        deidentify_file(tmp_path / "missing.dcm", tmp_path / "out.dcm", key=KEY)
+    assert not (tmp_path / "out.dcm").exists()
+
+
+def test_synthetic_dataset_covers_sequences_names_and_overlays() -> None:
+    ds = Dataset()
+    ds.PatientID = "MRN-778899"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientBirthDate = "19700101"
+    ds.OtherPatientIDs = "SSN-123"
+    ds.SOPInstanceUID = "1.2.826.0.1.99.1"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.99.2"
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    item.EvaluatorName = "Smith^Dr"  # a PN outside the table: emptied by the safety net
+    ds.ReferencedImageSequence = [item]
+    ds.add_new(0x60003000, "OB", b"\x01\x02")  # overlay data
+    ds.add_new(0x00091010, "LO", "secret private")
+    ds.add_new(0x00090010, "LO", "ACME")
+    out = deidentify(ds, key=KEY)
+    text = " ".join(_strings_no_meta(out))
+    for secret in ("MRN-778899", "Doe", "19700101", "SSN-123", "Smith", "1.2.826.0.1.99", "ACME"):
+        assert secret not in text
+    assert 0x60003000 not in out
+    ref = out.ReferencedImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == deidentify_uid("1.2.826.0.1.99.2", key=KEY)
+    assert ref.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+    assert pydicom.dcmread(io.BytesIO(dicom_to_bytes(out))).PatientID == out.PatientID
+
+
+def _strings_no_meta(ds: Dataset) -> list[str]:
+    return [str(e.value) for e in ds.iterall() if e.VR not in ("OB", "OW", "SQ")]
+
+
+def test_profile_table_is_known_to_pydicom() -> None:
+    assert len(BASIC_PROFILE) > 300
+    assert {BASIC_PROFILE[k] for k in ("PatientName", "StudyDate", "AccessionNumber")} == {"Z"}
+    assert BASIC_PROFILE["PatientAddress"] == "X" and BASIC_PROFILE["StudyInstanceUID"] == "U"
+    assert all(tag_for_keyword(k) is not None for k in BASIC_PROFILE)

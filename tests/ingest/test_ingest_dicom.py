@@ -1,0 +1,138 @@
+"""DICOM folders: de-identified on read, rendered to uint8 images, labelled by CSV."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from medloop.exceptions import IngestError, InvalidInputError
+from medloop.ingest import dicom_image, pseudonymize, read_dicom_folder
+
+KEY = b"dicom-test-key"
+
+
+def _testfile(name: str) -> Path:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not installed")
+    return Path(str(path))
+
+
+def _copy(name: str, folder: Path, target: str) -> Path:
+    dst = folder / target
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_testfile(name), dst)
+    return dst
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "dicoms"
+    _copy("CT_small.dcm", root, "ct.dcm")
+    _copy("MR_small.dcm", root, "mr")  # no extension: found by its DICM magic
+    _copy("SC_rgb_small_odd.dcm", root, "sub/rgb.DCM")
+    (root / "readme.txt").write_text("not an image")
+    return root
+
+
+def _expected_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    scaled = (values - (center - 0.5)) / (width - 1) + 0.5
+    return np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+
+
+def test_reads_deidentified_records(folder: Path) -> None:
+    (folder / "labels.csv").write_text("file,label,patient_id\nct.dcm,abnormal,x\nmr,normal,y\n")
+    classes, records = read_dicom_folder(folder, key=KEY)
+    assert classes == ["abnormal", "normal"]
+    assert [r.source for r in records] == ["ct.dcm", "mr", "sub/rgb.DCM"]
+    ct, mr, rgb = records
+    assert (ct.label, mr.label, rgb.label) == (0, 1, None)
+    assert ct.patient_pseudonym == pseudonymize("1CT1", key=KEY)
+    assert mr.patient_pseudonym == pseudonymize("4MR1", key=KEY)
+    for record in records:
+        assert record.image.dtype == np.uint8 and record.image.ndim == 2
+        for secret in (b"CompressedSamples", b"1CT1", b"4MR1", b"JFK IMAGING", b"5962"):
+            assert secret not in record.dicom_bytes
+        written = pydicom.dcmread(io.BytesIO(record.dicom_bytes))
+        assert written.PatientID == record.patient_pseudonym
+        assert written.PatientIdentityRemoved == "YES"
+    assert ct.image.shape == (128, 128) and rgb.image.shape == (3, 3)
+    original = pydicom.dcmread(_testfile("CT_small.dcm"))
+    assert pydicom.dcmread(io.BytesIO(ct.dicom_bytes)).PixelData == original.PixelData
+
+
+def test_images_follow_window_rescale_and_luma() -> None:
+    mr = pydicom.dcmread(_testfile("MR_small.dcm"))  # window 600 / 1600, no rescale
+    expected = _expected_window(mr.pixel_array.astype(float), 600.0, 1600.0)
+    np.testing.assert_array_equal(dicom_image(mr), expected)
+
+    ct = pydicom.dcmread(_testfile("CT_small.dcm"))  # rescale -1024, no window: min-max
+    image = dicom_image(ct)
+    assert image.min() == 0 and image.max() == 255
+    ct.WindowCenter, ct.WindowWidth = 40, 400  # soft-tissue window in Hounsfield units
+    hounsfield = ct.pixel_array.astype(float) * 1.0 - 1024.0
+    np.testing.assert_array_equal(dicom_image(ct), _expected_window(hounsfield, 40, 400))
+    ct.PhotometricInterpretation = "MONOCHROME1"
+    np.testing.assert_array_equal(dicom_image(ct), 255 - _expected_window(hounsfield, 40, 400))
+
+    rgb = pydicom.dcmread(_testfile("SC_rgb_small_odd.dcm"))
+    luma = rgb.pixel_array.astype(float) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_array_equal(dicom_image(rgb), np.rint(luma).astype(np.uint8))
+
+
+def test_classes_argument_and_no_csv(folder: Path) -> None:
+    classes, records = read_dicom_folder(folder, key=KEY, classes=["normal", "abnormal"])
+    assert classes == ["normal", "abnormal"] and all(r.label is None for r in records)
+
+
+def test_duplicate_instance(folder: Path) -> None:
+    _copy("MR_small_RLE.dcm", folder, "zz_again.dcm")  # same SOP instance as MR_small
+    with pytest.raises(IngestError, match=r"zz_again\.dcm: duplicate item"):
+        read_dicom_folder(folder, key=KEY)
+
+
+def test_no_pixel_data(folder: Path) -> None:
+    _copy("rtplan.dcm", folder, "plan.dcm")
+    with pytest.raises(IngestError, match=r"plan\.dcm: no pixel data"):
+        read_dicom_folder(folder, key=KEY)
+
+
+def test_multiframe_rejected(folder: Path) -> None:
+    _copy("examples_ybr_color.dcm", folder, "cine.dcm")
+    with pytest.raises(IngestError, match=r"cine\.dcm: multi-frame"):
+        read_dicom_folder(folder, key=KEY)
+
+
+def test_corrupt_dicom(folder: Path) -> None:
+    (folder / "junk.dcm").write_bytes(b"\x00" * 50)
+    with pytest.raises(IngestError, match=r"junk\.dcm"):
+        read_dicom_folder(folder, key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("csv", "match"),
+    [
+        ("file,label\nnope.dcm,a\n", "'nope.dcm' listed but not found"),
+        ("file,label\nreadme.txt,a\n", "'readme.txt' listed but not a DICOM file"),
+        ("file,label\nct.dcm,a\nct.dcm,b\n", "duplicate row"),
+        ("file,label\n../ct.dcm,a\n", "leaves the folder"),
+    ],
+)
+def test_csv_errors(folder: Path, csv: str, match: str) -> None:
+    (folder / "labels.csv").write_text(csv)
+    with pytest.raises(IngestError, match=match):
+        read_dicom_folder(folder, key=KEY)
+
+
+def test_empty_and_bad_key(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(IngestError, match="no DICOM images found"):
+        read_dicom_folder(tmp_path, key=KEY)
+    with pytest.raises(InvalidInputError, match="key"):
+        read_dicom_folder(tmp_path, key=b"")
