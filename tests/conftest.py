@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from medloop.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -32,3 +35,17 @@ def crowd_dir() -> Path:
     if not directory.exists():
         pytest.skip(f"real crowd datasets not found in {directory} (../shared absent)")
     return directory
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty MEDLOOP_HOME with SQLite; environment settings point at it."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("MEDLOOP_HOME", str(path))
+    monkeypatch.delenv("MEDLOOP_DATABASE_URL", raising=False)
+    yield path
+
+
+@pytest.fixture
+def settings(home: Path, medmnist_dir: Path) -> Settings:
+    return Settings(home=home, data_dir=medmnist_dir)

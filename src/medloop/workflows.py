@@ -105,11 +105,11 @@ def ingest_medmnist(
     items: list[repo.NewItem] = []
     total = sum(len(s.labels) for s in dataset.splits.values())
     for split, part in dataset.splits.items():
-        for index, (image, label) in enumerate(zip(part.images, part.labels, strict=True)):
+        for row, image, label in zip(part.rows, part.images, part.labels, strict=True):
             sha = ws.blobs.put(encode_png(image))
             items.append(
                 repo.NewItem(
-                    source_ref=f"{dataset.name}/{split.value}/{index}",
+                    source_ref=f"{dataset.name}/{split.value}/{row}",
                     image_sha256=sha,
                     split=split.value,
                     reference_label=int(label),
@@ -699,7 +699,6 @@ def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
     current = consensus["label"].reindex(labelled)
     signed = labelled.isin(finals.index)
     current[signed] = finals.loc[labelled[signed], "label"]
-    crowd_only = consensus["label"].reindex(labelled)
     majority = (
         MajorityVote(classes=list(range(len(record.classes))))
         .fit_predict(crowd[["task", "worker", "label"]])
@@ -716,7 +715,6 @@ def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
         + int((answers["is_gold"] & (answers["source"] == "crowd")).sum()),
         "doctor_labels": int((answers["source"] == LabelSource.DOCTOR).sum()),
         "consensus_accuracy": accuracy(current),
-        "dawid_skene_accuracy": accuracy(crowd_only),
         "majority_vote_accuracy": accuracy(majority),
     }
 
@@ -747,7 +745,6 @@ class RoundReport:
     crowd_answers: int
     doctor_labels: int
     consensus_accuracy: float
-    dawid_skene_accuracy: float
     majority_vote_accuracy: float
     test_auc: float
     test_acc: float
@@ -829,7 +826,6 @@ def run_loop(
             crowd_answers=quality["crowd_answers"],
             doctor_labels=quality["doctor_labels"],
             consensus_accuracy=quality["consensus_accuracy"],
-            dawid_skene_accuracy=quality["dawid_skene_accuracy"],
             majority_vote_accuracy=quality["majority_vote_accuracy"],
             test_auc=round_float(metrics.get("test_auc", float("nan"))),
             test_acc=round_float(metrics.get("test_acc", float("nan"))),

@@ -93,13 +93,20 @@ def test_real_pneumoniamnist(medmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert np.bincount(test.labels).tolist() == [234, 390]
 
 
-def test_limit_keeps_the_first_rows(medmnist_dir: Path) -> None:
+def test_limit_keeps_a_representative_sample_in_file_order(medmnist_dir: Path) -> None:
     full = load_medmnist("pneumoniamnist", data_dir=medmnist_dir)
-    small = load_medmnist("pneumoniamnist", data_dir=medmnist_dir, limit=10)
-    assert small.counts == {Split.TRAIN: 10, Split.VAL: 10, Split.TEST: 10}
+    small = load_medmnist("pneumoniamnist", data_dir=medmnist_dir, limit=300)
+    again = load_medmnist("pneumoniamnist", data_dir=medmnist_dir, limit=300)
+    assert small.counts == {Split.TRAIN: 300, Split.VAL: 300, Split.TEST: 300}
     for split in Split:
-        np.testing.assert_array_equal(small.splits[split].images, full.splits[split].images[:10])
-        np.testing.assert_array_equal(small.splits[split].labels, full.splits[split].labels[:10])
+        part = small.splits[split]
+        assert (np.diff(part.rows) > 0).all()
+        np.testing.assert_array_equal(part.rows, again.splits[split].rows)
+        np.testing.assert_array_equal(part.images, full.splits[split].images[part.rows])
+        np.testing.assert_array_equal(part.labels, full.splits[split].labels[part.rows])
+    # the shared file's train split is sorted by label: the first rows would all be normal
+    assert set(full.splits[Split.TRAIN].labels[:300]) == {0}
+    assert set(small.splits[Split.TRAIN].labels) == {0, 1}
 
 
 @pytest.mark.parametrize("limit", [0, -3, 2.5, True])

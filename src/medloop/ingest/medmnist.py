@@ -248,10 +248,12 @@ _KEYS = tuple(f"{s.value}_{kind}" for s in _SPLITS for kind in ("images", "label
 
 @dataclass(frozen=True)
 class MedMNISTSplit:
-    """One split: ``images`` (N, H, W) or (N, H, W, 3) uint8 and ``labels`` (N,) int64."""
+    """One split: ``images`` (N, H, W) or (N, H, W, 3) uint8, ``labels`` (N,) int64 and
+    ``rows`` (N,), each image's row number in the file's split (stable item references)."""
 
     images: np.ndarray
     labels: np.ndarray
+    rows: np.ndarray
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -301,7 +303,8 @@ def load_medmnist(
         data_dir: folder searched first and written to by a download
             (``MEDLOOP_DATA_DIR``); ``None`` means `default_data_dir()`.
         download: fetch the official file when it is not local.
-        limit: keep only the first ``limit`` rows of each split (quick runs).
+        limit: keep ``limit`` rows of each split, a seeded random sample in file order
+            (quick runs; files may be sorted by label, so the first rows would not do).
         progress: show a Rich progress bar while downloading.
 
     Raises:
@@ -359,8 +362,7 @@ def _read_npz(
                 )
             for key in _KEYS:
                 array = npz[key]
-                # copy the slice so the full array is not kept alive behind a view
-                arrays[key] = array[:limit].copy() if limit is not None else array
+                arrays[key] = array
     except IngestError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
@@ -396,9 +398,18 @@ def _read_npz(
                 f"{split.value}_labels has label {int(bad[0])} out of range "
                 f"0..{len(classes) - 1} ({len(classes)} classes)",
             )
-    splits = {s: MedMNISTSplit(images=images[s], labels=labels[s]) for s in _SPLITS}
+    splits = {s: _sample(images[s], labels[s], limit=limit) for s in _SPLITS}
     logger.info("loaded %s: %s", name, {s.value: len(p) for s, p in splits.items()})
     return MedMNISTDataset(name=name, classes=classes, n_channels=n_channels, splits=splits)
+
+
+def _sample(images: np.ndarray, labels: np.ndarray, *, limit: int | None) -> MedMNISTSplit:
+    """All rows, or a seeded random sample of ``limit`` rows kept in file order."""
+    rows = np.arange(len(labels))
+    if limit is not None and limit < len(labels):
+        rows = np.sort(np.random.default_rng(0).choice(len(labels), size=limit, replace=False))
+        return MedMNISTSplit(images=images[rows].copy(), labels=labels[rows].copy(), rows=rows)
+    return MedMNISTSplit(images=images, labels=labels, rows=rows)
 
 
 def _check_images(path: Path, split: Split, array: np.ndarray) -> np.ndarray:

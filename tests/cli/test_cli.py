@@ -1,0 +1,173 @@
+"""The command line as a user meets it: exit codes, messages, files written."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from medloop.cli import main
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+    monkeypatch.setattr(sys, "argv", ["medloop", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_lists_every_command(monkeypatch, capsys) -> None:
+    code, out, _ = run(monkeypatch, capsys, "--help")
+    assert code == 0
+    for command in (
+        "init",
+        "ingest",
+        "deid",
+        "simulate",
+        "aggregate",
+        "train",
+        "evaluate",
+        "review",
+        "loop",
+        "demo",
+        "bench",
+    ):
+        assert command in out
+
+
+def test_init_creates_home(home: Path, monkeypatch, capsys) -> None:
+    code, _out, _ = run(monkeypatch, capsys, "init")
+    assert code == 0
+    assert (home / "medloop.db").exists()
+    assert "ready" in _out
+
+
+def test_unknown_dataset_is_a_clear_error(
+    home: Path, medmnist_dir: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("MEDLOOP_DATA_DIR", str(medmnist_dir))
+    code, _, err = run(monkeypatch, capsys, "ingest", "medmnist", "pneumonimnist")
+    assert code == 2
+    assert "pneumoniamnist" in err  # did you mean
+
+
+def test_ingest_medmnist_then_simulate_aggregate_review(
+    home: Path, medmnist_dir: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("MEDLOOP_DATA_DIR", str(medmnist_dir))
+    code, out, _ = run(monkeypatch, capsys, "ingest", "medmnist", "pneumoniamnist", "--limit", "50")
+    assert code == 0 and "150 items" in out
+    code, out, _ = run(monkeypatch, capsys, "simulate", "-p", "pneumoniamnist", "--items", "30")
+    assert code == 0 and "90 answers" in out
+    code, out, _ = run(monkeypatch, capsys, "aggregate", "-p", "pneumoniamnist", "--json")
+    assert code == 0 and json.loads(out)["tasks"] == 30
+    code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
+    queue = json.loads(out)
+    assert code == 0 and len(queue) == 20
+    item = str(queue[0]["item"])
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "review",
+        "-p",
+        "pneumoniamnist",
+        "--item",
+        item,
+        "--label",
+        "pneumonia",
+        "--doctor",
+        "dr_grey",
+    )
+    assert code == 0 and "final label" in out
+    code, out, _ = run(
+        monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json", "--limit", "100"
+    )
+    assert item not in {str(row["item"]) for row in json.loads(out)}
+    code, _, err = run(
+        monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--item", item, "--label", "cancer"
+    )
+    assert code == 2 and "cancer" in err
+
+
+def test_aggregate_csv_with_gold_output_and_evaluation(tmp_path: Path, monkeypatch, capsys) -> None:
+    answers = tmp_path / "answers.csv"
+    answers.write_text(
+        "task,worker,label\n"
+        "t1,a,yes\nt1,b,yes\nt1,c,no\n"
+        "t2,a,no\nt2,b,no\nt2,c,no\n"
+        "t3,a,yes\nt3,b,no\nt3,c,no\n"
+    )
+    truth = tmp_path / "truth.csv"
+    truth.write_text("task,label\nt1,yes\nt2,no\nt3,no\n")
+    output = tmp_path / "labels.csv"
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "aggregate",
+        str(answers),
+        "--method",
+        "majority_vote",
+        "--output",
+        str(output),
+        "--evaluate",
+        str(truth),
+        "--json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["accuracy"] == 1.0 and report["tasks_scored"] == 3
+    written = output.read_text().splitlines()
+    assert written[0] == "task,label,p_no,p_yes"
+    assert written[1].startswith("t1,yes,")
+
+
+def test_aggregate_bad_csv_names_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("task,person,label\nt1,a,yes\n")
+    code, _, err = run(monkeypatch, capsys, "aggregate", str(bad))
+    assert code == 2 and "bad.csv" in err and "worker" in err
+
+
+def test_deid_command(tmp_path: Path, monkeypatch, capsys) -> None:
+    source = Path(get_testdata_file("CT_small.dcm", download=False))
+    target = tmp_path / "out.dcm"
+    code, out, _ = run(monkeypatch, capsys, "deid", str(source), str(target))
+    assert code == 0 and "pseudonym" in out
+    original, cleaned = pydicom.dcmread(source), pydicom.dcmread(target)
+    assert cleaned.PatientID != original.PatientID
+    assert cleaned.PixelData == original.PixelData
+    code, _, err = run(
+        monkeypatch, capsys, "deid", str(tmp_path / "missing.dcm"), str(tmp_path / "x.dcm")
+    )
+    assert code == 2 and "missing.dcm" in err
+
+
+def test_corrupt_image_folder_ingests_nothing(
+    home: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), i * 40, dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "4.png").write_bytes(b"not a png")
+    (folder / "labels.csv").write_text(
+        "file,label,patient_id\n0.png,a,p1\n1.png,b,p1\n2.png,a,p2\n3.png,b,p3\n4.png,a,p4\n"
+    )
+    code, _, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
+    assert code == 2 and "4.png" in err
+    (folder / "4.png").unlink()
+    (folder / "labels.csv").write_text(
+        "file,label,patient_id\n0.png,a,p1\n1.png,b,p1\n2.png,a,p2\n3.png,b,p3\n"
+    )
+    code, out, _ = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
+    assert code == 0 and "4 items (3 patients)" in out

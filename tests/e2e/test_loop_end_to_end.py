@@ -1,0 +1,75 @@
+"""A small loop end to end on a few hundred real chest X-rays (PneumoniaMNIST)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from medloop import workflows
+from medloop.config import Settings
+from medloop.learning import TrainConfig
+from medloop.store import repository as repo
+from medloop.types import LabelKind, LabelSource
+
+
+@pytest.fixture
+def ws(settings: Settings) -> workflows.Workspace:
+    workspace = workflows.Workspace.open(settings)
+    yield workspace
+    workspace.close()
+
+
+def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
+    summary = workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=400)
+    assert summary.splits == {"train": 400, "val": 400, "test": 400}
+
+    loop = workflows.LoopSettings(rounds=2, per_round=120, doctor_budget=15, seed=0)
+    reports = workflows.run_loop(
+        ws,
+        project="pneumoniamnist",
+        settings=loop,
+        train_config=TrainConfig(max_epochs=6, patience=3, seed=0),
+    )
+
+    assert [r.round for r in reports] == [0, 1]
+    assert [r.labelled_items for r in reports] == [120, 240]
+    assert [r.doctor_labels for r in reports] == [15, 30]
+    # three lay answers per labelled item, plus gold questions from round 1 on
+    assert reports[0].crowd_answers == 360
+    assert reports[1].crowd_answers > 720
+    last = reports[-1]
+    assert last.test_auc > 0.8, last
+    # doctors' decisions and reliability-weighted aggregation beat plain majority vote
+    assert last.consensus_accuracy > last.majority_vote_accuracy
+
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="pneumoniamnist")
+        finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
+        versions = repo.model_versions(s, project_id=project.id)
+        audit = repo.audit_frame(s)
+        tasks = repo.tasks_frame(s, project_id=project.id)
+    # every final label has provenance: a doctor, a review answer, a round
+    assert len(finals) == 30
+    assert set(finals["source"]) == {LabelSource.DOCTOR}
+    assert [v.version for v in versions] == [1, 2]
+    assert all(v.metrics["test_auc"] > 0.5 for v in versions)
+    assert (audit["action"] == "label.final").sum() == 30
+    assert tasks["is_gold"].sum() > 0
+    # the review queue never offers an item that already has a final label
+    queue = workflows.review_queue(ws, project="pneumoniamnist")
+    assert not queue.index.isin(finals.index).any()
+    # the next model learns from the doctors: their labels are hard targets
+    targets = workflows.training_targets(ws, project="pneumoniamnist")
+    signed = targets.loc[finals.index]
+    expected = pd.get_dummies(finals["label"]).reindex(columns=[0, 1], fill_value=False)
+    assert (signed.to_numpy() == expected.to_numpy(dtype=float)).all()
+
+
+def test_failed_ingest_leaves_nothing_behind(ws: workflows.Workspace) -> None:
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=20)
+    with pytest.raises(Exception, match="already exists"):
+        workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=20)
+    with ws.db.session() as s:
+        assert len(repo.list_projects(s)) == 1
+        project = repo.get_project(s, name="pneumoniamnist")
+        assert len(repo.items_frame(s, project_id=project.id)) == 60
