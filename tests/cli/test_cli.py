@@ -46,10 +46,10 @@ def test_help_lists_every_command(monkeypatch, capsys) -> None:
 
 
 def test_init_creates_home(home: Path, monkeypatch, capsys) -> None:
-    code, _out, _ = run(monkeypatch, capsys, "init")
+    code, out, _ = run(monkeypatch, capsys, "init")
     assert code == 0
     assert (home / "medloop.db").exists()
-    assert "ready" in _out
+    assert "ready" in out
 
 
 def test_unknown_dataset_is_a_clear_error(
