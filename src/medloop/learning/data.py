@@ -1,0 +1,186 @@
+"""Images as MONAI dict items, data loaders, and training augmentation.
+
+Images arrive as uint8 arrays (N, H, W) (grey) or (N, H, W, C) (channel last, as
+MedMNIST stores colour images) and become float tensors (N, C, H, W) in [0, 1].
+Float arrays are taken as already scaled.
+
+Augmentation is conservative and dataset-agnostic: small rotations, zooms and shifts,
+mild brightness/contrast changes and faint Gaussian noise, never flips (laterality
+matters in medical images). It runs on whole batches (`BatchAugment`, through MONAI's
+`AffineTransform` layer) because MONAI's per-item `RandAffined` costs about 1 ms per
+28x28 image on a CPU core, more than the network's own training step; the per-item
+MONAI pipeline with the same ranges is `train_transforms()` for datasets of larger
+images loaded from files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data import Dataset
+from monai.networks.layers import AffineTransform
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    RandAffined,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+)
+from torch.utils.data import DataLoader
+
+from medloop.exceptions import InvalidInputError
+
+IMAGE = "image"
+TARGET = "target"
+WEIGHT = "weight"
+
+
+def images_to_tensor(images: np.ndarray, *, in_channels: int | None = None) -> torch.Tensor:
+    """Convert uint8 (N, H, W) or (N, H, W, C) images to float32 (N, C, H, W) in [0, 1].
+
+    >>> images_to_tensor(np.full((2, 4, 4), 255, dtype=np.uint8)).shape
+    torch.Size([2, 1, 4, 4])
+    """
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    elif arr.ndim == 4:
+        arr = np.moveaxis(arr, -1, 1)
+    else:
+        raise InvalidInputError(
+            f"images must be (N, H, W) or (N, H, W, C); got shape {np.shape(images)}"
+        )
+    if in_channels is not None and arr.shape[1] != in_channels:
+        raise InvalidInputError(f"expected {in_channels} image channel(s), got {arr.shape[1]}")
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        if not np.all(np.isfinite(out)):
+            raise InvalidInputError("images contain NaN or infinite values")
+    else:
+        raise InvalidInputError(f"images must be uint8 or float; got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def make_dataset(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    weights: torch.Tensor | None = None,
+    transform: Compose | None = None,
+) -> Dataset:
+    """A MONAI dataset of dict items {"image": (C, H, W), "target": (K,), "weight": ()}."""
+    if weights is None:
+        weights = torch.ones(images.shape[0], dtype=torch.float32)
+    if not images.shape[0] == targets.shape[0] == weights.shape[0]:
+        raise InvalidInputError("images, targets and weights differ in length")
+    items = [
+        {IMAGE: images[i], TARGET: targets[i], WEIGHT: weights[i]} for i in range(images.shape[0])
+    ]
+    return Dataset(data=items, transform=transform)
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """A single-process loader; shuffling order is fixed by `seed`.
+
+    A last batch of a single item is dropped when shuffling (batch norm needs two).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=0,
+        drop_last=drop_last,
+    )
+
+
+@dataclass(frozen=True)
+class AugmentRanges:
+    """Ranges of the random augmentation (each drawn uniformly in +-range)."""
+
+    rotate_degrees: float = 10.0
+    zoom: float = 0.1
+    shift_fraction: float = 0.06
+    contrast: float = 0.1
+    brightness: float = 0.05
+    noise_std: float = 0.02
+
+
+class BatchAugment:
+    """Random affine + intensity augmentation of a whole batch (B, C, H, W) at once.
+
+    Every image gets its own rotation, zoom and shift (MONAI `AffineTransform`,
+    border padding) and its own contrast, brightness and noise; values stay in [0, 1]
+    when the input does. Draws come from the `generator` passed to each call, so a
+    seeded generator gives reproducible batches.
+    """
+
+    def __init__(self, ranges: AugmentRanges = AugmentRanges()) -> None:
+        self.ranges = ranges
+        self._warp = AffineTransform(
+            normalized=True, mode="bilinear", padding_mode="border", align_corners=False
+        )
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        r = self.ranges
+        b = images.shape[0]
+
+        def uniform(bound: float) -> torch.Tensor:
+            return (torch.rand(b, generator=generator) * 2.0 - 1.0) * bound
+
+        angle = uniform(math.radians(r.rotate_degrees))
+        scale = 1.0 + uniform(r.zoom)
+        shift = torch.stack([uniform(2 * r.shift_fraction), uniform(2 * r.shift_fraction)], 1)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin, shift[:, 0]], 1),
+                torch.stack([sin, cos, shift[:, 1]], 1),
+            ],
+            1,
+        )
+        out = self._warp(images, theta)
+        contrast = (1.0 + uniform(r.contrast)).view(b, 1, 1, 1)
+        brightness = uniform(r.brightness).view(b, 1, 1, 1)
+        noise = torch.randn(images.shape, generator=generator) * r.noise_std
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * contrast + mean + brightness + noise
+        return out.clamp_(0.0, 1.0)
+
+
+def train_transforms(
+    *,
+    image_size: Sequence[int],
+    keys: Sequence[str] = (IMAGE,),
+    seed: int = 0,
+    ranges: AugmentRanges = AugmentRanges(),
+) -> Compose:
+    """Augmentation like `BatchAugment`'s as a per-item MONAI dict pipeline (C, H, W)."""
+    translate = [ranges.shift_fraction * float(size) for size in image_size]
+    pipeline = Compose(
+        [
+            RandAffined(
+                keys=keys,
+                prob=1.0,
+                rotate_range=math.radians(ranges.rotate_degrees),
+                scale_range=ranges.zoom,
+                translate_range=translate,
+                padding_mode="border",
+            ),
+            RandScaleIntensityd(keys=keys, factors=ranges.contrast, prob=1.0),
+            RandShiftIntensityd(keys=keys, offsets=ranges.brightness, prob=1.0),
+            RandGaussianNoised(keys=keys, prob=1.0, std=ranges.noise_std),
+            EnsureTyped(keys=keys, data_type="tensor", track_meta=False),
+        ]
+    )
+    pipeline.set_random_state(seed=seed)
+    return pipeline

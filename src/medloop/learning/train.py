@@ -1,0 +1,431 @@
+"""Train an image classifier on hard or soft (crowd posterior) labels, with early stopping.
+
+>>> model = train_classifier(x_train, y_train, x_val, y_val, n_classes=2)  # doctest: +SKIP
+>>> model.predict_proba(x_test)  # (N, 2)                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
+from medloop.learning.data import (
+    IMAGE,
+    TARGET,
+    WEIGHT,
+    BatchAugment,
+    images_to_tensor,
+    make_dataset,
+    make_loader,
+)
+from medloop.learning.metrics import check_labels, check_probabilities, classification_metrics
+from medloop.learning.networks import DEFAULT_NETWORK, build_network, last_linear
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+MONITORS = ("auc", "loss")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. The defaults are the measured fast-and-strong choice for 28x28 on CPU.
+
+    Early stopping watches `monitor` on the validation set ("auc": validation AUC,
+    falling back to validation loss when the validation set holds one class; "loss":
+    validation cross-entropy) and stops after `patience` epochs without improvement;
+    the best epoch's weights are kept. `max_seconds` bounds the wall time of training
+    (checked after each epoch). `num_threads` caps torch's CPU threads (default: all
+    cores this process may use). `ema_decay` validates and keeps an exponential moving
+    average of the weights (None: the raw weights). The learning rate follows a cosine
+    schedule over `max_epochs` (AdamW).
+    """
+
+    network: str = DEFAULT_NETWORK
+    max_epochs: int = 20
+    patience: int = 5
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    augment: bool = True
+    ema_decay: float | None = 0.98
+    monitor: str = "auc"
+    seed: int = 0
+    max_seconds: float | None = None
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 2:
+            raise InvalidInputError("max_epochs and patience must be >= 1, batch_size >= 2")
+        if not (self.learning_rate > 0 and self.weight_decay >= 0):
+            raise InvalidInputError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.monitor not in MONITORS:
+            raise UnknownOptionError(
+                f"monitor must be one of {list(MONITORS)}; got {self.monitor!r}"
+            )
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InvalidInputError("max_seconds must be positive")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise InvalidInputError("ema_decay must lie in (0, 1) or be None")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise InvalidInputError("num_threads must be >= 1")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(requested: int | None = None) -> Iterator[int]:
+    """Run torch on at most `requested` threads (and never more than the cores available)."""
+    previous = torch.get_num_threads()
+    n = min(requested or available_cores(), available_cores())
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(previous)
+
+
+def channels_last(network: nn.Module) -> nn.Module:
+    """Store conv weights channels-last: about 25% faster convolutions on CPU (oneDNN)."""
+    return network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+class TrainedClassifier:
+    """A trained network plus what is needed to use, save and reload it."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        config: TrainConfig,
+        n_classes: int,
+        in_channels: int,
+        history: list[dict[str, float]] | None = None,
+        best_epoch: int = 0,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        self.network = channels_last(network).eval()
+        self.config = config
+        self.n_classes = n_classes
+        self.in_channels = in_channels
+        self.history = list(history or [])
+        self.best_epoch = best_epoch
+        self.metrics = dict(metrics or {})
+
+    def _forward(self, images: np.ndarray, batch_size: int, *, embed: bool) -> np.ndarray:
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        x = images_to_tensor(images, in_channels=self.in_channels).contiguous(
+            memory_format=torch.channels_last
+        )
+        captured: list[torch.Tensor] = []
+        hook = None
+        if embed:
+            hook = last_linear(self.network).register_forward_hook(
+                lambda _m, inputs, _o: captured.append(inputs[0].detach())
+            )
+        outputs: list[torch.Tensor] = []
+        self.network.eval()
+        try:
+            with torch_threads(self.config.num_threads), torch.no_grad():
+                for start in range(0, x.shape[0], batch_size):
+                    logits = self.network(x[start : start + batch_size])
+                    outputs.append(torch.softmax(logits.double(), dim=1))
+        finally:
+            if hook is not None:
+                hook.remove()
+        if embed:
+            if not captured:
+                return np.zeros((0, last_linear(self.network).in_features), dtype=np.float32)
+            return torch.cat(captured).numpy()
+        if not outputs:
+            return np.zeros((0, self.n_classes), dtype=np.float64)
+        proba = torch.cat(outputs).numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """Class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C)."""
+        return self._forward(images, batch_size, embed=False)
+
+    def embed(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """The network's penultimate features (N, D), the input of its last linear layer."""
+        return self._forward(images, batch_size, embed=True)
+
+    def save(self, path: Path) -> None:
+        """Write weights, config, class count, history and metrics to `path` (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": self.network.state_dict(),
+            "config": dataclasses.asdict(self.config),
+            "n_classes": self.n_classes,
+            "in_channels": self.in_channels,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "metrics": self.metrics,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        logger.info("saved classifier checkpoint %s", path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainedClassifier:
+        """Rebuild a classifier saved with `save` (weights only; no code is unpickled)."""
+        path = Path(path)
+        if not path.exists():
+            raise NotFoundError(f"no checkpoint at {path}")
+        try:
+            payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            config = TrainConfig(**{k: v for k, v in payload["config"].items() if k in known})
+            n_classes = int(payload["n_classes"])
+            in_channels = int(payload["in_channels"])
+            network = build_network(
+                config.network,
+                in_channels=in_channels,
+                n_classes=n_classes,
+                dropout=config.dropout,
+            )
+            network.load_state_dict(payload["state_dict"])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(
+                f"{path} is not a medloop classifier checkpoint: {exc}"
+            ) from exc
+        return cls(
+            network,
+            config=config,
+            n_classes=n_classes,
+            in_channels=in_channels,
+            history=list(payload.get("history", [])),
+            best_epoch=int(payload.get("best_epoch", 0)),
+            metrics=dict(payload.get("metrics", {})),
+        )
+
+
+def _as_targets(targets: np.ndarray, *, n: int, n_classes: int) -> torch.Tensor:
+    """Int labels (N,) or (N, 1), or soft labels (N, K), as float32 (N, K) distributions."""
+    arr = np.asarray(targets)
+    if arr.ndim == 2 and arr.shape[1] != 1:
+        if arr.shape[0] != n:
+            raise InvalidInputError(f"expected {n} targets (one per image), got {arr.shape[0]}")
+        if arr.shape[1] != n_classes:
+            raise InvalidInputError(
+                f"soft targets have {arr.shape[1]} columns but n_classes is {n_classes}"
+            )
+        soft = check_probabilities(arr, name="soft targets")
+        soft = np.clip(soft, 0.0, None)
+        return torch.from_numpy((soft / soft.sum(axis=1, keepdims=True)).astype(np.float32))
+    labels = check_labels(arr, n_classes=n_classes, n=n)
+    return F.one_hot(torch.from_numpy(labels), n_classes).float()
+
+
+def _as_weights(weights: np.ndarray | None, *, n: int) -> torch.Tensor:
+    if weights is None:
+        return torch.ones(n, dtype=torch.float32)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise InvalidInputError(f"sample_weights must have shape ({n},); got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InvalidInputError("sample_weights must be finite, >= 0 and not all zero")
+    return torch.from_numpy((w / w.mean()).astype(np.float32))
+
+
+def _ema(network: nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of the weights (and batch-norm statistics).
+
+    The decay warms up as min(decay, (1 + t) / (10 + t)) over the t-th update, so the
+    average follows the network closely in the first steps of short runs.
+    """
+    if decay is None:
+        return None
+
+    def average(
+        avg: torch.Tensor, current: torch.Tensor, count: torch.Tensor | int
+    ) -> torch.Tensor:
+        t = float(count)
+        d = min(decay, (1.0 + t) / (10.0 + t))
+        return avg * d + current * (1.0 - d)
+
+    return AveragedModel(network, avg_fn=average, use_buffers=True)
+
+
+def _soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    per_item = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return (per_item * weights).mean()
+
+
+def train_classifier(
+    train_images: np.ndarray,
+    train_targets: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    n_classes: int,
+    config: TrainConfig = TrainConfig(),
+    checkpoint_path: Path | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    sample_weights: np.ndarray | None = None,
+) -> TrainedClassifier:
+    """Train `config.network` on images with int or soft targets; keep the best epoch.
+
+    `train_targets` is either int labels (N,) or soft labels (N, K) whose rows sum to
+    1 (e.g. an aggregator's posteriors); the loss is the (optionally `sample_weights`
+    weighted) soft cross-entropy. Validation uses hard `val_labels` (M,). Given the
+    same inputs, config and thread count the result is reproducible; the global torch
+    random state is left untouched. `on_epoch(epoch, record)` is called after every
+    epoch with the `history` record (epoch, train_loss, val_loss, val_auc, val_acc,
+    seconds).
+    """
+    if n_classes < 2:
+        raise InvalidInputError(f"n_classes must be >= 2; got {n_classes}")
+    x_train = images_to_tensor(train_images)
+    in_channels = int(x_train.shape[1])
+    n = int(x_train.shape[0])
+    if n < 2:
+        raise InvalidInputError("need at least two training images")
+    targets = _as_targets(train_targets, n=n, n_classes=n_classes)
+    weights = _as_weights(sample_weights, n=n)
+    x_val = images_to_tensor(val_images, in_channels=in_channels).contiguous(
+        memory_format=torch.channels_last
+    )
+    if x_val.shape[0] == 0:
+        raise InvalidInputError("need at least one validation image")
+    if x_val.shape[2:] != x_train.shape[2:]:
+        raise InvalidInputError(
+            f"validation images are {tuple(x_val.shape[2:])}, training images "
+            f"{tuple(x_train.shape[2:])}"
+        )
+    y_val = check_labels(val_labels, n_classes=n_classes, n=int(x_val.shape[0]))
+    y_val_t = torch.from_numpy(y_val)
+
+    started = time.perf_counter()
+    history: list[dict[str, float]] = []
+    with torch_threads(config.num_threads) as threads, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_network(
+            config.network, in_channels=in_channels, n_classes=n_classes, dropout=config.dropout
+        )
+        network = channels_last(network)
+        optimizer = torch.optim.AdamW(
+            network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+        loader = make_loader(
+            make_dataset(x_train, targets, weights=weights),
+            batch_size=min(config.batch_size, n),
+            shuffle=True,
+            seed=config.seed,
+        )
+        augment = BatchAugment() if config.augment else None
+        aug_generator = torch.Generator().manual_seed(config.seed + 1)
+        logger.info(
+            "training %s on %d images (%d classes, %d threads)",
+            config.network,
+            n,
+            n_classes,
+            threads,
+        )
+        best_score = (-math.inf, -math.inf)
+        best_epoch = 0
+        ema = _ema(network, config.ema_decay)
+        evaluated = network if ema is None else ema.module
+        best_state = copy.deepcopy(evaluated.state_dict())
+        best_metrics: dict[str, float] = {}
+        for epoch in range(1, config.max_epochs + 1):
+            epoch_start = time.perf_counter()
+            network.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                images = batch[IMAGE]
+                if augment is not None:
+                    images = augment(images, generator=aug_generator)
+                images = images.contiguous(memory_format=torch.channels_last)
+                loss = _soft_cross_entropy(network(images), batch[TARGET], batch[WEIGHT])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(network)
+                total += float(loss.detach()) * images.shape[0]
+                count += images.shape[0]
+            scheduler.step()
+            evaluated.eval()
+            with torch.no_grad():
+                logits = torch.cat([evaluated(chunk) for chunk in torch.split(x_val, 512)])
+                val_loss = float(F.cross_entropy(logits, y_val_t))
+                proba = torch.softmax(logits.double(), dim=1).numpy()
+            val = classification_metrics(proba / proba.sum(axis=1, keepdims=True), y_val)
+            record = {
+                "epoch": float(epoch),
+                "train_loss": total / max(count, 1),
+                "val_loss": val_loss,
+                "val_auc": val["auc"],
+                "val_acc": val["acc"],
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            history.append(record)
+            logger.debug("epoch %d: %s", epoch, record)
+            if on_epoch is not None:
+                on_epoch(epoch, dict(record))
+            # Higher is better; AUC ties (common on easy validation sets) go to lower loss.
+            score = (-val_loss, 0.0)
+            if config.monitor == "auc" and not math.isnan(val["auc"]):
+                score = (val["auc"], -val_loss)
+            if score > best_score:
+                best_score, best_epoch = score, epoch
+                best_state = copy.deepcopy(evaluated.state_dict())
+                best_metrics = {"val_loss": val_loss, "val_auc": val["auc"], "val_acc": val["acc"]}
+            elif epoch - best_epoch >= config.patience:
+                logger.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+                break
+            if (
+                config.max_seconds is not None
+                and time.perf_counter() - started > config.max_seconds
+            ):
+                logger.info("stopping after %.1f s (max_seconds)", time.perf_counter() - started)
+                break
+        network.load_state_dict(best_state)
+    best_metrics["seconds"] = time.perf_counter() - started
+    best_metrics["best_epoch"] = float(best_epoch)
+    model = TrainedClassifier(
+        network,
+        config=config,
+        n_classes=n_classes,
+        in_channels=in_channels,
+        history=history,
+        best_epoch=best_epoch,
+        metrics=best_metrics,
+    )
+    if checkpoint_path is not None:
+        model.save(Path(checkpoint_path))
+    logger.info(
+        "trained in %.1f s, best epoch %d: %s", best_metrics["seconds"], best_epoch, best_metrics
+    )
+    return model
