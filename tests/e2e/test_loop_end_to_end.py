@@ -23,22 +23,19 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     summary = workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=400)
     assert summary.splits == {"train": 400, "val": 400, "test": 400}
 
-    loop = workflows.LoopSettings(rounds=2, per_round=120, doctor_budget=15, seed=0)
+    loop = workflows.LoopSettings(rounds=2, per_round=150, doctor_budget=15, seed=0)
     reports = workflows.run_loop(
-        ws,
-        project="pneumoniamnist",
-        settings=loop,
-        train_config=TrainConfig(max_epochs=6, patience=3, seed=0),
+        ws, project="pneumoniamnist", settings=loop, train_config=TrainConfig(seed=0)
     )
 
     assert [r.round for r in reports] == [0, 1]
-    assert [r.labelled_items for r in reports] == [120, 240]
+    assert [r.labelled_items for r in reports] == [150, 300]
     assert [r.doctor_labels for r in reports] == [15, 30]
     # three lay answers per labelled item, plus gold questions from round 1 on
-    assert reports[0].crowd_answers == 360
-    assert reports[1].crowd_answers > 720
+    assert reports[0].crowd_answers == 450
+    assert reports[1].crowd_answers > 900
     last = reports[-1]
-    assert last.test_auc > 0.8, last
+    assert last.test_auc > 0.85, last
     # doctors' decisions and reliability-weighted aggregation beat plain majority vote
     assert last.consensus_accuracy > last.majority_vote_accuracy
 
