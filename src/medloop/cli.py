@@ -80,10 +80,11 @@ def _progress() -> Iterator[workflows.Progress]:
         transient=False,
     ) as progress:
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done, total=total)
+        def update(description: str, done: int, total: int) -> None:
+            key = description.split(":", 1)[0]
+            if key not in bars:
+                bars[key] = progress.add_task(description, total=total)
+            progress.update(bars[key], description=description, completed=done, total=total)
 
         yield update
 
@@ -372,18 +373,19 @@ def _run_and_report(
             workflows.run_loop(
                 ws, project=project, settings=settings, on_round=on_round, progress=progress
             )
-        columns = [
-            "round",
-            "labelled_items",
-            "crowd_answers",
-            "doctor_labels",
-            "majority_vote_accuracy",
-            "consensus_accuracy",
-            "test_auc",
-            "test_acc",
-            "seconds",
-        ]
-        out.print(_table("the loop, round by round", [{c: r[c] for c in columns} for r in rows]))
+        columns = {
+            "round": "round",
+            "labelled_items": "items",
+            "crowd_answers": "answers",
+            "doctor_labels": "doctor",
+            "majority_vote_accuracy": "MV acc",
+            "consensus_accuracy": "loop acc",
+            "test_auc": "test AUC",
+            "test_acc": "test acc",
+            "seconds": "s",
+        }
+        table = [{label: r[key] for key, label in columns.items()} for r in rows]
+        out.print(_table("the loop, round by round", table))
     return rows
 
 

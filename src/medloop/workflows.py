@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
 Progress = Callable[[str, int, int], None]
-"""Progress callback: (stage description, done, total)."""
+"""Progress callback: (description, done, total). Text before the first ":" names the bar
+("loop: round 2, training"), so one bar follows one piece of long work."""
 
 
 def _no_progress(_stage: str, _done: int, _total: int) -> None:
@@ -116,7 +117,7 @@ def ingest_medmnist(
                 )
             )
             if len(items) % 500 == 0 or len(items) == total:
-                progress("storing images", len(items), total)
+                progress("ingest: storing images", len(items), total)
     with ws.db.session() as s:
         record = repo.create_project(
             s,
@@ -793,14 +794,14 @@ def run_loop(
     for round_index in range(settings.rounds):
         started = time.perf_counter()
         seed = settings.seed * 1000 + round_index
-        progress(f"round {round_index}: selecting items", 0, 5)
+        _step(progress, settings, round_index, 0, "selecting items")
         chosen = select_items(
             ws, project=project, k=settings.per_round, strategy=settings.strategy, seed=seed
         )
         if not chosen:
             logger.info("no unlabelled items left; stopping after %d rounds", round_index)
             break
-        progress(f"round {round_index}: lay annotators answering", 1, 5)
+        _step(progress, settings, round_index, 1, "lay annotators answering")
         collect_crowd_answers(
             ws,
             project=project,
@@ -812,12 +813,12 @@ def run_loop(
             seed=seed,
         )
         aggregate(ws, project=project, round=round_index)
-        progress(f"round {round_index}: doctor reviewing", 2, 5)
+        _step(progress, settings, round_index, 2, "doctor reviewing")
         _simulated_review(
             ws, project=project, doctor=doctor, budget=settings.doctor_budget, round=round_index
         )
         aggregate(ws, project=project, round=round_index)
-        progress(f"round {round_index}: training", 3, 5)
+        _step(progress, settings, round_index, 3, "training")
         metrics = train(ws, project=project, config=train_config, round=round_index)
         quality = label_quality(ws, project=project)
         report = RoundReport(
@@ -835,10 +836,24 @@ def run_loop(
             extra={"train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]},
         )
         reports.append(report)
-        progress(f"round {round_index}: done", 5, 5)
+        _step(progress, settings, round_index, LOOP_STEPS, "done")
         if on_round is not None:
             on_round(report)
     return reports
+
+
+LOOP_STEPS = 4
+
+
+def _step(
+    progress: Progress, settings: LoopSettings, round_index: int, step: int, what: str
+) -> None:
+    done = round_index * LOOP_STEPS + step
+    progress(
+        f"loop: round {round_index + 1}/{settings.rounds}, {what}",
+        done,
+        settings.rounds * LOOP_STEPS,
+    )
 
 
 def _simulated_review(
