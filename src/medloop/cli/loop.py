@@ -1,123 +1,41 @@
-"""The `medloop` command line: one command per workflow, Rich progress on long work.
-
-Commands stay thin: they build Settings, open the workspace, call `medloop.workflows`
-and print. Domain errors become a one-line message and exit code 2.
-"""
+"""Commands of the loop: init, ingest, deid, simulate, train, evaluate, review, loop, demo,
+and `bench loop`."""
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from medloop import workflows
+from medloop.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    SeedOpt,
+    app,
+    bench_app,
+    console,
+    ingest_app,
+    out,
+    print_json,
+    progress_bar,
+    table,
+    workspace,
+)
 from medloop.config import Settings
-from medloop.exceptions import InvalidInputError, MedloopError
-
-app = typer.Typer(
-    name="medloop",
-    help="Lay annotators, doctors and models labelling medical images together.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-ingest_app = typer.Typer(help="Bring data in (de-identified on the way).", no_args_is_help=True)
-bench_app = typer.Typer(
-    help="Reproducible benchmarks; --json prints one object per line.", no_args_is_help=True
-)
-app.add_typer(ingest_app, name="ingest")
-app.add_typer(bench_app, name="bench")
-
-console = Console(stderr=True)
-out = Console()
-
-ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-@app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-    )
-
-
-@contextmanager
-def _workspace(settings: Settings | None = None) -> Iterator[workflows.Workspace]:
-    ws = workflows.Workspace.open(settings or Settings())
-    try:
-        yield ws
-    finally:
-        ws.close()
-
-
-@contextmanager
-def _progress() -> Iterator[workflows.Progress]:
-    """A Rich progress bar as a workflows progress callback (one bar per stage)."""
-    bars: dict[str, Any] = {}
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-
-        def update(description: str, done: int, total: int) -> None:
-            key = description.split(":", 1)[0]
-            if key not in bars:
-                bars[key] = progress.add_task(description, total=total)
-            progress.update(bars[key], description=description, completed=done, total=total)
-
-        yield update
-
-
-def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str)) if out.is_terminal else print(
-        json.dumps(data, default=str), flush=True
-    )
-
-
-def _table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title)
-    for column in rows[0] if rows else []:
-        table.add_column(str(column))
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
-    return table
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-# --- commands ----------------------------------------------------------------------------
+from medloop.exceptions import InvalidInputError
 
 
 @app.command()
 def init() -> None:
     """Create MEDLOOP_HOME and bring its database schema up to date."""
     settings = Settings()
-    with _workspace(settings):
+    with workspace(settings):
         pass
     out.print(f"medloop home ready at {settings.home.resolve()}")
 
@@ -129,7 +47,7 @@ def ingest_medmnist(
     project: Annotated[str | None, typer.Option(help="Project name (default: NAME).")] = None,
 ) -> None:
     """Ingest a MedMNIST dataset from MEDLOOP_DATA_DIR (or download it)."""
-    with _workspace() as ws, _progress() as progress:
+    with workspace() as ws, progress_bar() as progress:
         summary = workflows.ingest_medmnist(
             ws, name=name, project=project, limit=limit, progress=progress
         )
@@ -145,7 +63,7 @@ def ingest_images(
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest an image folder with a CSV of labels; patient ids are pseudonymised."""
-    with _workspace() as ws:
+    with workspace() as ws:
         summary = workflows.ingest_image_folder(
             ws,
             folder=folder,
@@ -166,7 +84,7 @@ def ingest_dicom(
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
-    with _workspace() as ws:
+    with workspace() as ws:
         summary = workflows.ingest_dicom_folder(
             ws,
             folder=folder,
@@ -206,7 +124,7 @@ def simulate(
     """Simulated lay annotators answer the next items (chosen by active learning)."""
     from medloop.annotation import SimulatedCrowd
 
-    with _workspace() as ws:
+    with workspace() as ws:
         chosen = workflows.select_items(ws, project=project, k=items, strategy=strategy, seed=seed)
         n_classes = len(workflows.project_classes(ws, project=project))
         crowd = SimulatedCrowd(
@@ -225,45 +143,6 @@ def simulate(
 
 
 @app.command()
-def aggregate(
-    answers: Annotated[
-        Path | None, typer.Argument(help="answers CSV (task,worker,label); or use --project.")
-    ] = None,
-    project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    method: Annotated[str, typer.Option(help="dawid_skene or majority_vote.")] = "dawid_skene",
-    gold: Annotated[Path | None, typer.Option(help="Known labels CSV (task,label).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write task,label,p_* CSV.")] = None,
-    evaluate: Annotated[Path | None, typer.Option(help="Truth CSV to score only.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Aggregate answers into consensus labels (a CSV file, or a project's crowd answers)."""
-    started = time.perf_counter()
-    if (answers is None) == (project is None):
-        raise InvalidInputError("give either an ANSWERS.csv file or --project, not both")
-    if project is not None:
-        with _workspace() as ws:
-            result = workflows.aggregate(ws, project=project, method=method)
-        probabilities = result.probabilities
-    else:
-        assert answers is not None
-        probabilities = workflows.aggregate_file(answers, method=method, gold=gold)
-    labels = probabilities.idxmax(axis=1)
-    report: dict[str, Any] = {"method": method, "tasks": len(labels)}
-    if output is not None:
-        frame = probabilities.add_prefix("p_")
-        frame.insert(0, "label", labels)
-        frame.rename_axis("task").to_csv(output)
-        report["output"] = str(output)
-    if evaluate is not None:
-        report.update(workflows.score_labels(labels, truth_csv=evaluate))
-    report["seconds"] = round(time.perf_counter() - started, 3)
-    if as_json:
-        _print_json(report)
-    else:
-        out.print(_table("aggregation", [report]))
-
-
-@app.command()
 def train(
     project: ProjectOpt,
     max_epochs: Annotated[int | None, typer.Option(help="Upper bound on epochs.")] = None,
@@ -276,13 +155,13 @@ def train(
     config = TrainConfig(seed=seed)
     if max_epochs is not None:
         config = TrainConfig(seed=seed, max_epochs=max_epochs)
-    with _workspace() as ws, _progress() as progress:
+    with workspace() as ws, progress_bar() as progress:
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             progress("training (epochs)", epoch + 1, config.max_epochs)
 
         metrics = workflows.train(ws, project=project, config=config, on_epoch=on_epoch)
-    _print_json(metrics) if as_json else out.print(_table("new model version", [metrics]))
+    print_json(metrics) if as_json else out.print(table("new model version", [metrics]))
 
 
 @app.command()
@@ -292,9 +171,9 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a model version's validation and test metrics."""
-    with _workspace() as ws:
+    with workspace() as ws:
         metrics = workflows.evaluate(ws, project=project, version=version)
-    _print_json(metrics) if as_json else out.print(_table("model", [metrics]))
+    print_json(metrics) if as_json else out.print(table("model", [metrics]))
 
 
 @app.command()
@@ -307,7 +186,7 @@ def review(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the doctor's review queue, or record a decision with --item and --label."""
-    with _workspace() as ws:
+    with workspace() as ws:
         if item is not None:
             if label is None:
                 raise InvalidInputError("--item needs --label")
@@ -325,11 +204,11 @@ def review(
         queue = workflows.review_queue(ws, project=project, limit=limit)
     rows = queue.reset_index().to_dict(orient="records")
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     elif not rows:
         out.print("the review queue is empty")
     else:
-        out.print(_table(f"review queue ({len(rows)} shown)", rows))
+        out.print(table(f"review queue ({len(rows)} shown)", rows))
 
 
 def _loop_settings(
@@ -352,7 +231,7 @@ def loop(
 ) -> None:
     """Run the loop on an ingested project with simulated lay annotators and doctors."""
     settings = _loop_settings(rounds, per_round, strategy, seed, doctor_budget=doctor_budget)
-    with _workspace() as ws:
+    with workspace() as ws:
         _run_and_report(ws, project=project, settings=settings, as_json=as_json)
 
 
@@ -369,7 +248,7 @@ def _run_and_report(
     if as_json:
         workflows.run_loop(ws, project=project, settings=settings, on_round=on_round)
     else:
-        with _progress() as progress:
+        with progress_bar() as progress:
             workflows.run_loop(
                 ws, project=project, settings=settings, on_round=on_round, progress=progress
             )
@@ -384,8 +263,8 @@ def _run_and_report(
             "test_acc": "test acc",
             "seconds": "s",
         }
-        table = [{label: r[key] for key, label in columns.items()} for r in rows]
-        out.print(_table("the loop, round by round", table))
+        summary = [{label: r[key] for key, label in columns.items()} for r in rows]
+        out.print(table("the loop, round by round", summary))
     return rows
 
 
@@ -407,7 +286,7 @@ def bench_loop(
     base = Settings()
     with tempfile.TemporaryDirectory(prefix="medloop-bench-") as home:
         bench = Settings(home=Path(home), data_dir=base.data_dir, secret_key=base.secret_key)
-        with _workspace(bench) as ws:
+        with workspace(bench) as ws:
             workflows.ingest_medmnist(ws, name=dataset)
             _run_and_report(ws, project=dataset, settings=settings, as_json=as_json)
 
@@ -425,8 +304,8 @@ def demo(
         shutil.rmtree(home)
     settings = Settings(home=home, data_dir=base.data_dir, secret_key=base.secret_key)
     console.rule("medloop demo: lay annotators + doctors + a model, on PneumoniaMNIST")
-    with _workspace(settings) as ws:
-        with _progress() as progress:
+    with workspace(settings) as ws:
+        with progress_bar() as progress:
             summary = workflows.ingest_medmnist(ws, name="pneumoniamnist", progress=progress)
         out.print(f"ingested {summary.items} chest X-rays: {summary.splits}")
         rows = _run_and_report(
@@ -450,12 +329,3 @@ def demo(
         f"{last['majority_vote_accuracy']:.3f}); model test AUC {last['test_auc']:.3f}, "
         f"accuracy {last['test_acc']:.3f}.\nLearning curve: {png.resolve()}"
     )
-
-
-def main() -> None:
-    """Entry point: domain errors print one clear line and exit with status 2."""
-    try:
-        app()
-    except MedloopError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        sys.exit(2)

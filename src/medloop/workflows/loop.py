@@ -1,6 +1,6 @@
-"""Workflows: read from the store, run one stage, write back. Used by the CLI and the web.
+"""The loop's workflows: read from the store, run one stage, write back.
 
-This is the only module that joins the store to the algorithms. Each function is one
+Workflows are the only code that joins the store to the algorithms. Each function is one
 stage of the loop and runs in one transaction, so a failure leaves nothing half-done:
 
     ingest -> select_items -> collect_crowd_answers -> aggregate -> review -> train -> evaluate
@@ -22,7 +22,6 @@ import pandas as pd
 
 from medloop.aggregation import DawidSkene, MajorityVote
 from medloop.annotation import SimulatedCrowd, SimulatedDoctor, plan_tasks
-from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest import (
     decode_png,
@@ -34,10 +33,10 @@ from medloop.ingest import (
     stratified_group_split,
 )
 from medloop.review import rank_for_review
-from medloop.store import BlobStore, Database
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource, Role, Split, Strategy, TaskKind, look_up_option
+from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -49,25 +48,6 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(_stage: str, _done: int, _total: int) -> None:
     return None
-
-
-@dataclass
-class Workspace:
-    """A deployment's database and blobs under MEDLOOP_HOME, opened from settings."""
-
-    settings: Settings
-    db: Database
-    blobs: BlobStore
-
-    @classmethod
-    def open(cls, settings: Settings) -> Workspace:
-        settings.home.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url)
-        db.migrate()
-        return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
-
-    def close(self) -> None:
-        self.db.dispose()
 
 
 # --- ingest ------------------------------------------------------------------------------

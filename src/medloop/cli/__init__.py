@@ -1,0 +1,23 @@
+"""The `medloop` command line: one command per workflow, Rich progress on long work.
+
+Domain errors become a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from medloop.cli import crowd, learning, loop, precision  # noqa: F401  (register commands)
+from medloop.cli.common import app, console
+from medloop.exceptions import MedloopError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: domain errors print one clear line and exit with status 2."""
+    try:
+        app()
+    except MedloopError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)

@@ -1,0 +1,107 @@
+"""Shared pieces of the command line: the Typer apps, consoles, progress bars, tables.
+
+Commands stay thin: they build Settings, open the workspace, call `medloop.workflows`
+and print. Each topic module (`loop`, `crowd`, `learning`, `precision`) registers its
+commands on the apps defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medloop import workflows
+from medloop.config import Settings
+
+app = typer.Typer(
+    name="medloop",
+    help="Lay annotators, doctors and models labelling medical images together.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+ingest_app = typer.Typer(help="Bring data in (de-identified on the way).", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Reproducible benchmarks; --json prints one object per line.", no_args_is_help=True
+)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out = Console()
+
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.callback()
+def _configure_logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+@contextmanager
+def workspace(settings: Settings | None = None) -> Iterator[workflows.Workspace]:
+    ws = workflows.Workspace.open(settings or Settings())
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@contextmanager
+def progress_bar() -> Iterator[workflows.Progress]:
+    """A Rich progress bar as a workflows progress callback (one bar per stage)."""
+    bars: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+
+        def update(description: str, done: int, total: int) -> None:
+            key = description.split(":", 1)[0]
+            if key not in bars:
+                bars[key] = progress.add_task(description, total=total)
+            progress.update(bars[key], description=description, completed=done, total=total)
+
+        yield update
+
+
+def print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str)) if out.is_terminal else print(
+        json.dumps(data, default=str), flush=True
+    )
+
+
+def table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in rows[0] if rows else []:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row.values()))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+# --- commands ----------------------------------------------------------------------------

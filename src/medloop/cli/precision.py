@@ -1,0 +1,3 @@
+"""Precision-medicine commands (patients, risk, recommend, bench precision)."""
+
+from __future__ import annotations

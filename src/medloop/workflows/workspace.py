@@ -1,0 +1,27 @@
+"""The workspace every workflow runs in: settings, database and blobs under MEDLOOP_HOME."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medloop.config import Settings
+from medloop.store import BlobStore, Database
+
+
+@dataclass
+class Workspace:
+    """A deployment's database and blobs under MEDLOOP_HOME, opened from settings."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+
+    @classmethod
+    def open(cls, settings: Settings) -> Workspace:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
+
+    def close(self) -> None:
+        self.db.dispose()
