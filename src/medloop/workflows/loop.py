@@ -22,7 +22,7 @@ import pandas as pd
 
 from medloop.aggregation import DawidSkene, MajorityVote
 from medloop.annotation import SimulatedCrowd, SimulatedDoctor, plan_tasks
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.ingest import (
     decode_png,
     encode_png,
@@ -83,6 +83,7 @@ def ingest_medmnist(
 ) -> IngestSummary:
     """Ingest a MedMNIST 2D dataset with its official splits into a new project."""
     dataset = load_medmnist(name, data_dir=ws.settings.data_dir, limit=limit)
+    _check_new_project(ws, name=project or dataset.name)
     items: list[repo.NewItem] = []
     total = sum(len(s.labels) for s in dataset.splits.values())
     for split, part in dataset.splits.items():
@@ -128,6 +129,7 @@ def ingest_image_folder(
 ) -> IngestSummary:
     """Ingest PNG/JPEG images listed in a CSV; patient ids are pseudonymised, splits are
     stratified by label and grouped by patient."""
+    _check_new_project(ws, name=project)
     dataset = read_image_folder(folder, labels_csv=labels_csv, classes=classes)
     pseudonyms = [
         pseudonymize(r.patient_id, key=ws.settings.resolved_secret_key) if r.patient_id else None
@@ -166,6 +168,7 @@ def ingest_dicom_folder(
     seed: int = 0,
 ) -> IngestSummary:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
+    _check_new_project(ws, name=project)
     class_names, records = read_dicom_folder(
         folder, key=ws.settings.resolved_secret_key, labels_csv=labels_csv, classes=classes
     )
@@ -189,6 +192,13 @@ def ingest_dicom_folder(
         items=items,
         source=f"dicom:{folder.name}",
     )
+
+
+def _check_new_project(ws: Workspace, *, name: str) -> None:
+    """Fail before any work when the project name is taken."""
+    with ws.db.session() as s:
+        if any(p.name == name for p in repo.list_projects(s)):
+            raise ConflictError(f"project {name!r} already exists; choose another --project")
 
 
 def _split(labels: Sequence[int | None], groups: Sequence[str | None], *, seed: int) -> list[str]:
