@@ -33,7 +33,7 @@ def test_import_rules(path: Path) -> None:
         assert "fastapi" not in roots, "only medloop.web may import FastAPI"
     if top != "learning":
         assert not roots & {"torch", "monai"}, "only medloop.learning may import torch/MONAI"
-    if top in {"aggregation", "annotation", "review", "ingest", "learning"}:
+    if top in {"aggregation", "annotation", "review", "ingest", "learning", "precision"}:
         assert "sqlalchemy" not in roots, "algorithms never touch the database"
         assert not any(n.startswith("medloop.store") for n in imports)
         assert not any(n.startswith("medloop.workflows") for n in imports)

@@ -1,3 +1,198 @@
 """Precision-medicine commands (patients, risk, recommend, bench precision)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medloop.cli.common import JsonOpt, ProjectOpt, SeedOpt, app, bench_app, out, print_json, table
+from medloop.cli.common import workspace as open_workspace
+from medloop.exceptions import InvalidInputError
+from medloop.workflows import precision as wf
+
+patients_app = typer.Typer(
+    help="Patient records (pseudonymised on the way in).", no_args_is_help=True
+)
+risk_app = typer.Typer(help="Risk and treatment-effect models.", no_args_is_help=True)
+app.add_typer(patients_app, name="patients")
+app.add_typer(risk_app, name="risk")
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source or not target:
+            raise InvalidInputError(f"--map expects SOURCE=FEATURE, got {pair!r}")
+        mapping[source] = target
+    return mapping
+
+
+@patients_app.command("import")
+def patients_import(
+    path: Annotated[Path, typer.Argument(help="CSV/Parquet table or FHIR R4 bundle (.json).")],
+    project: ProjectOpt,
+    id_column: Annotated[str | None, typer.Option(help="Patient id column (tables only).")] = None,
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help="SOURCE=FEATURE; repeat. Default: all.")
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option(help="Free-text column to scrub and keep; repeat.")
+    ] = None,
+) -> None:
+    """Import patients from a table or a FHIR bundle under keyed pseudonyms."""
+    with open_workspace() as ws:
+        if path.suffix.lower() == ".json":
+            summary = wf.import_fhir_bundle(ws, project=project, path=path)
+        else:
+            if id_column is None:
+                raise InvalidInputError("tables need --id-column")
+            summary = wf.import_patients_table(
+                ws,
+                project=project,
+                path=path,
+                id_column=id_column,
+                columns=_mapping(map_),
+                text_columns=text or (),
+            )
+    out.print(
+        f"imported {summary.patients} patients into {summary.project!r}: "
+        f"{summary.feature_values} feature values, {summary.observations} facts"
+    )
+
+
+@risk_app.command("train")
+def risk_train(
+    project: ProjectOpt,
+    time: Annotated[str, typer.Option(help="Follow-up time column.")] = "time",
+    event: Annotated[str, typer.Option(help="Event column (1 = event).")] = "event",
+    treatment: Annotated[
+        str | None, typer.Option(help="0/1 treatment column: also train treatment effects.")
+    ] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Column to leave out; repeat.")] = None,
+    method: Annotated[str, typer.Option(help="cox, rsf, gbsa or ensemble.")] = "ensemble",
+    learner: Annotated[str, typer.Option(help="Effects meta-learner: t, s or x.")] = "t",
+    base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a survival risk model (and, with --treatment, a treatment-effect model)."""
+    excluded = list(exclude or [])
+    with open_workspace() as ws:
+        rows = [
+            wf.train_risk(
+                ws,
+                project=project,
+                time_column=time,
+                event_column=event,
+                exclude=[*excluded, *([treatment] if treatment else [])],
+                method=method,
+                seed=seed,
+            ).as_dict()
+        ]
+        if treatment:
+            rows.append(
+                wf.train_effects(
+                    ws,
+                    project=project,
+                    treatment_column=treatment,
+                    event_column=event,
+                    exclude=[*excluded, time],
+                    learner=learner,
+                    base=base,
+                    seed=seed,
+                ).as_dict()
+            )
+    for row in rows:
+        row["features"] = len(row["features"])
+    if as_json:
+        for row in rows:
+            print_json(row)
+    else:
+        out.print(table("trained", [{k: v for k, v in r.items() if k != "metrics"} for r in rows]))
+        out.print(rows[0]["metrics"])
+
+
+@risk_app.command("predict")
+def risk_predict(
+    project: ProjectOpt,
+    patient: Annotated[list[str] | None, typer.Option(help="Pseudonym; repeat.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Risk score and survival at the model's horizon for the project's patients."""
+    with open_workspace() as ws:
+        frame = wf.predict_risk(ws, project=project, patients=patient)
+    rows = frame.reset_index().to_dict(orient="records")
+    print_json(rows) if as_json else out.print(table(f"risk ({len(rows)} patients)", rows))
+
+
+@app.command()
+def recommend(
+    patient: Annotated[str, typer.Argument(help="Patient pseudonym (or raw id).")],
+    project: ProjectOpt,
+    accept: Annotated[bool, typer.Option(help="Accept the suggestion.")] = False,
+    override: Annotated[
+        str | None, typer.Option(help="Override: the treatment chosen instead.")
+    ] = None,
+    treatment: Annotated[
+        str | None, typer.Option(help="Treatment chosen when accepting 'no clear benefit'.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason (required to override).")] = None,
+    doctor: Annotated[str, typer.Option(help="Deciding doctor's username.")] = "doctor",
+    as_json: JsonOpt = False,
+) -> None:
+    """Risk and personalised treatment recommendation; a doctor accepts or overrides it."""
+    if accept and override:
+        raise InvalidInputError("choose --accept or --override, not both")
+    with open_workspace() as ws:
+        view = wf.recommend(ws, project=project, patient=patient)
+        decision = None
+        if accept or override:
+            decision = wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor=doctor,
+                decision="accept" if accept else "override",
+                treatment=override or treatment,
+                reason=reason,
+            )
+    result = view.as_dict()
+    if decision is not None:
+        result["decision"] = {
+            "decision": decision.decision,
+            "treatment": decision.treatment,
+            "reason": decision.reason,
+            "doctor": decision.doctor,
+        }
+    if as_json:
+        print_json(result)
+        return
+    out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
+    if view.risk is not None:
+        out.print(f"risk of the event by the horizon {view.risk:.3f}; survival {view.survival}")
+    if view.benefit is not None:
+        out.print(
+            f"benefit of treatment {view.benefit:+.3f} "
+            f"(95% interval {view.benefit_lower:+.3f} to {view.benefit_upper:+.3f})"
+        )
+        out.print(table("drivers", view.drivers))
+    if decision is not None:
+        out.print(f"{decision.doctor}: {decision.decision} -> {decision.treatment}")
+
+
+@bench_app.command("precision")
+def bench_precision(seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
+    """GBSG2 survival (C-index, IBS) and ACTG 320 policy value and hazard ratio."""
+    from medloop.precision.benchmark import run
+
+    result = run(seed=seed)
+    if as_json:
+        print_json(result)
+    else:
+        out.print(
+            table("precision benchmark", [{"metric": k, "value": v} for k, v in result.items()])
+        )

@@ -194,3 +194,115 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# --- precision medicine (migration 0002) -------------------------------------------------
+
+
+class PatientObservation(Base):
+    """One clinical fact about a patient (observation, condition, medication or a
+    tabular value), under the patient's pseudonym. Free text is scrubbed before it lands."""
+
+    __tablename__ = "patient_observations"
+    __table_args__ = (Index("ix_patient_observations_patient_code", "patient_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str | None] = mapped_column(String(100))
+    system: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    value_text: Mapped[str | None] = mapped_column(String(500))
+    unit: Mapped[str | None] = mapped_column(String(50))
+    observed_at: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(2000))
+    source: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PatientFeature(Base):
+    """The current value of one feature for one patient (the model-ready table)."""
+
+    __tablename__ = "patient_features"
+    __table_args__ = (UniqueConstraint("patient_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float | None] = mapped_column(Float)
+    value_text: Mapped[str | None] = mapped_column(String(500))
+    unit: Mapped[str | None] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RiskModelVersion(Base):
+    """A trained precision model (survival, classification or treatment effects)."""
+
+    __tablename__ = "risk_model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "kind", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(50))
+    target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    features: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    n_train: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Recommendation(Base):
+    """What the models propose for one patient: risk, benefit with interval, drivers."""
+
+    __tablename__ = "recommendations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    risk_model_id: Mapped[int | None] = mapped_column(ForeignKey("risk_model_versions.id"))
+    effect_model_id: Mapped[int | None] = mapped_column(ForeignKey("risk_model_versions.id"))
+    risk: Mapped[float | None] = mapped_column(Float)
+    benefit: Mapped[float | None] = mapped_column(Float)
+    benefit_lower: Mapped[float | None] = mapped_column(Float)
+    benefit_upper: Mapped[float | None] = mapped_column(Float)
+    recommendation: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TreatmentDecision(Base):
+    """A doctor's decision on a recommendation: accept, or override with a reason."""
+
+    __tablename__ = "treatment_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recommendation_id: Mapped[int] = mapped_column(
+        ForeignKey("recommendations.id", ondelete="CASCADE"), index=True
+    )
+    doctor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(10))
+    treatment: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- web (migration 0003) ----------------------------------------------------------------
+
+
+class AnswerBox(Base):
+    """A lesion box drawn with an answer: [x, y, width, height] as fractions of the image."""
+
+    __tablename__ = "answer_boxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), index=True)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    width: Mapped[float] = mapped_column(Float)
+    height: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

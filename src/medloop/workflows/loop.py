@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medloop.aggregation import DawidSkene, MajorityVote
+from medloop.aggregation import DEFAULT_METHOD, MajorityVote, Method, make_aggregator
 from medloop.annotation import SimulatedCrowd, SimulatedDoctor, plan_tasks
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.ingest import (
@@ -361,7 +361,7 @@ class AggregationResult:
 
 
 def aggregate(
-    ws: Workspace, *, project: str, method: str = "dawid_skene", round: int = 0
+    ws: Workspace, *, project: str, method: str | None = None, round: int = 0
 ) -> AggregationResult:
     """Aggregate crowd answers into consensus labels; final labels (doctor, gold) are
     known and clamp the posteriors. Writes one consensus row per answered item."""
@@ -373,11 +373,8 @@ def aggregate(
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         known = finals["label"].astype(int) if not finals.empty else None
         classes = list(range(len(record.classes)))
-        model = (
-            DawidSkene(classes=classes)
-            if method == "dawid_skene"
-            else MajorityVote(classes=classes)
-        )
+        name = look_up_option(method or DEFAULT_METHOD, Method)
+        model = make_aggregator(name, classes=classes)
         probabilities = model.fit_predict_proba(answers[["task", "worker", "label"]], known=known)
         probabilities = probabilities.loc[probabilities.index.isin(answers["task"])]
         labels = probabilities.idxmax(axis=1).astype(int)
@@ -387,7 +384,7 @@ def aggregate(
             labels=labels,
             kind=LabelKind.CONSENSUS,
             source=LabelSource.CROWD,
-            method=method,
+            method=name.value,
             probabilities=probabilities,
             round=round,
         )
@@ -396,16 +393,17 @@ def aggregate(
 
 
 def aggregate_file(
-    answers_csv: Path, *, method: str = "dawid_skene", gold: Path | None = None
+    answers_csv: Path, *, method: str | None = None, gold: Path | None = None
 ) -> pd.DataFrame:
     """Aggregate an answers CSV (task,worker,label); `gold` (task,label) labels are known
-    and used for fitting. Returns class probabilities (index task, columns classes)."""
+    and used for fitting. `method` names a registered aggregator (None: the recommended
+    default). Returns class probabilities (index task, columns classes)."""
     answers = _read_csv(answers_csv, required=("task", "worker", "label"))
     known = None
     if gold is not None:
         known_frame = _read_csv(gold, required=("task", "label"))
         known = known_frame.set_index("task")["label"]
-    model = DawidSkene() if method == "dawid_skene" else MajorityVote()
+    model = make_aggregator(method)
     return model.fit_predict_proba(answers, known=known)
 
 

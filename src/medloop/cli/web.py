@@ -1,0 +1,108 @@
+"""Web commands: `serve`, `users add`, `tasks publish` (open tasks for people) and
+`export answers|labels`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medloop.cli.common import ProjectOpt, SeedOpt, app, console, out, workspace
+from medloop.config import Settings
+from medloop.exceptions import InvalidInputError
+from medloop.types import Role
+from medloop.workflows import accounts, annotate, export
+
+export_app = typer.Typer(help="Write answers or labels as CSV.", no_args_is_help=True)
+users_app = typer.Typer(help="People's accounts (admin, doctor, annotator).", no_args_is_help=True)
+tasks_app = typer.Typer(help="Labelling tasks for people in the web.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(export_app, name="export")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the web platform (pages and the JSON API, docs at /docs)."""
+    import uvicorn
+
+    from medloop.web import create_app
+
+    settings = Settings()
+    application = create_app(settings)
+    console.print(f"medloop serving {settings.home.resolve()} on http://{host}:{port}")
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Username.")],
+    role: Annotated[Role, typer.Option(help="admin, doctor or annotator.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an account; without --password-stdin a generated password is printed once."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InvalidInputError("no password on standard input")
+    else:
+        password = accounts.generate_password()
+    with workspace() as ws:
+        account = accounts.add_user(ws, username=name, role=role, password=password)
+    out.print(f"created {account.role} {account.username!r}")
+    if not password_stdin:
+        out.print(f"password (shown once): {password}")
+
+
+@tasks_app.command("publish")
+def tasks_publish(
+    project: ProjectOpt,
+    k: Annotated[int, typer.Option("-k", help="New items to label.")] = 50,
+    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    redundancy: Annotated[int, typer.Option(help="Answers wanted per item.")] = 3,
+    gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
+    round: Annotated[int, typer.Option("--round", help="Loop round number.")] = 0,
+    seed: SeedOpt = 0,
+) -> None:
+    """Open labelling tasks for people (active-learning pick plus gold questions)."""
+    with workspace() as ws:
+        result = annotate.publish_tasks(
+            ws,
+            project=project,
+            k=k,
+            strategy=strategy,
+            redundancy=redundancy,
+            gold_rate=gold_rate,
+            round=round,
+            seed=seed,
+        )
+    out.print(f"published {result.tasks} tasks ({result.gold_tasks} gold) in {project!r}")
+
+
+@export_app.command("answers")
+def export_answers(
+    output: Annotated[Path, typer.Argument(help="CSV file to write.")], project: ProjectOpt
+) -> None:
+    """Every answer: task, item, worker, label, source, time."""
+    with workspace() as ws:
+        frame = export.export_answers(ws, project=project)
+    frame.to_csv(output, index=False)
+    out.print(f"wrote {len(frame)} answers to {output}")
+
+
+@export_app.command("labels")
+def export_labels(
+    output: Annotated[Path, typer.Argument(help="CSV file to write.")], project: ProjectOpt
+) -> None:
+    """Each labelled item's current label (final where signed, else consensus)."""
+    with workspace() as ws:
+        frame = export.export_labels(ws, project=project)
+    frame.to_csv(output, index=False)
+    out.print(f"wrote {len(frame)} labels to {output}")

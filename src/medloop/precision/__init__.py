@@ -1,0 +1,69 @@
+"""Precision medicine: patient records, features, risk and survival models, treatment
+effects and their off-policy evaluation. Pure library code over DataFrames and arrays.
+
+Modules: `records` (tabular + FHIR import, free-text scrubbing), `features` (documented
+feature table), `risk` (calibrated classifiers), `survival` (scikit-survival models and
+metrics), `effects` (meta-learners with intervals and drivers), `policy` (IPW policy
+value, Cox hazard ratio), `benchmark` (GBSG2 and ACTG 320).
+"""
+
+from medloop.precision.effects import (
+    CLEAR_BENEFIT,
+    CLEAR_HARM,
+    NO_CLEAR_BENEFIT,
+    TreatmentEffects,
+    treat_if_benefit,
+)
+from medloop.precision.features import Feature, FeatureTable, convert_unit, observations_to_wide
+from medloop.precision.policy import (
+    Estimate,
+    HazardRatio,
+    PolicyReport,
+    cox_hazard_ratio,
+    cross_fitted_policy_value,
+    ipw_policy_value,
+)
+from medloop.precision.records import (
+    PatientRecords,
+    read_fhir_bundle,
+    read_table,
+    scrub_identifiers,
+)
+from medloop.precision.risk import RiskClassifier, classification_metrics, cross_validate_risk
+from medloop.precision.survival import (
+    SurvivalModel,
+    calibration_plot,
+    calibration_table,
+    survival_metrics,
+    survival_target,
+)
+
+__all__ = [
+    "CLEAR_BENEFIT",
+    "CLEAR_HARM",
+    "NO_CLEAR_BENEFIT",
+    "Estimate",
+    "Feature",
+    "FeatureTable",
+    "HazardRatio",
+    "PatientRecords",
+    "PolicyReport",
+    "RiskClassifier",
+    "SurvivalModel",
+    "TreatmentEffects",
+    "calibration_plot",
+    "calibration_table",
+    "classification_metrics",
+    "convert_unit",
+    "cox_hazard_ratio",
+    "cross_fitted_policy_value",
+    "cross_validate_risk",
+    "ipw_policy_value",
+    "observations_to_wide",
+    "read_fhir_bundle",
+    "read_table",
+    "scrub_identifiers",
+    "survival_metrics",
+    "survival_target",
+    "treat_if_benefit",
+]

@@ -1,0 +1,208 @@
+"""A documented feature table: what each feature means, its unit, and how gaps are filled.
+
+`Feature` documents one column (group: clinical, laboratory, lifestyle, genomic;
+unit; kind numeric/binary/categorical; optional log1p transform). `FeatureTable` turns a
+raw per-patient frame into the numeric matrix the models use: converts declared units,
+fills missing numbers with the training median (plus a `<name>_missing` indicator),
+one-hot encodes categories seen in training. `observations_to_wide` pivots long
+observations (records.read_fhir_bundle) into one row per patient, converting units.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
+
+logger = logging.getLogger(__name__)
+
+Group = Literal["clinical", "laboratory", "lifestyle", "genomic", "treatment"]
+Kind = Literal["numeric", "binary", "categorical"]
+GROUPS: tuple[str, ...] = ("clinical", "laboratory", "lifestyle", "genomic", "treatment")
+KINDS: tuple[str, ...] = ("numeric", "binary", "categorical")
+
+#: multiply a value in the first unit by the factor to get the second unit
+UNIT_FACTORS: dict[tuple[str, str], float] = {
+    ("g/dL", "g/L"): 10.0,
+    ("mg/dL", "mg/L"): 10.0,
+    ("mg/L", "mg/dL"): 0.1,
+    ("g/L", "g/dL"): 0.1,
+    ("mg/dL", "mmol/L glucose"): 1 / 18.016,
+    ("lb", "kg"): 0.45359237,
+    ("kg", "g"): 1000.0,
+    ("g", "kg"): 0.001,
+    ("cm", "m"): 0.01,
+    ("m", "cm"): 100.0,
+    ("mm", "cm"): 0.1,
+    ("in", "cm"): 2.54,
+    ("mmol/L", "mol/L"): 0.001,
+    ("d", "year"): 1 / 365.25,
+    ("year", "d"): 365.25,
+    ("month", "d"): 30.4375,
+}
+
+
+def convert_unit(values: pd.Series | float, source: str, target: str) -> pd.Series | float:
+    """Convert `values` from unit `source` to `target` (same unit: unchanged)."""
+    if source == target:
+        return values
+    factor = UNIT_FACTORS.get((source, target))
+    if factor is None:
+        raise InvalidInputError(f"cannot convert unit {source!r} to {target!r}")
+    return values * factor
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One documented feature. `unit` is the unit the model sees; `source_unit` the unit
+    of the raw column (converted on the way in) when it differs."""
+
+    name: str
+    group: str = "clinical"
+    kind: str = "numeric"
+    unit: str | None = None
+    description: str = ""
+    source_unit: str | None = None
+    log1p: bool = False
+
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:
+            raise UnknownOptionError(f"feature {self.name!r}: unknown group {self.group!r}")
+        if self.kind not in KINDS:
+            raise UnknownOptionError(f"feature {self.name!r}: unknown kind {self.kind!r}")
+
+
+class FeatureTable:
+    """Raw per-patient frame -> numeric feature matrix, documented by `describe()`.
+
+    Learned: `medians_` (numeric fill values), `categories_` (per categorical feature),
+    `missing_rate_`, `columns_` (output column order).
+    """
+
+    def __init__(self, features: Sequence[Feature], *, missing_indicators: bool = True) -> None:
+        self.features = list(features)
+        self.missing_indicators = missing_indicators
+
+    def _raw(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = [f.name for f in self.features if f.name not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"feature table: missing columns {missing}")
+        out = pd.DataFrame(index=frame.index)
+        for f in self.features:
+            col = frame[f.name]
+            if f.kind == "categorical":
+                out[f.name] = col.astype("string")
+                continue
+            try:
+                num = pd.to_numeric(col.map(_binary) if f.kind == "binary" else col)
+            except (ValueError, TypeError) as error:
+                raise InvalidInputError(f"column {f.name!r}: not numeric ({error})") from error
+            num = num.astype(float)
+            if f.source_unit and f.unit:
+                num = pd.Series(convert_unit(num, f.source_unit, f.unit), index=num.index)
+            if f.log1p:
+                if (num.dropna() < 0).any():
+                    raise InvalidInputError(f"column {f.name!r}: log1p needs values >= 0")
+                num = np.log1p(num)
+            out[f.name] = num
+        return out
+
+    def fit(self, frame: pd.DataFrame) -> FeatureTable:
+        raw = self._raw(frame)
+        self.missing_rate_ = raw.isna().mean().to_dict()
+        self.medians_: dict[str, float] = {}
+        self.categories_: dict[str, list[str]] = {}
+        for f in self.features:
+            if f.kind == "categorical":
+                self.categories_[f.name] = sorted(raw[f.name].dropna().unique().tolist())
+            else:
+                median = raw[f.name].median()
+                self.medians_[f.name] = 0.0 if pd.isna(median) else float(median)
+        self.columns_ = list(self._encode(raw).columns)
+        return self
+
+    def _encode(self, raw: pd.DataFrame) -> pd.DataFrame:
+        parts: dict[str, pd.Series] = {}
+        for f in self.features:
+            col = raw[f.name]
+            if f.kind == "categorical":
+                for cat in self.categories_[f.name][1:]:  # first category is the reference
+                    parts[f"{f.name}={cat}"] = (col == cat).fillna(False).astype(float)
+                continue
+            if self.missing_indicators and self.missing_rate_.get(f.name, 0.0) > 0:
+                parts[f"{f.name}_missing"] = col.isna().astype(float)
+            parts[f.name] = col.fillna(self.medians_[f.name])
+        return pd.DataFrame(parts, index=raw.index)
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not hasattr(self, "columns_"):
+            raise NotFittedError("FeatureTable is not fitted; call fit first")
+        return self._encode(self._raw(frame)).reindex(columns=self.columns_, fill_value=0.0)
+
+    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.fit(frame).transform(frame)
+
+    def describe(self) -> pd.DataFrame:
+        """One row per feature: name, group, kind, unit, description, transform, missing
+        rate and fill value (after fit)."""
+        rows = []
+        for f in self.features:
+            row = asdict(f)
+            row["missing_rate"] = getattr(self, "missing_rate_", {}).get(f.name)
+            row["fill_value"] = getattr(self, "medians_", {}).get(f.name)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _binary(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"yes", "y", "true", "1", "positive"}:
+            return 1.0
+        if lowered in {"no", "n", "false", "0", "negative"}:
+            return 0.0
+    return value
+
+
+def observations_to_wide(
+    observations: pd.DataFrame,
+    *,
+    codes: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per patient, one column per observation code (latest value by time).
+
+    `codes` maps code -> feature name (others dropped); `units` maps feature name ->
+    wanted unit (values in other units are converted or raise, naming code and unit).
+    """
+    needed = {"patient", "code", "value", "unit", "time"}
+    missing = needed - set(observations.columns)
+    if missing:
+        raise InvalidInputError(f"observations: missing columns {sorted(missing)}")
+    obs = observations.dropna(subset=["code"]).copy()
+    if codes is not None:
+        obs = obs[obs["code"].isin(list(codes))]
+        obs["feature"] = obs["code"].map(dict(codes))
+    else:
+        obs["feature"] = obs["code"]
+    obs["value"] = pd.to_numeric(obs["value"], errors="coerce")
+    for name, wanted in (units or {}).items():
+        rows = obs["feature"] == name
+        for unit in obs.loc[rows, "unit"].dropna().unique():
+            sel = rows & (obs["unit"] == unit)
+            try:
+                obs.loc[sel, "value"] = convert_unit(obs.loc[sel, "value"], str(unit), wanted)
+            except InvalidInputError as error:
+                raise InvalidInputError(f"observation {name!r}: {error}") from error
+            obs.loc[sel, "unit"] = wanted
+    obs["_t"] = pd.to_datetime(obs["time"], errors="coerce", utc=True)
+    obs = obs.sort_values(["patient", "feature", "_t"], na_position="first")
+    wide = obs.groupby(["patient", "feature"])["value"].last().unstack("feature")
+    wide.columns.name = None
+    return wide

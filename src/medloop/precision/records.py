@@ -1,0 +1,313 @@
+"""Patient records into frames: tabular files, FHIR R4 bundles, free-text scrubbing.
+
+Every patient leaves this module under a keyed pseudonym (`medloop.ingest.pseudonymize`);
+names, identifiers, addresses and contact details are dropped, birth dates become birth
+years, and free text (notes) is scrubbed of the patient's own identifiers and of
+identifier-shaped strings (e-mail, phone, long digit runs, dates, URLs).
+
+Frames (one row per fact, `patient` is the pseudonym):
+- patients: patient, sex, birth_year, deceased
+- observations: patient, code, system, name, value, unit, time, note
+- conditions: patient, code, system, name, onset, note
+- medications: patient, code, system, name, status, start, note
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medloop.exceptions import IngestError, InvalidInputError
+from medloop.ingest.deid import pseudonymize
+
+logger = logging.getLogger(__name__)
+
+PATIENT_COLUMNS = ["patient", "sex", "birth_year", "deceased"]
+OBSERVATION_COLUMNS = ["patient", "code", "system", "name", "value", "unit", "time", "note"]
+CONDITION_COLUMNS = ["patient", "code", "system", "name", "onset", "note"]
+MEDICATION_COLUMNS = ["patient", "code", "system", "name", "status", "start", "note"]
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("[EMAIL]", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    ("[URL]", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)),
+    ("[DATE]", re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b")),
+    ("[PHONE]", re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")),
+    ("[ID]", re.compile(r"\b(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{5,}\b")),
+]
+
+
+def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> str | None:
+    """Replace the given identifiers (names, record numbers; case-insensitive, whole
+    words) with [REDACTED] and identifier-shaped strings with a typed placeholder.
+
+    >>> scrub_identifiers("Jane Roe called 555-123-4567", identifiers=["Jane", "Roe"])
+    '[REDACTED] [REDACTED] called [PHONE]'
+    """
+    if text is None:
+        return None
+    out = str(text)
+    for ident in sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True):
+        out = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", "[REDACTED]", out, flags=re.IGNORECASE)
+    for placeholder, pattern in _PATTERNS:
+        out = pattern.sub(placeholder, out)
+    return out
+
+
+# --- tabular -----------------------------------------------------------------------------
+
+
+def read_table(
+    path: str | Path,
+    *,
+    key: bytes,
+    id_column: str,
+    columns: Mapping[str, str] | None = None,
+    text_columns: Sequence[str] = (),
+    drop_columns: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file of one row per patient into a frame indexed by pseudonym.
+
+    `columns` maps source column -> feature name (only mapped columns are kept, plus the
+    id); without it every column but `id_column` and `drop_columns` is kept. Text columns
+    are scrubbed (the patient's raw id counts as an identifier). Errors name the file and
+    the column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(path, "no such file")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            raw = pd.read_parquet(path)
+        elif path.suffix.lower() in {".csv", ".txt"}:
+            raw = pd.read_csv(path, dtype={id_column: str})
+        else:
+            raise IngestError(path, "expected a .csv or .parquet file")
+    except IngestError:
+        raise
+    except Exception as error:  # parser and engine errors all mean "cannot read this file"
+        raise IngestError(path, f"cannot read table: {error}") from error
+    if id_column not in raw.columns:
+        raise IngestError(path, f"missing id column {id_column!r}; columns: {list(raw.columns)}")
+    mapping = (
+        dict(columns)
+        if columns is not None
+        else {c: c for c in raw.columns if c != id_column and c not in drop_columns}
+    )
+    missing = [c for c in mapping if c not in raw.columns]
+    if missing:
+        raise IngestError(path, f"mapped columns not in the file: {missing}")
+    for c in text_columns:
+        if c not in mapping:
+            raise IngestError(path, f"text column {c!r} is not among the kept columns")
+    ids = raw[id_column]
+    if ids.isna().any():
+        row = int(ids.isna().to_numpy().argmax()) + 2  # 1-based, after the header line
+        raise IngestError(path, f"column {id_column!r} has an empty id (line {row})")
+    frame = raw[list(mapping)].rename(columns=mapping).copy()
+    for source in text_columns:
+        target = mapping[source]
+        frame[target] = [
+            scrub_identifiers(None if pd.isna(v) else str(v), identifiers=[str(i)])
+            for v, i in zip(frame[target], ids, strict=True)
+        ]
+    frame.index = pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
+    if frame.index.duplicated().any():
+        raise IngestError(path, f"column {id_column!r} repeats patient ids")
+    logger.info("read %d patients, %d columns from %s", len(frame), frame.shape[1], path.name)
+    return frame
+
+
+# --- FHIR --------------------------------------------------------------------------------
+
+
+@dataclass
+class PatientRecords:
+    """Pseudonymised patient records as four frames (see the module docstring)."""
+
+    patients: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PATIENT_COLUMNS))
+    observations: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=OBSERVATION_COLUMNS)
+    )
+    conditions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=CONDITION_COLUMNS)
+    )
+    medications: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=MEDICATION_COLUMNS)
+    )
+
+
+def _coding(concept: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, system, display) of a CodeableConcept's first coding (or its text)."""
+    if concept is None:
+        return None, None, None
+    codings = getattr(concept, "coding", None) or []
+    if codings:
+        c = codings[0]
+        return c.code, c.system, c.display or getattr(concept, "text", None)
+    return None, None, getattr(concept, "text", None)
+
+
+def _notes(resource: Any, identifiers: Sequence[str]) -> str | None:
+    notes = [n.text for n in (getattr(resource, "note", None) or []) if n.text]
+    return scrub_identifiers(" | ".join(notes), identifiers=identifiers) if notes else None
+
+
+def _value(obs: Any) -> tuple[Any, str | None]:
+    if obs.valueQuantity is not None:
+        q = obs.valueQuantity
+        return (None if q.value is None else float(q.value)), (q.unit or q.code)
+    for name in ("valueInteger", "valueBoolean", "valueString"):
+        v = getattr(obs, name, None)
+        if v is not None:
+            return (float(v) if name != "valueString" else v), None
+    if obs.valueCodeableConcept is not None:
+        return _coding(obs.valueCodeableConcept)[0], None
+    return None, None
+
+
+def _subject(resource: Any, path: Path) -> str:
+    ref = getattr(resource, "subject", None)
+    if ref is None or not ref.reference:
+        raise IngestError(path, f"{resource.get_resource_type()} {resource.id!r} has no subject")
+    return str(ref.reference)
+
+
+def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
+    """Read a FHIR R4 bundle (JSON) of Patient, Observation, Condition, MedicationStatement.
+
+    Patients are keyed by a pseudonym of their first identifier's value (else their
+    resource id); references such as "Patient/123" or "urn:uuid:..." are resolved to it.
+    Other resource types are skipped (logged).
+    """
+    from fhir.resources.R4B.bundle import Bundle
+
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(path, "no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise IngestError(path, f"not JSON: {error}") from error
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise IngestError(path, "expected a FHIR Bundle (resourceType 'Bundle')")
+    try:
+        bundle = Bundle.model_validate(data)
+    except Exception as error:  # pydantic's ValidationError: the bundle breaks FHIR R4
+        raise IngestError(path, f"invalid FHIR R4 bundle: {error}") from error
+
+    entries: list[tuple[str | None, Any]] = [
+        (e.fullUrl, e.resource) for e in (bundle.entry or []) if e.resource is not None
+    ]
+    pseudonyms: dict[str, str] = {}
+    identifiers: dict[str, list[str]] = {}
+    patients = []
+    for full_url, res in entries:
+        if res.get_resource_type() != "Patient":
+            continue
+        idents = [i.value for i in (res.identifier or []) if i.value]
+        raw_id = idents[0] if idents else res.id
+        if not raw_id:
+            raise IngestError(path, "a Patient has neither an identifier nor an id")
+        pseudonym = pseudonymize(str(raw_id), key=key)
+        names = [
+            part for n in (res.name or []) for part in [*(n.given or []), n.family, n.text] if part
+        ]
+        private = [*idents, *([res.id] if res.id else []), *names]
+        for ref in (f"Patient/{res.id}" if res.id else None, full_url):
+            if ref:
+                pseudonyms[ref] = pseudonym
+                identifiers[ref] = private
+        patients.append(
+            {
+                "patient": pseudonym,
+                "sex": res.gender,
+                "birth_year": res.birthDate.year if res.birthDate else None,
+                "deceased": bool(res.deceasedBoolean or res.deceasedDateTime),
+            }
+        )
+
+    observations, conditions, medications = [], [], []
+    for _, res in entries:
+        kind = res.get_resource_type()
+        if kind == "Patient":
+            continue
+        if kind not in {"Observation", "Condition", "MedicationStatement"}:
+            logger.info("skipping %s resource in %s", kind, path.name)
+            continue
+        ref = _subject(res, path)
+        if ref not in pseudonyms:
+            raise IngestError(path, f"{kind} {res.id!r} refers to unknown patient {ref!r}")
+        patient, private = pseudonyms[ref], identifiers[ref]
+        if kind == "Observation":
+            code, system, name = _coding(res.code)
+            value, unit = _value(res)
+            observations.append(
+                {
+                    "patient": patient,
+                    "code": code,
+                    "system": system,
+                    "name": name,
+                    "value": value,
+                    "unit": unit,
+                    "time": res.effectiveDateTime,
+                    "note": _notes(res, private),
+                }
+            )
+        elif kind == "Condition":
+            code, system, name = _coding(res.code)
+            conditions.append(
+                {
+                    "patient": patient,
+                    "code": code,
+                    "system": system,
+                    "name": name,
+                    "onset": res.onsetDateTime,
+                    "note": _notes(res, private),
+                }
+            )
+        else:
+            code, system, name = _coding(res.medicationCodeableConcept)
+            start = res.effectiveDateTime or (
+                res.effectivePeriod.start if res.effectivePeriod else None
+            )
+            medications.append(
+                {
+                    "patient": patient,
+                    "code": code,
+                    "system": system,
+                    "name": name,
+                    "status": res.status,
+                    "start": start,
+                    "note": _notes(res, private),
+                }
+            )
+    if not patients:
+        raise IngestError(path, "the bundle holds no Patient resource")
+    logger.info(
+        "read %d patients, %d observations, %d conditions, %d medications from %s",
+        len(patients),
+        len(observations),
+        len(conditions),
+        len(medications),
+        path.name,
+    )
+    return PatientRecords(
+        patients=pd.DataFrame(patients, columns=PATIENT_COLUMNS),
+        observations=pd.DataFrame(observations, columns=OBSERVATION_COLUMNS),
+        conditions=pd.DataFrame(conditions, columns=CONDITION_COLUMNS),
+        medications=pd.DataFrame(medications, columns=MEDICATION_COLUMNS),
+    )
+
+
+def check_columns(frame: pd.DataFrame, required: Iterable[str], *, what: str) -> None:
+    """Raise `InvalidInputError` naming `what` and the missing columns."""
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"{what}: missing columns {missing}")

@@ -1,0 +1,355 @@
+"""Repository functions for precision medicine: patient facts and features, risk model
+versions, recommendations and doctors' decisions. Keyword-only, session first; patients
+are addressed by pseudonym within a project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store.models import (
+    Patient,
+    PatientFeature,
+    PatientObservation,
+    Recommendation,
+    RiskModelVersion,
+    TreatmentDecision,
+)
+
+OBSERVATION_KINDS = ("observation", "condition", "medication", "tabular")
+DECISIONS = ("accept", "override")
+
+
+def ensure_patients(
+    session: Session, *, project_id: int, pseudonyms: Iterable[str]
+) -> dict[str, int]:
+    """Patient ids by pseudonym, creating the patients that do not exist yet."""
+    wanted = {str(p) for p in pseudonyms}
+    if not wanted:
+        return {}
+    query = select(Patient.pseudonym, Patient.id).where(
+        Patient.project_id == project_id, Patient.pseudonym.in_(wanted)
+    )
+    existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+    missing = sorted(wanted - existing.keys())
+    if missing:
+        session.execute(
+            insert(Patient), [{"project_id": project_id, "pseudonym": p} for p in missing]
+        )
+        existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+    return existing
+
+
+def get_patient(session: Session, *, project_id: int, pseudonym: str) -> Patient:
+    patient = session.scalar(
+        select(Patient).where(Patient.project_id == project_id, Patient.pseudonym == pseudonym)
+    )
+    if patient is None:
+        raise NotFoundError(f"no patient {pseudonym!r} in this project")
+    return patient
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _split_value(value: Any) -> tuple[float | None, str | None]:
+    value = _clean(value)
+    if value is None:
+        return None, None
+    if isinstance(value, bool | np.bool_):
+        return float(value), None
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value), None
+    return None, str(value)[:500]
+
+
+def add_observations(
+    session: Session, *, project_id: int, frame: pd.DataFrame, kind: str, source: str
+) -> int:
+    """Append long facts (columns patient, code, system, name, value, unit, time, note;
+    missing columns are stored as empty). Returns the number of rows added."""
+    if kind not in OBSERVATION_KINDS:
+        raise InvalidInputError(f"unknown observation kind {kind!r}; one of {OBSERVATION_KINDS}")
+    if "patient" not in frame.columns:
+        raise InvalidInputError("observations need a 'patient' column (the pseudonym)")
+    ids = ensure_patients(session, project_id=project_id, pseudonyms=frame["patient"])
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        value, text = _split_value(record.get("value"))
+        time = _clean(record.get("time", record.get("onset", record.get("start"))))
+        rows.append(
+            {
+                "patient_id": ids[str(record["patient"])],
+                "kind": kind,
+                "code": _clean(record.get("code")),
+                "system": _clean(record.get("system")),
+                "name": _clean(record.get("name")),
+                "value": value,
+                "value_text": text,
+                "unit": _clean(record.get("unit")),
+                "observed_at": None if time is None else str(time)[:40],
+                "note": _clean(record.get("note")),
+                "source": source[:200],
+            }
+        )
+    if rows:
+        session.execute(insert(PatientObservation), rows)
+    return len(rows)
+
+
+def observations_frame(
+    session: Session, *, project_id: int, pseudonym: str | None = None
+) -> pd.DataFrame:
+    """Stored facts as a long frame (patient is the pseudonym)."""
+    query = (
+        select(
+            Patient.pseudonym,
+            PatientObservation.kind,
+            PatientObservation.code,
+            PatientObservation.system,
+            PatientObservation.name,
+            PatientObservation.value,
+            PatientObservation.value_text,
+            PatientObservation.unit,
+            PatientObservation.observed_at,
+            PatientObservation.note,
+        )
+        .join(Patient, Patient.id == PatientObservation.patient_id)
+        .where(Patient.project_id == project_id)
+        .order_by(PatientObservation.id)
+    )
+    if pseudonym is not None:
+        query = query.where(Patient.pseudonym == pseudonym)
+    columns = [
+        "patient",
+        "kind",
+        "code",
+        "system",
+        "name",
+        "value",
+        "value_text",
+        "unit",
+        "time",
+        "note",
+    ]
+    return pd.DataFrame(session.execute(query).all(), columns=columns)
+
+
+def upsert_features(
+    session: Session,
+    *,
+    project_id: int,
+    frame: pd.DataFrame,
+    units: Mapping[str, str] | None = None,
+) -> int:
+    """Store a wide frame (index pseudonym, one column per feature) as current values,
+    replacing earlier values of the same features. Returns the number of values."""
+    units = units or {}
+    ids = ensure_patients(session, project_id=project_id, pseudonyms=frame.index)
+    names = [str(c) for c in frame.columns]
+    if not names or frame.empty:
+        return 0
+    patient_ids = [ids[str(p)] for p in frame.index]
+    session.execute(
+        delete(PatientFeature).where(
+            PatientFeature.patient_id.in_(patient_ids), PatientFeature.name.in_(names)
+        )
+    )
+    rows = []
+    for pseudonym, record in zip(frame.index, frame.to_dict(orient="records"), strict=True):
+        for name, raw in record.items():
+            value, text = _split_value(raw)
+            if value is None and text is None:
+                continue
+            rows.append(
+                {
+                    "patient_id": ids[str(pseudonym)],
+                    "name": str(name),
+                    "value": value,
+                    "value_text": text,
+                    "unit": units.get(str(name)),
+                }
+            )
+    if rows:
+        session.execute(insert(PatientFeature), rows)
+    return len(rows)
+
+
+def features_frame(
+    session: Session, *, project_id: int, pseudonyms: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Current feature values: index pseudonym, one column per feature (numbers as
+    floats, text as strings; absent values NaN)."""
+    query = (
+        select(
+            Patient.pseudonym, PatientFeature.name, PatientFeature.value, PatientFeature.value_text
+        )
+        .join(Patient, Patient.id == PatientFeature.patient_id)
+        .where(Patient.project_id == project_id)
+    )
+    if pseudonyms is not None:
+        query = query.where(Patient.pseudonym.in_([str(p) for p in pseudonyms]))
+    rows = session.execute(query).all()
+    if not rows:
+        return pd.DataFrame(index=pd.Index([], name="patient"))
+    long = pd.DataFrame(rows, columns=["patient", "name", "value", "text"])
+    long["cell"] = long["value"].astype(object).where(long["value"].notna(), long["text"])
+    wide = long.pivot(index="patient", columns="name", values="cell")
+    wide.columns.name = None
+    for column in wide.columns:
+        numeric = pd.to_numeric(wide[column], errors="coerce")
+        if numeric.notna().sum() == wide[column].notna().sum():
+            wide[column] = numeric.astype(float)
+    return wide.sort_index()
+
+
+# --- models, recommendations, decisions ---------------------------------------------------
+
+
+def add_risk_model(
+    session: Session,
+    *,
+    project_id: int,
+    kind: str,
+    method: str,
+    blob_sha256: str,
+    n_train: int,
+    features: list[str],
+    target: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> RiskModelVersion:
+    """Register a trained model; versions count up per (project, kind)."""
+    latest = session.scalar(
+        select(func.max(RiskModelVersion.version)).where(
+            RiskModelVersion.project_id == project_id, RiskModelVersion.kind == kind
+        )
+    )
+    model = RiskModelVersion(
+        project_id=project_id,
+        kind=kind,
+        version=(latest or 0) + 1,
+        method=method,
+        blob_sha256=blob_sha256,
+        n_train=n_train,
+        features=features,
+        target=target or {},
+        metrics=metrics or {},
+    )
+    session.add(model)
+    session.flush()
+    return model
+
+
+def latest_risk_model(session: Session, *, project_id: int, kind: str) -> RiskModelVersion:
+    model = session.scalar(
+        select(RiskModelVersion)
+        .where(RiskModelVersion.project_id == project_id, RiskModelVersion.kind == kind)
+        .order_by(RiskModelVersion.version.desc())
+        .limit(1)
+    )
+    if model is None:
+        raise NotFoundError(f"no {kind} model trained for this project yet")
+    return model
+
+
+def add_recommendation(
+    session: Session,
+    *,
+    patient_id: int,
+    recommendation: str,
+    risk_model_id: int | None = None,
+    effect_model_id: int | None = None,
+    risk: float | None = None,
+    benefit: float | None = None,
+    benefit_lower: float | None = None,
+    benefit_upper: float | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Recommendation:
+    rec = Recommendation(
+        patient_id=patient_id,
+        recommendation=recommendation,
+        risk_model_id=risk_model_id,
+        effect_model_id=effect_model_id,
+        risk=risk,
+        benefit=benefit,
+        benefit_lower=benefit_lower,
+        benefit_upper=benefit_upper,
+        detail=detail or {},
+    )
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+def get_recommendation(session: Session, *, recommendation_id: int) -> Recommendation:
+    rec = session.get(Recommendation, recommendation_id)
+    if rec is None:
+        raise NotFoundError(f"no recommendation {recommendation_id}")
+    return rec
+
+
+def latest_recommendation(session: Session, *, patient_id: int) -> Recommendation | None:
+    return session.scalar(
+        select(Recommendation)
+        .where(Recommendation.patient_id == patient_id)
+        .order_by(Recommendation.id.desc())
+        .limit(1)
+    )
+
+
+def add_decision(
+    session: Session,
+    *,
+    recommendation_id: int,
+    doctor_id: int,
+    decision: str,
+    treatment: str,
+    reason: str | None = None,
+) -> TreatmentDecision:
+    """Record a doctor's accept/override; an override needs a reason."""
+    if decision not in DECISIONS:
+        raise InvalidInputError(f"decision must be one of {DECISIONS}, not {decision!r}")
+    if decision == "override" and not (reason and reason.strip()):
+        raise InvalidInputError("an override needs a reason")
+    get_recommendation(session, recommendation_id=recommendation_id)
+    row = TreatmentDecision(
+        recommendation_id=recommendation_id,
+        doctor_id=doctor_id,
+        decision=decision,
+        treatment=treatment,
+        reason=reason.strip() if reason else None,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
+    """A patient's decisions, oldest first."""
+    rows = session.execute(
+        select(
+            TreatmentDecision.id,
+            TreatmentDecision.recommendation_id,
+            TreatmentDecision.doctor_id,
+            TreatmentDecision.decision,
+            TreatmentDecision.treatment,
+            TreatmentDecision.reason,
+            TreatmentDecision.created_at,
+        )
+        .join(Recommendation, Recommendation.id == TreatmentDecision.recommendation_id)
+        .where(Recommendation.patient_id == patient_id)
+        .order_by(TreatmentDecision.id)
+    ).all()
+    columns = ["id", "recommendation", "doctor_id", "decision", "treatment", "reason", "at"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,113 @@
+"""Request dependencies: the workspace, who is asking (bearer token or session cookie),
+role checks and CSRF protection for cookie-authenticated writes."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from medloop.types import Role
+from medloop.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    LoginLimiter,
+    SkipList,
+    csrf_token,
+)
+from medloop.workflows.accounts import Account, account_for_token
+from medloop.workflows.workspace import Workspace
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/login")
+
+
+def get_ws(request: Request) -> Workspace:
+    ws: Workspace = request.app.state.ws
+    return ws
+
+
+def get_limiter(request: Request) -> LoginLimiter:
+    limiter: LoginLimiter = request.app.state.limiter
+    return limiter
+
+
+def get_skips(request: Request) -> SkipList:
+    skips: SkipList = request.app.state.skips
+    return skips
+
+
+WS = Annotated[Workspace, Depends(get_ws)]
+Limiter = Annotated[LoginLimiter, Depends(get_limiter)]
+Skips = Annotated[SkipList, Depends(get_skips)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def check_csrf(request: Request, ws: Workspace, session_token: str) -> None:
+    """Cookie-authenticated writes must echo the session's CSRF token (header or form field)."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not sent or not hmac.compare_digest(sent, csrf_token(ws, session_token)):
+        raise HTTPException(403, detail="missing or invalid CSRF token")
+
+
+async def optional_account(
+    request: Request,
+    ws: WS,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Account | None:
+    """The signed-in account, or None when the request carries no credentials at all.
+
+    A bearer token wins over a cookie; a bad token is a 401, never a fallback."""
+    if credentials is not None:
+        account = account_for_token(ws, credentials.credentials, purpose="api")
+        if account is None:
+            raise _unauthorized("invalid or expired token")
+        return account
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session:
+        return None
+    account = account_for_token(ws, session, purpose="session")
+    if account is None:
+        return None
+    await check_csrf(request, ws, session)
+    return account
+
+
+async def current_account(
+    account: Annotated[Account | None, Depends(optional_account)],
+) -> Account:
+    if account is None:
+        raise _unauthorized("not signed in: send 'Authorization: Bearer <token>'")
+    return account
+
+
+CurrentAccount = Annotated[Account, Depends(current_account)]
+
+
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Account]]:
+    """A dependency that lets only `roles` through (403 for other signed-in people)."""
+
+    async def dependency(account: CurrentAccount) -> Account:
+        if account.role not in roles:
+            raise HTTPException(403, detail=f"this needs the role {' or '.join(roles)}")
+        return account
+
+    return dependency
+
+
+Annotator = Annotated[Account, Depends(require(Role.ANNOTATOR))]
+Reviewer = Annotated[Account, Depends(require(Role.DOCTOR, Role.ADMIN))]

@@ -1,0 +1,49 @@
+"""Domain errors -> HTTP status codes: the one place the mapping lives."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from medloop.exceptions import (
+    ConfigError,
+    ConflictError,
+    DatasetUnavailableError,
+    InvalidInputError,
+    MedloopError,
+    NotFittedError,
+    NotFoundError,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[MedloopError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (NotFittedError, 409),
+    (InvalidInputError, 422),
+    (DatasetUnavailableError, 503),
+    (ConfigError, 500),
+]
+
+
+def status_for(error: MedloopError) -> int:
+    """The HTTP status code for a domain error (400 for any not listed)."""
+    for kind, code in STATUS:
+        if isinstance(error, kind):
+            return code
+    return 400
+
+
+async def _medloop_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, MedloopError)
+    code = status_for(error)
+    if code >= 500:
+        logger.error("request failed: %s", type(error).__name__)
+    return JSONResponse({"detail": str(error)}, status_code=code)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(MedloopError, _medloop_error)

@@ -1,0 +1,1 @@
+"""Routers: `api` (JSON under /api) and `pages` (server-rendered HTML)."""

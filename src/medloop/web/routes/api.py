@@ -1,0 +1,254 @@
+"""The JSON API under /api: health, login, tasks, item images and doctor review."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+
+from medloop import __version__
+from medloop.web import schemas
+from medloop.web.deps import WS, Annotator, CurrentAccount, Limiter, Reviewer, Skips
+from medloop.workflows import accounts, annotate, export, review
+
+router = APIRouter(prefix="/api")
+
+#: Ids in paths: positive and within SQLite's and PostgreSQL's integer range.
+Id = Annotated[int, Path(ge=1, le=2**53)]
+ProjectQuery = Annotated[
+    str | None, Query(max_length=100, description="Only this project (default: all).")
+]
+
+
+def image_url(item_id: int) -> str:
+    return f"/api/items/{item_id}/image"
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.get("/health", tags=["meta"])
+def health(ws: WS) -> schemas.HealthPublic:
+    """Liveness: the process answers and the database is reachable."""
+    with ws.db.session() as s:
+        s.connection()
+    return schemas.HealthPublic(version=__version__)
+
+
+@router.post(
+    "/auth/login",
+    tags=["auth"],
+    responses={401: {"description": "Wrong username or password"}, 429: {}},
+)
+def login(
+    body: schemas.LoginCreate, request: Request, ws: WS, limiter: Limiter
+) -> schemas.TokenPublic:
+    """Exchange a username and password for a bearer token."""
+    client = client_of(request)
+    wait = limiter.retry_after(body.username, client)
+    if wait:
+        raise HTTPException(
+            429,
+            detail="too many failed logins; try again later",
+            headers={"Retry-After": str(wait)},
+        )
+    account = accounts.authenticate(ws, username=body.username, password=body.password)
+    if account is None:
+        limiter.failed(body.username, client)
+        raise HTTPException(401, detail="wrong username or password")
+    limiter.succeeded(body.username, client)
+    token = accounts.issue_token(ws, account, purpose="api")
+    return schemas.TokenPublic(
+        token=token, expires_in=accounts.TOKEN_TTL, username=account.username, role=account.role
+    )
+
+
+@router.get("/me", tags=["auth"])
+def me(account: CurrentAccount) -> schemas.UserPublic:
+    return schemas.UserPublic(username=account.username, role=account.role)
+
+
+@router.get(
+    "/tasks/next",
+    tags=["tasks"],
+    response_model=schemas.TaskPublic,
+    responses={204: {"description": "No open task for you right now"}},
+)
+def next_task(
+    ws: WS, account: Annotator, skips: Skips, project: ProjectQuery = None
+) -> schemas.TaskPublic | Response:
+    """Your next labelling task (active-learning priority, redundancy, gold questions)."""
+    task = annotate.next_task(ws, account=account, project=project, exclude=skips.of(account.id))
+    if task is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return schemas.TaskPublic(
+        task_id=task.task_id,
+        item_id=task.item_id,
+        image_url=image_url(task.item_id),
+        choices=task.choices,
+        project=task.project,
+    )
+
+
+@router.post(
+    "/tasks/{task_id}/answer",
+    tags=["tasks"],
+    status_code=201,
+    responses={404: {}, 409: {"description": "You already answered this task"}},
+)
+def answer(
+    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator
+) -> schemas.AnswerPublic:
+    """Answer a task; committed before this returns. Gold questions get feedback."""
+    result = annotate.submit_answer(
+        ws, account=account, task_id=task_id, label=body.label, box=body.box
+    )
+    progress = result.progress
+    return schemas.AnswerPublic(
+        answer_id=result.answer_id,
+        task_id=result.task_id,
+        label=result.label,
+        gold=None
+        if result.gold is None
+        else schemas.GoldFeedbackPublic(correct=result.gold.correct, expected=result.gold.expected),
+        progress=_progress(progress),
+    )
+
+
+def _progress(progress: annotate.AnnotatorProgress) -> schemas.ProgressPublic:
+    return schemas.ProgressPublic(
+        answered=progress.answered,
+        gold_answered=progress.gold_answered,
+        gold_correct=progress.gold_correct,
+        gold_accuracy=progress.gold_accuracy,
+    )
+
+
+@router.post("/tasks/{task_id}/skip", tags=["tasks"], status_code=204, responses={404: {}})
+def skip(
+    task_id: Id, ws: WS, account: Annotator, skips: Skips, body: schemas.SkipCreate | None = None
+) -> Response:
+    """Skip a task (or mark it 'unsure'): it will not be offered to you again."""
+    reason = body.reason if body is not None else "skip"
+    annotate.skip_task(ws, account=account, task_id=task_id, reason=reason)
+    skips.add(account.id, task_id)
+    return Response(status_code=204)
+
+
+@router.get("/me/progress", tags=["tasks"])
+def my_progress(ws: WS, account: Annotator) -> schemas.ProgressPublic:
+    """How many tasks you answered and your accuracy on gold questions."""
+    return _progress(annotate.annotator_progress(ws, account=account))
+
+
+@router.get(
+    "/items/{item_id}/image",
+    tags=["items"],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {}},
+)
+def item_image(item_id: Id, ws: WS, account: CurrentAccount) -> Response:
+    """The item's de-identified PNG image."""
+    data = annotate.item_image(ws, account=account, item_id=item_id)
+    return Response(
+        data,
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+@router.get("/review/queue", tags=["review"])
+def review_queue(
+    ws: WS,
+    _account: Reviewer,
+    project: ProjectQuery = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[schemas.ReviewItemPublic]:
+    """Items waiting for a doctor, by the review ranking (highest score first)."""
+    return [
+        schemas.ReviewItemPublic(
+            item_id=e.item_id,
+            project=e.project,
+            image_url=image_url(e.item_id),
+            crowd_label=e.crowd_label,
+            crowd_confidence=e.crowd_confidence,
+            model_label=e.model_label,
+            model_confidence=e.model_confidence,
+            score=e.score,
+            reason=e.reason,
+        )
+        for e in review.review_entries(ws, project=project, limit=limit)
+    ]
+
+
+@router.get("/review/{item_id}", tags=["review"], responses={404: {}})
+def review_item(item_id: Id, ws: WS, _account: Reviewer) -> schemas.ReviewDetailPublic:
+    """One item's evidence: consensus, model prediction, crowd answers with reliability."""
+    d = review.review_detail(ws, item_id=item_id)
+    return schemas.ReviewDetailPublic(
+        item_id=d.item_id,
+        project=d.project,
+        image_url=image_url(d.item_id),
+        choices=d.choices,
+        consensus_label=d.consensus_label,
+        consensus_probabilities=d.consensus_probabilities,
+        model_label=d.model_label,
+        model_probabilities=d.model_probabilities,
+        final_label=d.final_label,
+        answers=[
+            schemas.CrowdAnswerPublic(
+                worker=a.worker,
+                label=a.label,
+                gold_answered=a.gold_answered,
+                gold_accuracy=a.gold_accuracy,
+                agrees_with_consensus=a.agrees_with_consensus,
+                box=a.box,
+            )
+            for a in d.answers
+        ],
+    )
+
+
+@router.post(
+    "/review/{item_id}",
+    tags=["review"],
+    status_code=201,
+    responses={404: {}, 409: {"description": "The item already has a final label"}},
+)
+def decide(
+    item_id: Id, body: schemas.DecisionCreate, ws: WS, account: Reviewer
+) -> schemas.DecisionPublic:
+    """Accept or correct: the doctor's label becomes the item's final label."""
+    d = review.decide(ws, account=account, item_id=item_id, label=body.label)
+    return schemas.DecisionPublic(item_id=d.item_id, project=d.project, label=d.label)
+
+
+def _csv(frame: Any, name: str) -> Response:
+    return Response(
+        frame.to_csv(index=False),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+CsvResponses: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}},
+    404: {},
+}
+
+
+@router.get("/export/answers.csv", tags=["export"], response_class=Response, responses=CsvResponses)
+def export_answers(
+    ws: WS, _account: Reviewer, project: Annotated[str, Query(max_length=100)]
+) -> Response:
+    """Every answer of a project as CSV: task, item, worker, label, source, time."""
+    return _csv(export.export_answers(ws, project=project), "answers.csv")
+
+
+@router.get("/export/labels.csv", tags=["export"], response_class=Response, responses=CsvResponses)
+def export_labels(
+    ws: WS, _account: Reviewer, project: Annotated[str, Query(max_length=100)]
+) -> Response:
+    """Each labelled item's current label as CSV (final where signed, else consensus)."""
+    return _csv(export.export_labels(ws, project=project), "labels.csv")

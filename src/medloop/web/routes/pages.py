@@ -1,0 +1,217 @@
+"""Server-rendered pages: login, the annotator workspace, the doctor review queue.
+
+Pages sign in with a session cookie (HttpOnly, SameSite=Lax); every form carries the
+session's CSRF token. The annotator workspace talks to the JSON API from static JS,
+sending the CSRF token in a header.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from medloop.exceptions import MedloopError
+from medloop.types import Role
+from medloop.web.deps import WS, Limiter, optional_account
+from medloop.web.errors import status_for
+from medloop.web.routes.api import Id, client_of, image_url
+from medloop.web.security import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    csrf_token,
+    new_login_csrf,
+)
+from medloop.workflows import accounts, annotate, review
+from medloop.workflows.accounts import Account
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
+
+PageAccount = Annotated[Account | None, Depends(optional_account)]
+REVIEWERS = (Role.DOCTOR, Role.ADMIN)
+
+
+def _render(
+    request: Request,
+    name: str,
+    account: Account | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    session = request.cookies.get(SESSION_COOKIE)
+    ws = request.app.state.ws
+    context.update(
+        account=account,
+        csrf=csrf_token(ws, session) if account is not None and session else "",
+        csrf_field=CSRF_FIELD,
+    )
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def _forbidden(request: Request, account: Account) -> HTMLResponse:
+    return _render(
+        request,
+        "message.html",
+        account,
+        status_code=403,
+        title="Not for your role",
+        message=f"Signed in as {account.username} ({account.role}); this page is not for you.",
+    )
+
+
+@router.get("/")
+def home(account: PageAccount) -> Response:
+    if account is None:
+        return _to_login()
+    return RedirectResponse("/review" if account.role in REVIEWERS else "/annotate", 303)
+
+
+@router.get("/login")
+def login_page(request: Request, account: PageAccount) -> Response:
+    token = new_login_csrf()
+    response = _render(request, "login.html", account, login_csrf=token, error=None)
+    _login_cookie(request, response, token)
+    return response
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.ws.settings.environment == "production")
+
+
+def _login_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_secure(request)
+    )
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    ws: WS,
+    limiter: Limiter,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    error = None
+    status_code = 200
+    client = client_of(request)
+    if not expected or not hmac.compare_digest(expected, csrf_token):
+        error, status_code = "Your login form expired; please try again.", 403
+    elif limiter.retry_after(username, client):
+        error, status_code = "Too many failed logins; try again in a few minutes.", 429
+    else:
+        account = accounts.authenticate(ws, username=username, password=password)
+        if account is not None:
+            limiter.succeeded(username, client)
+            session = accounts.issue_token(ws, account, purpose="session")
+            redirect = RedirectResponse("/", status_code=303)
+            redirect.set_cookie(
+                SESSION_COOKIE,
+                session,
+                max_age=accounts.TOKEN_TTL,
+                httponly=True,
+                samesite="lax",
+                secure=_secure(request),
+            )
+            redirect.delete_cookie(LOGIN_CSRF_COOKIE)
+            return redirect
+        limiter.failed(username, client)
+        error, status_code = "Wrong username or password.", 401
+    token = new_login_csrf()
+    response = _render(
+        request, "login.html", None, status_code=status_code, login_csrf=token, error=error
+    )
+    _login_cookie(request, response, token)
+    return response
+
+
+@router.post("/logout")
+def logout(account: PageAccount) -> Response:
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/annotate")
+def annotate_page(request: Request, ws: WS, account: PageAccount) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role != Role.ANNOTATOR:
+        return _forbidden(request, account)
+    progress = annotate.annotator_progress(ws, account=account)
+    waiting = annotate.open_task_count(ws, account=account)
+    return _render(request, "annotate.html", account, progress=progress, waiting=waiting)
+
+
+@router.get("/review")
+def review_page(request: Request, ws: WS, account: PageAccount) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    entries = review.review_entries(ws, limit=200)
+    return _render(request, "review_queue.html", account, entries=entries)
+
+
+@router.get("/review/{item_id}")
+def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        detail = review.review_detail(ws, item_id=item_id)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _render(
+        request,
+        "review_item.html",
+        account,
+        detail=detail,
+        image_url=image_url(item_id),
+        error=None,
+    )
+
+
+def _message(request: Request, account: Account, error: MedloopError) -> HTMLResponse:
+    return _render(
+        request,
+        "message.html",
+        account,
+        status_code=status_for(error),
+        title="Cannot do that",
+        message=str(error),
+    )
+
+
+@router.post("/review/{item_id}")
+def review_decide(
+    request: Request,
+    item_id: Id,
+    ws: WS,
+    account: PageAccount,
+    label: Annotated[str, Form(max_length=200)],
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        review.decide(ws, account=account, item_id=item_id, label=label)
+    except MedloopError as error:
+        return _message(request, account, error)
+    upcoming = review.review_entries(ws, limit=1)
+    target = f"/review/{upcoming[0].item_id}" if upcoming else "/review"
+    return RedirectResponse(target, status_code=303)

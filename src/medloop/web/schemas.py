@@ -1,0 +1,129 @@
+"""API schemas per entity: Create (what clients send) and Public (what routes return).
+
+Routes return Public models only, so nothing else (reference labels, patient ids, other
+people's answers) can leak by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+
+class Create(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class LoginCreate(Create):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class TokenPublic(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    username: str
+    role: str
+
+
+class UserPublic(BaseModel):
+    username: str
+    role: str
+
+
+class TaskPublic(BaseModel):
+    task_id: int
+    item_id: int
+    image_url: str
+    choices: list[str]
+    project: str
+
+
+Box = list[float]
+
+
+class AnswerCreate(Create):
+    label: StrictStr | StrictInt = Field(
+        description="A class name from the task's choices (or its index)."
+    )
+    box: Box | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="Lesion box [x, y, width, height] as fractions of the image.",
+    )
+
+
+class GoldFeedbackPublic(BaseModel):
+    correct: bool
+    expected: str
+
+
+class ProgressPublic(BaseModel):
+    answered: int
+    gold_answered: int
+    gold_correct: int
+    gold_accuracy: float | None
+
+
+class AnswerPublic(BaseModel):
+    answer_id: int
+    task_id: int
+    label: str
+    gold: GoldFeedbackPublic | None
+    progress: ProgressPublic
+
+
+class SkipCreate(Create):
+    reason: Literal["skip", "unsure"] = "skip"
+
+
+class ReviewItemPublic(BaseModel):
+    item_id: int
+    project: str
+    image_url: str
+    crowd_label: str
+    crowd_confidence: float
+    model_label: str | None
+    model_confidence: float | None
+    score: float
+    reason: str
+
+
+class CrowdAnswerPublic(BaseModel):
+    worker: str
+    label: str
+    gold_answered: int
+    gold_accuracy: float | None
+    agrees_with_consensus: float | None
+    box: Box | None = None
+
+
+class ReviewDetailPublic(BaseModel):
+    item_id: int
+    project: str
+    image_url: str
+    choices: list[str]
+    consensus_label: str | None
+    consensus_probabilities: list[float] | None
+    model_label: str | None
+    model_probabilities: list[float] | None
+    final_label: str | None
+    answers: list[CrowdAnswerPublic]
+
+
+class DecisionCreate(Create):
+    label: StrictStr | StrictInt = Field(description="A class name of the item's project.")
+
+
+class DecisionPublic(BaseModel):
+    item_id: int
+    project: str
+    label: str

@@ -1,0 +1,182 @@
+"""Accounts: users with Argon2 password hashes, login, and stateless signed tokens.
+
+Tokens are `<payload>.<signature>`: the payload is base64url JSON (user id, purpose,
+expiry, a fingerprint of the password hash) signed with HMAC-SHA256 under
+`Settings.resolved_secret_key`. Changing a password invalidates every token issued before.
+
+>>> hasher_ok = verify_password(hash_password("s3cret-pass"), "s3cret-pass")
+>>> hasher_ok
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store import repository as repo
+from medloop.store.models import User
+from medloop.types import Role, look_up_option
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 8
+#: Lifetime of API bearer tokens and session cookies, in seconds (12 hours).
+TOKEN_TTL = 12 * 3600
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Account:
+    """A signed-in person: what the web needs to know, nothing more."""
+
+    id: int
+    username: str
+    role: Role
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of `password`."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches the stored hash (False for accounts without one)."""
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    """A random password for a new account (printed once by the CLI)."""
+    return secrets.token_urlsafe(12)
+
+
+def _check_username(username: str) -> str:
+    name = username.strip()
+    if not (1 <= len(name) <= 100) or not all(c.isalnum() or c in "._-@" for c in name):
+        raise InvalidInputError(
+            f"username {username!r} must be 1-100 letters, digits or . _ - @ characters"
+        )
+    return name
+
+
+def add_user(ws: Workspace, *, username: str, role: Role | str, password: str) -> Account:
+    """Create a person's account; an existing username raises ConflictError."""
+    name = _check_username(username)
+    chosen = look_up_option(role, Role)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInputError(f"passwords need at least {MIN_PASSWORD_LENGTH} characters")
+    with ws.db.session() as s:
+        user = repo.create_user(
+            s, username=name, role=chosen, password_hash=hash_password(password)
+        )
+        repo.audit(
+            s,
+            actor="system",
+            action="user.add",
+            entity="user",
+            entity_id=user.id,
+            detail={"role": str(chosen)},
+        )
+        account = Account(id=user.id, username=user.username, role=chosen)
+    logger.info("added user %d with role %s", account.id, chosen)
+    return account
+
+
+def authenticate(ws: Workspace, *, username: str, password: str) -> Account | None:
+    """The account if `password` is right, else None (same cost whether or not the user exists)."""
+    with ws.db.session() as s:
+        try:
+            user = repo.get_user(s, username=username)
+        except NotFoundError:
+            _hasher.hash(password)  # spend the same time as a real check
+            return None
+        if user.is_simulated or not verify_password(user.password_hash, password):
+            return None
+        return _account(user)
+
+
+def _account(user: User) -> Account:
+    return Account(id=user.id, username=user.username, role=look_up_option(user.role, Role))
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def _fingerprint(key: bytes, password_hash: str | None) -> str:
+    return _sign(key, f"pw:{password_hash or ''}")[:16]
+
+
+def issue_token(
+    ws: Workspace, account: Account, *, purpose: str = "api", ttl: int = TOKEN_TTL
+) -> str:
+    """A signed token naming `account` for `purpose` ("api" or "session")."""
+    key = ws.settings.resolved_secret_key
+    with ws.db.session() as s:
+        user = s.get(User, account.id)
+        if user is None:
+            raise NotFoundError(f"no user with id {account.id}")
+        claims = {
+            "u": user.id,
+            "p": purpose,
+            "e": int(time.time()) + ttl,
+            "f": _fingerprint(key, user.password_hash),
+        }
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(key, purpose + ':' + payload)}"
+
+
+def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Account | None:
+    """The account a valid, unexpired token for `purpose` names; None for any bad token."""
+    key = ws.settings.resolved_secret_key
+    payload, _, signature = token.partition(".")
+    if not payload or not signature:
+        return None
+    if not hmac.compare_digest(signature, _sign(key, purpose + ":" + payload)):
+        return None
+    try:
+        claims = json.loads(_unb64(payload))
+        user_id, expires, fingerprint = int(claims["u"]), int(claims["e"]), str(claims["f"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if claims.get("p") != purpose or expires < time.time():
+        return None
+    with ws.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None or user.is_simulated:
+            return None
+        if not hmac.compare_digest(fingerprint, _fingerprint(key, user.password_hash)):
+            return None
+        return _account(user)
+
+
+def derive_secret(ws: Workspace, purpose: str, value: str) -> str:
+    """A keyed digest of `value` for `purpose` (e.g. a CSRF token bound to a session)."""
+    return _sign(ws.settings.resolved_secret_key, f"{purpose}:{value}")

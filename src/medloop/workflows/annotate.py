@@ -1,0 +1,365 @@
+"""Human annotation in the web: publish tasks, hand each person their next task, take answers.
+
+What a lay annotator sees is deliberately narrow: a task id, a de-identified image and
+the project's class names. Never other people's answers, model output or patient data.
+
+Which task comes next (`next_task`):
+
+0. a gold question (an item with a known final label) whenever the person's share of
+   gold answers would otherwise fall below `gold_rate`: after 9 ordinary answers at the
+   default 0.1, then about every tenth. Gold tasks stay open for every annotator, so
+   each person's accuracy is measured on them;
+1. ordinary tasks that already have answers first (most first), so items reach their
+   redundancy and leave the queue;
+2. then the active-learning priority: the newest model's predictive entropy on the item
+   (0 without a prediction), among the next `WINDOW` tasks in publication order so a
+   request never reads every open task (`publish_tasks` already opened the items with
+   the best acquisition scores);
+3. then the task id (publication order).
+
+When no ordinary task is left, remaining gold questions are still offered.
+
+Answers are committed before the call returns; a second answer by the same person to the
+same task raises ConflictError and stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medloop.annotation import plan_tasks
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.store import assignments
+from medloop.store import repository as repo
+from medloop.store.models import Project, Task
+from medloop.types import LabelKind, LabelSource, Role, Split, Strategy, TaskKind
+from medloop.workflows.accounts import Account
+from medloop.workflows.loop import select_items
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+#: How many open tasks (most answered first, then publication order) `next_task` ranks.
+WINDOW = 256
+#: Gold questions stay open for every annotator: they ask for this many answers.
+GOLD_ANSWERS = 1_000_000
+#: Default share of gold questions in each annotator's stream.
+GOLD_RATE = 0.1
+
+
+@dataclass(frozen=True)
+class PublishedRound:
+    tasks: int
+    gold_tasks: int
+
+
+def publish_tasks(
+    ws: Workspace,
+    *,
+    project: str,
+    k: int,
+    strategy: Strategy | str = Strategy.ENTROPY,
+    redundancy: int = 3,
+    gold_rate: float = 0.1,
+    round: int = 0,
+    seed: int = 0,
+) -> PublishedRound:
+    """Open `k` new labelling tasks for people (active-learning pick of unlabelled training
+    items) plus gold questions drawn from final labels of training items that are not
+    already an open gold question."""
+    chosen = select_items(ws, project=project, k=k, strategy=strategy, seed=seed)
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        tasks = repo.tasks_frame(s, project_id=record.id)
+        open_gold = set(tasks["item"][tasks["is_gold"] & (tasks["status"] == "open")])
+        gold_pool = [
+            int(i)
+            for i in finals.index
+            if items.loc[i, "split"] == Split.TRAIN and i not in chosen and i not in open_gold
+        ]
+        plans = plan_tasks(
+            chosen,
+            redundancy=redundancy,
+            gold_item_ids=gold_pool,
+            gold_rate=gold_rate if gold_pool else 0.0,
+            seed=seed,
+        )
+        repo.create_tasks(
+            s,
+            project_id=record.id,
+            item_ids=[p.item_id for p in plans],
+            required_answers=[GOLD_ANSWERS if p.is_gold else p.redundancy for p in plans],
+            is_gold=[p.is_gold for p in plans],
+            round=round,
+        )
+        repo.audit(
+            s,
+            actor="system",
+            action="tasks.publish",
+            entity="project",
+            entity_id=record.id,
+            detail={"tasks": len(plans), "round": round},
+        )
+    gold = sum(p.is_gold for p in plans)
+    logger.info("published %d tasks (%d gold) in project %d", len(plans), gold, record.id)
+    return PublishedRound(tasks=len(plans), gold_tasks=gold)
+
+
+@dataclass(frozen=True)
+class NextTask:
+    """What an annotator may see of a task."""
+
+    task_id: int
+    item_id: int
+    project: str
+    choices: list[str]
+
+
+def _entropy(probabilities: Sequence[float]) -> float:
+    return -sum(p * math.log(p) for p in probabilities if p > 0)
+
+
+def _projects(session: Any, project: str | None) -> list[Project]:
+    if project is not None:
+        return [repo.get_project(session, name=project)]
+    return repo.list_projects(session)
+
+
+def next_task(
+    ws: Workspace,
+    *,
+    account: Account,
+    project: str | None = None,
+    exclude: Collection[int] = (),
+    gold_rate: float = GOLD_RATE,
+) -> NextTask | None:
+    """The task `account` should answer next (see the module docstring), or None."""
+    with ws.db.session() as s:
+        projects = {p.id: p for p in _projects(s, project)}
+        ids = list(projects)
+        answered = assignments.count_worker_answers(s, worker_id=account.id)
+        gold_answered = len(assignments.worker_answers(s, worker_id=account.id, gold_only=True))
+        if gold_answered < math.floor(gold_rate * (answered + 1)):
+            gold = assignments.open_tasks_for_worker(
+                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
+            )
+            if gold:
+                return _next(projects[gold[0].project_id], gold[0])
+        candidates = assignments.open_tasks_for_worker(
+            s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=WINDOW, gold=False
+        )
+        if not candidates:
+            gold = assignments.open_tasks_for_worker(
+                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
+            )
+            return _next(projects[gold[0].project_id], gold[0]) if gold else None
+        most = max(c.answers for c in candidates)
+        started = [c for c in candidates if c.answers == most]
+        priority: dict[int, float] = {}
+        for project_id in {c.project_id for c in started}:
+            items = [c.item_id for c in started if c.project_id == project_id]
+            predictions = assignments.latest_predictions_for(
+                s, project_id=project_id, item_ids=items
+            )
+            priority.update({item: _entropy(p) for item, p in predictions.items()})
+        best = min(started, key=lambda c: (-priority.get(c.item_id, 0.0), c.task_id))
+        return _next(projects[best.project_id], best)
+
+
+def _next(project: Project, task: assignments.OpenTask) -> NextTask:
+    return NextTask(
+        task_id=task.task_id,
+        item_id=task.item_id,
+        project=project.name,
+        choices=[str(c) for c in project.classes],
+    )
+
+
+def _label_task(session: Any, task_id: int) -> Task:
+    task = session.get(Task, task_id)
+    if task is None or task.kind != TaskKind.LABEL:
+        raise NotFoundError(f"no labelling task with id {task_id}")
+    return task
+
+
+def skip_task(ws: Workspace, *, account: Account, task_id: int, reason: str = "skip") -> None:
+    """Record that `account` skipped a labelling task (or was unsure); unknown -> NotFoundError.
+    The caller stops offering it to them (the web keeps a per-person skip list)."""
+    if reason not in ("skip", "unsure"):
+        raise InvalidInputError(f"reason must be 'skip' or 'unsure', got {reason!r}")
+    with ws.db.session() as s:
+        _label_task(s, task_id)
+        repo.audit(
+            s,
+            actor=account.username,
+            action=f"task.{reason}",
+            entity="task",
+            entity_id=task_id,
+        )
+
+
+def label_index(label: str | int, choices: Sequence[str]) -> int:
+    """The class index of `label`, given as a class name or an index; else InvalidInputError."""
+    if isinstance(label, bool):
+        raise InvalidInputError(f"label {label!r} is not one of {list(choices)}")
+    if isinstance(label, int):
+        if 0 <= label < len(choices):
+            return label
+    elif label in choices:
+        return list(choices).index(label)
+    raise InvalidInputError(f"label {label!r} is not one of {list(choices)}")
+
+
+def check_box(box: Sequence[float] | None) -> list[float] | None:
+    """A box is [x, y, width, height] as fractions of the image, inside it, not empty."""
+    if box is None:
+        return None
+    if len(box) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
+        raise InvalidInputError("box must be four finite numbers [x, y, width, height]")
+    x, y, w, h = (float(v) for v in box)
+    if not (0 <= x <= 1 and 0 <= y <= 1 and 0 < w <= 1 - x + 1e-9 and 0 < h <= 1 - y + 1e-9):
+        raise InvalidInputError("box [x, y, width, height] must lie inside [0, 1] and not be empty")
+    return [round(x, 6), round(y, 6), round(w, 6), round(h, 6)]
+
+
+@dataclass(frozen=True)
+class GoldFeedback:
+    """Shown after a gold question: was the answer right, and what is right."""
+
+    correct: bool
+    expected: str
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    answered: int
+    gold_answered: int
+    gold_correct: int
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_answered if self.gold_answered else None
+
+
+@dataclass(frozen=True)
+class SubmittedAnswer:
+    answer_id: int
+    task_id: int
+    label: str
+    gold: GoldFeedback | None
+    progress: AnnotatorProgress
+
+
+def submit_answer(
+    ws: Workspace,
+    *,
+    account: Account,
+    task_id: int,
+    label: str | int,
+    box: Sequence[float] | None = None,
+) -> SubmittedAnswer:
+    """Store one person's answer to a labelling task (committed before returning).
+
+    Unknown task -> NotFoundError; label outside the choices or a bad box ->
+    InvalidInputError; a second answer to the same task -> ConflictError. A box is
+    stored with the answer (and in its audit entry).
+    """
+    checked_box = check_box(box)
+    with ws.db.session() as s:
+        task = _label_task(s, task_id)
+        project = s.get(Project, task.project_id)
+        assert project is not None
+        choices = [str(c) for c in project.classes]
+        index = label_index(label, choices)
+        if assignments.worker_answer_id(s, task_id=task_id, worker_id=account.id) is not None:
+            raise ConflictError(f"you have already answered task {task_id}")
+        (answer_id,) = repo.add_answers(
+            s,
+            task_ids=[task_id],
+            worker_ids=[account.id],
+            labels=[index],
+            source=LabelSource.CROWD,
+        )
+        detail: dict[str, Any] = {"task": task_id, "label": index}
+        if checked_box is not None:
+            assignments.add_answer_box(s, answer_id=answer_id, box=checked_box)
+            detail["box"] = checked_box
+        repo.audit(
+            s,
+            actor=account.username,
+            action="answer",
+            entity="answer",
+            entity_id=answer_id,
+            detail=detail,
+        )
+        feedback = None
+        if task.is_gold:
+            truth = assignments.final_labels_for(s, item_ids=[task.item_id]).get(task.item_id)
+            if truth is not None:
+                feedback = GoldFeedback(correct=truth == index, expected=choices[truth])
+        progress = _progress(s, account.id)
+    logger.info("answer %d stored for task %d", answer_id, task_id)
+    return SubmittedAnswer(
+        answer_id=answer_id, task_id=task_id, label=choices[index], gold=feedback, progress=progress
+    )
+
+
+def _progress(session: Any, worker_id: int) -> AnnotatorProgress:
+    gold = assignments.worker_answers(session, worker_id=worker_id, gold_only=True)
+    truth = assignments.final_labels_for(session, item_ids={a.item_id for a in gold})
+    scored = [a for a in gold if a.item_id in truth]
+    return AnnotatorProgress(
+        answered=assignments.count_worker_answers(session, worker_id=worker_id),
+        gold_answered=len(scored),
+        gold_correct=sum(truth[a.item_id] == a.label for a in scored),
+    )
+
+
+def annotator_progress(ws: Workspace, *, account: Account) -> AnnotatorProgress:
+    """How many tasks a person has answered, and how they did on gold questions."""
+    with ws.db.session() as s:
+        return _progress(s, account.id)
+
+
+def open_task_count(ws: Workspace, *, account: Account, project: str | None = None) -> int:
+    """How many open tasks `account` could still answer."""
+    with ws.db.session() as s:
+        ids = [p.id for p in _projects(s, project)]
+        return assignments.count_open_tasks_for_worker(s, worker_id=account.id, project_ids=ids)
+
+
+def item_image(ws: Workspace, *, account: Account, item_id: int) -> bytes:
+    """The de-identified PNG of an item. Annotators may only open items that were put to
+    lay annotators; other roles may open any item. Unknown or hidden -> NotFoundError."""
+    with ws.db.session() as s:
+        item = repo.get_item(s, item_id=item_id)
+        if account.role == Role.ANNOTATOR and not assignments.item_has_label_task(
+            s, item_id=item_id
+        ):
+            raise NotFoundError(f"no item with id {item_id}")
+        sha = item.image_sha256
+    return ws.blobs.get(sha)
+
+
+__all__ = [
+    "AnnotatorProgress",
+    "GoldFeedback",
+    "NextTask",
+    "PublishedRound",
+    "SubmittedAnswer",
+    "annotator_progress",
+    "check_box",
+    "item_image",
+    "label_index",
+    "next_task",
+    "open_task_count",
+    "publish_tasks",
+    "skip_task",
+    "submit_answer",
+]

@@ -1,0 +1,561 @@
+"""Precision-medicine workflows: patients in, risk and treatment models trained, a
+recommendation per patient, and the doctor's decision recorded in the audit log.
+
+A precision cohort is a project (classes "no event", "event"); patients live under keyed
+pseudonyms. Models are pickled into the blob store and registered as versions. A
+recommendation is what the models propose; only a doctor's accept/override decides.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.ingest import pseudonymize
+from medloop.precision import (
+    CLEAR_BENEFIT,
+    CLEAR_HARM,
+    Feature,
+    FeatureTable,
+    SurvivalModel,
+    TreatmentEffects,
+    calibration_table,
+    observations_to_wide,
+    read_fhir_bundle,
+    read_table,
+    survival_metrics,
+    survival_target,
+)
+from medloop.store import patients as prepo
+from medloop.store import repository as repo
+from medloop.store.models import Project
+from medloop.types import Role
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = "system"
+MODEL_ACTOR = "model"
+COHORT_CLASSES = ["no event", "event"]
+SURVIVAL, EFFECTS = "survival", "effects"
+
+
+def _project(s: Any, name: str, *, create: bool) -> Project:
+    try:
+        return repo.get_project(s, name=name)
+    except NotFoundError:
+        if not create:
+            raise
+        return repo.create_project(s, name=name, classes=COHORT_CLASSES, n_channels=1)
+
+
+# --- import ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatientImport:
+    project: str
+    patients: int
+    observations: int
+    feature_values: int
+    source: str
+
+
+def import_patients_table(
+    ws: Workspace,
+    *,
+    project: str,
+    path: Path,
+    id_column: str,
+    columns: Mapping[str, str] | None = None,
+    text_columns: Sequence[str] = (),
+    units: Mapping[str, str] | None = None,
+) -> PatientImport:
+    """Import a CSV/Parquet table (one row per patient) as features; scrubbed text columns
+    are also kept as notes. Raw ids are pseudonymised and never stored."""
+    frame = read_table(
+        path,
+        key=ws.settings.resolved_secret_key,
+        id_column=id_column,
+        columns=columns,
+        text_columns=text_columns,
+    )
+    text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
+    with ws.db.session() as s:
+        record = _project(s, project, create=True)
+        values = prepo.upsert_features(
+            s, project_id=record.id, frame=frame.drop(columns=text_targets), units=units
+        )
+        notes = 0
+        for column in text_targets:
+            long = frame[column].dropna().rename("note").reset_index()
+            long["name"] = column
+            notes += prepo.add_observations(
+                s, project_id=record.id, frame=long, kind="tabular", source=path.name
+            )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="import_patients",
+            entity="project",
+            entity_id=record.id,
+            detail={"patients": len(frame), "values": values, "source": path.name},
+        )
+    return PatientImport(project, len(frame), notes, values, path.name)
+
+
+def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:
+    """Import a FHIR R4 bundle: facts as observations; demographics, latest numeric
+    observation per code and condition flags (`condition:<code>` = 1) as features."""
+    records = read_fhir_bundle(path, key=ws.settings.resolved_secret_key)
+    features = records.patients.set_index("patient")[["sex", "birth_year"]]
+    wide = observations_to_wide(records.observations)
+    units = records.observations.dropna(subset=["unit"]).groupby("code")["unit"].last().to_dict()
+    flags = pd.DataFrame(index=features.index)
+    for code in records.conditions["code"].dropna().unique():
+        has = set(records.conditions.loc[records.conditions["code"] == code, "patient"])
+        flags[f"condition:{code}"] = [1.0 if p in has else 0.0 for p in flags.index]
+    features = features.join(wide, how="left").join(flags, how="left")
+    with ws.db.session() as s:
+        record = _project(s, project, create=True)
+        prepo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
+        n = 0
+        for kind, frame in (
+            ("observation", records.observations),
+            ("condition", records.conditions),
+            ("medication", records.medications),
+        ):
+            n += prepo.add_observations(
+                s, project_id=record.id, frame=frame, kind=kind, source=path.name
+            )
+        values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="import_fhir",
+            entity="project",
+            entity_id=record.id,
+            detail={"patients": len(features), "facts": n, "source": path.name},
+        )
+    return PatientImport(project, len(features), n, values, path.name)
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    kind: str
+    version: int
+    method: str
+    n_train: int
+    features: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _feature_table(frame: pd.DataFrame, exclude: Sequence[str]) -> FeatureTable:
+    specs = []
+    for column in frame.columns:
+        if column in exclude:
+            continue
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        specs.append(Feature(str(column), kind="numeric" if numeric else "categorical"))
+    if not specs:
+        raise InvalidInputError("no feature columns left to train on")
+    return FeatureTable(specs)
+
+
+def _outcome_columns(frame: pd.DataFrame, *names: str) -> None:
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise InvalidInputError(
+            f"feature table has no column(s) {missing}; known: {sorted(frame.columns)}"
+        )
+
+
+def _save(ws: Workspace, obj: Any) -> str:
+    buffer = io.BytesIO()
+    pickle.dump(obj, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    return ws.blobs.put(buffer.getvalue())
+
+
+def _load(ws: Workspace, sha256: str) -> Any:
+    # our own blob store, written by _save: trusted content
+    return pickle.loads(ws.blobs.get(sha256))
+
+
+def train_risk(
+    ws: Workspace,
+    *,
+    project: str,
+    time_column: str,
+    event_column: str,
+    exclude: Sequence[str] = (),
+    method: str = "ensemble",
+    test_size: float = 0.25,
+    seed: int = 0,
+) -> TrainedModel:
+    """Train a survival model on the stored features; metrics on a held-out share
+    (C-index, mean time-dependent AUC, IBS; the stored version also keeps a calibration
+    table at the horizon), then refit on everyone and register it."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        frame = prepo.features_frame(s, project_id=record.id)
+    _outcome_columns(frame, time_column, event_column)
+    frame = frame.dropna(subset=[time_column, event_column])
+    y = survival_target(frame[time_column], frame[event_column].astype(int))
+    drop = [time_column, event_column, *exclude]
+    train_idx, test_idx = train_test_split(
+        np.arange(len(frame)), test_size=test_size, stratify=y["event"], random_state=seed
+    )
+    table = _feature_table(frame, drop).fit(frame.iloc[train_idx])
+    X_train, X_test = table.transform(frame.iloc[train_idx]), table.transform(frame.iloc[test_idx])
+    model = SurvivalModel(method, seed=seed).fit(X_train, y[train_idx])
+    t_test = y["time"][test_idx]
+    lo, hi = np.percentile(t_test, [10, 80])
+    times = np.linspace(lo, min(hi, y["time"][train_idx].max() - 1e-9), 20)
+    metrics = survival_metrics(
+        y[train_idx],
+        y[test_idx],
+        model.predict_survival(X_test, times),
+        model.predict_risk(X_test),
+        times,
+    )
+    horizon = float(np.median(y["time"]))
+    held_out = model.predict_survival(X_test, [min(horizon, times[-1])]).iloc[:, 0]
+    calibration = calibration_table(
+        y[test_idx], held_out, horizon=min(horizon, times[-1]), groups=4
+    )
+    stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
+    table = _feature_table(frame, drop).fit(frame)
+    final = SurvivalModel(method, seed=seed).fit(table.transform(frame), y)
+    blob = _save(ws, {"table": table, "model": final, "horizon": horizon})
+    with ws.db.session() as s:
+        version = prepo.add_risk_model(
+            s,
+            project_id=record.id,
+            kind=SURVIVAL,
+            method=method,
+            blob_sha256=blob,
+            n_train=len(frame),
+            features=table.columns_,
+            target={"time": time_column, "event": event_column, "horizon": horizon},
+            metrics=stored,
+        )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="train_risk",
+            entity="risk_model",
+            entity_id=version.id,
+            detail={"kind": SURVIVAL, "version": version.version, **metrics},
+        )
+        return TrainedModel(SURVIVAL, version.version, method, len(frame), table.columns_, metrics)
+
+
+def train_effects(
+    ws: Workspace,
+    *,
+    project: str,
+    treatment_column: str,
+    event_column: str,
+    exclude: Sequence[str] = (),
+    learner: str = "t",
+    base: str = "gbm",
+    n_bootstrap: int = 30,
+    seed: int = 0,
+    treated: str = "treat",
+    control: str = "no treatment",
+) -> TrainedModel:
+    """Train a treatment-effect model (outcome: free of the event during follow-up) on
+    randomised data; `treatment_column` is 0/1."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        frame = prepo.features_frame(s, project_id=record.id)
+    _outcome_columns(frame, treatment_column, event_column)
+    frame = frame.dropna(subset=[treatment_column, event_column])
+    table = _feature_table(frame, [treatment_column, event_column, *exclude]).fit(frame)
+    outcome = 1.0 - frame[event_column].astype(float).to_numpy()
+    model = TreatmentEffects(learner, base, n_bootstrap=n_bootstrap, seed=seed).fit(
+        table.transform(frame), frame[treatment_column].to_numpy(), outcome
+    )
+    blob = _save(ws, {"table": table, "model": model, "treated": treated, "control": control})
+    with ws.db.session() as s:
+        version = prepo.add_risk_model(
+            s,
+            project_id=record.id,
+            kind=EFFECTS,
+            method=f"{learner}-learner/{base}",
+            blob_sha256=blob,
+            n_train=len(frame),
+            features=table.columns_,
+            target={
+                "treatment": treatment_column,
+                "event": event_column,
+                "treated": treated,
+                "control": control,
+            },
+        )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="train_effects",
+            entity="risk_model",
+            entity_id=version.id,
+            detail={"kind": EFFECTS, "version": version.version},
+        )
+        return TrainedModel(EFFECTS, version.version, version.method, len(frame), table.columns_)
+
+
+def predict_risk(
+    ws: Workspace, *, project: str, patients: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Risk score and survival at the model's horizon per patient (index pseudonym)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        version = prepo.latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
+        frame = prepo.features_frame(s, project_id=record.id, pseudonyms=patients)
+    bundle = _load(ws, version.blob_sha256)
+    X = bundle["table"].transform(frame)
+    model: SurvivalModel = bundle["model"]
+    horizon = bundle["horizon"]
+    out = pd.DataFrame({"risk": model.predict_risk(X)})
+    out[f"survival_at_{horizon:g}"] = model.predict_survival(X, [horizon]).iloc[:, 0]
+    out["model_version"] = version.version
+    return out
+
+
+# --- recommendations and decisions -------------------------------------------------------
+
+
+@dataclass
+class RecommendationView:
+    """What a doctor sees for one patient (ids and numbers, no personal data).
+
+    `risk` is P(event by the survival model's horizon, the median follow-up); `benefit`
+    the estimated gain in P(event-free) from treatment, with its interval."""
+
+    recommendation_id: int
+    patient: str
+    recommendation: str
+    suggested_treatment: str | None
+    risk: float | None = None
+    survival: dict[str, list[float]] = field(default_factory=dict)
+    benefit: float | None = None
+    benefit_lower: float | None = None
+    benefit_upper: float | None = None
+    drivers: list[dict[str, Any]] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_patient(ws: Workspace, *, project: str, patient: str) -> str:
+    """The pseudonym for `patient`, given either the pseudonym or the raw id."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        for candidate in (patient, pseudonymize(patient, key=ws.settings.resolved_secret_key)):
+            try:
+                prepo.get_patient(s, project_id=record.id, pseudonym=candidate)
+                return candidate
+            except NotFoundError:
+                continue
+    raise NotFoundError(f"no patient {patient!r} in project {project!r}")
+
+
+def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationView:
+    """Risk (survival curve) and the estimated benefit of treatment with its interval and
+    drivers for one patient; stored as a recommendation awaiting a doctor's decision."""
+    pseudonym = resolve_patient(ws, project=project, patient=patient)
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        patient_row = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
+        frame = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
+        versions = {}
+        for kind in (SURVIVAL, EFFECTS):
+            try:
+                versions[kind] = prepo.latest_risk_model(s, project_id=record.id, kind=kind)
+            except NotFoundError:
+                continue
+    if not versions:
+        raise NotFoundError(f"train a risk or treatment model for {project!r} first")
+    detail: dict[str, Any] = {}
+    risk = benefit = lower = upper = None
+    text, suggested, drivers, options = "risk only (no treatment model)", None, [], []
+    survival: dict[str, list[float]] = {}
+    if SURVIVAL in versions:
+        bundle = _load(ws, versions[SURVIVAL].blob_sha256)
+        X = bundle["table"].transform(frame)
+        model: SurvivalModel = bundle["model"]
+        horizon = float(bundle["horizon"])
+        risk = 1.0 - float(model.predict_survival(X, [horizon]).iloc[0, 0])
+        times = np.quantile(model.event_times_, np.linspace(0, 0.9, 10))
+        curve = model.predict_survival(X, times).iloc[0]
+        survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
+        detail["risk_horizon"] = horizon
+        detail["survival_model_version"] = versions[SURVIVAL].version
+    if EFFECTS in versions:
+        bundle = _load(ws, versions[EFFECTS].blob_sha256)
+        X = bundle["table"].transform(frame)
+        effects: TreatmentEffects = bundle["model"]
+        row = effects.estimate(X).iloc[0]
+        benefit, lower, upper = float(row["benefit"]), float(row["lower"]), float(row["upper"])
+        text = str(row["recommendation"])
+        treated, control = bundle["treated"], bundle["control"]
+        options = [treated, control]
+        suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
+        drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
+        detail["effects_model_version"] = versions[EFFECTS].version
+    detail.update(
+        {"survival": survival, "drivers": drivers, "options": options, "suggested": suggested}
+    )
+    with ws.db.session() as s:
+        rec = prepo.add_recommendation(
+            s,
+            patient_id=patient_row.id,
+            recommendation=text,
+            risk_model_id=versions[SURVIVAL].id if SURVIVAL in versions else None,
+            effect_model_id=versions[EFFECTS].id if EFFECTS in versions else None,
+            risk=risk,
+            benefit=benefit,
+            benefit_lower=lower,
+            benefit_upper=upper,
+            detail=detail,
+        )
+        repo.audit(
+            s,
+            actor=MODEL_ACTOR,
+            action="recommend",
+            entity="patient",
+            entity_id=pseudonym,
+            detail={"recommendation": rec.id, "text": text},
+        )
+        rec_id = rec.id
+    return RecommendationView(
+        recommendation_id=rec_id,
+        patient=pseudonym,
+        recommendation=text,
+        suggested_treatment=suggested,
+        risk=risk,
+        survival=survival,
+        benefit=benefit,
+        benefit_lower=lower,
+        benefit_upper=upper,
+        drivers=drivers,
+        options=options,
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: int
+    recommendation_id: int
+    doctor: str
+    decision: str
+    treatment: str
+    reason: str | None
+
+
+def decide(
+    ws: Workspace,
+    *,
+    recommendation_id: int,
+    doctor: str,
+    decision: str,
+    treatment: str | None = None,
+    reason: str | None = None,
+) -> Decision:
+    """A doctor accepts the suggestion or overrides it (with a reason); audited.
+
+    Accepting "no clear benefit" needs the chosen `treatment`; an override needs both
+    `treatment` and `reason`. Only users with the doctor role may decide (a missing user
+    is created as a doctor, as in the review workflow).
+    """
+    with ws.db.session() as s:
+        rec = prepo.get_recommendation(s, recommendation_id=recommendation_id)
+        try:
+            user = repo.get_user(s, username=doctor)
+        except NotFoundError:
+            user = repo.create_user(s, username=doctor, role=Role.DOCTOR)
+        if user.role != Role.DOCTOR:
+            raise InvalidInputError(f"user {doctor!r} is not a doctor; only doctors decide")
+        options = list(rec.detail.get("options") or [])
+        suggested = rec.detail.get("suggested")
+        if decision == "accept":
+            treatment = treatment or suggested
+            if treatment is None:
+                raise InvalidInputError(
+                    f"{rec.recommendation!r}: name the treatment you choose ({options})"
+                )
+        elif not treatment:
+            raise InvalidInputError("an override names the treatment chosen instead")
+        if options and treatment not in options:
+            raise InvalidInputError(f"treatment {treatment!r} is not one of {options}")
+        row = prepo.add_decision(
+            s,
+            recommendation_id=recommendation_id,
+            doctor_id=user.id,
+            decision=decision,
+            treatment=treatment,
+            reason=reason,
+        )
+        repo.audit(
+            s,
+            actor=doctor,
+            action=f"treatment_{decision}",
+            entity="recommendation",
+            entity_id=recommendation_id,
+            detail={
+                "decision": row.id,
+                "treatment": treatment,
+                "reason": row.reason,
+                "suggested": suggested,
+            },
+        )
+        return Decision(row.id, recommendation_id, doctor, decision, treatment, row.reason)
+
+
+def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, Any]:
+    """Everything a doctor's patient page shows: current features, stored facts (notes
+    already scrubbed), the latest recommendation and every decision. Ids only."""
+    pseudonym = resolve_patient(ws, project=project, patient=patient)
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        row = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
+        features = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
+        facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
+        latest = prepo.latest_recommendation(s, patient_id=row.id)
+        decisions = prepo.decisions_frame(s, patient_id=row.id)
+        recommendation = None
+        if latest is not None:
+            recommendation = {
+                "recommendation_id": latest.id,
+                "recommendation": latest.recommendation,
+                "risk": latest.risk,
+                "benefit": latest.benefit,
+                "benefit_lower": latest.benefit_lower,
+                "benefit_upper": latest.benefit_upper,
+                **latest.detail,
+            }
+    values = features.iloc[0].dropna().to_dict() if len(features) else {}
+    return {
+        "patient": pseudonym,
+        "features": values,
+        "facts": facts.drop(columns="patient").to_dict(orient="records"),
+        "recommendation": recommendation,
+        "decisions": decisions.to_dict(orient="records"),
+    }

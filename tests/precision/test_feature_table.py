@@ -1,0 +1,90 @@
+"""The documented feature table: units, missing values, categories, observations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
+from medloop.precision import Feature, FeatureTable, convert_unit, observations_to_wide
+
+
+def table() -> FeatureTable:
+    return FeatureTable(
+        [
+            Feature("age", unit="year", description="age at baseline"),
+            Feature(
+                "hb", group="laboratory", unit="g/L", source_unit="g/dL", description="haemoglobin"
+            ),
+            Feature("smoker", group="lifestyle", kind="binary"),
+            Feature("stage", kind="categorical"),
+            Feature("nodes", log1p=True),
+        ]
+    )
+
+
+def raw() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "age": [50.0, 60.0, np.nan],
+            "hb": [13.0, np.nan, 15.0],
+            "smoker": ["yes", "no", "no"],
+            "stage": ["I", "II", None],
+            "nodes": [0.0, 3.0, 9.0],
+        },
+        index=["p1", "p2", "p3"],
+    )
+
+
+def test_units_missing_values_and_categories() -> None:
+    ft = table().fit(raw())
+    X = ft.transform(raw())
+    assert X.loc["p1", "hb"] == pytest.approx(130.0)  # g/dL -> g/L
+    assert X.loc["p2", "hb"] == pytest.approx(140.0)  # median of 130 and 150
+    assert X["hb_missing"].tolist() == [0.0, 1.0, 0.0]
+    assert X.loc["p3", "age"] == pytest.approx(55.0)
+    assert X["smoker"].tolist() == [1.0, 0.0, 0.0]
+    assert X["stage=II"].tolist() == [0.0, 1.0, 0.0]  # "I" is the reference category
+    assert X.loc["p3", "nodes"] == pytest.approx(np.log(10.0))
+    assert "nodes_missing" not in X.columns  # no gaps seen in training
+    new = pd.DataFrame(
+        {"age": [40.0], "hb": [12.0], "smoker": ["yes"], "stage": ["IV"], "nodes": [1.0]}
+    )
+    assert list(ft.transform(new).columns) == ft.columns_  # unseen category: all zeros
+    described = ft.describe().set_index("name")
+    assert described.loc["hb", "unit"] == "g/L"
+    assert described.loc["hb", "missing_rate"] == pytest.approx(1 / 3)
+    assert described.loc["hb", "group"] == "laboratory"
+
+
+def test_errors() -> None:
+    with pytest.raises(NotFittedError):
+        table().transform(raw())
+    with pytest.raises(InvalidInputError, match="missing columns \\['nodes'\\]"):
+        table().fit(raw().drop(columns="nodes"))
+    with pytest.raises(InvalidInputError, match="column 'age'"):
+        table().fit(raw().assign(age=["a", "b", "c"]))
+    with pytest.raises(UnknownOptionError, match="group"):
+        Feature("x", group="astrology")
+    with pytest.raises(InvalidInputError, match="cannot convert"):
+        convert_unit(1.0, "kg", "mmol/L")
+
+
+def test_observations_to_wide_takes_latest_and_converts_units() -> None:
+    obs = pd.DataFrame(
+        {
+            "patient": ["a", "a", "b", "b"],
+            "code": ["718-7", "718-7", "718-7", "29463-7"],
+            "value": [12.0, 13.0, 140.0, 80.0],
+            "unit": ["g/dL", "g/dL", "g/L", "kg"],
+            "time": ["2024-01-01", "2024-02-01", "2024-01-01", "2024-01-01"],
+        }
+    )
+    wide = observations_to_wide(
+        obs, codes={"718-7": "hb", "29463-7": "weight"}, units={"hb": "g/L"}
+    )
+    assert wide.loc["a", "hb"] == pytest.approx(130.0)
+    assert wide.loc["b", "hb"] == pytest.approx(140.0)
+    assert wide.loc["b", "weight"] == 80.0
+    assert np.isnan(wide.loc["a", "weight"])

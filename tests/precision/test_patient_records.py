@@ -1,0 +1,166 @@
+"""FHIR bundle and table import: pseudonyms only, identifiers scrubbed, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medloop.exceptions import IngestError
+from medloop.ingest import pseudonymize
+from medloop.precision import read_fhir_bundle, read_table, scrub_identifiers
+
+KEY = b"test-key"
+
+BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "collection",
+    "entry": [
+        {
+            "fullUrl": "urn:uuid:11111111-1111-1111-1111-111111111111",
+            "resource": {
+                "resourceType": "Patient",
+                "id": "pat1",
+                "identifier": [{"system": "urn:mrn", "value": "MRN-778899"}],
+                "name": [{"family": "Smithers", "given": ["Waylon"]}],
+                "gender": "male",
+                "birthDate": "1961-04-12",
+                "telecom": [{"system": "phone", "value": "+44 20 7946 0958"}],
+            },
+        },
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {
+                    "coding": [
+                        {"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin"}
+                    ]
+                },
+                "subject": {"reference": "Patient/pat1"},
+                "effectiveDateTime": "2024-01-02T10:00:00Z",
+                "valueQuantity": {"value": 13.5, "unit": "g/dL"},
+                "note": [{"text": "Waylon Smithers (MRN-778899) feels fine, mail w@x.org"}],
+            },
+        },
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "c1",
+                "code": {
+                    "coding": [
+                        {
+                            "system": "http://snomed.info/sct",
+                            "code": "44054006",
+                            "display": "Diabetes mellitus type 2",
+                        }
+                    ]
+                },
+                "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"},
+                "onsetDateTime": "2019-05-01",
+            },
+        },
+        {
+            "resource": {
+                "resourceType": "MedicationStatement",
+                "id": "m1",
+                "status": "active",
+                "medicationCodeableConcept": {
+                    "coding": [{"code": "860975", "display": "metformin"}]
+                },
+                "subject": {"reference": "Patient/pat1"},
+                "effectiveDateTime": "2019-06-01",
+            },
+        },
+        {"resource": {"resourceType": "Organization", "id": "org1", "name": "Clinic"}},
+    ],
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_fhir_bundle_import(tmp_path: Path) -> None:
+    records = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY)
+    pseudonym = pseudonymize("MRN-778899", key=KEY)
+    assert records.patients.to_dict(orient="records") == [
+        {"patient": pseudonym, "sex": "male", "birth_year": 1961, "deceased": False}
+    ]
+    obs = records.observations.iloc[0]
+    assert (obs["patient"], obs["code"], obs["value"], obs["unit"]) == (
+        pseudonym,
+        "718-7",
+        13.5,
+        "g/dL",
+    )
+    assert obs["note"] == "[REDACTED] [REDACTED] ([REDACTED]) feels fine, mail [EMAIL]"
+    assert records.conditions["code"].tolist() == ["44054006"]  # urn:uuid reference resolved
+    assert records.conditions["patient"].tolist() == [pseudonym]
+    assert records.medications[["name", "status"]].iloc[0].tolist() == ["metformin", "active"]
+    text = pd.concat(
+        [records.patients, records.observations, records.conditions, records.medications]
+    ).to_csv()
+    for secret in ("Smithers", "Waylon", "778899", "7946", "pat1", "1961-04-12"):
+        assert secret not in text
+
+
+def test_fhir_errors_name_the_file(tmp_path: Path) -> None:
+    broken = json.loads(json.dumps(BUNDLE))
+    broken["entry"][1]["resource"]["subject"]["reference"] = "Patient/nobody"
+    with pytest.raises(IngestError, match=r"bundle\.json.*unknown patient 'Patient/nobody'"):
+        read_fhir_bundle(write(tmp_path, broken), key=KEY)
+    with pytest.raises(IngestError, match="expected a FHIR Bundle"):
+        read_fhir_bundle(write(tmp_path, {"resourceType": "Patient"}), key=KEY)
+    invalid = json.loads(json.dumps(BUNDLE))
+    invalid["entry"][0]["resource"]["gender"] = ["not", "a", "code"]
+    with pytest.raises(IngestError, match="invalid FHIR R4 bundle"):
+        read_fhir_bundle(write(tmp_path, invalid), key=KEY)
+
+
+def test_scrub_identifiers() -> None:
+    text = (
+        "John Doe, MRN 12345678, born 03/04/1950, phone (555) 123-4567, "
+        "see https://example.org/x, john.doe@mail.com; ID AB12CD34; Hb 13.5 g/dL"
+    )
+    out = scrub_identifiers(text, identifiers=["John", "Doe"])
+    assert out == (
+        "[REDACTED] [REDACTED], MRN [PHONE], born [DATE], phone [PHONE], "
+        "see [URL] [EMAIL]; ID [ID]; Hb 13.5 g/dL"
+    ) or all(s not in out for s in ("John", "Doe", "12345678", "1950", "123-4567", "AB12CD34"))
+    assert "13.5 g/dL" in out
+    assert scrub_identifiers(None) is None
+
+
+def test_read_table_pseudonymises_and_scrubs(tmp_path: Path) -> None:
+    path = tmp_path / "patients.csv"
+    path.write_text("mrn,age,Hb,comment\nA-1,50,13.1,A-1 says hi\nB-2,61,,call 555-111-2222\n")
+    frame = read_table(
+        path,
+        key=KEY,
+        id_column="mrn",
+        columns={"age": "age", "Hb": "hemoglobin", "comment": "note"},
+        text_columns=["comment"],
+    )
+    assert list(frame.index) == [pseudonymize("A-1", key=KEY), pseudonymize("B-2", key=KEY)]
+    assert list(frame.columns) == ["age", "hemoglobin", "note"]
+    assert frame["note"].tolist() == ["[REDACTED] says hi", "call [PHONE]"]
+    assert pd.isna(frame["hemoglobin"].iloc[1])
+
+
+def test_read_table_errors_name_file_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "patients.csv"
+    path.write_text("mrn,age\nA,1\n,2\n")
+    with pytest.raises(IngestError, match=r"patients\.csv.*'id'"):
+        read_table(path, key=KEY, id_column="id")
+    with pytest.raises(IngestError, match=r"patients\.csv.*\['weight'\]"):
+        read_table(path, key=KEY, id_column="mrn", columns={"weight": "w"})
+    with pytest.raises(IngestError, match=r"patients\.csv.*empty id \(line 3\)"):
+        read_table(path, key=KEY, id_column="mrn")
+    with pytest.raises(IngestError, match="no such file"):
+        read_table(tmp_path / "missing.csv", key=KEY, id_column="mrn")

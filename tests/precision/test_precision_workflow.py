@@ -1,0 +1,183 @@
+"""Patients in, models trained, a recommendation, the doctor's decision audited; and the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloop.cli import main
+from medloop.config import Settings
+from medloop.exceptions import InvalidInputError
+from medloop.store import repository as repo
+from medloop.workflows import Workspace
+from medloop.workflows import precision as wf
+
+
+def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """A small randomised trial: treatment helps patients with high `marker` only."""
+    rng = np.random.default_rng(seed)
+    marker = rng.normal(size=n)
+    age = rng.normal(60, 8, n).round()
+    tx = rng.integers(0, 2, n)
+    hazard = np.exp(0.8 * marker - 1.5 * tx * (marker > 0) + 0.02 * (age - 60))
+    time = rng.exponential(1 / hazard) * 365
+    censor = rng.uniform(100, 700, n)
+    frame = pd.DataFrame(
+        {
+            "mrn": [f"MRN{i:06d}" for i in range(n)],
+            "age": age,
+            "marker": marker.round(3),
+            "stage": rng.choice(["I", "II"], n),
+            "tx": tx,
+            "time": np.minimum(time, censor).round(1),
+            "event": (time <= censor).astype(int),
+            "comment": [f"MRN{i:06d} reachable at 555-010-{i:04d}" for i in range(n)],
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_workflow_end_to_end(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        summary = wf.import_patients_table(
+            ws,
+            project="trial",
+            path=trial_csv(tmp_path / "t.csv"),
+            id_column="mrn",
+            text_columns=["comment"],
+        )
+        assert (summary.patients, summary.observations) == (240, 240)
+        risk = wf.train_risk(
+            ws,
+            project="trial",
+            time_column="time",
+            event_column="event",
+            exclude=["tx"],
+            method="cox",
+        )
+        assert risk.metrics["cindex"] > 0.6
+        effects = wf.train_effects(
+            ws,
+            project="trial",
+            treatment_column="tx",
+            event_column="event",
+            exclude=["time"],
+            base="linear",
+            n_bootstrap=20,
+        )
+        assert effects.version == 1 and "marker" in effects.features
+        predicted = wf.predict_risk(ws, project="trial")
+        assert len(predicted) == 240
+        view = wf.recommend(ws, project="trial", patient="MRN000001")  # raw id is resolved
+        assert view.patient.startswith("P") and "MRN" not in view.patient
+        assert 0 <= view.risk <= 1
+        assert view.benefit_lower <= view.benefit <= view.benefit_upper
+        assert view.options == ["treat", "no treatment"]
+        assert view.drivers and view.drivers[0]["feature"]
+        with pytest.raises(InvalidInputError, match="reason"):
+            wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor="dr_a",
+                decision="override",
+                treatment="no treatment",
+            )
+        decision = wf.decide(
+            ws,
+            recommendation_id=view.recommendation_id,
+            doctor="dr_a",
+            decision="override",
+            treatment="no treatment",
+            reason="patient prefers to wait",
+        )
+        assert decision.reason == "patient prefers to wait"
+        with ws.db.session() as s:
+            log = repo.audit_frame(s)
+            repo.create_user(s, username="lay", role="annotator")  # type: ignore[arg-type]
+        entry = log[log["action"] == "treatment_override"].iloc[0]
+        assert entry["actor"] == "dr_a"
+        assert entry["detail"]["reason"] == "patient prefers to wait"
+        with pytest.raises(InvalidInputError, match="not a doctor"):
+            wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor="lay",
+                decision="accept",
+                treatment="treat",
+            )
+        page = wf.patient_record(ws, project="trial", patient=view.patient)
+        assert page["recommendation"]["recommendation_id"] == view.recommendation_id
+        assert page["decisions"][0]["reason"] == "patient prefers to wait"
+        assert page["facts"][0]["note"].startswith("[REDACTED] reachable at [PHONE]")
+        assert "marker" in page["features"]
+        with ws.db.session() as s:
+            model = wf.prepo.latest_risk_model(s, project_id=1, kind="survival")
+            assert sum(r["n"] for r in model.metrics["calibration"]) == 60  # 25% held out
+            stored = repo.audit_frame(s).to_csv() + str(
+                wf.prepo.observations_frame(s, project_id=1).to_dict()
+            )
+        assert "MRN000001" not in stored and "555-010" not in stored
+    finally:
+        ws.close()
+
+
+def test_cli_patients_risk_recommend(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = trial_csv(tmp_path / "t.csv", n=160)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["medloop", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, out, _ = run(
+        "patients", "import", str(csv), "-p", "trial", "--id-column", "mrn", "--text", "comment"
+    )
+    assert code == 0 and "imported 160 patients" in out
+    code, out, _ = run(
+        "risk",
+        "train",
+        "-p",
+        "trial",
+        "--treatment",
+        "tx",
+        "--method",
+        "cox",
+        "--base",
+        "linear",
+        "--json",
+    )
+    assert code == 0
+    kinds = [json.loads(line)["kind"] for line in out.strip().splitlines()]
+    assert kinds == ["survival", "effects"]
+    code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
+    assert code == 0 and json.loads(out)["options"] == ["treat", "no treatment"]
+    code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "treat")
+    assert code == 2 and "reason" in err
+    code, out, _ = run(
+        "recommend",
+        "MRN000002",
+        "-p",
+        "trial",
+        "--override",
+        "treat",
+        "--reason",
+        "guideline",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["decision"]["reason"] == "guideline"
+    code, _, err = run("patients", "import", str(csv), "-p", "trial", "--id-column", "nope")
+    assert code == 2 and "t.csv" in err and "'nope'" in err

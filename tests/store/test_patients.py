@@ -1,0 +1,113 @@
+"""Precision tables (migration 0002) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store import Database
+from medloop.store import patients as prepo
+from medloop.store import repository as repo
+from medloop.types import Role
+
+
+def test_features_observations_models_recommendations(database: Database) -> None:
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        frame = pd.DataFrame(
+            {"age": [50.0, np.nan], "sex": ["female", "male"], "tx": [1, 0]},
+            index=["Paaa", "Pbbb"],
+        )
+        assert (
+            prepo.upsert_features(s, project_id=project.id, frame=frame, units={"age": "year"}) == 5
+        )
+        # replacing a value keeps one row per (patient, feature)
+        prepo.upsert_features(
+            s, project_id=project.id, frame=pd.DataFrame({"age": [51.0]}, index=["Paaa"])
+        )
+        obs = pd.DataFrame(
+            {
+                "patient": ["Paaa"],
+                "code": ["718-7"],
+                "value": [13.5],
+                "unit": ["g/dL"],
+                "time": ["2024-01-02"],
+                "note": ["[REDACTED]"],
+            }
+        )
+        assert (
+            prepo.add_observations(
+                s, project_id=project.id, frame=obs, kind="observation", source="b.json"
+            )
+            == 1
+        )
+        project_id = project.id
+    with database.session() as s:
+        wide = prepo.features_frame(s, project_id=project_id)
+        assert wide.loc["Paaa", "age"] == 51.0
+        assert np.isnan(wide.loc["Pbbb", "age"])
+        assert wide["sex"].tolist() == ["female", "male"]
+        assert wide["tx"].tolist() == [1.0, 0.0]
+        facts = prepo.observations_frame(s, project_id=project_id, pseudonym="Paaa")
+        assert facts[["code", "value", "unit"]].iloc[0].tolist() == ["718-7", 13.5, "g/dL"]
+        first = prepo.add_risk_model(
+            s,
+            project_id=project_id,
+            kind="survival",
+            method="cox",
+            blob_sha256="0" * 64,
+            n_train=2,
+            features=["age"],
+            metrics={"cindex": 0.7},
+        )
+        second = prepo.add_risk_model(
+            s,
+            project_id=project_id,
+            kind="survival",
+            method="rsf",
+            blob_sha256="1" * 64,
+            n_train=2,
+            features=["age"],
+        )
+        assert (first.version, second.version) == (1, 2)
+        latest = prepo.latest_risk_model(s, project_id=project_id, kind="survival")
+        assert latest.method == "rsf"
+        with pytest.raises(NotFoundError):
+            prepo.latest_risk_model(s, project_id=project_id, kind="effects")
+        patient = prepo.get_patient(s, project_id=project_id, pseudonym="Paaa")
+        rec = prepo.add_recommendation(
+            s,
+            patient_id=patient.id,
+            recommendation="no clear benefit",
+            risk_model_id=second.id,
+            benefit=0.01,
+            benefit_lower=-0.02,
+            benefit_upper=0.04,
+            detail={"options": ["treat", "no treatment"]},
+        )
+        doctor = repo.create_user(s, username="dr", role=Role.DOCTOR)
+        with pytest.raises(InvalidInputError, match="reason"):
+            prepo.add_decision(
+                s,
+                recommendation_id=rec.id,
+                doctor_id=doctor.id,
+                decision="override",
+                treatment="treat",
+            )
+        prepo.add_decision(
+            s,
+            recommendation_id=rec.id,
+            doctor_id=doctor.id,
+            decision="override",
+            treatment="treat",
+            reason="  strong wish ",
+        )
+        decisions = prepo.decisions_frame(s, patient_id=patient.id)
+        assert decisions[["decision", "treatment", "reason"]].iloc[0].tolist() == [
+            "override",
+            "treat",
+            "strong wish",
+        ]
+        assert prepo.latest_recommendation(s, patient_id=patient.id).id == rec.id

@@ -1,0 +1,127 @@
+"""The server-rendered pages: login with CSRF, session cookies, role-aware pages."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from web_support import PASSWORD, Site
+
+from medloop.store import repository as repo
+from medloop.types import LabelKind
+from medloop.workflows import aggregate
+
+
+def form_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the form carries a CSRF token"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, username: str) -> str:
+    """Sign in through the login form; returns the session's CSRF token."""
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": form_token(page.text)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    cookie = response.headers["set-cookie"]
+    assert "medloop_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    home = client.get("/", follow_redirects=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', home.text)
+    assert match
+    return match.group(1)
+
+
+def test_pages_need_a_login(site: Site) -> None:
+    for url in ("/", "/annotate", "/review", "/review/1"):
+        response = site.client.get(url, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def test_login_form_needs_its_csrf_token_and_the_right_password(site: Site) -> None:
+    site.client.get("/login")
+    forged = site.client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": "forged"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403 and "medloop_session" not in forged.headers.get(
+        "set-cookie", ""
+    )
+    page = site.client.get("/login")
+    wrong = site.client.post(
+        "/login",
+        data={"username": "alice", "password": "nope-nope", "csrf_token": form_token(page.text)},
+        follow_redirects=False,
+    )
+    assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+
+
+def test_annotator_workspace_and_cookie_api_calls_need_csrf(site: Site) -> None:
+    csrf = sign_in(site.client, "alice")
+    page = site.client.get("/annotate")
+    assert page.status_code == 200
+    assert "/static/annotate.js" in page.text and "Draw box" in page.text
+    assert "Waiting for you when this page opened: 10." in page.text  # 8 tasks + 2 gold
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    task = site.client.get("/api/tasks/next").json()  # the session cookie signs GETs
+    url = f"/api/tasks/{task['task_id']}/answer"
+    assert site.client.post(url, json={"label": "normal"}).status_code == 403
+    assert (
+        site.client.post(url, json={"label": "normal"}, headers={"X-CSRF-Token": "x"}).status_code
+        == 403
+    )
+    ok = site.client.post(url, json={"label": "normal"}, headers={"X-CSRF-Token": csrf})
+    assert ok.status_code == 201
+    assert site.client.get("/review").status_code == 403
+    for asset in (
+        "/static/htmx.min.js",
+        "/static/viewer.js",
+        "/static/annotate.js",
+        "/static/app.css",
+    ):
+        assert site.client.get(asset).status_code == 200
+
+
+def test_doctor_reviews_in_the_page(site: Site) -> None:
+    for name in ("alice", "bob"):
+        headers = site.headers(name)
+        while (response := site.client.get("/api/tasks/next", headers=headers)).status_code == 200:
+            site.client.post(
+                f"/api/tasks/{response.json()['task_id']}/answer",
+                headers=headers,
+                json={"label": 1},
+            )
+    aggregate(site.ws, project="chest", method="majority_vote")
+    csrf = sign_in(site.client, "dora")
+    queue = site.client.get("/review")
+    assert queue.status_code == 200
+    item_id = int(re.findall(r'href="/review/(\d+)"', queue.text)[0])
+    page = site.client.get(f"/review/{item_id}")
+    assert page.status_code == 200
+    assert "alice" in page.text and "bob" in page.text and "Accept" in page.text
+    assert site.client.get("/annotate").status_code == 403
+    missing = site.client.post(f"/review/{item_id}", data={"label": "normal"})
+    assert missing.status_code == 403
+    decided = site.client.post(
+        f"/review/{item_id}",
+        data={"label": "normal", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert decided.status_code == 303
+    with site.ws.db.session() as s:
+        project = repo.get_project(s, name="chest")
+        finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
+    assert int(finals.loc[item_id, "label"]) == 0
+    twice = site.client.post(f"/review/{item_id}", data={"label": "normal", "csrf_token": csrf})
+    assert twice.status_code == 409
+
+
+def test_logout_ends_the_session(site: Site) -> None:
+    csrf = sign_in(site.client, "alice")
+    out = site.client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert out.status_code == 303
+    assert site.client.get("/annotate", follow_redirects=False).status_code == 303

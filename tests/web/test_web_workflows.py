@@ -1,0 +1,99 @@
+"""Web workflows without HTTP: publishing tasks for people, reviewer evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from web_support import Site, build_project
+
+from medloop.config import Settings
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.store import repository as repo
+from medloop.types import Split
+from medloop.workflows import Workspace, aggregate, annotate, review
+from medloop.workflows.accounts import Account
+
+
+def test_publish_tasks_opens_unlabelled_training_items_and_gold(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home"))
+    try:
+        gold = build_project(ws)
+        result = annotate.publish_tasks(
+            ws, project="chest", k=9, strategy="random", redundancy=3, gold_rate=0.1, seed=0
+        )
+        assert (result.tasks, result.gold_tasks) == (10, 1)
+        with ws.db.session() as s:
+            project = repo.get_project(s, name="chest")
+            tasks = repo.tasks_frame(s, project_id=project.id)
+            items = repo.items_frame(s, project_id=project.id)
+        label_tasks = tasks[tasks["kind"] == "label"]
+        assert (label_tasks["status"] == "open").all()
+        ordinary = ~label_tasks["is_gold"]
+        assert (label_tasks["required_answers"][ordinary] == 3).all()
+        assert (label_tasks["required_answers"][~ordinary] == annotate.GOLD_ANSWERS).all()
+        plain = label_tasks[~label_tasks["is_gold"]]["item"]
+        assert (items.loc[plain, "split"] == Split.TRAIN).all()
+        assert not set(plain) & set(gold)
+        assert set(label_tasks[label_tasks["is_gold"]]["item"]) <= set(gold)
+        again = annotate.publish_tasks(ws, project="chest", k=100, strategy="random")
+        with ws.db.session() as s:
+            tasks = repo.tasks_frame(s, project_id=repo.get_project(s, name="chest").id)
+        plain_all = tasks[(tasks["kind"] == "label") & ~tasks["is_gold"]]["item"]
+        assert plain_all.is_unique, "an item is never published twice"
+        assert again.tasks - again.gold_tasks == 24 - len(gold) - 9
+        gold_tasks = tasks[tasks["is_gold"]]["item"]
+        assert gold_tasks.is_unique, "an item is never an open gold question twice"
+    finally:
+        ws.close()
+
+
+def test_label_and_box_checks() -> None:
+    assert annotate.label_index("b", ["a", "b"]) == 1
+    assert annotate.label_index(0, ["a", "b"]) == 0
+    for bad in ("c", 2, -1, True):
+        with pytest.raises(InvalidInputError):
+            annotate.label_index(bad, ["a", "b"])
+    assert annotate.check_box([0, 0, 1, 1]) == [0.0, 0.0, 1.0, 1.0]
+    for box in (
+        [0, 0, 0, 1],
+        [0.5, 0.5, 0.6, 0.1],
+        [float("nan"), 0, 0.1, 0.1],
+        [-0.1, 0, 0.1, 0.1],
+    ):
+        with pytest.raises(InvalidInputError):
+            annotate.check_box(box)
+
+
+def test_reviewer_sees_reliability_from_gold(site: Site) -> None:
+    ws = site.ws
+    with ws.db.session() as s:
+        alice = repo.get_user(s, username="alice")
+        bob = repo.get_user(s, username="bob")
+        people = {
+            "alice": Account(id=alice.id, username="alice", role=alice.role),  # type: ignore[arg-type]
+            "bob": Account(id=bob.id, username="bob", role=bob.role),  # type: ignore[arg-type]
+        }
+    for name, account in people.items():
+        while (task := annotate.next_task(ws, account=account)) is not None:
+            is_gold = task.item_id in site.gold_items
+            # alice is right on gold, bob always says "normal"
+            label = site.gold_items[task.item_id] if is_gold and name == "alice" else 0
+            annotate.submit_answer(ws, account=account, task_id=task.task_id, label=label)
+    aggregate(ws, project="chest", method="majority_vote")
+    entry = review.review_entries(ws)[0]
+    detail = review.review_detail(ws, item_id=entry.item_id)
+    by_worker = {a.worker: a for a in detail.answers}
+    assert by_worker["alice"].gold_accuracy == 1.0
+    with ws.db.session() as s:
+        tasks = repo.tasks_frame(s, project_id=repo.get_project(s, name="chest").id)
+    gold_items = tasks[tasks["is_gold"]]["item"].tolist()
+    truths = [site.gold_items[i] for i in gold_items]
+    assert by_worker["bob"].gold_answered == len(gold_items) == 2
+    assert by_worker["bob"].gold_accuracy == sum(t == 0 for t in truths) / len(truths)
+    with pytest.raises(NotFoundError):
+        review.review_detail(ws, item_id=99999)
+    doctor = Account(id=0, username="dora", role="doctor")  # type: ignore[arg-type]
+    review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
+    with pytest.raises(ConflictError):
+        review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
