@@ -253,3 +253,32 @@ def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:
     torch.save({"not": "a checkpoint"}, junk)
     with pytest.raises(InvalidInputError):
         TrainedClassifier.load(junk)
+
+
+def test_calibration_and_threshold_are_fitted_and_saved(
+    toy: dict[str, np.ndarray], toy_model: TrainedClassifier, tmp_path: Path
+) -> None:
+    assert toy_model.temperature > 0
+    assert 0 < toy_model.threshold < 1
+    assert toy_model.metrics["temperature"] == toy_model.temperature
+    proba = toy_model.predict_proba(toy["xt"])
+    np.testing.assert_array_equal(
+        toy_model.predict(toy["xt"]), (proba[:, 1] >= toy_model.threshold).astype(int)
+    )
+    path = tmp_path / "m.pt"
+    toy_model.save(path)
+    loaded = TrainedClassifier.load(path)
+    assert (loaded.temperature, loaded.threshold) == (toy_model.temperature, toy_model.threshold)
+
+
+def test_test_time_augmentation_averages_views(toy: dict[str, np.ndarray]) -> None:
+    config = dataclasses.replace(FAST, tta=5, calibrate=False, tune_threshold=False)
+    model = train_classifier(toy["x"], toy["y"], toy["xv"], toy["yv"], n_classes=2, config=config)
+    assert (model.temperature, model.threshold) == (1.0, 0.5)
+    with_tta = model.predict_logits(toy["xt"])
+    model.config = dataclasses.replace(config, tta=1)
+    plain = model.predict_logits(toy["xt"])
+    assert not np.allclose(with_tta, plain)
+    assert (with_tta.argmax(axis=1) == toy["yt"]).mean() == 1.0
+    with pytest.raises(InvalidInputError):
+        TrainConfig(tta=0)

@@ -184,3 +184,39 @@ def train_transforms(
     )
     pipeline.set_random_state(seed=seed)
     return pipeline
+
+
+# Test-time views: (rotation degrees, zoom, shift x, shift y as a fraction of the side).
+# The first is the identity; the others are small, label-preserving, and never flips.
+TTA_VIEWS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 1.0, 0.0, 0.0),
+    (0.0, 1.0, 0.04, 0.0),
+    (0.0, 1.0, -0.04, 0.0),
+    (0.0, 1.0, 0.0, 0.04),
+    (0.0, 1.0, 0.0, -0.04),
+    (5.0, 1.0, 0.0, 0.0),
+    (-5.0, 1.0, 0.0, 0.0),
+    (0.0, 1.06, 0.0, 0.0),
+    (0.0, 0.94, 0.0, 0.0),
+)
+
+
+def tta_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The first `n` of `TTA_VIEWS` applied to a batch (B, C, H, W); n=1 is the batch itself."""
+    if not 1 <= n <= len(TTA_VIEWS):
+        raise InvalidInputError(f"n must lie in [1, {len(TTA_VIEWS)}]; got {n}")
+    views = [images]
+    if n == 1:
+        return views
+    warp = AffineTransform(
+        normalized=True, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    b = images.shape[0]
+    for degrees, zoom, dx, dy in TTA_VIEWS[1:n]:
+        angle = math.radians(degrees)
+        cos, sin = math.cos(angle) / zoom, math.sin(angle) / zoom
+        theta = torch.tensor([[cos, -sin, 2 * dx], [sin, cos, 2 * dy]], dtype=images.dtype).expand(
+            b, 2, 3
+        )
+        views.append(warp(images, theta))
+    return views

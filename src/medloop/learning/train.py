@@ -25,14 +25,22 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
+from medloop.learning.calibration import (
+    THRESHOLD_CRITERIA,
+    apply_temperature,
+    choose_threshold,
+    fit_temperature,
+)
 from medloop.learning.data import (
     IMAGE,
     TARGET,
+    TTA_VIEWS,
     WEIGHT,
     BatchAugment,
     images_to_tensor,
     make_dataset,
     make_loader,
+    tta_views,
 )
 from medloop.learning.metrics import check_labels, check_probabilities, classification_metrics
 from medloop.learning.networks import DEFAULT_NETWORK, build_network, last_linear
@@ -54,7 +62,15 @@ class TrainConfig:
     (checked after each epoch). `num_threads` caps torch's CPU threads (default: all
     cores this process may use). `ema_decay` validates and keeps an exponential moving
     average of the weights (None: the raw weights). The learning rate follows a cosine
-    schedule over `max_epochs` (AdamW).
+    schedule over `max_epochs` (AdamW), after `warmup_epochs` of linear warm-up.
+
+    After training, on the validation set: `calibrate` fits a softmax temperature
+    (changes confidence, never the ranking or the argmax), and `tune_threshold` picks
+    the binary decision cut on p(class 1) that `TrainedClassifier.predict` uses,
+    maximising `threshold_criterion` ("accuracy" or "balanced" accuracy); of cuts within
+    `threshold_tolerance` of the best, the one nearest 0.5.
+    `tta` > 1 averages the logits over that many fixed small shifts/zooms of each image
+    at prediction time (no flips). `label_smoothing` mixes the targets with uniform.
     """
 
     network: str = DEFAULT_NETWORK
@@ -70,6 +86,13 @@ class TrainConfig:
     seed: int = 0
     max_seconds: float | None = None
     num_threads: int | None = None
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    calibrate: bool = True
+    tune_threshold: bool = True
+    threshold_criterion: str = "accuracy"
+    threshold_tolerance: float = 0.005
+    tta: int = 1
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 2:
@@ -86,6 +109,17 @@ class TrainConfig:
             raise InvalidInputError("ema_decay must lie in (0, 1) or be None")
         if self.num_threads is not None and self.num_threads < 1:
             raise InvalidInputError("num_threads must be >= 1")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.max_epochs:
+            raise InvalidInputError("warmup_epochs must lie in [0, max_epochs)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise InvalidInputError("label_smoothing must lie in [0, 1)")
+        if self.threshold_criterion not in THRESHOLD_CRITERIA:
+            raise UnknownOptionError(
+                f"threshold_criterion must be one of {list(THRESHOLD_CRITERIA)}; "
+                f"got {self.threshold_criterion!r}"
+            )
+        if not 1 <= self.tta <= len(TTA_VIEWS):
+            raise InvalidInputError(f"tta must lie in [1, {len(TTA_VIEWS)}]")
 
 
 def available_cores() -> int:
@@ -126,7 +160,11 @@ class TrainedClassifier:
         history: list[dict[str, float]] | None = None,
         best_epoch: int = 0,
         metrics: dict[str, float] | None = None,
+        temperature: float = 1.0,
+        threshold: float = 0.5,
     ) -> None:
+        if not temperature > 0 or not 0.0 < threshold < 1.0:
+            raise InvalidInputError("temperature must be > 0 and threshold in (0, 1)")
         self.network = channels_last(network).eval()
         self.config = config
         self.n_classes = n_classes
@@ -134,13 +172,15 @@ class TrainedClassifier:
         self.history = list(history or [])
         self.best_epoch = best_epoch
         self.metrics = dict(metrics or {})
+        self.temperature = float(temperature)
+        self.threshold = float(threshold)
 
-    def _forward(self, images: np.ndarray, batch_size: int, *, embed: bool) -> np.ndarray:
+    def _forward(
+        self, images: np.ndarray, batch_size: int, *, embed: bool, tta: int = 1
+    ) -> np.ndarray:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1")
-        x = images_to_tensor(images, in_channels=self.in_channels).contiguous(
-            memory_format=torch.channels_last
-        )
+        x = images_to_tensor(images, in_channels=self.in_channels)
         captured: list[torch.Tensor] = []
         hook = None
         if embed:
@@ -152,8 +192,12 @@ class TrainedClassifier:
         try:
             with torch_threads(self.config.num_threads), torch.no_grad():
                 for start in range(0, x.shape[0], batch_size):
-                    logits = self.network(x[start : start + batch_size])
-                    outputs.append(torch.softmax(logits.double(), dim=1))
+                    chunk = x[start : start + batch_size]
+                    logits = [
+                        self.network(view.contiguous(memory_format=torch.channels_last))
+                        for view in tta_views(chunk, tta)
+                    ]
+                    outputs.append(torch.stack(logits).double().mean(dim=0))
         finally:
             if hook is not None:
                 hook.remove()
@@ -163,16 +207,37 @@ class TrainedClassifier:
             return torch.cat(captured).numpy()
         if not outputs:
             return np.zeros((0, self.n_classes), dtype=np.float64)
-        proba = torch.cat(outputs).numpy()
-        return proba / proba.sum(axis=1, keepdims=True)
+        return torch.cat(outputs).numpy()
+
+    def predict_logits(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """Raw logits (N, K), averaged over `config.tta` views, before temperature scaling."""
+        return self._forward(images, batch_size, embed=False, tta=self.config.tta)
 
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-        """Class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C)."""
-        return self._forward(images, batch_size, embed=False)
+        """Calibrated class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C)."""
+        return apply_temperature(
+            self.predict_logits(images, batch_size=batch_size), self.temperature
+        )
+
+    def predict(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """Predicted classes (N,): p(class 1) >= `threshold` for binary tasks, else argmax."""
+        return self.decide(self.predict_proba(images, batch_size=batch_size))
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Classes (N,) from this model's probabilities (N, K), using its threshold if binary."""
+        proba = np.asarray(probabilities, dtype=np.float64)
+        if self.n_classes == 2:
+            return (proba[:, 1] >= self.threshold).astype(np.int64)
+        return proba.argmax(axis=1).astype(np.int64)
 
     def embed(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """The network's penultimate features (N, D), the input of its last linear layer."""
         return self._forward(images, batch_size, embed=True)
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable parameters of the network."""
+        return sum(p.numel() for p in self.network.parameters() if p.requires_grad)
 
     def save(self, path: Path) -> None:
         """Write weights, config, class count, history and metrics to `path` (atomically)."""
@@ -187,6 +252,8 @@ class TrainedClassifier:
             "history": self.history,
             "best_epoch": self.best_epoch,
             "metrics": self.metrics,
+            "temperature": self.temperature,
+            "threshold": self.threshold,
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -224,6 +291,8 @@ class TrainedClassifier:
             history=list(payload.get("history", [])),
             best_epoch=int(payload.get("best_epoch", 0)),
             metrics=dict(payload.get("metrics", {})),
+            temperature=float(payload.get("temperature", 1.0)),
+            threshold=float(payload.get("threshold", 0.5)),
         )
 
 
@@ -255,6 +324,32 @@ def _as_weights(weights: np.ndarray | None, *, n: int) -> torch.Tensor:
     return torch.from_numpy((w / w.mean()).astype(np.float32))
 
 
+def _calibrate(model: TrainedClassifier, val_images: np.ndarray, y_val: np.ndarray) -> None:
+    """Fit the temperature and the binary threshold on validation data (as configured)."""
+    config = model.config
+    if not (config.calibrate or config.tune_threshold) or np.unique(y_val).size < 2:
+        return
+    logits = model.predict_logits(val_images)
+    if config.calibrate:
+        model.temperature = fit_temperature(logits, y_val)
+    if config.tune_threshold and model.n_classes == 2:
+        proba = apply_temperature(logits, model.temperature)
+        model.threshold = float(
+            np.clip(
+                choose_threshold(
+                    proba,
+                    y_val,
+                    criterion=config.threshold_criterion,
+                    tolerance=config.threshold_tolerance,
+                ),
+                1e-6,
+                1 - 1e-6,
+            )
+        )
+    model.metrics.update({"temperature": model.temperature, "threshold": model.threshold})
+    logger.info("calibrated: temperature %.3f, threshold %.3f", model.temperature, model.threshold)
+
+
 def _ema(network: nn.Module, decay: float | None) -> AveragedModel | None:
     """An exponential moving average of the weights (and batch-norm statistics).
 
@@ -275,10 +370,24 @@ def _ema(network: nn.Module, decay: float | None) -> AveragedModel | None:
 
 
 def _soft_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, smoothing: float = 0.0
 ) -> torch.Tensor:
+    if smoothing > 0:
+        targets = targets * (1.0 - smoothing) + smoothing / targets.shape[1]
     per_item = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
     return (per_item * weights).mean()
+
+
+def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    """Per-epoch learning rates: linear warm-up, then cosine decay to zero at `max_epochs`."""
+    warm = config.warmup_epochs
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs - warm)
+    if warm == 0:
+        return cosine
+    ramp = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warm + 1), total_iters=warm
+    )
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
 
 
 def train_classifier(
@@ -336,7 +445,7 @@ def train_classifier(
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+        scheduler = _schedule(optimizer, config)
         loader = make_loader(
             make_dataset(x_train, targets, weights=weights),
             batch_size=min(config.batch_size, n),
@@ -367,7 +476,9 @@ def train_classifier(
                 if augment is not None:
                     images = augment(images, generator=aug_generator)
                 images = images.contiguous(memory_format=torch.channels_last)
-                loss = _soft_cross_entropy(network(images), batch[TARGET], batch[WEIGHT])
+                loss = _soft_cross_entropy(
+                    network(images), batch[TARGET], batch[WEIGHT], config.label_smoothing
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -423,6 +534,7 @@ def train_classifier(
         best_epoch=best_epoch,
         metrics=best_metrics,
     )
+    _calibrate(model, val_images, y_val)
     if checkpoint_path is not None:
         model.save(Path(checkpoint_path))
     logger.info(

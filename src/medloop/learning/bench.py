@@ -1,0 +1,137 @@
+"""Benchmark: train on a MedMNIST 2D set's train split, choose on val, score on test.
+
+Everything (early stopping, temperature, decision threshold) is chosen on the
+validation split; the test split is only scored. The same code and `BENCH_CONFIG` serve
+every 2D MedMNIST set (grey or RGB, binary or multi-class); nothing is tuned per set.
+
+>>> result = bench_train("pneumoniamnist", data_dir=Path("data"))  # doctest: +SKIP
+>>> sorted(result)[:3]                                              # doctest: +SKIP
+['dataset', 'epochs', 'images_per_second']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medloop.exceptions import InvalidInputError
+from medloop.ingest.medmnist import load_medmnist
+from medloop.learning.metrics import classification_metrics
+from medloop.learning.train import TrainConfig, TrainedClassifier, train_classifier
+from medloop.types import Split
+
+logger = logging.getLogger(__name__)
+
+# The quality preset: measured on PneumoniaMNIST/BreastMNIST (benchmarks/README.md),
+# bounded to well under 10 minutes of CPU training on the full train split.
+BENCH_CONFIG = TrainConfig(
+    network="cnn",
+    max_epochs=30,
+    patience=30,
+    warmup_epochs=1,
+    tta=9,
+    threshold_criterion="balanced",
+    max_seconds=540.0,
+)
+
+
+def predictions_frame(
+    probabilities: np.ndarray, labels: np.ndarray, *, index: np.ndarray | None = None
+) -> pd.DataFrame:
+    """A frame with columns index, label, p0..p{K-1} (one row per item)."""
+    proba = np.asarray(probabilities, dtype=np.float64)
+    rows = np.arange(proba.shape[0]) if index is None else np.asarray(index)
+    if rows.shape[0] != proba.shape[0] or np.asarray(labels).shape[0] != proba.shape[0]:
+        raise InvalidInputError("index, labels and probabilities differ in length")
+    frame = pd.DataFrame(proba, columns=[f"p{k}" for k in range(proba.shape[1])])
+    frame.insert(0, "label", np.asarray(labels, dtype=np.int64))
+    frame.insert(0, "index", rows.astype(np.int64))
+    return frame
+
+
+def bench_train(
+    name: str,
+    *,
+    data_dir: Path | None,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    predictions: Path | None = None,
+    output_dir: Path | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Train `name` once and return {dataset, test_auc, test_acc, train_seconds, epochs,
+    params, images_per_second, ...}.
+
+    `config` defaults to `BENCH_CONFIG` with `seed`. `predictions` writes the test
+    split's predictions CSV (index = row in the test split, label = predicted class,
+    p0..p{K-1}); `output_dir` receives the checkpoint plus its metrics JSON and plots.
+    `limit` keeps a sample of each split (quick runs only).
+    """
+    dataset = load_medmnist(name, data_dir=data_dir, limit=limit, progress=False)
+    train, val, test = (dataset.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
+    config = dataclasses.replace(config or BENCH_CONFIG, seed=seed)
+    checkpoint = None if output_dir is None else Path(output_dir) / f"{dataset.name}.pt"
+    started = time.perf_counter()
+    model = train_classifier(
+        train.images,
+        train.labels,
+        val.images,
+        val.labels,
+        n_classes=dataset.n_classes,
+        config=config,
+    )
+    train_seconds = time.perf_counter() - started
+    proba = model.predict_proba(test.images)
+    predicted = model.decide(proba)
+    metrics = classification_metrics(proba, test.labels)
+    result: dict[str, Any] = {
+        "dataset": dataset.name,
+        "test_auc": round(metrics["auc"], 4),
+        "test_acc": round(float(np.mean(predicted == test.labels)), 4),
+        "train_seconds": round(train_seconds, 1),
+        "epochs": len(model.history),
+        "params": model.n_parameters,
+        "images_per_second": round(len(train) * len(model.history) / train_seconds, 1),
+        "best_epoch": model.best_epoch,
+        "val_auc": round(model.metrics.get("val_auc", float("nan")), 4),
+        "test_acc_argmax": round(metrics["acc"], 4),
+        "temperature": round(model.temperature, 3),
+        "threshold": round(model.threshold, 4),
+        "network": config.network,
+        "seed": seed,
+        "n_train": len(train),
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
+    if predictions is not None:
+        path = Path(predictions)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        predictions_frame(proba, predicted, index=test.rows).to_csv(path, index=False)
+        result["predictions"] = str(path)
+    if checkpoint is not None:
+        model.save(checkpoint)
+        write_artefacts(model, checkpoint, test_probabilities=proba, test_labels=test.labels)
+        result["checkpoint"] = str(checkpoint)
+    logger.info("bench train %s: %s", dataset.name, result)
+    return result
+
+
+def write_artefacts(
+    model: TrainedClassifier,
+    checkpoint: Path,
+    *,
+    test_probabilities: np.ndarray,
+    test_labels: np.ndarray,
+) -> list[Path]:
+    """Metrics JSON and PNG plots next to `checkpoint` (see `medloop.learning.report`)."""
+    from medloop.learning.report import write_training_report
+
+    return write_training_report(
+        model, Path(checkpoint), probabilities=test_probabilities, labels=test_labels
+    )
