@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medloop.aggregation import Aggregator, DawidSkene, MajorityVote
+from medloop.aggregation import (
+    GLAD,
+    MACE,
+    Aggregator,
+    DawidSkene,
+    MajorityVote,
+    OneCoinDawidSkene,
+    Wawa,
+)
 from medloop.exceptions import InvalidInputError, NotFittedError
 
 Factory = Callable[..., Aggregator]
@@ -16,6 +24,10 @@ Factory = Callable[..., Aggregator]
 AGGREGATORS: dict[str, Factory] = {
     "MajorityVote": MajorityVote,
     "DawidSkene": DawidSkene,
+    "Wawa": Wawa,
+    "OneCoinDawidSkene": OneCoinDawidSkene,
+    "GLAD": GLAD,
+    "MACE": MACE,
 }
 
 
@@ -199,3 +211,14 @@ def test_bad_known(make: Factory) -> None:
 def test_not_a_dataframe(make: Factory) -> None:
     with pytest.raises(InvalidInputError, match="DataFrame"):
         make().fit([(1, "a", 0)])  # type: ignore[arg-type, unused-ignore]
+
+
+def test_warm_start_reaches_the_same_answer(make: Factory) -> None:
+    first = TOY[TOY["task"] != 4]
+    earlier = make().fit(first)
+    warm = make().fit(TOY, init=earlier)
+    cold = make().fit(TOY)
+    assert warm.labels_.to_dict() == cold.labels_.to_dict() == TOY_TRUTH
+    # a probability frame works as well as a fitted aggregator
+    again = make().fit(TOY, init=earlier.probas_)
+    assert again.labels_.to_dict() == TOY_TRUTH

@@ -15,6 +15,24 @@ Every aggregator follows one contract (see `medloop.aggregation.base`)::
 
 from medloop.aggregation.base import Aggregator, validate_answers
 from medloop.aggregation.dawid_skene import DawidSkene
+from medloop.aggregation.glad import GLAD
+from medloop.aggregation.mace import MACE
 from medloop.aggregation.majority_vote import MajorityVote
+from medloop.aggregation.one_coin import OneCoinDawidSkene
+from medloop.aggregation.registry import DEFAULT_METHOD, METHODS, Method, make_aggregator
+from medloop.aggregation.wawa import Wawa
 
-__all__ = ["Aggregator", "DawidSkene", "MajorityVote", "validate_answers"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "GLAD",
+    "MACE",
+    "METHODS",
+    "Aggregator",
+    "DawidSkene",
+    "MajorityVote",
+    "Method",
+    "OneCoinDawidSkene",
+    "Wawa",
+    "make_aggregator",
+    "validate_answers",
+]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import numpy as np
@@ -146,7 +146,8 @@ class EncodedAnswers:
     """Answers coded as integer arrays, ready for vectorised algorithms.
 
     ``tasks`` lists every task: answered ones and known-only ones. ``known_codes`` and
-    ``known_labels`` give, for each known task, its task code and class code.
+    ``known_labels`` give, for each known task, its task code and class code. ``start``
+    holds warm-start posteriors (tasks x classes) from an earlier fit, or None.
     """
 
     tasks: pd.Index
@@ -158,6 +159,7 @@ class EncodedAnswers:
     weight: npt.NDArray[np.float64]
     known_codes: npt.NDArray[np.intp]
     known_labels: npt.NDArray[np.intp]
+    start: npt.NDArray[np.float64] | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -239,6 +241,94 @@ def argmax_ties_low(probas: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
     return np.asarray(np.argmax(probas >= top - TIE_TOLERANCE, axis=1), dtype=np.intp)
 
 
+def warm_start(data: EncodedAnswers, init: Aggregator | pd.DataFrame) -> npt.NDArray[np.float64]:
+    """Starting posteriors for `data` from an earlier fit's probabilities.
+
+    Tasks and classes are matched by value; tasks (or rows) the earlier fit did not
+    cover start from the weighted vote shares.
+    """
+    previous = init if isinstance(init, pd.DataFrame) else init.probas_
+    if not isinstance(previous, pd.DataFrame):
+        raise InvalidInputError("init must be a fitted aggregator or a probability DataFrame")
+    columns = [_to_python(c) for c in previous.columns]
+    frame = previous.set_axis(pd.Index(columns), axis=1).reindex(
+        index=data.tasks, columns=pd.Index(data.classes)
+    )
+    start = np.nan_to_num(frame.to_numpy(dtype=float), nan=0.0)
+    start = np.clip(start, 0.0, None)
+    totals = start.sum(axis=1, keepdims=True)
+    fresh = initial_shares(data)
+    covered = totals[:, 0] > 0
+    start[covered] /= totals[covered]
+    start[~covered] = fresh[~covered]
+    return start
+
+
+def initial_shares(data: EncodedAnswers) -> npt.NDArray[np.float64]:
+    """Weighted vote share of each class per task (uniform rows for unanswered tasks)."""
+    n_tasks, n_classes = data.n_tasks, data.n_classes
+    votes = np.bincount(
+        data.task * n_classes + data.label,
+        weights=data.weight,
+        minlength=n_tasks * n_classes,
+    ).reshape(n_tasks, n_classes)
+    totals = votes.sum(axis=1, keepdims=True)
+    empty = totals[:, 0] <= 0
+    votes[empty] = 1.0
+    totals[empty] = n_classes
+    return np.asarray(votes / totals, dtype=float)
+
+
+def start_posteriors(data: EncodedAnswers) -> npt.NDArray[np.float64]:
+    """Where EM starts: the warm start if any, else vote shares; known tasks clamped."""
+    posteriors = data.start.copy() if data.start is not None else initial_shares(data)
+    clamp_known(data, posteriors)
+    return posteriors
+
+
+def clamp_known(data: EncodedAnswers, posteriors: npt.NDArray[np.float64]) -> None:
+    """Set known tasks' rows to one-hot in place."""
+    if len(data.known_codes):
+        posteriors[data.known_codes] = 0.0
+        posteriors[data.known_codes, data.known_labels] = 1.0
+
+
+_LOG_FLOOR = float(np.log(np.finfo(float).tiny))
+
+
+def safe_log(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Natural log with zeros floored at log(tiny) instead of -inf."""
+    with np.errstate(divide="ignore"):
+        return np.asarray(np.maximum(np.log(x), _LOG_FLOOR), dtype=float)
+
+
+def normalize_log(joint: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Row-wise softmax of log scores (stable)."""
+    shifted = joint - joint.max(axis=1, keepdims=True)
+    probas = np.exp(shifted)
+    return np.asarray(probas / probas.sum(axis=1, keepdims=True), dtype=float)
+
+
+def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """Validate an integer hyper-parameter."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Validate a finite, non-negative float hyper-parameter."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from exc
+    if not np.isfinite(number) or number < 0:
+        raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 class Aggregator(ABC):
     """Base class: turns answers into a consensus label and class probabilities.
 
@@ -272,9 +362,23 @@ class Aggregator(ABC):
     def _fit_proba(self, data: EncodedAnswers) -> npt.NDArray[np.float64]:
         """Return probabilities, shape (n_tasks, n_classes), rows summing to 1."""
 
-    def fit(self, answers: pd.DataFrame, *, known: pd.Series | None = None) -> Self:
-        """Learn consensus labels and probabilities from `answers`; return self."""
+    def fit(
+        self,
+        answers: pd.DataFrame,
+        *,
+        known: pd.Series | None = None,
+        init: Aggregator | pd.DataFrame | None = None,
+    ) -> Self:
+        """Learn consensus labels and probabilities from `answers`; return self.
+
+        ``init`` warm-starts iterative methods from an earlier fit (a fitted aggregator
+        or its ``probas_``): tasks seen before start from their old posteriors, new
+        tasks from the vote shares, so a refit after new answers converges in a few
+        iterations. Non-iterative methods ignore it.
+        """
         data = encode_answers(answers, known=known, classes=self.classes)
+        if init is not None:
+            data = replace(data, start=warm_start(data, init))
         probas = np.asarray(self._fit_proba(data), dtype=float)
         if len(data.known_codes):
             probas[data.known_codes] = 0.0
@@ -295,12 +399,22 @@ class Aggregator(ABC):
         )
         return self
 
-    def fit_predict(self, answers: pd.DataFrame, *, known: pd.Series | None = None) -> pd.Series:
+    def fit_predict(
+        self,
+        answers: pd.DataFrame,
+        *,
+        known: pd.Series | None = None,
+        init: Aggregator | pd.DataFrame | None = None,
+    ) -> pd.Series:
         """Fit and return the consensus label of each task (index name ``task``)."""
-        return self.fit(answers, known=known).labels_
+        return self.fit(answers, known=known, init=init).labels_
 
     def fit_predict_proba(
-        self, answers: pd.DataFrame, *, known: pd.Series | None = None
+        self,
+        answers: pd.DataFrame,
+        *,
+        known: pd.Series | None = None,
+        init: Aggregator | pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Fit and return class probabilities (index tasks, columns classes)."""
-        return self.fit(answers, known=known).probas_
+        return self.fit(answers, known=known, init=init).probas_

@@ -24,8 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import sparse
 
-from medloop.aggregation.base import Aggregator, EncodedAnswers
-from medloop.aggregation.majority_vote import vote_shares
+from medloop.aggregation.base import Aggregator, EncodedAnswers, start_posteriors
 from medloop.exceptions import InvalidInputError
 from medloop.types import look_up_option
 
@@ -125,10 +124,7 @@ class DawidSkene(Aggregator):
         design_t = design.T.tocsr()
         known_codes, known_labels = data.known_codes, data.known_labels
 
-        posteriors = vote_shares(data)
-        if len(known_codes):
-            posteriors[known_codes] = 0.0
-            posteriors[known_codes, known_labels] = 1.0
+        posteriors = start_posteriors(data)
 
         history: list[float] = []
         converged = False

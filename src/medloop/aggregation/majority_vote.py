@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from medloop.aggregation.base import Aggregator, EncodedAnswers
+from medloop.aggregation.base import Aggregator, EncodedAnswers, initial_shares
 
 
 def vote_shares(data: EncodedAnswers) -> npt.NDArray[np.float64]:
@@ -15,17 +15,7 @@ def vote_shares(data: EncodedAnswers) -> npt.NDArray[np.float64]:
 
     Tasks without any (positive-weight) answer get a uniform row.
     """
-    n_tasks, n_classes = data.n_tasks, data.n_classes
-    votes = np.bincount(
-        data.task * n_classes + data.label,
-        weights=data.weight,
-        minlength=n_tasks * n_classes,
-    ).reshape(n_tasks, n_classes)
-    totals = votes.sum(axis=1, keepdims=True)
-    empty = totals[:, 0] <= 0
-    votes[empty] = 1.0
-    totals[empty] = n_classes
-    return np.asarray(votes / totals, dtype=float)
+    return initial_shares(data)
 
 
 class MajorityVote(Aggregator):

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from medloop import workflows
+from medloop.aggregation import DEFAULT_METHOD, Method
 from medloop.cli.common import JsonOpt, app, out, print_json, table, workspace
 from medloop.exceptions import InvalidInputError
+from medloop.types import look_up_option
 
 
 @app.command()
@@ -19,7 +21,10 @@ def aggregate(
         Path | None, typer.Argument(help="answers CSV (task,worker,label); or use --project.")
     ] = None,
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    method: Annotated[str, typer.Option(help="dawid_skene or majority_vote.")] = "dawid_skene",
+    method: Annotated[
+        str | None,
+        typer.Option(help=f"{', '.join(m.value for m in Method)} (default: {DEFAULT_METHOD})."),
+    ] = None,
     gold: Annotated[Path | None, typer.Option(help="Known labels CSV (task,label).")] = None,
     output: Annotated[Path | None, typer.Option(help="Write task,label,p_* CSV.")] = None,
     evaluate: Annotated[Path | None, typer.Option(help="Truth CSV to score only.")] = None,
@@ -37,7 +42,10 @@ def aggregate(
         assert answers is not None
         probabilities = workflows.aggregate_file(answers, method=method, gold=gold)
     labels = probabilities.idxmax(axis=1)
-    report: dict[str, Any] = {"method": method, "tasks": len(labels)}
+    report: dict[str, Any] = {
+        "method": look_up_option(method or DEFAULT_METHOD, Method).value,
+        "tasks": len(labels),
+    }
     if output is not None:
         frame = probabilities.add_prefix("p_")
         frame.insert(0, "label", labels)

@@ -1,0 +1,102 @@
+"""`medloop aggregate ANSWERS.csv`: default method, --gold, --output, --evaluate, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from medloop.aggregation import DEFAULT_METHOD
+from medloop.cli import main
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+    monkeypatch.setattr(sys, "argv", ["medloop", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    # two reliable workers and one who always says the opposite; t4 is only in gold
+    rows = ["task,worker,label"]
+    truth = {"t1": "yes", "t2": "no", "t3": "yes", "t5": "no", "t6": "yes"}
+    for task, label in truth.items():
+        other = "no" if label == "yes" else "yes"
+        rows += [f"{task},a,{label}", f"{task},b,{label}", f"{task},c,{other}"]
+    paths = {
+        "answers": tmp_path / "answers.csv",
+        "gold": tmp_path / "gold.csv",
+        "truth": tmp_path / "truth.csv",
+        "output": tmp_path / "labels.csv",
+    }
+    paths["answers"].write_text("\n".join(rows) + "\n")
+    paths["gold"].write_text("task,label\nt1,yes\nt4,no\n")
+    paths["truth"].write_text("task,label\n" + "".join(f"{t},{v}\n" for t, v in truth.items()))
+    return paths
+
+
+def test_default_method_with_gold_output_and_evaluation(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "aggregate",
+        str(files["answers"]),
+        "--gold",
+        str(files["gold"]),
+        "--output",
+        str(files["output"]),
+        "--evaluate",
+        str(files["truth"]),
+        "--json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["method"] == DEFAULT_METHOD.value
+    assert report["accuracy"] == 1.0 and report["tasks_scored"] == 5
+    assert report["seconds"] >= 0
+    lines = files["output"].read_text().splitlines()
+    assert lines[0] == "task,label,p_no,p_yes"
+    labels = dict(line.split(",")[:2] for line in lines[1:])
+    assert labels["t4"] == "no"  # a gold-only task comes out with its known label
+    assert labels["t1"] == "yes"
+
+
+@pytest.mark.parametrize("method", ["wawa", "one_coin", "glad", "mace", "dawid_skene"])
+def test_every_method_by_name(
+    method: str,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "aggregate",
+        str(files["answers"]),
+        "--method",
+        method,
+        "--evaluate",
+        str(files["truth"]),
+        "--json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["method"] == method and report["tasks_scored"] == 5
+
+
+def test_unknown_method_suggests_a_name(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(monkeypatch, capsys, "aggregate", str(files["answers"]), "--method", "mac")
+    assert code != 0
+    assert "mace" in err

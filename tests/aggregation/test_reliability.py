@@ -1,0 +1,62 @@
+"""Per-worker reliability from gold answers and from a model's posteriors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloop.aggregation import DawidSkene
+from medloop.aggregation.reliability import worker_reliability
+from medloop.exceptions import InvalidInputError
+
+
+def _crowd(seed: int = 0) -> tuple[pd.DataFrame, pd.Series, dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    skills = {"expert": 0.95, "good": 0.85, "fair": 0.7, "poor": 0.55}
+    n_tasks = 500
+    truth = rng.integers(0, 2, n_tasks)
+    rows = []
+    for worker, skill in skills.items():
+        right = rng.random(n_tasks) < skill
+        rows.append(
+            pd.DataFrame(
+                {
+                    "task": np.arange(n_tasks),
+                    "worker": worker,
+                    "label": np.where(right, truth, 1 - truth),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True), pd.Series(truth), skills
+
+
+def test_gold_and_model_reliability_cover_true_skill() -> None:
+    answers, truth, skills = _crowd(3)
+    gold = truth.iloc[:200]
+    model = DawidSkene().fit(answers)
+    table = worker_reliability(answers, known=gold, model=model)
+    assert table["n_gold"].eq(200).all()
+    assert table["n_answers"].eq(500).all()
+    for worker, skill in skills.items():
+        row = table.loc[worker]
+        assert row["gold_low"] <= skill <= row["gold_high"]
+        assert row["gold_high"] - row["gold_low"] < 0.2
+        assert row["model_accuracy"] == pytest.approx(skill, abs=0.05)
+        assert row["model_low"] < row["model_accuracy"] < row["model_high"]
+
+
+def test_workers_without_gold_get_the_whole_interval() -> None:
+    answers, _, _ = _crowd()
+    table = worker_reliability(answers, known=pd.Series({10_000: 0}))
+    assert table["n_gold"].eq(0).all()
+    assert table["gold_accuracy"].isna().all()
+    assert table["gold_low"].eq(0).all() and table["gold_high"].eq(1).all()
+    assert "model_accuracy" not in table
+
+
+def test_model_must_cover_the_answers() -> None:
+    answers, _, _ = _crowd()
+    model = DawidSkene().fit(answers[answers["task"] < 100])
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        worker_reliability(answers, model=model)
