@@ -84,9 +84,11 @@ def progress_bar() -> Iterator[workflows.Progress]:
 
 
 def print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str)) if out.is_terminal else print(
-        json.dumps(data, default=str), flush=True
-    )
+    text = json.dumps(data, default=str)
+    if out.is_terminal:
+        out.print_json(text)
+    else:
+        print(text, flush=True)
 
 
 def table(title: str, rows: list[dict[str, Any]]) -> Table:

@@ -3,6 +3,7 @@ and `bench loop`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -154,7 +155,7 @@ def train(
 
     config = TrainConfig(seed=seed)
     if max_epochs is not None:
-        config = TrainConfig(seed=seed, max_epochs=max_epochs)
+        config = dataclasses.replace(config, max_epochs=max_epochs)
     with workspace() as ws, progress_bar() as progress:
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store import repository
 from medloop.store.models import (
     Patient,
     PatientFeature,
@@ -24,26 +25,6 @@ from medloop.store.models import (
 
 OBSERVATION_KINDS = ("observation", "condition", "medication", "tabular")
 DECISIONS = ("accept", "override")
-
-
-def ensure_patients(
-    session: Session, *, project_id: int, pseudonyms: Iterable[str]
-) -> dict[str, int]:
-    """Patient ids by pseudonym, creating the patients that do not exist yet."""
-    wanted = {str(p) for p in pseudonyms}
-    if not wanted:
-        return {}
-    query = select(Patient.pseudonym, Patient.id).where(
-        Patient.project_id == project_id, Patient.pseudonym.in_(wanted)
-    )
-    existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
-    missing = sorted(wanted - existing.keys())
-    if missing:
-        session.execute(
-            insert(Patient), [{"project_id": project_id, "pseudonym": p} for p in missing]
-        )
-        existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
-    return existing
 
 
 def get_patient(session: Session, *, project_id: int, pseudonym: str) -> Patient:
@@ -83,7 +64,7 @@ def add_observations(
         raise InvalidInputError(f"unknown observation kind {kind!r}; one of {OBSERVATION_KINDS}")
     if "patient" not in frame.columns:
         raise InvalidInputError("observations need a 'patient' column (the pseudonym)")
-    ids = ensure_patients(session, project_id=project_id, pseudonyms=frame["patient"])
+    ids = repository.ensure_patients(session, project_id=project_id, pseudonyms=frame["patient"])
     rows = []
     for record in frame.to_dict(orient="records"):
         value, text = _split_value(record.get("value"))
@@ -156,7 +137,7 @@ def upsert_features(
     """Store a wide frame (index pseudonym, one column per feature) as current values,
     replacing earlier values of the same features. Returns the number of values."""
     units = units or {}
-    ids = ensure_patients(session, project_id=project_id, pseudonyms=frame.index)
+    ids = repository.ensure_patients(session, project_id=project_id, pseudonyms=frame.index)
     names = [str(c) for c in frame.columns]
     if not names or frame.empty:
         return 0

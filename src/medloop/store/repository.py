@@ -170,7 +170,7 @@ def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -
     ).first()
     if already is not None:
         raise ConflictError(f"item {already!r} is already in project {project.name!r}")
-    patient_ids = _ensure_patients(
+    patient_ids = ensure_patients(
         session,
         project_id=project.id,
         pseudonyms={i.patient_pseudonym for i in items if i.patient_pseudonym},
@@ -195,19 +195,23 @@ def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -
     return len(rows)
 
 
-def _ensure_patients(session: Session, *, project_id: int, pseudonyms: set[str]) -> dict[str, int]:
-    if not pseudonyms:
+def ensure_patients(
+    session: Session, *, project_id: int, pseudonyms: Iterable[str]
+) -> dict[str, int]:
+    """Patient ids by pseudonym, creating the patients that do not exist yet."""
+    wanted = {str(p) for p in pseudonyms}
+    if not wanted:
         return {}
     query = select(Patient.pseudonym, Patient.id).where(
-        Patient.project_id == project_id, Patient.pseudonym.in_(pseudonyms)
+        Patient.project_id == project_id, Patient.pseudonym.in_(wanted)
     )
     existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
-    missing = sorted(pseudonyms - existing.keys())
+    missing = sorted(wanted - existing.keys())
     if missing:
         session.execute(
             insert(Patient), [{"project_id": project_id, "pseudonym": p} for p in missing]
         )
-        return _ensure_patients(session, project_id=project_id, pseudonyms=pseudonyms)
+        existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
     return existing
 
 

@@ -595,11 +595,12 @@ def train(
     n_classes = len(record.classes)
     checkpoint = ws.settings.model_dir / project / f"v{next_version}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    images = load_images(ws, shas=items["image_sha256"].tolist())  # decoded once, indexed below
     started = time.perf_counter()
     classifier = train_classifier(
-        load_images(ws, shas=items.loc[targets.index, "image_sha256"].tolist()),
+        images[items.index.get_indexer(targets.index)],
         targets.to_numpy(dtype=np.float32),
-        load_images(ws, shas=val["image_sha256"].tolist()),
+        images[items.index.get_indexer(val.index)],
         val["label"].to_numpy(dtype=int),
         n_classes=n_classes,
         config=config,
@@ -607,7 +608,7 @@ def train(
         on_epoch=on_epoch,
     )
     train_seconds = time.perf_counter() - started
-    all_probs = classifier.predict_proba(load_images(ws, shas=items["image_sha256"].tolist()))
+    all_probs = classifier.predict_proba(images)
     probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
     test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
     metrics: dict[str, Any] = {
@@ -700,8 +701,7 @@ def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
 
     return {
         "labelled_items": len(labelled),
-        "crowd_answers": len(crowd)
-        + int((answers["is_gold"] & (answers["source"] == "crowd")).sum()),
+        "crowd_answers": int((answers["source"] == LabelSource.CROWD).sum()),
         "doctor_labels": int((answers["source"] == LabelSource.DOCTOR).sum()),
         "consensus_accuracy": accuracy(current),
         "majority_vote_accuracy": accuracy(majority),

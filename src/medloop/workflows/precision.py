@@ -128,7 +128,7 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
     features = features.join(wide, how="left").join(flags, how="left")
     with ws.db.session() as s:
         record = _project(s, project, create=True)
-        prepo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
+        repo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
         n = 0
         for kind, frame in (
             ("observation", records.observations),
