@@ -98,6 +98,7 @@ def run_datasets(data_dir: Path, *, selected: list[str] | None) -> list[dict[str
             if selected and not any(s in name for s in selected):
                 continue
             started = time.perf_counter()
+            row: dict[str, Any]
             try:
                 labels = fit(answers)
             except Exception as error:  # a failing baseline is reported, not fatal
@@ -135,6 +136,7 @@ def run_speed(*, crowdkit: bool) -> list[dict[str, Any]]:
         f"medloop.{DEFAULT_METHOD.value}": medloop_methods()[f"medloop.{DEFAULT_METHOD.value}"],
         "medloop.majority_vote": medloop_methods()["medloop.majority_vote"],
         "medloop.dawid_skene": medloop_methods()["medloop.dawid_skene"],
+        "medloop.ebcc": medloop_methods()["medloop.ebcc"],
     }
     if crowdkit:
         ck = crowdkit_methods(2)

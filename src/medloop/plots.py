@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 
 def learning_curve(rounds: Sequence[dict[str, Any]], path: Path, *, title: str) -> Path:
@@ -41,3 +44,90 @@ def learning_curve(rounds: Sequence[dict[str, Any]], path: Path, *, title: str) 
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+# --- dashboard charts: PNG bytes, drawn on a pyplot-free Figure so web threads can share ---
+
+
+def _png(figure: Figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _empty(axes: Axes, text: str) -> None:
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def answers_per_day_png(days: Sequence[dict[str, Any]]) -> bytes:
+    """Stacked bars of crowd and doctor answers per day (`day`, `crowd`, `doctor`)."""
+    figure = Figure(figsize=(7, 3))
+    axes = figure.subplots()
+    if not days:
+        _empty(axes, "no answers yet")
+    else:
+        labels = [d["day"] for d in days]
+        crowd = [d["crowd"] for d in days]
+        axes.bar(labels, crowd, label="lay annotators")
+        axes.bar(labels, [d["doctor"] for d in days], bottom=crowd, label="doctors")
+        axes.set_ylabel("answers")
+        axes.legend()
+        axes.tick_params(axis="x", labelrotation=45)
+    axes.set_title("Answers per day (UTC)")
+    return _png(figure)
+
+
+def annotators_png(annotators: Sequence[dict[str, Any]], *, limit: int = 30) -> bytes:
+    """Each annotator's accuracy with its 95% interval: on gold and as estimated."""
+    shown = list(annotators)[:limit]
+    figure = Figure(figsize=(7, max(2.5, 0.3 * len(shown) + 1.2)))
+    axes = figure.subplots()
+    if not shown:
+        _empty(axes, "no lay answers yet")
+    for offset, key, label in ((-0.15, "gold", "on gold"), (0.15, "estimated", "estimated")):
+        rows = [(i, a) for i, a in enumerate(shown) if a[f"{key}_accuracy"] is not None]
+        if not rows:
+            continue
+        y = [i + offset for i, _ in rows]
+        x = [a[f"{key}_accuracy"] for _, a in rows]
+        err = [
+            [a[f"{key}_accuracy"] - a[f"{key}_low"] for _, a in rows],
+            [a[f"{key}_high"] - a[f"{key}_accuracy"] for _, a in rows],
+        ]
+        axes.errorbar(x, y, xerr=err, fmt="o", capsize=3, label=f"{label} (95% CI)")
+    if shown:
+        axes.set_yticks(range(len(shown)), [a["worker"] for a in shown])
+        axes.invert_yaxis()
+        axes.set_xlim(0, 1.02)
+        axes.set_xlabel("accuracy")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    axes.set_title("Annotators")
+    return _png(figure)
+
+
+def model_curve_png(points: Sequence[dict[str, Any]]) -> bytes:
+    """Model quality against training-set size, one point per model version."""
+    figure = Figure(figsize=(7, 3))
+    axes = figure.subplots()
+    if not points:
+        _empty(axes, "no model trained yet")
+    else:
+        n_train = [p["n_train"] for p in points]
+        for key, style, label in (
+            ("test_auc", "o-", "test AUC"),
+            ("val_auc", "s--", "validation AUC"),
+            ("test_acc", "^:", "test accuracy"),
+        ):
+            values = [p[key] for p in points]
+            if any(v is not None for v in values):
+                axes.plot(
+                    n_train, [float("nan") if v is None else v for v in values], style, label=label
+                )
+        axes.set_xlabel("labelled training items")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    axes.set_title("Learning curve")
+    return _png(figure)

@@ -36,6 +36,15 @@ class TaskKind(StrEnum):
     REVIEW = "review"
 
 
+class JobStatus(StrEnum):
+    """A background job's life: queued -> running -> succeeded | failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class Split(StrEnum):
     TRAIN = "train"
     VAL = "val"

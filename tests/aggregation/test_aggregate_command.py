@@ -12,7 +12,9 @@ from medloop.aggregation import DEFAULT_METHOD
 from medloop.cli import main
 
 
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+def run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["medloop", *args])
     code = 0
     try:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from medloop.aggregation import (
+    EBCC,
     GLAD,
     MACE,
     Aggregator,
@@ -28,6 +29,7 @@ AGGREGATORS: dict[str, Factory] = {
     "OneCoinDawidSkene": OneCoinDawidSkene,
     "GLAD": GLAD,
     "MACE": MACE,
+    "EBCC": EBCC,
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medloop.cli import app
+from medloop.exceptions import InvalidInputError
 from medloop.learning.al_bench import (
     learning_curve_area,
     plot_curves,
@@ -47,7 +48,12 @@ def test_bench_train_scores_and_writes_predictions_and_artefacts(
 ) -> None:
     csv, out = tmp_path / "pred.csv", tmp_path / "run"
     result = bench_train(
-        "toycolourmnist", data_dir=data_dir, config=TINY, predictions=csv, output_dir=out
+        "toycolourmnist",
+        data_dir=data_dir,
+        config=TINY,
+        predictions=csv,
+        output_dir=out,
+        members=2,
     )
     for key in ("dataset", "test_auc", "test_acc", "train_seconds", "epochs", "params"):
         assert key in result
@@ -61,12 +67,17 @@ def test_bench_train_scores_and_writes_predictions_and_artefacts(
     truth = np.load(data_dir / "toycolourmnist.npz")["test_labels"][:, 0]
     assert result["test_acc"] == pytest.approx(np.mean(frame["label"] == truth), abs=1e-4)
     names = {p.name for p in out.iterdir()}
-    assert {"toycolourmnist.pt", "toycolourmnist.metrics.json"} <= names
+    assert {
+        "toycolourmnist.member0.pt",
+        "toycolourmnist.member1.pt",
+        "toycolourmnist.metrics.json",
+    } <= names
+    assert result["members"] == 2 and result["epochs"] == 2 * TINY.max_epochs
     for plot in ("learning_curve", "roc", "calibration", "confusion"):
         assert (out / f"toycolourmnist.{plot}.png").stat().st_size > 1000
     metrics = json.loads((out / "toycolourmnist.metrics.json").read_text())
     assert np.asarray(metrics["confusion_matrix"]).sum() == 30
-    assert len(metrics["history"]) == result["epochs"]
+    assert len(metrics["history"]) == TINY.max_epochs  # the first member's curve
 
 
 def test_cli_bench_train_prints_one_json_object(
@@ -74,12 +85,11 @@ def test_cli_bench_train_prints_one_json_object(
 ) -> None:
     monkeypatch.setenv("MEDLOOP_DATA_DIR", str(data_dir))
     config = json.dumps({"max_epochs": 2, "batch_size": 16, "network": "cnn_small", "tta": 1})
-    result = CliRunner().invoke(
-        app, ["bench", "train", "--dataset", "toycolourmnist", "--json", "--config", config]
-    )
+    command = ["bench", "train", "--dataset", "toycolourmnist", "--json", "--config", config]
+    result = CliRunner().invoke(app, [*command, "--members", "1"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
-    assert row["epochs"] == 2 and row["network"] == "cnn_small"
+    assert row["epochs"] == 2 and row["network"] == "cnn_small" and row["members"] == 1
     bad = CliRunner().invoke(
         app, ["bench", "train", "--dataset", "toycolourmnist", "--config", '{"epochs": 2}']
     )
@@ -113,3 +123,26 @@ def test_active_learning_benchmark_records_every_step(data_dir: Path, tmp_path: 
     assert [s["strategy"] for s in summary] == ["random", "hybrid"]
     assert summary[0]["budgets"] == [10, 16] and summary[0]["alc"] is not None
     assert plot_curves(summary, tmp_path / "al.png", title="toy").stat().st_size > 1000
+
+
+def test_active_learning_in_worker_processes_matches_one_process(data_dir: Path) -> None:
+    config = TrainConfig(max_epochs=1, patience=1, batch_size=8, network="cnn_small", num_threads=1)
+    kwargs = {
+        "data_dir": data_dir,
+        "strategies": ["random", "entropy"],
+        "budgets": [10, 14],
+        "seeds": [0, 1],
+        "config": config,
+    }
+    seen: list[dict[str, object]] = []
+    parallel = run_active_learning("toycolourmnist", jobs=2, on_result=seen.append, **kwargs)  # type: ignore[arg-type]
+    assert parallel == run_active_learning("toycolourmnist", **kwargs)  # type: ignore[arg-type]
+    assert seen == parallel
+    assert [(r["seed"], r["strategy"]) for r in parallel[::2]] == [
+        (0, "random"),
+        (0, "entropy"),
+        (1, "random"),
+        (1, "entropy"),
+    ]
+    with pytest.raises(InvalidInputError):
+        run_active_learning("toycolourmnist", jobs=0, **kwargs)  # type: ignore[arg-type]

@@ -146,6 +146,44 @@ def test_soft_labels_and_zero_weights_on_wrong_labels(toy: dict[str, np.ndarray]
     assert (model.predict_proba(toy["xt"]).argmax(axis=1) == toy["yt"]).mean() >= 0.95
 
 
+def test_marginal_loss_on_one_hot_likelihoods_is_cross_entropy(
+    toy: dict[str, np.ndarray],
+) -> None:
+    config = dataclasses.replace(FAST, max_epochs=1)
+    hard = train_classifier(toy["x"], toy["y"], toy["xv"], toy["yv"], n_classes=2, config=config)
+    marginal = train_classifier(
+        toy["x"],
+        np.eye(2)[toy["y"]],
+        toy["xv"],
+        toy["yv"],
+        n_classes=2,
+        config=dataclasses.replace(config, loss="marginal"),
+    )
+    np.testing.assert_allclose(
+        hard.predict_proba(toy["xt"]), marginal.predict_proba(toy["xt"]), atol=1e-4
+    )
+
+
+def test_marginal_loss_learns_through_noisy_answers(toy: dict[str, np.ndarray]) -> None:
+    # Each item's "crowd" said the wrong class a third of the time; the likelihood rows
+    # say only 0.7 vs 0.3. The network's own belief must settle the rule.
+    y = toy["y"].copy()
+    flipped = np.arange(len(y)) % 3 == 0
+    y[flipped] = 1 - y[flipped]
+    likelihood = np.where(np.eye(2)[y] == 1, 0.7, 0.3)
+    model = train_classifier(
+        toy["x"],
+        likelihood,
+        toy["xv"],
+        toy["yv"],
+        n_classes=2,
+        config=dataclasses.replace(FAST, max_epochs=6, patience=6, loss="marginal"),
+    )
+    assert (model.predict_proba(toy["xt"]).argmax(axis=1) == toy["yt"]).mean() >= 0.95
+    with pytest.raises(UnknownOptionError):
+        TrainConfig(loss="focal")
+
+
 def test_checkpoint_and_epoch_callback(toy: dict[str, np.ndarray], tmp_path: Path) -> None:
     seen: list[tuple[int, float]] = []
     path = tmp_path / "ckpt.pt"

@@ -181,3 +181,56 @@ def test_cli_patients_risk_recommend(
     assert code == 0 and json.loads(out)["decision"]["reason"] == "guideline"
     code, _, err = run("patients", "import", str(csv), "-p", "trial", "--id-column", "nope")
     assert code == 2 and "t.csv" in err and "'nope'" in err
+
+
+def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="trial", path=trial_csv(tmp_path / "t.csv", n=120), id_column="mrn"
+        )
+        common = {"project": "trial", "event_column": "event", "seed": 0}
+        wf.train_risk(ws, time_column="time", exclude=["tx"], method="cox", n_bootstrap=4, **common)
+        wf.train_effects(ws, treatment_column="tx", exclude=["time"], base="linear", **common)
+        assert wf.cohort_projects(ws) == ["trial"]
+        rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=5, offset=2)
+        assert len(rows) == 5 and rows[0]["recommendation"] is None
+        first, second = rows[0]["patient"], rows[1]["patient"]
+        view = wf.recommend(ws, project="trial", patient=first)
+        assert view.risk_lower is not None and view.risk_upper is not None
+        assert view.risk_lower <= view.risk <= view.risk_upper
+        assert [o["option"] for o in view.option_estimates] == ["treat", "no treatment"]
+        page = wf.view_patient(ws, project="trial", patient=first, viewer="dr_a")
+        assert page["recommendation"]["risk_interval"] == [view.risk_lower, view.risk_upper]
+        assert wf.survival_chart(ws, project="trial", patient=first, viewer="dr_b")[:4] == (
+            b"\x89PNG"
+        )
+        with ws.db.session() as s:
+            log = repo.audit_frame(s)
+        reads = log[log["action"] == "view_patient"]
+        assert list(zip(reads["actor"], reads["entity_id"], strict=True)) == [
+            ("dr_b", first),  # newest first
+            ("dr_a", first),
+        ]
+        listed = log[log["action"] == "view_patients"].iloc[0]
+        assert listed["actor"] == "dr_a" and listed["detail"]["patients"][0] == first
+        with pytest.raises(InvalidInputError, match="not about patient"):
+            wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor="dr_a",
+                decision="accept",
+                patient=second,
+            )
+        suggested = view.suggested_treatment
+        other = next(o for o in view.options if o != suggested)  # any option if none
+        with pytest.raises(InvalidInputError, match="override" if suggested else "name the"):
+            wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor="dr_a",
+                decision="accept",
+                treatment=other if suggested else None,
+            )
+    finally:
+        ws.close()

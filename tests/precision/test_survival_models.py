@@ -11,9 +11,11 @@ import pytest
 from medloop.exceptions import InvalidInputError, UnknownOptionError
 from medloop.precision import (
     SurvivalModel,
+    bootstrap_band,
     calibration_plot,
     calibration_table,
     survival_metrics,
+    survival_plot,
     survival_target,
 )
 
@@ -63,3 +65,23 @@ def test_errors() -> None:
         SurvivalModel("cox").fit(X.mask(X > 1.5), y)
     with pytest.raises(InvalidInputError, match="event must be 0/1"):
         survival_target([1.0, 2.0], [0, 2])
+
+
+def test_bootstrap_band_covers_the_curve_and_the_plot_draws_it() -> None:
+    X, y = planted(200, 3)
+    model = SurvivalModel("cox").fit(X, y)
+    times = np.quantile(y["time"], [0.1, 0.5, 0.9])
+    patients = pd.DataFrame({"risk": [-2.0, 0.0, 2.0], "noise1": 0.0, "noise2": 0.0})
+    point = model.predict_survival(patients, times).to_numpy()
+    lower, upper = bootstrap_band(X, y, patients, times, method="cox", n_bootstrap=15, seed=1)
+    assert list(lower.index) == [0, 1, 2] and list(upper.columns) == list(times)
+    lower, upper = lower.to_numpy(), upper.to_numpy()
+    assert (lower <= point + 0.02).all() and (point <= upper + 0.02).all()
+    assert (upper - lower > 0).all()  # resampling moves the curves
+    assert (np.diff(lower, axis=1) <= 1e-9).all()  # a band of survival curves
+    with pytest.raises(InvalidInputError, match="n_bootstrap"):
+        bootstrap_band(X, y, patients, times, n_bootstrap=1)
+    png = survival_plot(times, point[0], lower=lower[0], upper=upper[0], horizon=times[1])
+    assert png.startswith(b"\x89PNG")
+    with pytest.raises(InvalidInputError):
+        survival_plot(times, point[0][:2])

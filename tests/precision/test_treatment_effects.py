@@ -81,3 +81,22 @@ def test_bad_inputs() -> None:
     model = TreatmentEffects("t", "linear", n_bootstrap=0).fit(X, t, y)
     with pytest.raises(InvalidInputError, match="x3"):
         model.estimate(X.drop(columns="x3"))
+
+
+@pytest.mark.parametrize("learner", ["t", "s", "x"])
+def test_potential_outcomes_per_arm_with_intervals(learner: str) -> None:
+    X, t, y, _ = planted(n=800, seed=2)
+    model = TreatmentEffects(learner, "linear", n_bootstrap=20, seed=0).fit(X, t, y)
+    patients = pd.DataFrame({"x1": [1.0, -1.0], "x2": [0.5, 0.5], "x3": [0.0, 0.0]})
+    arms = model.potential_outcomes(patients)
+    # y = x2 + 2 * x1 * t: control 0.5 for both, treated 2.5 and -1.5
+    np.testing.assert_allclose(arms["control"], [0.5, 0.5], atol=0.25)
+    np.testing.assert_allclose(arms["treated"], [2.5, -1.5], atol=0.25)
+    for arm in ("control", "treated"):
+        assert (arms[f"{arm}_lower"] <= arms[arm] + 1e-9).all()
+        assert (arms[arm] <= arms[f"{arm}_upper"] + 1e-9).all()
+        assert (arms[f"{arm}_upper"] > arms[f"{arm}_lower"]).all()
+    if learner != "x":  # the X-learner's effect is not the difference of its arms
+        np.testing.assert_allclose(
+            arms["treated"] - arms["control"], model.effect(patients), atol=1e-9
+        )

@@ -15,6 +15,7 @@ Every aggregator follows one contract (see `medloop.aggregation.base`)::
 
 from medloop.aggregation.base import Aggregator, validate_answers
 from medloop.aggregation.dawid_skene import DawidSkene
+from medloop.aggregation.ebcc import EBCC
 from medloop.aggregation.glad import GLAD
 from medloop.aggregation.mace import MACE
 from medloop.aggregation.majority_vote import MajorityVote
@@ -24,6 +25,7 @@ from medloop.aggregation.wawa import Wawa
 
 __all__ = [
     "DEFAULT_METHOD",
+    "EBCC",
     "GLAD",
     "MACE",
     "METHODS",

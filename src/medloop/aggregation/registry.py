@@ -14,6 +14,7 @@ from typing import Any
 
 from medloop.aggregation.base import Aggregator
 from medloop.aggregation.dawid_skene import DawidSkene
+from medloop.aggregation.ebcc import EBCC
 from medloop.aggregation.glad import GLAD
 from medloop.aggregation.mace import MACE
 from medloop.aggregation.majority_vote import MajorityVote
@@ -31,6 +32,7 @@ class Method(StrEnum):
     ONE_COIN = "one_coin"
     GLAD = "glad"
     MACE = "mace"
+    EBCC = "ebcc"
 
 
 METHODS: dict[Method, Callable[..., Aggregator]] = {
@@ -40,6 +42,7 @@ METHODS: dict[Method, Callable[..., Aggregator]] = {
     Method.ONE_COIN: OneCoinDawidSkene,
     Method.GLAD: GLAD,
     Method.MACE: MACE,
+    Method.EBCC: EBCC,
 }
 
 #: The recommended default, chosen by measurement (benchmarks/README.md).

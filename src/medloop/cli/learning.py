@@ -43,6 +43,9 @@ def bench_train(
         str | None, typer.Option(help="TrainConfig overrides as JSON, e.g. '{\"max_epochs\": 5}'.")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Sample N rows per split (quick runs).")] = None,
+    members: Annotated[
+        int, typer.Option(min=1, help="Networks in the ensemble (logits averaged).")
+    ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on the train split, choose on val, score on test; one JSON object with --json."""
@@ -64,6 +67,7 @@ def bench_train(
         predictions=predictions,
         output_dir=output,
         limit=limit,
+        members=members,
     )
     if as_json:
         print_json(result)
@@ -91,6 +95,9 @@ def bench_al(
     plot: Annotated[Path | None, typer.Option(help="Write the learning curves PNG here.")] = None,
     config: Annotated[str | None, typer.Option(help="TrainConfig overrides as JSON.")] = None,
     limit: Annotated[int | None, typer.Option(help="Sample N rows per split (quick runs).")] = None,
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Worker processes, one (strategy, seed) curve each.")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Active-learning curves per strategy: one JSON object per (strategy, seed, budget) run,
@@ -109,6 +116,7 @@ def bench_al(
         config=train_config,
         limit=limit,
         on_result=print_json if as_json else None,
+        jobs=jobs,
     )
     summary = summarise(records)
     if plot is not None:

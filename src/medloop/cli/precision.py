@@ -43,8 +43,26 @@ def patients_import(
     text: Annotated[
         list[str] | None, typer.Option(help="Free-text column to scrub and keep; repeat.")
     ] = None,
+    expression: Annotated[
+        Path | None,
+        typer.Option(help="Gene-expression matrix (CSV/Parquet, one row per patient)."),
+    ] = None,
+    expression_id_column: Annotated[
+        str | None, typer.Option(help="Patient id column of --expression (default --id-column).")
+    ] = None,
+    top_genes: Annotated[
+        int | None, typer.Option(help="Keep only the most variable genes (default: all).")
+    ] = None,
+    log: Annotated[
+        bool, typer.Option(help="log2(x + 1) before standardising (--no-log: already log).")
+    ] = True,
 ) -> None:
-    """Import patients from a table or a FHIR bundle under keyed pseudonyms."""
+    """Import patients from a table or a FHIR bundle under keyed pseudonyms, optionally
+    with gene expression (log2(x + 1), per-gene z-scores, `gene:<name>` features)."""
+    expression_ids = expression_id_column or id_column
+    if expression is not None and expression_ids is None:
+        raise InvalidInputError("--expression needs --expression-id-column (or --id-column)")
+    genes_line = None
     with open_workspace() as ws:
         if path.suffix.lower() == ".json":
             summary = wf.import_fhir_bundle(ws, project=project, path=path)
@@ -59,10 +77,26 @@ def patients_import(
                 columns=_mapping(map_),
                 text_columns=text or (),
             )
+        if expression is not None and expression_ids is not None:
+            genes = wf.import_expression(
+                ws,
+                project=project,
+                path=expression,
+                id_column=expression_ids,
+                top_genes=top_genes,
+                log_transform=log,
+            )
+            described = wf.expression_features(ws, project=project)
+            genes_line = (
+                f"expression: {genes.patients} patients, {len(described)} genes "
+                f"({described['unit'].iloc[0]}), {genes.feature_values} values"
+            )
     out.print(
         f"imported {summary.patients} patients into {summary.project!r}: "
         f"{summary.feature_values} feature values, {summary.observations} facts"
     )
+    if genes_line:
+        out.print(genes_line)
 
 
 @risk_app.command("train")
@@ -77,6 +111,10 @@ def risk_train(
     method: Annotated[str, typer.Option(help="cox, rsf, gbsa or ensemble.")] = "ensemble",
     learner: Annotated[str, typer.Option(help="Effects meta-learner: t, s or x.")] = "t",
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
+    bootstrap: Annotated[
+        int,
+        typer.Option(help="Survival refits on resamples for each patient's risk band (0: none)."),
+    ] = 20,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -91,6 +129,7 @@ def risk_train(
                 event_column=event,
                 exclude=[*excluded, *([treatment] if treatment else [])],
                 method=method,
+                n_bootstrap=bootstrap,
                 seed=seed,
             ).as_dict()
         ]

@@ -1,8 +1,9 @@
 """Web commands: `serve`, `users add`, `tasks publish` (open tasks for people) and
-`export answers|labels`."""
+`export answers|labels|coco` (audited under the actor "cli")."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,10 @@ from medloop.exceptions import InvalidInputError
 from medloop.types import Role
 from medloop.workflows import accounts, annotate, export
 
-export_app = typer.Typer(help="Write answers or labels as CSV.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Write answers or labels as CSV, lesion boxes as COCO JSON.", no_args_is_help=True
+)
+CLI_ACTOR = "cli"
 users_app = typer.Typer(help="People's accounts (admin, doctor, annotator).", no_args_is_help=True)
 tasks_app = typer.Typer(help="Labelling tasks for people in the web.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -29,14 +33,18 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Serve the web platform (pages and the JSON API, docs at /docs)."""
+    settings = Settings()
+    console.print(f"medloop serving {settings.home.resolve()} on http://{host}:{port}")
+    run_server(settings, host=host, port=port)
+
+
+def run_server(settings: Settings, *, host: str, port: int) -> None:
+    """Serve `settings`' home with uvicorn until interrupted (Ctrl+C)."""
     import uvicorn
 
     from medloop.web import create_app
 
-    settings = Settings()
-    application = create_app(settings)
-    console.print(f"medloop serving {settings.home.resolve()} on http://{host}:{port}")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 @users_app.command("add")
@@ -92,7 +100,7 @@ def export_answers(
 ) -> None:
     """Every answer: task, item, worker, label, source, time."""
     with workspace() as ws:
-        frame = export.export_answers(ws, project=project)
+        frame = export.export_answers(ws, project=project, actor=CLI_ACTOR)
     frame.to_csv(output, index=False)
     out.print(f"wrote {len(frame)} answers to {output}")
 
@@ -103,6 +111,24 @@ def export_labels(
 ) -> None:
     """Each labelled item's current label (final where signed, else consensus)."""
     with workspace() as ws:
-        frame = export.export_labels(ws, project=project)
+        frame = export.export_labels(ws, project=project, actor=CLI_ACTOR)
     frame.to_csv(output, index=False)
     out.print(f"wrote {len(frame)} labels to {output}")
+
+
+@export_app.command("coco")
+def export_coco(
+    output: Annotated[Path, typer.Argument(help="JSON file to write.")],
+    project: ProjectOpt,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Every annotator's box instead of fused boxes.")
+    ] = False,
+    iou: Annotated[float, typer.Option(help="IoU that links two people's boxes.")] = 0.5,
+) -> None:
+    """Lesion boxes as a COCO detection dataset (images named <item id>.png)."""
+    with workspace() as ws:
+        data = export.export_coco(
+            ws, project=project, actor=CLI_ACTOR, fused=not raw, iou_threshold=iou
+        )
+    output.write_text(json.dumps(data, indent=1))
+    out.print(f"wrote {len(data['annotations'])} boxes on {len(data['images'])} images to {output}")

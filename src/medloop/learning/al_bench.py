@@ -8,10 +8,12 @@ oracle), retrain from scratch, and so on. Models are chosen on the validation sp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,54 +57,93 @@ def run_active_learning(
     config: TrainConfig = AL_CONFIG,
     limit: int | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """One record per (strategy, seed, budget): {strategy, seed, budget, test_auc, test_acc}."""
+    """One record per (strategy, seed, budget): {strategy, seed, budget, test_auc, test_acc}.
+
+    `jobs` > 1 runs the (seed, strategy) curves in that many worker processes (each its
+    own `config.num_threads`); records come back in the same order as with one job.
+    """
     chosen = [look_up_option(s, AcquisitionStrategy) for s in strategies]
     steps = [int(b) for b in budgets]
     if not steps or steps[0] < 2 or any(b <= a for a, b in itertools.pairwise(steps)):
         raise InvalidInputError("budgets must be increasing integers, the first >= 2")
-    dataset = load_medmnist(name, data_dir=data_dir, limit=limit, progress=False)
-    train, val, test = (dataset.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
-    if steps[-1] > len(train):
-        raise InvalidInputError(f"largest budget {steps[-1]} exceeds {len(train)} train images")
+    if jobs < 1:
+        raise InvalidInputError(f"jobs must be >= 1; got {jobs}")
+    curves = [
+        _Curve(name, data_dir, limit, strategy, seed, steps, config)
+        for seed in seeds
+        for strategy in chosen
+    ]
     records: list[dict[str, Any]] = []
-    for seed in seeds:
-        start = np.random.default_rng(10_000 + seed).permutation(len(train))[: steps[0]]
-        for strategy in chosen:
-            labelled = np.sort(start)
-            for i, budget in enumerate(steps):
-                model = train_classifier(
-                    train.images[labelled],
-                    train.labels[labelled],
-                    val.images,
-                    val.labels,
-                    n_classes=dataset.n_classes,
-                    config=dataclasses.replace(config, seed=seed),
-                )
-                scores = classification_metrics(model.predict_proba(test.images), test.labels)
-                record = {
-                    "dataset": dataset.name,
-                    "strategy": strategy.value,
-                    "seed": seed,
-                    "budget": budget,
-                    "test_auc": round(scores["auc"], 4),
-                    "test_acc": round(scores["acc"], 4),
-                }
-                records.append(record)
+    with contextlib.ExitStack() as stack:
+        mapper: Callable[..., Iterable[list[dict[str, Any]]]] = map
+        if jobs > 1:
+            pool = ProcessPoolExecutor(max_workers=jobs, max_tasks_per_child=1)
+            mapper = stack.enter_context(pool).map
+        for curve_records in mapper(_learning_curve, curves):
+            records.extend(curve_records)
+            for record in curve_records:
                 if on_result is not None:
                     on_result(dict(record))
-                if i + 1 == len(steps):
-                    break
-                pool = np.setdiff1d(np.arange(len(train)), labelled)
-                picked = acquire(
-                    model,
-                    train.images[pool],
-                    steps[i + 1] - budget,
-                    strategy,
-                    labelled_images=train.images[labelled],
-                    seed=seed * 1000 + i,
-                )
-                labelled = np.sort(np.concatenate([labelled, pool[picked]]))
+    return records
+
+
+@dataclasses.dataclass(frozen=True)
+class _Curve:
+    """One learning curve to compute: a strategy on a dataset from one seed's start."""
+
+    name: str
+    data_dir: Path | None
+    limit: int | None
+    strategy: AcquisitionStrategy
+    seed: int
+    steps: list[int]
+    config: TrainConfig
+
+
+def _learning_curve(curve: _Curve) -> list[dict[str, Any]]:
+    """Train, score and acquire up the budgets for one (strategy, seed)."""
+    dataset = load_medmnist(curve.name, data_dir=curve.data_dir, limit=curve.limit, progress=False)
+    train, val, test = (dataset.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
+    steps, seed = curve.steps, curve.seed
+    if steps[-1] > len(train):
+        raise InvalidInputError(f"largest budget {steps[-1]} exceeds {len(train)} train images")
+    labelled = np.sort(np.random.default_rng(10_000 + seed).permutation(len(train))[: steps[0]])
+    records: list[dict[str, Any]] = []
+    for i, budget in enumerate(steps):
+        model = train_classifier(
+            train.images[labelled],
+            train.labels[labelled],
+            val.images,
+            val.labels,
+            n_classes=dataset.n_classes,
+            config=dataclasses.replace(curve.config, seed=seed),
+        )
+        scores = classification_metrics(model.predict_proba(test.images), test.labels)
+        records.append(
+            {
+                "dataset": dataset.name,
+                "strategy": curve.strategy.value,
+                "seed": seed,
+                "budget": budget,
+                "test_auc": round(scores["auc"], 4),
+                "test_acc": round(scores["acc"], 4),
+            }
+        )
+        if i + 1 == len(steps):
+            break
+        pool = np.setdiff1d(np.arange(len(train)), labelled)
+        picked = acquire(
+            model,
+            train.images[pool],
+            steps[i + 1] - budget,
+            curve.strategy,
+            labelled_images=train.images[labelled],
+            seed=seed * 1000 + i,
+        )
+        labelled = np.sort(np.concatenate([labelled, pool[picked]]))
+    logger.info("learning curve %s seed %d: %s", curve.strategy.value, seed, records)
     return records
 
 

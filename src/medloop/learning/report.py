@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
+    from medloop.learning.ensemble import EnsembleClassifier
     from medloop.learning.train import TrainedClassifier
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def _finite(value: float) -> float | None:
 
 
 def write_training_report(
-    model: TrainedClassifier,
+    model: TrainedClassifier | EnsembleClassifier,
     checkpoint: Path,
     *,
     probabilities: np.ndarray,

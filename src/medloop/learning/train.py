@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
@@ -36,11 +37,20 @@ from medloop.learning.data import (
     TARGET,
     TTA_VIEWS,
     WEIGHT,
+    AugmentRanges,
     BatchAugment,
     images_to_tensor,
     make_dataset,
     make_loader,
     tta_views,
+)
+from medloop.learning.hooks import (
+    TensorBoardLog,
+    distributed_loader,
+    rank0_decides,
+    rank_and_world,
+    sum_across,
+    sync_buffers,
 )
 from medloop.learning.metrics import check_labels, check_probabilities, classification_metrics
 from medloop.learning.networks import DEFAULT_NETWORK, build_network, last_linear
@@ -49,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 MONITORS = ("auc", "loss")
+LOSSES = ("cross_entropy", "marginal")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,13 @@ class TrainConfig:
     `threshold_tolerance` of the best, the one nearest 0.5.
     `tta` > 1 averages the logits over that many fixed small shifts/zooms of each image
     at prediction time (no flips). `label_smoothing` mixes the targets with uniform.
+    `augmentation` holds the ranges of the random training augmentation (`augment`).
+    `loss` "cross_entropy" reads the targets as (soft) labels; "marginal" reads each
+    target row as the likelihood of the item's crowd answers under each true class
+    (e.g. an aggregator's posteriors divided by its class priors) and minimises
+    -log sum_k p(k | x) L_k: a noise-adaptation layer whose per-item transition comes
+    from the crowd model, so the network's own belief settles what the answers leave open.
+    `log_dir` (None: off) receives TensorBoard scalars per epoch (`hooks.TensorBoardLog`).
     """
 
     network: str = DEFAULT_NETWORK
@@ -93,12 +111,19 @@ class TrainConfig:
     threshold_criterion: str = "accuracy"
     threshold_tolerance: float = 0.005
     tta: int = 1
+    augmentation: AugmentRanges = dataclasses.field(default_factory=AugmentRanges)
+    loss: str = "cross_entropy"
+    log_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.augmentation, dict):  # from a checkpoint or a JSON override
+            object.__setattr__(self, "augmentation", AugmentRanges(**self.augmentation))
         if self.max_epochs < 1 or self.patience < 1 or self.batch_size < 2:
             raise InvalidInputError("max_epochs and patience must be >= 1, batch_size >= 2")
         if not (self.learning_rate > 0 and self.weight_decay >= 0):
             raise InvalidInputError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.loss not in LOSSES:
+            raise UnknownOptionError(f"loss must be one of {list(LOSSES)}; got {self.loss!r}")
         if self.monitor not in MONITORS:
             raise UnknownOptionError(
                 f"monitor must be one of {list(MONITORS)}; got {self.monitor!r}"
@@ -162,6 +187,7 @@ class TrainedClassifier:
         metrics: dict[str, float] | None = None,
         temperature: float = 1.0,
         threshold: float = 0.5,
+        image_size: tuple[int, int] | None = None,
     ) -> None:
         if not temperature > 0 or not 0.0 < threshold < 1.0:
             raise InvalidInputError("temperature must be > 0 and threshold in (0, 1)")
@@ -174,6 +200,8 @@ class TrainedClassifier:
         self.metrics = dict(metrics or {})
         self.temperature = float(temperature)
         self.threshold = float(threshold)
+        #: (H, W) of the training images; inputs of other sizes are resized to it.
+        self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
 
     def _forward(
         self, images: np.ndarray, batch_size: int, *, embed: bool, tta: int = 1
@@ -254,6 +282,7 @@ class TrainedClassifier:
             "metrics": self.metrics,
             "temperature": self.temperature,
             "threshold": self.threshold,
+            "image_size": None if self.image_size is None else list(self.image_size),
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -293,6 +322,7 @@ class TrainedClassifier:
             metrics=dict(payload.get("metrics", {})),
             temperature=float(payload.get("temperature", 1.0)),
             threshold=float(payload.get("threshold", 0.5)),
+            image_size=payload.get("image_size"),
         )
 
 
@@ -324,28 +354,35 @@ def _as_weights(weights: np.ndarray | None, *, n: int) -> torch.Tensor:
     return torch.from_numpy((w / w.mean()).astype(np.float32))
 
 
+def fit_decision(
+    logits: np.ndarray, y_val: np.ndarray, *, n_classes: int, config: TrainConfig
+) -> tuple[float, float]:
+    """(temperature, binary threshold) fitted on validation logits, as `config` asks;
+    (1.0, 0.5) for what it does not ask or when the validation set holds one class."""
+    temperature, threshold = 1.0, 0.5
+    if np.unique(y_val).size < 2:
+        return temperature, threshold
+    if config.calibrate:
+        temperature = fit_temperature(logits, y_val)
+    if config.tune_threshold and n_classes == 2:
+        cut = choose_threshold(
+            apply_temperature(logits, temperature),
+            y_val,
+            criterion=config.threshold_criterion,
+            tolerance=config.threshold_tolerance,
+        )
+        threshold = float(np.clip(cut, 1e-6, 1 - 1e-6))
+    return temperature, threshold
+
+
 def _calibrate(model: TrainedClassifier, val_images: np.ndarray, y_val: np.ndarray) -> None:
     """Fit the temperature and the binary threshold on validation data (as configured)."""
     config = model.config
     if not (config.calibrate or config.tune_threshold) or np.unique(y_val).size < 2:
         return
-    logits = model.predict_logits(val_images)
-    if config.calibrate:
-        model.temperature = fit_temperature(logits, y_val)
-    if config.tune_threshold and model.n_classes == 2:
-        proba = apply_temperature(logits, model.temperature)
-        model.threshold = float(
-            np.clip(
-                choose_threshold(
-                    proba,
-                    y_val,
-                    criterion=config.threshold_criterion,
-                    tolerance=config.threshold_tolerance,
-                ),
-                1e-6,
-                1 - 1e-6,
-            )
-        )
+    model.temperature, model.threshold = fit_decision(
+        model.predict_logits(val_images), y_val, n_classes=model.n_classes, config=config
+    )
     model.metrics.update({"temperature": model.temperature, "threshold": model.threshold})
     logger.info("calibrated: temperature %.3f, threshold %.3f", model.temperature, model.threshold)
 
@@ -375,6 +412,15 @@ def _soft_cross_entropy(
     if smoothing > 0:
         targets = targets * (1.0 - smoothing) + smoothing / targets.shape[1]
     per_item = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return (per_item * weights).mean()
+
+
+def _marginal_nll(
+    logits: torch.Tensor, likelihoods: torch.Tensor, weights: torch.Tensor, _smoothing: float = 0.0
+) -> torch.Tensor:
+    """-log sum_k p(k | x) L_k per item: the crowd answers' likelihood under the model."""
+    log_l = torch.log(likelihoods.clamp_min(1e-12))
+    per_item = -torch.logsumexp(F.log_softmax(logits, dim=1) + log_l, dim=1)
     return (per_item * weights).mean()
 
 
@@ -446,14 +492,26 @@ def train_classifier(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         scheduler = _schedule(optimizer, config)
-        loader = make_loader(
-            make_dataset(x_train, targets, weights=weights),
-            batch_size=min(config.batch_size, n),
-            shuffle=True,
-            seed=config.seed,
-        )
-        augment = BatchAugment() if config.augment else None
-        aug_generator = torch.Generator().manual_seed(config.seed + 1)
+        dataset = make_dataset(x_train, targets, weights=weights)
+        rank, world = rank_and_world()
+        if world == 1:
+            loader = make_loader(
+                dataset, batch_size=min(config.batch_size, n), shuffle=True, seed=config.seed
+            )
+            trained: nn.Module = network
+        else:  # DDP: each rank takes its share of every batch; gradients are averaged
+            loader = distributed_loader(
+                dataset,
+                batch_size=max(2, min(config.batch_size, n) // world),
+                seed=config.seed,
+                rank=rank,
+                world=world,
+            )
+            trained = DistributedDataParallel(network)
+        augment = BatchAugment(config.augmentation) if config.augment else None
+        criterion = _marginal_nll if config.loss == "marginal" else _soft_cross_entropy
+        aug_generator = torch.Generator().manual_seed(config.seed + 1 + 1000 * rank)
+        tensorboard = TensorBoardLog(config.log_dir)
         logger.info(
             "training %s on %d images (%d classes, %d threads)",
             config.network,
@@ -469,15 +527,18 @@ def train_classifier(
         best_metrics: dict[str, float] = {}
         for epoch in range(1, config.max_epochs + 1):
             epoch_start = time.perf_counter()
+            learning_rate = float(optimizer.param_groups[0]["lr"])
+            if world > 1:
+                loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
             network.train()
-            total, count = 0.0, 0
+            total, count = 0.0, 0.0
             for batch in loader:
                 images = batch[IMAGE]
                 if augment is not None:
                     images = augment(images, generator=aug_generator)
                 images = images.contiguous(memory_format=torch.channels_last)
-                loss = _soft_cross_entropy(
-                    network(images), batch[TARGET], batch[WEIGHT], config.label_smoothing
+                loss = criterion(
+                    trained(images), batch[TARGET], batch[WEIGHT], config.label_smoothing
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -487,6 +548,8 @@ def train_classifier(
                 total += float(loss.detach()) * images.shape[0]
                 count += images.shape[0]
             scheduler.step()
+            sync_buffers(network, evaluated)
+            total, count = sum_across(total, count)
             evaluated.eval()
             with torch.no_grad():
                 logits = torch.cat([evaluated(chunk) for chunk in torch.split(x_val, 512)])
@@ -505,23 +568,30 @@ def train_classifier(
             logger.debug("epoch %d: %s", epoch, record)
             if on_epoch is not None:
                 on_epoch(epoch, dict(record))
+            tensorboard.epoch(epoch, record, learning_rate=learning_rate)
             # Higher is better; AUC ties (common on easy validation sets) go to lower loss.
             score = (-val_loss, 0.0)
             if config.monitor == "auc" and not math.isnan(val["auc"]):
                 score = (val["auc"], -val_loss)
-            if score > best_score:
+            patience_over = epoch - best_epoch >= config.patience
+            out_of_time = (
+                config.max_seconds is not None
+                and time.perf_counter() - started > config.max_seconds
+            )
+            improved, patience_over, out_of_time = rank0_decides(
+                score > best_score, patience_over, out_of_time
+            )
+            if improved:
                 best_score, best_epoch = score, epoch
                 best_state = copy.deepcopy(evaluated.state_dict())
                 best_metrics = {"val_loss": val_loss, "val_auc": val["auc"], "val_acc": val["acc"]}
-            elif epoch - best_epoch >= config.patience:
+            elif patience_over:
                 logger.info("early stop at epoch %d (best %d)", epoch, best_epoch)
                 break
-            if (
-                config.max_seconds is not None
-                and time.perf_counter() - started > config.max_seconds
-            ):
+            if out_of_time:
                 logger.info("stopping after %.1f s (max_seconds)", time.perf_counter() - started)
                 break
+        tensorboard.close()
         network.load_state_dict(best_state)
     best_metrics["seconds"] = time.perf_counter() - started
     best_metrics["best_epoch"] = float(best_epoch)
@@ -533,9 +603,10 @@ def train_classifier(
         history=history,
         best_epoch=best_epoch,
         metrics=best_metrics,
+        image_size=(int(x_train.shape[2]), int(x_train.shape[3])),
     )
     _calibrate(model, val_images, y_val)
-    if checkpoint_path is not None:
+    if checkpoint_path is not None and rank == 0:  # one writer under DDP
         model.save(Path(checkpoint_path))
     logger.info(
         "trained in %.1f s, best epoch %d: %s", best_metrics["seconds"], best_epoch, best_metrics

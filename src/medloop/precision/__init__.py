@@ -2,9 +2,10 @@
 effects and their off-policy evaluation. Pure library code over DataFrames and arrays.
 
 Modules: `records` (tabular + FHIR import, free-text scrubbing), `features` (documented
-feature table), `risk` (calibrated classifiers), `survival` (scikit-survival models and
-metrics), `effects` (meta-learners with intervals and drivers), `policy` (IPW policy
-value, Cox hazard ratio), `benchmark` (GBSG2 and ACTG 320).
+feature table), `genes` (gene-expression features), `risk` (calibrated classifiers),
+`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals
+and drivers), `policy` (IPW policy value, Cox hazard ratio), `benchmark` (GBSG2 and
+ACTG 320).
 """
 
 from medloop.precision.effects import (
@@ -15,6 +16,7 @@ from medloop.precision.effects import (
     treat_if_benefit,
 )
 from medloop.precision.features import Feature, FeatureTable, convert_unit, observations_to_wide
+from medloop.precision.genes import GeneExpression, read_expression
 from medloop.precision.policy import (
     Estimate,
     HazardRatio,
@@ -32,9 +34,11 @@ from medloop.precision.records import (
 from medloop.precision.risk import RiskClassifier, classification_metrics, cross_validate_risk
 from medloop.precision.survival import (
     SurvivalModel,
+    bootstrap_band,
     calibration_plot,
     calibration_table,
     survival_metrics,
+    survival_plot,
     survival_target,
 )
 
@@ -45,12 +49,14 @@ __all__ = [
     "Estimate",
     "Feature",
     "FeatureTable",
+    "GeneExpression",
     "HazardRatio",
     "PatientRecords",
     "PolicyReport",
     "RiskClassifier",
     "SurvivalModel",
     "TreatmentEffects",
+    "bootstrap_band",
     "calibration_plot",
     "calibration_table",
     "classification_metrics",
@@ -60,10 +66,12 @@ __all__ = [
     "cross_validate_risk",
     "ipw_policy_value",
     "observations_to_wide",
+    "read_expression",
     "read_fhir_bundle",
     "read_table",
     "scrub_identifiers",
     "survival_metrics",
+    "survival_plot",
     "survival_target",
     "treat_if_benefit",
 ]

@@ -221,6 +221,34 @@ class TreatmentEffects:
         )
         return frame
 
+    def _outcomes(self, models: dict[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.learner == "s":
+            ones, zeros = np.ones(len(X)), np.zeros(len(X))
+            s = models["s"]
+            return self._predict(s, self._s_design(X, zeros)), self._predict(
+                s, self._s_design(X, ones)
+            )
+        return self._predict(models["mu0"], X), self._predict(models["mu1"], X)
+
+    def potential_outcomes(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The expected outcome under each arm with its bootstrap interval (for binary
+        outcomes: the probability), indexed like X. Columns: control, control_lower,
+        control_upper, treated, treated_lower, treated_upper."""
+        Xa = self._check_fitted(X)
+        mu0, mu1 = self._outcomes(self.models_, Xa)
+        frame = pd.DataFrame({"control": mu0, "treated": mu1}, index=X.index)
+        for arm, point in (("control", mu0), ("treated", mu1)):
+            if self.boot_models_:
+                draws = np.vstack(
+                    [self._outcomes(m, Xa)[arm == "treated"] for m in self.boot_models_]
+                )
+                frame[f"{arm}_lower"] = np.quantile(draws, self.alpha / 2, axis=0)
+                frame[f"{arm}_upper"] = np.quantile(draws, 1 - self.alpha / 2, axis=0)
+            else:
+                frame[f"{arm}_lower"] = frame[f"{arm}_upper"] = point
+        order = [f"{a}{s}" for a in ("control", "treated") for s in ("", "_lower", "_upper")]
+        return frame[order]
+
     def drivers(self, X: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
         """The `top` features that move each patient's estimate most from the average.
 

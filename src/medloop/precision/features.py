@@ -6,6 +6,9 @@ raw per-patient frame into the numeric matrix the models use: converts declared 
 fills missing numbers with the training median (plus a `<name>_missing` indicator),
 one-hot encodes categories seen in training. `observations_to_wide` pivots long
 observations (records.read_fhir_bundle) into one row per patient, converting units.
+Gene expression has its own transformer (`genes.GeneExpression`: log2(x + 1), per-gene
+z-scores, top-variance genes) whose `describe()` documents `gene:<name>` features in the
+same shape, group "genomic".
 """
 
 from __future__ import annotations

@@ -1,15 +1,18 @@
 """Survival risk models (scikit-survival) and their evaluation.
 
 `SurvivalModel` wraps Cox PH, random survival forest, gradient-boosted survival, or
-an ensemble averaging the three survival curves. Targets are scikit-survival structured
-arrays; build one with `survival_target(time, event)`. `survival_metrics` gives Harrell's
-C-index, the mean time-dependent AUC and the integrated Brier score on held-out data;
-`calibration_table` and `calibration_plot` compare predicted and Kaplan-Meier survival
-at one horizon by risk group.
+an ensemble averaging the three survival curves; `bootstrap_band` gives per-patient
+percentile bands from refits on bootstrap resamples. Targets are scikit-survival
+structured arrays; build one with `survival_target(time, event)`. `survival_metrics`
+gives Harrell's C-index, the mean time-dependent AUC and the integrated Brier score on
+held-out data; `calibration_table` and `calibration_plot` compare predicted and
+Kaplan-Meier survival at one horizon by risk group; `survival_plot` draws one patient's
+curve with its band (PNG bytes).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -147,6 +150,44 @@ class SurvivalModel:
         return pd.Series(-(surv * widths).sum(axis=1), index=X.index, name="risk")
 
 
+def bootstrap_band(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    X_new: pd.DataFrame,
+    times: Any,
+    *,
+    method: str = "ensemble",
+    n_bootstrap: int = 20,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(lower, upper): the (1 - alpha) percentile band of P(event-free at t) for the rows
+    of `X_new`, over `SurvivalModel(method)` refits on bootstrap resamples of (X, y).
+
+    Each refit is dropped once it has predicted (a forest can weigh tens of MB), so the
+    band is for the patients given now; new patients need a new band.
+    """
+    if n_bootstrap < 2:
+        raise InvalidInputError("a bootstrap band needs n_bootstrap >= 2")
+    event, _ = _fields(y)
+    times = np.asarray(times, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws: list[np.ndarray] = []
+    while len(draws) < n_bootstrap:
+        rows = rng.choice(len(y), len(y))
+        if event[rows].sum() < 2:
+            continue
+        refit = SurvivalModel(method, seed=seed + len(draws)).fit(X.iloc[rows], y[rows])
+        draws.append(refit.predict_survival(X_new, times).to_numpy())
+    stacked = np.stack(draws)
+    lower = np.quantile(stacked, alpha / 2, axis=0)
+    upper = np.quantile(stacked, 1 - alpha / 2, axis=0)
+    return (
+        pd.DataFrame(lower, index=X_new.index, columns=times),
+        pd.DataFrame(upper, index=X_new.index, columns=times),
+    )
+
+
 def survival_metrics(
     y_train: np.ndarray,
     y_test: np.ndarray,
@@ -215,6 +256,50 @@ def calibration_plot(table: pd.DataFrame, path: Path, *, title: str = "calibrati
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def survival_plot(
+    times: Any,
+    survival: Any,
+    *,
+    lower: Any = None,
+    upper: Any = None,
+    horizon: float | None = None,
+    title: str = "predicted survival",
+) -> bytes:
+    """One patient's predicted survival curve (steps) with its band, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.asarray(times, dtype=float)
+    surv = np.asarray(survival, dtype=float)
+    if t.ndim != 1 or len(t) == 0 or surv.shape != t.shape:
+        raise InvalidInputError("survival_plot needs equally long, non-empty times and survival")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if lower is not None and upper is not None:
+        ax.fill_between(
+            t,
+            np.asarray(lower, float),
+            np.asarray(upper, float),
+            step="post",
+            alpha=0.25,
+            label="95% bootstrap band",
+        )
+    ax.step(t, surv, where="post", lw=2, label="model")
+    if horizon is not None:
+        ax.axvline(horizon, color="k", ls=":", lw=1, label="risk horizon")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("time")
+    ax.set_ylabel("P(event-free)")
+    ax.set_title(title)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _check_frame(X: pd.DataFrame) -> None:

@@ -34,6 +34,7 @@ class OpenTask:
     is_gold: bool
     round: int
     answers: int
+    required: int
 
 
 def open_tasks_for_worker(
@@ -59,7 +60,15 @@ def open_tasks_for_worker(
         .label("n")
     )
     query = (
-        select(Task.id, Task.item_id, Task.project_id, Task.is_gold, Task.round, count)
+        select(
+            Task.id,
+            Task.item_id,
+            Task.project_id,
+            Task.is_gold,
+            Task.round,
+            Task.required_answers,
+            count,
+        )
         .where(
             Task.project_id.in_(list(project_ids)),
             Task.kind == str(TaskKind.LABEL),
@@ -75,8 +84,16 @@ def open_tasks_for_worker(
     if limit is not None:
         query = query.limit(limit)
     return [
-        OpenTask(task_id=t, item_id=i, project_id=p, is_gold=bool(g), round=int(r), answers=int(n))
-        for t, i, p, g, r, n in session.execute(query)
+        OpenTask(
+            task_id=t,
+            item_id=i,
+            project_id=p,
+            is_gold=bool(g),
+            round=int(r),
+            answers=int(n),
+            required=int(q),
+        )
+        for t, i, p, g, r, q, n in session.execute(query)
     ]
 
 

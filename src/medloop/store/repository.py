@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store.models import (
     Answer,
+    AnswerBox,
     AuditEntry,
     Item,
     ItemLabel,
@@ -53,6 +54,35 @@ def audit(
             detail=detail or {},
         )
     )
+
+
+def audit_entries(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[AuditEntry], int]:
+    """One page of the audit log, newest first, optionally of one actor and/or action;
+    returns (entries, total matching)."""
+    query = select(AuditEntry)
+    counted = select(func.count(AuditEntry.id))
+    if actor is not None:
+        query, counted = (
+            query.where(AuditEntry.actor == actor),
+            counted.where(AuditEntry.actor == actor),
+        )
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+        counted = counted.where(AuditEntry.action == action)
+    rows = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
+    return list(rows), int(session.scalar(counted) or 0)
+
+
+def audit_actions(session: Session) -> list[str]:
+    """The distinct actions in the audit log, sorted."""
+    return list(session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
 
 
 def audit_frame(session: Session, *, limit: int = 1000) -> pd.DataFrame:
@@ -348,6 +378,30 @@ def answers_frame(
         query = query.where(Answer.source.in_([str(s) for s in sources]))
     columns = ["task", "worker", "label", "source", "task_id", "is_gold", "created_at"]
     return pd.DataFrame(session.execute(query).all(), columns=columns)
+
+
+def answer_boxes_frame(session: Session, *, project_id: int) -> pd.DataFrame:
+    """Boxes drawn with answers in a project: item, worker (username), label, source, and
+    x, y, width, height as fractions of the image; oldest first."""
+    rows = session.execute(
+        select(
+            Answer.item_id,
+            User.username,
+            Answer.label,
+            Answer.source,
+            AnswerBox.x,
+            AnswerBox.y,
+            AnswerBox.width,
+            AnswerBox.height,
+        )
+        .join(Answer, Answer.id == AnswerBox.answer_id)
+        .join(User, User.id == Answer.worker_id)
+        .join(Task, Task.id == Answer.task_id)
+        .where(Task.project_id == project_id)
+        .order_by(AnswerBox.id)
+    ).all()
+    columns = ["item", "worker", "label", "source", "x", "y", "width", "height"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def labelled_item_ids(session: Session, *, project_id: int) -> set[int]:

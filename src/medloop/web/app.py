@@ -8,20 +8,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from medloop import __version__
 from medloop.config import Settings
 from medloop.web import errors
-from medloop.web.routes import api, pages
+from medloop.web.routes import api, audit, dashboard, explain, exports, jobs, pages, patients
 from medloop.web.security import LoginLimiter, SkipList
+from medloop.workflows.annotate import TaskHolds
+from medloop.workflows.jobs import JobWorker
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-#: Requests with a larger body are refused with 413 before they are read.
+#: Requests with a larger body (announced or streamed) are refused with 413.
 MAX_BODY_BYTES = 1_000_000
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -41,7 +42,9 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker.start()  # fails jobs a previous server left running, then runs queued ones
         yield
+        worker.stop()
         if workspace is None:
             ws.close()
 
@@ -50,19 +53,19 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
         version=__version__,
         summary="Lay annotators, doctors and models labelling medical images together.",
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.ws = ws
+    app.state.jobs = worker = JobWorker(ws)
     app.state.limiter = LoginLimiter()
     app.state.skips = SkipList()
+    app.state.holds = TaskHolds()
     errors.install(app)
 
     @app.middleware("http")
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
         response = await call_next(request)
         docs = request.url.path in DOCS_PATHS  # Swagger UI needs its inline script
         for name, value in SECURITY_HEADERS.items():
@@ -72,5 +75,12 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
 
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(explain.router)
+    app.include_router(patients.router)
+    for module in (dashboard, audit):
+        app.include_router(module.api_router)
+        app.include_router(module.router)
+    app.include_router(jobs.router)
+    app.include_router(exports.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -20,30 +20,39 @@ from medloop.web.security import (
     csrf_token,
 )
 from medloop.workflows.accounts import Account, account_for_token
+from medloop.workflows.annotate import TaskHolds
 from medloop.workflows.workspace import Workspace
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The app-state getters are `async def` only so that FastAPI calls them on the event loop
+# instead of a worker thread: they do no I/O, and each thread hop costs every request.
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/login")
 
 
-def get_ws(request: Request) -> Workspace:
+async def get_ws(request: Request) -> Workspace:
     ws: Workspace = request.app.state.ws
     return ws
 
 
-def get_limiter(request: Request) -> LoginLimiter:
+async def get_limiter(request: Request) -> LoginLimiter:
     limiter: LoginLimiter = request.app.state.limiter
     return limiter
 
 
-def get_skips(request: Request) -> SkipList:
+async def get_skips(request: Request) -> SkipList:
     skips: SkipList = request.app.state.skips
     return skips
+
+
+async def get_holds(request: Request) -> TaskHolds:
+    holds: TaskHolds = request.app.state.holds
+    return holds
 
 
 WS = Annotated[Workspace, Depends(get_ws)]
 Limiter = Annotated[LoginLimiter, Depends(get_limiter)]
 Skips = Annotated[SkipList, Depends(get_skips)]
+Holds = Annotated[TaskHolds, Depends(get_holds)]
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from medloop.exceptions import (
@@ -45,5 +49,23 @@ async def _medloop_error(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=code)
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no inf or NaN: such values (echoed inputs) become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422, safe for inputs such as 1e400 that JSON cannot carry back."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(MedloopError, _medloop_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -17,7 +17,11 @@ Which task comes next (`next_task`):
    the best acquisition scores);
 3. then the task id (publication order).
 
-When no ordinary task is left, remaining gold questions are still offered.
+When no ordinary task is left, remaining gold questions are still offered. An ordinary
+task is not handed to more people at once than it still needs answers: the caller may
+pass `claim`, which takes the best task that still has room for one more person, in the
+order above (`TaskHolds.claimer` does it in memory for one server process), so concurrent
+annotators spread over tasks instead of all answering the same one past its redundancy.
 
 Answers are committed before the call returns; a second answer by the same person to the
 same task raises ConflictError and stores nothing.
@@ -27,7 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +56,10 @@ WINDOW = 256
 GOLD_ANSWERS = 1_000_000
 #: Default share of gold questions in each annotator's stream.
 GOLD_RATE = 0.1
+#: How long a task handed out stays held for its person (seconds) unless answered or skipped.
+HOLD_SECONDS = 300.0
+#: How long a fresh answer is remembered by `TaskHolds` (longer than any `next_task` read).
+ANSWERED_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -131,15 +142,72 @@ def _projects(session: Any, project: str | None) -> list[Project]:
     return repo.list_projects(session)
 
 
+class TaskHolds:
+    """Which task each person was handed last and has not answered or skipped yet (in
+    memory, thread-safe; one task per person, forgotten after `ttl` seconds).
+
+    `claimer(user_id)` gives `next_task` its `claim`: a task is held only while fewer other
+    people hold it than it has room for, checked and taken atomically, so two people
+    asking at the same moment cannot both take a task's last open place. An answer given
+    after the claimer was made still takes a place: the caller's read of the answers may
+    not include it yet."""
+
+    def __init__(
+        self, *, ttl: float = HOLD_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._held: dict[int, tuple[int, float]] = {}  # person -> (task, since)
+        self._answered: deque[tuple[float, int]] = deque()  # (when, task), newest last
+        self._lock = threading.Lock()
+
+    def claimer(self, user_id: int) -> Callable[[int, int], bool]:
+        """`claim(task_id, room)`: hold the task for `user_id` if fewer than `room` other
+        people hold it now or answered it since this claimer was made."""
+        asked = self.clock()
+
+        def claim(task_id: int, room: int) -> bool:
+            now = self.clock()
+            with self._lock:
+                taken = sum(
+                    1
+                    for person, (task, since) in self._held.items()
+                    if task == task_id and person != user_id and now - since <= self.ttl
+                )
+                taken += sum(
+                    1 for when, task in self._answered if task == task_id and when >= asked
+                )
+                if taken >= room:
+                    return False
+                self._held[user_id] = (task_id, now)
+                return True
+
+        return claim
+
+    def release(self, user_id: int, *, answered: int | None = None) -> None:
+        """Drop the person's hold; `answered` names the task they just answered."""
+        now = self.clock()
+        with self._lock:
+            self._held.pop(user_id, None)
+            if answered is not None:
+                self._answered.append((now, answered))
+            while self._answered and now - self._answered[0][0] > ANSWERED_SECONDS:
+                self._answered.popleft()
+
+
 def next_task(
     ws: Workspace,
     *,
     account: Account,
     project: str | None = None,
     exclude: Collection[int] = (),
+    claim: Callable[[int, int], bool] | None = None,
     gold_rate: float = GOLD_RATE,
 ) -> NextTask | None:
-    """The task `account` should answer next (see the module docstring), or None."""
+    """The task `account` should answer next (see the module docstring), or None.
+
+    `claim(task_id, room)` is asked, best task first, whether the person may take an
+    ordinary task that still needs `room` answers; the first it grants is returned."""
     with ws.db.session() as s:
         projects = {p.id: p for p in _projects(s, project)}
         ids = list(projects)
@@ -154,22 +222,23 @@ def next_task(
         candidates = assignments.open_tasks_for_worker(
             s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=WINDOW, gold=False
         )
-        if not candidates:
-            gold = assignments.open_tasks_for_worker(
-                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
-            )
-            return _next(projects[gold[0].project_id], gold[0]) if gold else None
-        most = max(c.answers for c in candidates)
-        started = [c for c in candidates if c.answers == most]
         priority: dict[int, float] = {}
-        for project_id in {c.project_id for c in started}:
-            items = [c.item_id for c in started if c.project_id == project_id]
+        for project_id in {c.project_id for c in candidates}:
+            items = [c.item_id for c in candidates if c.project_id == project_id]
             predictions = assignments.latest_predictions_for(
                 s, project_id=project_id, item_ids=items
             )
             priority.update({item: _entropy(p) for item, p in predictions.items()})
-        best = min(started, key=lambda c: (-priority.get(c.item_id, 0.0), c.task_id))
-        return _next(projects[best.project_id], best)
+        ranked = sorted(
+            candidates, key=lambda c: (-c.answers, -priority.get(c.item_id, 0.0), c.task_id)
+        )
+        for best in ranked:
+            if claim is None or claim(best.task_id, best.required - best.answers):
+                return _next(projects[best.project_id], best)
+        gold = assignments.open_tasks_for_worker(
+            s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
+        )
+        return _next(projects[gold[0].project_id], gold[0]) if gold else None
 
 
 def _next(project: Project, task: assignments.OpenTask) -> NextTask:
@@ -336,13 +405,18 @@ def open_task_count(ws: Workspace, *, account: Account, project: str | None = No
 
 def item_image(ws: Workspace, *, account: Account, item_id: int) -> bytes:
     """The de-identified PNG of an item. Annotators may only open items that were put to
-    lay annotators; other roles may open any item. Unknown or hidden -> NotFoundError."""
+    lay annotators; other roles may open any item, and each such read is audited (an
+    annotator's reads are bounded by the tasks put to lay annotators). Unknown or hidden
+    -> NotFoundError."""
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)
-        if account.role == Role.ANNOTATOR and not assignments.item_has_label_task(
-            s, item_id=item_id
-        ):
-            raise NotFoundError(f"no item with id {item_id}")
+        if account.role == Role.ANNOTATOR:
+            if not assignments.item_has_label_task(s, item_id=item_id):
+                raise NotFoundError(f"no item with id {item_id}")
+        else:
+            repo.audit(
+                s, actor=account.username, action="item.image", entity="item", entity_id=item_id
+            )
         sha = item.image_sha256
     return ws.blobs.get(sha)
 
@@ -353,6 +427,7 @@ __all__ = [
     "NextTask",
     "PublishedRound",
     "SubmittedAnswer",
+    "TaskHolds",
     "annotator_progress",
     "check_box",
     "item_image",

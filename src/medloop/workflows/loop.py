@@ -388,6 +388,14 @@ def aggregate(
             probabilities=probabilities,
             round=round,
         )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="label.consensus",
+            entity="project",
+            entity_id=record.id,
+            detail={"items": len(labels), "method": name.value, "round": round},
+        )
         worker_accuracy = getattr(model, "worker_accuracy_", pd.Series(dtype=float))
     return AggregationResult(labels, probabilities, worker_accuracy)
 

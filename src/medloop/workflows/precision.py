@@ -27,18 +27,23 @@ from medloop.precision import (
     CLEAR_HARM,
     Feature,
     FeatureTable,
+    GeneExpression,
     SurvivalModel,
     TreatmentEffects,
+    bootstrap_band,
     calibration_table,
     observations_to_wide,
+    read_expression,
     read_fhir_bundle,
     read_table,
     survival_metrics,
+    survival_plot,
     survival_target,
 )
+from medloop.precision.genes import PREFIX as GENE_PREFIX
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
-from medloop.store.models import Project
+from medloop.store.models import Patient, Project
 from medloop.types import Role
 from medloop.workflows.workspace import Workspace
 
@@ -47,7 +52,7 @@ logger = logging.getLogger(__name__)
 SYSTEM = "system"
 MODEL_ACTOR = "model"
 COHORT_CLASSES = ["no event", "event"]
-SURVIVAL, EFFECTS = "survival", "effects"
+SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 
 
 def _project(s: Any, name: str, *, create: bool) -> Project:
@@ -150,6 +155,82 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
     return PatientImport(project, len(features), n, values, path.name)
 
 
+def import_expression(
+    ws: Workspace,
+    *,
+    project: str,
+    path: Path,
+    id_column: str,
+    top_genes: int | None = None,
+    log_transform: bool = True,
+    min_present: float = 0.5,
+    refit: bool = False,
+) -> PatientImport:
+    """Import a gene-expression matrix (one row per patient, keyed by the same raw ids as
+    the clinical data) as standardised `gene:<name>` features (`precision.genes`).
+
+    The first import fits the transform (log, gene filter, top-variance genes,
+    standardisation) and registers it as an "expression" model version; later imports
+    into the project reuse it so new patients land on the same scale (`refit` fits anew,
+    with the given options)."""
+    matrix = read_expression(path, key=ws.settings.resolved_secret_key, id_column=id_column)
+    with ws.db.session() as s:
+        record = _project(s, project, create=True)
+        try:
+            stored = prepo.latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
+        except NotFoundError:
+            stored = None
+        blob = None if stored is None or refit else stored.blob_sha256
+    genes: GeneExpression = (
+        _load(ws, blob)
+        if blob
+        else GeneExpression(
+            log_transform=log_transform, top_genes=top_genes, min_present=min_present
+        ).fit(matrix)
+    )
+    X = genes.transform(matrix)
+    with ws.db.session() as s:
+        if blob is None:
+            version = prepo.add_risk_model(
+                s,
+                project_id=record.id,
+                kind=EXPRESSION,
+                method="log2(x+1), z-score" if genes.log_transform else "z-score",
+                blob_sha256=_save(ws, genes),
+                n_train=len(matrix),
+                features=list(X.columns),
+                target={"top_genes": top_genes, "min_present": min_present},
+            )
+            logger.info("expression transform version %d: %d genes", version.version, X.shape[1])
+        values = prepo.upsert_features(
+            s, project_id=record.id, frame=X, units={c: genes.unit for c in X.columns}
+        )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="import_expression",
+            entity="project",
+            entity_id=record.id,
+            detail={
+                "patients": len(X),
+                "genes": X.shape[1],
+                "genes_in_file": matrix.shape[1],
+                "values": values,
+                "source": path.name,
+            },
+        )
+    return PatientImport(project, len(X), 0, values, path.name)
+
+
+def expression_features(ws: Workspace, *, project: str) -> pd.DataFrame:
+    """The project's documented gene features (`GeneExpression.describe()`)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        stored = prepo.latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
+    genes: GeneExpression = _load(ws, stored.blob_sha256)
+    return genes.describe()
+
+
 # --- models ------------------------------------------------------------------------------
 
 
@@ -172,10 +253,19 @@ def _feature_table(frame: pd.DataFrame, exclude: Sequence[str]) -> FeatureTable:
         if column in exclude:
             continue
         numeric = pd.api.types.is_numeric_dtype(frame[column])
-        specs.append(Feature(str(column), kind="numeric" if numeric else "categorical"))
+        group = "genomic" if str(column).startswith(GENE_PREFIX) else "clinical"
+        kind = "numeric" if numeric else "categorical"
+        specs.append(Feature(str(column), group=group, kind=kind))
     if not specs:
         raise InvalidInputError("no feature columns left to train on")
     return FeatureTable(specs)
+
+
+def _curve_times(model: SurvivalModel, horizon: float) -> np.ndarray:
+    """Where a patient's survival curve is shown: 30 quantiles of the event times up to
+    the 90th, plus the risk horizon."""
+    grid = np.quantile(model.event_times_, np.linspace(0, 0.9, 30))
+    return np.unique(np.append(grid, horizon))
 
 
 def _outcome_columns(frame: pd.DataFrame, *names: str) -> None:
@@ -206,11 +296,14 @@ def train_risk(
     exclude: Sequence[str] = (),
     method: str = "ensemble",
     test_size: float = 0.25,
+    n_bootstrap: int = 20,
     seed: int = 0,
 ) -> TrainedModel:
     """Train a survival model on the stored features; metrics on a held-out share
     (C-index, mean time-dependent AUC, IBS; the stored version also keeps a calibration
-    table at the horizon), then refit on everyone and register it."""
+    table at the horizon), then refit on everyone and register it. `n_bootstrap` refits on
+    resamples give each patient of the cohort a 95% band of the survival curve (and of the
+    risk); patients added after training get no band until the next training."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -241,8 +334,15 @@ def train_risk(
     )
     stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
     table = _feature_table(frame, drop).fit(frame)
-    final = SurvivalModel(method, seed=seed).fit(table.transform(frame), y)
-    blob = _save(ws, {"table": table, "model": final, "horizon": horizon})
+    X_all = table.transform(frame)
+    final = SurvivalModel(method, seed=seed).fit(X_all, y)
+    bundle: dict[str, Any] = {"table": table, "model": final, "horizon": horizon}
+    bundle["times"] = _curve_times(final, horizon)
+    if n_bootstrap:
+        bundle["band"] = bootstrap_band(
+            X_all, y, X_all, bundle["times"], method=method, n_bootstrap=n_bootstrap, seed=seed
+        )
+    blob = _save(ws, bundle)
     with ws.db.session() as s:
         version = prepo.add_risk_model(
             s,
@@ -345,20 +445,27 @@ def predict_risk(
 class RecommendationView:
     """What a doctor sees for one patient (ids and numbers, no personal data).
 
-    `risk` is P(event by the survival model's horizon, the median follow-up); `benefit`
-    the estimated gain in P(event-free) from treatment, with its interval."""
+    `risk` is P(event by the survival model's horizon, the median follow-up) with its
+    bootstrap interval; `benefit` the estimated gain in P(event-free) from treatment, with
+    its interval; `option_estimates` one row per option: expected P(event-free) with its
+    interval, and the benefit over the reference option (the control) with its interval
+    and verdict ("no clear benefit" when the interval covers zero)."""
 
     recommendation_id: int
     patient: str
     recommendation: str
     suggested_treatment: str | None
     risk: float | None = None
+    risk_lower: float | None = None
+    risk_upper: float | None = None
+    horizon: float | None = None
     survival: dict[str, list[float]] = field(default_factory=dict)
     benefit: float | None = None
     benefit_lower: float | None = None
     benefit_upper: float | None = None
     drivers: list[dict[str, Any]] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
+    option_estimates: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -394,19 +501,30 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     if not versions:
         raise NotFoundError(f"train a risk or treatment model for {project!r} first")
     detail: dict[str, Any] = {}
-    risk = benefit = lower = upper = None
+    risk = benefit = lower = upper = horizon = None
+    risk_interval: list[float] = []
     text, suggested, drivers, options = "risk only (no treatment model)", None, [], []
+    estimates: list[dict[str, Any]] = []
     survival: dict[str, list[float]] = {}
     if SURVIVAL in versions:
         bundle = _load(ws, versions[SURVIVAL].blob_sha256)
         X = bundle["table"].transform(frame)
         model: SurvivalModel = bundle["model"]
         horizon = float(bundle["horizon"])
-        risk = 1.0 - float(model.predict_survival(X, [horizon]).iloc[0, 0])
-        times = np.quantile(model.event_times_, np.linspace(0, 0.9, 10))
+        times = bundle.get("times")
+        times = _curve_times(model, horizon) if times is None else times
         curve = model.predict_survival(X, times).iloc[0]
         survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
+        at = int(np.searchsorted(times, horizon))
+        risk = 1.0 - float(curve.iloc[at])
+        band = bundle.get("band")
+        if band is not None and pseudonym in band[0].index:
+            low, high = band[0].loc[pseudonym], band[1].loc[pseudonym]
+            survival["lower"] = low.round(4).tolist()
+            survival["upper"] = high.round(4).tolist()
+            risk_interval = [1.0 - float(high.iloc[at]), 1.0 - float(low.iloc[at])]
         detail["risk_horizon"] = horizon
+        detail["risk_interval"] = risk_interval
         detail["survival_model_version"] = versions[SURVIVAL].version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
@@ -419,9 +537,16 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         options = [treated, control]
         suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
         drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
+        estimates = _option_estimates(effects, X, row, treated=treated, control=control)
         detail["effects_model_version"] = versions[EFFECTS].version
     detail.update(
-        {"survival": survival, "drivers": drivers, "options": options, "suggested": suggested}
+        {
+            "survival": survival,
+            "drivers": drivers,
+            "options": options,
+            "option_estimates": estimates,
+            "suggested": suggested,
+        }
     )
     with ws.db.session() as s:
         rec = prepo.add_recommendation(
@@ -451,13 +576,41 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         recommendation=text,
         suggested_treatment=suggested,
         risk=risk,
+        risk_lower=risk_interval[0] if risk_interval else None,
+        risk_upper=risk_interval[1] if risk_interval else None,
+        horizon=horizon,
         survival=survival,
         benefit=benefit,
         benefit_lower=lower,
         benefit_upper=upper,
         drivers=drivers,
         options=options,
+        option_estimates=estimates,
     )
+
+
+def _option_estimates(
+    effects: TreatmentEffects, X: pd.DataFrame, row: pd.Series, *, treated: str, control: str
+) -> list[dict[str, Any]]:
+    """Per option: expected outcome (P(event-free)) with its interval, and the benefit over
+    the control with its interval and verdict (the control is the reference)."""
+    arms = effects.potential_outcomes(X).iloc[0]
+    out = []
+    for option, arm in ((treated, "treated"), (control, "control")):
+        reference = arm == "control"
+        out.append(
+            {
+                "option": option,
+                "event_free": float(arms[arm]),
+                "event_free_lower": float(arms[f"{arm}_lower"]),
+                "event_free_upper": float(arms[f"{arm}_upper"]),
+                "benefit": 0.0 if reference else float(row["benefit"]),
+                "benefit_lower": 0.0 if reference else float(row["lower"]),
+                "benefit_upper": 0.0 if reference else float(row["upper"]),
+                "verdict": "reference" if reference else str(row["recommendation"]),
+            }
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -478,15 +631,22 @@ def decide(
     decision: str,
     treatment: str | None = None,
     reason: str | None = None,
+    patient: str | None = None,
 ) -> Decision:
     """A doctor accepts the suggestion or overrides it (with a reason); audited.
 
     Accepting "no clear benefit" needs the chosen `treatment`; an override needs both
     `treatment` and `reason`. Only users with the doctor role may decide (a missing user
-    is created as a doctor, as in the review workflow).
+    is created as a doctor, as in the review workflow). With `patient` (a pseudonym), the
+    recommendation must be that patient's.
     """
     with ws.db.session() as s:
         rec = prepo.get_recommendation(s, recommendation_id=recommendation_id)
+        owner = s.get(Patient, rec.patient_id)
+        if patient is not None and (owner is None or owner.pseudonym != patient):
+            raise InvalidInputError(
+                f"recommendation {recommendation_id} is not about patient {patient!r}"
+            )
         try:
             user = repo.get_user(s, username=doctor)
         except NotFoundError:
@@ -496,6 +656,10 @@ def decide(
         options = list(rec.detail.get("options") or [])
         suggested = rec.detail.get("suggested")
         if decision == "accept":
+            if suggested is not None and treatment not in (None, suggested):
+                raise InvalidInputError(
+                    f"the suggestion is {suggested!r}; choosing {treatment!r} is an override"
+                )
             treatment = treatment or suggested
             if treatment is None:
                 raise InvalidInputError(
@@ -555,7 +719,94 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     return {
         "patient": pseudonym,
         "features": values,
-        "facts": facts.drop(columns="patient").to_dict(orient="records"),
+        "facts": _records(facts.drop(columns="patient")),
         "recommendation": recommendation,
-        "decisions": decisions.to_dict(orient="records"),
+        "decisions": _records(decisions),
     }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with missing values as None (JSON has no NaN)."""
+    return list(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
+
+
+# --- what the doctor's pages read (every read is audited) --------------------------------
+
+
+def cohort_projects(ws: Workspace) -> list[str]:
+    """Names of the precision cohorts (projects with the cohort classes)."""
+    with ws.db.session() as s:
+        return [p.name for p in repo.list_projects(s) if list(p.classes) == COHORT_CLASSES]
+
+
+def list_patients(
+    ws: Workspace, *, project: str, viewer: str, limit: int = 200, offset: int = 0
+) -> list[dict[str, Any]]:
+    """One row per patient of `project` (pseudonym order): number of features, the latest
+    recommendation (text, risk, benefit) and decision count. The read is audited."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        frame = prepo.features_frame(s, project_id=record.id)
+        rows = []
+        for pseudonym in frame.index[offset : offset + limit]:
+            patient = prepo.get_patient(s, project_id=record.id, pseudonym=str(pseudonym))
+            latest = prepo.latest_recommendation(s, patient_id=patient.id)
+            rows.append(
+                {
+                    "patient": str(pseudonym),
+                    "features": int(frame.loc[pseudonym].notna().sum()),
+                    "recommendation": latest.recommendation if latest else None,
+                    "risk": latest.risk if latest else None,
+                    "benefit": latest.benefit if latest else None,
+                    "decisions": len(prepo.decisions_frame(s, patient_id=patient.id)),
+                }
+            )
+        repo.audit(
+            s,
+            actor=viewer,
+            action="view_patients",
+            entity="project",
+            entity_id=record.id,
+            detail={"patients": [r["patient"] for r in rows], "offset": offset},
+        )
+    return rows
+
+
+def view_patient(
+    ws: Workspace, *, project: str, patient: str, viewer: str, view: str = "page"
+) -> dict[str, Any]:
+    """`patient_record` for `viewer`, recorded in the audit log (who, which patient, which
+    view; the entry's time is when)."""
+    page = patient_record(ws, project=project, patient=patient)
+    _audit_view(ws, project=project, patient=page["patient"], viewer=viewer, view=view)
+    return page
+
+
+def survival_chart(ws: Workspace, *, project: str, patient: str, viewer: str) -> bytes:
+    """The latest recommendation's survival curve with its band as a PNG; audited."""
+    page = view_patient(ws, project=project, patient=patient, viewer=viewer, view="chart")
+    rec = page["recommendation"] or {}
+    curve = rec.get("survival") or {}
+    if not curve.get("time"):
+        raise NotFoundError(f"no survival curve for {page['patient']!r}: recommend first")
+    return survival_plot(
+        curve["time"],
+        curve["survival"],
+        lower=curve.get("lower"),
+        upper=curve.get("upper"),
+        horizon=rec.get("risk_horizon"),
+        title=f"patient {page['patient'][:12]}",
+    )
+
+
+def _audit_view(ws: Workspace, *, project: str, patient: str, viewer: str, view: str) -> None:
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        repo.audit(
+            s,
+            actor=viewer,
+            action="view_patient",
+            entity="patient",
+            entity_id=patient,
+            detail={"project": record.id, "view": view},
+        )

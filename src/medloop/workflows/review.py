@@ -104,10 +104,12 @@ class ReviewDetail:
     answers: list[CrowdAnswer]
 
 
-def review_detail(ws: Workspace, *, item_id: int) -> ReviewDetail:
-    """Everything a doctor needs to decide one item."""
+def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> ReviewDetail:
+    """Everything a doctor needs to decide one item; the read is audited under `actor`."""
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)
+        if actor is not None:
+            repo.audit(s, actor=actor, action="item.read", entity="item", entity_id=item_id)
         project = s.get(Project, item.project_id)
         assert project is not None
         classes = [str(c) for c in project.classes]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from medloop import __version__
 from medloop.web import schemas
-from medloop.web.deps import WS, Annotator, CurrentAccount, Limiter, Reviewer, Skips
+from medloop.web.deps import WS, Annotator, CurrentAccount, Holds, Limiter, Reviewer, Skips
 from medloop.workflows import accounts, annotate, export, review
 
 router = APIRouter(prefix="/api")
@@ -76,10 +76,19 @@ def me(account: CurrentAccount) -> schemas.UserPublic:
     responses={204: {"description": "No open task for you right now"}},
 )
 def next_task(
-    ws: WS, account: Annotator, skips: Skips, project: ProjectQuery = None
+    ws: WS, account: Annotator, skips: Skips, holds: Holds, project: ProjectQuery = None
 ) -> schemas.TaskPublic | Response:
-    """Your next labelling task (active-learning priority, redundancy, gold questions)."""
-    task = annotate.next_task(ws, account=account, project=project, exclude=skips.of(account.id))
+    """Your next labelling task (active-learning priority, redundancy, gold questions).
+    It is held for you until you answer or skip it, so others are not handed it past its
+    redundancy; asking again before that gives the same task."""
+    holds.release(account.id)  # asking again: the task is claimed afresh (or another one)
+    task = annotate.next_task(
+        ws,
+        account=account,
+        project=project,
+        exclude=skips.of(account.id),
+        claim=holds.claimer(account.id),
+    )
     if task is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return schemas.TaskPublic(
@@ -98,12 +107,16 @@ def next_task(
     responses={404: {}, 409: {"description": "You already answered this task"}},
 )
 def answer(
-    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator
+    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator, holds: Holds
 ) -> schemas.AnswerPublic:
-    """Answer a task; committed before this returns. Gold questions get feedback."""
+    """Answer a task; committed before this returns. Gold questions get feedback.
+
+    A second answer to the same task (a double submit, even a concurrent one) is a 409
+    and stores nothing: the first answer stands."""
     result = annotate.submit_answer(
         ws, account=account, task_id=task_id, label=body.label, box=body.box
     )
+    holds.release(account.id, answered=task_id)
     progress = result.progress
     return schemas.AnswerPublic(
         answer_id=result.answer_id,
@@ -127,12 +140,18 @@ def _progress(progress: annotate.AnnotatorProgress) -> schemas.ProgressPublic:
 
 @router.post("/tasks/{task_id}/skip", tags=["tasks"], status_code=204, responses={404: {}})
 def skip(
-    task_id: Id, ws: WS, account: Annotator, skips: Skips, body: schemas.SkipCreate | None = None
+    task_id: Id,
+    ws: WS,
+    account: Annotator,
+    skips: Skips,
+    holds: Holds,
+    body: schemas.SkipCreate | None = None,
 ) -> Response:
     """Skip a task (or mark it 'unsure'): it will not be offered to you again."""
     reason = body.reason if body is not None else "skip"
     annotate.skip_task(ws, account=account, task_id=task_id, reason=reason)
     skips.add(account.id, task_id)
+    holds.release(account.id)
     return Response(status_code=204)
 
 
@@ -183,9 +202,9 @@ def review_queue(
 
 
 @router.get("/review/{item_id}", tags=["review"], responses={404: {}})
-def review_item(item_id: Id, ws: WS, _account: Reviewer) -> schemas.ReviewDetailPublic:
+def review_item(item_id: Id, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
     """One item's evidence: consensus, model prediction, crowd answers with reliability."""
-    d = review.review_detail(ws, item_id=item_id)
+    d = review.review_detail(ws, item_id=item_id, actor=account.username)
     return schemas.ReviewDetailPublic(
         item_id=d.item_id,
         project=d.project,
@@ -240,15 +259,15 @@ CsvResponses: dict[int | str, dict[str, Any]] = {
 
 @router.get("/export/answers.csv", tags=["export"], response_class=Response, responses=CsvResponses)
 def export_answers(
-    ws: WS, _account: Reviewer, project: Annotated[str, Query(max_length=100)]
+    ws: WS, account: Reviewer, project: Annotated[str, Query(max_length=100)]
 ) -> Response:
     """Every answer of a project as CSV: task, item, worker, label, source, time."""
-    return _csv(export.export_answers(ws, project=project), "answers.csv")
+    return _csv(export.export_answers(ws, project=project, actor=account.username), "answers.csv")
 
 
 @router.get("/export/labels.csv", tags=["export"], response_class=Response, responses=CsvResponses)
 def export_labels(
-    ws: WS, _account: Reviewer, project: Annotated[str, Query(max_length=100)]
+    ws: WS, account: Reviewer, project: Annotated[str, Query(max_length=100)]
 ) -> Response:
     """Each labelled item's current label as CSV (final where signed, else consensus)."""
-    return _csv(export.export_labels(ws, project=project), "labels.csv")
+    return _csv(export.export_labels(ws, project=project, actor=account.username), "labels.csv")

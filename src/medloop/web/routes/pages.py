@@ -172,7 +172,7 @@ def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount
     if account.role not in REVIEWERS:
         return _forbidden(request, account)
     try:
-        detail = review.review_detail(ws, item_id=item_id)
+        detail = review.review_detail(ws, item_id=item_id, actor=account.username)
     except MedloopError as error:
         return _message(request, account, error)
     return _render(

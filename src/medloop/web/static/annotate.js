@@ -89,7 +89,10 @@
     if (!task || busy) return;
     busy = true;
     api("POST", "/api/tasks/" + task.task_id + "/skip", { reason: reason })
-      .then(function () { busy = false; load(); })
+      .then(function (response) {
+        if (!response.ok) throw new Error("could not skip (" + response.status + ")");
+        busy = false; load();
+      })
       .catch(function (error) { busy = false; status(error.message); });
   }
 

@@ -1,12 +1,25 @@
 /* Image viewer: wheel/pinch-free zoom, drag to pan, contrast and brightness, box drawing.
-   window.medloopViewer(viewer, stage, img) -> controller. No dependencies. */
+   window.medloopViewer(viewer, stage, img) -> controller. No dependencies.
+   The stage is sized to the image's aspect ratio and centred in the viewer, so fractions
+   of the stage (boxes) are fractions of the image. */
 (function () {
   "use strict";
   window.medloopViewer = function (viewer, stage, img) {
     var state = { scale: 1, x: 0, y: 0, contrast: 100, brightness: 100 };
+    var home = { x: 0, y: 0 };
     var boxMode = false, box = null, drag = null;
     var boxEl = stage.querySelector(".box");
 
+    function fit() {
+      var vw = viewer.clientWidth, vh = viewer.clientHeight;
+      var iw = img.naturalWidth || vw, ih = img.naturalHeight || vh;
+      var k = Math.min(vw / iw, vh / ih);
+      stage.style.width = iw * k + "px";
+      stage.style.height = ih * k + "px";
+      home = { x: (vw - iw * k) / 2, y: (vh - ih * k) / 2 };
+      state.scale = 1; state.x = home.x; state.y = home.y;
+      apply();
+    }
     function apply() {
       stage.style.transform = "translate(" + state.x + "px," + state.y + "px) scale(" + state.scale + ")";
       img.style.filter = "contrast(" + state.contrast + "%) brightness(" + state.brightness + "%)";
@@ -67,11 +80,13 @@
       }
       drag = null;
     });
-    apply();
+    img.addEventListener("load", fit);
+    window.addEventListener("resize", fit);
+    fit();
     return {
       reset: function () {
-        state.scale = 1; state.x = 0; state.y = 0; state.contrast = 100; state.brightness = 100;
-        apply();
+        state.contrast = 100; state.brightness = 100;
+        fit();
       },
       setFilter: function (contrast, brightness) {
         state.contrast = contrast; state.brightness = brightness; apply();

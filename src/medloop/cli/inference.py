@@ -1,0 +1,92 @@
+"""Inference commands: `predict` on files and `model export` (TorchScript).
+
+torch is imported only when a command runs, so `medloop --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medloop.cli.common import JsonOpt, app, out, print_json, workspace
+from medloop.exceptions import UnknownOptionError
+from medloop.workflows import predict as predicting
+
+model_app = typer.Typer(help="Trained models: export for fast inference.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+ModelArg = Annotated[
+    str, typer.Argument(help="A checkpoint (.pt) or TorchScript file, or a project name.")
+]
+EXPORT_FORMATS = ("torchscript",)
+
+
+def _classes(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",")] if text else None
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image/DICOM files or folders.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions CSV.")] = Path(
+        "predictions.csv"
+    ),
+    overlays: Annotated[
+        Path | None, typer.Option(help="Write a Grad-CAM overlay PNG per file into this folder.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class names of a model file, comma-separated.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers)."""
+    is_file = Path(model).is_file()
+    with nullcontext(None) if is_file else workspace() as ws:
+        loaded = predicting.load_model(model, ws=ws, classes=_classes(classes))
+        summary = predicting.predict_files(
+            inputs, model=loaded, output=output, overlays=overlays, batch_size=batch_size
+        )
+    result = {
+        "model": summary.model,
+        "files": summary.files,
+        "classes": summary.classes,
+        "output": str(summary.output),
+        "overlays": summary.overlays,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        extra = f" and {summary.overlays} overlays in {overlays}" if overlays else ""
+        out.print(f"predicted {summary.files} files with {summary.model}: {output}{extra}")
+
+
+@model_app.command("export")
+def export(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: torchscript.")] = (
+        "torchscript"
+    ),
+    quantize: Annotated[
+        bool, typer.Option(help="Dynamic int8 quantisation of the linear layers.")
+    ] = False,
+) -> None:
+    """Export a model for fast CPU inference (calibrated probabilities, no medloop needed)."""
+    from medloop.learning.inference import export_torchscript
+
+    if format.strip().lower() not in EXPORT_FORMATS:
+        raise UnknownOptionError(
+            f"unknown export format {format!r}; choose one of {EXPORT_FORMATS}"
+        )
+    is_file = Path(model).is_file()
+    with nullcontext(None) if is_file else workspace() as ws:
+        loaded = predicting.load_model(model, ws=ws)
+    if loaded.classifier is None:
+        raise UnknownOptionError(f"{model} is already an export; give a checkpoint or project")
+    export_torchscript(loaded.classifier, output, quantize=quantize)
+    out.print(f"wrote {output} ({format}{', quantized' if quantize else ''}) from {loaded.name}")

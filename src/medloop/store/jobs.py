@@ -1,0 +1,114 @@
+"""Repository functions for background jobs: enqueue, claim, progress, finish, recover.
+
+Keyword-only, session first, like `repository`. At most one job is active (queued or
+running) at a time: the `jobs.active` unique index refuses a second one, so two
+concurrent requests cannot both start training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from medloop.exceptions import NotFoundError
+from medloop.store.models import Job, utcnow
+from medloop.types import JobStatus
+
+#: Longest error text kept with a failed job (the column's width).
+MAX_ERROR = 1000
+
+
+def add_job(session: Session, *, kind: str, project_id: int | None, requested_by: str) -> Job:
+    """Insert a queued, active job; raises IntegrityError (at flush) when one is active."""
+    job = Job(
+        kind=kind,
+        project_id=project_id,
+        status=str(JobStatus.QUEUED),
+        active=True,
+        progress=0.0,
+        message="waiting for the worker",
+        requested_by=requested_by,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id}")
+    return job
+
+
+def active_job(session: Session) -> Job | None:
+    """The queued or running job, if any."""
+    return session.scalar(select(Job).where(Job.active.is_(True)))
+
+
+def recent_jobs(session: Session, *, project_id: int | None = None, limit: int = 10) -> list[Job]:
+    """The newest jobs first (of one project if given)."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if project_id is not None:
+        query = query.where(Job.project_id == project_id)
+    return list(session.scalars(query))
+
+
+def claim_next_job(session: Session) -> Job | None:
+    """Mark the oldest queued job running and return it (None when nothing waits).
+
+    The conditional UPDATE makes the claim atomic: of two workers, one wins."""
+    candidate = session.scalar(
+        select(Job.id).where(Job.status == str(JobStatus.QUEUED)).order_by(Job.id).limit(1)
+    )
+    if candidate is None:
+        return None
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == candidate, Job.status == str(JobStatus.QUEUED))
+        .values(status=str(JobStatus.RUNNING), started_at=utcnow(), message="starting")
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    session.expire_all()
+    return get_job(session, job_id=candidate)
+
+
+def set_progress(session: Session, *, job_id: int, progress: float, message: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(progress=min(max(float(progress), 0.0), 1.0), message=message[:200])
+    )
+
+
+def finish_job(
+    session: Session,
+    *,
+    job_id: int,
+    status: JobStatus,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the outcome; the job stops being active."""
+    values: dict[str, Any] = {
+        "status": str(status),
+        "active": None,
+        "finished_at": utcnow(),
+        "result": result,
+        "error": None if error is None else error[:MAX_ERROR],
+        "message": "finished" if status == JobStatus.SUCCEEDED else "failed",
+    }
+    if status == JobStatus.SUCCEEDED:
+        values["progress"] = 1.0
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def fail_running_jobs(session: Session, *, error: str) -> list[int]:
+    """Mark every job left running (its worker is gone) as failed; returns their ids."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == str(JobStatus.RUNNING))))
+    for job_id in ids:
+        finish_job(session, job_id=job_id, status=JobStatus.FAILED, error=error)
+    return ids

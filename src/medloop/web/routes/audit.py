@@ -1,0 +1,65 @@
+"""The audit log for admins: a filterable, paged page and the same as JSON."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+
+from medloop.types import Role
+from medloop.web.deps import WS, require
+from medloop.web.routes.pages import PageAccount, _forbidden, _render, _to_login
+from medloop.workflows import audit
+from medloop.workflows.accounts import Account
+from medloop.workflows.audit import AuditRow
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix="/api", tags=["audit"])
+
+Admin = Annotated[Account, Depends(require(Role.ADMIN))]
+ActorQuery = Annotated[str | None, Query(max_length=100, description="Only this person.")]
+ActionQuery = Annotated[str | None, Query(max_length=50, description="Only this action.")]
+PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
+PerPageQuery = Annotated[int, Query(ge=1, le=audit.MAX_PAGE)]
+
+
+class AuditPagePublic(BaseModel):
+    entries: list[AuditRow]
+    total: int
+    page: int
+    pages: int
+    per_page: int
+
+
+@api_router.get("/audit")
+def audit_json(
+    ws: WS,
+    _account: Admin,
+    actor: ActorQuery = None,
+    action: ActionQuery = None,
+    page: PageQuery = 1,
+    per_page: PerPageQuery = 50,
+) -> AuditPagePublic:
+    """Who did what, when: newest first, filtered by actor and/or action."""
+    log = audit.audit_log(ws, actor=actor, action=action, page=page, per_page=per_page)
+    return AuditPagePublic(
+        entries=log.entries, total=log.total, page=log.page, pages=log.pages, per_page=log.per_page
+    )
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    actor: ActorQuery = None,
+    action: ActionQuery = None,
+    page: PageQuery = 1,
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role != Role.ADMIN:
+        return _forbidden(request, account)
+    log = audit.audit_log(ws, actor=actor, action=action, page=page)
+    return _render(request, "audit.html", account, log=log, actor=actor or "", action=action or "")

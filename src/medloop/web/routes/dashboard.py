@@ -1,0 +1,108 @@
+"""The project dashboard (doctors and admins): page, charts, JSON, and the retrain button.
+
+Numbers come from `workflows.dashboard`; charts are PNGs drawn on the server
+(`medloop.plots`); retraining is a background job (`workflows.jobs`) whose panel the
+page polls with htmx while it is queued or running.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from medloop import plots
+from medloop.exceptions import MedloopError
+from medloop.types import Role
+from medloop.web.deps import WS, Reviewer
+from medloop.web.routes.pages import PageAccount, _forbidden, _message, _render, _to_login
+from medloop.workflows import dashboard, jobs
+from medloop.workflows.dashboard import Dashboard
+
+router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix="/api", tags=["dashboard"])
+
+REVIEWERS = (Role.DOCTOR, Role.ADMIN)
+ProjectName = Annotated[str | None, Query(max_length=100, description="Default: the first.")]
+Chart = Literal["answers", "annotators", "learning-curve"]
+
+
+def _project(ws: WS, project: str | None) -> str | None:
+    return project or next(iter(dashboard.list_projects(ws)), None)
+
+
+@api_router.get("/dashboard", responses={404: {}})
+def dashboard_json(ws: WS, _account: Reviewer, project: ProjectName = None) -> Dashboard | None:
+    """A project's progress, answers per day, annotators' accuracy with 95% intervals,
+    consensus accuracy on gold, model versions and learning curve (null: no project)."""
+    name = _project(ws, project)
+    return None if name is None else dashboard.project_dashboard(ws, project=name)
+
+
+@router.get("/dashboard")
+def dashboard_page(
+    request: Request, ws: WS, account: PageAccount, project: ProjectName = None
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    name = _project(ws, project)
+    return _render(
+        request,
+        "dashboard.html",
+        account,
+        projects=dashboard.list_projects(ws),
+        board=None if name is None else dashboard.project_dashboard(ws, project=name),
+        job=jobs.latest_job(ws),
+    )
+
+
+@router.get("/dashboard/charts/{chart}.png")
+def dashboard_chart(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    chart: Annotated[Chart, Path()],
+    project: Annotated[str, Query(max_length=100)],
+) -> Response:
+    if account is None or account.role not in REVIEWERS:
+        return Response(status_code=401 if account is None else 403)
+    data = dashboard.project_dashboard(ws, project=project).as_dict()
+    draw = {
+        "answers": lambda: plots.answers_per_day_png(data["answers_per_day"]),
+        "annotators": lambda: plots.annotators_png(data["annotators"]),
+        "learning-curve": lambda: plots.model_curve_png(data["learning_curve"]),
+    }[chart]
+    return Response(draw(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/dashboard/job")
+def job_panel(request: Request, ws: WS, account: PageAccount) -> Response:
+    """The retrain panel alone (htmx polls it while a job is active)."""
+    if account is None or account.role not in REVIEWERS:
+        return Response(status_code=401 if account is None else 403)
+    return _render(request, "_job.html", account, job=jobs.latest_job(ws))
+
+
+@router.post("/dashboard/retrain")
+def retrain(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    project: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """Queue retraining (or show the job already active); htmx gets the panel back."""
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        job, _created = jobs.request_retrain(ws, project=project, requested_by=account.username)
+    except MedloopError as error:
+        return _message(request, account, error)
+    request.app.state.jobs.wake()
+    if request.headers.get("HX-Request"):
+        return _render(request, "_job.html", account, job=job)
+    return RedirectResponse(f"/dashboard?project={project}", status_code=303)

@@ -1,0 +1,252 @@
+"""The doctor's patient pages and their JSON twins under /api/patients.
+
+Doctors and admins only (annotators get 403); only doctors decide. Every read of a
+patient (page, JSON, chart) is written to the audit log by `workflows.precision`.
+Patients are addressed by pseudonym within a cohort project (`?project=`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+
+from medloop.exceptions import MedloopError
+from medloop.types import Role
+from medloop.web.deps import WS, Reviewer
+from medloop.web.routes.pages import (
+    REVIEWERS,
+    PageAccount,
+    _forbidden,
+    _message,
+    _render,
+    _to_login,
+)
+from medloop.workflows import precision as wf
+
+pages = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/patients", tags=["patients"])
+
+Pseudonym = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ProjectParam = Annotated[str, Query(min_length=1, max_length=100, description="Cohort project.")]
+OptionalProject = Annotated[str | None, Query(max_length=100)]
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "PNG chart"}
+}
+
+
+class PatientSummaryPublic(BaseModel):
+    patient: str
+    features: int
+    recommendation: str | None
+    risk: float | None
+    benefit: float | None
+    decisions: int
+
+
+class PatientPublic(BaseModel):
+    patient: str
+    features: dict[str, Any]
+    facts: list[dict[str, Any]]
+    recommendation: dict[str, Any] | None
+    decisions: list[dict[str, Any]]
+
+
+class RecommendationPublic(BaseModel):
+    recommendation_id: int
+    patient: str
+    recommendation: str
+    suggested_treatment: str | None
+    risk: float | None
+    risk_lower: float | None
+    risk_upper: float | None
+    horizon: float | None
+    survival: dict[str, list[float]]
+    benefit: float | None
+    benefit_lower: float | None
+    benefit_upper: float | None
+    drivers: list[dict[str, Any]]
+    options: list[str]
+    option_estimates: list[dict[str, Any]]
+
+
+class DecisionCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+    recommendation_id: int = Field(ge=1, le=2**53)
+    decision: Literal["accept", "override"]
+    treatment: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionPublic(BaseModel):
+    decision_id: int
+    recommendation_id: int
+    doctor: str
+    decision: str
+    treatment: str
+    reason: str | None
+
+
+def _back(pseudonym: str, project: str) -> RedirectResponse:
+    return RedirectResponse(f"/patients/{pseudonym}?{urlencode({'project': project})}", 303)
+
+
+def _doctor(role: Role) -> None:
+    if role != Role.DOCTOR:
+        raise HTTPException(403, detail="only doctors decide on treatment")
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+@api.get("")
+def api_list(ws: WS, account: Reviewer, project: ProjectParam) -> list[PatientSummaryPublic]:
+    """The cohort's patients with their latest recommendation (audited read)."""
+    rows = wf.list_patients(ws, project=project, viewer=account.username)
+    return [PatientSummaryPublic(**row) for row in rows]
+
+
+@api.get("/{pseudonym}")
+def api_patient(
+    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam
+) -> PatientPublic:
+    """One patient's features, facts, latest recommendation and decisions (audited read)."""
+    page = wf.view_patient(
+        ws, project=project, patient=pseudonym, viewer=account.username, view="api"
+    )
+    return PatientPublic(**page)
+
+
+@api.get("/{pseudonym}/survival.png", response_class=Response, responses=PNG)
+def api_chart(ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam) -> Response:
+    png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
+    return Response(png, media_type="image/png")
+
+
+@api.post("/{pseudonym}/recommendation")
+def api_recommend(
+    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam
+) -> RecommendationPublic:
+    """Compute and store a fresh recommendation for the patient."""
+    view = wf.recommend(ws, project=project, patient=pseudonym)
+    return RecommendationPublic(**view.as_dict())
+
+
+@api.post("/{pseudonym}/decision")
+def api_decide(
+    ws: WS, account: Reviewer, pseudonym: Pseudonym, body: DecisionCreate
+) -> DecisionPublic:
+    """A doctor accepts or overrides (with a reason) a recommendation; audited."""
+    _doctor(account.role)
+    decision = wf.decide(ws, doctor=account.username, patient=pseudonym, **body.model_dump())
+    return DecisionPublic(**decision.__dict__)
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+@pages.get("/patients")
+def list_page(
+    request: Request, ws: WS, account: PageAccount, project: OptionalProject = None
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    if not project:
+        cohorts = wf.cohort_projects(ws)
+        return _render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
+    try:
+        rows = wf.list_patients(ws, project=project, viewer=account.username)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _render(request, "patients.html", account, project=project, cohorts=[], rows=rows)
+
+
+@pages.get("/patients/{pseudonym}")
+def patient_page(
+    request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        page = wf.view_patient(ws, project=project, patient=pseudonym, viewer=account.username)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _render(request, "patient.html", account, project=project, page=page)
+
+
+@pages.get("/patients/{pseudonym}/survival.png")
+def chart(
+    request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return Response(png, media_type="image/png")
+
+
+@pages.post("/patients/{pseudonym}/recommend")
+def recommend(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    pseudonym: Pseudonym,
+    project: Annotated[str, Form(min_length=1, max_length=100)],
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        wf.recommend(ws, project=project, patient=pseudonym)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _back(pseudonym, project)
+
+
+@pages.post("/patients/{pseudonym}/decision")
+def decide(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    pseudonym: Pseudonym,
+    project: Annotated[str, Form(min_length=1, max_length=100)],
+    recommendation_id: Annotated[int, Form(ge=1, le=2**53)],
+    decision: Annotated[Literal["accept", "override"], Form()],
+    treatment: Annotated[str | None, Form(max_length=200)] = None,
+    reason: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    if account is None:
+        return _to_login()
+    if account.role != Role.DOCTOR:
+        return _forbidden(request, account)
+    try:
+        wf.decide(
+            ws,
+            patient=pseudonym,
+            recommendation_id=recommendation_id,
+            doctor=account.username,
+            decision=decision,
+            treatment=treatment or None,
+            reason=reason or None,
+        )
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _back(pseudonym, project)
+
+
+#: What app.py registers: the pages and the JSON API.
+router = APIRouter()
+router.include_router(pages)
+router.include_router(api)

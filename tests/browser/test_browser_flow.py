@@ -1,0 +1,234 @@
+"""The pages in a real browser: an annotator labels by keyboard, draws a box, skips, zooms;
+a doctor accepts and corrects. What the pages did is checked in the store, not only on
+screen. Screenshots go to tests/artifacts/browser/<test>/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import CLASSES, PASSWORD, Server
+from sqlalchemy import select
+
+from medloop.store import assignments
+from medloop.store.models import Answer, AnswerBox, AuditEntry, User
+from medloop.workflows import accounts, aggregate, annotate
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect: Any = sync_api.expect
+
+TASK = re.compile(r"Task (\d+): which is it\?")
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) whose JS errors and CSP violations fail the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    opened = context.new_page()
+    problems: list[str] = []
+
+    def failed_response(response: Any) -> None:
+        if response.status >= 400:
+            problems.append(f"{response.status} {response.url}")
+
+    def console_error(message: Any) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text} {message.location}")
+
+    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    opened.on("response", failed_response)
+    opened.on("console", console_error)
+    yield opened
+    context.close()
+    assert not problems, problems
+
+
+def login(page: Any, server: Server, username: str) -> None:
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+
+
+def current_task(page: Any, previous: int | None = None) -> int:
+    """The task id the page shows, once it differs from `previous` and its image loaded."""
+    status = page.locator("#status")
+    other = "" if previous is None else f"(?!{previous}:)"
+    expect(status).to_have_text(re.compile(rf"Task {other}\d+: which is it\?"))
+    page.wait_for_function(
+        "() => { const i = document.getElementById('image');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    found = TASK.search(status.inner_text())
+    assert found is not None
+    return int(found.group(1))
+
+
+def image_rect(page: Any) -> dict[str, float]:
+    """Where the image's pixels are on screen (object-fit: contain inside the img box)."""
+    rect: dict[str, float] = page.evaluate(
+        """() => {
+          const img = document.getElementById('image');
+          const r = img.getBoundingClientRect();
+          const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+          const w = img.naturalWidth * k, h = img.naturalHeight * k;
+          return {x: r.left + (r.width - w) / 2, y: r.top + (r.height - h) / 2, w: w, h: h};
+        }"""
+    )
+    return rect
+
+
+def answers_of(server: Server, username: str) -> list[tuple[int, int, tuple[float, ...] | None]]:
+    """(task, label, box) of each answer a person gave, read from the store."""
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            rows = s.execute(
+                select(Answer.task_id, Answer.label, AnswerBox.x, AnswerBox.y)
+                .add_columns(AnswerBox.width, AnswerBox.height)
+                .join(User, User.id == Answer.worker_id)
+                .outerjoin(AnswerBox, AnswerBox.answer_id == Answer.id)
+                .where(User.username == username)
+                .order_by(Answer.id)
+            ).all()
+    finally:
+        ws.close()
+    return [(t, lb, None if x is None else (x, y, w, h)) for t, lb, x, y, w, h in rows]
+
+
+def audit_actions(server: Server, username: str) -> list[tuple[str, int]]:
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            rows = s.execute(
+                select(AuditEntry.action, AuditEntry.entity_id)
+                .where(AuditEntry.actor == username)
+                .order_by(AuditEntry.id)
+            ).all()
+    finally:
+        ws.close()
+    return [(a, int(e)) for a, e in rows]
+
+
+def test_annotator_labels_by_keyboard_draws_a_box_skips_and_zooms(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    login(page, server, "ann")
+    expect(page).to_have_url(f"{server.url}/annotate")
+    first = current_task(page)
+    page.screenshot(path=artifacts / "01-first-task.png")
+
+    # zoom with the wheel, raise the contrast, then reset with R
+    viewer = page.locator("#viewer").bounding_box()
+    page.mouse.move(viewer["x"] + viewer["width"] / 2, viewer["y"] + viewer["height"] / 2)
+    page.mouse.wheel(0, -400)
+    expect(page.locator("#stage")).not_to_have_attribute("style", re.compile(r"scale\(1\)"))
+    page.locator("#contrast").fill("250")
+    expect(page.locator("#image")).to_have_attribute("style", re.compile(r"contrast\(250%\)"))
+    page.screenshot(path=artifacts / "02-zoomed-contrast.png")
+    page.locator("#status").click()  # focus off the slider: keys are for the workspace again
+    page.keyboard.press("r")
+    expect(page.locator("#stage")).to_have_attribute("style", re.compile(r"scale\(1\)"))
+    expect(page.locator("#image")).to_have_attribute("style", re.compile(r"contrast\(100%\)"))
+
+    # draw a box over the middle half of the image, then answer 'pneumonia' with key 2
+    page.keyboard.press("b")
+    expect(page.locator("#box-mode")).to_have_attribute("aria-pressed", "true")
+    r = image_rect(page)
+    page.mouse.move(r["x"] + 0.25 * r["w"], r["y"] + 0.25 * r["h"])
+    page.mouse.down()
+    page.mouse.move(r["x"] + 0.75 * r["w"], r["y"] + 0.75 * r["h"], steps=5)
+    page.mouse.up()
+    expect(page.locator("#box")).to_be_visible()
+    page.screenshot(path=artifacts / "03-box.png")
+    page.keyboard.press("2")
+    second = current_task(page, previous=first)
+    expect(page.locator("#answered")).to_have_text("1")
+    expect(page.locator("#box")).to_be_hidden()
+
+    # key 1 answers 'normal' without a box
+    page.keyboard.press("b")  # leave box mode: a drag pans again
+    page.keyboard.press("1")
+    third = current_task(page, previous=second)
+    expect(page.locator("#answered")).to_have_text("2")
+
+    # S skips, the Unsure button marks unsure; neither stores an answer
+    page.keyboard.press("s")
+    fourth = current_task(page, previous=third)
+    page.get_by_role("button", name="Unsure").click()
+    fifth = current_task(page, previous=fourth)
+    page.screenshot(path=artifacts / "04-after-skips.png")
+
+    stored = answers_of(server, "ann")
+    assert [(t, lb) for t, lb, _ in stored] == [(first, 1), (second, 0)]
+    box = stored[0][2]
+    assert box is not None and box == pytest.approx((0.25, 0.25, 0.5, 0.5), abs=0.02), (
+        "the box is stored as fractions of the image"
+    )
+    assert stored[1][2] is None
+    actions = audit_actions(server, "ann")
+    assert ("task.skip", third) in actions and ("task.unsure", fourth) in actions
+    assert fifth not in (first, second, third, fourth), "skipped tasks are not offered again"
+
+
+def test_doctor_accepts_and_corrects_in_the_review_pages(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    ws = server.workspace()
+    try:  # the crowd (ben, through the library) answers two tasks, then aggregation
+        ben = accounts.authenticate(ws, username="ben", password=PASSWORD)
+        assert ben is not None
+        for label in ("pneumonia", "normal"):
+            task = annotate.next_task(ws, account=ben)
+            assert task is not None
+            annotate.submit_answer(ws, account=ben, task_id=task.task_id, label=label)
+        aggregate(ws, project="chest")
+    finally:
+        ws.close()
+
+    login(page, server, "dora")
+    expect(page).to_have_url(f"{server.url}/review")
+    expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+    page.screenshot(path=artifacts / "01-queue.png")
+    links = page.locator("table.queue a")
+    assert links.count() >= 2
+    first = int(links.nth(0).inner_text().split()[-1])
+
+    # accept the crowd's label with the primary button
+    links.nth(0).click()
+    expect(page.get_by_role("heading", name=re.compile(f"Item {first}"))).to_be_visible()
+    expect(page.locator("table.answers tbody tr")).not_to_have_count(0)
+    page.screenshot(path=artifacts / "02-item.png")
+    panel = page.locator(".panel").bounding_box()
+    table = page.locator("table.answers").bounding_box()
+    assert table["x"] + table["width"] <= panel["x"] + panel["width"], "the table fits its panel"
+    accept = page.locator("form.choices button.primary")
+    accepted = str(accept.get_attribute("value"))
+    with page.expect_navigation():
+        accept.click()
+
+    # the page moved on to the next item: correct it by number key to the other class
+    expect(page).to_have_url(re.compile(r"/review/\d+$"))
+    second = int(page.url.rsplit("/", 1)[-1])
+    assert second != first
+    other = page.locator("form.choices button:not(.primary)").first
+    corrected = str(other.get_attribute("value"))
+    with page.expect_navigation():
+        page.keyboard.press(str(other.get_attribute("data-key")))
+    expect(page).not_to_have_url(f"{server.url}/review/{second}")
+
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            finals = assignments.final_labels_for(s, item_ids=[first, second])
+    finally:
+        ws.close()
+    assert finals == {first: CLASSES.index(accepted), second: CLASSES.index(corrected)}
+    page.goto(f"{server.url}/review/{first}")
+    expect(page.locator(".final")).to_have_text(f"Final label: {accepted}")
+    expect(page.locator("form.choices")).to_have_count(0)
+    page.screenshot(path=artifacts / "03-decided.png")

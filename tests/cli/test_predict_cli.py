@@ -1,0 +1,166 @@
+"""`medloop predict` and `medloop model export` as a user meets them."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from medloop.cli import main
+from medloop.ingest import decode_png
+from medloop.learning.train import TrainConfig, train_classifier
+
+
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
+    monkeypatch.setattr(sys, "argv", ["medloop", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def separable(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=n)
+    images = rng.integers(0, 60, size=(n, size, size)).astype(np.uint8)
+    images[labels == 1, : size // 2] += 180
+    images[labels == 0, size // 2 :] += 180
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x, y = separable(96, 0)
+    xv, yv = separable(32, 1)
+    path = tmp_path_factory.mktemp("model") / "v1.pt"
+    config = TrainConfig(max_epochs=4, batch_size=16, num_threads=1)
+    train_classifier(x, y, xv, yv, n_classes=2, config=config, checkpoint_path=path)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """Two PNGs (24x24, one per class), an RGB JPEG in a subfolder, a DICOM, a text file."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    top = np.full((24, 24), 20, dtype=np.uint8)
+    top[:12] = 230
+    Image.fromarray(top).save(folder / "top.png")
+    Image.fromarray(255 - top).save(folder / "bottom.png")
+    Image.fromarray(np.stack([top] * 3, axis=2)).save(folder / "sub" / "colour.jpg", quality=95)
+    shutil.copy(get_testdata_file("CT_small.dcm", download=False), folder / "scan.dcm")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_predict_writes_probabilities_and_overlays(
+    checkpoint: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "preds.csv"
+    overlays = tmp_path / "cams"
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(checkpoint),
+        str(inputs),
+        "--output",
+        str(out),
+        "--overlays",
+        str(overlays),
+        "--classes",
+        "bottom,top",
+    )
+    assert code == 0, err
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["file", "label", "p0", "p1"]
+    names = [Path(f).name for f in frame["file"]]
+    assert sorted(names) == ["bottom.png", "colour.jpg", "scan.dcm", "top.png"]
+    np.testing.assert_allclose(frame[["p0", "p1"]].sum(axis=1), 1.0, atol=1e-5)
+    by_name = frame.set_index(frame["file"].map(lambda f: Path(f).name))
+    assert by_name.loc["top.png", "label"] == "top"
+    assert by_name.loc["bottom.png", "label"] == "bottom"
+    assert by_name.loc["colour.jpg", "label"] == "top"
+    text = out.read_text()
+    for identifier in ("CompressedSamples", "CT1", "1CT1"):  # CT_small's patient name and id
+        assert identifier not in text
+    cams = sorted(p.name for p in overlays.iterdir())
+    assert len(cams) == 4 and all(name.endswith(".gradcam.png") for name in cams)
+    dicom_cam = decode_png(next(overlays.glob("*scan.gradcam.png")).read_bytes())
+    assert dicom_cam.shape == (256, 256, 3)  # the original 128x128 pixels, enlarged 2x
+
+
+def test_unreadable_file_is_named(
+    checkpoint: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "preds.csv"
+    code, _, err = run(monkeypatch, capsys, "predict", str(checkpoint), str(inputs), "-o", str(out))
+    assert code == 2
+    assert "broken.png" in err
+    assert not out.exists()
+
+
+def test_missing_input_and_wrong_class_names(
+    checkpoint: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    code, _, err = run(monkeypatch, capsys, "predict", str(checkpoint), str(tmp_path / "nope.png"))
+    assert code == 2 and "nope.png" in err
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((12, 12), dtype=np.uint8)).save(image)
+    code, _, err = run(
+        monkeypatch, capsys, "predict", str(checkpoint), str(image), "--classes", "a,b,c"
+    )
+    assert code == 2 and "2 classes" in err
+
+
+def test_export_torchscript_then_predict_with_it(
+    checkpoint: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    exported = tmp_path / "model.ts"
+    code, out, err = run(
+        monkeypatch,
+        capsys,
+        "model",
+        "export",
+        str(checkpoint),
+        "--format",
+        "torchscript",
+        "--quantize",
+        "-o",
+        str(exported),
+    )
+    assert code == 0, err
+    assert "quantized" in out and exported.is_file()
+    preds = tmp_path / "ts.csv"
+    code, _, err = run(monkeypatch, capsys, "predict", str(exported), str(inputs), "-o", str(preds))
+    assert code == 0, err
+    eager = tmp_path / "eager.csv"
+    assert (
+        run(monkeypatch, capsys, "predict", str(checkpoint), str(inputs), "-o", str(eager))[0] == 0
+    )
+    np.testing.assert_allclose(
+        pd.read_csv(preds)[["p0", "p1"]], pd.read_csv(eager)[["p0", "p1"]], atol=0.02
+    )
+    code, _, err = run(
+        monkeypatch, capsys, "predict", str(exported), str(inputs), "--overlays", str(tmp_path)
+    )
+    assert code == 2 and "checkpoint" in err
+    code, _, err = run(
+        monkeypatch, capsys, "model", "export", str(checkpoint), "--format", "onnx", "-o", "x"
+    )
+    assert code == 2 and "torchscript" in err
+
+
+def test_predict_with_a_project_needs_its_model(home: Path, monkeypatch, capsys) -> None:
+    code, _, err = run(monkeypatch, capsys, "predict", "no-such-project", str(home))
+    assert code == 2 and "no-such-project" in err

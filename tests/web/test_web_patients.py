@@ -1,0 +1,258 @@
+"""The doctor's patient pages and /api/patients: roles, audit of every read, the chart,
+the recommendation with its intervals, and accept/override decisions with CSRF."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from web_support import PASSWORD, Site
+
+from medloop.precision import NO_CLEAR_BENEFIT
+from medloop.store import repository as repo
+from medloop.workflows import precision as wf
+
+COHORT = "trial cohort"  # a space: URLs must encode it
+
+
+def _trial(path: Path, n: int = 160) -> Path:
+    """A small randomised trial: treatment helps patients with high `marker` only."""
+    rng = np.random.default_rng(0)
+    marker = rng.normal(size=n)
+    tx = rng.integers(0, 2, n)
+    hazard = np.exp(0.8 * marker - 1.5 * tx * (marker > 0))
+    time = rng.exponential(1 / hazard) * 365
+    censor = rng.uniform(100, 700, n)
+    pd.DataFrame(
+        {
+            "mrn": [f"MRN{i:06d}" for i in range(n)],
+            "age": rng.normal(60, 8, n).round(),
+            "marker": marker.round(3),
+            "tx": tx,
+            "time": np.minimum(time, censor).round(1),
+            "event": (time <= censor).astype(int),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def cohort(site: Site, tmp_path: Path) -> list[str]:
+    """A cohort with a survival model (bootstrap band) and a treatment-effect model;
+    returns the pseudonyms."""
+    ws = site.ws
+    wf.import_patients_table(ws, project=COHORT, path=_trial(tmp_path / "t.csv"), id_column="mrn")
+    wf.train_risk(
+        ws,
+        project=COHORT,
+        time_column="time",
+        event_column="event",
+        exclude=["tx"],
+        method="cox",
+        n_bootstrap=5,
+    )
+    wf.train_effects(
+        ws,
+        project=COHORT,
+        treatment_column="tx",
+        event_column="event",
+        exclude=["time"],
+        base="linear",
+        n_bootstrap=20,
+    )
+    return [row["patient"] for row in wf.list_patients(ws, project=COHORT, viewer="setup")]
+
+
+def sign_in(client: TestClient, username: str) -> str:
+    """Sign in through the login form; returns the session's CSRF token."""
+    page = client.get("/login")
+    login_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert login_token
+    response = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": login_token.group(1)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text)
+    assert match
+    return match.group(1)
+
+
+def views(site: Site) -> pd.DataFrame:
+    with site.ws.db.session() as s:
+        log = repo.audit_frame(s)
+    return log[log["action"].isin(["view_patient", "view_patients"])]
+
+
+def test_annotators_never_reach_patients(site: Site, cohort: list[str]) -> None:
+    patient = cohort[0]
+    q = {"project": COHORT}
+    headers = site.headers("alice")
+    for url in (
+        "/api/patients",
+        f"/api/patients/{patient}",
+        f"/api/patients/{patient}/survival.png",
+    ):
+        assert site.client.get(url, params=q, headers=headers).status_code == 403
+    assert (
+        site.client.post(
+            f"/api/patients/{patient}/recommendation", params=q, headers=headers
+        ).status_code
+        == 403
+    )
+    decision = {"recommendation_id": 1, "decision": "accept", "treatment": "treat"}
+    assert (
+        site.client.post(
+            f"/api/patients/{patient}/decision", json=decision, headers=headers
+        ).status_code
+        == 403
+    )
+    assert site.client.get("/api/patients", params=q).status_code == 401  # no credentials
+    assert site.client.get("/patients", follow_redirects=False).headers["location"] == "/login"
+    csrf = sign_in(site.client, "alice")
+    assert 'href="/patients"' not in site.client.get("/annotate").text  # not in the nav
+    for url in ("/patients", f"/patients/{patient}", f"/patients/{patient}/survival.png"):
+        response = site.client.get(url, params=q)
+        assert response.status_code == 403 and "not for you" in response.text
+    posted = site.client.post(
+        f"/patients/{patient}/recommend", data={"project": COHORT, "csrf_token": csrf}
+    )
+    assert posted.status_code == 403
+    assert views(site)["actor"].eq("alice").sum() == 0  # nothing was read
+
+
+def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: list[str]) -> None:
+    sign_in(site.client, "dora")
+    home = site.client.get("/patients")
+    assert 'href="/patients"' in home.text and COHORT in home.text
+    listing = site.client.get("/patients", params={"project": COHORT})
+    assert listing.status_code == 200 and cohort[0] in listing.text
+    patient = cohort[3]
+    url = f"/patients/{patient}?project=trial+cohort"
+    assert f'href="/patients/{patient}?project=trial%20cohort"' in listing.text
+    empty = site.client.get(url)
+    assert empty.status_code == 200 and "No recommendation yet" in empty.text
+    assert (
+        site.client.get(f"/patients/{patient}/survival.png?project=trial+cohort").status_code == 404
+    )
+
+    view = wf.recommend(site.ws, project=COHORT, patient=patient)
+    page = site.client.get(url)
+    assert page.status_code == 200
+    text = page.text
+    risk = f"{100 * view.risk:.1f}%"
+    interval = f"{100 * view.risk_lower:.1f}\u2013{100 * view.risk_upper:.1f}%"
+    assert risk in text and interval in text and "95% bootstrap interval" in text
+    assert view.risk_lower <= view.risk <= view.risk_upper
+    assert f"{100 * view.benefit_lower:+.1f} to {100 * view.benefit_upper:+.1f} pts" in text
+    assert view.recommendation in text
+    assert all(d["feature"] in text for d in view.drivers)
+    assert 'name="decision" value="override"' in text and 'name="csrf_token"' in text
+    assert f"/patients/{patient}/survival.png?project=trial%20cohort" in text
+    chart = site.client.get(f"/patients/{patient}/survival.png", params={"project": COHORT})
+    assert chart.status_code == 200 and chart.headers["content-type"] == "image/png"
+    assert chart.content.startswith(b"\x89PNG")
+
+    log = views(site)
+    mine = log[log["actor"] == "dora"]
+    reads = mine[mine["action"] == "view_patient"]
+    assert len(reads) == 4  # empty page, 404 chart (read, then nothing to draw), page, chart
+    assert set(reads["entity_id"]) == {patient}
+    assert sorted(d["view"] for d in reads["detail"]) == ["chart", "chart", "page", "page"]
+    assert reads["at"].notna().all()
+    assert (mine["action"] == "view_patients").sum() == 1
+
+
+def test_no_clear_benefit_is_said_when_the_interval_covers_zero(
+    site: Site, cohort: list[str]
+) -> None:
+    headers = site.headers("dora")
+    for patient in cohort:
+        body = site.client.post(
+            f"/api/patients/{patient}/recommendation", params={"project": COHORT}, headers=headers
+        ).json()
+        if body["benefit_lower"] <= 0 <= body["benefit_upper"]:
+            break
+    else:
+        pytest.fail("no patient with an interval covering zero")
+    assert body["recommendation"] == NO_CLEAR_BENEFIT
+    treated, control = body["option_estimates"]
+    assert treated["verdict"] == NO_CLEAR_BENEFIT and control["verdict"] == "reference"
+    assert treated["event_free_lower"] <= treated["event_free"] <= treated["event_free_upper"]
+    sign_in(site.client, "dora")
+    page = site.client.get(f"/patients/{patient}", params={"project": COHORT})
+    assert "<strong>no clear benefit</strong>" in page.text
+
+
+def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> None:
+    patient = cohort[5]
+    view = wf.recommend(site.ws, project=COHORT, patient=patient)
+    csrf = sign_in(site.client, "dora")
+    url = f"/patients/{patient}/decision"
+    form = {"project": COHORT, "recommendation_id": str(view.recommendation_id)}
+    override = {**form, "decision": "override", "treatment": "no treatment"}
+    assert site.client.post(url, data=override).status_code == 403  # no CSRF token
+    forged = site.client.post(url, data={**override, "csrf_token": "forged"})
+    assert forged.status_code == 403
+    no_reason = site.client.post(url, data={**override, "csrf_token": csrf})
+    assert no_reason.status_code == 422 and "reason" in no_reason.text
+    done = site.client.post(
+        url,
+        data={**override, "reason": "prefers to wait", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and "project=trial+cohort" in done.headers["location"]
+    page = site.client.get(done.headers["location"])
+    assert "prefers to wait" in page.text
+    accept = {**form, "decision": "accept", "treatment": "treat", "csrf_token": csrf}
+    accepted = site.client.post(url, data=accept, follow_redirects=False)
+    assert accepted.status_code == 303
+    with site.ws.db.session() as s:
+        log = repo.audit_frame(s)
+    entry = log[log["action"] == "treatment_override"].iloc[0]
+    assert entry["actor"] == "dora" and entry["detail"]["reason"] == "prefers to wait"
+    assert entry["entity_id"] == str(view.recommendation_id)
+    assert (log["action"] == "treatment_accept").sum() == 1
+    other = cohort[6]  # a recommendation is decided under its own patient only
+    wrong = site.client.post(f"/patients/{other}/decision", data={**accept, "csrf_token": csrf})
+    assert wrong.status_code == 422
+
+
+def test_json_twins_and_admin_reads_but_does_not_decide(site: Site, cohort: list[str]) -> None:
+    q = {"project": COHORT}
+    admin = site.headers("adam")
+    rows = site.client.get("/api/patients", params=q, headers=admin).json()
+    assert [r["patient"] for r in rows] == cohort
+    patient = cohort[7]
+    created = site.client.post(
+        f"/api/patients/{patient}/recommendation", params=q, headers=admin
+    ).json()
+    assert len(created["survival"]["time"]) == len(created["survival"]["lower"])
+    assert {o["option"] for o in created["option_estimates"]} == {"treat", "no treatment"}
+    record = site.client.get(f"/api/patients/{patient}", params=q, headers=admin).json()
+    assert record["recommendation"]["recommendation_id"] == created["recommendation_id"]
+    assert "MRN" not in str(record)
+    body = {
+        "recommendation_id": created["recommendation_id"],
+        "decision": "override",
+        "treatment": "no treatment",
+        "reason": "frailty",
+    }
+    url = f"/api/patients/{patient}/decision"
+    assert site.client.post(url, json=body, headers=admin).status_code == 403
+    doctor = site.headers("dora")
+    assert site.client.post(url, json={**body, "reason": None}, headers=doctor).status_code == 422
+    decided = site.client.post(url, json=body, headers=doctor)
+    assert decided.status_code == 200 and decided.json()["doctor"] == "dora"
+    record = site.client.get(f"/api/patients/{patient}", params=q, headers=doctor).json()
+    assert record["decisions"][0]["reason"] == "frailty"
+    missing = site.client.get("/api/patients/Pnope", params=q, headers=doctor)
+    assert missing.status_code == 404
+    log = views(site)
+    assert set(log["actor"]) >= {"adam", "dora"}
+    assert site.client.get("/api/patients", headers=doctor).status_code == 422  # no project
