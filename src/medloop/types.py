@@ -59,11 +59,30 @@ class LabelKind(StrEnum):
 
 
 class Strategy(StrEnum):
-    """Active-learning acquisition strategies."""
+    """Active-learning acquisition strategies.
+
+    random, entropy and margin score items from predicted probabilities alone; bald
+    (MC dropout), coreset (k-center on embeddings) and hybrid (core-set at the cold
+    start, then diverse picks among the least certain) need the model and the images.
+    """
 
     RANDOM = "random"
     ENTROPY = "entropy"
     MARGIN = "margin"
+    BALD = "bald"
+    CORESET = "coreset"
+    HYBRID = "hybrid"
+
+    @property
+    def scores_predictions(self) -> bool:
+        """True when probabilities alone are enough to rank items."""
+        return self in (Strategy.RANDOM, Strategy.ENTROPY, Strategy.MARGIN)
+
+
+#: The strategy the loop uses unless told otherwise: the only one at or above random at
+#: every budget with the highest area under the learning curve in the 3-seed benchmark
+#: (benchmarks/README.md, "Active learning").
+RECOMMENDED_STRATEGY = Strategy.HYBRID
 
 
 E = TypeVar("E", bound=StrEnum)

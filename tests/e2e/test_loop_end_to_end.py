@@ -9,7 +9,7 @@ from medloop import workflows
 from medloop.config import Settings
 from medloop.learning import TrainConfig
 from medloop.store import repository as repo
-from medloop.types import LabelKind, LabelSource
+from medloop.types import LabelKind, LabelSource, Strategy
 
 
 @pytest.fixture
@@ -70,3 +70,21 @@ def test_failed_ingest_leaves_nothing_behind(ws: workflows.Workspace) -> None:
         assert len(repo.list_projects(s)) == 1
         project = repo.get_project(s, name="pneumoniamnist")
         assert len(repo.items_frame(s, project_id=project.id)) == 60
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_every_strategy_picks_unlabelled_training_items(
+    ws: workflows.Workspace, strategy: Strategy
+) -> None:
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=120)
+    loop = workflows.LoopSettings(rounds=1, per_round=40, doctor_budget=5, seed=0)
+    config = TrainConfig(seed=0, max_epochs=2, patience=2)
+    workflows.run_loop(ws, project="pneumoniamnist", settings=loop, train_config=config)
+    picked = workflows.select_items(ws, project="pneumoniamnist", k=20, strategy=strategy)
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="pneumoniamnist")
+        items = repo.items_frame(s, project_id=project.id)
+        taken = repo.labelled_item_ids(s, project_id=project.id)
+    assert len(picked) == len(set(picked)) == 20
+    assert set(items.loc[picked, "split"]) == {"train"}
+    assert not set(picked) & set(taken)

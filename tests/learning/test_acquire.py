@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from medloop.exceptions import InvalidInputError, UnknownOptionError
-from medloop.learning.acquire import AcquisitionStrategy, acquire, mc_dropout_proba
+from medloop.learning.acquire import acquire, mc_dropout_proba
 from medloop.learning.active import bald_scores, kcenter_greedy
 from medloop.learning.train import TrainConfig, TrainedClassifier, train_classifier
+from medloop.types import Strategy
 
 
 def test_bald_is_disagreement_not_uncertainty() -> None:
@@ -69,9 +70,9 @@ def test_mc_dropout_varies_between_passes_and_is_seeded(model: TrainedClassifier
     np.testing.assert_array_equal(model.predict_proba(x), model.predict_proba(x))
 
 
-@pytest.mark.parametrize("strategy", list(AcquisitionStrategy))
+@pytest.mark.parametrize("strategy", list(Strategy))
 def test_every_strategy_returns_distinct_pool_indices(
-    model: TrainedClassifier, strategy: AcquisitionStrategy
+    model: TrainedClassifier, strategy: Strategy
 ) -> None:
     pool, _ = _blobs(30, 3)
     labelled, _ = _blobs(12, 4)

@@ -73,3 +73,9 @@ def test_bad_probabilities_raise(proba: np.ndarray) -> None:
 def test_bad_k_raises(k: float) -> None:
     with pytest.raises(InvalidInputError):
         select_batch(PROBA, k, "entropy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("strategy", ["bald", "coreset", "hybrid"])
+def test_model_based_strategies_are_not_scored_from_probabilities(strategy: str) -> None:
+    with pytest.raises(InvalidInputError, match="needs the model"):
+        select_batch(np.array([[0.5, 0.5]]), 1, strategy)

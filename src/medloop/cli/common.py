@@ -21,6 +21,11 @@ from rich.table import Table
 
 from medloop import workflows
 from medloop.config import Settings
+from medloop.types import RECOMMENDED_STRATEGY, Strategy
+
+STRATEGY_HELP = (
+    f"Active-learning strategy: {', '.join(Strategy)} (recommended: {RECOMMENDED_STRATEGY})."
+)
 
 app = typer.Typer(
     name="medloop",

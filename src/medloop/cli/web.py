@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from medloop.cli.common import ProjectOpt, SeedOpt, app, console, out, workspace
+from medloop.cli.common import STRATEGY_HELP, ProjectOpt, SeedOpt, app, console, out, workspace
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
-from medloop.types import Role
+from medloop.types import RECOMMENDED_STRATEGY, Role
 from medloop.workflows import accounts, annotate, export
 
 export_app = typer.Typer(
@@ -73,7 +73,7 @@ def users_add(
 def tasks_publish(
     project: ProjectOpt,
     k: Annotated[int, typer.Option("-k", help="New items to label.")] = 50,
-    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     redundancy: Annotated[int, typer.Option(help="Answers wanted per item.")] = 3,
     gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
     round: Annotated[int, typer.Option("--round", help="Loop round number.")] = 0,

@@ -3,7 +3,7 @@
 The only medloop package that imports torch.
 """
 
-from medloop.learning.acquire import AcquisitionStrategy, acquire, mc_dropout_proba
+from medloop.learning.acquire import acquire, mc_dropout_proba
 from medloop.learning.active import acquisition_scores, bald_scores, kcenter_greedy, select_batch
 from medloop.learning.calibration import apply_temperature, choose_threshold, fit_temperature
 from medloop.learning.metrics import classification_metrics
@@ -12,7 +12,6 @@ from medloop.learning.train import TrainConfig, TrainedClassifier, train_classif
 
 __all__ = [
     "NETWORKS",
-    "AcquisitionStrategy",
     "TrainConfig",
     "TrainedClassifier",
     "acquire",

@@ -19,7 +19,6 @@ uncertain).
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
 
 import numpy as np
 import torch
@@ -29,20 +28,9 @@ from medloop.exceptions import InvalidInputError
 from medloop.learning.active import bald_scores, kcenter_greedy, select_batch
 from medloop.learning.data import images_to_tensor
 from medloop.learning.train import TrainedClassifier, torch_threads
-from medloop.types import look_up_option
+from medloop.types import Strategy, look_up_option
 
 logger = logging.getLogger(__name__)
-
-
-class AcquisitionStrategy(StrEnum):
-    """Strategies `acquire` knows (a superset of `medloop.types.Strategy`)."""
-
-    RANDOM = "random"
-    ENTROPY = "entropy"
-    MARGIN = "margin"
-    BALD = "bald"
-    CORESET = "coreset"
-    HYBRID = "hybrid"
 
 
 def mc_dropout_proba(
@@ -89,7 +77,7 @@ def acquire(
     model: TrainedClassifier,
     pool_images: np.ndarray,
     k: int,
-    strategy: AcquisitionStrategy | str,
+    strategy: Strategy | str,
     *,
     labelled_images: np.ndarray | None = None,
     seed: int = 0,
@@ -102,25 +90,21 @@ def acquire(
     `labelled_images` are the images already labelled (core-set uses them as centres;
     `hybrid` counts them against `cold_start`).
     """
-    chosen = look_up_option(strategy, AcquisitionStrategy)
+    chosen = look_up_option(strategy, Strategy)
     if isinstance(k, bool) or int(k) != k or k < 0:
         raise InvalidInputError(f"k must be a non-negative integer; got {k!r}")
     n_pool = int(np.asarray(pool_images).shape[0])
     k = min(int(k), n_pool)
-    if chosen in (
-        AcquisitionStrategy.RANDOM,
-        AcquisitionStrategy.ENTROPY,
-        AcquisitionStrategy.MARGIN,
-    ):
+    if chosen.scores_predictions:
         return select_batch(model.predict_proba(pool_images), k, chosen.value, seed=seed)
-    if chosen is AcquisitionStrategy.BALD:
+    if chosen is Strategy.BALD:
         scores = bald_scores(mc_dropout_proba(model, pool_images, passes=passes, seed=seed))
         order = np.argsort(-np.round(scores, 12), kind="stable")
         return order[:k].astype(np.int64)
     n_labelled = 0 if labelled_images is None else int(np.asarray(labelled_images).shape[0])
     pool_embedding = model.embed(pool_images)
     labelled_embedding = None if n_labelled == 0 else model.embed(np.asarray(labelled_images))
-    if chosen is AcquisitionStrategy.CORESET or n_labelled < cold_start:
+    if chosen is Strategy.CORESET or n_labelled < cold_start:
         return kcenter_greedy(pool_embedding, k, labelled=labelled_embedding, seed=seed)
     shortlist = select_batch(model.predict_proba(pool_images), candidates * k, "margin")
     picked = kcenter_greedy(pool_embedding[shortlist], k, labelled=labelled_embedding, seed=seed)

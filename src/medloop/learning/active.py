@@ -30,6 +30,11 @@ def acquisition_scores(
     - margin: 1 - (p_top1 - p_top2), in [0, 1]
     """
     chosen = look_up_option(strategy, Strategy)
+    if not chosen.scores_predictions:
+        raise InvalidInputError(
+            f"{chosen} needs the model and the images, not only probabilities: "
+            "use medloop.learning.acquire"
+        )
     proba = check_probabilities(probabilities)
     proba = np.clip(proba, 0.0, None)
     n = proba.shape[0]

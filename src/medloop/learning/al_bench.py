@@ -21,10 +21,10 @@ import numpy as np
 
 from medloop.exceptions import InvalidInputError
 from medloop.ingest.medmnist import load_medmnist
-from medloop.learning.acquire import AcquisitionStrategy, acquire
+from medloop.learning.acquire import acquire
 from medloop.learning.metrics import classification_metrics
 from medloop.learning.train import TrainConfig, train_classifier
-from medloop.types import Split, look_up_option
+from medloop.types import Split, Strategy, look_up_option
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def run_active_learning(
     `jobs` > 1 runs the (seed, strategy) curves in that many worker processes (each its
     own `config.num_threads`); records come back in the same order as with one job.
     """
-    chosen = [look_up_option(s, AcquisitionStrategy) for s in strategies]
+    chosen = [look_up_option(s, Strategy) for s in strategies]
     steps = [int(b) for b in budgets]
     if not steps or steps[0] < 2 or any(b <= a for a, b in itertools.pairwise(steps)):
         raise InvalidInputError("budgets must be increasing integers, the first >= 2")
@@ -96,7 +96,7 @@ class _Curve:
     name: str
     data_dir: Path | None
     limit: int | None
-    strategy: AcquisitionStrategy
+    strategy: Strategy
     seed: int
     steps: list[int]
     config: TrainConfig

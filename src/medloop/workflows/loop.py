@@ -35,7 +35,16 @@ from medloop.ingest import (
 from medloop.review import rank_for_review
 from medloop.store import repository as repo
 from medloop.store.models import Project
-from medloop.types import LabelKind, LabelSource, Role, Split, Strategy, TaskKind, look_up_option
+from medloop.types import (
+    RECOMMENDED_STRATEGY,
+    LabelKind,
+    LabelSource,
+    Role,
+    Split,
+    Strategy,
+    TaskKind,
+    look_up_option,
+)
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -251,10 +260,16 @@ def project_classes(ws: Workspace, *, project: str) -> list[str]:
 
 
 def select_items(
-    ws: Workspace, *, project: str, k: int, strategy: Strategy | str, seed: int = 0
+    ws: Workspace,
+    *,
+    project: str,
+    k: int,
+    strategy: Strategy | str = RECOMMENDED_STRATEGY,
+    seed: int = 0,
 ) -> list[int]:
     """Pick the next `k` unlabelled training items: by the newest model's acquisition
-    scores, or at random before any model exists."""
+    scores (from its stored predictions, or from the model and the images for bald,
+    coreset and hybrid), or at random before any model exists."""
     from medloop.learning import select_batch  # torch only when a model is used
 
     strategy = look_up_option(strategy, Strategy)
@@ -263,8 +278,9 @@ def select_items(
         items = repo.items_frame(s, project_id=record.id)
         taken = repo.labelled_item_ids(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-        pool = items[(items["split"] == Split.TRAIN) & ~items.index.isin(list(taken))]
-        pool = pool[~pool.index.isin(finals.index)]
+        train_items = items[items["split"] == Split.TRAIN]
+        labelled = train_items.index.isin(list(taken)) | train_items.index.isin(finals.index)
+        pool, done = train_items[~labelled], train_items[labelled]
         model = repo.latest_model_version(s, project_id=record.id)
         predictions = (
             repo.predictions_frame(s, model_version_id=model.id, n_classes=len(record.classes))
@@ -274,12 +290,22 @@ def select_items(
     if pool.empty:
         return []
     k = min(k, len(pool))
-    if predictions is None or not pool.index.isin(predictions.index).all():
-        strategy = Strategy.RANDOM
-        probs = np.full((len(pool), len(record.classes)), 1.0 / len(record.classes))
+    if model is None or predictions is None or not pool.index.isin(predictions.index).all():
+        uniform = np.full((len(pool), len(record.classes)), 1.0 / len(record.classes))
+        chosen = select_batch(uniform, k, Strategy.RANDOM, seed=seed)
+    elif strategy.scores_predictions:
+        chosen = select_batch(predictions.loc[pool.index].to_numpy(), k, strategy, seed=seed)
     else:
-        probs = predictions.loc[pool.index].to_numpy()
-    chosen = select_batch(probs, k, strategy, seed=seed)
+        from medloop.learning import TrainedClassifier, acquire
+
+        chosen = acquire(
+            TrainedClassifier.load(Path(model.checkpoint_path)),
+            load_images(ws, shas=pool["image_sha256"].tolist()),
+            k,
+            strategy,
+            labelled_images=load_images(ws, shas=done["image_sha256"].tolist()),
+            seed=seed,
+        )
     return [int(i) for i in pool.index[np.asarray(chosen)]]
 
 
@@ -725,7 +751,7 @@ class LoopSettings:
 
     rounds: int = 5
     per_round: int = 200
-    strategy: str = "entropy"
+    strategy: str = RECOMMENDED_STRATEGY.value
     seed: int = 0
     redundancy: int = 3
     gold_rate: float = 0.1
