@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make demo`: a fresh demo home (.medloop/demo), served on http://127.0.0.1:8000 (Ctrl+C
+# stops it). MedMNIST files come from MEDLOOP_DATA_DIR, else ../shared/data/medmnist when
+# present, else the verified download. More options: make demo DEMO_ARGS="--port 8001".
+DEMO_DATA := $(or $(MEDLOOP_DATA_DIR),$(if $(wildcard ../shared/data/medmnist/pneumoniamnist.npz),../shared/data/medmnist))
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/medloop demo
+	$(if $(DEMO_DATA),MEDLOOP_DATA_DIR=$(DEMO_DATA)) $(BIN)/medloop demo $(DEMO_ARGS)
 
 # Debian's chromium for tests/browser: installed when missing and we are root (CI);
 # elsewhere the browser tests skip and say why.

@@ -17,7 +17,7 @@ from medloop.cli import main
 from medloop.config import Settings
 from medloop.ingest import encode_png
 from medloop.store import repository as repo
-from medloop.types import Split
+from medloop.types import LabelKind, Role, Split
 from medloop.workflows import Workspace, aggregate, annotate, record_decisions
 from medloop.workflows import jobs as jobs_workflow
 from medloop.workflows.accounts import Account
@@ -140,6 +140,26 @@ def test_retrain_job_runs_the_loops_train_stage(ws: Workspace) -> None:
     board = project_dashboard(ws, project="squares")
     assert [p.n_train for p in board.learning_curve] == [20]
     assert jobs_workflow.run_next_job(ws) is None, "nothing else waits"
+
+
+def test_retrain_first_aggregates_what_people_answered_in_the_web(ws: Workspace) -> None:
+    _trainable_project(ws)
+    with ws.db.session() as s:
+        user = repo.create_user(s, username="alice", role=Role.ANNOTATOR, password_hash="x")
+        alice = Account(id=user.id, username="alice", role=Role.ANNOTATOR)
+    annotate.publish_tasks(ws, project="squares", k=3, redundancy=1, gold_rate=0.0)
+    answered = []
+    while (task := annotate.next_task(ws, account=alice)) is not None:
+        annotate.submit_answer(ws, account=alice, task_id=task.task_id, label="yes")
+        answered.append(task.item_id)
+    assert len(answered) == 3
+    jobs_workflow.request_retrain(ws, project="squares", requested_by="adam")
+    done = jobs_workflow.run_next_job(ws)
+    assert done is not None and done.status == "succeeded", done and done.error
+    with ws.db.session() as s:
+        project_id = repo.get_project(s, name="squares").id
+        consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
+    assert set(answered) <= set(consensus.index)
 
 
 def test_a_job_that_cannot_train_fails_with_the_domain_message(ws: Workspace) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from medloop.cli import crowd, inference, learning, loop, precision, web  # noqa: F401  (register commands)
+from medloop.cli import crowd, demo, inference, learning, loop, precision, web  # noqa: F401  (register commands)
 from medloop.cli.common import app, console
 from medloop.exceptions import MedloopError
 

@@ -1,26 +1,26 @@
-"""Commands of the loop: init, ingest, deid, simulate, train, evaluate, review, loop, demo,
-and `bench loop`."""
+"""Commands of the loop: init, ingest, deid, simulate, train, evaluate, review, loop and
+`bench loop` (`medloop demo` lives in `cli.demo`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.table import Table
 
 from medloop import workflows
 from medloop.cli.common import (
+    STRATEGY_HELP,
     JsonOpt,
     ProjectOpt,
     SeedOpt,
     app,
     bench_app,
-    console,
     ingest_app,
     out,
     print_json,
@@ -30,6 +30,7 @@ from medloop.cli.common import (
 )
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
+from medloop.types import RECOMMENDED_STRATEGY
 
 
 @app.command()
@@ -115,7 +116,7 @@ def deid(
 def simulate(
     project: ProjectOpt,
     items: Annotated[int, typer.Option(help="How many new items to label.")] = 200,
-    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     redundancy: Annotated[int, typer.Option(help="Lay answers per item.")] = 3,
     gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
     lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
@@ -225,7 +226,7 @@ def loop(
     project: ProjectOpt,
     rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
     per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
-    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
@@ -253,20 +254,27 @@ def _run_and_report(
             workflows.run_loop(
                 ws, project=project, settings=settings, on_round=on_round, progress=progress
             )
-        columns = {
-            "round": "round",
-            "labelled_items": "items",
-            "crowd_answers": "answers",
-            "doctor_labels": "doctor",
-            "majority_vote_accuracy": "MV acc",
-            "consensus_accuracy": "loop acc",
-            "test_auc": "test AUC",
-            "test_acc": "test acc",
-            "seconds": "s",
-        }
-        summary = [{label: r[key] for key, label in columns.items()} for r in rows]
-        out.print(table("the loop, round by round", summary))
+        out.print(round_table(rows))
     return rows
+
+
+ROUND_COLUMNS = {
+    "round": "round",
+    "labelled_items": "items",
+    "crowd_answers": "answers",
+    "doctor_labels": "doctor",
+    "majority_vote_accuracy": "MV acc",
+    "consensus_accuracy": "loop acc",
+    "test_auc": "test AUC",
+    "test_acc": "test acc",
+    "seconds": "s",
+}
+
+
+def round_table(rows: list[dict[str, Any]]) -> Table:
+    """The loop's rounds as a table (`RoundReport.as_dict` rows)."""
+    summary = [{label: r[key] for key, label in ROUND_COLUMNS.items()} for r in rows]
+    return table("the loop, round by round", summary)
 
 
 @bench_app.command("loop")
@@ -274,7 +282,7 @@ def bench_loop(
     dataset: Annotated[str, typer.Option(help="MedMNIST dataset name.")] = "pneumoniamnist",
     rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
     per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
-    strategy: Annotated[str, typer.Option(help="random, entropy or margin.")] = "entropy",
+    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
     lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
     seed: SeedOpt = 0,
@@ -290,43 +298,3 @@ def bench_loop(
         with workspace(bench) as ws:
             workflows.ingest_medmnist(ws, name=dataset)
             _run_and_report(ws, project=dataset, settings=settings, as_json=as_json)
-
-
-@app.command()
-def demo(
-    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
-    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
-    seed: SeedOpt = 0,
-) -> None:
-    """Run the whole loop on PneumoniaMNIST in MEDLOOP_HOME/demo and summarise it."""
-    base = Settings()
-    home = base.home / "demo"
-    if home.exists():
-        shutil.rmtree(home)
-    settings = Settings(home=home, data_dir=base.data_dir, secret_key=base.secret_key)
-    console.rule("medloop demo: lay annotators + doctors + a model, on PneumoniaMNIST")
-    with workspace(settings) as ws:
-        with progress_bar() as progress:
-            summary = workflows.ingest_medmnist(ws, name="pneumoniamnist", progress=progress)
-        out.print(f"ingested {summary.items} chest X-rays: {summary.splits}")
-        rows = _run_and_report(
-            ws,
-            project="pneumoniamnist",
-            settings=_loop_settings(rounds, per_round, "entropy", seed),
-            as_json=False,
-        )
-    from medloop.plots import learning_curve
-
-    png = learning_curve(
-        rows,
-        home / "learning_curve.png",
-        title="medloop on PneumoniaMNIST (simulated crowd + doctors)",
-    )
-    last = rows[-1]
-    out.print(
-        f"\nAfter {last['round'] + 1} rounds: {last['labelled_items']} items labelled by "
-        f"{last['crowd_answers']} lay answers and {last['doctor_labels']} doctor reviews.\n"
-        f"Label accuracy {last['consensus_accuracy']:.3f} (majority vote "
-        f"{last['majority_vote_accuracy']:.3f}); model test AUC {last['test_auc']:.3f}, "
-        f"accuracy {last['test_acc']:.3f}.\nLearning curve: {png.resolve()}"
-    )

@@ -340,3 +340,29 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(String(1000))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# --- review flags (migration 0005) -------------------------------------------------------
+
+
+class ReviewFlag(Base):
+    """A doctor's flag on an item in review (e.g. needs a second opinion), with a reason.
+
+    Never a label. `open` is True until the flag is resolved (the item gets its final
+    label) and NULL afterwards; the unique (item_id, open) pair keeps one open flag per
+    item (NULLs never clash, on SQLite and PostgreSQL alike). The audit log records who
+    flagged and resolved what; this table makes the current state cheap to query.
+    """
+
+    __tablename__ = "review_flags"
+    __table_args__ = (UniqueConstraint("item_id", "open"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    flagged_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    open: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

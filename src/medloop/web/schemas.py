@@ -6,6 +6,7 @@ people's answers) can leak by accident.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -95,6 +96,9 @@ class ReviewItemPublic(BaseModel):
     model_confidence: float | None
     score: float
     reason: str
+    flag_reason: str | None = Field(
+        default=None, description="Why a doctor flagged the item (None: not flagged)."
+    )
 
 
 class CrowdAnswerPublic(BaseModel):
@@ -104,6 +108,29 @@ class CrowdAnswerPublic(BaseModel):
     gold_accuracy: float | None
     agrees_with_consensus: float | None
     box: Box | None = None
+    estimated_accuracy: float | None = Field(
+        default=None,
+        description="The aggregation model's estimate of the annotator's accuracy.",
+    )
+    estimated_low: float | None = Field(default=None, description="Its 95% interval, low end.")
+    estimated_high: float | None = Field(default=None, description="Its 95% interval, high end.")
+
+
+class FusedBoxPublic(BaseModel):
+    box: Box = Field(description="[x, y, width, height] as fractions of the image.")
+    confidence: float = Field(
+        description="Reliability-weighted share of the box-drawing annotators who drew it."
+    )
+    annotators: int
+    boxes: int
+
+
+class FlagPublic(BaseModel):
+    item_id: int
+    project: str
+    reason: str
+    flagged_by: str
+    flagged_at: datetime
 
 
 class ReviewDetailPublic(BaseModel):
@@ -117,6 +144,20 @@ class ReviewDetailPublic(BaseModel):
     model_probabilities: list[float] | None
     final_label: str | None
     answers: list[CrowdAnswerPublic]
+    reliability_method: str
+    fused_boxes: list[FusedBoxPublic]
+    gradcam_url: str | None = Field(
+        description="The Grad-CAM overlay of the newest model (None: no model yet)."
+    )
+    flag: FlagPublic | None
+
+
+class FlagCreate(Create):
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Why the item needs more than a decision now, e.g. 'needs a second opinion'.",
+    )
 
 
 class DecisionCreate(Create):

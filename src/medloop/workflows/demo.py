@@ -11,22 +11,28 @@
    review queue has items with crowd answers and model predictions;
 4. one account per role (admin, doctor, annotator) with a generated password;
 5. open labelling tasks for people, with gold questions (an annotator gets feedback on
-   those), picked by the newest model's uncertainty.
+   those), picked by the newest model's uncertainty;
+6. a patient cohort for the precision pages: GBSG2 (686 breast-cancer patients of a
+   German trial, bundled with scikit-survival), with a survival risk model and a
+   hormone-therapy effect model.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from medloop.config import Settings
 from medloop.exceptions import ConflictError
 from medloop.types import Role
-from medloop.workflows import accounts, annotate
+from medloop.workflows import accounts, annotate, precision
 from medloop.workflows.loop import (
     IngestSummary,
     LoopSettings,
@@ -42,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 DATASET = "pneumoniamnist"
 DB_FILE = "medloop.db"
+COHORT = "gbsg2-breast-cancer"
+#: What a doctor finds at /patients when the demo has its cohort.
+PATIENTS_TODO = "a breast-cancer cohort: open a patient, compute risk and treatment benefit"
 
 
 @dataclass(frozen=True)
@@ -59,21 +68,20 @@ DEMO_ROLES = (
         "demo-annotator",
         Role.ANNOTATOR,
         "/annotate",
-        "label chest X-rays (keys 1/2); about every tenth image is a gold question with "
-        "feedback",
+        "label chest X-rays (keys 1, 2); some are gold questions that tell you the answer",
     ),
     DemoRole(
         "demo-doctor",
         Role.DOCTOR,
         "/review",
-        "the items the crowd and the model doubt most: open one, see the crowd's answers, "
-        "the model and Grad-CAM, accept or correct; /dashboard shows progress and retrains",
+        "open an item the crowd and the model doubt, see their answers and the model's "
+        "Grad-CAM, accept or correct it; /dashboard shows progress and retrains the model",
     ),
     DemoRole(
         "demo-admin",
         Role.ADMIN,
-        "/dashboard",
-        "everything a doctor sees, plus /audit (who did what) and /docs (the JSON API)",
+        "/audit",
+        "who did what, when (every answer, decision and image read); plus all a doctor sees",
     ),
 )
 
@@ -90,6 +98,7 @@ class DemoOptions:
     redundancy: int = 3
     gold_rate: float = 0.15
     max_epochs: int | None = None
+    patients: bool = True
     seed: int = 0
 
 
@@ -111,6 +120,7 @@ class DemoResult:
     accounts: list[DemoAccount]
     published: annotate.PublishedRound
     learning_curve: Path | None = None
+    cohort: precision.PatientImport | None = None
 
 
 def demo_settings(base: Settings, *, home: Path | None = None) -> Settings:
@@ -207,6 +217,11 @@ def _prepare(
         seed=options.seed,
     )
     progress("people: accounts and open tasks", 2, 2)
+    cohort = None
+    if options.patients:
+        progress("patients: GBSG2 cohort and models", 0, 1)
+        cohort = seed_cohort(ws, seed=options.seed)
+        progress("patients: GBSG2 cohort and models", 1, 1)
     curve = None
     if reports:
         from medloop.plots import learning_curve
@@ -217,7 +232,10 @@ def _prepare(
             title="medloop demo on PneumoniaMNIST (simulated crowd + doctor)",
         )
     logger.info(
-        "demo ready: %d items, %d rounds, %d open tasks", summary.items, len(reports), published.tasks
+        "demo ready: %d items, %d rounds, %d open tasks",
+        summary.items,
+        len(reports),
+        published.tasks,
     )
     return DemoResult(
         home=ws.settings.home,
@@ -227,4 +245,60 @@ def _prepare(
         accounts=made,
         published=published,
         learning_curve=curve,
+        cohort=cohort,
     )
+
+
+def gbsg2_table() -> pd.DataFrame:
+    """GBSG2 as a patient table: one row per patient with a made-up id, numeric features,
+    `hormone_therapy` (0/1), follow-up `time` in days and `event` (recurrence or death)."""
+    from sksurv.datasets import load_gbsg2
+
+    features, outcome = load_gbsg2()
+    return pd.DataFrame(
+        {
+            "patient_id": [f"GBSG2-{i + 1:04d}" for i in range(len(features))],
+            "age": features["age"].astype(float),
+            "menopausal": (features["menostat"] == "Post").astype(int),
+            "tumor_size": features["tsize"].astype(float),
+            "grade": features["tgrade"].astype(str).map({"I": 1, "II": 2, "III": 3}),
+            "positive_nodes": features["pnodes"].astype(float),
+            "progesterone_receptor": features["progrec"].astype(float),
+            "estrogen_receptor": features["estrec"].astype(float),
+            "hormone_therapy": (features["horTh"] == "yes").astype(int),
+            "time": outcome["time"],
+            "event": outcome["cens"].astype(int),
+        }
+    )
+
+
+def seed_cohort(ws: Workspace, *, seed: int = 0) -> precision.PatientImport:
+    """Import GBSG2 as the cohort `COHORT` and train its risk and effect models."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gbsg2.csv"
+        gbsg2_table().to_csv(path, index=False)
+        summary = precision.import_patients_table(
+            ws, project=COHORT, path=path, id_column="patient_id"
+        )
+    precision.train_risk(
+        ws,
+        project=COHORT,
+        time_column="time",
+        event_column="event",
+        exclude=["hormone_therapy"],
+        method="cox",
+        seed=seed,
+    )
+    precision.train_effects(
+        ws,
+        project=COHORT,
+        treatment_column="hormone_therapy",
+        event_column="event",
+        exclude=["time"],
+        base="linear",
+        n_bootstrap=20,
+        seed=seed,
+        treated="hormone therapy",
+        control="no hormone therapy",
+    )
+    return summary

@@ -26,12 +26,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from medloop.exceptions import MedloopError
+from medloop.exceptions import MedloopError, NotFoundError
 from medloop.store import jobs as job_store
 from medloop.store import repository as repo
 from medloop.store.models import Job, Project
 from medloop.types import JobStatus
-from medloop.workflows.loop import train
+from medloop.workflows.loop import aggregate, train
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,8 @@ def recover_interrupted(ws: Workspace) -> list[int]:
 
 
 def retrain_runner(ws: Workspace, job: JobView, report: Report) -> dict[str, Any]:
-    """Train a new model version of the job's project (`loop.train`), reporting epochs."""
+    """Aggregate the crowd's answers (people's answers from the web included), then train
+    a new model version of the job's project (`loop.train`), reporting epochs."""
     from medloop.learning import TrainConfig  # torch only when a job really trains
 
     if job.project is None:
@@ -156,7 +157,12 @@ def retrain_runner(ws: Workspace, job: JobView, report: Report) -> dict[str, Any
         shown = "" if auc is None else f", validation AUC {auc:.3f}"
         report(epoch / config.max_epochs, f"epoch {epoch}/{config.max_epochs}{shown}")
 
-    report(0.0, "loading labels and images")
+    report(0.0, "aggregating the crowd's answers")
+    try:
+        result = aggregate(ws, project=job.project)
+        report(0.0, f"consensus on {len(result.labels)} items; loading labels and images")
+    except NotFoundError:  # no crowd answers yet: train on the final labels alone
+        report(0.0, "no crowd answers yet; loading labels and images")
     metrics = train(ws, project=job.project, config=config, on_epoch=on_epoch)
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | None)}
 

@@ -1,21 +1,32 @@
 """Doctor review in the web: the ranked queue, one item's evidence, and the decision.
 
 Built on `loop.review_queue` (ranking) and `loop.record_decisions` (final labels with
-provenance, audited). Labels travel as class names at this edge.
+provenance, audited). An item's evidence adds each annotator's reliability (on gold
+questions, agreement with the consensus, and the aggregation model's estimate with a
+95% interval) and the crowd's boxes fused with those estimates as skills. A doctor may
+also flag an item (with a reason) instead of deciding: the flag is stored and audited,
+never a label, and is resolved when the item gets its final label. Labels travel as
+class names at this edge.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.exc import IntegrityError
 
+from medloop.aggregation import DEFAULT_METHOD, make_aggregator
+from medloop.aggregation.boxes import fuse_boxes
+from medloop.aggregation.reliability import worker_reliability
 from medloop.annotation import gold_accuracy
-from medloop.exceptions import ConflictError
-from medloop.store import assignments
+from medloop.exceptions import ConflictError, InvalidInputError
+from medloop.store import assignments, flags
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource
@@ -39,6 +50,7 @@ class ReviewEntry:
     model_confidence: float | None
     score: float
     reason: str
+    flag_reason: str | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -62,7 +74,10 @@ def review_entries(
     entries: list[ReviewEntry] = []
     for name, classes in names:
         queue = review_queue(ws, project=name, limit=limit)
+        with ws.db.session() as s:
+            flagged = flags.open_flags_for(s, item_ids=[int(i) for i in queue.index])
         for item_id, row in queue.iterrows():
+            flag = flagged.get(int(item_id))
             entries.append(
                 ReviewEntry(
                     item_id=int(item_id),
@@ -73,6 +88,7 @@ def review_entries(
                     model_confidence=_number(row.get("model_confidence")),
                     score=float(_number(row["score"]) or 0.0),
                     reason=str(row["reason"]),
+                    flag_reason=None if flag is None else flag.reason,
                 )
             )
     entries.sort(key=lambda e: (-e.score, e.item_id))
@@ -81,7 +97,9 @@ def review_entries(
 
 @dataclass(frozen=True)
 class CrowdAnswer:
-    """One lay annotator's answer with their estimated reliability on gold questions."""
+    """One lay annotator's answer with their reliability: accuracy on gold questions,
+    agreement with the consensus, and the aggregation model's estimated accuracy over
+    all their answers in the project with its 95% interval."""
 
     worker: str
     label: str
@@ -89,6 +107,30 @@ class CrowdAnswer:
     gold_accuracy: float | None
     agrees_with_consensus: float | None
     box: list[float] | None = None
+    estimated_accuracy: float | None = None
+    estimated_low: float | None = None
+    estimated_high: float | None = None
+
+
+@dataclass(frozen=True)
+class FusedBox:
+    """The crowd's boxes on one finding, fused with the annotators' estimated accuracy as
+    weights: [x, y, width, height] as fractions of the image; `confidence` is the
+    (weighted) share of the item's box-drawing annotators who drew it."""
+
+    box: list[float]
+    confidence: float
+    annotators: int
+    boxes: int
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An open flag on an item: why, by whom, when."""
+
+    reason: str
+    flagged_by: str
+    flagged_at: datetime
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,10 @@ class ReviewDetail:
     model_probabilities: list[float] | None
     final_label: str | None
     answers: list[CrowdAnswer]
+    has_model: bool = False
+    reliability_method: str = str(DEFAULT_METHOD)
+    fused_boxes: list[FusedBox] = field(default_factory=list)
+    flag: Flag | None = None
 
 
 def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> ReviewDetail:
@@ -121,9 +167,13 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
             s, project_id=project.id, item_ids=[item_id]
         )
         all_finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
+        has_model = repo.latest_model_version(s, project_id=project.id) is not None
+        open_flag = flags.open_flags_for(s, item_ids=[item_id]).get(item_id)
     workers = sorted({a.worker for a in answers})
     mine = project_answers[project_answers["worker"].isin(workers)]
     reliability = _reliability(mine, all_finals, consensus)
+    estimates = estimated_reliability(project_answers, all_finals, n_classes=len(classes))
+    skills = estimates["model_accuracy"] if len(estimates) else None
     row = consensus.loc[item_id] if item_id in consensus.index else None
     model = predictions.get(item_id)
     return ReviewDetail(
@@ -145,10 +195,72 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
                 gold_accuracy=reliability.get(a.worker, (0, None, None))[1],
                 agrees_with_consensus=reliability.get(a.worker, (0, None, None))[2],
                 box=None if a.box is None else list(a.box),
+                **_estimate(estimates, a.worker),
             )
             for a in answers
         ],
+        has_model=has_model,
+        fused_boxes=fused_boxes(answers, skills=skills),
+        flag=None
+        if open_flag is None or item_id in finals
+        else Flag(
+            reason=open_flag.reason,
+            flagged_by=open_flag.flagged_by,
+            flagged_at=open_flag.flagged_at,
+        ),
     )
+
+
+def estimated_reliability(
+    answers: pd.DataFrame, finals: pd.DataFrame, *, n_classes: int
+) -> pd.DataFrame:
+    """Each worker's accuracy as the aggregation model (`DEFAULT_METHOD`, fitted on the
+    project's crowd answers with final labels known) estimates it, with a 95% interval:
+    `aggregation.worker_reliability` columns, index worker. Empty without answers."""
+    if answers.empty:
+        return pd.DataFrame(columns=["model_accuracy", "model_low", "model_high"])
+    frame = answers[["task", "worker", "label"]].reset_index(drop=True)
+    known = finals["label"].astype(int) if not finals.empty else pd.Series(dtype=int)
+    known = known[known.index.isin(frame["task"])]
+    fitted_known = known if len(known) else None
+    model = make_aggregator(DEFAULT_METHOD, classes=list(range(n_classes)))
+    model.fit(frame, known=fitted_known)
+    return worker_reliability(frame, known=fitted_known, model=model)
+
+
+def _estimate(estimates: pd.DataFrame, worker: str) -> dict[str, float | None]:
+    if worker not in estimates.index:
+        return {}
+    row = estimates.loc[worker]
+    return {
+        "estimated_accuracy": _number(row["model_accuracy"]),
+        "estimated_low": _number(row["model_low"]),
+        "estimated_high": _number(row["model_high"]),
+    }
+
+
+def fused_boxes(
+    answers: list[assignments.ItemAnswer], *, skills: pd.Series | None = None
+) -> list[FusedBox]:
+    """One item's crowd boxes fused (`aggregation.fuse_boxes`, weighted by `skills`:
+    worker -> estimated accuracy), most confident first; empty when nobody drew one."""
+    drawn = [(a.worker, *a.box) for a in answers if a.box is not None]
+    if not drawn:
+        return []
+    marks = pd.DataFrame(drawn, columns=["worker", "x0", "y0", "width", "height"])
+    marks["task"] = 0
+    marks["x1"] = marks["x0"] + marks["width"]
+    marks["y1"] = marks["y0"] + marks["height"]
+    fused = fuse_boxes(marks, skills=skills)
+    return [
+        FusedBox(
+            box=[round(float(v), 4) for v in (r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0)],
+            confidence=round(float(r.confidence), 4),
+            annotators=int(r.n_workers),
+            boxes=int(r.n_marks),
+        )
+        for r in fused.itertuples()
+    ]
 
 
 def _reliability(
@@ -213,5 +325,79 @@ def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -
         decisions=pd.Series([index], index=[item_id]),
         doctor=account.username,
     )
+    with ws.db.session() as s:
+        closed = flags.resolve_flags(s, item_id=item_id, resolved_by_id=account.id)
+        if closed:
+            repo.audit(
+                s,
+                actor=account.username,
+                action="review.unflag",
+                entity="item",
+                entity_id=item_id,
+                detail={"flags": closed, "resolved_by": "final label"},
+            )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
+
+
+#: Longest flag reason kept (the column's width).
+MAX_FLAG_REASON = 200
+
+
+@dataclass(frozen=True)
+class FlagResult:
+    item_id: int
+    project: str
+    reason: str
+    flagged_by: str
+    flagged_at: datetime
+
+
+def flag_item(ws: Workspace, *, account: Account, item_id: int, reason: str) -> FlagResult:
+    """Flag an item for later (a second opinion, an unreadable image ...) with a short
+    reason: stored and audited, never a final label. Unknown item -> NotFoundError; an
+    empty, too long or control-character reason -> InvalidInputError; an item already
+    flagged or already decided -> ConflictError."""
+    text = " ".join(reason.split())
+    if not text:
+        raise InvalidInputError("a flag needs a reason, e.g. 'needs a second opinion'")
+    if len(text) > MAX_FLAG_REASON or any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise InvalidInputError(
+            f"a flag reason is plain text of at most {MAX_FLAG_REASON} characters"
+        )
+    try:
+        with ws.db.session() as s:
+            item = repo.get_item(s, item_id=item_id)
+            project = s.get(Project, item.project_id)
+            assert project is not None
+            if item_id in assignments.final_labels_for(s, item_ids=[item_id]):
+                raise ConflictError(f"item {item_id} already has a final label")
+            if flags.open_flags_for(s, item_ids=[item_id]):
+                raise ConflictError(f"item {item_id} is already flagged")
+            row = flags.add_flag(
+                s,
+                project_id=project.id,
+                item_id=item_id,
+                reason=text,
+                flagged_by_id=account.id,
+            )
+            flag_id, flagged_at = row.id, row.created_at
+            repo.audit(
+                s,
+                actor=account.username,
+                action="review.flag",
+                entity="item",
+                entity_id=item_id,
+                detail={"flag": flag_id, "project": project.id},
+            )
+            name = project.name
+    except IntegrityError as error:  # a concurrent flag on the same item won the race
+        raise ConflictError(f"item {item_id} is already flagged") from error
+    logger.info("item %d flagged (flag %d)", item_id, flag_id)
+    return FlagResult(
+        item_id=item_id,
+        project=name,
+        reason=text,
+        flagged_by=account.username,
+        flagged_at=flagged_at,
+    )

@@ -196,14 +196,20 @@ def review_queue(
             model_confidence=e.model_confidence,
             score=e.score,
             reason=e.reason,
+            flag_reason=e.flag_reason,
         )
         for e in review.review_entries(ws, project=project, limit=limit)
     ]
 
 
+def gradcam_url(item_id: int) -> str:
+    return f"/api/review/{item_id}/gradcam.png"
+
+
 @router.get("/review/{item_id}", tags=["review"], responses={404: {}})
 def review_item(item_id: Id, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
-    """One item's evidence: consensus, model prediction, crowd answers with reliability."""
+    """One item's evidence: consensus, model prediction (and its Grad-CAM overlay), crowd
+    answers with each annotator's reliability, the crowd's fused boxes, any open flag."""
     d = review.review_detail(ws, item_id=item_id, actor=account.username)
     return schemas.ReviewDetailPublic(
         item_id=d.item_id,
@@ -223,9 +229,29 @@ def review_item(item_id: Id, ws: WS, account: Reviewer) -> schemas.ReviewDetailP
                 gold_accuracy=a.gold_accuracy,
                 agrees_with_consensus=a.agrees_with_consensus,
                 box=a.box,
+                estimated_accuracy=a.estimated_accuracy,
+                estimated_low=a.estimated_low,
+                estimated_high=a.estimated_high,
             )
             for a in d.answers
         ],
+        reliability_method=d.reliability_method,
+        fused_boxes=[
+            schemas.FusedBoxPublic(
+                box=f.box, confidence=f.confidence, annotators=f.annotators, boxes=f.boxes
+            )
+            for f in d.fused_boxes
+        ],
+        gradcam_url=gradcam_url(d.item_id) if d.has_model else None,
+        flag=None
+        if d.flag is None
+        else schemas.FlagPublic(
+            item_id=d.item_id,
+            project=d.project,
+            reason=d.flag.reason,
+            flagged_by=d.flag.flagged_by,
+            flagged_at=d.flag.flagged_at,
+        ),
     )
 
 
@@ -241,6 +267,25 @@ def decide(
     """Accept or correct: the doctor's label becomes the item's final label."""
     d = review.decide(ws, account=account, item_id=item_id, label=body.label)
     return schemas.DecisionPublic(item_id=d.item_id, project=d.project, label=d.label)
+
+
+@router.post(
+    "/review/{item_id}/flag",
+    tags=["review"],
+    status_code=201,
+    responses={404: {}, 409: {"description": "Already flagged, or already decided"}},
+)
+def flag(item_id: Id, body: schemas.FlagCreate, ws: WS, account: Reviewer) -> schemas.FlagPublic:
+    """Flag an item with a short reason (e.g. 'needs a second opinion'): stored and
+    audited, shown in the queue, never a final label; the final label resolves it."""
+    f = review.flag_item(ws, account=account, item_id=item_id, reason=body.reason)
+    return schemas.FlagPublic(
+        item_id=f.item_id,
+        project=f.project,
+        reason=f.reason,
+        flagged_by=f.flagged_by,
+        flagged_at=f.flagged_at,
+    )
 
 
 def _csv(frame: Any, name: str) -> Response:

@@ -19,7 +19,7 @@ from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Limiter, optional_account
 from medloop.web.errors import status_for
-from medloop.web.routes.api import Id, client_of, image_url
+from medloop.web.routes.api import Id, client_of, gradcam_url, image_url
 from medloop.web.security import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -29,12 +29,15 @@ from medloop.web.security import (
 )
 from medloop.workflows import accounts, annotate, review
 from medloop.workflows.accounts import Account
+from medloop.workflows.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
 
 PageAccount = Annotated[Account | None, Depends(optional_account)]
 REVIEWERS = (Role.DOCTOR, Role.ADMIN)
+#: Suggested reasons for flagging an item in review (any short text is accepted).
+FLAG_REASONS = ("needs a second opinion", "image unreadable", "unsure between classes")
 
 
 def _render(
@@ -181,6 +184,8 @@ def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount
         account,
         detail=detail,
         image_url=image_url(item_id),
+        gradcam_url=gradcam_url(item_id),
+        flag_reasons=FLAG_REASONS,
         error=None,
     )
 
@@ -212,6 +217,32 @@ def review_decide(
         review.decide(ws, account=account, item_id=item_id, label=label)
     except MedloopError as error:
         return _message(request, account, error)
-    upcoming = review.review_entries(ws, limit=1)
+    return _next_item(ws)
+
+
+@router.post("/review/{item_id}/flag")
+def review_flag(
+    request: Request,
+    item_id: Id,
+    ws: WS,
+    account: PageAccount,
+    reason: Annotated[str, Form(min_length=1, max_length=200)],
+) -> Response:
+    """Flag the item with a reason, then go on to the next unflagged item in the queue."""
+    if account is None:
+        return _to_login()
+    if account.role not in REVIEWERS:
+        return _forbidden(request, account)
+    try:
+        review.flag_item(ws, account=account, item_id=item_id, reason=reason)
+    except MedloopError as error:
+        return _message(request, account, error)
+    return _next_item(ws)
+
+
+def _next_item(ws: Workspace) -> RedirectResponse:
+    """On to the queue's first unflagged item (flagged ones wait for a second look), or
+    back to the queue when none is left."""
+    upcoming = [e for e in review.review_entries(ws, limit=50) if e.flag_reason is None]
     target = f"/review/{upcoming[0].item_id}" if upcoming else "/review"
     return RedirectResponse(target, status_code=303)

@@ -1,11 +1,53 @@
-/* Review page: zoom/pan viewer and number keys for the decision buttons. */
+/* Review page: zoom/pan viewer, number keys for the decision buttons, G toggles the
+   Grad-CAM overlay (fetched on first use), F goes to the flag reason. */
 (function () {
   "use strict";
   var viewer = window.medloopViewer(document.getElementById("viewer"),
     document.getElementById("stage"), document.getElementById("image"));
+  var overlay = document.getElementById("gradcam");
+  var toggle = document.getElementById("gradcam-toggle");
+  var choice = document.getElementById("gradcam-class");
+  var status = document.getElementById("gradcam-status");
+
+  function overlayUrl() {
+    var base = overlay.getAttribute("data-src");
+    return choice && choice.value ? base + "?label=" + encodeURIComponent(choice.value) : base;
+  }
+  function showOverlay(on) {
+    if (!overlay) return;
+    if (on) {
+      var url = overlayUrl();
+      if (overlay.getAttribute("src") !== url) {
+        status.textContent = "computing the overlay…";
+        overlay.setAttribute("src", url);
+      }
+    }
+    overlay.hidden = !on;
+    toggle.setAttribute("aria-pressed", on ? "true" : "false");
+    toggle.lastChild.textContent = on ? " Hide overlay" : " Show overlay";
+  }
+  if (overlay) {
+    overlay.addEventListener("load", function () { status.textContent = ""; });
+    overlay.addEventListener("error", function () {
+      status.textContent = "the overlay is not available for this item";
+      showOverlay(false);
+      overlay.removeAttribute("src");
+    });
+    toggle.addEventListener("click", function () { showOverlay(overlay.hidden); });
+    choice.addEventListener("change", function () { showOverlay(true); });
+  }
+
   document.addEventListener("keydown", function (event) {
-    if (event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var tag = event.target.tagName;
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "r" || event.key === "R") { viewer.reset(); return; }
+    if ((event.key === "g" || event.key === "G") && toggle) { toggle.click(); return; }
+    if (event.key === "f" || event.key === "F") {
+      var reason = document.getElementById("flag-reason");
+      if (reason) { event.preventDefault(); reason.focus(); }
+      return;
+    }
     var button = document.querySelector('button[data-key="' + event.key + '"]');
     if (button) button.click();
   });
