@@ -367,9 +367,12 @@ def submit_answer(
             entity_id=answer_id,
             detail=detail,
         )
+        is_gold, item_id = task.is_gold, task.item_id
+    # Committed: what follows only reads, outside the write lock other answers wait for.
+    with ws.db.session() as s:
         feedback = None
-        if task.is_gold:
-            truth = assignments.final_labels_for(s, item_ids=[task.item_id]).get(task.item_id)
+        if is_gold:
+            truth = assignments.final_labels_for(s, item_ids=[item_id]).get(item_id)
             if truth is not None:
                 feedback = GoldFeedback(correct=truth == index, expected=choices[truth])
         progress = _progress(s, account.id)
