@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from medloop.types import Role
 from medloop.web.deps import WS, require
-from medloop.web.routes.pages import PageAccount, _forbidden, _render, _to_login
+from medloop.web.rendering import PageAccount, forbidden, render, to_login
 from medloop.workflows import audit
 from medloop.workflows.accounts import Account
 from medloop.workflows.audit import AuditRow
@@ -58,8 +58,8 @@ def audit_page(
     page: PageQuery = 1,
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role != Role.ADMIN:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     log = audit.audit_log(ws, actor=actor, action=action, page=page)
-    return _render(request, "audit.html", account, log=log, actor=actor or "", action=action or "")
+    return render(request, "audit.html", account, log=log, actor=actor or "", action=action or "")

@@ -14,16 +14,14 @@ from fastapi.responses import RedirectResponse
 
 from medloop import plots
 from medloop.exceptions import MedloopError
-from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
-from medloop.web.routes.pages import PageAccount, _forbidden, _message, _render, _to_login
+from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
 from medloop.workflows import dashboard, jobs
 from medloop.workflows.dashboard import Dashboard
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["dashboard"])
 
-REVIEWERS = (Role.DOCTOR, Role.ADMIN)
 ProjectName = Annotated[str | None, Query(max_length=100, description="Default: the first.")]
 Chart = Literal["answers", "annotators", "learning-curve"]
 
@@ -45,11 +43,11 @@ def dashboard_page(
     request: Request, ws: WS, account: PageAccount, project: ProjectName = None
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     name = _project(ws, project)
-    return _render(
+    return render(
         request,
         "dashboard.html",
         account,
@@ -83,7 +81,7 @@ def job_panel(request: Request, ws: WS, account: PageAccount) -> Response:
     """The retrain panel alone (htmx polls it while a job is active)."""
     if account is None or account.role not in REVIEWERS:
         return Response(status_code=401 if account is None else 403)
-    return _render(request, "_job.html", account, job=jobs.latest_job(ws))
+    return render(request, "_job.html", account, job=jobs.latest_job(ws))
 
 
 @router.post("/dashboard/retrain")
@@ -95,14 +93,14 @@ def retrain(
 ) -> Response:
     """Queue retraining (or show the job already active); htmx gets the panel back."""
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         job, _created = jobs.request_retrain(ws, project=project, requested_by=account.username)
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     request.app.state.jobs.wake()
     if request.headers.get("HX-Request"):
-        return _render(request, "_job.html", account, job=job)
+        return render(request, "_job.html", account, job=job)
     return RedirectResponse(f"/dashboard?project={project}", status_code=303)

@@ -8,81 +8,40 @@ sending the CSRF token in a header.
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import RedirectResponse
 
 from medloop.exceptions import MedloopError
 from medloop.types import Role
-from medloop.web.deps import WS, Limiter, optional_account
-from medloop.web.errors import status_for
+from medloop.web.deps import WS, Limiter
+from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
 from medloop.web.routes.api import Id, client_of, gradcam_url, image_url
 from medloop.web.security import (
-    CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    csrf_token,
     new_login_csrf,
 )
 from medloop.workflows import accounts, annotate, review
-from medloop.workflows.accounts import Account
 from medloop.workflows.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")
-
-PageAccount = Annotated[Account | None, Depends(optional_account)]
-REVIEWERS = (Role.DOCTOR, Role.ADMIN)
 #: Suggested reasons for flagging an item in review (any short text is accepted).
 FLAG_REASONS = ("needs a second opinion", "image unreadable", "unsure between classes")
-
-
-def _render(
-    request: Request,
-    name: str,
-    account: Account | None,
-    status_code: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    session = request.cookies.get(SESSION_COOKIE)
-    ws = request.app.state.ws
-    context.update(
-        account=account,
-        csrf=csrf_token(ws, session) if account is not None and session else "",
-        csrf_field=CSRF_FIELD,
-    )
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
-
-
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/login", status_code=303)
-
-
-def _forbidden(request: Request, account: Account) -> HTMLResponse:
-    return _render(
-        request,
-        "message.html",
-        account,
-        status_code=403,
-        title="Not for your role",
-        message=f"Signed in as {account.username} ({account.role}); this page is not for you.",
-    )
 
 
 @router.get("/")
 def home(account: PageAccount) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     return RedirectResponse("/review" if account.role in REVIEWERS else "/annotate", 303)
 
 
 @router.get("/login")
 def login_page(request: Request, account: PageAccount) -> Response:
     token = new_login_csrf()
-    response = _render(request, "login.html", account, login_csrf=token, error=None)
+    response = render(request, "login.html", account, login_csrf=token, error=None)
     _login_cookie(request, response, token)
     return response
 
@@ -133,7 +92,7 @@ def login(
         limiter.failed(username, client)
         error, status_code = "Wrong username or password.", 401
     token = new_login_csrf()
-    response = _render(
+    response = render(
         request, "login.html", None, status_code=status_code, login_csrf=token, error=error
     )
     _login_cookie(request, response, token)
@@ -142,7 +101,7 @@ def login(
 
 @router.post("/logout")
 def logout(account: PageAccount) -> Response:
-    response = _to_login()
+    response = to_login()
     response.delete_cookie(SESSION_COOKIE)
     return response
 
@@ -150,35 +109,35 @@ def logout(account: PageAccount) -> Response:
 @router.get("/annotate")
 def annotate_page(request: Request, ws: WS, account: PageAccount) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role != Role.ANNOTATOR:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     progress = annotate.annotator_progress(ws, account=account)
     waiting = annotate.open_task_count(ws, account=account)
-    return _render(request, "annotate.html", account, progress=progress, waiting=waiting)
+    return render(request, "annotate.html", account, progress=progress, waiting=waiting)
 
 
 @router.get("/review")
 def review_page(request: Request, ws: WS, account: PageAccount) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     entries = review.review_entries(ws, limit=200)
-    return _render(request, "review_queue.html", account, entries=entries)
+    return render(request, "review_queue.html", account, entries=entries)
 
 
 @router.get("/review/{item_id}")
 def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         detail = review.review_detail(ws, item_id=item_id, actor=account.username)
     except MedloopError as error:
-        return _message(request, account, error)
-    return _render(
+        return error_page(request, account, error)
+    return render(
         request,
         "review_item.html",
         account,
@@ -187,17 +146,6 @@ def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount
         gradcam_url=gradcam_url(item_id),
         flag_reasons=FLAG_REASONS,
         error=None,
-    )
-
-
-def _message(request: Request, account: Account, error: MedloopError) -> HTMLResponse:
-    return _render(
-        request,
-        "message.html",
-        account,
-        status_code=status_for(error),
-        title="Cannot do that",
-        message=str(error),
     )
 
 
@@ -210,13 +158,13 @@ def review_decide(
     label: Annotated[str, Form(max_length=200)],
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         review.decide(ws, account=account, item_id=item_id, label=label)
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     return _next_item(ws)
 
 
@@ -230,13 +178,13 @@ def review_flag(
 ) -> Response:
     """Flag the item with a reason, then go on to the next unflagged item in the queue."""
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         review.flag_item(ws, account=account, item_id=item_id, reason=reason)
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     return _next_item(ws)
 
 

@@ -17,14 +17,7 @@ from pydantic import BaseModel, Field
 from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
-from medloop.web.routes.pages import (
-    REVIEWERS,
-    PageAccount,
-    _forbidden,
-    _message,
-    _render,
-    _to_login,
-)
+from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
 from medloop.workflows import precision as wf
 
 pages = APIRouter(include_in_schema=False)
@@ -153,17 +146,17 @@ def list_page(
     request: Request, ws: WS, account: PageAccount, project: OptionalProject = None
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     if not project:
         cohorts = wf.cohort_projects(ws)
-        return _render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
+        return render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
     try:
         rows = wf.list_patients(ws, project=project, viewer=account.username)
     except MedloopError as error:
-        return _message(request, account, error)
-    return _render(request, "patients.html", account, project=project, cohorts=[], rows=rows)
+        return error_page(request, account, error)
+    return render(request, "patients.html", account, project=project, cohorts=[], rows=rows)
 
 
 @pages.get("/patients/{pseudonym}")
@@ -171,14 +164,14 @@ def patient_page(
     request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         page = wf.view_patient(ws, project=project, patient=pseudonym, viewer=account.username)
     except MedloopError as error:
-        return _message(request, account, error)
-    return _render(request, "patient.html", account, project=project, page=page)
+        return error_page(request, account, error)
+    return render(request, "patient.html", account, project=project, page=page)
 
 
 @pages.get("/patients/{pseudonym}/survival.png")
@@ -186,13 +179,13 @@ def chart(
     request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     return Response(png, media_type="image/png")
 
 
@@ -205,13 +198,13 @@ def recommend(
     project: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role not in REVIEWERS:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         wf.recommend(ws, project=project, patient=pseudonym)
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     return _back(pseudonym, project)
 
 
@@ -228,9 +221,9 @@ def decide(
     reason: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
     if account is None:
-        return _to_login()
+        return to_login()
     if account.role != Role.DOCTOR:
-        return _forbidden(request, account)
+        return forbidden(request, account)
     try:
         wf.decide(
             ws,
@@ -242,7 +235,7 @@ def decide(
             reason=reason or None,
         )
     except MedloopError as error:
-        return _message(request, account, error)
+        return error_page(request, account, error)
     return _back(pseudonym, project)
 
 

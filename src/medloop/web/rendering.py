@@ -1,0 +1,70 @@
+"""What every server-rendered page shares: templates, the signed-in account, and the
+responses for signed-out, wrong-role and refused requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from medloop.exceptions import MedloopError
+from medloop.types import Role
+from medloop.web.deps import optional_account
+from medloop.web.errors import status_for
+from medloop.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token
+from medloop.workflows.accounts import Account
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+PageAccount = Annotated[Account | None, Depends(optional_account)]
+REVIEWERS = (Role.DOCTOR, Role.ADMIN)
+
+
+def render(
+    request: Request,
+    name: str,
+    account: Account | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render template `name` with the account and the session's CSRF token."""
+    session = request.cookies.get(SESSION_COOKIE)
+    ws = request.app.state.ws
+    context.update(
+        account=account,
+        csrf=csrf_token(ws, session) if account is not None and session else "",
+        csrf_field=CSRF_FIELD,
+    )
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def to_login() -> RedirectResponse:
+    """Signed out: on to the login page."""
+    return RedirectResponse("/login", status_code=303)
+
+
+def forbidden(request: Request, account: Account) -> HTMLResponse:
+    """A 403 page naming who is signed in."""
+    return render(
+        request,
+        "message.html",
+        account,
+        status_code=403,
+        title="Not for your role",
+        message=f"Signed in as {account.username} ({account.role}); this page is not for you.",
+    )
+
+
+def error_page(request: Request, account: Account, error: MedloopError) -> HTMLResponse:
+    """The page for a refused request: the domain error's message and HTTP status."""
+    return render(
+        request,
+        "message.html",
+        account,
+        status_code=status_for(error),
+        title="Cannot do that",
+        message=str(error),
+    )
