@@ -2,7 +2,8 @@
 
 Every PneumoniaMNIST training image gets answers from 3 distinct simulated lay
 annotators (a crowd of 30 whose accuracies are drawn around 0.7, with per-person
-confusion matrices). The classifier (the bench preset, one network) is trained on:
+confusion matrices). The classifier (the bench preset with `--members` networks, 1 by
+default) is trained on:
 
 - `reference`: the dataset's reference labels (the ceiling);
 - `majority`: the majority vote of the 3 answers, as hard labels;
@@ -34,8 +35,8 @@ from medloop.aggregation import DEFAULT_METHOD, MajorityVote, make_aggregator
 from medloop.annotation.simulate import SimulatedCrowd
 from medloop.ingest.medmnist import load_medmnist
 from medloop.learning.bench import BENCH_CONFIG
+from medloop.learning.ensemble import train_ensemble
 from medloop.learning.metrics import classification_metrics
-from medloop.learning.train import train_classifier
 from medloop.types import Split
 
 MODES = ("reference", "majority", "consensus", "consensus_marginal")
@@ -75,8 +76,14 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     config = dataclasses.replace(
         BENCH_CONFIG, seed=job["seed"], num_threads=job["threads"], loss=loss
     )
-    model = train_classifier(
-        train.images, targets, val.images, val.labels, n_classes=2, config=config
+    model = train_ensemble(
+        train.images,
+        targets,
+        val.images,
+        val.labels,
+        n_classes=2,
+        members=job["members"],
+        config=config,
     )
     proba = model.predict_proba(test.images)
     scores = classification_metrics(proba, test.labels)
@@ -87,7 +94,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "target_accuracy": round(float(np.mean(targets.argmax(axis=1) == train.labels)), 4),
         "test_auc": round(scores["auc"], 4),
         "test_acc": round(float(np.mean(model.decide(proba) == test.labels)), 4),
-        "epochs": len(model.history),
+        "members": job["members"],
     }
 
 
@@ -98,6 +105,7 @@ def main() -> None:
     parser.add_argument("--method", default=str(DEFAULT_METHOD), help="aggregator for consensus")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per job")
+    parser.add_argument("--members", type=int, default=1, help="networks per model (ensemble)")
     default_dir = os.environ.get("MEDLOOP_DATA_DIR", "../shared/data/medmnist")
     parser.add_argument("--data-dir", type=Path, default=Path(default_dir))
     args = parser.parse_args()
@@ -107,6 +115,7 @@ def main() -> None:
             "seed": seed,
             "method": args.method,
             "threads": args.threads,
+            "members": args.members,
             "data_dir": args.data_dir,
         }
         for mode in args.modes.split(",")
