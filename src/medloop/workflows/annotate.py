@@ -340,7 +340,7 @@ def submit_answer(
     stored with the answer (and in its audit entry).
     """
     checked_box = check_box(box)
-    with ws.db.session() as s:
+    with ws.db.writing() as s:
         task = _label_task(s, task_id)
         project = s.get(Project, task.project_id)
         assert project is not None
