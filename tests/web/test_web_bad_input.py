@@ -10,17 +10,21 @@ decides races).
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
-from web_support import PASSWORD, Site, build_project, open_tasks
+from web_support import (
+    PASSWORD,
+    Site,
+    build_project,
+    free_port,
+    open_tasks,
+    start_server,
+    stop_server,
+)
 
 from medloop.config import Settings
 from medloop.store.models import Answer, Item
@@ -230,40 +234,10 @@ def test_a_real_server_survives_malformed_http(tmp_path: Path) -> None:
     build_project(ws)
     open_tasks(ws)
     ws.close()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = {
-        **os.environ,
-        "MEDLOOP_HOME": str(settings.home),
-        "MEDLOOP_SECRET_KEY": "bad-input-secret",
-    }
-    env.pop("MEDLOOP_DATABASE_URL", None)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from medloop.cli import main; main()",
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    server = start_server(settings.home, secret="bad-input-secret", port=port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
         raw_requests = [
             b"GARBAGE\r\n\r\n",
             b"GET /api/health HTTP/9.9\r\n\r\n",
@@ -288,9 +262,4 @@ def test_a_real_server_survives_malformed_http(tmp_path: Path) -> None:
         assert login.status_code == 200, "the server stays up and keeps serving"
         assert server.poll() is None
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,3 +104,64 @@ def open_tasks(ws: Workspace, *, k: int = 8, redundancy: int = 2, gold_rate: flo
             required_answers=[annotate.GOLD_ANSWERS if p.is_gold else p.redundancy for p in plans],
             is_gold=[p.is_gold for p in plans],
         )
+
+
+# --- a real server on loopback ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def call(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """A JSON request with urllib (no client library between the test and the server)."""
+    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode())
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+SERVE = "from medloop.cli import main; main()"
+
+
+def start_server(home: Path, *, secret: str, port: int) -> subprocess.Popen[bytes]:
+    """`medloop serve` over `home` (SQLite) on 127.0.0.1:`port`, once it answers health."""
+    env = {**os.environ, "MEDLOOP_HOME": str(home), "MEDLOOP_SECRET_KEY": secret}
+    env.pop("MEDLOOP_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from medloop.cli import main; main()",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            call(f"http://127.0.0.1:{port}/api/health")
+            return server
+        except (urllib.error.URLError, ConnectionError):
+            assert server.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+
+
+def stop_server(server: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Send `sig` unless the server has already exited; kill it if it lingers."""
+    if server.poll() is None:
+        server.send_signal(sig)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
