@@ -43,7 +43,15 @@ from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import assignments
 from medloop.store import repository as repo
 from medloop.store.models import Project, Task
-from medloop.types import LabelKind, LabelSource, Role, Split, Strategy, TaskKind
+from medloop.types import (
+    RECOMMENDED_STRATEGY,
+    LabelKind,
+    LabelSource,
+    Role,
+    Split,
+    Strategy,
+    TaskKind,
+)
 from medloop.workflows.accounts import Account
 from medloop.workflows.loop import select_items
 from medloop.workflows.workspace import Workspace
@@ -73,7 +81,7 @@ def publish_tasks(
     *,
     project: str,
     k: int,
-    strategy: Strategy | str = Strategy.ENTROPY,
+    strategy: Strategy | str = RECOMMENDED_STRATEGY,
     redundancy: int = 3,
     gold_rate: float = 0.1,
     round: int = 0,
