@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from web_support import PASSWORD, Site
 
@@ -125,3 +126,14 @@ def test_logout_ends_the_session(site: Site) -> None:
     out = site.client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert out.status_code == 303
     assert site.client.get("/annotate", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("username", "landing"),
+    [("alice", "/annotate"), ("dora", "/review"), ("adam", "/dashboard")],
+)
+def test_each_role_lands_on_its_work(site: Site, username: str, landing: str) -> None:
+    sign_in(site.client, username)
+    response = site.client.get("/", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == landing
+    assert site.client.get(landing).status_code == 200

@@ -27,6 +27,8 @@ from medloop.workflows import accounts, annotate, review
 from medloop.workflows.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
+#: Where each role lands after signing in: its main work.
+LANDING = {Role.ANNOTATOR: "/annotate", Role.DOCTOR: "/review", Role.ADMIN: "/dashboard"}
 #: Suggested reasons for flagging an item in review (any short text is accepted).
 FLAG_REASONS = ("needs a second opinion", "image unreadable", "unsure between classes")
 
@@ -35,7 +37,7 @@ FLAG_REASONS = ("needs a second opinion", "image unreadable", "unsure between cl
 def home(account: PageAccount) -> Response:
     if account is None:
         return to_login()
-    return RedirectResponse("/review" if account.role in REVIEWERS else "/annotate", 303)
+    return RedirectResponse(LANDING[account.role], 303)
 
 
 @router.get("/login")
