@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 from test_web_pages import sign_in
@@ -13,7 +14,7 @@ from web_support import Site
 from medloop.store import assignments, flags
 from medloop.store import repository as repo
 from medloop.store.models import AuditEntry
-from medloop.workflows import aggregate
+from medloop.workflows import aggregate, record_decisions
 
 ALICE_BOX = [0.1, 0.1, 0.4, 0.4]
 BOB_BOX = [0.12, 0.12, 0.4, 0.4]  # IoU 0.82 with alice's: one finding
@@ -214,3 +215,15 @@ def test_review_page_shows_reliability_fused_box_overlay_toggle_and_flags(site: 
         f"/review/{first}",
         f"/review/{second}",
     )
+
+
+def test_a_final_label_from_outside_the_web_also_closes_the_flag(site: Site) -> None:
+    crowd_with_boxes(site)
+    doctor = site.headers("dora")
+    item = site.client.get("/api/review/queue", headers=doctor).json()[0]["item_id"]
+    flagged = site.client.post(f"/api/review/{item}/flag", headers=doctor, json={"reason": "x"})
+    assert flagged.status_code == 201
+    record_decisions(site.ws, project="chest", decisions=pd.Series({item: 1}), doctor="dora")
+    with site.ws.db.session() as s:
+        assert flags.open_flags_for(s, item_ids=[item]) == {}
+    assert audit_actions(site, item)[-2:] == ["label.final", "review.unflag"]

@@ -33,6 +33,7 @@ from medloop.ingest import (
     stratified_group_split,
 )
 from medloop.review import rank_for_review
+from medloop.store import flags
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import (
@@ -504,7 +505,7 @@ def record_decisions(
     simulated: bool = False,
 ) -> int:
     """Record doctors' decisions (index item id, value class index) as review answers and
-    final labels with provenance; each one is audited."""
+    final labels with provenance; each one is audited and closes the item's open flag."""
     if decisions.empty:
         return 0
     with ws.db.session() as s:
@@ -557,6 +558,16 @@ def record_decisions(
                 entity_id=item_id,
                 detail={"label": int(label), "round": round},
             )
+            closed = flags.resolve_flags(s, item_id=int(item_id), resolved_by_id=doctor_id)
+            if closed:  # a final label settles what a flag asked for
+                repo.audit(
+                    s,
+                    actor=doctor,
+                    action="review.unflag",
+                    entity="item",
+                    entity_id=item_id,
+                    detail={"flags": closed, "resolved_by": "final label"},
+                )
     return len(decisions)
 
 

@@ -325,17 +325,6 @@ def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -
         decisions=pd.Series([index], index=[item_id]),
         doctor=account.username,
     )
-    with ws.db.session() as s:
-        closed = flags.resolve_flags(s, item_id=item_id, resolved_by_id=account.id)
-        if closed:
-            repo.audit(
-                s,
-                actor=account.username,
-                action="review.unflag",
-                entity="item",
-                entity_id=item_id,
-                detail={"flags": closed, "resolved_by": "final label"},
-            )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
 
