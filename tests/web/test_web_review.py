@@ -227,3 +227,25 @@ def test_a_final_label_from_outside_the_web_also_closes_the_flag(site: Site) -> 
     with site.ws.db.session() as s:
         assert flags.open_flags_for(s, item_ids=[item]) == {}
     assert audit_actions(site, item)[-2:] == ["label.final", "review.unflag"]
+
+
+def test_a_web_decision_is_recorded_in_the_current_round(site: Site) -> None:
+    crowd_with_boxes(site)
+    with site.ws.db.session() as s:
+        project = repo.get_project(s, name="chest")
+        items = repo.items_frame(s, project_id=project.id)
+        repo.create_tasks(
+            s, project_id=project.id, item_ids=[int(items.index[-1])], required_answers=1, round=3
+        )
+        assert repo.latest_round(s, project_id=project.id) == 3
+    doctor = site.headers("dora")
+    item = site.client.get("/api/review/queue", headers=doctor).json()[0]["item_id"]
+    decided = site.client.post(f"/api/review/{item}", headers=doctor, json={"label": "pneumonia"})
+    assert decided.status_code == 201, decided.text
+    with site.ws.db.session() as s:
+        entry = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "label.final", AuditEntry.entity_id == str(item)
+            )
+        ).one()
+    assert entry.detail["round"] == 3

@@ -435,6 +435,13 @@ def tasks_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def latest_round(session: Session, *, project_id: int) -> int:
+    """The highest round of the project's tasks (0 before any task)."""
+    return int(
+        session.scalar(select(func.max(Task.round)).where(Task.project_id == project_id)) or 0
+    )
+
+
 # --- labels ------------------------------------------------------------------------------
 
 

@@ -307,9 +307,10 @@ class Decision:
 
 
 def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -> Decision:
-    """Record a doctor's final label for an item (accept or correct). Unknown item ->
-    NotFoundError; label outside the classes -> InvalidInputError; an item that already
-    has a final label -> ConflictError (nothing stored twice)."""
+    """Record a doctor's final label for an item (accept or correct), in the project's
+    current round (its newest tasks' round). Unknown item -> NotFoundError; label outside
+    the classes -> InvalidInputError; an item that already has a final label ->
+    ConflictError (nothing stored twice)."""
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)
         project = s.get(Project, item.project_id)
@@ -318,12 +319,14 @@ def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -
         if item_id in assignments.final_labels_for(s, item_ids=[item_id]):
             raise ConflictError(f"item {item_id} already has a final label")
         name = project.name
+        round_now = repo.latest_round(s, project_id=project.id)
     index = label_index(label, classes)
     record_decisions(
         ws,
         project=name,
         decisions=pd.Series([index], index=[item_id]),
         doctor=account.username,
+        round=round_now,
     )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
