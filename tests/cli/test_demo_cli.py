@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from medloop.cli import main
+from cli_support import run
 from medloop.config import Settings
 from medloop.store import repository as repo
 from medloop.workflows import Workspace, accounts, precision
@@ -20,17 +19,6 @@ TINY = (
     "--tasks", "10", "--max-epochs", "1", "--no-serve",
 )  # fmt: skip
 LOGIN = re.compile(r"\b(annotator|doctor|admin)\s+(demo-[a-z]+)\s+([A-Za-z0-9_-]{16})\b")
-
-
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["medloop", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_demo_prepares_a_fresh_home_people_can_use(

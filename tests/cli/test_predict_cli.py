@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +11,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from medloop.cli import main
+from cli_support import run
 from medloop.ingest import decode_png
 from medloop.learning.train import TrainConfig, train_classifier
-
-
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["medloop", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def separable(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medloop.cli import main
+from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.store import repository as repo
@@ -134,14 +133,7 @@ def test_cli_patients_risk_recommend(
     csv = trial_csv(tmp_path / "t.csv", n=160)
 
     def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["medloop", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        return run_cli(monkeypatch, capsys, *args)
 
     code, out, _ = run(
         "patients", "import", str(csv), "-p", "trial", "--id-column", "mrn", "--text", "comment"

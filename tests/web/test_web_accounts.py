@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from medloop.cli import main
+from cli_support import run
 from medloop.config import Settings
 from medloop.exceptions import ConflictError, InvalidInputError
 from medloop.store.models import User
@@ -68,17 +68,6 @@ def test_tokens_check_signature_purpose_expiry_and_password(ws: Workspace) -> No
         assert user is not None
         user.password_hash = accounts.hash_password("a new password")
     assert accounts.account_for_token(ws, token) is None
-
-
-def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["medloop", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_users_add(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
