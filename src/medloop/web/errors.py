@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from medloop.exceptions import (
     ConfigError,
@@ -66,6 +66,21 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
 
 
+class PageStop(Exception):
+    """Raised by a page's account dependency (`web.rendering`): answer with `response`
+    (to the login page, or a 403 page) instead of the page."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _page_stop(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, PageStop)
+    return error.response
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(MedloopError, _medloop_error)
+    app.add_exception_handler(PageStop, _page_stop)
     app.add_exception_handler(RequestValidationError, _invalid_request)

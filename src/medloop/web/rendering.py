@@ -3,6 +3,7 @@ responses for signed-out, wrong-role and refused requests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import optional_account
-from medloop.web.errors import status_for
+from medloop.web.errors import PageStop, status_for
 from medloop.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token
 from medloop.workflows.accounts import Account
 
@@ -68,3 +69,21 @@ def error_page(request: Request, account: Account, error: MedloopError) -> HTMLR
         title="Cannot do that",
         message=str(error),
     )
+
+
+def _signed_in_as(*roles: Role) -> Callable[[Request, Account | None], Account]:
+    def account_for_page(request: Request, account: PageAccount) -> Account:
+        if account is None:
+            raise PageStop(to_login())
+        if account.role not in roles:
+            raise PageStop(forbidden(request, account))
+        return account
+
+    return account_for_page
+
+
+#: The signed-in account of a page for these roles; others go to login or get a 403 page.
+AnnotatorPage = Annotated[Account, Depends(_signed_in_as(Role.ANNOTATOR))]
+ReviewerPage = Annotated[Account, Depends(_signed_in_as(*REVIEWERS))]
+DoctorPage = Annotated[Account, Depends(_signed_in_as(Role.DOCTOR))]
+AdminPage = Annotated[Account, Depends(_signed_in_as(Role.ADMIN))]

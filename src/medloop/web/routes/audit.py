@@ -9,7 +9,10 @@ from pydantic import BaseModel
 
 from medloop.types import Role
 from medloop.web.deps import WS, require
-from medloop.web.rendering import PageAccount, forbidden, render, to_login
+from medloop.web.rendering import (
+    AdminPage,
+    render,
+)
 from medloop.workflows import audit
 from medloop.workflows.accounts import Account
 from medloop.workflows.audit import AuditRow
@@ -52,14 +55,10 @@ def audit_json(
 def audit_page(
     request: Request,
     ws: WS,
-    account: PageAccount,
+    account: AdminPage,
     actor: ActorQuery = None,
     action: ActionQuery = None,
     page: PageQuery = 1,
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role != Role.ADMIN:
-        return forbidden(request, account)
     log = audit.audit_log(ws, actor=actor, action=action, page=page)
     return render(request, "audit.html", account, log=log, actor=actor or "", action=action or "")

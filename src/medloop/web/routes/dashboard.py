@@ -15,7 +15,13 @@ from fastapi.responses import RedirectResponse
 from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
+from medloop.web.rendering import (
+    REVIEWERS,
+    PageAccount,
+    ReviewerPage,
+    error_page,
+    render,
+)
 from medloop.workflows import dashboard, jobs
 from medloop.workflows.dashboard import Dashboard
 
@@ -40,12 +46,8 @@ def dashboard_json(ws: WS, _account: Reviewer, project: ProjectName = None) -> D
 
 @router.get("/dashboard")
 def dashboard_page(
-    request: Request, ws: WS, account: PageAccount, project: ProjectName = None
+    request: Request, ws: WS, account: ReviewerPage, project: ProjectName = None
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     name = _project(ws, project)
     return render(
         request,
@@ -88,14 +90,10 @@ def job_panel(request: Request, ws: WS, account: PageAccount) -> Response:
 def retrain(
     request: Request,
     ws: WS,
-    account: PageAccount,
+    account: ReviewerPage,
     project: Annotated[str, Form(max_length=100)],
 ) -> Response:
     """Queue retraining (or show the job already active); htmx gets the panel back."""
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         job, _created = jobs.request_retrain(ws, project=project, requested_by=account.username)
     except MedloopError as error:

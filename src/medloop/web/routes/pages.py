@@ -16,7 +16,14 @@ from fastapi.responses import RedirectResponse
 from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Limiter
-from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
+from medloop.web.rendering import (
+    AnnotatorPage,
+    PageAccount,
+    ReviewerPage,
+    error_page,
+    render,
+    to_login,
+)
 from medloop.web.routes.api import Id, client_of, gradcam_url, image_url
 from medloop.web.security import (
     LOGIN_CSRF_COOKIE,
@@ -109,32 +116,20 @@ def logout(account: PageAccount) -> Response:
 
 
 @router.get("/annotate")
-def annotate_page(request: Request, ws: WS, account: PageAccount) -> Response:
-    if account is None:
-        return to_login()
-    if account.role != Role.ANNOTATOR:
-        return forbidden(request, account)
+def annotate_page(request: Request, ws: WS, account: AnnotatorPage) -> Response:
     progress = annotate.annotator_progress(ws, account=account)
     waiting = annotate.open_task_count(ws, account=account)
     return render(request, "annotate.html", account, progress=progress, waiting=waiting)
 
 
 @router.get("/review")
-def review_page(request: Request, ws: WS, account: PageAccount) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
+def review_page(request: Request, ws: WS, account: ReviewerPage) -> Response:
     entries = review.review_entries(ws, limit=200)
     return render(request, "review_queue.html", account, entries=entries)
 
 
 @router.get("/review/{item_id}")
-def review_item_page(request: Request, item_id: Id, ws: WS, account: PageAccount) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
+def review_item_page(request: Request, item_id: Id, ws: WS, account: ReviewerPage) -> Response:
     try:
         detail = review.review_detail(ws, item_id=item_id, actor=account.username)
     except MedloopError as error:
@@ -156,13 +151,9 @@ def review_decide(
     request: Request,
     item_id: Id,
     ws: WS,
-    account: PageAccount,
+    account: ReviewerPage,
     label: Annotated[str, Form(max_length=200)],
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         review.decide(ws, account=account, item_id=item_id, label=label)
     except MedloopError as error:
@@ -175,14 +166,10 @@ def review_flag(
     request: Request,
     item_id: Id,
     ws: WS,
-    account: PageAccount,
+    account: ReviewerPage,
     reason: Annotated[str, Form(min_length=1, max_length=200)],
 ) -> Response:
     """Flag the item with a reason, then go on to the next unflagged item in the queue."""
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         review.flag_item(ws, account=account, item_id=item_id, reason=reason)
     except MedloopError as error:

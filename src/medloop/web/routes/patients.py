@@ -17,7 +17,12 @@ from pydantic import BaseModel, Field
 from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import REVIEWERS, PageAccount, error_page, forbidden, render, to_login
+from medloop.web.rendering import (
+    DoctorPage,
+    ReviewerPage,
+    error_page,
+    render,
+)
 from medloop.workflows import precision as wf
 
 pages = APIRouter(include_in_schema=False)
@@ -143,12 +148,8 @@ def api_decide(
 
 @pages.get("/patients")
 def list_page(
-    request: Request, ws: WS, account: PageAccount, project: OptionalProject = None
+    request: Request, ws: WS, account: ReviewerPage, project: OptionalProject = None
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     if not project:
         cohorts = wf.cohort_projects(ws)
         return render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
@@ -161,12 +162,8 @@ def list_page(
 
 @pages.get("/patients/{pseudonym}")
 def patient_page(
-    request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
+    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: ProjectParam
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         page = wf.view_patient(ws, project=project, patient=pseudonym, viewer=account.username)
     except MedloopError as error:
@@ -176,12 +173,8 @@ def patient_page(
 
 @pages.get("/patients/{pseudonym}/survival.png")
 def chart(
-    request: Request, ws: WS, account: PageAccount, pseudonym: Pseudonym, project: ProjectParam
+    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: ProjectParam
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
     except MedloopError as error:
@@ -193,14 +186,10 @@ def chart(
 def recommend(
     request: Request,
     ws: WS,
-    account: PageAccount,
+    account: ReviewerPage,
     pseudonym: Pseudonym,
     project: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role not in REVIEWERS:
-        return forbidden(request, account)
     try:
         wf.recommend(ws, project=project, patient=pseudonym)
     except MedloopError as error:
@@ -212,7 +201,7 @@ def recommend(
 def decide(
     request: Request,
     ws: WS,
-    account: PageAccount,
+    account: DoctorPage,
     pseudonym: Pseudonym,
     project: Annotated[str, Form(min_length=1, max_length=100)],
     recommendation_id: Annotated[int, Form(ge=1, le=2**53)],
@@ -220,10 +209,6 @@ def decide(
     treatment: Annotated[str | None, Form(max_length=200)] = None,
     reason: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
-    if account is None:
-        return to_login()
-    if account.role != Role.DOCTOR:
-        return forbidden(request, account)
     try:
         wf.decide(
             ws,
