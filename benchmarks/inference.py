@@ -1,7 +1,8 @@
 """CPU inference benchmark: eager vs TorchScript vs dynamically quantised, one model, one run.
 
-Trains a classifier on a MedMNIST training subset (or loads ``--checkpoint``), then
-times calibrated probabilities for the test split (tiled to ``--images``) with
+Trains a classifier on a MedMNIST training subset (or loads ``--checkpoint``, a
+classifier's or a `bench train --output` ensemble's), then times calibrated
+probabilities for the test split (tiled to ``--images``) with
 `medloop.learning.inference.compare_runtimes`: the variants take turns, best of
 ``--repeats``. Prints one JSON object per variant (images/s, speed-up over eager, the
 largest probability difference from eager, serialized size).
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from medloop.ingest.medmnist import load_medmnist
+from medloop.learning.ensemble import load_checkpoint
 from medloop.learning.inference import compare_runtimes
-from medloop.learning.train import TrainConfig, TrainedClassifier, train_classifier
+from medloop.learning.train import TrainConfig, train_classifier
 from medloop.types import Split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +50,7 @@ def main() -> None:
     data = load_medmnist(args.dataset, data_dir=data_dir, progress=False)
     train, val, test = (data.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
     if args.checkpoint is not None:
-        model = TrainedClassifier.load(args.checkpoint)
+        model = load_checkpoint(args.checkpoint)
     else:
         rng = np.random.default_rng(args.seed)
         rows = rng.choice(len(train), size=min(args.n_train, len(train)), replace=False)

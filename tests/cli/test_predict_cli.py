@@ -12,7 +12,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from cli_support import run
-from medloop.ingest import decode_png
+from medloop.ingest import decode_png, load_image_file
+from medloop.learning.ensemble import EnsembleClassifier, load_checkpoint, train_ensemble
+from medloop.learning.inference import prepare_images
 from medloop.learning.train import TrainConfig, train_classifier
 
 
@@ -33,6 +35,32 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(max_epochs=4, batch_size=16, num_threads=1)
     train_classifier(x, y, xv, yv, n_classes=2, config=config, checkpoint_path=path)
     return path
+
+
+@pytest.fixture(scope="module")
+def ensemble_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    x, y = separable(96, 0)
+    xv, yv = separable(32, 1)
+    config = TrainConfig(max_epochs=3, batch_size=16, num_threads=1)
+    model = train_ensemble(x, y, xv, yv, n_classes=2, members=2, config=config)
+    path = tmp_path_factory.mktemp("ensemble") / "ensemble.pt"
+    model.save(path)
+    return path
+
+
+@pytest.fixture
+def pngs(tmp_path: Path) -> Path:
+    """A folder of three 24x24 PNGs: bright top, bright bottom, and a 30x20 bright top."""
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    top = np.full((24, 24), 20, dtype=np.uint8)
+    top[:12] = 230
+    Image.fromarray(top).save(folder / "top.png")
+    Image.fromarray(255 - top).save(folder / "bottom.png")
+    tall = np.full((30, 20), 20, dtype=np.uint8)
+    tall[:15] = 230
+    Image.fromarray(tall).save(folder / "tall.png")
+    return folder
 
 
 @pytest.fixture
@@ -147,6 +175,82 @@ def test_export_torchscript_then_predict_with_it(
         monkeypatch, capsys, "model", "export", str(checkpoint), "--format", "onnx", "-o", "x"
     )
     assert code == 2 and "torchscript" in err
+
+
+def test_predict_with_an_ensemble_writes_probabilities_and_overlays(
+    ensemble_checkpoint: Path, pngs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out, overlays = tmp_path / "preds.csv", tmp_path / "cams"
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(ensemble_checkpoint),
+        str(pngs),
+        "-o",
+        str(out),
+        "--overlays",
+        str(overlays),
+        "--classes",
+        "bottom,top",
+    )
+    assert code == 0, err
+    frame = pd.read_csv(out)
+    assert [Path(f).name for f in frame["file"]] == ["bottom.png", "tall.png", "top.png"]
+    assert frame["label"].tolist() == ["bottom", "top", "top"]
+    model = load_checkpoint(ensemble_checkpoint)
+    assert isinstance(model, EnsembleClassifier)
+    pixels = [load_image_file(Path(f)) for f in frame["file"]]
+    images = prepare_images(pixels, in_channels=1, image_size=model.image_size)
+    np.testing.assert_allclose(frame[["p0", "p1"]], model.predict_proba(images), atol=1e-6)
+    for name in ("bottom", "tall", "top"):
+        assert len(list(overlays.glob(f"*_{name}.gradcam.png"))) == 1
+    tall_cam = decode_png(next(overlays.glob("*tall.gradcam.png")).read_bytes())
+    assert tall_cam.shape[:2] == (30 * 8, 20 * 8)  # the original pixels, enlarged for display
+    assert (tall_cam[..., 0] != tall_cam[..., 2]).any()  # coloured by heat, not only grey
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_export_an_ensemble_then_predict_with_it(
+    ensemble_checkpoint: Path, pngs: Path, tmp_path: Path, monkeypatch, capsys, quantize: bool
+) -> None:
+    exported = tmp_path / "ensemble.ts"
+    flags = ["--quantize"] if quantize else []
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "model",
+        "export",
+        str(ensemble_checkpoint),
+        *flags,
+        "-o",
+        str(exported),
+    )
+    assert code == 0, err
+    scripted, eager = tmp_path / "ts.csv", tmp_path / "eager.csv"
+    for model, csv in ((exported, scripted), (ensemble_checkpoint, eager)):
+        code, _, err = run(monkeypatch, capsys, "predict", str(model), str(pngs), "-o", str(csv))
+        assert code == 0, err
+    np.testing.assert_allclose(
+        pd.read_csv(scripted)[["p0", "p1"]],
+        pd.read_csv(eager)[["p0", "p1"]],
+        atol=0.02 if quantize else 1e-5,
+    )
+    assert pd.read_csv(scripted)["label"].tolist() == pd.read_csv(eager)["label"].tolist()
+
+
+def test_a_bad_model_file_is_a_clear_error(
+    ensemble_checkpoint: Path, pngs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    truncated = tmp_path / "truncated.pt"
+    data = ensemble_checkpoint.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"hello")
+    for bad in (truncated, junk):
+        for command in (["predict", str(bad), str(pngs)], ["model", "export", str(bad), "-o", "x"]):
+            code, _, err = run(monkeypatch, capsys, *command)
+            assert code == 2 and "not a medloop checkpoint" in err, err
 
 
 def test_predict_with_a_project_needs_its_model(home: Path, monkeypatch, capsys) -> None:

@@ -171,16 +171,59 @@ def test_channel_mismatch_for_known_set(tmp_path: Path) -> None:
         load_medmnist("pneumoniamnist", data_dir=tmp_path, download=False)
 
 
-def test_multilabel_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_multilabel_loads_as_indicator_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    multi = {f"{s}_labels": rng.integers(0, 2, size=(n, 4)) for s, n in _SIZES}
+    _write_npz(tmp_path / "mychest.npz", **multi)
+    data = load_medmnist("mychest", data_dir=tmp_path)
+    assert data.multi_label and data.classes == ["0", "1", "2", "3"]
+    labels = data.splits[Split.TEST].labels
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, multi["test_labels"])
+    _write_npz(tmp_path / "mymnist.npz")
+    single = load_medmnist("mymnist", data_dir=tmp_path)
+    assert not single.multi_label and single.splits[Split.TRAIN].labels.ndim == 1
+
+
+_SIZES = (("train", 12), ("val", 4), ("test", 6))
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "message"),
+    [
+        ("chestmnist", {}, r"chestmnist is a multi-label.*shape \(12, 1\)"),
+        ("bloodmnist", {"train_labels": np.zeros((12, 8))}, "multi-class dataset"),
+        (
+            "multi",
+            {f"{s}_labels": np.zeros((n, 2 if s == "val" else 3)) for s, n in _SIZES},
+            "label counts",
+        ),
+        (
+            "multi",
+            {"train_labels": np.zeros((12, 3)), "val_labels": np.zeros((4, 1))},
+            "val_labels",
+        ),
+        ("multi", {"train_labels": np.full((12, 3), 2)}, "0 or 1"),
+        ("chestmnist", {f"{s}_labels": np.zeros((n, 3)) for s, n in _SIZES}, "14 labels"),
+    ],
+)
+def test_bad_multilabel_files(tmp_path: Path, name: str, override: Any, message: str) -> None:
+    _write_npz(tmp_path / f"{name}.npz", rgb=name == "bloodmnist", **override)
+    with pytest.raises(IngestError, match=message):
+        load_medmnist(name, data_dir=tmp_path, download=False)
+
+
+def test_multilabel_refused_where_one_label_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     _serve(monkeypatch, b"", calls)
     with pytest.raises(InvalidInputError, match="multi-label"):
-        load_medmnist("chestmnist", data_dir=tmp_path)
-    assert calls == []  # rejected before any download
-    multi = np.zeros((12, 14), dtype=np.uint8)
-    _write_npz(tmp_path / "mychest.npz", train_labels=multi)
-    with pytest.raises(IngestError, match=r"mychest\.npz.*multi-label"):
-        load_medmnist("mychest", data_dir=tmp_path)
+        load_medmnist("chestmnist", data_dir=tmp_path, require_single_label=True)
+    assert calls == []  # refused before any download
+    _write_npz(tmp_path / "mychest.npz", **{f"{s}_labels": np.ones((n, 5)) for s, n in _SIZES})
+    with pytest.raises(InvalidInputError, match="mychest is a multi-label"):
+        load_medmnist("mychest", data_dir=tmp_path, require_single_label=True)
 
 
 def test_unknown_name_suggests(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from medloop.learning.al_bench import (
     summarise,
 )
 from medloop.learning.bench import bench_train
+from medloop.learning.ensemble import EnsembleClassifier, load_checkpoint
 from medloop.learning.train import TrainConfig
 
 TINY = TrainConfig(max_epochs=3, patience=3, batch_size=16, tta=3)
@@ -67,11 +68,15 @@ def test_bench_train_scores_and_writes_predictions_and_artefacts(
     truth = np.load(data_dir / "toycolourmnist.npz")["test_labels"][:, 0]
     assert result["test_acc"] == pytest.approx(np.mean(frame["label"] == truth), abs=1e-4)
     names = {p.name for p in out.iterdir()}
-    assert {
-        "toycolourmnist.member0.pt",
-        "toycolourmnist.member1.pt",
-        "toycolourmnist.metrics.json",
-    } <= names
+    assert {"toycolourmnist.pt", "toycolourmnist.metrics.json"} <= names
+    assert not any(".member" in name for name in names)
+    assert result["checkpoints"] == [str(out / "toycolourmnist.pt")]
+    saved = load_checkpoint(out / "toycolourmnist.pt")
+    assert isinstance(saved, EnsembleClassifier) and len(saved.members) == 2
+    test_images = np.load(data_dir / "toycolourmnist.npz")["test_images"]
+    np.testing.assert_allclose(
+        saved.predict_proba(test_images), frame[["p0", "p1", "p2"]], atol=1e-6
+    )
     assert result["members"] == 2 and result["epochs"] == 2 * TINY.max_epochs
     for plot in ("learning_curve", "roc", "calibration", "confusion"):
         assert (out / f"toycolourmnist.{plot}.png").stat().st_size > 1000

@@ -1,17 +1,27 @@
-"""Deep ensembles: members from distinct seeds, mean logits, own calibration, checkpoints."""
+"""Deep ensembles: distinct seeds, mean logits, own calibration, one-file checkpoints,
+Grad-CAM and TorchScript export."""
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.learning.calibration import apply_temperature
 from medloop.learning.data import AugmentRanges
-from medloop.learning.ensemble import EnsembleClassifier, member_seeds, train_ensemble
+from medloop.learning.ensemble import (
+    EnsembleClassifier,
+    load_checkpoint,
+    member_seeds,
+    train_ensemble,
+)
+from medloop.learning.explain import gradcam
+from medloop.learning.inference import ScriptedClassifier, export_torchscript
 from medloop.learning.train import TrainConfig, TrainedClassifier
 
 FAST = TrainConfig(max_epochs=3, patience=3, batch_size=16, num_threads=1)
@@ -65,18 +75,91 @@ def test_ensemble_calibration_is_fitted_on_its_own_validation_logits(
     assert fresh.temperature != 1.0
 
 
-def test_save_writes_one_loadable_checkpoint_per_member(
+def test_save_load_round_trips_in_one_file(
     ensemble: tuple[EnsembleClassifier, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
     model, data = ensemble
-    paths = model.save(tmp_path / "run.pt")
-    assert [p.name for p in paths] == ["run.member0.pt", "run.member1.pt", "run.member2.pt"]
-    again = EnsembleClassifier(
-        [TrainedClassifier.load(p) for p in paths],
-        temperature=model.temperature,
-        threshold=model.threshold,
+    model.save(tmp_path / "run.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+    again = load_checkpoint(tmp_path / "run.pt")
+    assert isinstance(again, EnsembleClassifier)
+    assert (again.temperature, again.threshold) == (model.temperature, model.threshold)
+    assert [m.config for m in again.members] == [m.config for m in model.members]
+    assert (again.in_channels, again.image_size) == (1, (12, 12))
+    np.testing.assert_array_equal(again.predict_proba(data["xt"]), model.predict_proba(data["xt"]))
+    assert again.label_thresholds is None
+    labelled = EnsembleClassifier(model.members)
+    labelled.label_thresholds = np.array([0.25, 0.75])  # as a multi-label ensemble keeps
+    labelled.save(tmp_path / "run.pt")
+    np.testing.assert_array_equal(
+        EnsembleClassifier.load(tmp_path / "run.pt").label_thresholds, [0.25, 0.75]
     )
-    np.testing.assert_allclose(again.predict_proba(data["xt"]), model.predict_proba(data["xt"]))
+    model.members[0].save(tmp_path / "one.pt")  # a single classifier's file loads as one
+    assert isinstance(load_checkpoint(tmp_path / "one.pt"), TrainedClassifier)
+    with pytest.raises(InvalidInputError, match="ensemble"):
+        TrainedClassifier.load(tmp_path / "run.pt")
+    with pytest.raises(InvalidInputError, match="ensemble"):
+        EnsembleClassifier.load(tmp_path / "one.pt")
+
+
+def test_bad_checkpoint_files_raise_clear_errors(
+    ensemble: tuple[EnsembleClassifier, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    model, _ = ensemble
+    good = tmp_path / "good.pt"
+    model.save(good)
+    data = good.read_bytes()
+    member = model.members[0].to_payload()
+    del member["state_dict"]
+    bad = {
+        "truncated.pt": data[: len(data) // 2],
+        "empty.pt": b"",
+        "text.pt": b"not a checkpoint at all",
+        "foreign.pt": pickle.dumps({"code": EnsembleClassifier}, protocol=2),
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save([1, 2], tmp_path / "list.pt")
+    torch.save({"kind": "ensemble", "members": "x"}, tmp_path / "nomembers.pt")
+    torch.save({"kind": "ensemble", "members": [1]}, tmp_path / "intmember.pt")
+    torch.save({"kind": "ensemble", "members": [member]}, tmp_path / "noweights.pt")
+    torch.save({**model.to_payload(), "threshold": None}, tmp_path / "nothreshold.pt")
+    names = [*bad, "list.pt", "nomembers.pt", "intmember.pt", "noweights.pt", "nothreshold.pt"]
+    for name in names:
+        with pytest.raises(InvalidInputError, match="not a medloop"):
+            load_checkpoint(tmp_path / name)
+    with pytest.raises(NotFoundError):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_ensemble_gradcam_is_the_mean_of_its_members_maps(
+    ensemble: tuple[EnsembleClassifier, dict[str, np.ndarray]],
+) -> None:
+    model, data = ensemble
+    images = data["xt"][:6]
+    heat = gradcam(model, images)
+    chosen = model.predict(images)
+    members = [gradcam(m, images, classes=chosen.tolist()) for m in model.members]
+    np.testing.assert_allclose(heat, np.mean(members, axis=0), atol=1e-6)
+    assert heat.shape == (6, 12, 12) and heat.min() >= 0.0 and heat.max() <= 1.0
+    assert not np.allclose(members[0], members[1])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("quantize", [False, True])
+def test_ensemble_exports_to_one_torchscript_file(
+    ensemble: tuple[EnsembleClassifier, dict[str, np.ndarray]], tmp_path: Path, quantize: bool
+) -> None:
+    model, data = ensemble
+    path = export_torchscript(model, tmp_path / "ensemble.ts", quantize=quantize)
+    scripted = ScriptedClassifier.load(path)
+    assert scripted.info["members"] == 3 and scripted.info["quantized"] is quantize
+    assert scripted.info["temperature"] == pytest.approx(model.temperature)
+    np.testing.assert_allclose(
+        scripted.predict_proba(data["xt"]),
+        model.predict_proba(data["xt"]),
+        atol=1e-2 if quantize else 1e-5,
+    )
 
 
 def test_augmentation_ranges_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
@@ -84,8 +167,8 @@ def test_augmentation_ranges_round_trip_through_a_checkpoint(tmp_path: Path) -> 
     ranges = AugmentRanges(rotate_degrees=15.0, zoom=0.15, shift_fraction=0.1)
     config = dataclasses.replace(FAST, max_epochs=1, patience=1, augmentation=ranges)
     model = train_ensemble(x, y, x, y, n_classes=2, members=1, config=config)
-    path = model.save(tmp_path / "m.pt")[0]
-    assert TrainedClassifier.load(path).config.augmentation == ranges
+    model.save(tmp_path / "m.pt")
+    assert EnsembleClassifier.load(tmp_path / "m.pt").config.augmentation == ranges
     from_json = TrainConfig(augmentation={"rotate_degrees": 5.0})  # type: ignore[arg-type]
     assert from_json.augmentation == AugmentRanges(rotate_degrees=5.0)
 

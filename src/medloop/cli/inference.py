@@ -19,7 +19,10 @@ model_app = typer.Typer(help="Trained models: export for fast inference.", no_ar
 app.add_typer(model_app, name="model")
 
 ModelArg = Annotated[
-    str, typer.Argument(help="A checkpoint (.pt) or TorchScript file, or a project name.")
+    str,
+    typer.Argument(
+        help="A classifier or ensemble checkpoint (.pt), a TorchScript file, or a project name."
+    ),
 ]
 EXPORT_FORMATS = ("torchscript",)
 
@@ -76,7 +79,9 @@ def export(
         bool, typer.Option(help="Dynamic int8 quantisation of the linear layers.")
     ] = False,
 ) -> None:
-    """Export a model for fast CPU inference (calibrated probabilities, no medloop needed)."""
+    """Export a model for fast CPU inference (calibrated probabilities, no medloop needed).
+
+    An ensemble checkpoint becomes one file that averages its members' logits."""
     from medloop.learning.inference import export_torchscript
 
     if format.strip().lower() not in EXPORT_FORMATS:

@@ -31,13 +31,24 @@ def _config_overrides(text: str | None) -> dict[str, Any]:
 
 @bench_app.command("train")
 def bench_train(
-    dataset: Annotated[str, typer.Option(help="MedMNIST 2D dataset, e.g. pneumoniamnist.")],
+    dataset: Annotated[
+        str,
+        typer.Option(help="MedMNIST 2D dataset, e.g. pneumoniamnist or chestmnist (multi-label)."),
+    ],
     seed: SeedOpt = 0,
     predictions: Annotated[
-        Path | None, typer.Option(help="Write the test split's predictions CSV here.")
+        Path | None,
+        typer.Option(
+            help="Write the test split's predictions CSV here: index,label,p0..; for a "
+            "multi-label set, label lists the predicted labels joined by '|'."
+        ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option(help="Folder for the checkpoint, metrics JSON and plots.")
+        Path | None,
+        typer.Option(
+            help="Folder for the ensemble checkpoint (<dataset>.pt, for `predict` and "
+            "`model export`), metrics JSON and plots."
+        ),
     ] = None,
     config: Annotated[
         str | None, typer.Option(help="TrainConfig overrides as JSON, e.g. '{\"max_epochs\": 5}'.")
@@ -48,7 +59,10 @@ def bench_train(
     ] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train on the train split, choose on val, score on test; one JSON object with --json."""
+    """Train on the train split, choose on val, score on test; one JSON object with --json.
+
+    Multi-label sets (chestmnist): one sigmoid per label; AUC and ACC are label means.
+    """
     from medloop.learning.bench import BENCH_CONFIG
     from medloop.learning.bench import bench_train as run
     from medloop.learning.train import TrainConfig

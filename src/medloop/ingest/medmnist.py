@@ -6,8 +6,11 @@ MedMNIST v3 (Yang et al., Scientific Data 10:41, 2023; Zenodo record 10519652) i
 downloaded over HTTPS with an MD5 check and written atomically.
 
 Layout: keys ``train_images, train_labels, val_images, val_labels, test_images,
-test_labels``; images ``(N, H, W)`` or ``(N, H, W, 3)`` uint8; labels ``(N, 1)``.
-Only single-label sets are supported; ChestMNIST (multi-label) is rejected.
+test_labels``; images ``(N, H, W)`` or ``(N, H, W, 3)`` uint8; labels ``(N, 1)``, or
+``(N, L)`` of 0/1 for a multi-label set (ChestMNIST: 14 findings per image), which loads
+as an (N, L) int64 array with ``MedMNISTDataset.multi_label`` set. Multi-label sets can
+be trained and benchmarked (`medloop.learning.bench`), not annotated: annotation tasks
+are single choice, so the store and the loop load with ``require_single_label=True``.
 """
 
 from __future__ import annotations
@@ -248,8 +251,9 @@ _KEYS = tuple(f"{s.value}_{kind}" for s in _SPLITS for kind in ("images", "label
 
 @dataclass(frozen=True)
 class MedMNISTSplit:
-    """One split: ``images`` (N, H, W) or (N, H, W, 3) uint8, ``labels`` (N,) int64 and
-    ``rows`` (N,), each image's row number in the file's split (stable item references)."""
+    """One split: ``images`` (N, H, W) or (N, H, W, 3) uint8, ``labels`` (N,) int64
+    (multi-label sets: (N, L) int64 of 0/1) and ``rows`` (N,), each image's row number in
+    the file's split (stable item references)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -261,12 +265,15 @@ class MedMNISTSplit:
 
 @dataclass(frozen=True)
 class MedMNISTDataset:
-    """A MedMNIST dataset: class names (index = label), channels and its three splits."""
+    """A MedMNIST dataset: class names (index = label), channels and its three splits.
+
+    For a multi-label set `classes` names the L binary labels (label columns)."""
 
     name: str
     classes: list[str]
     n_channels: int
     splits: dict[Split, MedMNISTSplit]
+    multi_label: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -295,6 +302,7 @@ def load_medmnist(
     download: bool = True,
     limit: int | None = None,
     progress: bool = True,
+    require_single_label: bool = False,
 ) -> MedMNISTDataset:
     """Load a 2D MedMNIST set from ``<data_dir>/<name>.npz``, downloading it if absent.
 
@@ -306,10 +314,13 @@ def load_medmnist(
         limit: keep ``limit`` rows of each split, a seeded random sample in file order
             (quick runs; files may be sorted by label, so the first rows would not do).
         progress: show a Rich progress bar while downloading.
+        require_single_label: refuse multi-label sets (for callers needing one class
+            per image, e.g. single-choice annotation); an official one before any download.
 
     Raises:
         UnknownOptionError: no local file and the name is not an official 2D set.
-        InvalidInputError: a multi-label set (ChestMNIST) or a bad ``limit``.
+        InvalidInputError: a bad ``limit``, or a multi-label set when
+            ``require_single_label`` is set.
         IngestError: the file is corrupt or not in the MedMNIST layout.
         DatasetUnavailableError: not local, and download disabled or failed.
     """
@@ -319,11 +330,8 @@ def load_medmnist(
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
     info = MEDMNIST_2D.get(key)
-    if info is not None and info.multi_label:
-        raise InvalidInputError(
-            f"{key} is a multi-label dataset ({info.task}); medloop supports single-label "
-            "MedMNIST sets only for now"
-        )
+    if require_single_label and info is not None and info.multi_label:
+        raise _multi_label_refused(key, info.task)
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     path = directory / f"{key}.npz"
     if path.is_file():
@@ -343,7 +351,18 @@ def load_medmnist(
         )
     else:
         _download(info.url, path, md5=info.md5, progress=progress)
-    return _read_npz(path, key, info, limit=limit)
+    dataset = _read_npz(path, key, info, limit=limit)
+    if require_single_label and dataset.multi_label:
+        raise _multi_label_refused(key, f"{dataset.n_classes} binary labels per image")
+    return dataset
+
+
+def _multi_label_refused(name: str, what: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{name} is a multi-label dataset ({what}): annotation tasks are single choice, "
+        "so it cannot go into a project; multi-label sets can only be trained and "
+        "benchmarked (medloop bench train)"
+    )
 
 
 def _read_npz(
@@ -369,7 +388,15 @@ def _read_npz(
         raise IngestError(path, f"not a readable npz file: {exc}") from exc
 
     images = {s: _check_images(path, s, arrays[f"{s.value}_images"]) for s in _SPLITS}
-    labels = {s: _check_labels(path, s, arrays[f"{s.value}_labels"]) for s in _SPLITS}
+    train_labels = arrays[f"{Split.TRAIN.value}_labels"]
+    multi_label = train_labels.ndim == 2 and train_labels.shape[1] > 1
+    if info is not None and info.multi_label != multi_label:
+        raise IngestError(
+            path,
+            f"{name} is a {info.task} dataset but train_labels has shape {train_labels.shape}",
+        )
+    check = _check_multilabels if multi_label else _check_labels
+    labels = {s: check(path, s, arrays[f"{s.value}_labels"]) for s in _SPLITS}
     shapes = {images[s].shape[1:] for s in _SPLITS}
     if len(shapes) != 1:
         raise IngestError(path, f"splits have different image shapes {sorted(shapes)}")
@@ -380,6 +407,9 @@ def _read_npz(
                 f"{split.value}: {len(images[split])} images but {len(labels[split])} labels",
             )
     n_channels = 3 if images[Split.TRAIN].ndim == 4 else 1
+    widths = {labels[s].shape[1] for s in _SPLITS if multi_label}
+    if len(widths) > 1:
+        raise IngestError(path, f"splits have different label counts {sorted(widths)}")
 
     if info is not None:
         classes = list(info.classes)
@@ -387,6 +417,10 @@ def _read_npz(
             raise IngestError(
                 path, f"{name} should have {info.n_channels} channel(s), found {n_channels}"
             )
+        if multi_label and widths != {len(classes)}:
+            raise IngestError(path, f"{name} should have {len(classes)} labels, found {widths}")
+    elif multi_label:
+        classes = [str(i) for i in range(next(iter(widths)))]
     else:
         top = max((int(lab.max()) for lab in labels.values() if lab.size), default=0)
         classes = [str(i) for i in range(top + 1)]
@@ -400,7 +434,13 @@ def _read_npz(
             )
     splits = {s: _sample(images[s], labels[s], limit=limit) for s in _SPLITS}
     logger.info("loaded %s: %s", name, {s.value: len(p) for s, p in splits.items()})
-    return MedMNISTDataset(name=name, classes=classes, n_channels=n_channels, splits=splits)
+    return MedMNISTDataset(
+        name=name,
+        classes=classes,
+        n_channels=n_channels,
+        splits=splits,
+        multi_label=multi_label,
+    )
 
 
 def _sample(images: np.ndarray, labels: np.ndarray, *, limit: int | None) -> MedMNISTSplit:
@@ -433,12 +473,12 @@ def _check_images(path: Path, split: Split, array: np.ndarray) -> np.ndarray:
 
 
 def _check_labels(path: Path, split: Split, array: np.ndarray) -> np.ndarray:
-    """Return labels as int64 (N,), or raise (multi-label and non-integer are errors)."""
+    """Return single labels as int64 (N,), or raise."""
     if array.ndim == 2 and array.shape[1] > 1:
         raise IngestError(
             path,
-            f"{split.value}_labels has shape {array.shape}: a multi-label dataset; "
-            "medloop supports single-label MedMNIST sets only for now",
+            f"{split.value}_labels has shape {array.shape} but train_labels holds one "
+            "label per image",
         )
     if not (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)):
         raise IngestError(
@@ -456,6 +496,18 @@ def _check_labels(path: Path, split: Split, array: np.ndarray) -> np.ndarray:
     raise IngestError(
         path, f"{split.value}_labels must be integer class indices, got dtype {flat.dtype}"
     )
+
+
+def _check_multilabels(path: Path, split: Split, array: np.ndarray) -> np.ndarray:
+    """Return multi-label indicators as int64 (N, L) of 0/1, or raise."""
+    if array.ndim != 2 or array.shape[1] < 2:
+        raise IngestError(
+            path,
+            f"{split.value}_labels must have shape (N, L) like train_labels, got {array.shape}",
+        )
+    if array.size and not np.all((array == 0) | (array == 1)):
+        raise IngestError(path, f"{split.value}_labels of a multi-label set must be 0 or 1")
+    return array.astype(np.int64)
 
 
 def _download(url: str, dest: Path, *, md5: str, progress: bool) -> None:

@@ -104,7 +104,14 @@ class _Curve:
 
 def _learning_curve(curve: _Curve) -> list[dict[str, Any]]:
     """Train, score and acquire up the budgets for one (strategy, seed)."""
-    dataset = load_medmnist(curve.name, data_dir=curve.data_dir, limit=curve.limit, progress=False)
+    # acquisition scores one softmax distribution per image: single-label sets only
+    dataset = load_medmnist(
+        curve.name,
+        data_dir=curve.data_dir,
+        limit=curve.limit,
+        progress=False,
+        require_single_label=True,
+    )
     train, val, test = (dataset.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
     steps, seed = curve.steps, curve.seed
     if steps[-1] > len(train):

@@ -2,7 +2,10 @@
 
 Everything (early stopping, temperature, decision threshold) is chosen on the
 validation split; the test split is only scored. The same code and `BENCH_CONFIG` serve
-every 2D MedMNIST set (grey or RGB, binary or multi-class); nothing is tuned per set.
+every 2D MedMNIST set (grey or RGB, binary, multi-class or multi-label); nothing is
+tuned per set. A multi-label set (ChestMNIST) trains in `TrainConfig.multi_label` mode,
+chosen from the dataset, and is scored as MedMNIST scores it: AUC and accuracy are
+means over the labels of each label's AUC and accuracy.
 
 >>> result = bench_train("pneumoniamnist", data_dir=Path("data"))  # doctest: +SKIP
 >>> sorted(result)[:3]                                              # doctest: +SKIP
@@ -25,7 +28,7 @@ from medloop.exceptions import InvalidInputError
 from medloop.ingest.medmnist import load_medmnist
 from medloop.learning.data import AugmentRanges
 from medloop.learning.ensemble import EnsembleClassifier, train_ensemble
-from medloop.learning.metrics import classification_metrics
+from medloop.learning.metrics import classification_metrics, multilabel_metrics
 from medloop.learning.train import TrainConfig, TrainedClassifier
 from medloop.types import Split
 
@@ -51,13 +54,22 @@ BENCH_CONFIG = TrainConfig(
 def predictions_frame(
     probabilities: np.ndarray, labels: np.ndarray, *, index: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """A frame with columns index, label, p0..p{K-1} (one row per item)."""
+    """A frame with columns index, label, p0..p{K-1} (one row per item).
+
+    `labels` are classes (N,), or multi-label decisions (N, L) of 0/1: then `label`
+    holds the indices of the predicted positive labels joined by "|" (e.g. "0|5",
+    "" for none) and p0..p{L-1} are the labels' own probabilities.
+    """
     proba = np.asarray(probabilities, dtype=np.float64)
     rows = np.arange(proba.shape[0]) if index is None else np.asarray(index)
-    if rows.shape[0] != proba.shape[0] or np.asarray(labels).shape[0] != proba.shape[0]:
+    decided = np.asarray(labels, dtype=np.int64)
+    if rows.shape[0] != proba.shape[0] or decided.shape[0] != proba.shape[0]:
         raise InvalidInputError("index, labels and probabilities differ in length")
     frame = pd.DataFrame(proba, columns=[f"p{k}" for k in range(proba.shape[1])])
-    frame.insert(0, "label", np.asarray(labels, dtype=np.int64))
+    if decided.ndim == 2:
+        frame.insert(0, "label", ["|".join(map(str, np.flatnonzero(row))) for row in decided])
+    else:
+        frame.insert(0, "label", decided)
     frame.insert(0, "index", rows.astype(np.int64))
     return frame
 
@@ -80,13 +92,20 @@ def bench_train(
     from seeds `member_seeds(seed, members)` and their logits averaged (`epochs` and
     `params` count all members). `predictions` writes the test
     split's predictions CSV (index = row in the test split, label = predicted class,
-    p0..p{K-1}); `output_dir` receives the members' checkpoints (`<name>.member<i>.pt`)
-    plus the ensemble's metrics JSON and plots.
+    p0..p{K-1}; for a multi-label set, label = the predicted positive labels' indices
+    joined by "|", empty for none, see `predictions_frame`); `output_dir` receives the
+    ensemble's checkpoint (`<name>.pt`, one file; `medloop predict` and `medloop model
+    export` take it) plus its metrics JSON and plots.
     `limit` keeps a sample of each split (quick runs only).
+
+    Multi-label sets report the same keys: `test_auc` the mean per-label AUC, `test_acc`
+    the mean per-label accuracy at the per-label thresholds chosen on validation
+    (`threshold`, then a list), `test_acc_argmax` and `test_acc_at_0.5` that accuracy at
+    0.5 (MedMNIST's evaluator).
     """
     dataset = load_medmnist(name, data_dir=data_dir, limit=limit, progress=False)
     train, val, test = (dataset.splits[s] for s in (Split.TRAIN, Split.VAL, Split.TEST))
-    config = dataclasses.replace(config or BENCH_CONFIG, seed=seed)
+    config = dataclasses.replace(config or BENCH_CONFIG, seed=seed, multi_label=dataset.multi_label)
     checkpoint = None if output_dir is None else Path(output_dir) / f"{dataset.name}.pt"
     started = time.perf_counter()
     model = train_ensemble(
@@ -102,7 +121,10 @@ def bench_train(
     epochs = sum(len(m.history) for m in model.members)
     proba = model.predict_proba(test.images)
     predicted = model.decide(proba)
-    metrics = classification_metrics(proba, test.labels)
+    if dataset.multi_label:
+        metrics = multilabel_metrics(proba, test.labels)
+    else:
+        metrics = classification_metrics(proba, test.labels)
     result: dict[str, Any] = {
         "dataset": dataset.name,
         "test_auc": round(metrics["auc"], 4),
@@ -116,22 +138,33 @@ def bench_train(
         "val_auc": round(model.metrics.get("val_auc", float("nan")), 4),
         "test_acc_argmax": round(metrics["acc"], 4),
         "temperature": round(model.temperature, 3),
-        "threshold": round(model.threshold, 4),
+        "threshold": _threshold(model),
         "network": config.network,
         "seed": seed,
         "n_train": len(train),
         "load_1min": round(os.getloadavg()[0], 2),
     }
+    if dataset.multi_label:
+        result["test_acc_at_0.5"] = round(metrics["acc"], 4)
     if predictions is not None:
         path = Path(predictions)
         path.parent.mkdir(parents=True, exist_ok=True)
         predictions_frame(proba, predicted, index=test.rows).to_csv(path, index=False)
         result["predictions"] = str(path)
     if checkpoint is not None:
-        result["checkpoints"] = [str(p) for p in model.save(checkpoint)]
+        model.save(checkpoint)
+        result["checkpoints"] = [str(checkpoint)]
         write_artefacts(model, checkpoint, test_probabilities=proba, test_labels=test.labels)
     logger.info("bench train %s: %s", dataset.name, result)
     return result
+
+
+def _threshold(model: EnsembleClassifier) -> float | list[float]:
+    """The binary decision cut, or the per-label cuts of a multi-label model."""
+    if not model.config.multi_label:
+        return round(model.threshold, 4)
+    cuts = model.label_thresholds
+    return [round(float(t), 4) for t in (np.full(model.n_classes, 0.5) if cuts is None else cuts)]
 
 
 def write_artefacts(

@@ -3,7 +3,9 @@
 Temperature scaling (Guo et al., 2017) divides the logits by one scalar T > 0 fitted
 by minimising the validation negative log-likelihood; it changes neither the ranking
 (AUC) nor the argmax. The binary decision threshold is the cut on p(class 1) that
-maximises validation accuracy (ties go to the cut nearest 0.5).
+maximises validation accuracy (ties go to the cut nearest 0.5). Multi-label models
+(independent sigmoids) get one temperature fitted on the binary cross-entropy of all
+labels (`fit_label_temperature`) and one cut per label (`choose_label_thresholds`).
 
 >>> logits = np.array([[0.0, 4.0], [4.0, 0.0], [0.0, 4.0], [0.0, 4.0]])
 >>> fit_temperature(logits, np.array([1, 0, 0, 1])) > 1.0
@@ -13,32 +15,61 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from medloop.exceptions import InvalidInputError, UnknownOptionError
-from medloop.learning.metrics import check_labels, check_probabilities
+from medloop.learning.metrics import (
+    check_label_probabilities,
+    check_labels,
+    check_multilabels,
+    check_probabilities,
+)
 
 logger = logging.getLogger(__name__)
 
 _MIN_T, _MAX_T = 0.05, 20.0
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T in [0.05, 20] minimising the NLL of softmax(logits / T) on `labels`."""
+def _check_logits(logits: np.ndarray, *, min_columns: int) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
-    if z.ndim != 2 or z.shape[1] < 2 or z.shape[0] == 0:
+    if z.ndim != 2 or z.shape[1] < min_columns or z.shape[0] == 0:
         raise InvalidInputError(f"logits must be a non-empty (N, K) array; got {z.shape}")
     if not np.all(np.isfinite(z)):
         raise InvalidInputError("logits contain NaN or infinite values")
+    return z
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T in [0.05, 20] minimising the NLL of softmax(logits / T) on `labels`."""
+    z = _check_logits(logits, min_columns=2)
     y = torch.from_numpy(check_labels(labels, n_classes=z.shape[1], n=z.shape[0]))
     zt = torch.from_numpy(z)
 
     def nll(log_t: float) -> float:
         return float(F.cross_entropy(zt / float(np.exp(log_t)), y))
 
+    return _minimise_log_t(nll)
+
+
+def fit_label_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T in [0.05, 20] minimising the mean binary cross-entropy of
+    sigmoid(logits / T) (N, L) on multi-label 0/1 `labels` (N, L): one T for all labels."""
+    z = _check_logits(logits, min_columns=1)
+    y = torch.from_numpy(check_multilabels(labels, n_labels=z.shape[1], n=z.shape[0]))
+    zt, yt = torch.from_numpy(z), y.double()
+
+    def nll(log_t: float) -> float:
+        return float(F.binary_cross_entropy_with_logits(zt / float(np.exp(log_t)), yt))
+
+    return _minimise_log_t(nll)
+
+
+def _minimise_log_t(nll: Callable[[float], float]) -> float:
+    """The T in [0.05, 20] minimising `nll(log T)`."""
     # Golden-section search on log T: the NLL is unimodal in T for fixed logits.
     lo, hi = np.log(_MIN_T), np.log(_MAX_T)
     ratio = (np.sqrt(5.0) - 1.0) / 2.0
@@ -66,6 +97,14 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def apply_label_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logits / temperature) as float64 (N, L): independent per-label probabilities."""
+    if not temperature > 0:
+        raise InvalidInputError(f"temperature must be positive; got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    return np.asarray(torch.sigmoid(torch.from_numpy(z)).numpy(), dtype=np.float64)
 
 
 THRESHOLD_CRITERIA = ("accuracy", "balanced")
@@ -115,6 +154,37 @@ def choose_threshold(
     best = np.flatnonzero(score >= score.max() - max(tolerance, 0.0) - 1e-12)
     chosen = candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]
     return float(chosen)
+
+
+def decide_labels(probabilities: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """Multi-label decisions (N, L) of 0/1: each label's probability >= its cut (None: 0.5)."""
+    proba = check_label_probabilities(probabilities)
+    cuts = np.full(proba.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+    if cuts.shape != (proba.shape[1],):
+        raise InvalidInputError(f"expected {proba.shape[1]} thresholds; got shape {cuts.shape}")
+    return (proba >= cuts).astype(np.int64)
+
+
+def choose_label_thresholds(
+    probabilities: np.ndarray, labels: np.ndarray, *, tolerance: float = 0.0
+) -> np.ndarray:
+    """One cut per label (L,) on multi-label `probabilities` (N, L), each maximising that
+    label's accuracy on 0/1 `labels` (N, L) as `choose_threshold` does for a binary task
+    (the per-label accuracy MedMNIST averages)."""
+    proba = check_label_probabilities(probabilities)
+    y = check_multilabels(labels, n_labels=proba.shape[1], n=proba.shape[0])
+    return np.array(
+        [
+            choose_threshold(
+                np.stack([1.0 - proba[:, k], proba[:, k]], axis=1),
+                y[:, k],
+                criterion="accuracy",
+                tolerance=tolerance,
+            )
+            for k in range(proba.shape[1])
+        ],
+        dtype=np.float64,
+    )
 
 
 def expected_calibration_error(

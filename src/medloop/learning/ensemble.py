@@ -4,7 +4,9 @@ Averaging the (test-time-augmented) logits of independently trained members is t
 simplest reliable way to gain accuracy and calibration from more compute
 (Lakshminarayanan et al., NeurIPS 2017). The ensemble gets one softmax temperature and
 one binary decision threshold of its own, fitted on the validation split exactly as a
-single model's are (`medloop.learning.calibration`).
+single model's are (`medloop.learning.calibration`). `save` writes the whole ensemble
+(members' weights and configs, temperature, threshold) to one checkpoint file;
+`load_checkpoint` reads it, or a single classifier's checkpoint, back.
 
 >>> ensemble = train_ensemble(x, y, x_val, y_val, n_classes=2, members=3)  # doctest: +SKIP
 >>> ensemble.predict_proba(x_test).shape                                   # doctest: +SKIP
@@ -22,14 +24,31 @@ from typing import Any
 import numpy as np
 
 from medloop.exceptions import InvalidInputError
-from medloop.learning.calibration import apply_temperature
-from medloop.learning.train import TrainConfig, TrainedClassifier, fit_decision, train_classifier
+from medloop.learning.calibration import apply_label_temperature, apply_temperature, decide_labels
+from medloop.learning.train import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    TrainedClassifier,
+    check_label_thresholds,
+    fit_decision,
+    fit_label_decision,
+    read_checkpoint,
+    train_classifier,
+    write_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
+
+#: The `kind` of an ensemble checkpoint (a single classifier's is "classifier").
+ENSEMBLE_KIND = "ensemble"
 
 
 class EnsembleClassifier:
     """Classifiers trained alike from different seeds; predicts from their mean logits."""
+
+    #: Multi-label ensembles only: one decision cut per label (None: 0.5 each), set by
+    #: `calibrate`.
+    label_thresholds: np.ndarray | None = None
 
     def __init__(
         self,
@@ -72,6 +91,15 @@ class EnsembleClassifier:
         return self.members[0].best_epoch
 
     @property
+    def in_channels(self) -> int:
+        return self.members[0].in_channels
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) of the training images (the members share their training data)."""
+        return self.members[0].image_size
+
+    @property
     def metrics(self) -> dict[str, float]:
         """Validation metrics averaged over members (keys every member reports)."""
         keys = set.intersection(*(set(m.metrics) for m in self.members))
@@ -84,13 +112,18 @@ class EnsembleClassifier:
         )
 
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-        """Calibrated class probabilities (N, K) from the mean logits."""
-        return apply_temperature(
-            self.predict_logits(images, batch_size=batch_size), self.temperature
-        )
+        """Calibrated class probabilities (N, K) from the mean logits (multi-label:
+        per-label sigmoids (N, L))."""
+        logits = self.predict_logits(images, batch_size=batch_size)
+        if self.config.multi_label:
+            return apply_label_temperature(logits, self.temperature)
+        return apply_temperature(logits, self.temperature)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
-        """Classes (N,): the ensemble's threshold on p(class 1) if binary, else argmax."""
+        """Classes (N,): the ensemble's threshold on p(class 1) if binary, else argmax
+        (multi-label: 0/1 (N, L) from `label_thresholds`)."""
+        if self.config.multi_label:
+            return decide_labels(probabilities, self.label_thresholds)
         proba = np.asarray(probabilities, dtype=np.float64)
         if self.n_classes == 2:
             return (proba[:, 1] >= self.threshold).astype(np.int64)
@@ -104,20 +137,62 @@ class EnsembleClassifier:
         """Fit the ensemble's temperature and binary threshold on validation data."""
         if not (self.config.calibrate or self.config.tune_threshold):
             return
+        if self.config.multi_label:
+            self.temperature, self.label_thresholds = fit_label_decision(
+                self.predict_logits(val_images), np.asarray(val_labels), config=self.config
+            )
+            return
         y_val = np.asarray(val_labels, dtype=np.int64).reshape(-1)
         self.temperature, self.threshold = fit_decision(
             self.predict_logits(val_images), y_val, n_classes=self.n_classes, config=self.config
         )
 
-    def save(self, path: Path) -> list[Path]:
-        """Write each member as its own checkpoint `<stem>.member<i>.pt` beside `path`."""
-        path = Path(path)
-        written = []
-        for i, member in enumerate(self.members):
-            target = path.with_name(f"{path.stem}.member{i}{path.suffix or '.pt'}")
-            member.save(target)
-            written.append(target)
-        return written
+    def to_payload(self) -> dict[str, Any]:
+        """The members' checkpoint payloads plus the ensemble's own temperature and cuts."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": ENSEMBLE_KIND,
+            "members": [m.to_payload() for m in self.members],
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "label_thresholds": (
+                None if self.label_thresholds is None else self.label_thresholds.tolist()
+            ),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], *, source: Path) -> EnsembleClassifier:
+        """Rebuild an ensemble from `to_payload`'s data (read from `source`)."""
+        members = payload.get("members")
+        if payload.get("kind") != ENSEMBLE_KIND or not isinstance(members, list):
+            raise InvalidInputError(f"{source} is not a medloop ensemble checkpoint")
+        if not all(isinstance(m, dict) for m in members):
+            raise InvalidInputError(f"{source} is not a medloop ensemble checkpoint: bad members")
+        loaded = [TrainedClassifier.from_payload(m, source=source) for m in members]
+        try:
+            ensemble = cls(
+                loaded,
+                temperature=float(payload["temperature"]),
+                threshold=float(payload["threshold"]),
+            )
+            ensemble.label_thresholds = check_label_thresholds(
+                payload.get("label_thresholds"), n_labels=ensemble.n_classes
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{source} is not a medloop ensemble checkpoint: {exc}"
+            ) from exc
+        return ensemble
+
+    def save(self, path: Path) -> None:
+        """Write the whole ensemble to one checkpoint file `path` (atomically)."""
+        write_checkpoint(self.to_payload(), Path(path))
+        logger.info("saved ensemble checkpoint %s (%d members)", path, len(self.members))
+
+    @classmethod
+    def load(cls, path: Path) -> EnsembleClassifier:
+        """Rebuild an ensemble saved with `save` (weights only; no code is unpickled)."""
+        return cls.from_payload(read_checkpoint(path), source=Path(path))
 
 
 def member_seeds(seed: int, members: int) -> list[int]:
@@ -163,3 +238,15 @@ def train_ensemble(
     ensemble = EnsembleClassifier(trained)
     ensemble.calibrate(val_images, val_labels)
     return ensemble
+
+
+#: What `load_checkpoint` returns: one trained network or a deep ensemble of them.
+Classifier = TrainedClassifier | EnsembleClassifier
+
+
+def load_checkpoint(path: Path) -> Classifier:
+    """The classifier or ensemble a checkpoint file holds (`save` of either writes one)."""
+    payload = read_checkpoint(path)
+    if payload.get("kind") == ENSEMBLE_KIND:
+        return EnsembleClassifier.from_payload(payload, source=Path(path))
+    return TrainedClassifier.from_payload(payload, source=Path(path))

@@ -2,7 +2,8 @@
 
 `gradcam` runs MONAI's `monai.visualize.GradCAM` on the network's last spatial
 feature layer (`TARGET_LAYERS`, one per network of `medloop.learning.networks`) and
-returns one map per image in [0, 1] (1: where the evidence for the class is strongest).
+returns one map per image in [0, 1] (1: where the evidence for the class is strongest);
+a deep ensemble's map is the mean of its members' maps.
 `overlay` blends a matplotlib colour map onto the grey image, weighted by the heat, so
 cold regions keep the original image; `overlay_png` encodes that as PNG bytes.
 
@@ -26,6 +27,7 @@ from PIL import Image
 from medloop.exceptions import InvalidInputError, UnknownOptionError
 from medloop.ingest.images import check_image_array, encode_png
 from medloop.learning.data import images_to_tensor
+from medloop.learning.ensemble import Classifier, EnsembleClassifier
 from medloop.learning.train import TrainedClassifier
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def _unit_range(maps: torch.Tensor) -> torch.Tensor:
 
 
 def gradcam(
-    model: TrainedClassifier,
+    model: Classifier,
     images: np.ndarray,
     *,
     classes: Sequence[int] | int | None = None,
@@ -76,7 +78,8 @@ def gradcam(
 
     `classes` picks the class explained per image (one int for all, or one per image);
     default: the class the model predicts (`TrainedClassifier.predict`). The model's
-    own network is left untouched (the hooks go on a copy).
+    own network is left untouched (the hooks go on a copy). For an `EnsembleClassifier`
+    the map is the mean of its members' maps, each explaining the ensemble's class.
     """
     if batch_size < 1:
         raise InvalidInputError("batch_size must be >= 1")
@@ -92,6 +95,17 @@ def gradcam(
         raise InvalidInputError(f"expected one class per image ({n}); got {wanted.shape}")
     if n and (wanted.min() < 0 or wanted.max() >= model.n_classes):
         raise InvalidInputError(f"classes must lie in [0, {model.n_classes})")
+    members = model.members if isinstance(model, EnsembleClassifier) else [model]
+    maps = np.mean([_member_maps(m, x, wanted, batch_size) for m in members], axis=0)
+    logger.debug("grad-cam for %d images (%d networks)", n, len(members))
+    return np.asarray(maps, dtype=np.float32)
+
+
+def _member_maps(
+    model: TrainedClassifier, x: torch.Tensor, wanted: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """One network's Grad-CAM maps (N, H, W) of images `x` for classes `wanted` (N,)."""
+    n = int(x.shape[0])
     network = copy.deepcopy(model.network).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(True)
@@ -110,7 +124,6 @@ def gradcam(
                 # the hook fires on module outputs: the images themselves need no gradient
                 warnings.filterwarnings("ignore", message="Full backward hook is firing")
                 maps[chunk] = cam(x=x[chunk], class_idx=int(k)).float()
-    logger.debug("grad-cam for %d images", n)
     return maps[:, 0].numpy()
 
 

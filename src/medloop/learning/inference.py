@@ -1,7 +1,8 @@
 """Fast CPU inference: preparing images, batched prediction, TorchScript and quantisation.
 
 A trained classifier becomes one module mapping float images (B, C, H, W) in [0, 1] to
-calibrated probabilities (`ProbabilityModel`: softmax of logits / temperature). It can
+calibrated probabilities (`ProbabilityModel`: softmax of logits / temperature; for a deep
+ensemble the logits are the mean of its members', `MeanLogits`). It can
 be exported as TorchScript (`export_torchscript`, traced and frozen, with its metadata
 in the file) and loaded without medloop's network code (`ScriptedClassifier`).
 `quantize_linear` applies dynamic int8 quantisation to the `nn.Linear` layers
@@ -36,7 +37,8 @@ from torch import nn
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest.images import check_image_array
 from medloop.learning.data import images_to_tensor
-from medloop.learning.train import TrainedClassifier, torch_threads
+from medloop.learning.ensemble import Classifier, EnsembleClassifier
+from medloop.learning.train import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,24 @@ class ProbabilityModel(nn.Module):
         return torch.softmax(self.network(x) / self.temperature, dim=1)
 
 
+class MeanLogits(nn.Module):
+    """A deep ensemble's networks as one: images -> the mean of the members' logits."""
+
+    def __init__(self, networks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([network(x) for network in self.networks]).mean(dim=0)
+
+
+def logit_network(model: Classifier) -> nn.Module:
+    """The module computing `model`'s raw logits (an ensemble's: `MeanLogits`)."""
+    if isinstance(model, EnsembleClassifier):
+        return MeanLogits([member.network for member in model.members])
+    return model.network
+
+
 @contextmanager
 def _quiet() -> Iterator[None]:
     """Silence torch's deprecation notices for torch.jit and torch.ao.quantization."""
@@ -78,15 +98,15 @@ def quantize_linear(network: nn.Module) -> nn.Module:
     return quantized
 
 
-def probability_model(model: TrainedClassifier, *, quantize: bool = False) -> ProbabilityModel:
+def probability_model(model: Classifier, *, quantize: bool = False) -> ProbabilityModel:
     """`model` as one eval-mode module returning calibrated probabilities (a copy)."""
-    network = copy.deepcopy(model.network).eval()
+    network = copy.deepcopy(logit_network(model)).eval()
     if quantize:
         network = quantize_linear(network)
     return ProbabilityModel(network, model.temperature).eval()
 
 
-def example_input(model: TrainedClassifier, batch: int = 2) -> torch.Tensor:
+def example_input(model: Classifier, batch: int = 2) -> torch.Tensor:
     height, width = model.image_size or (DEFAULT_SIDE, DEFAULT_SIDE)
     generator = torch.Generator().manual_seed(0)
     return torch.rand((batch, model.in_channels, height, width), generator=generator)
@@ -100,7 +120,7 @@ def to_torchscript(module: nn.Module, example: torch.Tensor) -> torch.jit.Script
     return frozen
 
 
-def metadata(model: TrainedClassifier, *, quantized: bool) -> dict[str, Any]:
+def metadata(model: Classifier, *, quantized: bool) -> dict[str, Any]:
     return {
         "format": EXPORT_FORMAT,
         "network": model.config.network,
@@ -110,15 +130,22 @@ def metadata(model: TrainedClassifier, *, quantized: bool) -> dict[str, Any]:
         "temperature": model.temperature,
         "threshold": model.threshold,
         "quantized": quantized,
+        "members": len(model.members) if isinstance(model, EnsembleClassifier) else 1,
     }
 
 
-def export_torchscript(model: TrainedClassifier, path: Path, *, quantize: bool = False) -> Path:
-    """Write `model` as a TorchScript file returning calibrated probabilities (B, K).
+def export_torchscript(model: Classifier, path: Path, *, quantize: bool = False) -> Path:
+    """Write `model` (a classifier or a deep ensemble) as a TorchScript file returning
+    calibrated probabilities (B, K).
 
     The file carries `METADATA_FILE` (network, classes, input size, temperature,
     threshold) and loads with `torch.jit.load` alone, or with `ScriptedClassifier.load`.
     """
+    if model.config.multi_label:
+        raise InvalidInputError(
+            "TorchScript export covers single-label classifiers (softmax over classes); "
+            "this is a multi-label model"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scripted = to_torchscript(probability_model(model, quantize=quantize), example_input(model))
@@ -231,7 +258,7 @@ def _serialized_bytes(module: nn.Module | torch.jit.ScriptModule) -> int:
 
 
 def compare_runtimes(
-    model: TrainedClassifier,
+    model: Classifier,
     images: np.ndarray,
     *,
     batch_size: int = 256,

@@ -83,3 +83,66 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dic
         ]
         auc = float(np.mean(per_class))
     return {"auc": auc, "acc": acc, "n": float(n)}
+
+
+def check_multilabels(labels: np.ndarray, *, n_labels: int, n: int | None = None) -> np.ndarray:
+    """Return multi-label indicators as int64 (N, L) of 0/1 (L = `n_labels`), or raise."""
+    arr = np.asarray(labels)
+    if arr.ndim != 2 or arr.shape[1] != n_labels:
+        raise InvalidInputError(
+            f"multi-label labels must be a 2-D array (N, {n_labels}); got shape {arr.shape}"
+        )
+    if n is not None and arr.shape[0] != n:
+        raise InvalidInputError(f"expected {n} label rows, got {arr.shape[0]}")
+    if arr.size and not np.all((arr == 0) | (arr == 1)):
+        raise InvalidInputError("multi-label labels must be 0 or 1")
+    return arr.astype(np.int64)
+
+
+def check_label_probabilities(
+    probabilities: np.ndarray, *, name: str = "probabilities"
+) -> np.ndarray:
+    """Return independent per-label probabilities as float (N, L) in [0, 1], or raise."""
+    proba = np.asarray(probabilities, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] < 1:
+        raise InvalidInputError(f"{name} must be a 2-D array (N, L); got {proba.shape}")
+    if not np.all(np.isfinite(proba)):
+        raise InvalidInputError(f"{name} contains NaN or infinite values")
+    if np.any(proba < 0.0) or np.any(proba > 1.0):
+        raise InvalidInputError(f"{name} must lie in [0, 1]")
+    return proba
+
+
+def per_label_auc(probabilities: np.ndarray, labels: np.ndarray) -> list[float]:
+    """ROC AUC of each label column (NaN where the label is all 0 or all 1)."""
+    proba = check_label_probabilities(probabilities)
+    y = check_multilabels(labels, n_labels=proba.shape[1], n=proba.shape[0])
+    return [
+        float(roc_auc_score(y[:, k], proba[:, k])) if 0 < y[:, k].sum() < y.shape[0] else math.nan
+        for k in range(y.shape[1])
+    ]
+
+
+def multilabel_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, *, thresholds: np.ndarray | float = 0.5
+) -> dict[str, float]:
+    """AUC, accuracy and count for multi-label `probabilities` (N, L) against 0/1 `labels`.
+
+    As MedMNIST's evaluator reports them: `auc` is the mean over labels of each label's
+    ROC AUC (labels all 0 or all 1 left out; NaN if none is left); `acc` is the mean over
+    labels of each label's accuracy at `thresholds` (one cut, or one per label; 0.5 in
+    MedMNIST).
+
+    >>> multilabel_metrics(np.array([[0.9, 0.2], [0.1, 0.7]]), np.array([[1, 0], [0, 0]]))
+    {'auc': 1.0, 'acc': 0.75, 'n': 2.0}
+    """
+    proba = check_label_probabilities(probabilities)
+    y = check_multilabels(labels, n_labels=proba.shape[1], n=proba.shape[0])
+    n = int(y.shape[0])
+    if n == 0:
+        return {"auc": math.nan, "acc": math.nan, "n": 0.0}
+    cuts = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (proba.shape[1],))
+    acc = float(np.mean((proba >= cuts).astype(np.int64) == y))
+    aucs = [a for a in per_label_auc(proba, y) if not math.isnan(a)]
+    auc = float(np.mean(aucs)) if aucs else math.nan
+    return {"auc": auc, "acc": acc, "n": float(n)}

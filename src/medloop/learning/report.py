@@ -1,7 +1,9 @@
 """Training artefacts next to a checkpoint: a metrics JSON and PNG plots (matplotlib, Agg).
 
 For a checkpoint `models/m.pt` it writes `models/m.metrics.json`, `m.learning_curve.png`,
-`m.roc.png`, `m.calibration.png` and `m.confusion.png`.
+`m.roc.png`, `m.calibration.png` and `m.confusion.png`. A multi-label model's report
+has one ROC curve per label, the calibration of all label probabilities pooled, per-label
+AUCs in the JSON, and no confusion matrix (it needs one class per item).
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from medloop.learning.calibration import expected_calibration_error
-from medloop.learning.metrics import check_labels, check_probabilities, classification_metrics
+from medloop.learning.metrics import (
+    check_label_probabilities,
+    check_labels,
+    check_multilabels,
+    check_probabilities,
+    classification_metrics,
+    multilabel_metrics,
+    per_label_auc,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -43,7 +53,12 @@ def write_training_report(
     labels: np.ndarray,
     split: str = "test",
 ) -> list[Path]:
-    """Write the metrics JSON and the four plots for `probabilities` (N, K) vs `labels`."""
+    """Write the metrics JSON and the four plots for `probabilities` (N, K) vs `labels`
+    (multi-label models: (N, L) vs 0/1 (N, L), three plots)."""
+    if model.config.multi_label:
+        return _write_multilabel_report(
+            model, checkpoint, probabilities=probabilities, labels=labels, split=split
+        )
     proba = check_probabilities(probabilities)
     y = check_labels(labels, n_classes=proba.shape[1], n=proba.shape[0])
     predicted = model.decide(proba)
@@ -74,7 +89,64 @@ def write_training_report(
         "calibration": lambda ax: _calibration(ax, proba, y),
         "confusion": lambda ax: _confusion(ax, np.asarray(summary["confusion_matrix"])),
     }
+    paths.extend(_draw(stem, drawers))
+    logger.info("wrote training report next to %s", checkpoint)
+    return paths
+
+
+def _write_multilabel_report(
+    model: TrainedClassifier | EnsembleClassifier,
+    checkpoint: Path,
+    *,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    split: str,
+) -> list[Path]:
+    proba = check_label_probabilities(probabilities)
+    y = check_multilabels(labels, n_labels=proba.shape[1], n=proba.shape[0])
+    predicted = model.decide(proba)
+    scores = multilabel_metrics(proba, y)
+    # every (item, label) probability as a binary prediction, for the calibration view
+    pooled = np.stack([1.0 - proba.ravel(), proba.ravel()], axis=1)
+    stem = Path(checkpoint).with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    cuts = model.label_thresholds
+    summary: dict[str, Any] = {
+        "split": split,
+        "multi_label": True,
+        "auc": _finite(scores["auc"]),
+        "acc": float(np.mean(predicted == y)) if y.size else None,
+        "acc_at_0.5": _finite(scores["acc"]),
+        "per_label_auc": [_finite(a) for a in per_label_auc(proba, y)],
+        "ece": _finite(expected_calibration_error(pooled, y.ravel())),
+        "n": int(y.shape[0]),
+        "temperature": model.temperature,
+        "label_thresholds": None if cuts is None else [float(t) for t in cuts],
+        "best_epoch": model.best_epoch,
+        "network": model.config.network,
+        "n_parameters": model.n_parameters,
+        "validation": {k: _finite(v) for k, v in model.metrics.items()},
+        "history": model.history,
+    }
+    paths = [stem.with_name(stem.name + ".metrics.json")]
+    paths[0].write_text(json.dumps(summary, indent=2, default=float))
+    logger.info("no confusion matrix for a multi-label model (%d labels)", proba.shape[1])
+    drawers = {
+        "learning_curve": lambda ax: _learning_curve(ax, model.history, model.best_epoch),
+        "roc": lambda ax: _label_roc(ax, proba, y),
+        "calibration": lambda ax: _calibration(ax, pooled, y.ravel()),
+    }
+    paths.extend(_draw(stem, drawers))
+    logger.info("wrote multi-label training report next to %s", checkpoint)
+    return paths
+
+
+def _draw(stem: Path, drawers: dict[str, Any]) -> list[Path]:
+    """Each drawer's figure as `<stem>.<name>.png`, in `PLOTS` order."""
+    paths = []
     for name in PLOTS:
+        if name not in drawers:
+            continue
         figure, ax = plt.subplots(figsize=(5, 4))
         drawers[name](ax)
         figure.tight_layout()
@@ -82,7 +154,6 @@ def write_training_report(
         figure.savefig(path, dpi=110)
         plt.close(figure)
         paths.append(path)
-    logger.info("wrote training report next to %s", checkpoint)
     return paths
 
 
@@ -114,6 +185,19 @@ def _roc(ax: Any, proba: np.ndarray, y: np.ndarray) -> None:
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC")
     ax.legend(fontsize=8)
+
+
+def _label_roc(ax: Any, proba: np.ndarray, y: np.ndarray) -> None:
+    """One ROC curve per label (labels all 0 or all 1 have none)."""
+    for k in range(y.shape[1]):
+        if 0 < y[:, k].sum() < y.shape[0]:
+            fpr, tpr, _ = roc_curve(y[:, k], proba[:, k])
+            ax.plot(fpr, tpr, linewidth=1, label=f"label {k}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC per label")
+    ax.legend(fontsize=6, ncol=2)
 
 
 def _calibration(ax: Any, proba: np.ndarray, y: np.ndarray, bins: int = 10) -> None:

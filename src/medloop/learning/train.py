@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,8 +29,12 @@ from torch.optim.swa_utils import AveragedModel
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.learning.calibration import (
     THRESHOLD_CRITERIA,
+    apply_label_temperature,
     apply_temperature,
+    choose_label_thresholds,
     choose_threshold,
+    decide_labels,
+    fit_label_temperature,
     fit_temperature,
 )
 from medloop.learning.data import (
@@ -52,7 +57,13 @@ from medloop.learning.hooks import (
     sum_across,
     sync_buffers,
 )
-from medloop.learning.metrics import check_labels, check_probabilities, classification_metrics
+from medloop.learning.metrics import (
+    check_labels,
+    check_multilabels,
+    check_probabilities,
+    classification_metrics,
+    multilabel_metrics,
+)
 from medloop.learning.networks import DEFAULT_NETWORK, build_network, last_linear
 
 logger = logging.getLogger(__name__)
@@ -70,7 +81,7 @@ class TrainConfig:
     falling back to validation loss when the validation set holds one class; "loss":
     validation cross-entropy) and stops after `patience` epochs without improvement;
     the best epoch's weights are kept. `max_seconds` bounds the wall time of training
-    (checked after each epoch). `num_threads` caps torch's CPU threads (default: all
+    (checked before every batch). `num_threads` caps torch's CPU threads (default: all
     cores this process may use). `ema_decay` validates and keeps an exponential moving
     average of the weights (None: the raw weights). The learning rate follows a cosine
     schedule over `max_epochs` (AdamW), after `warmup_epochs` of linear warm-up.
@@ -89,6 +100,14 @@ class TrainConfig:
     -log sum_k p(k | x) L_k: a noise-adaptation layer whose per-item transition comes
     from the crowd model, so the network's own belief settles what the answers leave open.
     `log_dir` (None: off) receives TensorBoard scalars per epoch (`hooks.TensorBoardLog`).
+
+    `multi_label` trains L independent binary labels (MedMNIST's ChestMNIST): targets
+    and validation labels are 0/1 arrays (N, L), the loss is the binary cross-entropy
+    with logits averaged over labels, probabilities are sigmoids, validation AUC and
+    accuracy are means over labels, the temperature is one scalar fitted on the binary
+    cross-entropy, and `tune_threshold` picks one cut per label maximising that label's
+    validation accuracy (`threshold_criterion` is for single-label tasks: the accuracy
+    per label is what MedMNIST reports).
     """
 
     network: str = DEFAULT_NETWORK
@@ -114,6 +133,7 @@ class TrainConfig:
     augmentation: AugmentRanges = dataclasses.field(default_factory=AugmentRanges)
     loss: str = "cross_entropy"
     log_dir: str | None = None
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.augmentation, dict):  # from a checkpoint or a JSON override
@@ -124,6 +144,8 @@ class TrainConfig:
             raise InvalidInputError("learning_rate must be > 0 and weight_decay >= 0")
         if self.loss not in LOSSES:
             raise UnknownOptionError(f"loss must be one of {list(LOSSES)}; got {self.loss!r}")
+        if self.multi_label and self.loss != "cross_entropy":
+            raise InvalidInputError("multi_label training uses the cross_entropy loss only")
         if self.monitor not in MONITORS:
             raise UnknownOptionError(
                 f"monitor must be one of {list(MONITORS)}; got {self.monitor!r}"
@@ -188,6 +210,7 @@ class TrainedClassifier:
         temperature: float = 1.0,
         threshold: float = 0.5,
         image_size: tuple[int, int] | None = None,
+        label_thresholds: np.ndarray | list[float] | None = None,
     ) -> None:
         if not temperature > 0 or not 0.0 < threshold < 1.0:
             raise InvalidInputError("temperature must be > 0 and threshold in (0, 1)")
@@ -202,6 +225,8 @@ class TrainedClassifier:
         self.threshold = float(threshold)
         #: (H, W) of the training images; inputs of other sizes are resized to it.
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
+        #: Multi-label models only: one decision cut per label (None: 0.5 for each).
+        self.label_thresholds = check_label_thresholds(label_thresholds, n_labels=n_classes)
 
     def _forward(
         self, images: np.ndarray, batch_size: int, *, embed: bool, tta: int = 1
@@ -242,17 +267,23 @@ class TrainedClassifier:
         return self._forward(images, batch_size, embed=False, tta=self.config.tta)
 
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-        """Calibrated class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C)."""
-        return apply_temperature(
-            self.predict_logits(images, batch_size=batch_size), self.temperature
-        )
+        """Calibrated class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C);
+        for a multi-label model, independent label probabilities (sigmoids) (N, L)."""
+        logits = self.predict_logits(images, batch_size=batch_size)
+        if self.config.multi_label:
+            return apply_label_temperature(logits, self.temperature)
+        return apply_temperature(logits, self.temperature)
 
     def predict(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-        """Predicted classes (N,): p(class 1) >= `threshold` for binary tasks, else argmax."""
+        """Predicted classes (N,): p(class 1) >= `threshold` for binary tasks, else argmax;
+        multi-label: 0/1 (N, L), each label's probability >= its cut."""
         return self.decide(self.predict_proba(images, batch_size=batch_size))
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
-        """Classes (N,) from this model's probabilities (N, K), using its threshold if binary."""
+        """Classes (N,) from this model's probabilities (N, K), using its threshold if binary
+        (multi-label: 0/1 (N, L) from `label_thresholds`)."""
+        if self.config.multi_label:
+            return decide_labels(probabilities, self.label_thresholds)
         proba = np.asarray(probabilities, dtype=np.float64)
         if self.n_classes == 2:
             return (proba[:, 1] >= self.threshold).astype(np.int64)
@@ -267,12 +298,11 @@ class TrainedClassifier:
         """Number of trainable parameters of the network."""
         return sum(p.numel() for p in self.network.parameters() if p.requires_grad)
 
-    def save(self, path: Path) -> None:
-        """Write weights, config, class count, history and metrics to `path` (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+    def to_payload(self) -> dict[str, Any]:
+        """Weights, config, class count, history and metrics as plain torch-loadable data."""
+        return {
             "format": CHECKPOINT_FORMAT,
+            "kind": "classifier",
             "state_dict": self.network.state_dict(),
             "config": dataclasses.asdict(self.config),
             "n_classes": self.n_classes,
@@ -283,20 +313,18 @@ class TrainedClassifier:
             "temperature": self.temperature,
             "threshold": self.threshold,
             "image_size": None if self.image_size is None else list(self.image_size),
+            "label_thresholds": (
+                None if self.label_thresholds is None else self.label_thresholds.tolist()
+            ),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        logger.info("saved classifier checkpoint %s", path)
 
     @classmethod
-    def load(cls, path: Path) -> TrainedClassifier:
-        """Rebuild a classifier saved with `save` (weights only; no code is unpickled)."""
-        path = Path(path)
-        if not path.exists():
-            raise NotFoundError(f"no checkpoint at {path}")
+    def from_payload(cls, payload: dict[str, Any], *, source: Path) -> TrainedClassifier:
+        """Rebuild a classifier from `to_payload`'s data (read from `source`)."""
+        kind = payload.get("kind", "classifier")  # older checkpoints carry no kind
+        if kind != "classifier":
+            raise InvalidInputError(f"{source} holds a {kind!r} checkpoint, not one classifier")
         try:
-            payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
             known = {f.name for f in dataclasses.fields(TrainConfig)}
             config = TrainConfig(**{k: v for k, v in payload["config"].items() if k in known})
             n_classes = int(payload["n_classes"])
@@ -308,22 +336,70 @@ class TrainedClassifier:
                 dropout=config.dropout,
             )
             network.load_state_dict(payload["state_dict"])
+            return cls(
+                network,
+                config=config,
+                n_classes=n_classes,
+                in_channels=in_channels,
+                history=list(payload.get("history", [])),
+                best_epoch=int(payload.get("best_epoch", 0)),
+                metrics=dict(payload.get("metrics", {})),
+                temperature=float(payload.get("temperature", 1.0)),
+                threshold=float(payload.get("threshold", 0.5)),
+                image_size=payload.get("image_size"),
+                label_thresholds=payload.get("label_thresholds"),
+            )
         except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInputError(
-                f"{path} is not a medloop classifier checkpoint: {exc}"
+                f"{source} is not a medloop classifier checkpoint: {exc}"
             ) from exc
-        return cls(
-            network,
-            config=config,
-            n_classes=n_classes,
-            in_channels=in_channels,
-            history=list(payload.get("history", [])),
-            best_epoch=int(payload.get("best_epoch", 0)),
-            metrics=dict(payload.get("metrics", {})),
-            temperature=float(payload.get("temperature", 1.0)),
-            threshold=float(payload.get("threshold", 0.5)),
-            image_size=payload.get("image_size"),
+
+    def save(self, path: Path) -> None:
+        """Write weights, config, class count, history and metrics to `path` (atomically)."""
+        write_checkpoint(self.to_payload(), Path(path))
+        logger.info("saved classifier checkpoint %s", path)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainedClassifier:
+        """Rebuild a classifier saved with `save` (weights only; no code is unpickled)."""
+        return cls.from_payload(read_checkpoint(path), source=Path(path))
+
+
+def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """`torch.save` `payload` to `path` through a temporary file, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The dict a checkpoint file holds (weights only: no code is unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    # what torch raises for truncated, empty, foreign-pickle and non-torch files
+    except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError, OSError) as exc:
+        raise InvalidInputError(f"{path} is not a medloop checkpoint: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"{path} is not a medloop checkpoint (holds a {type(payload).__name__})"
         )
+    return payload
+
+
+def check_label_thresholds(
+    thresholds: np.ndarray | list[float] | None, *, n_labels: int
+) -> np.ndarray | None:
+    """Per-label cuts as float64 (L,) in (0, 1), or None."""
+    if thresholds is None:
+        return None
+    cuts = np.asarray(thresholds, dtype=np.float64)
+    if cuts.shape != (n_labels,) or not np.all((cuts > 0.0) & (cuts < 1.0)):
+        raise InvalidInputError(f"label_thresholds must be {n_labels} values in (0, 1)")
+    return cuts
 
 
 def _as_targets(targets: np.ndarray, *, n: int, n_classes: int) -> torch.Tensor:
@@ -375,10 +451,39 @@ def fit_decision(
     return temperature, threshold
 
 
+def fit_label_decision(
+    logits: np.ndarray, y_val: np.ndarray, *, config: TrainConfig
+) -> tuple[float, np.ndarray | None]:
+    """Multi-label: (temperature, per-label thresholds) fitted on validation logits (N, L)
+    and 0/1 labels (N, L), as `config` asks; (1.0, None) for what it does not ask or when
+    every validation label is the same."""
+    temperature: float = 1.0
+    thresholds: np.ndarray | None = None
+    if np.unique(y_val).size < 2:
+        return temperature, thresholds
+    if config.calibrate:
+        temperature = fit_label_temperature(logits, y_val)
+    if config.tune_threshold:
+        cuts = choose_label_thresholds(
+            apply_label_temperature(logits, temperature),
+            y_val,
+            tolerance=config.threshold_tolerance,
+        )
+        thresholds = np.clip(cuts, 1e-6, 1 - 1e-6)
+    return temperature, thresholds
+
+
 def _calibrate(model: TrainedClassifier, val_images: np.ndarray, y_val: np.ndarray) -> None:
     """Fit the temperature and the binary threshold on validation data (as configured)."""
     config = model.config
     if not (config.calibrate or config.tune_threshold) or np.unique(y_val).size < 2:
+        return
+    if config.multi_label:
+        model.temperature, model.label_thresholds = fit_label_decision(
+            model.predict_logits(val_images), y_val, config=config
+        )
+        model.metrics["temperature"] = model.temperature
+        logger.info("calibrated: temperature %.3f, per-label thresholds", model.temperature)
         return
     model.temperature, model.threshold = fit_decision(
         model.predict_logits(val_images), y_val, n_classes=model.n_classes, config=config
@@ -415,6 +520,16 @@ def _soft_cross_entropy(
     return (per_item * weights).mean()
 
 
+def _binary_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Multi-label loss: per item, the mean over labels of the binary cross-entropy."""
+    if smoothing > 0:
+        targets = targets * (1.0 - smoothing) + smoothing / 2.0
+    per_item = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=1)
+    return (per_item * weights).mean()
+
+
 def _marginal_nll(
     logits: torch.Tensor, likelihoods: torch.Tensor, weights: torch.Tensor, _smoothing: float = 0.0
 ) -> torch.Tensor:
@@ -434,6 +549,11 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
         optimizer, start_factor=1.0 / (warm + 1), total_iters=warm
     )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
+
+
+def _out_of_time(started: float, config: TrainConfig) -> bool:
+    """Whether training begun at `started` (perf_counter) has used `config.max_seconds`."""
+    return config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
 
 
 def train_classifier(
@@ -456,16 +576,27 @@ def train_classifier(
     same inputs, config and thread count the result is reproducible; the global torch
     random state is left untouched. `on_epoch(epoch, record)` is called after every
     epoch with the `history` record (epoch, train_loss, val_loss, val_auc, val_acc,
-    seconds).
+    seconds). With `config.multi_label`, `n_classes` is the number of labels L and both
+    `train_targets` and `val_labels` are 0/1 arrays (N, L) (see `TrainConfig`).
     """
     if n_classes < 2:
         raise InvalidInputError(f"n_classes must be >= 2; got {n_classes}")
+    if not config.multi_label and np.ndim(val_labels) == 2 and np.shape(val_labels)[1] > 1:
+        raise InvalidInputError(
+            f"val_labels hold several labels per image (shape {np.shape(val_labels)}); "
+            "set TrainConfig(multi_label=True) to train a multi-label model"
+        )
     x_train = images_to_tensor(train_images)
     in_channels = int(x_train.shape[1])
     n = int(x_train.shape[0])
     if n < 2:
         raise InvalidInputError("need at least two training images")
-    targets = _as_targets(train_targets, n=n, n_classes=n_classes)
+    if config.multi_label:
+        targets = torch.from_numpy(
+            check_multilabels(train_targets, n_labels=n_classes, n=n).astype(np.float32)
+        )
+    else:
+        targets = _as_targets(train_targets, n=n, n_classes=n_classes)
     weights = _as_weights(sample_weights, n=n)
     x_val = images_to_tensor(val_images, in_channels=in_channels).contiguous(
         memory_format=torch.channels_last
@@ -477,7 +608,10 @@ def train_classifier(
             f"validation images are {tuple(x_val.shape[2:])}, training images "
             f"{tuple(x_train.shape[2:])}"
         )
-    y_val = check_labels(val_labels, n_classes=n_classes, n=int(x_val.shape[0]))
+    if config.multi_label:
+        y_val = check_multilabels(val_labels, n_labels=n_classes, n=int(x_val.shape[0]))
+    else:
+        y_val = check_labels(val_labels, n_classes=n_classes, n=int(x_val.shape[0]))
     y_val_t = torch.from_numpy(y_val)
 
     started = time.perf_counter()
@@ -510,6 +644,8 @@ def train_classifier(
             trained = DistributedDataParallel(network)
         augment = BatchAugment(config.augmentation) if config.augment else None
         criterion = _marginal_nll if config.loss == "marginal" else _soft_cross_entropy
+        if config.multi_label:
+            criterion = _binary_cross_entropy
         aug_generator = torch.Generator().manual_seed(config.seed + 1 + 1000 * rank)
         tensorboard = TensorBoardLog(config.log_dir)
         logger.info(
@@ -533,6 +669,8 @@ def train_classifier(
             network.train()
             total, count = 0.0, 0.0
             for batch in loader:
+                if world == 1 and _out_of_time(started, config):
+                    break  # large sets: do not overrun the budget by most of an epoch
                 images = batch[IMAGE]
                 if augment is not None:
                     images = augment(images, generator=aug_generator)
@@ -553,9 +691,16 @@ def train_classifier(
             evaluated.eval()
             with torch.no_grad():
                 logits = torch.cat([evaluated(chunk) for chunk in torch.split(x_val, 512)])
-                val_loss = float(F.cross_entropy(logits, y_val_t))
-                proba = torch.softmax(logits.double(), dim=1).numpy()
-            val = classification_metrics(proba / proba.sum(axis=1, keepdims=True), y_val)
+                if config.multi_label:
+                    val_loss = float(F.binary_cross_entropy_with_logits(logits, y_val_t.float()))
+                    proba = torch.sigmoid(logits.double()).numpy()
+                else:
+                    val_loss = float(F.cross_entropy(logits, y_val_t))
+                    proba = torch.softmax(logits.double(), dim=1).numpy()
+            if config.multi_label:
+                val = multilabel_metrics(proba, y_val)
+            else:
+                val = classification_metrics(proba / proba.sum(axis=1, keepdims=True), y_val)
             record = {
                 "epoch": float(epoch),
                 "train_loss": total / max(count, 1),
@@ -574,10 +719,7 @@ def train_classifier(
             if config.monitor == "auc" and not math.isnan(val["auc"]):
                 score = (val["auc"], -val_loss)
             patience_over = epoch - best_epoch >= config.patience
-            out_of_time = (
-                config.max_seconds is not None
-                and time.perf_counter() - started > config.max_seconds
-            )
+            out_of_time = _out_of_time(started, config)
             improved, patience_over, out_of_time = rank0_decides(
                 score > best_score, patience_over, out_of_time
             )

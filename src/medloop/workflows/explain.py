@@ -22,7 +22,7 @@ from medloop.store.models import Project
 from medloop.workflows.workspace import Workspace
 
 if TYPE_CHECKING:
-    from medloop.learning.train import TrainedClassifier
+    from medloop.learning.ensemble import Classifier
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,15 @@ def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> Mod
 
 
 @functools.lru_cache(maxsize=4)
-def _load(path: str, _modified_ns: int) -> TrainedClassifier:
-    from medloop.learning.train import TrainedClassifier
+def _load(path: str, _modified_ns: int) -> Classifier:
+    from medloop.learning.ensemble import load_checkpoint
 
-    return TrainedClassifier.load(Path(path))
+    return load_checkpoint(Path(path))
 
 
-def load_classifier(checkpoint: Path) -> TrainedClassifier:
-    """A checkpoint's classifier, cached in memory while the file is unchanged."""
+def load_classifier(checkpoint: Path) -> Classifier:
+    """A checkpoint's classifier or deep ensemble, cached in memory while the file is
+    unchanged."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise NotFoundError(f"the model checkpoint {checkpoint} is missing")

@@ -92,7 +92,9 @@ def ingest_medmnist(
     progress: Progress = _no_progress,
 ) -> IngestSummary:
     """Ingest a MedMNIST 2D dataset with its official splits into a new project."""
-    dataset = load_medmnist(name, data_dir=ws.settings.data_dir, limit=limit)
+    dataset = load_medmnist(
+        name, data_dir=ws.settings.data_dir, limit=limit, require_single_label=True
+    )
     _check_new_project(ws, name=project or dataset.name)
     items: list[repo.NewItem] = []
     total = sum(len(s.labels) for s in dataset.splits.values())

@@ -1,6 +1,7 @@
 """Predict on files outside the store: image folders and DICOM files -> a predictions CSV.
 
-The model is a checkpoint file (`medloop train` writes them), a TorchScript export
+The model is a checkpoint file of a classifier or a deep ensemble (a project's model
+versions, or what `medloop bench train --output` writes), a TorchScript export
 (`medloop model export`), or a project name (its newest model version). Inputs are
 files or folders (searched recursively; hidden files skipped). PNG/JPEG files are read
 as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
@@ -29,8 +30,8 @@ from medloop.workflows.explain import load_classifier, model_ref
 from medloop.workflows.workspace import Workspace
 
 if TYPE_CHECKING:
+    from medloop.learning.ensemble import Classifier
     from medloop.learning.inference import ScriptedClassifier
-    from medloop.learning.train import TrainedClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,12 @@ class PredictionSummary:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to predict: an eager classifier (Grad-CAM possible) or TorchScript."""
+    """A model ready to predict: an eager classifier or ensemble (Grad-CAM possible) or
+    TorchScript."""
 
     name: str
     classes: list[str]
-    classifier: TrainedClassifier | None = None
+    classifier: Classifier | None = None
     scripted: ScriptedClassifier | None = None
 
     @property
@@ -95,13 +97,18 @@ def load_model(
 
     path = Path(model)
     if path.is_file():
-        classifier: TrainedClassifier | None = None
+        classifier: Classifier | None = None
         scripted: ScriptedClassifier | None = None
         if is_torchscript(path):
             scripted = ScriptedClassifier.load(path)
             n_classes = scripted.n_classes
         else:
             classifier = load_classifier(path)
+            if classifier.config.multi_label:
+                raise InvalidInputError(
+                    f"{path} is a multi-label model; `medloop predict` writes one class per "
+                    "image (score multi-label sets with `medloop bench train --predictions`)"
+                )
             n_classes = classifier.n_classes
         names = [str(c) for c in classes] if classes else [str(k) for k in range(n_classes)]
         if len(names) != n_classes:
