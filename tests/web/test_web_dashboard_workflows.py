@@ -18,7 +18,7 @@ from medloop.config import Settings
 from medloop.ingest import encode_png
 from medloop.store import repository as repo
 from medloop.types import LabelKind, Role, Split
-from medloop.workflows import Workspace, aggregate, annotate, record_decisions
+from medloop.workflows import Workspace, aggregate, annotate, dashboard, record_decisions
 from medloop.workflows import jobs as jobs_workflow
 from medloop.workflows.accounts import Account
 from medloop.workflows.dashboard import project_dashboard
@@ -51,6 +51,10 @@ def test_dashboard_numbers_are_the_known_answers(ws: Workspace) -> None:
             annotate.submit_answer(ws, account=people[name], task_id=task.task_id, label=label)
     aggregate(ws, project="chest")
     board = project_dashboard(ws, project="chest")
+    # what each chart reads on its own is the dashboard's part
+    assert dashboard.answers_per_day(ws, project="chest") == board.answers_per_day
+    assert dashboard.annotator_stats(ws, project="chest") == board.annotators
+    assert dashboard.learning_curve(ws, project="chest") == board.learning_curve
     progress = board.progress
     assert (progress.items, progress.splits) == (30, {"train": 24, "val": 6})
     assert progress.final_labels == 4 and progress.doctor_answers == 4

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -116,14 +117,15 @@ class Dashboard:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None)."""
-        return _clean(asdict(self))
+        return as_json(asdict(self))
 
 
-def _clean(value: Any) -> Any:
+def as_json(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers and NaN as None, recursively."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): as_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [as_json(v) for v in value]
     if isinstance(value, float | np.floating):
         return None if math.isnan(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -155,41 +157,86 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
         tasks = repo.tasks_frame(s, project_id=record.id)
         consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-        versions = repo.model_versions(s, project_id=record.id)
-        models = [
-            ModelRow(
-                version=v.version,
-                network=v.network,
-                n_train=v.n_train,
-                round=v.round,
-                created_at=v.created_at,
-                metrics=_clean(dict(v.metrics)),
-            )
-            for v in versions
-        ]
-    crowd = answers[answers["source"] == str(LabelSource.CROWD)]
-    known = finals["label"].astype(int)
-    annotators, on_gold = _crowd_quality(crowd, known, n_classes=len(classes), method=name)
+        models = _model_rows(repo.model_versions(s, project_id=record.id))
+    crowd, known = _crowd_and_gold(answers, finals)
     return Dashboard(
         project=project,
         classes=classes,
         method=name,
         progress=_progress(items, answers, tasks, consensus, finals),
         answers_per_day=_per_day(answers),
-        annotators=annotators,
-        consensus_on_gold=on_gold,
+        annotators=_annotators(crowd, known, n_classes=len(classes), method=name),
+        consensus_on_gold=_consensus_on_gold(crowd, known, n_classes=len(classes), method=name),
         models=models,
-        learning_curve=[
-            CurvePoint(
-                version=m.version,
-                n_train=m.n_train,
-                val_auc=_number(m.metrics.get("val_auc")),
-                test_auc=_number(m.metrics.get("test_auc")),
-                test_acc=_number(m.metrics.get("test_acc")),
-            )
-            for m in models
-        ],
+        learning_curve=_curve(models),
     )
+
+
+# The dashboard's charts each need one part: these read and compute only that part, so a
+# page and its three charts fit the aggregator once, not four times.
+
+
+def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:
+    """`Dashboard.answers_per_day` alone."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        return _per_day(repo.answers_frame(s, project_id=record.id))
+
+
+def annotator_stats(
+    ws: Workspace, *, project: str, method: str | None = None
+) -> list[AnnotatorStats]:
+    """`Dashboard.annotators` alone."""
+    name = look_up_option(method or DEFAULT_METHOD, Method).value
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        answers = repo.answers_frame(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        n_classes = len(record.classes)
+    crowd, known = _crowd_and_gold(answers, finals)
+    return _annotators(crowd, known, n_classes=n_classes, method=name)
+
+
+def learning_curve(ws: Workspace, *, project: str) -> list[CurvePoint]:
+    """`Dashboard.learning_curve` alone."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        return _curve(_model_rows(repo.model_versions(s, project_id=record.id)))
+
+
+def _model_rows(versions: Sequence[Any]) -> list[ModelRow]:
+    return [
+        ModelRow(
+            version=v.version,
+            network=v.network,
+            n_train=v.n_train,
+            round=v.round,
+            created_at=v.created_at,
+            metrics=as_json(dict(v.metrics)),
+        )
+        for v in versions
+    ]
+
+
+def _curve(models: list[ModelRow]) -> list[CurvePoint]:
+    return [
+        CurvePoint(
+            version=m.version,
+            n_train=m.n_train,
+            val_auc=_number(m.metrics.get("val_auc")),
+            test_auc=_number(m.metrics.get("test_auc")),
+            test_acc=_number(m.metrics.get("test_acc")),
+        )
+        for m in models
+    ]
+
+
+def _crowd_and_gold(answers: pd.DataFrame, finals: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Lay answers as (task, worker, label) and the final labels of the tasks they answered."""
+    crowd = answers[answers["source"] == str(LabelSource.CROWD)]
+    frame = crowd[["task", "worker", "label"]].reset_index(drop=True)
+    known = finals["label"].astype(int)
+    return frame, known[known.index.isin(frame["task"])]
 
 
 def _progress(
@@ -227,19 +274,18 @@ def _per_day(answers: pd.DataFrame) -> list[DayCount]:
     ]
 
 
-def _crowd_quality(
-    crowd: pd.DataFrame, finals: pd.Series, *, n_classes: int, method: str
-) -> tuple[list[AnnotatorStats], list[GoldScore]]:
-    """Per-annotator reliability (gold and model estimates) and consensus accuracy on gold."""
+def _annotators(
+    crowd: pd.DataFrame, known: pd.Series, *, n_classes: int, method: str
+) -> list[AnnotatorStats]:
+    """Per-annotator reliability: on gold, and as `method` estimates it from all answers."""
     if crowd.empty:
-        return [], []
-    frame = crowd[["task", "worker", "label"]].reset_index(drop=True)
+        return []
     classes = list(range(n_classes))
-    known = finals[finals.index.isin(frame["task"])]
-    model = make_aggregator(method, classes=classes).fit(frame, known=known if len(known) else None)
-    table = worker_reliability(frame, known=known if len(known) else None, model=model)
+    gold = known if len(known) else None
+    model = make_aggregator(method, classes=classes).fit(crowd, known=gold)
+    table = worker_reliability(crowd, known=gold, model=model)
     table = table.sort_values(["n_answers", "gold_accuracy"], ascending=False, kind="stable")
-    annotators = [
+    return [
         AnnotatorStats(
             worker=str(worker),
             answers=int(row["n_answers"]),
@@ -253,14 +299,22 @@ def _crowd_quality(
         )
         for worker, row in table.iterrows()
     ]
-    if known.empty:
-        return annotators, []
+
+
+def _consensus_on_gold(
+    crowd: pd.DataFrame, known: pd.Series, *, n_classes: int, method: str
+) -> list[GoldScore]:
+    """Accuracy on the known items of `method`'s and majority vote's consensus, each
+    fitted without the known labels."""
+    if crowd.empty or known.empty:
+        return []
+    classes = list(range(n_classes))
     scores = []
     for name, aggregator in (
         (method, make_aggregator(method, classes=classes)),
         ("majority_vote", MajorityVote(classes=classes)),
     ):
-        predicted = aggregator.fit_predict(frame).reindex(known.index)
+        predicted = aggregator.fit_predict(crowd).reindex(known.index)
         correct = int((predicted.to_numpy() == known.to_numpy()).sum())
         low, high = wilson_interval(np.array([correct]), np.array([len(known)]))
         scores.append(
@@ -272,4 +326,4 @@ def _crowd_quality(
                 high=_number(high[0]),
             )
         )
-    return annotators, scores
+    return scores

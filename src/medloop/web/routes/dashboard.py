@@ -7,7 +7,9 @@ page polls with htmx while it is queued or running.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import dataclasses
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -69,13 +71,23 @@ def dashboard_chart(
 ) -> Response:
     if account is None or account.role not in REVIEWERS:
         return Response(status_code=401 if account is None else 403)
-    data = dashboard.project_dashboard(ws, project=project).as_dict()
     draw = {
-        "answers": lambda: plots.answers_per_day_png(data["answers_per_day"]),
-        "annotators": lambda: plots.annotators_png(data["annotators"]),
-        "learning-curve": lambda: plots.model_curve_png(data["learning_curve"]),
+        "answers": lambda: plots.answers_per_day_png(
+            _dicts(dashboard.answers_per_day(ws, project=project))
+        ),
+        "annotators": lambda: plots.annotators_png(
+            _dicts(dashboard.annotator_stats(ws, project=project))
+        ),
+        "learning-curve": lambda: plots.model_curve_png(
+            _dicts(dashboard.learning_curve(ws, project=project))
+        ),
     }[chart]
     return Response(draw(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Dashboard rows (dataclasses) as the JSON-ready dicts the plots take."""
+    return [dashboard.as_json(dataclasses.asdict(row)) for row in rows]
 
 
 @router.get("/dashboard/job")
