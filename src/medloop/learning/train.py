@@ -685,7 +685,8 @@ def train_classifier(
                     ema.update_parameters(network)
                 total += float(loss.detach()) * images.shape[0]
                 count += images.shape[0]
-            scheduler.step()
+            if count:  # no step when the time budget ran out before this epoch's first batch
+                scheduler.step()
             sync_buffers(network, evaluated)
             total, count = sum_across(total, count)
             evaluated.eval()
