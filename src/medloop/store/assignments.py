@@ -6,10 +6,12 @@ tables so a request never loads a whole project.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Executable, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from medloop.store.models import (
@@ -18,14 +20,14 @@ from medloop.store.models import (
     ItemLabel,
     ModelVersion,
     Prediction,
+    Project,
     Task,
     User,
 )
 from medloop.types import LabelKind, TaskKind, TaskStatus
 
 
-@dataclass(frozen=True)
-class OpenTask:
+class OpenTask(NamedTuple):
     """An open labelling task a person has not answered yet."""
 
     task_id: int
@@ -35,6 +37,37 @@ class OpenTask:
     round: int
     answers: int
     required: int
+
+
+# The statements a web request runs are built once: building one costs more CPU than
+# running it. Values are bound at execution ("expanding" binds take lists).
+@functools.cache
+def _open_tasks_query(*, gold: bool | None, excluding: bool, limited: bool) -> Executable:
+    answered = select(Answer.task_id).where(Answer.worker_id == bindparam("worker"))
+    # Matches ix_tasks_queue, so the database reads open tasks in order and stops early.
+    query = (
+        select(
+            Task.id,
+            Task.item_id,
+            Task.project_id,
+            Task.is_gold,
+            Task.round,
+            Task.answer_count,
+            Task.required_answers,
+        )
+        .where(
+            Task.project_id.in_(bindparam("projects", expanding=True)),
+            Task.status == str(TaskStatus.OPEN),
+            Task.kind == str(TaskKind.LABEL),
+            Task.id.not_in(answered),
+        )
+        .order_by(Task.answer_count.desc(), Task.id)
+    )
+    if excluding:
+        query = query.where(Task.id.not_in(bindparam("exclude", expanding=True)))
+    if gold is not None:
+        query = query.where(Task.is_gold.is_(gold))
+    return query.limit(bindparam("limit")) if limited else query
 
 
 def open_tasks_for_worker(
@@ -51,50 +84,11 @@ def open_tasks_for_worker(
     only gold (True) or only ordinary (False) tasks."""
     if not project_ids:
         return []
-    answered = select(Answer.task_id).where(Answer.worker_id == worker_id)
-    count = (
-        select(func.count(Answer.id))
-        .where(Answer.task_id == Task.id)
-        .correlate(Task)
-        .scalar_subquery()
-        .label("n")
-    )
-    query = (
-        select(
-            Task.id,
-            Task.item_id,
-            Task.project_id,
-            Task.is_gold,
-            Task.round,
-            Task.required_answers,
-            count,
-        )
-        .where(
-            Task.project_id.in_(list(project_ids)),
-            Task.kind == str(TaskKind.LABEL),
-            Task.status == str(TaskStatus.OPEN),
-            Task.id.not_in(answered),
-        )
-        .order_by(count.desc(), Task.id)
-    )
-    if exclude:
-        query = query.where(Task.id.not_in(list(exclude)))
-    if gold is not None:
-        query = query.where(Task.is_gold.is_(gold))
+    query = _open_tasks_query(gold=gold, excluding=bool(exclude), limited=limit is not None)
+    values = {"worker": worker_id, "projects": list(project_ids), "exclude": list(exclude)}
     if limit is not None:
-        query = query.limit(limit)
-    return [
-        OpenTask(
-            task_id=t,
-            item_id=i,
-            project_id=p,
-            is_gold=bool(g),
-            round=int(r),
-            answers=int(n),
-            required=int(q),
-        )
-        for t, i, p, g, r, q, n in session.execute(query)
-    ]
+        values["limit"] = limit
+    return [OpenTask._make(row) for row in session.execute(query, values)]
 
 
 def count_open_tasks_for_worker(
@@ -117,62 +111,121 @@ def count_open_tasks_for_worker(
     )
 
 
-def worker_answer_id(session: Session, *, task_id: int, worker_id: int) -> int | None:
-    """The id of `worker_id`'s answer to `task_id`, or None."""
-    return session.scalar(
-        select(Answer.id).where(Answer.task_id == task_id, Answer.worker_id == worker_id)
+@functools.cache
+def _final_labels_query() -> Executable:
+    newest = (
+        select(func.max(ItemLabel.id))
+        .where(
+            ItemLabel.item_id.in_(bindparam("items", expanding=True)),
+            ItemLabel.kind == str(LabelKind.FINAL),
+        )
+        .group_by(ItemLabel.item_id)
     )
+    return select(ItemLabel.item_id, ItemLabel.label).where(ItemLabel.id.in_(newest))
 
 
 def final_labels_for(session: Session, *, item_ids: Collection[int]) -> dict[int, int]:
     """The current final (doctor-signed or gold) label of each given item that has one."""
     if not item_ids:
         return {}
-    newest = (
-        select(func.max(ItemLabel.id))
-        .where(ItemLabel.item_id.in_(list(item_ids)), ItemLabel.kind == str(LabelKind.FINAL))
-        .group_by(ItemLabel.item_id)
-    )
-    rows = session.execute(
-        select(ItemLabel.item_id, ItemLabel.label).where(ItemLabel.id.in_(newest))
-    )
+    rows = session.execute(_final_labels_query(), {"items": list(item_ids)})
     return {int(item): int(label) for item, label in rows}
 
 
 @dataclass(frozen=True)
-class WorkerAnswer:
+class WorkerTally:
+    """One person's labelling answers: how many, how many on gold questions, and of
+    those (when scored) how many have a final label to check against and were right."""
+
+    answered: int
+    gold_answered: int
+    gold_scored: int = 0
+    gold_correct: int = 0
+
+
+@functools.cache
+def _tally_query(*, score: bool) -> Executable:
+    columns: list[Any] = [Answer.id, Task.is_gold, Answer.label]
+    if score:  # the item's newest final label, looked up for gold answers only
+        truth = (
+            select(ItemLabel.label)
+            .where(ItemLabel.item_id == Answer.item_id, ItemLabel.kind == str(LabelKind.FINAL))
+            .order_by(ItemLabel.id.desc())
+            .limit(1)
+            .correlate(Answer)
+            .scalar_subquery()
+        )
+        columns.append(case((Task.is_gold.is_(True), truth)).label("truth"))
+    rows = (
+        select(*columns)
+        .join(Task, Task.id == Answer.task_id)
+        .where(Answer.worker_id == bindparam("worker"), Task.kind == str(TaskKind.LABEL))
+        .subquery()
+    )
+    counts = [func.count(rows.c.id), func.count(case((rows.c.is_gold.is_(True), rows.c.id)))]
+    if score:
+        counts.append(func.count(rows.c.truth))
+        counts.append(func.count(case((rows.c.truth == rows.c.label, rows.c.id))))
+    return select(*counts)
+
+
+def worker_tally(session: Session, *, worker_id: int, score: bool = False) -> WorkerTally:
+    """Count one person's labelling answers in one query; `score` also checks their gold
+    answers against each item's current final label (the newest one)."""
+    counts = session.execute(_tally_query(score=score), {"worker": worker_id}).one()
+    return WorkerTally(*(int(n) for n in counts))
+
+
+@dataclass(frozen=True)
+class LabelTask:
+    """What answering a labelling task needs to know about it."""
+
     task_id: int
     item_id: int
-    label: int
     is_gold: bool
+    choices: list[str]
 
 
-def worker_answers(
-    session: Session, *, worker_id: int, gold_only: bool = False
-) -> list[WorkerAnswer]:
-    """Labelling answers one person has given (only on gold tasks if asked), oldest first."""
-    query = (
-        select(Answer.task_id, Answer.item_id, Answer.label, Task.is_gold)
-        .join(Task, Task.id == Answer.task_id)
-        .where(Answer.worker_id == worker_id, Task.kind == str(TaskKind.LABEL))
-        .order_by(Answer.id)
+_LABEL_TASK = (
+    select(Task.item_id, Task.is_gold, Project.classes)
+    .join(Project, Project.id == Task.project_id)
+    .where(Task.id == bindparam("task"), Task.kind == str(TaskKind.LABEL))
+)
+
+
+def label_task(session: Session, *, task_id: int) -> LabelTask | None:
+    """The labelling task `task_id` with its project's class names, or None."""
+    row = session.execute(_LABEL_TASK, {"task": task_id}).one_or_none()
+    if row is None:
+        return None
+    item_id, is_gold, classes = row
+    return LabelTask(
+        task_id=task_id, item_id=item_id, is_gold=bool(is_gold), choices=[str(c) for c in classes]
     )
-    if gold_only:
-        query = query.where(Task.is_gold.is_(True))
-    rows = session.execute(query)
+
+
+@dataclass(frozen=True)
+class ProjectChoices:
+    project_id: int
+    name: str
+    choices: list[str]
+
+
+_PROJECTS = select(Project.id, Project.name, Project.classes).order_by(Project.id)
+_PROJECT_NAMED = _PROJECTS.where(Project.name == bindparam("name"))
+
+
+def project_choices(session: Session, *, name: str | None = None) -> list[ProjectChoices]:
+    """Projects (all, by id, or the one called `name`) with their class names."""
+    rows = (
+        session.execute(_PROJECTS)
+        if name is None
+        else session.execute(_PROJECT_NAMED, {"name": name})
+    )
     return [
-        WorkerAnswer(task_id=t, item_id=i, label=int(lb), is_gold=bool(g)) for t, i, lb, g in rows
+        ProjectChoices(project_id=i, name=n, choices=[str(c) for c in classes])
+        for i, n, classes in rows
     ]
-
-
-def count_worker_answers(session: Session, *, worker_id: int) -> int:
-    """How many labelling answers one person has given."""
-    query = (
-        select(func.count(Answer.id))
-        .join(Task, Task.id == Answer.task_id)
-        .where(Answer.worker_id == worker_id, Task.kind == str(TaskKind.LABEL))
-    )
-    return int(session.scalar(query) or 0)
 
 
 def add_answer_box(session: Session, *, answer_id: int, box: Sequence[float]) -> int:
@@ -232,20 +285,37 @@ def item_has_label_task(session: Session, *, item_id: int) -> bool:
     return found is not None
 
 
+_NEWEST_MODEL = select(func.max(ModelVersion.id)).where(
+    ModelVersion.project_id == bindparam("project")
+)
+_PREDICTIONS = select(Prediction.item_id, Prediction.probabilities).where(
+    Prediction.model_version_id == bindparam("model"),
+    Prediction.item_id.in_(bindparam("items", expanding=True)),
+)
+
+
+def newest_model_id(session: Session, *, project_id: int) -> int | None:
+    """The id of the project's newest model version, or None."""
+    return session.scalar(_NEWEST_MODEL, {"project": project_id})
+
+
+def predictions_for(
+    session: Session, *, model_version_id: int, item_ids: Sequence[int]
+) -> dict[int, list[float]]:
+    """A model version's probabilities for the given items (those it has)."""
+    if not item_ids:
+        return {}
+    rows = session.execute(_PREDICTIONS, {"model": model_version_id, "items": list(item_ids)})
+    return {int(item): [float(p) for p in probs] for item, probs in rows}
+
+
 def latest_predictions_for(
     session: Session, *, project_id: int, item_ids: Sequence[int]
 ) -> dict[int, list[float]]:
     """The newest model version's probabilities for the given items (those it has)."""
     if not item_ids:
         return {}
-    newest = session.scalar(
-        select(func.max(ModelVersion.id)).where(ModelVersion.project_id == project_id)
-    )
+    newest = newest_model_id(session, project_id=project_id)
     if newest is None:
         return {}
-    rows = session.execute(
-        select(Prediction.item_id, Prediction.probabilities).where(
-            and_(Prediction.model_version_id == newest, Prediction.item_id.in_(list(item_ids)))
-        )
-    )
-    return {int(item): [float(p) for p in probs] for item, probs in rows}
+    return predictions_for(session, model_version_id=newest, item_ids=item_ids)

@@ -91,7 +91,9 @@ class User(Base):
 
 
 class Task(Base):
-    """A request for `required_answers` answers on one item (kind label or review)."""
+    """A request for `required_answers` answers on one item (kind label or review).
+
+    `answer_count` is how many answers it has (kept by `repository.add_answers`)."""
 
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_project_status", "project_id", "status"),)
@@ -105,8 +107,21 @@ class Task(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(10), default="open")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     answers: Mapped[list[Answer]] = relationship(back_populates="task")
+
+
+# The order open tasks are handed out in (migration 0006): most answers first, then id.
+Index(
+    "ix_tasks_queue",
+    Task.project_id,
+    Task.status,
+    Task.kind,
+    Task.is_gold,
+    Task.answer_count.desc(),
+    Task.id,
+)
 
 
 class ModelVersion(Base):

@@ -6,13 +6,14 @@ predictions), so callers never loop over rows one query at a time.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -161,6 +162,28 @@ def get_user(session: Session, *, username: str) -> User:
     return user
 
 
+@dataclass(frozen=True)
+class UserCredentials:
+    """What checking a sign-in token needs to know about a user."""
+
+    id: int
+    username: str
+    role: str
+    password_hash: str | None
+    is_simulated: bool
+
+
+_USER_CREDENTIALS = select(
+    User.id, User.username, User.role, User.password_hash, User.is_simulated
+).where(User.id == bindparam("user"))
+
+
+def user_credentials(session: Session, *, user_id: int) -> UserCredentials | None:
+    """The user's credentials, or None (a light read: it runs on every signed-in request)."""
+    row = session.execute(_USER_CREDENTIALS, {"user": user_id}).one_or_none()
+    return None if row is None else UserCredentials(*row)
+
+
 def ensure_users(
     session: Session, *, usernames: Iterable[str], role: Role, simulated: bool
 ) -> dict[str, int]:
@@ -304,6 +327,24 @@ def create_tasks(
     return list(ids)
 
 
+_TASK_ITEMS = select(Task.id, Task.item_id).where(Task.id.in_(bindparam("tasks", expanding=True)))
+_INSERT_ANSWERS = insert(Answer).returning(Answer.id, sort_by_parameter_order=True)
+_TASKS: Table = Task.__table__  # type: ignore[assignment]
+_COUNTED = _TASKS.c.answer_count + bindparam("added")
+# Relative to the row's own values, so that concurrent answers to one task add up (the
+# row lock orders them on PostgreSQL) and the answer that completes a task closes it.
+_COUNT_ANSWERS = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("task"))
+    .values(
+        answer_count=_COUNTED,
+        status=case(
+            (_TASKS.c.required_answers <= _COUNTED, str(TaskStatus.DONE)), else_=_TASKS.c.status
+        ),
+    )
+)
+
+
 def add_answers(
     session: Session,
     *,
@@ -313,17 +354,19 @@ def add_answers(
     source: LabelSource,
     model_version_id: int | None = None,
 ) -> list[int]:
-    """Record answers in bulk, close tasks that have all their answers, return answer ids."""
+    """Record answers in bulk, count them on their tasks (`Task.answer_count`) and close
+    the tasks that now have all their answers; returns the answer ids."""
     if not task_ids:
         return []
-    tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(set(task_ids))))}
-    missing = set(task_ids) - tasks.keys()
+    added = Counter(int(t) for t in task_ids)
+    items = dict(session.execute(_TASK_ITEMS, {"tasks": list(added)}).all())
+    missing = added.keys() - items.keys()
     if missing:
         raise NotFoundError(f"no task with id {sorted(missing)[0]}")
     rows = [
         {
             "task_id": int(t),
-            "item_id": tasks[int(t)].item_id,
+            "item_id": items[int(t)],
             "worker_id": int(w),
             "label": int(label),
             "source": str(source),
@@ -332,26 +375,14 @@ def add_answers(
         for t, w, label in zip(task_ids, worker_ids, labels, strict=True)
     ]
     try:
-        ids = list(
-            session.scalars(insert(Answer).returning(Answer.id, sort_by_parameter_order=True), rows)
-        )
+        ids = list(session.scalars(_INSERT_ANSWERS, rows))
     except IntegrityError as error:
         raise ConflictError("this person has already answered this task") from error
-    _close_complete_tasks(session, task_ids=set(tasks))
+    session.execute(_COUNT_ANSWERS, [{"task": t, "added": n} for t, n in added.items()])
+    for task in [o for o in session.identity_map.values() if isinstance(o, Task)]:
+        if task.id in added:  # a Task loaded earlier in this session: show it the update
+            session.refresh(task, ["answer_count", "status"])
     return ids
-
-
-def _close_complete_tasks(session: Session, *, task_ids: set[int]) -> None:
-    query = (
-        select(Answer.task_id, func.count())
-        .where(Answer.task_id.in_(task_ids))
-        .group_by(Answer.task_id)
-    )
-    counts = {task_id: n for task_id, n in session.execute(query)}
-    for task in session.scalars(select(Task).where(Task.id.in_(task_ids))):
-        if counts.get(task.id, 0) >= task.required_answers:
-            task.status = str(TaskStatus.DONE)
-    session.flush()
 
 
 def answers_frame(

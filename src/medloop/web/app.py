@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medloop import __version__
 from medloop.config import Settings
@@ -34,6 +36,30 @@ SECURITY_HEADERS = {
     ),
 }
 DOCS_PATHS = {"/docs", "/redoc", "/docs/oauth2-redirect"}
+
+
+class SecurityHeaders:
+    """Adds `SECURITY_HEADERS` to every HTTP response that does not set them itself (plain
+    ASGI: a `BaseHTTPMiddleware` costs each request a task group and a body stream)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in DOCS_PATHS  # Swagger UI needs its inline script
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if not (docs and name == "Content-Security-Policy"):
+                        headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
@@ -62,17 +88,7 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
     app.state.holds = TaskHolds()
     errors.install(app)
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        docs = request.url.path in DOCS_PATHS  # Swagger UI needs its inline script
-        for name, value in SECURITY_HEADERS.items():
-            if not (docs and name == "Content-Security-Policy"):
-                response.headers.setdefault(name, value)
-        return response
-
+    app.add_middleware(SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(explain.router)

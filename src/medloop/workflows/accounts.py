@@ -169,12 +169,12 @@ def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Acc
     if claims.get("p") != purpose or expires < time.time():
         return None
     with ws.db.session() as s:
-        user = s.get(User, user_id)
-        if user is None or user.is_simulated:
-            return None
-        if not hmac.compare_digest(fingerprint, _fingerprint(key, user.password_hash)):
-            return None
-        return _account(user)
+        user = repo.user_credentials(s, user_id=user_id)
+    if user is None or user.is_simulated:
+        return None
+    if not hmac.compare_digest(fingerprint, _fingerprint(key, user.password_hash)):
+        return None
+    return Account(id=user.id, username=user.username, role=look_up_option(user.role, Role))
 
 
 def derive_secret(ws: Workspace, purpose: str, value: str) -> str:

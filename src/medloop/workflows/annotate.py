@@ -14,7 +14,8 @@ Which task comes next (`next_task`):
 2. then the active-learning priority: the newest model's predictive entropy on the item
    (0 without a prediction), among the next `WINDOW` tasks in publication order so a
    request never reads every open task (`publish_tasks` already opened the items with
-   the best acquisition scores);
+   the best acquisition scores; without a model only a first `PAGE` of them is read
+   unless other people hold every task on it);
 3. then the task id (publication order).
 
 When no ordinary task is left, remaining gold questions are still offered. An ordinary
@@ -42,7 +43,6 @@ from medloop.annotation import plan_tasks
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import assignments
 from medloop.store import repository as repo
-from medloop.store.models import Project, Task
 from medloop.types import (
     RECOMMENDED_STRATEGY,
     LabelKind,
@@ -50,7 +50,6 @@ from medloop.types import (
     Role,
     Split,
     Strategy,
-    TaskKind,
 )
 from medloop.workflows.accounts import Account
 from medloop.workflows.loop import select_items
@@ -60,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 #: How many open tasks (most answered first, then publication order) `next_task` ranks.
 WINDOW = 256
+#: How many of them it reads first when no model ranks them (more than the people who
+#: typically hold a task at once).
+PAGE = 64
 #: Gold questions stay open for every annotator: they ask for this many answers.
 GOLD_ANSWERS = 1_000_000
 #: Default share of gold questions in each annotator's stream.
@@ -144,10 +146,11 @@ def _entropy(probabilities: Sequence[float]) -> float:
     return -sum(p * math.log(p) for p in probabilities if p > 0)
 
 
-def _projects(session: Any, project: str | None) -> list[Project]:
-    if project is not None:
-        return [repo.get_project(session, name=project)]
-    return repo.list_projects(session)
+def _projects(session: Any, project: str | None) -> list[assignments.ProjectChoices]:
+    found = assignments.project_choices(session, name=project)
+    if project is not None and not found:
+        repo.get_project(session, name=project)  # raises NotFoundError naming the projects
+    return found
 
 
 class TaskHolds:
@@ -217,50 +220,65 @@ def next_task(
     `claim(task_id, room)` is asked, best task first, whether the person may take an
     ordinary task that still needs `room` answers; the first it grants is returned."""
     with ws.db.session() as s:
-        projects = {p.id: p for p in _projects(s, project)}
+        projects = {p.project_id: p for p in _projects(s, project)}
         ids = list(projects)
-        answered = assignments.count_worker_answers(s, worker_id=account.id)
-        gold_answered = len(assignments.worker_answers(s, worker_id=account.id, gold_only=True))
-        if gold_answered < math.floor(gold_rate * (answered + 1)):
+        tally = assignments.worker_tally(s, worker_id=account.id)
+        if tally.gold_answered < math.floor(gold_rate * (tally.answered + 1)):
             gold = assignments.open_tasks_for_worker(
                 s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
             )
             if gold:
                 return _next(projects[gold[0].project_id], gold[0])
-        candidates = assignments.open_tasks_for_worker(
-            s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=WINDOW, gold=False
-        )
-        priority: dict[int, float] = {}
-        for project_id in {c.project_id for c in candidates}:
-            items = [c.item_id for c in candidates if c.project_id == project_id]
-            predictions = assignments.latest_predictions_for(
-                s, project_id=project_id, item_ids=items
+        models = {p: assignments.newest_model_id(s, project_id=p) for p in ids}
+        # Without a model the query's order is the ranking: read a first page, and the
+        # whole window only when other people hold every task on it.
+        limits = (WINDOW,) if any(m is not None for m in models.values()) else (PAGE, WINDOW)
+        tried = 0
+        for limit in limits:
+            candidates = assignments.open_tasks_for_worker(
+                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=limit, gold=False
             )
-            priority.update({item: _entropy(p) for item, p in predictions.items()})
-        ranked = sorted(
-            candidates, key=lambda c: (-c.answers, -priority.get(c.item_id, 0.0), c.task_id)
-        )
-        for best in ranked:
-            if claim is None or claim(best.task_id, best.required - best.answers):
-                return _next(projects[best.project_id], best)
+            priority = _priorities(s, candidates, models)
+            ranked = sorted(
+                candidates, key=lambda c: (-c.answers, -priority.get(c.item_id, 0.0), c.task_id)
+            )
+            for best in ranked[tried:]:
+                if claim is None or claim(best.task_id, best.required - best.answers):
+                    return _next(projects[best.project_id], best)
+            if len(candidates) < limit:
+                break
+            tried = len(candidates)
         gold = assignments.open_tasks_for_worker(
             s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
         )
         return _next(projects[gold[0].project_id], gold[0]) if gold else None
 
 
-def _next(project: Project, task: assignments.OpenTask) -> NextTask:
+def _priorities(
+    session: Any, candidates: list[assignments.OpenTask], models: dict[int, int | None]
+) -> dict[int, float]:
+    """Item id -> entropy of its project's newest model's prediction (items it predicted)."""
+    priority: dict[int, float] = {}
+    for project_id in {c.project_id for c in candidates}:
+        model = models[project_id]
+        if model is not None:
+            items = [c.item_id for c in candidates if c.project_id == project_id]
+            predictions = assignments.predictions_for(
+                session, model_version_id=model, item_ids=items
+            )
+            priority.update({item: _entropy(p) for item, p in predictions.items()})
+    return priority
+
+
+def _next(project: assignments.ProjectChoices, task: assignments.OpenTask) -> NextTask:
     return NextTask(
-        task_id=task.task_id,
-        item_id=task.item_id,
-        project=project.name,
-        choices=[str(c) for c in project.classes],
+        task_id=task.task_id, item_id=task.item_id, project=project.name, choices=project.choices
     )
 
 
-def _label_task(session: Any, task_id: int) -> Task:
-    task = session.get(Task, task_id)
-    if task is None or task.kind != TaskKind.LABEL:
+def _label_task(session: Any, task_id: int) -> assignments.LabelTask:
+    task = assignments.label_task(session, task_id=task_id)
+    if task is None:
         raise NotFoundError(f"no labelling task with id {task_id}")
     return task
 
@@ -350,19 +368,18 @@ def submit_answer(
     checked_box = check_box(box)
     with ws.db.writing() as s:
         task = _label_task(s, task_id)
-        project = s.get(Project, task.project_id)
-        assert project is not None
-        choices = [str(c) for c in project.classes]
+        choices = task.choices
         index = label_index(label, choices)
-        if assignments.worker_answer_id(s, task_id=task_id, worker_id=account.id) is not None:
-            raise ConflictError(f"you have already answered task {task_id}")
-        (answer_id,) = repo.add_answers(
-            s,
-            task_ids=[task_id],
-            worker_ids=[account.id],
-            labels=[index],
-            source=LabelSource.CROWD,
-        )
+        try:  # the unique (task, worker) pair refuses a second answer, even a concurrent one
+            (answer_id,) = repo.add_answers(
+                s,
+                task_ids=[task_id],
+                worker_ids=[account.id],
+                labels=[index],
+                source=LabelSource.CROWD,
+            )
+        except ConflictError as error:
+            raise ConflictError(f"you have already answered task {task_id}") from error
         detail: dict[str, Any] = {"task": task_id, "label": index}
         if checked_box is not None:
             assignments.add_answer_box(s, answer_id=answer_id, box=checked_box)
@@ -391,13 +408,9 @@ def submit_answer(
 
 
 def _progress(session: Any, worker_id: int) -> AnnotatorProgress:
-    gold = assignments.worker_answers(session, worker_id=worker_id, gold_only=True)
-    truth = assignments.final_labels_for(session, item_ids={a.item_id for a in gold})
-    scored = [a for a in gold if a.item_id in truth]
+    tally = assignments.worker_tally(session, worker_id=worker_id, score=True)
     return AnnotatorProgress(
-        answered=assignments.count_worker_answers(session, worker_id=worker_id),
-        gold_answered=len(scored),
-        gold_correct=sum(truth[a.item_id] == a.label for a in scored),
+        answered=tally.answered, gold_answered=tally.gold_scored, gold_correct=tally.gold_correct
     )
 
 
@@ -410,7 +423,7 @@ def annotator_progress(ws: Workspace, *, account: Account) -> AnnotatorProgress:
 def open_task_count(ws: Workspace, *, account: Account, project: str | None = None) -> int:
     """How many open tasks `account` could still answer."""
     with ws.db.session() as s:
-        ids = [p.id for p in _projects(s, project)]
+        ids = [p.project_id for p in _projects(s, project)]
         return assignments.count_open_tasks_for_worker(s, worker_id=account.id, project_ids=ids)
 
 
