@@ -27,6 +27,13 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(export_app, name="export")
 
 
+# Idle keep-alive connections stay open this long (uvicorn's default is 5 s). A client
+# that reuses a connection just as the server closes it gets a connection error, and an
+# answer's POST is not retried by browsers or HTTP clients; clients and proxies keep
+# idle connections for 5-60 s, so the server waits longer than they do.
+KEEP_ALIVE_SECONDS = 75
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -44,7 +51,13 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
 
     from medloop.web import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 @users_app.command("add")
