@@ -50,7 +50,9 @@ def test_bad_accounts_are_refused(ws: Workspace) -> None:
         accounts.add_user(ws, username="../etc", role=Role.DOCTOR, password="long enough")
 
 
-def test_tokens_check_signature_purpose_expiry_and_password(ws: Workspace) -> None:
+def test_tokens_check_signature_purpose_expiry_and_password(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     account = accounts.add_user(ws, username="ann", role="annotator", password="long enough")
     token = accounts.issue_token(ws, account)
     assert accounts.account_for_token(ws, token) == account
@@ -67,7 +69,12 @@ def test_tokens_check_signature_purpose_expiry_and_password(ws: Workspace) -> No
         user = s.scalar(select(User).where(User.username == "ann"))
         assert user is not None
         user.password_hash = accounts.hash_password("a new password")
+    # the database is asked again only after TOKEN_RECHECK_SECONDS (per token)
+    assert accounts.account_for_token(ws, token) == account
+    later = accounts.time.time() + accounts.TOKEN_RECHECK_SECONDS + 1
+    monkeypatch.setattr(accounts.time, "time", lambda: later)
     assert accounts.account_for_token(ws, token) is None
+    assert accounts.account_for_token(ws, accounts.issue_token(ws, account)) == account
 
 
 def test_cli_users_add(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Executable, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
+from medloop.store.db import plain_execute
 from medloop.store.models import (
     Answer,
     AnswerBox,
@@ -40,7 +41,8 @@ class OpenTask(NamedTuple):
 
 
 # The statements a web request runs are built once: building one costs more CPU than
-# running it. Values are bound at execution ("expanding" binds take lists).
+# running it. Values are bound at execution ("expanding" binds take lists). They run on
+# the session's connection: plain rows, without the ORM's result machinery.
 @functools.cache
 def _open_tasks_query(*, gold: bool | None, excluding: bool, limited: bool) -> Executable:
     answered = select(Answer.task_id).where(Answer.worker_id == bindparam("worker"))
@@ -88,7 +90,7 @@ def open_tasks_for_worker(
     values = {"worker": worker_id, "projects": list(project_ids), "exclude": list(exclude)}
     if limit is not None:
         values["limit"] = limit
-    return [OpenTask._make(row) for row in session.execute(query, values)]
+    return [OpenTask._make(row) for row in plain_execute(session, query, values)]
 
 
 def count_open_tasks_for_worker(
@@ -128,7 +130,7 @@ def final_labels_for(session: Session, *, item_ids: Collection[int]) -> dict[int
     """The current final (doctor-signed or gold) label of each given item that has one."""
     if not item_ids:
         return {}
-    rows = session.execute(_final_labels_query(), {"items": list(item_ids)})
+    rows = plain_execute(session, _final_labels_query(), {"items": list(item_ids)})
     return {int(item): int(label) for item, label in rows}
 
 
@@ -172,7 +174,7 @@ def _tally_query(*, score: bool) -> Executable:
 def worker_tally(session: Session, *, worker_id: int, score: bool = False) -> WorkerTally:
     """Count one person's labelling answers in one query; `score` also checks their gold
     answers against each item's current final label (the newest one)."""
-    counts = session.execute(_tally_query(score=score), {"worker": worker_id}).one()
+    counts = plain_execute(session, _tally_query(score=score), {"worker": worker_id}).one()
     return WorkerTally(*(int(n) for n in counts))
 
 
@@ -195,7 +197,7 @@ _LABEL_TASK = (
 
 def label_task(session: Session, *, task_id: int) -> LabelTask | None:
     """The labelling task `task_id` with its project's class names, or None."""
-    row = session.execute(_LABEL_TASK, {"task": task_id}).one_or_none()
+    row = plain_execute(session, _LABEL_TASK, {"task": task_id}).one_or_none()
     if row is None:
         return None
     item_id, is_gold, classes = row
@@ -218,9 +220,9 @@ _PROJECT_NAMED = _PROJECTS.where(Project.name == bindparam("name"))
 def project_choices(session: Session, *, name: str | None = None) -> list[ProjectChoices]:
     """Projects (all, by id, or the one called `name`) with their class names."""
     rows = (
-        session.execute(_PROJECTS)
+        plain_execute(session, _PROJECTS)
         if name is None
-        else session.execute(_PROJECT_NAMED, {"name": name})
+        else plain_execute(session, _PROJECT_NAMED, {"name": name})
     )
     return [
         ProjectChoices(project_id=i, name=n, choices=[str(c) for c in classes])
@@ -296,7 +298,7 @@ _PREDICTIONS = select(Prediction.item_id, Prediction.probabilities).where(
 
 def newest_model_id(session: Session, *, project_id: int) -> int | None:
     """The id of the project's newest model version, or None."""
-    return session.scalar(_NEWEST_MODEL, {"project": project_id})
+    return plain_execute(session, _NEWEST_MODEL, {"project": project_id}).scalar()
 
 
 def predictions_for(
@@ -305,7 +307,9 @@ def predictions_for(
     """A model version's probabilities for the given items (those it has)."""
     if not item_ids:
         return {}
-    rows = session.execute(_PREDICTIONS, {"model": model_version_id, "items": list(item_ids)})
+    rows = plain_execute(
+        session, _PREDICTIONS, {"model": model_version_id, "items": list(item_ids)}
+    )
     return {int(item): [float(p) for p in probs] for item, probs in rows}
 
 

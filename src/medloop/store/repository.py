@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.store.db import plain_execute
 from medloop.store.models import (
     Answer,
     AnswerBox,
@@ -180,7 +181,7 @@ _USER_CREDENTIALS = select(
 
 def user_credentials(session: Session, *, user_id: int) -> UserCredentials | None:
     """The user's credentials, or None (a light read: it runs on every signed-in request)."""
-    row = session.execute(_USER_CREDENTIALS, {"user": user_id}).one_or_none()
+    row = plain_execute(session, _USER_CREDENTIALS, {"user": user_id}).one_or_none()
     return None if row is None else UserCredentials(*row)
 
 
@@ -359,7 +360,7 @@ def add_answers(
     if not task_ids:
         return []
     added = Counter(int(t) for t in task_ids)
-    items = dict(session.execute(_TASK_ITEMS, {"tasks": list(added)}).all())
+    items = dict(plain_execute(session, _TASK_ITEMS, {"tasks": list(added)}).all())
     missing = added.keys() - items.keys()
     if missing:
         raise NotFoundError(f"no task with id {sorted(missing)[0]}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from medloop.config import Settings
 from medloop.store import BlobStore, Database
@@ -15,6 +16,9 @@ class Workspace:
     settings: Settings
     db: Database
     blobs: BlobStore
+    #: Sign-in tokens recently checked against the database: signature -> (account, when)
+    #: (`accounts.account_for_token`).
+    checked_tokens: dict[str, tuple[Any, float]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
