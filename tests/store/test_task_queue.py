@@ -12,7 +12,7 @@ from sqlalchemy import inspect, select
 from medloop.store import Database, assignments
 from medloop.store import repository as repo
 from medloop.store.db import alembic_config
-from medloop.store.models import Task
+from medloop.store.models import ItemLabel, Task
 from medloop.types import LabelKind, LabelSource, Role, TaskStatus
 
 
@@ -150,3 +150,21 @@ def test_migration_0006_counts_the_answers_already_given(database: Database) -> 
     assert "ix_tasks_queue" in {i["name"] for i in inspect(database.engine).get_indexes("tasks")}
     counts = _counts(database)
     assert [counts[t][0] for t in tasks] == [2, 1, 0, 0, 0, 0]
+
+
+def test_plain_reads_see_what_the_session_has_not_flushed(database: Database) -> None:
+    """`plain_execute` flushes first, as `Session.execute` does: a final label added
+    through the ORM is seen by the next plain read in the same session."""
+    project_id, items, _, _ = _queue(database)
+    with database.session() as s:
+        s.add(
+            ItemLabel(
+                project_id=project_id,
+                item_id=items[0],
+                kind=str(LabelKind.FINAL),
+                label=1,
+                source=str(LabelSource.DOCTOR),
+                method="review",
+            )
+        )
+        assert assignments.final_labels_for(s, item_ids=[items[0]]) == {items[0]: 1}
