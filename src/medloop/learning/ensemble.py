@@ -46,16 +46,13 @@ ENSEMBLE_KIND = "ensemble"
 class EnsembleClassifier:
     """Classifiers trained alike from different seeds; predicts from their mean logits."""
 
-    #: Multi-label ensembles only: one decision cut per label (None: 0.5 each), set by
-    #: `calibrate`.
-    label_thresholds: np.ndarray | None = None
-
     def __init__(
         self,
         members: Sequence[TrainedClassifier],
         *,
         temperature: float = 1.0,
         threshold: float = 0.5,
+        label_thresholds: np.ndarray | list[float] | None = None,
     ) -> None:
         if not members:
             raise InvalidInputError("an ensemble needs at least one member")
@@ -66,6 +63,10 @@ class EnsembleClassifier:
         self.members = list(members)
         self.temperature = float(temperature)
         self.threshold = float(threshold)
+        #: Multi-label ensembles only: one decision cut per label (None: 0.5 each).
+        self.label_thresholds = check_label_thresholds(
+            label_thresholds, n_labels=self.members[0].n_classes
+        )
 
     @property
     def config(self) -> TrainConfig:
@@ -174,9 +175,7 @@ class EnsembleClassifier:
                 loaded,
                 temperature=float(payload["temperature"]),
                 threshold=float(payload["threshold"]),
-            )
-            ensemble.label_thresholds = check_label_thresholds(
-                payload.get("label_thresholds"), n_labels=ensemble.n_classes
+                label_thresholds=payload.get("label_thresholds"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
