@@ -1,45 +1,16 @@
 """Concurrent annotators spread over tasks: a task handed out is held for its person, and
-is not handed to more people at once than it still needs answers."""
+is not handed to more people at once than it still needs answers (the store's side is in
+tests/store/test_task_holds.py)."""
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from web_support import Site
 
-from medloop.store.models import Answer, Task
-from medloop.workflows.annotate import TaskHolds
-
-
-def test_a_claim_needs_room_among_other_peoples_unexpired_holds() -> None:
-    now = [0.0]
-    holds = TaskHolds(ttl=10.0, clock=lambda: now[0])
-    one, two, three = (holds.claimer(user) for user in (1, 2, 3))
-    assert one(100, 2) and two(100, 2)
-    assert not three(100, 2), "two people hold it and it needs two answers"
-    assert one(100, 2), "a person's own hold does not count against them"
-    assert three(200, 1)
-    assert not one(200, 1)
-    assert three(300, 1), "one task per person: the newest claim"
-    assert one(200, 1)
-    four = holds.claimer(4)
-    assert not four(100, 1), "two still holds task 100"
-    holds.release(2)
-    assert four(100, 1), "a released hold frees its place"
-    assert not holds.claimer(5)(100, 1)
-    now[0] = 10.5
-    assert holds.claimer(5)(100, 1), "holds expire"
-
-
-def test_an_answer_given_after_asking_still_takes_a_place() -> None:
-    now = [0.0]
-    holds = TaskHolds(ttl=100.0, clock=lambda: now[0])
-    assert holds.claimer(1)(7, 1)
-    late = holds.claimer(2)  # asked while 1 held task 7; its read may miss 1's answer
-    now[0] = 1.0
-    holds.release(1, answered=7)
-    assert not late(7, 1), "1's answer may be missing from the answers 2 read"
-    now[0] = 2.0
-    assert holds.claimer(3)(7, 1), "asked after the answer: the read includes it"
+from medloop.store.models import Answer, Task, TaskHold
+from medloop.web import create_app
+from medloop.workflows import Workspace
 
 
 def test_a_task_is_not_handed_out_past_its_redundancy(site: Site) -> None:
@@ -65,4 +36,26 @@ def test_a_task_is_not_handed_out_past_its_redundancy(site: Site) -> None:
     with site.ws.db.session() as s:
         answers = s.scalar(select(func.count(Answer.id)).where(Answer.task_id == first["task_id"]))
         status = s.scalar(select(Task.status).where(Task.id == first["task_id"]))
+        holders = s.scalars(select(TaskHold.task_id)).all()
     assert (answers, status) == (2, "done")
+    assert first["task_id"] not in holders, "answering ends the hold"
+
+
+def test_holds_and_skips_are_shared_by_server_processes(site: Site) -> None:
+    """A second app on the same database (another server process) sees the first one's
+    holds and skips: they live in the database, not in a process."""
+    other_ws = Workspace.open(site.ws.settings)
+    try:
+        with TestClient(create_app(site.ws.settings, workspace=other_ws)) as other:
+            alice, bob, carol = (site.headers(n) for n in ("alice", "bob", "carol"))
+            first = site.client.get("/api/tasks/next", headers=alice).json()["task_id"]
+            assert other.get("/api/tasks/next", headers=bob).json()["task_id"] == first
+            assert other.get("/api/tasks/next", headers=carol).json()["task_id"] != first, (
+                "alice (on the first app) and bob hold both places"
+            )
+            site.client.post(f"/api/tasks/{first}/skip", headers=alice)
+            assert other.get("/api/tasks/next", headers=alice).json()["task_id"] != first, (
+                "her skip holds on the other app too"
+            )
+    finally:
+        other_ws.close()

@@ -3,19 +3,23 @@ window when every task on that page is held by other people."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from medloop.config import Settings
+from medloop.store import assignments
 from medloop.store import repository as repo
 from medloop.types import Role
 from medloop.workflows import Workspace, annotate
 from medloop.workflows.accounts import Account
 
 
-def _workspace(tmp_path: Path, n_tasks: int) -> tuple[Workspace, list[int], Account]:
+def _workspace(
+    tmp_path: Path, n_tasks: int, required: int = 3
+) -> tuple[Workspace, list[int], Account]:
     ws = Workspace.open(Settings(home=tmp_path / "home"))
     with ws.db.session() as s:
         project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
@@ -28,7 +32,9 @@ def _workspace(tmp_path: Path, n_tasks: int) -> tuple[Workspace, list[int], Acco
             ],
         )
         items = repo.items_frame(s, project_id=project.id).index.tolist()
-        tasks = repo.create_tasks(s, project_id=project.id, item_ids=items, required_answers=3)
+        tasks = repo.create_tasks(
+            s, project_id=project.id, item_ids=items, required_answers=required
+        )
         user = repo.create_user(s, username="ann", role=Role.ANNOTATOR)
         account = Account(id=user.id, username="ann", role=Role.ANNOTATOR)
     return ws, tasks, account
@@ -38,18 +44,27 @@ def test_past_a_page_of_held_tasks_the_next_free_one_is_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(annotate, "PAGE", 3)
-    ws, tasks, ann = _workspace(tmp_path, 6)
-    asked: list[int] = []
-
-    def claim(task_id: int, room: int) -> bool:
-        asked.append(task_id)
-        return task_id not in tasks[:4]  # others hold the first four
-
+    ws, tasks, ann = _workspace(tmp_path, 6, required=1)
     try:
-        found = annotate.next_task(ws, account=ann, claim=claim)
+        with ws.db.session() as s:  # four others hold the first four tasks
+            others = repo.ensure_users(
+                s, usernames=[f"o{i}" for i in range(6)], role=Role.ANNOTATOR, simulated=False
+            )
+        for person, task in zip(others.values(), tasks, strict=True):
+            if task in tasks[:4]:
+                with ws.db.writing() as w:
+                    now = time.time()
+                    assignments.hold_first(
+                        w, worker_id=person, task_ids=[task], now=now, seconds=60
+                    )
+        found = annotate.next_task(ws, account=ann)
         assert found is not None and found.task_id == tasks[4]
-        assert asked == tasks[:5], "each task asked once, in order"
-        assert annotate.next_task(ws, account=ann, claim=lambda t, r: False) is None
+        with ws.db.writing() as w:
+            assignments.hold_first(
+                w, worker_id=others["o5"], task_ids=[tasks[5]], now=now, seconds=60
+            )
+        assert annotate.next_task(ws, account=ann) == found, "ann keeps her own place"
+        assert annotate.next_task(ws, account=ann, now=time.time() + 120) is not None
     finally:
         ws.close()
 
@@ -73,7 +88,7 @@ def test_with_a_model_the_whole_window_is_ranked_by_uncertainty(
                 s, project_id=project.id, network="t", checkpoint_path="-", n_train=0, metrics={}
             )
             repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
-        found = annotate.next_task(ws, account=ann, claim=lambda t, r: True)
+        found = annotate.next_task(ws, account=ann)
         assert found is not None and found.item_id == doubtful
     finally:
         ws.close()

@@ -11,7 +11,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Executable, bindparam, case, func, select
+from sqlalchemy import Executable, bindparam, case, delete, func, insert, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from medloop.store.db import plain_execute
@@ -23,6 +24,8 @@ from medloop.store.models import (
     Prediction,
     Project,
     Task,
+    TaskHold,
+    TaskSkip,
     User,
 )
 from medloop.types import LabelKind, TaskKind, TaskStatus
@@ -44,8 +47,9 @@ class OpenTask(NamedTuple):
 # running it. Values are bound at execution ("expanding" binds take lists). They run on
 # the session's connection: plain rows, without the ORM's result machinery.
 @functools.cache
-def _open_tasks_query(*, gold: bool | None, excluding: bool, limited: bool) -> Executable:
+def _open_tasks_query(*, gold: bool | None, limited: bool) -> Executable:
     answered = select(Answer.task_id).where(Answer.worker_id == bindparam("worker"))
+    skipped = select(TaskSkip.task_id).where(TaskSkip.worker_id == bindparam("worker"))
     # Matches ix_tasks_queue, so the database reads open tasks in order and stops early.
     query = (
         select(
@@ -62,11 +66,10 @@ def _open_tasks_query(*, gold: bool | None, excluding: bool, limited: bool) -> E
             Task.status == str(TaskStatus.OPEN),
             Task.kind == str(TaskKind.LABEL),
             Task.id.not_in(answered),
+            Task.id.not_in(skipped),
         )
         .order_by(Task.answer_count.desc(), Task.id)
     )
-    if excluding:
-        query = query.where(Task.id.not_in(bindparam("exclude", expanding=True)))
     if gold is not None:
         query = query.where(Task.is_gold.is_(gold))
     return query.limit(bindparam("limit")) if limited else query
@@ -77,17 +80,16 @@ def open_tasks_for_worker(
     *,
     worker_id: int,
     project_ids: Collection[int],
-    exclude: Collection[int] = (),
     limit: int | None = None,
     gold: bool | None = None,
 ) -> list[OpenTask]:
-    """Open labelling tasks in `project_ids` that `worker_id` has not answered, most
-    answers first, then by task id; task ids in `exclude` are left out; `gold` keeps
-    only gold (True) or only ordinary (False) tasks."""
+    """Open labelling tasks in `project_ids` that `worker_id` has neither answered nor
+    skipped, most answers first, then by task id; `gold` keeps only gold (True) or only
+    ordinary (False) tasks."""
     if not project_ids:
         return []
-    query = _open_tasks_query(gold=gold, excluding=bool(exclude), limited=limit is not None)
-    values = {"worker": worker_id, "projects": list(project_ids), "exclude": list(exclude)}
+    query = _open_tasks_query(gold=gold, limited=limit is not None)
+    values: dict[str, Any] = {"worker": worker_id, "projects": list(project_ids)}
     if limit is not None:
         values["limit"] = limit
     return [OpenTask._make(row) for row in plain_execute(session, query, values)]
@@ -96,10 +98,11 @@ def open_tasks_for_worker(
 def count_open_tasks_for_worker(
     session: Session, *, worker_id: int, project_ids: Collection[int]
 ) -> int:
-    """How many open labelling tasks `worker_id` could still answer."""
+    """How many open labelling tasks `worker_id` could still answer (not skipped)."""
     if not project_ids:
         return 0
     answered = select(Answer.task_id).where(Answer.worker_id == worker_id)
+    skipped = select(TaskSkip.task_id).where(TaskSkip.worker_id == worker_id)
     return int(
         session.scalar(
             select(func.count(Task.id)).where(
@@ -107,9 +110,77 @@ def count_open_tasks_for_worker(
                 Task.kind == str(TaskKind.LABEL),
                 Task.status == str(TaskStatus.OPEN),
                 Task.id.not_in(answered),
+                Task.id.not_in(skipped),
             )
         )
         or 0
+    )
+
+
+# Holds: who was handed which task and has not answered it yet (one per person).
+# PostgreSQL serialises claims on this transaction-level advisory lock; SQLite's single
+# writer already does. Without it, two READ COMMITTED claims could both count the same
+# free place.
+HOLD_LOCK = 0x6D65646C  # any fixed key: "medl"
+_DROP_HOLDS = delete(TaskHold).where(
+    or_(TaskHold.worker_id == bindparam("worker"), TaskHold.expires_at < bindparam("now"))
+)
+_HELD_BY_OTHERS = (
+    select(func.count()).where(TaskHold.task_id == Task.id).correlate(Task).scalar_subquery()
+)
+_ROOM = select(Task.id, Task.required_answers - Task.answer_count - _HELD_BY_OTHERS).where(
+    Task.id.in_(bindparam("tasks", expanding=True)), Task.status == str(TaskStatus.OPEN)
+)
+_ADD_HOLD = insert(TaskHold)
+_RELEASE_HOLD = delete(TaskHold).where(TaskHold.worker_id == bindparam("worker"))
+
+
+def hold_first(
+    session: Session, *, worker_id: int, task_ids: Sequence[int], now: float, seconds: float
+) -> int | None:
+    """Hold for `worker_id`, until `now + seconds`, the first of `task_ids` (best first)
+    that is open and held by fewer other people than it still needs answers; returns it,
+    or None. Their earlier hold ends either way, and so does every expired one.
+
+    Run it in a short write transaction of its own: claims take turns, so two people
+    asking at once cannot both take a task's last place, and answers committed before
+    the claim (which end their person's hold) are counted."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HOLD_LOCK})
+    plain_execute(session, _DROP_HOLDS, {"worker": worker_id, "now": now})
+    if not task_ids:
+        return None
+    room = dict(plain_execute(session, _ROOM, {"tasks": list(task_ids)}).all())
+    chosen = next((t for t in task_ids if room.get(t, 0) > 0), None)
+    if chosen is not None:
+        values = {"worker_id": worker_id, "task_id": chosen, "expires_at": now + seconds}
+        plain_execute(session, _ADD_HOLD, values)
+    return chosen
+
+
+def release_hold(session: Session, *, worker_id: int) -> None:
+    """End `worker_id`'s hold (they answered or skipped their task)."""
+    plain_execute(session, _RELEASE_HOLD, {"worker": worker_id})
+
+
+def held_task(session: Session, *, worker_id: int, now: float) -> int | None:
+    """The task `worker_id` holds at `now`, if any."""
+    return session.scalar(
+        select(TaskHold.task_id).where(TaskHold.worker_id == worker_id, TaskHold.expires_at >= now)
+    )
+
+
+def add_skip(session: Session, *, worker_id: int, task_id: int, reason: str) -> None:
+    """Remember that `worker_id` skipped `task_id` (or was unsure); skipping it again
+    keeps one row with the newest reason."""
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = upsert(TaskSkip).values(worker_id=worker_id, task_id=task_id, reason=reason)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[TaskSkip.worker_id, TaskSkip.task_id],
+            set_={"reason": statement.excluded.reason},
+        )
     )
 
 

@@ -381,3 +381,35 @@ class ReviewFlag(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- the annotators' queue across server processes (migration 0007) ----------------------
+
+
+class TaskHold(Base):
+    """The task a person was handed last and has not answered or skipped yet (at most one
+    per person), until `expires_at` (Unix seconds). Kept in the database so that every
+    server process sees every hold."""
+
+    __tablename__ = "task_holds"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class TaskSkip(Base):
+    """A task a person skipped or was unsure about: it is not offered to them again."""
+
+    __tablename__ = "task_skips"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

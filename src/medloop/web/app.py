@@ -16,8 +16,7 @@ from medloop import __version__
 from medloop.config import Settings
 from medloop.web import errors
 from medloop.web.routes import api, audit, dashboard, explain, exports, jobs, pages, patients
-from medloop.web.security import LoginLimiter, SkipList
-from medloop.workflows.annotate import TaskHolds
+from medloop.web.security import LoginLimiter
 from medloop.workflows.jobs import JobWorker
 from medloop.workflows.workspace import Workspace
 
@@ -84,8 +83,6 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
     app.state.ws = ws
     app.state.jobs = worker = JobWorker(ws)
     app.state.limiter = LoginLimiter()
-    app.state.skips = SkipList()
-    app.state.holds = TaskHolds()
     errors.install(app)
 
     app.add_middleware(SecurityHeaders)

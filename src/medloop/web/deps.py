@@ -16,11 +16,9 @@ from medloop.web.security import (
     CSRF_HEADER,
     SESSION_COOKIE,
     LoginLimiter,
-    SkipList,
     csrf_token,
 )
 from medloop.workflows.accounts import Account, account_for_token
-from medloop.workflows.annotate import TaskHolds
 from medloop.workflows.workspace import Workspace
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -39,20 +37,8 @@ async def get_limiter(request: Request) -> LoginLimiter:
     return limiter
 
 
-async def get_skips(request: Request) -> SkipList:
-    skips: SkipList = request.app.state.skips
-    return skips
-
-
-async def get_holds(request: Request) -> TaskHolds:
-    holds: TaskHolds = request.app.state.holds
-    return holds
-
-
 WS = Annotated[Workspace, Depends(get_ws)]
 Limiter = Annotated[LoginLimiter, Depends(get_limiter)]
-Skips = Annotated[SkipList, Depends(get_skips)]
-Holds = Annotated[TaskHolds, Depends(get_holds)]
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -1,7 +1,7 @@
-"""Edge security state kept in memory: login rate limiting, skipped tasks, CSRF tokens.
+"""Edge security: login rate limiting (in memory) and CSRF tokens (stateless).
 
-Both registries are per process and bounded; they forget on restart, which is safe
-(a restart lifts a lock-out early and shows skipped tasks again).
+The login limiter is per server process and bounded; it forgets on restart, which lifts a
+lock-out early.
 """
 
 from __future__ import annotations
@@ -68,25 +68,6 @@ class LoginLimiter:
     def succeeded(self, username: str, client: str) -> None:
         with self._lock:
             self._failures.pop((username.lower(), client), None)
-
-
-class SkipList:
-    """Tasks each person skipped (or was unsure about), newest `per_user` kept."""
-
-    def __init__(self, *, per_user: int = 1000) -> None:
-        self.per_user = per_user
-        self._skipped: dict[int, deque[int]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, user_id: int, task_id: int) -> None:
-        with self._lock:
-            skipped = self._skipped.setdefault(user_id, deque(maxlen=self.per_user))
-            if task_id not in skipped:
-                skipped.append(task_id)
-
-    def of(self, user_id: int) -> set[int]:
-        with self._lock:
-            return set(self._skipped.get(user_id, ()))
 
 
 def csrf_token(ws: Workspace, session_token: str) -> str:

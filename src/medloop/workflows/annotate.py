@@ -18,11 +18,15 @@ Which task comes next (`next_task`):
    unless other people hold every task on it);
 3. then the task id (publication order).
 
-When no ordinary task is left, remaining gold questions are still offered. An ordinary
-task is not handed to more people at once than it still needs answers: the caller may
-pass `claim`, which takes the best task that still has room for one more person, in the
-order above (`TaskHolds.claimer` does it in memory for one server process), so concurrent
-annotators spread over tasks instead of all answering the same one past its redundancy.
+When no ordinary task is left, remaining gold questions are still offered. Tasks a
+person skipped (or was unsure about) are not offered to them again.
+
+An ordinary task is not handed to more people at once than it still needs answers: it
+is held for the person it is handed to (`task_holds`, one task per person, until they
+answer or skip it or `HOLD_SECONDS` pass), and the best task in the order above that
+fewer others hold than it still needs answers is the one handed out. Holds live in the
+database, so concurrent annotators spread over tasks instead of all answering the same
+one past its redundancy, whichever server process serves them.
 
 Answers are committed before the call returns; a second answer by the same person to the
 same task raises ConflictError and stores nothing.
@@ -32,10 +36,8 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +70,6 @@ GOLD_ANSWERS = 1_000_000
 GOLD_RATE = 0.1
 #: How long a task handed out stays held for its person (seconds) unless answered or skipped.
 HOLD_SECONDS = 300.0
-#: How long a fresh answer is remembered by `TaskHolds` (longer than any `next_task` read).
-ANSWERED_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -153,81 +153,30 @@ def _projects(session: Any, project: str | None) -> list[assignments.ProjectChoi
     return found
 
 
-class TaskHolds:
-    """Which task each person was handed last and has not answered or skipped yet (in
-    memory, thread-safe; one task per person, forgotten after `ttl` seconds).
-
-    `claimer(user_id)` gives `next_task` its `claim`: a task is held only while fewer other
-    people hold it than it has room for, checked and taken atomically, so two people
-    asking at the same moment cannot both take a task's last open place. An answer given
-    after the claimer was made still takes a place: the caller's read of the answers may
-    not include it yet."""
-
-    def __init__(
-        self, *, ttl: float = HOLD_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._held: dict[int, tuple[int, float]] = {}  # person -> (task, since)
-        self._answered: deque[tuple[float, int]] = deque()  # (when, task), newest last
-        self._lock = threading.Lock()
-
-    def claimer(self, user_id: int) -> Callable[[int, int], bool]:
-        """`claim(task_id, room)`: hold the task for `user_id` if fewer than `room` other
-        people hold it now or answered it since this claimer was made."""
-        asked = self.clock()
-
-        def claim(task_id: int, room: int) -> bool:
-            now = self.clock()
-            with self._lock:
-                taken = sum(
-                    1
-                    for person, (task, since) in self._held.items()
-                    if task == task_id and person != user_id and now - since <= self.ttl
-                )
-                taken += sum(
-                    1 for when, task in self._answered if task == task_id and when >= asked
-                )
-                if taken >= room:
-                    return False
-                self._held[user_id] = (task_id, now)
-                return True
-
-        return claim
-
-    def release(self, user_id: int, *, answered: int | None = None) -> None:
-        """Drop the person's hold; `answered` names the task they just answered."""
-        now = self.clock()
-        with self._lock:
-            self._held.pop(user_id, None)
-            if answered is not None:
-                self._answered.append((now, answered))
-            while self._answered and now - self._answered[0][0] > ANSWERED_SECONDS:
-                self._answered.popleft()
-
-
 def next_task(
     ws: Workspace,
     *,
     account: Account,
     project: str | None = None,
-    exclude: Collection[int] = (),
-    claim: Callable[[int, int], bool] | None = None,
     gold_rate: float = GOLD_RATE,
+    now: float | None = None,
 ) -> NextTask | None:
     """The task `account` should answer next (see the module docstring), or None.
 
-    `claim(task_id, room)` is asked, best task first, whether the person may take an
-    ordinary task that still needs `room` answers; the first it grants is returned."""
+    An ordinary task is held for them until they answer or skip it, or `HOLD_SECONDS`
+    pass (`now`, Unix seconds, defaults to the clock); asking again ends their earlier
+    hold, and gives the same task while it stays the best one with room."""
+    now = time.time() if now is None else now
     with ws.db.session() as s:
         projects = {p.project_id: p for p in _projects(s, project)}
         ids = list(projects)
         tally = assignments.worker_tally(s, worker_id=account.id)
         if tally.gold_answered < math.floor(gold_rate * (tally.answered + 1)):
             gold = assignments.open_tasks_for_worker(
-                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
+                s, worker_id=account.id, project_ids=ids, limit=1, gold=True
             )
             if gold:
+                _hold(ws, account, [], now)
                 return _next(projects[gold[0].project_id], gold[0])
         models = {p: assignments.newest_model_id(s, project_id=p) for p in ids}
         # Without a model the query's order is the ranking: read a first page, and the
@@ -236,22 +185,31 @@ def next_task(
         tried = 0
         for limit in limits:
             candidates = assignments.open_tasks_for_worker(
-                s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=limit, gold=False
+                s, worker_id=account.id, project_ids=ids, limit=limit, gold=False
             )
             priority = _priorities(s, candidates, models)
             ranked = sorted(
                 candidates, key=lambda c: (-c.answers, -priority.get(c.item_id, 0.0), c.task_id)
-            )
-            for best in ranked[tried:]:
-                if claim is None or claim(best.task_id, best.required - best.answers):
-                    return _next(projects[best.project_id], best)
+            )[tried:]
+            held = _hold(ws, account, [c.task_id for c in ranked], now)
+            if held is not None:
+                best = next(c for c in ranked if c.task_id == held)
+                return _next(projects[best.project_id], best)
             if len(candidates) < limit:
                 break
             tried = len(candidates)
         gold = assignments.open_tasks_for_worker(
-            s, worker_id=account.id, project_ids=ids, exclude=exclude, limit=1, gold=True
+            s, worker_id=account.id, project_ids=ids, limit=1, gold=True
         )
         return _next(projects[gold[0].project_id], gold[0]) if gold else None
+
+
+def _hold(ws: Workspace, account: Account, task_ids: list[int], now: float) -> int | None:
+    """Hold the first of `task_ids` with room for `account` (in a write of its own)."""
+    with ws.db.writing() as w:
+        return assignments.hold_first(
+            w, worker_id=account.id, task_ids=task_ids, now=now, seconds=HOLD_SECONDS
+        )
 
 
 def _priorities(
@@ -284,12 +242,14 @@ def _label_task(session: Any, task_id: int) -> assignments.LabelTask:
 
 
 def skip_task(ws: Workspace, *, account: Account, task_id: int, reason: str = "skip") -> None:
-    """Record that `account` skipped a labelling task (or was unsure); unknown -> NotFoundError.
-    The caller stops offering it to them (the web keeps a per-person skip list)."""
+    """Record that `account` skipped a labelling task (or was unsure): it is not offered
+    to them again, and their hold on it ends. Unknown task -> NotFoundError."""
     if reason not in ("skip", "unsure"):
         raise InvalidInputError(f"reason must be 'skip' or 'unsure', got {reason!r}")
-    with ws.db.session() as s:
+    with ws.db.writing() as s:
         _label_task(s, task_id)
+        assignments.add_skip(s, worker_id=account.id, task_id=task_id, reason=reason)
+        assignments.release_hold(s, worker_id=account.id)
         repo.audit(
             s,
             actor=account.username,
@@ -380,6 +340,7 @@ def submit_answer(
             )
         except ConflictError as error:
             raise ConflictError(f"you have already answered task {task_id}") from error
+        assignments.release_hold(s, worker_id=account.id)
         detail: dict[str, Any] = {"task": task_id, "label": index}
         if checked_box is not None:
             assignments.add_answer_box(s, answer_id=answer_id, box=checked_box)
@@ -451,7 +412,6 @@ __all__ = [
     "NextTask",
     "PublishedRound",
     "SubmittedAnswer",
-    "TaskHolds",
     "annotator_progress",
     "check_box",
     "item_image",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from medloop import __version__
 from medloop.web import schemas
-from medloop.web.deps import WS, Annotator, CurrentAccount, Holds, Limiter, Reviewer, Skips
+from medloop.web.deps import WS, Annotator, CurrentAccount, Limiter, Reviewer
 from medloop.workflows import accounts, annotate, export, review
 
 router = APIRouter(prefix="/api")
@@ -76,19 +76,12 @@ def me(account: CurrentAccount) -> schemas.UserPublic:
     responses={204: {"description": "No open task for you right now"}},
 )
 def next_task(
-    ws: WS, account: Annotator, skips: Skips, holds: Holds, project: ProjectQuery = None
+    ws: WS, account: Annotator, project: ProjectQuery = None
 ) -> schemas.TaskPublic | Response:
     """Your next labelling task (active-learning priority, redundancy, gold questions).
     It is held for you until you answer or skip it, so others are not handed it past its
     redundancy; asking again before that gives the same task."""
-    holds.release(account.id)  # asking again: the task is claimed afresh (or another one)
-    task = annotate.next_task(
-        ws,
-        account=account,
-        project=project,
-        exclude=skips.of(account.id),
-        claim=holds.claimer(account.id),
-    )
+    task = annotate.next_task(ws, account=account, project=project)
     if task is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return schemas.TaskPublic(
@@ -107,7 +100,7 @@ def next_task(
     responses={404: {}, 409: {"description": "You already answered this task"}},
 )
 def answer(
-    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator, holds: Holds
+    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator
 ) -> schemas.AnswerPublic:
     """Answer a task; committed before this returns. Gold questions get feedback.
 
@@ -116,7 +109,6 @@ def answer(
     result = annotate.submit_answer(
         ws, account=account, task_id=task_id, label=body.label, box=body.box
     )
-    holds.release(account.id, answered=task_id)
     progress = result.progress
     return schemas.AnswerPublic(
         answer_id=result.answer_id,
@@ -143,15 +135,11 @@ def skip(
     task_id: Id,
     ws: WS,
     account: Annotator,
-    skips: Skips,
-    holds: Holds,
     body: schemas.SkipCreate | None = None,
 ) -> Response:
     """Skip a task (or mark it 'unsure'): it will not be offered to you again."""
     reason = body.reason if body is not None else "skip"
     annotate.skip_task(ws, account=account, task_id=task_id, reason=reason)
-    skips.add(account.id, task_id)
-    holds.release(account.id)
     return Response(status_code=204)
 
 
