@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
 from cli_support import run
+from medloop.config import Settings
 
 
 def test_help_lists_every_command(monkeypatch, capsys) -> None:
@@ -158,3 +160,18 @@ def test_corrupt_image_folder_ingests_nothing(
     )
     code, out, _ = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
     assert code == 0 and "4 items (3 patients)" in out
+
+
+def test_server_worker_processes_rebuild_the_settings_they_are_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --workers N` (and the demo) hand their settings to worker processes as
+    MEDLOOP_ variables; the worker's `Settings()` must come out equal."""
+    from medloop.cli.web import settings_environment
+
+    given = Settings(home=tmp_path / "demo", secret_key="s3cret", environment="production")
+    for name in ("MEDLOOP_HOME", "MEDLOOP_DATABASE_URL", "MEDLOOP_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in settings_environment(given).items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == given

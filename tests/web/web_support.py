@@ -128,7 +128,9 @@ def call(url: str, body: dict[str, Any] | None = None, token: str | None = None)
 SERVE = "from medloop.cli import main; main()"
 
 
-def start_server(home: Path, *, secret: str, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    home: Path, *, secret: str, port: int, workers: int = 1
+) -> subprocess.Popen[bytes]:
     """`medloop serve` over `home` (SQLite) on 127.0.0.1:`port`, once it answers health."""
     env = {**os.environ, "MEDLOOP_HOME": str(home), "MEDLOOP_SECRET_KEY": secret}
     env.pop("MEDLOOP_DATABASE_URL", None)
@@ -140,6 +142,8 @@ def start_server(home: Path, *, secret: str, port: int) -> subprocess.Popen[byte
             "serve",
             "--port",
             str(port),
+            "--workers",
+            str(workers),
         ],
         env=env,
         stdout=subprocess.DEVNULL,

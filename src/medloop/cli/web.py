@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +15,7 @@ from medloop.cli.common import STRATEGY_HELP, ProjectOpt, SeedOpt, app, console,
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Role
-from medloop.workflows import accounts, annotate, export
+from medloop.workflows import Workspace, accounts, annotate, export
 
 export_app = typer.Typer(
     help="Write answers or labels as CSV, lesion boxes as COCO JSON.", no_args_is_help=True
@@ -38,26 +39,57 @@ KEEP_ALIVE_SECONDS = 75
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes answering requests (about one per core; the main "
+            "process then runs background jobs). Login rate limits count per process.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web platform (pages and the JSON API, docs at /docs)."""
     settings = Settings()
     console.print(f"medloop serving {settings.home.resolve()} on http://{host}:{port}")
-    run_server(settings, host=host, port=port)
+    run_server(settings, host=host, port=port, workers=workers)
 
 
-def run_server(settings: Settings, *, host: str, port: int) -> None:
-    """Serve `settings`' home with uvicorn until interrupted (Ctrl+C)."""
+def run_server(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    """Serve `settings`' home with uvicorn until interrupted (Ctrl+C).
+
+    With several `workers`, each is a process that builds the app from the environment
+    (`medloop.web.app.create_worker_app`, given `settings` through MEDLOOP_ variables):
+    this process migrates the database before they start and runs the background jobs.
+    Task holds and skips live in the database, so every process sees them."""
     import uvicorn
 
     from medloop.web import create_app
+    from medloop.workflows.jobs import JobWorker
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="info",
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    os.environ.update(settings_environment(settings))
+    ws = Workspace.open(settings)  # migrates once, before the workers open it
+    jobs = JobWorker(ws)
+    jobs.start()
+    try:
+        uvicorn.run("medloop.web.app:create_worker_app", factory=True, workers=workers, **options)
+    finally:
+        jobs.stop()
+        ws.close()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The MEDLOOP_ variables that rebuild `settings` in another process."""
+    values = settings.model_dump(exclude_none=True)
+    return {f"MEDLOOP_{name.upper()}": str(value) for name, value in values.items()}
 
 
 @users_app.command("add")

@@ -61,15 +61,23 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
-    """Build the web app on a workspace (opened, and migrated, from `settings` if not given)."""
+def create_app(
+    settings: Settings, *, workspace: Workspace | None = None, run_jobs: bool = True
+) -> FastAPI:
+    """Build the web app on a workspace (opened, and migrated, from `settings` if not given).
+
+    With `run_jobs` the app runs background jobs (retraining) in a thread of its own
+    process; one process per database may (`medloop serve --workers N` runs them in its
+    main process and builds the request-serving apps without)."""
     ws = workspace or Workspace.open(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        worker.start()  # fails jobs a previous server left running, then runs queued ones
+        if run_jobs:
+            worker.start()  # fails jobs a previous server left running, then runs queued ones
         yield
-        worker.stop()
+        if run_jobs:
+            worker.stop()
         if workspace is None:
             ws.close()
 
@@ -97,3 +105,9 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
     app.include_router(exports.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one of several server processes (`medloop serve --workers N`): settings
+    from the environment, requests only (the main process runs the background jobs)."""
+    return create_app(Settings(), run_jobs=False)
