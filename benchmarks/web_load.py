@@ -1,6 +1,7 @@
 """Load on the web API: simulated annotators fetch their next task and answer it.
 
-Starts `medloop serve` on 127.0.0.1 over a fresh SQLite home (synthetic 28x28 images,
+Starts `medloop serve [--workers N]` on 127.0.0.1 over a fresh home (SQLite, or a
+throw-away PostgreSQL database with `--postgres URL`; synthetic 28x28 images,
 published tasks with redundancy 3 and 10% gold questions), signs in `--annotators`
 people and lets each loop for `--seconds` (starting at a random moment within the first
 think time): GET /api/tasks/next, think, POST the answer.
@@ -9,6 +10,7 @@ and answer, the tasks that got more answers than they asked for, and the load av
 
     python benchmarks/web_load.py --seconds 60 --annotators 50 --think 1.0
     python benchmarks/web_load.py --seconds 30 --think 0      # saturation: no think time
+    python benchmarks/web_load.py --workers 2 --postgres postgresql+psycopg://postgres@127.0.0.1/test
 """
 
 from __future__ import annotations
@@ -23,14 +25,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
+from medloop.cli.web import settings_environment
 from medloop.config import Settings
 from medloop.ingest import encode_png
 from medloop.store import repository as repo
@@ -43,10 +50,10 @@ CLASSES = ["normal", "pneumonia"]
 SECRET = "web-load-benchmark"
 
 
-def build_home(home: Path, *, items: int, annotators: int, gold: int) -> int:
+def build_home(settings: Settings, *, items: int, annotators: int, gold: int) -> int:
     """A project of `items` distinct synthetic training images, people, `gold` doctor-
     labelled items and every other item published; returns the number of open tasks."""
-    ws = Workspace.open(Settings(home=home, secret_key=SECRET))
+    ws = Workspace.open(settings)
     try:
         rng = np.random.default_rng(0)
         new = [
@@ -86,12 +93,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MEDLOOP_HOME": str(home), "MEDLOOP_SECRET_KEY": SECRET}
-    env.pop("MEDLOOP_DATABASE_URL", None)
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on `server_url`'s server, dropped afterwards."""
+    name = f"medloop_load_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def start_server(settings: Settings, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDLOOP_")}
+    env.update(settings_environment(settings))
     command = [sys.executable, "-c", "from medloop.cli import main; main()"]
     return subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
+        [*command, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -184,9 +206,9 @@ def percentiles(seconds: list[float]) -> dict[str, float | None]:
     }
 
 
-def over_answered(home: Path) -> int:
+def over_answered(settings: Settings) -> int:
     """Ordinary tasks that got more answers than their redundancy asked for."""
-    ws = Workspace.open(Settings(home=home, secret_key=SECRET))
+    ws = Workspace.open(settings)
     try:
         with ws.db.session() as s:
             counts = (
@@ -206,10 +228,10 @@ def over_answered(home: Path) -> int:
         ws.close()
 
 
-async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    tasks = build_home(home, items=args.items, annotators=args.annotators, gold=args.gold)
+async def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    tasks = build_home(settings, items=args.items, annotators=args.annotators, gold=args.gold)
     port = free_port()
-    server = start_server(home, port, home / "server.log")
+    server = start_server(settings, port, settings.home / "server.log", args.workers)
     limits = httpx.Limits(max_connections=args.annotators + 5)
     try:
         async with httpx.AsyncClient(
@@ -236,6 +258,8 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     return {
         "benchmark": "web_load",
         "annotators": args.annotators,
+        "workers": args.workers,
+        "database": "postgresql" if settings.database_url else "sqlite",
         "seconds": args.seconds,
         "think_s": args.think,
         "published_tasks": tasks,
@@ -248,7 +272,7 @@ async def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "next_task_ms": percentiles(stats.latency["next"]),
         "answer_ms": percentiles(stats.latency["answer"]),
         "all_ms": percentiles(stats.latency["next"] + stats.latency["answer"]),
-        "over_answered_tasks": over_answered(home),
+        "over_answered_tasks": over_answered(settings),
         "loadavg_1_5_15": [round(x, 2) for x in load],
         "cpus": os.cpu_count(),
     }
@@ -262,12 +286,17 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=4000, help="images (all published)")
     parser.add_argument("--gold", type=int, default=100, help="doctor-labelled gold items")
     parser.add_argument("--home", type=Path, help="keep the home here (default: temporary)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--postgres", help="PostgreSQL server URL (a fresh database on it)")
     args = parser.parse_args()
-    if args.home is not None:
-        result = asyncio.run(run(args, args.home))
-    else:
-        with tempfile.TemporaryDirectory(prefix="medloop-load-") as tmp:
-            result = asyncio.run(run(args, Path(tmp) / "home"))
+    with tempfile.TemporaryDirectory(prefix="medloop-load-") as tmp:
+        home = args.home or Path(tmp) / "home"
+        if args.postgres:
+            with postgres_database(args.postgres) as url:
+                settings = Settings(home=home, secret_key=SECRET, database_url=url)
+                result = asyncio.run(run(args, settings))
+        else:
+            result = asyncio.run(run(args, Settings(home=home, secret_key=SECRET)))
     print(json.dumps(result))
 
 
