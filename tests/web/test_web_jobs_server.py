@@ -22,14 +22,19 @@ from medloop.workflows.jobs import INTERRUPTED
 SECRET = "jobs-test-secret"
 
 
-def test_a_job_killed_with_its_server_is_failed_after_restart(tmp_path: Path) -> None:
+def _home_with_a_trainable_project(tmp_path: Path) -> tuple[Path, int, str]:
+    """A home with project 'squares' and admin 'adam'; a free port and its base URL."""
     home = tmp_path / "home"
     ws = Workspace.open(Settings(home=home, secret_key=SECRET))
     _trainable_project(ws)
     accounts.add_user(ws, username="adam", role=Role.ADMIN, password=PASSWORD)
     ws.close()
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    return home, port, f"http://127.0.0.1:{port}"
+
+
+def test_a_job_killed_with_its_server_is_failed_after_restart(tmp_path: Path) -> None:
+    home, port, base = _home_with_a_trainable_project(tmp_path)
     server = start_server(home, secret=SECRET, port=port)
     try:
         token = call(f"{base}/api/auth/login", {"username": "adam", "password": PASSWORD})["token"]
@@ -71,13 +76,7 @@ def test_several_server_processes_answer_and_one_runs_the_jobs(tmp_path: Path) -
     """`medloop serve --workers 2`: two processes serve requests, the main one runs the
     retrain job; a worker that dies is replaced without failing the running job (a worker
     never marks jobs interrupted), and SIGTERM stops them all."""
-    home = tmp_path / "home"
-    ws = Workspace.open(Settings(home=home, secret_key=SECRET))
-    _trainable_project(ws)
-    accounts.add_user(ws, username="adam", role=Role.ADMIN, password=PASSWORD)
-    ws.close()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    home, port, base = _home_with_a_trainable_project(tmp_path)
     server = start_server(home, secret=SECRET, port=port, workers=2)
     try:
         workers = _children(server.pid)

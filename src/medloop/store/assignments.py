@@ -163,13 +163,6 @@ def release_hold(session: Session, *, worker_id: int) -> None:
     plain_execute(session, _RELEASE_HOLD, {"worker": worker_id})
 
 
-def held_task(session: Session, *, worker_id: int, now: float) -> int | None:
-    """The task `worker_id` holds at `now`, if any."""
-    return session.scalar(
-        select(TaskHold.task_id).where(TaskHold.worker_id == worker_id, TaskHold.expires_at >= now)
-    )
-
-
 def add_skip(session: Session, *, worker_id: int, task_id: int, reason: str) -> None:
     """Remember that `worker_id` skipped `task_id` (or was unsure); skipping it again
     keeps one row with the newest reason."""
