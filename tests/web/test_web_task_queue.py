@@ -46,25 +46,20 @@ def test_past_a_page_of_held_tasks_the_next_free_one_is_found(
     monkeypatch.setattr(annotate, "PAGE", 3)
     ws, tasks, ann = _workspace(tmp_path, 6, required=1)
     try:
-        with ws.db.session() as s:  # four others hold the first four tasks
+        with ws.db.session() as s:
             others = repo.ensure_users(
-                s, usernames=[f"o{i}" for i in range(6)], role=Role.ANNOTATOR, simulated=False
+                s, usernames=[f"o{i}" for i in range(5)], role=Role.ANNOTATOR, simulated=False
             )
-        for person, task in zip(others.values(), tasks, strict=True):
-            if task in tasks[:4]:
-                with ws.db.writing() as w:
-                    now = time.time()
-                    assignments.hold_first(
-                        w, worker_id=person, task_ids=[task], now=now, seconds=60
-                    )
-        found = annotate.next_task(ws, account=ann)
+        now = time.time()
+        held = [*tasks[:4], tasks[5]]  # others hold every task but the fifth
+        for person, task in zip(others.values(), held, strict=True):
+            with ws.db.writing() as w:
+                assignments.hold_first(w, worker_id=person, task_ids=[task], now=now, seconds=60)
+        found = annotate.next_task(ws, account=ann, now=now)
         assert found is not None and found.task_id == tasks[4]
-        with ws.db.writing() as w:
-            assignments.hold_first(
-                w, worker_id=others["o5"], task_ids=[tasks[5]], now=now, seconds=60
-            )
-        assert annotate.next_task(ws, account=ann) == found, "ann keeps her own place"
-        assert annotate.next_task(ws, account=ann, now=time.time() + 120) is not None
+        assert annotate.next_task(ws, account=ann, now=now) == found, "asking again: the same"
+        later = annotate.next_task(ws, account=ann, now=now + 120)
+        assert later is not None and later.task_id == tasks[0], "the others' holds expired"
     finally:
         ws.close()
 
