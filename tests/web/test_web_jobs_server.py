@@ -98,8 +98,10 @@ def test_several_server_processes_answer_and_one_runs_the_jobs(tmp_path: Path) -
             job = call(f"{base}/api/jobs/{job['id']}", token=token)
         assert job["status"] == "succeeded", job
         assert [j["id"] for j in call(f"{base}/api/jobs", token=token)] == [job["id"]]
+        workers = _children(server.pid)
     finally:
         stop_server(server)
-    assert server.returncode is not None
+    assert server.returncode == 0, "SIGTERM stops the server cleanly (it was not killed)"
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "no worker outlives it"
     with pytest.raises(urllib.error.URLError):
         call(f"{base}/api/health")

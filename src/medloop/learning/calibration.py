@@ -107,6 +107,32 @@ def apply_label_temperature(logits: np.ndarray, temperature: float) -> np.ndarra
     return np.asarray(torch.sigmoid(torch.from_numpy(z)).numpy(), dtype=np.float64)
 
 
+def calibrated_probabilities(
+    logits: np.ndarray, temperature: float, *, multi_label: bool = False
+) -> np.ndarray:
+    """softmax(logits / T) (N, K), or for a multi-label model the per-label sigmoids (N, L)."""
+    if multi_label:
+        return apply_label_temperature(logits, temperature)
+    return apply_temperature(logits, temperature)
+
+
+def decide_classes(
+    probabilities: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    label_thresholds: np.ndarray | None = None,
+    multi_label: bool = False,
+) -> np.ndarray:
+    """Decisions from calibrated probabilities: classes (N,), p(class 1) >= `threshold`
+    when binary, else the argmax; multi-label: 0/1 (N, L) from `label_thresholds`."""
+    if multi_label:
+        return decide_labels(probabilities, label_thresholds)
+    proba = np.asarray(probabilities, dtype=np.float64)
+    if proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(np.int64)
+    return proba.argmax(axis=1).astype(np.int64)
+
+
 THRESHOLD_CRITERIA = ("accuracy", "balanced")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medloop.exceptions import InvalidInputError
-from medloop.learning.calibration import apply_label_temperature, apply_temperature, decide_labels
+from medloop.learning.calibration import calibrated_probabilities, decide_classes
 from medloop.learning.train import (
     CHECKPOINT_FORMAT,
     TrainConfig,
@@ -115,20 +115,21 @@ class EnsembleClassifier:
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Calibrated class probabilities (N, K) from the mean logits (multi-label:
         per-label sigmoids (N, L))."""
-        logits = self.predict_logits(images, batch_size=batch_size)
-        if self.config.multi_label:
-            return apply_label_temperature(logits, self.temperature)
-        return apply_temperature(logits, self.temperature)
+        return calibrated_probabilities(
+            self.predict_logits(images, batch_size=batch_size),
+            self.temperature,
+            multi_label=self.config.multi_label,
+        )
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Classes (N,): the ensemble's threshold on p(class 1) if binary, else argmax
         (multi-label: 0/1 (N, L) from `label_thresholds`)."""
-        if self.config.multi_label:
-            return decide_labels(probabilities, self.label_thresholds)
-        proba = np.asarray(probabilities, dtype=np.float64)
-        if self.n_classes == 2:
-            return (proba[:, 1] >= self.threshold).astype(np.int64)
-        return proba.argmax(axis=1).astype(np.int64)
+        return decide_classes(
+            probabilities,
+            threshold=self.threshold,
+            label_thresholds=self.label_thresholds,
+            multi_label=self.config.multi_label,
+        )
 
     def predict(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Predicted classes (N,)."""

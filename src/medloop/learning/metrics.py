@@ -75,13 +75,9 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dic
         return {"auc": math.nan, "acc": acc, "n": float(n)}
     if proba.shape[1] == 2:
         auc = float(roc_auc_score(y, proba[:, 1]))
-    else:
-        per_class = [
-            float(roc_auc_score(y == k, proba[:, k]))
-            for k in range(proba.shape[1])
-            if 0 < np.count_nonzero(y == k) < n
-        ]
-        auc = float(np.mean(per_class))
+    else:  # one-vs-rest: each class's column as one label (classes never or always seen: NaN)
+        one_vs_rest = per_label_auc(proba, np.eye(proba.shape[1], dtype=np.int64)[y])
+        auc = float(np.nanmean(one_vs_rest))
     return {"auc": auc, "acc": acc, "n": float(n)}
 
 

@@ -31,9 +31,10 @@ from medloop.learning.calibration import (
     THRESHOLD_CRITERIA,
     apply_label_temperature,
     apply_temperature,
+    calibrated_probabilities,
     choose_label_thresholds,
     choose_threshold,
-    decide_labels,
+    decide_classes,
     fit_label_temperature,
     fit_temperature,
 )
@@ -269,10 +270,11 @@ class TrainedClassifier:
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Calibrated class probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C);
         for a multi-label model, independent label probabilities (sigmoids) (N, L)."""
-        logits = self.predict_logits(images, batch_size=batch_size)
-        if self.config.multi_label:
-            return apply_label_temperature(logits, self.temperature)
-        return apply_temperature(logits, self.temperature)
+        return calibrated_probabilities(
+            self.predict_logits(images, batch_size=batch_size),
+            self.temperature,
+            multi_label=self.config.multi_label,
+        )
 
     def predict(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Predicted classes (N,): p(class 1) >= `threshold` for binary tasks, else argmax;
@@ -282,12 +284,12 @@ class TrainedClassifier:
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Classes (N,) from this model's probabilities (N, K), using its threshold if binary
         (multi-label: 0/1 (N, L) from `label_thresholds`)."""
-        if self.config.multi_label:
-            return decide_labels(probabilities, self.label_thresholds)
-        proba = np.asarray(probabilities, dtype=np.float64)
-        if self.n_classes == 2:
-            return (proba[:, 1] >= self.threshold).astype(np.int64)
-        return proba.argmax(axis=1).astype(np.int64)
+        return decide_classes(
+            probabilities,
+            threshold=self.threshold,
+            label_thresholds=self.label_thresholds,
+            multi_label=self.config.multi_label,
+        )
 
     def embed(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """The network's penultimate features (N, D), the input of its last linear layer."""
@@ -551,6 +553,20 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warm])
 
 
+def _validation_scores(
+    logits: torch.Tensor, y_val: np.ndarray, *, multi_label: bool
+) -> tuple[float, dict[str, float]]:
+    """Validation loss and metrics (auc, acc) of `logits`: softmax classes against class
+    indices, or (multi-label) sigmoid labels against 0/1 rows."""
+    target = torch.from_numpy(y_val)
+    if multi_label:
+        loss = F.binary_cross_entropy_with_logits(logits, target.float())
+        return float(loss), multilabel_metrics(torch.sigmoid(logits.double()).numpy(), y_val)
+    proba = torch.softmax(logits.double(), dim=1).numpy()
+    scores = classification_metrics(proba / proba.sum(axis=1, keepdims=True), y_val)
+    return float(F.cross_entropy(logits, target)), scores
+
+
 def _out_of_time(started: float, config: TrainConfig) -> bool:
     """Whether training begun at `started` (perf_counter) has used `config.max_seconds`."""
     return config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
@@ -612,7 +628,6 @@ def train_classifier(
         y_val = check_multilabels(val_labels, n_labels=n_classes, n=int(x_val.shape[0]))
     else:
         y_val = check_labels(val_labels, n_classes=n_classes, n=int(x_val.shape[0]))
-    y_val_t = torch.from_numpy(y_val)
 
     started = time.perf_counter()
     history: list[dict[str, float]] = []
@@ -692,16 +707,7 @@ def train_classifier(
             evaluated.eval()
             with torch.no_grad():
                 logits = torch.cat([evaluated(chunk) for chunk in torch.split(x_val, 512)])
-                if config.multi_label:
-                    val_loss = float(F.binary_cross_entropy_with_logits(logits, y_val_t.float()))
-                    proba = torch.sigmoid(logits.double()).numpy()
-                else:
-                    val_loss = float(F.cross_entropy(logits, y_val_t))
-                    proba = torch.softmax(logits.double(), dim=1).numpy()
-            if config.multi_label:
-                val = multilabel_metrics(proba, y_val)
-            else:
-                val = classification_metrics(proba / proba.sum(axis=1, keepdims=True), y_val)
+            val_loss, val = _validation_scores(logits, y_val, multi_label=config.multi_label)
             record = {
                 "epoch": float(epoch),
                 "train_loss": total / max(count, 1),

@@ -111,7 +111,7 @@ def authenticate(ws: Workspace, *, username: str, password: str) -> Account | No
         return _account(user)
 
 
-def _account(user: User) -> Account:
+def _account(user: User | repo.UserCredentials) -> Account:
     return Account(id=user.id, username=user.username, role=look_up_option(user.role, Role))
 
 
@@ -186,7 +186,7 @@ def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Acc
         return None
     if not hmac.compare_digest(fingerprint, _fingerprint(key, user.password_hash)):
         return None
-    account = Account(id=user.id, username=user.username, role=look_up_option(user.role, Role))
+    account = _account(user)
     if len(ws.checked_tokens) >= MAX_CHECKED_TOKENS:
         ws.checked_tokens.clear()
     ws.checked_tokens[signature] = (account, now)

@@ -172,8 +172,9 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
     )
 
 
-# The dashboard's charts each need one part: these read and compute only that part, so a
-# page and its three charts fit the aggregator once, not four times.
+# The dashboard's charts each need one part: these read and compute only that part. Only
+# the annotators' chart fits the aggregator (once); before, every chart built the whole
+# dashboard, fitting it twice per chart.
 
 
 def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:

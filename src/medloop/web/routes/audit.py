@@ -9,10 +9,7 @@ from pydantic import BaseModel
 
 from medloop.types import Role
 from medloop.web.deps import WS, require
-from medloop.web.rendering import (
-    AdminPage,
-    render,
-)
+from medloop.web.rendering import AdminPage, render
 from medloop.workflows import audit
 from medloop.workflows.accounts import Account
 from medloop.workflows.audit import AuditRow

@@ -17,13 +17,7 @@ from fastapi.responses import RedirectResponse
 from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import (
-    REVIEWERS,
-    PageAccount,
-    ReviewerPage,
-    error_page,
-    render,
-)
+from medloop.web.rendering import REVIEWERS, PageAccount, ReviewerPage, error_page, render
 from medloop.workflows import dashboard, jobs
 from medloop.workflows.dashboard import Dashboard
 

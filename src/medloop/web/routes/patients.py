@@ -17,12 +17,7 @@ from pydantic import BaseModel, Field
 from medloop.exceptions import MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import (
-    DoctorPage,
-    ReviewerPage,
-    error_page,
-    render,
-)
+from medloop.web.rendering import DoctorPage, ReviewerPage, error_page, render
 from medloop.workflows import precision as wf
 
 pages = APIRouter(include_in_schema=False)
