@@ -59,7 +59,9 @@ def test_default_method_with_gold_output_and_evaluation(
     assert labels["t1"] == "yes"
 
 
-@pytest.mark.parametrize("method", ["wawa", "one_coin", "glad", "mace", "dawid_skene"])
+@pytest.mark.parametrize(
+    "method", ["wawa", "one_coin", "glad", "mace", "dawid_skene", "minimax_entropy"]
+)
 def test_every_method_by_name(
     method: str,
     files: dict[str, Path],

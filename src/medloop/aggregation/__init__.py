@@ -19,6 +19,7 @@ from medloop.aggregation.ebcc import EBCC
 from medloop.aggregation.glad import GLAD
 from medloop.aggregation.mace import MACE
 from medloop.aggregation.majority_vote import MajorityVote
+from medloop.aggregation.minimax_entropy import MinimaxEntropy
 from medloop.aggregation.one_coin import OneCoinDawidSkene
 from medloop.aggregation.registry import DEFAULT_METHOD, METHODS, Method, make_aggregator
 from medloop.aggregation.wawa import Wawa
@@ -33,6 +34,7 @@ __all__ = [
     "DawidSkene",
     "MajorityVote",
     "Method",
+    "MinimaxEntropy",
     "OneCoinDawidSkene",
     "Wawa",
     "make_aggregator",

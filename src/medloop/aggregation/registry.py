@@ -18,6 +18,7 @@ from medloop.aggregation.ebcc import EBCC
 from medloop.aggregation.glad import GLAD
 from medloop.aggregation.mace import MACE
 from medloop.aggregation.majority_vote import MajorityVote
+from medloop.aggregation.minimax_entropy import MinimaxEntropy
 from medloop.aggregation.one_coin import OneCoinDawidSkene
 from medloop.aggregation.wawa import Wawa
 from medloop.types import look_up_option
@@ -33,6 +34,7 @@ class Method(StrEnum):
     GLAD = "glad"
     MACE = "mace"
     EBCC = "ebcc"
+    MINIMAX_ENTROPY = "minimax_entropy"
 
 
 METHODS: dict[Method, Callable[..., Aggregator]] = {
@@ -43,6 +45,7 @@ METHODS: dict[Method, Callable[..., Aggregator]] = {
     Method.GLAD: GLAD,
     Method.MACE: MACE,
     Method.EBCC: EBCC,
+    Method.MINIMAX_ENTROPY: MinimaxEntropy,
 }
 
 #: The recommended default, chosen by measurement (benchmarks/README.md).
