@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 from PIL import Image
@@ -24,6 +25,7 @@ def test_help_lists_every_command(monkeypatch, capsys) -> None:
         "deid",
         "simulate",
         "aggregate",
+        "plan",
         "train",
         "evaluate",
         "review",
@@ -63,6 +65,31 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
     queue = json.loads(out)
     assert code == 0 and len(queue) == 20
+    plan_csv = home / "plan.csv"
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "plan",
+        "-p",
+        "pneumoniamnist",
+        "--budget",
+        "25",
+        "--doctor-cost",
+        "5",
+        "--output",
+        str(plan_csv),
+        "--json",
+    )
+    plan = json.loads(out)
+    assert code == 0 and plan["candidates"] == 30 and 0 < plan["cost"] <= 25
+    assert plan["lay_answers"] + 5 * plan["doctor_items"] == plan["cost"]
+    assert len(pd.read_csv(plan_csv)) == plan["crowd_items"] + plan["doctor_items"]
+    code, out, _ = run(monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "25")
+    assert code == 0 and "labelling plan" in out
+    code, _, err = run(
+        monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "5", "--lay-cost", "0"
+    )
+    assert code == 2 and "lay_cost" in err
     item = str(queue[0]["item"])
     code, out, _ = run(
         monkeypatch,

@@ -1,4 +1,5 @@
-"""Crowd commands: `aggregate` (a CSV file or a project's answers)."""
+"""Crowd commands: `aggregate` (a CSV file or a project's answers) and `plan` (who is
+asked next: lay annotators or a doctor)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 
 from medloop import workflows
 from medloop.aggregation import DEFAULT_METHOD, Method
-from medloop.cli.common import JsonOpt, app, out, print_json, table, workspace
+from medloop.cli.common import JsonOpt, ProjectOpt, app, out, print_json, table, workspace
 from medloop.exceptions import InvalidInputError
 from medloop.types import look_up_option
 
@@ -58,3 +59,40 @@ def aggregate(
         print_json(report)
     else:
         out.print(table("aggregation", [report]))
+
+
+@app.command()
+def plan(
+    project: ProjectOpt,
+    budget: Annotated[float, typer.Option(help="What may be spent, in the unit of the costs.")],
+    lay_cost: Annotated[float, typer.Option(help="Cost of one lay answer.")] = 1.0,
+    doctor_cost: Annotated[float, typer.Option(help="Cost of one doctor's review.")] = 20.0,
+    doctor_accuracy: Annotated[float, typer.Option(help="How often a doctor is right.")] = 0.97,
+    max_lay_answers: Annotated[int, typer.Option(help="Most lay answers asked per item.")] = 5,
+    limit: Annotated[int, typer.Option(help="Requests to show.")] = 20,
+    output: Annotated[Path | None, typer.Option(help="Write every request as CSV.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan the next labelling requests: more lay answers or a doctor for each open item,
+    whichever removes more expected errors per unit of cost, within --budget."""
+    with workspace() as ws:
+        result = workflows.plan_requests(
+            ws,
+            project=project,
+            budget=budget,
+            lay_cost=lay_cost,
+            doctor_cost=doctor_cost,
+            doctor_accuracy=doctor_accuracy,
+            max_lay_answers=max_lay_answers,
+        )
+    summary: dict[str, Any] = result.summary()
+    if output is not None:
+        result.requests.to_csv(output)
+        summary["output"] = str(output)
+    rows = result.requests.head(limit).reset_index().to_dict(orient="records")
+    if as_json:
+        print_json({**summary, "requests": rows})
+        return
+    out.print(table("labelling plan", [summary]))
+    if rows:
+        out.print(table(f"requests, most worth asking first ({len(rows)} shown)", rows))

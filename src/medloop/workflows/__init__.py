@@ -29,12 +29,14 @@ from medloop.workflows.loop import (
     train,
     training_targets,
 )
+from medloop.workflows.plan import LabellingPlan, plan_requests
 from medloop.workflows.workspace import Workspace
 
 __all__ = [
     "AggregationResult",
     "CrowdRound",
     "IngestSummary",
+    "LabellingPlan",
     "LoopSettings",
     "Progress",
     "RoundReport",
@@ -48,6 +50,7 @@ __all__ = [
     "ingest_medmnist",
     "label_quality",
     "load_images",
+    "plan_requests",
     "project_classes",
     "record_decisions",
     "review_queue",

@@ -1,0 +1,268 @@
+"""Cost-aware choice of who labels next: more lay answers, or a doctor.
+
+Every candidate item has a current belief ``p`` over its classes (the crowd posterior,
+with the model's probabilities folded in by `combine_beliefs` where there is a
+prediction). A label request is worth what it is expected to remove from the item's
+Bayes risk, the probability that its most likely class is wrong, ``r(p) = 1 - max_k
+p_k``. After ``n`` independent answers from annotators with confusion matrix ``E``
+(rows: true class), the expected risk is
+
+    E[r] = 1 - sum_c max_k p_k Mult(c | n, E[k])
+
+over the count vectors ``c`` of the ``n`` answers. A doctor gives one answer with her
+own near-diagonal matrix. For each item `plan_labelling` keeps the option with the
+largest expected risk reduction per unit of cost (a doctor, or 1 to
+``max_lay_answers`` lay answers), then spends the budget on items in that order.
+
+Looking ahead over several lay answers matters: with ``p = (0.9, 0.1)`` one answer
+from a 70%-accurate annotator can never change the decision (gain 0), three can. The
+plan is greedy and one-shot; re-plan after the answers arrive (an item still unsure
+after its lay answers then goes to a doctor when that is worth its price). In the
+example, the open item is worth one answer now; the nearly sure one only five, since
+nothing short of five dissenting answers could overturn it.
+
+>>> import pandas as pd
+>>> belief = pd.DataFrame([[0.5, 0.5], [0.95, 0.05]], index=["open", "sure"])
+>>> lay = [[0.7, 0.3], [0.3, 0.7]]
+>>> plan = plan_labelling(belief, lay_confusion=lay, doctor_accuracy=0.97,
+...                       lay_cost=1.0, doctor_cost=20.0, budget=10.0)
+>>> plan[["action", "answers", "cost"]]
+     action  answers  cost
+open  crowd        1   1.0
+sure  crowd        5   5.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy.special import gammaln
+
+from medloop.exceptions import InvalidInputError
+
+#: Cells (items x outcomes x classes) evaluated at once; bounds memory for many classes.
+_CHUNK_CELLS = 2_000_000
+
+PLAN_COLUMNS = ("action", "answers", "cost", "risk", "expected_risk", "gain", "gain_per_cost")
+
+
+class Action(StrEnum):
+    """Who is asked about an item."""
+
+    CROWD = "crowd"
+    DOCTOR = "doctor"
+
+
+def _check_probas(probas: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    p = np.asarray(probas, dtype=float)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise InvalidInputError(f"probas must be items x classes (>= 2); got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < -1e-9):
+        raise InvalidInputError("probas must hold finite, non-negative probabilities")
+    if p.size and np.any(np.abs(p.sum(axis=1) - 1.0) > 1e-4):
+        raise InvalidInputError("each row of probas must sum to 1")
+    return np.clip(p, 0.0, None)
+
+
+def _check_confusion(confusion: npt.ArrayLike, k: int, *, name: str) -> npt.NDArray[np.float64]:
+    e = np.asarray(confusion, dtype=float)
+    if e.shape != (k, k):
+        raise InvalidInputError(f"{name} must be {k} x {k} (rows: true class); got {e.shape}")
+    if not np.all(np.isfinite(e)) or np.any(e < 0) or np.any(np.abs(e.sum(axis=1) - 1) > 1e-6):
+        raise InvalidInputError(f"{name} rows must be probability distributions")
+    return e
+
+
+def symmetric_confusion(accuracy: float, n_classes: int) -> npt.NDArray[np.float64]:
+    """Right with probability ``accuracy``, else any other class alike.
+
+    >>> symmetric_confusion(0.9, 2).round(6).tolist()
+    [[0.9, 0.1], [0.1, 0.9]]
+    """
+    if not 0.0 <= accuracy <= 1.0:
+        raise InvalidInputError(f"accuracy must lie in [0, 1], got {accuracy}")
+    if n_classes < 2:
+        raise InvalidInputError(f"n_classes must be >= 2, got {n_classes}")
+    off = (1.0 - accuracy) / (n_classes - 1)
+    return np.where(np.eye(n_classes, dtype=bool), accuracy, off)
+
+
+def mean_confusion(
+    errors: npt.ArrayLike, weights: npt.ArrayLike | None = None
+) -> npt.NDArray[np.float64]:
+    """A typical annotator: the (weighted) mean of per-worker confusion matrices (W x K x K).
+
+    Weigh by each worker's number of answers to describe the answer a new request is
+    likely to get.
+    """
+    e = np.asarray(errors, dtype=float)
+    if e.ndim != 3 or e.shape[1] != e.shape[2] or e.shape[0] == 0:
+        raise InvalidInputError(f"errors must be workers x K x K; got shape {e.shape}")
+    w = np.ones(e.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (e.shape[0],) or np.any(w < 0) or not w.sum() > 0:
+        raise InvalidInputError("weights must be one non-negative number per worker, not all 0")
+    mean = np.einsum("w,wkl->kl", w / w.sum(), e)
+    return np.asarray(mean / mean.sum(axis=1, keepdims=True), dtype=float)
+
+
+def _outcomes(n_answers: int, k: int) -> npt.NDArray[np.intp]:
+    """Every count vector of ``n_answers`` answers over ``k`` classes (outcomes x K)."""
+    rows = [
+        np.bincount(np.asarray(combo, dtype=np.intp), minlength=k)
+        for combo in itertools.combinations_with_replacement(range(k), n_answers)
+    ]
+    return np.asarray(rows, dtype=np.intp)
+
+
+def expected_risk(
+    probas: npt.ArrayLike, confusion: npt.ArrayLike, n_answers: int
+) -> npt.NDArray[np.float64]:
+    """Expected Bayes risk of each item after ``n_answers`` answers with this confusion.
+
+    >>> round(float(expected_risk([[0.5, 0.5]], [[1.0, 0.0], [0.0, 1.0]], 1)[0]), 6)
+    0.0
+    >>> round(float(expected_risk([[0.9, 0.1]], [[0.7, 0.3], [0.3, 0.7]], 1)[0]), 6)
+    0.1
+    """
+    p = _check_probas(probas)
+    k = p.shape[1]
+    e = _check_confusion(confusion, k, name="confusion")
+    if isinstance(n_answers, bool) or not isinstance(n_answers, int | np.integer):
+        raise InvalidInputError(f"n_answers must be an integer, got {n_answers!r}")
+    if n_answers < 0:
+        raise InvalidInputError(f"n_answers must be >= 0, got {n_answers}")
+    if n_answers == 0:
+        return 1.0 - p.max(axis=1, initial=0.0)
+    counts = _outcomes(int(n_answers), k)
+    # log Mult(c | n, E[k]) for every outcome c and class k (outcomes x K); 0 * log 0 = 0
+    log_coef = gammaln(n_answers + 1) - gammaln(counts + 1).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_e = np.log(e)
+        terms = np.where(counts[:, None, :] > 0, counts[:, None, :] * log_e[None], 0.0)
+    likelihood = np.exp(log_coef[:, None] + terms.sum(axis=2))
+    best = np.empty(len(p))
+    step = max(1, _CHUNK_CELLS // max(1, likelihood.size))
+    for start in range(0, len(p), step):
+        chunk = p[start : start + step]
+        best[start : start + step] = (chunk[:, None, :] * likelihood[None]).max(axis=2).sum(axis=1)
+    return np.clip(1.0 - best, 0.0, 1.0)
+
+
+def combine_beliefs(
+    crowd: pd.DataFrame, model: pd.DataFrame | None, *, prior: npt.ArrayLike | None = None
+) -> pd.DataFrame:
+    """One belief per item from the crowd posterior and the model's probabilities.
+
+    Where both exist they are independent evidence over a shared class prior:
+    ``p ∝ crowd * model / prior`` (``prior`` defaults to the mean crowd posterior).
+    Items only the crowd has seen keep the crowd posterior; items only the model has
+    seen take the model's probabilities. Both frames are items x classes (same columns).
+    """
+    columns = list(crowd.columns)
+    if model is None or model.empty:
+        return crowd.astype(float)
+    if set(model.columns) != set(columns):
+        raise InvalidInputError(
+            f"model columns {list(model.columns)} differ from crowd columns {columns}"
+        )
+    model = model[columns].astype(float)
+    if prior is not None:
+        base = np.asarray(prior, dtype=float)
+    elif len(crowd):
+        base = crowd.to_numpy(dtype=float).mean(axis=0)
+    else:
+        base = np.full(len(columns), 1.0 / len(columns))
+    if base.shape != (len(columns),) or np.any(base <= 0):
+        raise InvalidInputError("prior must be one positive probability per class")
+    both = crowd.index.intersection(model.index)
+    joint = crowd.loc[both].to_numpy(dtype=float) * model.loc[both].to_numpy(dtype=float) / base
+    sums = joint.sum(axis=1, keepdims=True)
+    joint = np.divide(
+        joint, sums, out=crowd.loc[both].to_numpy(dtype=float, copy=True), where=sums > 0
+    )
+    combined = pd.concat(
+        [
+            pd.DataFrame(joint, index=both, columns=columns),
+            crowd.loc[crowd.index.difference(both)].astype(float),
+            model.loc[model.index.difference(crowd.index)],
+        ]
+    )
+    return combined
+
+
+def plan_labelling(
+    probas: pd.DataFrame,
+    *,
+    lay_confusion: npt.ArrayLike,
+    doctor_accuracy: float = 0.97,
+    lay_cost: float = 1.0,
+    doctor_cost: float = 20.0,
+    budget: float,
+    max_lay_answers: int = 5,
+) -> pd.DataFrame:
+    """Which items to send to lay annotators (and how many answers) or to a doctor.
+
+    ``probas``: the current belief, items x classes. ``lay_confusion``: a typical lay
+    annotator's confusion matrix (see `mean_confusion`); the doctor is right with
+    ``doctor_accuracy``. Costs are in any one unit (money, minutes); the plan spends at
+    most ``budget`` of it. Returns the chosen items in the order they are worth asking,
+    with columns action (``crowd`` or ``doctor``), answers, cost, risk (now),
+    expected_risk (after), gain (risk removed) and gain_per_cost. Items no request
+    would improve are left out.
+    """
+    for name, value in (("lay_cost", lay_cost), ("doctor_cost", doctor_cost)):
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(budget) and budget >= 0):
+        raise InvalidInputError(f"budget must be a number >= 0, got {budget!r}")
+    if isinstance(max_lay_answers, bool) or not isinstance(max_lay_answers, int | np.integer):
+        raise InvalidInputError(f"max_lay_answers must be an integer, got {max_lay_answers!r}")
+    if max_lay_answers < 0:
+        raise InvalidInputError(f"max_lay_answers must be >= 0, got {max_lay_answers}")
+    if probas.index.has_duplicates:
+        raise InvalidInputError("probas has duplicate item ids")
+    p = _check_probas(probas)
+    k = p.shape[1]
+    lay = _check_confusion(lay_confusion, k, name="lay_confusion")
+    doctor = symmetric_confusion(doctor_accuracy, k)
+
+    risk = expected_risk(p, lay, 0)
+    # Options: column 0 is the doctor, column n is n lay answers.
+    after = np.empty((len(p), max_lay_answers + 1))
+    after[:, 0] = expected_risk(p, doctor, 1)
+    for n in range(1, max_lay_answers + 1):
+        after[:, n] = expected_risk(p, lay, n)
+    costs = np.r_[doctor_cost, lay_cost * np.arange(1, max_lay_answers + 1)]
+    gains = np.clip(risk[:, None] - after, 0.0, None)
+    ratio = gains / costs
+    # Floating-point ties go to the doctor, then to fewer lay answers (lower index).
+    choice = np.argmax(np.round(ratio, 12), axis=1)
+    rows = np.arange(len(p))
+    plan = pd.DataFrame(
+        {
+            "action": np.where(choice == 0, Action.DOCTOR.value, Action.CROWD.value),
+            "answers": np.where(choice == 0, 1, choice),
+            "cost": costs[choice],
+            "risk": risk,
+            "expected_risk": after[rows, choice],
+            "gain": gains[rows, choice],
+            "gain_per_cost": ratio[rows, choice],
+        },
+        index=probas.index,
+    )
+    plan = plan[plan["gain"] > 1e-12]
+    order = np.argsort(-plan["gain_per_cost"].round(12).to_numpy(), kind="stable")
+    plan = plan.iloc[order]
+    # Greedy by gain per cost; an item that no longer fits is passed over for cheaper ones.
+    take = np.zeros(len(plan), dtype=bool)
+    left = budget + 1e-9
+    for i, cost in enumerate(plan["cost"].to_numpy()):
+        if cost <= left:
+            take[i] = True
+            left -= cost
+    return plan[take]

@@ -1,0 +1,103 @@
+"""Plan the next labelling requests of a project: more lay answers, or a doctor.
+
+Reads the project's crowd answers, final labels and newest model's predictions, fits
+Dawid-Skene (final labels known) for the crowd posteriors and a typical lay
+annotator's confusion matrix, folds in the model's probabilities, and hands the
+beliefs to `medloop.aggregation.allocation.plan_labelling`. Only training items
+without a final label are planned; items nobody has answered yet take part when the
+model has a prediction for them. Nothing is written: the plan is a proposal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from medloop.aggregation import DawidSkene
+from medloop.aggregation.allocation import (
+    Action,
+    combine_beliefs,
+    mean_confusion,
+    plan_labelling,
+    symmetric_confusion,
+)
+from medloop.store import repository as repo
+from medloop.types import LabelKind, LabelSource, Split
+from medloop.workflows.workspace import Workspace
+
+#: Lay accuracy assumed before the project has any crowd answers to estimate it from.
+DEFAULT_LAY_ACCURACY = 0.7
+
+
+@dataclass(frozen=True)
+class LabellingPlan:
+    """The chosen requests (`requests`: item x action, answers, cost, risk, ...) and totals."""
+
+    requests: pd.DataFrame
+    budget: float
+    candidates: int
+
+    def summary(self) -> dict[str, float | int]:
+        """Totals a person reads first: what is asked of whom, at what cost, for what."""
+        requests = self.requests
+        crowd = requests[requests["action"] == Action.CROWD]
+        doctor = requests[requests["action"] == Action.DOCTOR]
+        return {
+            "budget": self.budget,
+            "cost": round(float(requests["cost"].sum()), 4),
+            "candidates": self.candidates,
+            "crowd_items": len(crowd),
+            "lay_answers": int(crowd["answers"].sum()),
+            "doctor_items": len(doctor),
+            "expected_errors_now": round(float(requests["risk"].sum()), 4),
+            "expected_errors_removed": round(float(requests["gain"].sum()), 4),
+        }
+
+
+def plan_requests(
+    ws: Workspace,
+    *,
+    project: str,
+    budget: float,
+    lay_cost: float = 1.0,
+    doctor_cost: float = 20.0,
+    doctor_accuracy: float = 0.97,
+    max_lay_answers: int = 5,
+) -> LabellingPlan:
+    """The best use of `budget` on the project's open items (see the module docstring)."""
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        classes = list(range(len(record.classes)))
+        items = repo.items_frame(s, project_id=record.id)
+        answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        model = repo.latest_model_version(s, project_id=record.id)
+        predictions = (
+            repo.predictions_frame(s, model_version_id=model.id, n_classes=len(classes))
+            if model is not None
+            else None
+        )
+    open_items = items.index[(items["split"] == Split.TRAIN) & ~items.index.isin(finals.index)]
+    if answers.empty:
+        crowd = pd.DataFrame(columns=classes, dtype=float)
+        lay = symmetric_confusion(DEFAULT_LAY_ACCURACY, len(classes))
+    else:
+        known = finals["label"].astype(int) if not finals.empty else None
+        fitted = DawidSkene(classes=classes).fit(answers[["task", "worker", "label"]], known=known)
+        crowd = fitted.probas_.loc[fitted.probas_.index.isin(open_items)]
+        counts = answers["worker"].value_counts().reindex(fitted.workers_, fill_value=0)
+        lay = mean_confusion(fitted.errors_, counts.to_numpy(dtype=float))
+    if predictions is not None:
+        predictions = predictions.loc[predictions.index.isin(open_items)]
+    beliefs = combine_beliefs(crowd, predictions)
+    requests = plan_labelling(
+        beliefs,
+        lay_confusion=lay,
+        doctor_accuracy=doctor_accuracy,
+        lay_cost=lay_cost,
+        doctor_cost=doctor_cost,
+        budget=budget,
+        max_lay_answers=max_lay_answers,
+    )
+    return LabellingPlan(requests.rename_axis("item"), budget, len(beliefs))

@@ -1,0 +1,139 @@
+"""Cost-aware allocation: expected risk after answers, and the plan within a budget."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloop.aggregation.allocation import (
+    Action,
+    combine_beliefs,
+    expected_risk,
+    mean_confusion,
+    plan_labelling,
+    symmetric_confusion,
+)
+from medloop.exceptions import InvalidInputError
+
+LAY = symmetric_confusion(0.7, 2)
+
+
+def _risk_by_sequences(p: np.ndarray, e: np.ndarray, n: int) -> float:
+    """Expected Bayes risk by enumerating every ordered answer sequence."""
+    k = len(p)
+    kept = 0.0
+    for sequence in itertools.product(range(k), repeat=n):
+        joint = p * np.prod([e[:, label] for label in sequence], axis=0)
+        kept += joint.max()
+    return 1.0 - kept
+
+
+def test_expected_risk_known_values() -> None:
+    p = np.array([[0.5, 0.5], [0.8, 0.2], [1.0, 0.0]])
+    assert expected_risk(p, LAY, 0) == pytest.approx([0.5, 0.2, 0.0])
+    # a perfect annotator removes all risk; a coin flip removes none
+    assert expected_risk(p, np.eye(2), 1) == pytest.approx([0.0, 0.0, 0.0])
+    assert expected_risk(p, np.full((2, 2), 0.5), 4) == pytest.approx([0.5, 0.2, 0.0])
+    # three answers on a 50/50 item: wrong exactly when the majority is wrong
+    a = 0.7
+    assert expected_risk(p[:1], LAY, 3)[0] == pytest.approx(1 - (a**3 + 3 * a**2 * (1 - a)))
+
+
+def test_expected_risk_matches_enumerating_answer_sequences() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=5)
+    e = rng.dirichlet(np.ones(3) * 2, size=3) + np.eye(3)
+    e /= e.sum(axis=1, keepdims=True)
+    for n in (1, 2, 3):
+        brute = [_risk_by_sequences(row, e, n) for row in p]
+        assert expected_risk(p, e, n) == pytest.approx(brute, abs=1e-12)
+
+
+def test_more_answers_never_raise_the_expected_risk() -> None:
+    p = np.random.default_rng(1).dirichlet(np.ones(2), size=50)
+    risks = np.stack([expected_risk(p, LAY, n) for n in range(6)])
+    assert np.all(np.diff(risks, axis=0) <= 1e-12)
+
+
+def test_plan_prefers_lay_answers_when_doctors_are_dear_and_doctors_when_the_crowd_is_noise() -> (
+    None
+):
+    belief = pd.DataFrame([[0.5, 0.5], [0.6, 0.4]], index=["a", "b"], columns=[0, 1])
+    cheap_crowd = plan_labelling(belief, lay_confusion=LAY, doctor_cost=50.0, budget=100.0)
+    assert set(cheap_crowd["action"]) == {Action.CROWD}
+    coin = np.full((2, 2), 0.5)
+    noise = plan_labelling(belief, lay_confusion=coin, doctor_cost=50.0, budget=100.0)
+    assert noise["action"].tolist() == [Action.DOCTOR, Action.DOCTOR]
+    assert noise.index.tolist() == ["a", "b"]  # the more open item first
+    assert noise.loc["a", "expected_risk"] == pytest.approx(0.03)
+    # a doctor as cheap as one lay answer and more accurate always wins
+    cheap_doctor = plan_labelling(belief, lay_confusion=LAY, doctor_cost=1.0, budget=10.0)
+    assert set(cheap_doctor["action"]) == {Action.DOCTOR}
+
+
+def test_plan_spends_within_budget_and_skips_what_no_answer_changes() -> None:
+    rng = np.random.default_rng(2)
+    belief = pd.DataFrame(rng.dirichlet([1, 1], size=200))
+    belief.loc[200] = [1.0, 0.0]  # certain already
+    plan = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=60.0)
+    assert plan["cost"].sum() <= 60.0
+    assert 200 not in plan.index
+    assert (plan["gain"] > 0).all()
+    assert plan["gain_per_cost"].is_monotonic_decreasing
+    assert np.allclose(plan["gain"], plan["risk"] - plan["expected_risk"])
+    assert plan_labelling(belief, lay_confusion=LAY, budget=0.0).empty
+
+
+def test_plan_takes_every_request_that_still_fits() -> None:
+    # In order of gain per cost come 59 single lay answers, 37 pairs, 169 doctors (8
+    # each), then 19 items worth five lay answers. With 154 to spend, the third doctor
+    # no longer fits (5 left) but a five-answer request further down still does.
+    belief = pd.DataFrame(np.random.default_rng(3).dirichlet([4, 1], size=300))
+    everything = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=1e9)
+    assert everything["cost"].value_counts().to_dict() == {8.0: 169, 1.0: 59, 2.0: 37, 5.0: 19}
+    plan = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=154.0)
+    assert plan["cost"].sum() == 154.0
+    assert plan["cost"].value_counts().to_dict() == {1.0: 59, 2.0: 37, 8.0: 2, 5.0: 1}
+    left = 154.0 - plan["cost"].sum()
+    assert (everything.drop(plan.index)["cost"] > left).all()
+
+
+def test_plan_rejects_bad_input() -> None:
+    belief = pd.DataFrame([[0.5, 0.5]], columns=[0, 1])
+    with pytest.raises(InvalidInputError, match="lay_cost"):
+        plan_labelling(belief, lay_confusion=LAY, lay_cost=0.0, budget=1.0)
+    with pytest.raises(InvalidInputError, match="budget"):
+        plan_labelling(belief, lay_confusion=LAY, budget=-1.0)
+    with pytest.raises(InvalidInputError, match="lay_confusion"):
+        plan_labelling(belief, lay_confusion=np.eye(3), budget=1.0)
+    with pytest.raises(InvalidInputError, match="sum to 1"):
+        plan_labelling(belief * 2, lay_confusion=LAY, budget=1.0)
+    with pytest.raises(InvalidInputError, match="duplicate"):
+        plan_labelling(pd.concat([belief, belief]), lay_confusion=LAY, budget=1.0)
+    with pytest.raises(InvalidInputError, match="accuracy"):
+        plan_labelling(belief, lay_confusion=LAY, doctor_accuracy=1.5, budget=1.0)
+
+
+def test_combine_beliefs_multiplies_independent_evidence() -> None:
+    crowd = pd.DataFrame([[0.8, 0.2], [0.5, 0.5]], index=["both", "crowd only"], columns=[0, 1])
+    model = pd.DataFrame([[0.8, 0.2], [0.1, 0.9]], index=["both", "model only"], columns=[1, 0])
+    model = model[[0, 1]]  # same classes, any column order
+    combined = combine_beliefs(crowd, model, prior=[0.5, 0.5])
+    # crowd says 0.8 for class 0, model 0.2: the evidence cancels out
+    assert combined.loc["both"].tolist() == pytest.approx([0.5, 0.5])
+    assert combined.loc["crowd only"].tolist() == pytest.approx([0.5, 0.5])
+    assert combined.loc["model only"].tolist() == pytest.approx([0.9, 0.1])
+    assert combine_beliefs(crowd, None).equals(crowd.astype(float))
+    with pytest.raises(InvalidInputError, match="differ"):
+        combine_beliefs(crowd, model.rename(columns={0: "x"}))
+
+
+def test_mean_confusion_weighs_workers() -> None:
+    errors = np.stack([np.eye(2), np.full((2, 2), 0.5)])
+    assert mean_confusion(errors).tolist() == [[0.75, 0.25], [0.25, 0.75]]
+    assert np.allclose(mean_confusion(errors, [3, 1]), [[0.875, 0.125], [0.125, 0.875]])
+    with pytest.raises(InvalidInputError):
+        mean_confusion(errors, [0, 0])
