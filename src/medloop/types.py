@@ -79,6 +79,19 @@ class Strategy(StrEnum):
         return self in (Strategy.RANDOM, Strategy.ENTROPY, Strategy.MARGIN)
 
 
+class Allocation(StrEnum):
+    """How the loop spends a round's labelling money.
+
+    fixed: `redundancy` lay answers per new item, then `doctor_budget` reviews from the
+    top of the review queue. cost_aware: one lay answer per new item, then the rest of
+    the same money on whatever `medloop.aggregation.allocation.plan_labelling` finds
+    worth most per unit of cost (more lay answers or a doctor), over every item in doubt.
+    """
+
+    FIXED = "fixed"
+    COST_AWARE = "cost_aware"
+
+
 #: The strategy the loop uses unless told otherwise: the only one at or above random at
 #: every budget with the highest area under the learning curve in the 3-seed benchmark
 #: (benchmarks/README.md, "Active learning").

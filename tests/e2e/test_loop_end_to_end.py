@@ -7,6 +7,7 @@ import pytest
 
 from medloop import workflows
 from medloop.config import Settings
+from medloop.exceptions import InvalidInputError
 from medloop.learning import TrainConfig
 from medloop.store import repository as repo
 from medloop.types import LabelKind, LabelSource, Strategy
@@ -60,6 +61,36 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     signed = targets.loc[finals.index]
     expected = pd.get_dummies(finals["label"]).reindex(columns=[0, 1], fill_value=False)
     assert (signed.to_numpy() == expected.to_numpy(dtype=float)).all()
+
+
+def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace) -> None:
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=200)
+    loop = workflows.LoopSettings(
+        rounds=2, per_round=60, doctor_budget=5, allocation="cost_aware", doctor_cost=10, seed=0
+    )
+    config = TrainConfig(seed=0, max_epochs=2, patience=2)
+    reports = workflows.run_loop(ws, project="pneumoniamnist", settings=loop, train_config=config)
+
+    assert loop.round_budget == 60 * 3 + 5 * 10
+    assert [r.labelled_items for r in reports] == [60, 120]
+    for index, report in enumerate(reports):
+        cost = report.extra["cost"]
+        assert cost == report.crowd_answers + 10 * report.doctor_labels
+        assert cost <= (index + 1) * loop.round_budget
+    assert reports[0].extra["cost"] > 0.9 * loop.round_budget  # little left unspent
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="pneumoniamnist")
+        answers = repo.answers_frame(s, project_id=project.id, sources=[LabelSource.CROWD])
+    per_item = answers[~answers["is_gold"]].groupby("task").size()
+    # one answer for every new item first; the plan asks more where they are needed
+    assert per_item.min() >= 1 and per_item.max() > 1 and per_item.nunique() > 1
+    with pytest.raises(InvalidInputError, match="cost_aware"):
+        workflows.run_loop(
+            ws,
+            project="pneumoniamnist",
+            settings=workflows.LoopSettings(allocation="cost_awre"),
+            train_config=config,
+        )
 
 
 def test_failed_ingest_leaves_nothing_behind(ws: workflows.Workspace) -> None:

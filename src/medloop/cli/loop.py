@@ -30,7 +30,7 @@ from medloop.cli.common import (
 )
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
-from medloop.types import RECOMMENDED_STRATEGY
+from medloop.types import RECOMMENDED_STRATEGY, Allocation
 
 
 @app.command()
@@ -221,6 +221,17 @@ def _loop_settings(
     )
 
 
+AllocationOpt = Annotated[
+    str,
+    typer.Option(
+        help="fixed: 3 lay answers per new item, then doctor reviews; cost_aware: one lay "
+        "answer per new item, then the same money spent where it removes most expected errors."
+    ),
+]
+LayCostOpt = Annotated[float, typer.Option(help="Cost of one lay answer (cost_aware).")]
+DoctorCostOpt = Annotated[float, typer.Option(help="Cost of one doctor's review (cost_aware).")]
+
+
 @app.command()
 def loop(
     project: ProjectOpt,
@@ -228,11 +239,23 @@ def loop(
     per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
+    allocation: AllocationOpt = Allocation.FIXED.value,
+    lay_cost: LayCostOpt = 1.0,
+    doctor_cost: DoctorCostOpt = 20.0,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the loop on an ingested project with simulated lay annotators and doctors."""
-    settings = _loop_settings(rounds, per_round, strategy, seed, doctor_budget=doctor_budget)
+    settings = _loop_settings(
+        rounds,
+        per_round,
+        strategy,
+        seed,
+        doctor_budget=doctor_budget,
+        allocation=allocation,
+        lay_cost=lay_cost,
+        doctor_cost=doctor_cost,
+    )
     with workspace() as ws:
         _run_and_report(ws, project=project, settings=settings, as_json=as_json)
 
@@ -267,6 +290,7 @@ ROUND_COLUMNS = {
     "consensus_accuracy": "loop acc",
     "test_auc": "test AUC",
     "test_acc": "test acc",
+    "cost": "cost",
     "seconds": "s",
 }
 
@@ -285,12 +309,23 @@ def bench_loop(
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
     lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
+    allocation: AllocationOpt = Allocation.FIXED.value,
+    lay_cost: LayCostOpt = 1.0,
+    doctor_cost: DoctorCostOpt = 20.0,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """The loop on a MedMNIST dataset in a throw-away home: one JSON object per round."""
     settings = _loop_settings(
-        rounds, per_round, strategy, seed, doctor_budget=doctor_budget, lay_accuracy=lay_accuracy
+        rounds,
+        per_round,
+        strategy,
+        seed,
+        doctor_budget=doctor_budget,
+        lay_accuracy=lay_accuracy,
+        allocation=allocation,
+        lay_cost=lay_cost,
+        doctor_cost=doctor_cost,
     )
     base = Settings()
     with tempfile.TemporaryDirectory(prefix="medloop-bench-") as home:

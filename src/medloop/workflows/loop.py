@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from medloop.aggregation import DEFAULT_METHOD, MajorityVote, Method, make_aggregator
+from medloop.aggregation.allocation import Action
 from medloop.annotation import SimulatedCrowd, SimulatedDoctor, plan_tasks
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.ingest import (
@@ -38,6 +39,7 @@ from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import (
     RECOMMENDED_STRATEGY,
+    Allocation,
     LabelKind,
     LabelSource,
     Role,
@@ -46,6 +48,7 @@ from medloop.types import (
     TaskKind,
     look_up_option,
 )
+from medloop.workflows.plan import plan_requests
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -772,6 +775,16 @@ class LoopSettings:
     lay_accuracy: float = 0.7
     doctor_accuracy: float = 0.97
     doctor_budget: int = 50
+    allocation: str = Allocation.FIXED.value
+    lay_cost: float = 1.0
+    doctor_cost: float = 20.0
+
+    @property
+    def round_budget(self) -> float:
+        """What a fixed round costs: its lay answers and its doctor reviews."""
+        return (
+            self.per_round * self.redundancy * self.lay_cost + self.doctor_budget * self.doctor_cost
+        )
 
 
 @dataclass
@@ -810,6 +823,10 @@ def run_loop(
     questions), aggregate, a doctor reviews the most doubtful items within budget,
     re-aggregate with the doctor's labels as known, train, evaluate.
     """
+    allocation = look_up_option(settings.allocation, Allocation)
+    cost_aware = allocation is Allocation.COST_AWARE
+    if not (settings.lay_cost > 0 and settings.doctor_cost > 0):
+        raise InvalidInputError("lay_cost and doctor_cost must be positive")
     with ws.db.session() as s:
         n_classes = len(repo.get_project(s, name=project).classes)
     crowd = SimulatedCrowd(
@@ -822,7 +839,10 @@ def run_loop(
         "doctor-sim",
         n_classes=n_classes,
         accuracy=settings.doctor_accuracy,
-        budget=settings.doctor_budget,
+        # cost-aware rounds may buy as many reviews as the round's money pays for
+        budget=int(settings.round_budget // settings.doctor_cost)
+        if cost_aware
+        else settings.doctor_budget,
         seed=settings.seed + 1,
     )
     reports = []
@@ -837,21 +857,34 @@ def run_loop(
             logger.info("no unlabelled items left; stopping after %d rounds", round_index)
             break
         _step(progress, settings, round_index, 1, "lay annotators answering")
-        collect_crowd_answers(
+        first = collect_crowd_answers(
             ws,
             project=project,
             item_ids=chosen,
             crowd=crowd,
-            redundancy=settings.redundancy,
+            redundancy=1 if cost_aware else settings.redundancy,
             gold_rate=settings.gold_rate,
             round=round_index,
             seed=seed,
         )
         aggregate(ws, project=project, round=round_index)
-        _step(progress, settings, round_index, 2, "doctor reviewing")
-        _simulated_review(
-            ws, project=project, doctor=doctor, budget=settings.doctor_budget, round=round_index
-        )
+        if cost_aware:
+            _step(progress, settings, round_index, 2, "planned lay answers and doctor reviews")
+            _planned_requests(
+                ws,
+                project=project,
+                settings=settings,
+                crowd=crowd,
+                doctor=doctor,
+                budget=max(0.0, settings.round_budget - first.answers * settings.lay_cost),
+                round=round_index,
+                seed=seed,
+            )
+        else:
+            _step(progress, settings, round_index, 2, "doctor reviewing")
+            _simulated_review(
+                ws, project=project, doctor=doctor, budget=settings.doctor_budget, round=round_index
+            )
         aggregate(ws, project=project, round=round_index)
         _step(progress, settings, round_index, 3, "training")
         metrics = train(ws, project=project, config=train_config, round=round_index)
@@ -868,7 +901,15 @@ def run_loop(
             val_auc=round_float(metrics["val_auc"]),
             model_version=metrics["version"],
             seconds=round_float(time.perf_counter() - started, 2),
-            extra={"train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"]},
+            extra={
+                "train_seconds": metrics["train_seconds"],
+                "epochs": metrics["epochs"],
+                "cost": round_float(
+                    quality["crowd_answers"] * settings.lay_cost
+                    + quality["doctor_labels"] * settings.doctor_cost,
+                    2,
+                ),
+            },
         )
         reports.append(report)
         _step(progress, settings, round_index, LOOP_STEPS, "done")
@@ -895,13 +936,61 @@ def _simulated_review(
     ws: Workspace, *, project: str, doctor: SimulatedDoctor, budget: int, round: int
 ) -> int:
     queue = review_queue(ws, project=project, limit=budget)
-    if queue.empty:
+    return _simulated_decisions(
+        ws, project=project, doctor=doctor, item_ids=queue.index.tolist(), round=round
+    )
+
+
+def _planned_requests(
+    ws: Workspace,
+    *,
+    project: str,
+    settings: LoopSettings,
+    crowd: SimulatedCrowd,
+    doctor: SimulatedDoctor,
+    budget: float,
+    round: int,
+    seed: int,
+) -> None:
+    """Spend `budget` as the cost-aware plan says, on items that already have answers."""
+    plan = plan_requests(
+        ws,
+        project=project,
+        budget=budget,
+        lay_cost=settings.lay_cost,
+        doctor_cost=settings.doctor_cost,
+        doctor_accuracy=settings.doctor_accuracy,
+        max_lay_answers=min(5, settings.n_annotators),
+        unanswered=False,
+    ).requests
+    doctor_items = plan.index[plan["action"] == Action.DOCTOR]
+    _simulated_decisions(
+        ws, project=project, doctor=doctor, item_ids=[int(i) for i in doctor_items], round=round
+    )
+    crowd_items = plan[plan["action"] == Action.CROWD]
+    for answers, group in crowd_items.groupby("answers"):
+        collect_crowd_answers(
+            ws,
+            project=project,
+            item_ids=[int(i) for i in group.index],
+            crowd=crowd,
+            redundancy=int(answers),
+            gold_rate=0.0,
+            round=round,
+            seed=seed + int(answers),
+        )
+
+
+def _simulated_decisions(
+    ws: Workspace, *, project: str, doctor: SimulatedDoctor, item_ids: list[int], round: int
+) -> int:
+    if not item_ids:
         return 0
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
-    truth = items.loc[queue.index, "reference_label"].to_numpy(dtype=int)
-    answers = doctor.answer(queue.index.tolist(), truth)
+    truth = items.loc[item_ids, "reference_label"].to_numpy(dtype=int)
+    answers = doctor.answer(item_ids, truth)
     decisions = pd.Series(answers["label"].to_numpy(), index=answers["task"].to_numpy())
     return record_decisions(
         ws,

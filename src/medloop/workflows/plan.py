@@ -5,7 +5,8 @@ Dawid-Skene (final labels known) for the crowd posteriors and a typical lay
 annotator's confusion matrix, folds in the model's probabilities, and hands the
 beliefs to `medloop.aggregation.allocation.plan_labelling`. Only training items
 without a final label are planned; items nobody has answered yet take part when the
-model has a prediction for them. Nothing is written: the plan is a proposal.
+model has a prediction for them (unless `unanswered=False`). Nothing is written: the
+plan is a proposal, which the loop's cost-aware rounds carry out.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def plan_requests(
     doctor_cost: float = 20.0,
     doctor_accuracy: float = 0.97,
     max_lay_answers: int = 5,
+    unanswered: bool = True,
 ) -> LabellingPlan:
-    """The best use of `budget` on the project's open items (see the module docstring)."""
+    """The best use of `budget` on the project's open items (see the module docstring);
+    `unanswered=False` leaves out items nobody has answered yet."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
         classes = list(range(len(record.classes)))
@@ -89,7 +92,8 @@ def plan_requests(
         counts = answers["worker"].value_counts().reindex(fitted.workers_, fill_value=0)
         lay = mean_confusion(fitted.errors_, counts.to_numpy(dtype=float))
     if predictions is not None:
-        predictions = predictions.loc[predictions.index.isin(open_items)]
+        wanted = open_items if unanswered else open_items.intersection(crowd.index)
+        predictions = predictions.loc[predictions.index.isin(wanted)]
     beliefs = combine_beliefs(crowd, predictions)
     requests = plan_labelling(
         beliefs,
