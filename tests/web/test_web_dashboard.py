@@ -309,3 +309,50 @@ def test_coco_export_of_fused_and_raw_boxes(any_site: Site) -> None:
     assert {a["worker"] for a in raw["annotations"]} == {"alice", "bob"}
     assert len({a["id"] for a in raw["annotations"]}) == len(raw["annotations"])
     assert site.client.get("/api/export/coco.json?project=nope", headers=adam).status_code == 404
+
+
+def test_the_plan_says_where_a_budget_removes_most_expected_errors(site: Site) -> None:
+    answer_all(site)
+    dora = site.headers("dora")
+    url = "/api/plan?project=chest&budget=10&doctor_cost=4"
+    plan = site.client.get(url, headers=dora).json()
+    assert 0 < plan["cost"] <= 10 and plan["candidates"] > 0
+    assert plan["lay_answers"] + 4 * plan["doctor_items"] == plan["cost"]
+    requests = plan["requests"]
+    assert len(requests) == plan["crowd_items"] + plan["doctor_items"]
+    assert [r["gain_per_cost"] for r in requests] == sorted(
+        (r["gain_per_cost"] for r in requests), reverse=True
+    )
+    gold = set(site.gold_items)
+    assert not gold & {r["item"] for r in requests}, "decided items need nobody"
+    # the plan is a proposal: asking for it writes nothing
+    with site.ws.db.session() as s:
+        project = repo.get_project(s, name="chest")
+        tasks_before = len(repo.tasks_frame(s, project_id=project.id))
+    assert site.client.get(url, headers=site.headers("adam")).status_code == 200
+    with site.ws.db.session() as s:
+        assert len(repo.tasks_frame(s, project_id=project.id)) == tasks_before
+
+    for bad in ("budget=-1", "budget=nan", "budget=inf", "lay_cost=0", "doctor_cost=-2"):
+        response = site.client.get(f"/api/plan?project=chest&{bad}", headers=dora)
+        assert response.status_code == 422, bad
+    assert site.client.get("/api/plan?project=nope", headers=dora).status_code == 404
+    assert (
+        site.client.get("/api/plan?project=chest", headers=site.headers("alice")).status_code == 403
+    )
+    assert site.client.get("/api/plan?project=chest").status_code == 401
+
+
+def test_the_dashboard_plans_in_place_with_htmx_and_as_a_page_without(site: Site) -> None:
+    answer_all(site)
+    sign_in(site.client, "dora")
+    page = site.client.get("/dashboard?project=chest").text
+    assert "Where to spend labelling next" in page and 'hx-get="/dashboard/plan"' in page
+    query = "/dashboard/plan?project=chest&budget=10&lay_cost=1&doctor_cost=4"
+    panel = site.client.get(query, headers={"HX-Request": "true"}).text
+    assert panel.lstrip().startswith('<div id="plan">') and "<html" not in panel
+    assert "lay answers for" in panel and 'href="/review/' in panel
+    full = site.client.get(query).text
+    assert "<html" in full and "Where to spend labelling next" in full and "lay answers for" in full
+    sign_in(site.client, "alice")
+    assert site.client.get(query, follow_redirects=False).status_code == 403

@@ -168,3 +168,27 @@ class DecisionPublic(BaseModel):
     item_id: int
     project: str
     label: str
+
+
+class PlanRequestPublic(BaseModel):
+    item: int
+    action: Literal["crowd", "doctor"]
+    answers: int = Field(description="Lay answers asked (1 for a doctor's review).")
+    cost: float
+    risk: float = Field(description="Probability the item's most likely class is wrong now.")
+    expected_risk: float = Field(description="The same, expected after the request.")
+    gain: float
+    gain_per_cost: float
+
+
+class LabellingPlanPublic(BaseModel):
+    project: str
+    budget: float
+    cost: float
+    candidates: int = Field(description="Open items considered.")
+    crowd_items: int
+    lay_answers: int
+    doctor_items: int
+    expected_errors_now: float = Field(description="Summed over the planned items.")
+    expected_errors_removed: float
+    requests: list[PlanRequestPublic] = Field(description="Most worth asking first.")

@@ -1,8 +1,10 @@
-"""The project dashboard (doctors and admins): page, charts, JSON, and the retrain button.
+"""The project dashboard (doctors and admins): page, charts, JSON, the retrain button
+and the labelling plan.
 
 Numbers come from `workflows.dashboard`; charts are PNGs drawn on the server
 (`medloop.plots`); retraining is a background job (`workflows.jobs`) whose panel the
-page polls with htmx while it is queued or running.
+page polls with htmx while it is queued or running; the plan (`workflows.plan`) says
+where a labelling budget removes most expected errors: lay answers or doctor reviews.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.web.deps import WS, Reviewer
 from medloop.web.rendering import REVIEWERS, PageAccount, ReviewerPage, error_page, render
-from medloop.workflows import dashboard, jobs
+from medloop.web.schemas import LabellingPlanPublic
+from medloop.workflows import dashboard, jobs, plan_requests
+from medloop.workflows.accounts import Account
 from medloop.workflows.dashboard import Dashboard
 
 router = APIRouter(include_in_schema=False)
@@ -44,7 +48,16 @@ def dashboard_json(ws: WS, _account: Reviewer, project: ProjectName = None) -> D
 def dashboard_page(
     request: Request, ws: WS, account: ReviewerPage, project: ProjectName = None
 ) -> Response:
-    name = _project(ws, project)
+    return _dashboard(request, ws, account, _project(ws, project))
+
+
+def _dashboard(
+    request: Request,
+    ws: WS,
+    account: Account,
+    name: str | None,
+    plan: LabellingPlanPublic | None = None,
+) -> Response:
     return render(
         request,
         "dashboard.html",
@@ -52,6 +65,7 @@ def dashboard_page(
         projects=dashboard.list_projects(ws),
         board=None if name is None else dashboard.project_dashboard(ws, project=name),
         job=jobs.latest_job(ws),
+        plan=plan,
     )
 
 
@@ -108,3 +122,72 @@ def retrain(
     if request.headers.get("HX-Request"):
         return render(request, "_job.html", account, job=job)
     return RedirectResponse(f"/dashboard?project={project}", status_code=303)
+
+
+Budget = Annotated[
+    float, Query(ge=0, le=1e9, description="What may be spent, in the unit of the costs.")
+]
+LayCost = Annotated[float, Query(gt=0, le=1e6, description="Cost of one lay answer.")]
+DoctorCost = Annotated[float, Query(gt=0, le=1e6, description="Cost of one doctor's review.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Requests listed.")]
+
+
+def _plan(
+    ws: WS, *, project: str, budget: float, lay_cost: float, doctor_cost: float, limit: int
+) -> LabellingPlanPublic:
+    plan = plan_requests(
+        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+    )
+    rows = plan.requests.head(limit).reset_index().to_dict(orient="records")
+    return LabellingPlanPublic.model_validate(
+        {"project": project, **plan.summary(), "requests": rows}
+    )
+
+
+@api_router.get("/plan", responses={404: {}})
+def plan_json(
+    ws: WS,
+    _account: Reviewer,
+    project: Annotated[str, Query(max_length=100)],
+    budget: Budget = 100.0,
+    lay_cost: LayCost = 1.0,
+    doctor_cost: DoctorCost = 20.0,
+    limit: Limit = 50,
+) -> LabellingPlanPublic:
+    """Where `budget` removes most expected errors: more lay answers for some items, a
+    doctor's review for others (a proposal; nothing is written)."""
+    return _plan(
+        ws,
+        project=project,
+        budget=budget,
+        lay_cost=lay_cost,
+        doctor_cost=doctor_cost,
+        limit=limit,
+    )
+
+
+@router.get("/dashboard/plan")
+def plan_panel(
+    request: Request,
+    ws: WS,
+    account: ReviewerPage,
+    project: Annotated[str, Query(max_length=100)],
+    budget: Budget = 100.0,
+    lay_cost: LayCost = 1.0,
+    doctor_cost: DoctorCost = 20.0,
+) -> Response:
+    """The plan as a dashboard panel (htmx swaps it in; without htmx, the whole page)."""
+    try:
+        plan = _plan(
+            ws,
+            project=project,
+            budget=budget,
+            lay_cost=lay_cost,
+            doctor_cost=doctor_cost,
+            limit=20,
+        )
+    except MedloopError as error:
+        return error_page(request, account, error)
+    if request.headers.get("HX-Request"):
+        return render(request, "_plan.html", account, plan=plan)
+    return _dashboard(request, ws, account, project, plan)
