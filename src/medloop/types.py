@@ -92,10 +92,11 @@ class Allocation(StrEnum):
     COST_AWARE = "cost_aware"
 
 
-#: The strategy the loop uses unless told otherwise: the only one at or above random at
-#: every budget with the highest area under the learning curve in the 3-seed benchmark
-#: (benchmarks/README.md, "Active learning").
-RECOMMENDED_STRATEGY = Strategy.HYBRID
+#: The strategy the loop uses unless told otherwise: at or above random at every budget
+#: with the highest area under the learning curve in the 3-seed benchmark
+#: (benchmarks/README.md, "Active learning"; hybrid led before small training sets
+#: filled their epochs).
+RECOMMENDED_STRATEGY = Strategy.ENTROPY
 
 
 E = TypeVar("E", bound=StrEnum)

@@ -107,7 +107,10 @@ def test_learning_curve_area_is_a_mean_over_budgets() -> None:
 
 
 def test_active_learning_benchmark_records_every_step(data_dir: Path, tmp_path: Path) -> None:
-    config = TrainConfig(max_epochs=1, patience=1, batch_size=8, network="cnn_small")
+    # One pass per epoch: these check the records, not how good the models are.
+    config = TrainConfig(
+        max_epochs=1, patience=1, batch_size=8, network="cnn_small", min_epoch_samples=0
+    )
     records = run_active_learning(
         "toycolourmnist",
         data_dir=data_dir,
@@ -131,7 +134,14 @@ def test_active_learning_benchmark_records_every_step(data_dir: Path, tmp_path: 
 
 
 def test_active_learning_in_worker_processes_matches_one_process(data_dir: Path) -> None:
-    config = TrainConfig(max_epochs=1, patience=1, batch_size=8, network="cnn_small", num_threads=1)
+    config = TrainConfig(
+        max_epochs=1,
+        patience=1,
+        batch_size=8,
+        network="cnn_small",
+        num_threads=1,
+        min_epoch_samples=0,
+    )
     kwargs = {
         "data_dir": data_dir,
         "strategies": ["random", "entropy"],

@@ -12,6 +12,7 @@ from medloop.learning.data import (
     images_to_tensor,
     make_dataset,
     make_loader,
+    repeat_dataset,
     train_transforms,
 )
 
@@ -64,6 +65,19 @@ def test_dataset_items_and_seeded_loader_order() -> None:
     # 9 items in batches of 4 leave a last batch of one: dropped when shuffling.
     loader = make_loader(make_dataset(images[:9], targets[:9]), batch_size=4, shuffle=True)
     assert [len(b["image"]) for b in loader] == [4, 4]
+
+
+def test_a_small_dataset_is_repeated_whole_to_fill_an_epoch() -> None:
+    images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1)
+    dataset = make_dataset(images, torch.eye(2)[torch.tensor([0, 1] * 5)])
+    assert repeat_dataset(dataset, 0) is dataset
+    assert repeat_dataset(dataset, 10) is dataset
+    repeated = repeat_dataset(dataset, 25)
+    assert len(repeated) == 30  # three whole passes, never a partial one
+    loader = make_loader(repeated, batch_size=4, shuffle=True, seed=0)
+    seen = [int(v) for batch in loader for v in batch["image"].flatten()]
+    assert sorted(seen) == sorted(list(range(10)) * 3)
+    assert seen[:10] != list(range(10))  # shuffled across the passes
 
 
 def test_batch_augment_is_seeded_small_and_in_range() -> None:

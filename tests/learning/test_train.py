@@ -285,6 +285,8 @@ def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:
         TrainConfig(monitor="accuracy")
     with pytest.raises(InvalidInputError):
         TrainConfig(max_epochs=0)
+    with pytest.raises(InvalidInputError, match="min_epoch_samples"):
+        TrainConfig(min_epoch_samples=-1)
     with pytest.raises(NotFoundError):
         TrainedClassifier.load(tmp_path / "absent.pt")
     junk = tmp_path / "junk.pt"

@@ -31,7 +31,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
 from medloop.exceptions import InvalidInputError
 
@@ -86,7 +86,16 @@ def make_dataset(
     return Dataset(data=items, transform=transform)
 
 
-def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def repeat_dataset(dataset: Dataset, min_samples: int) -> Dataset | ConcatDataset:
+    """`dataset` repeated whole as often as it takes to hold at least `min_samples` items
+    (itself when it already does): a shuffled pass over it is several passes over the data."""
+    repeats = math.ceil(min_samples / len(dataset)) if len(dataset) else 1
+    return dataset if repeats <= 1 else ConcatDataset([dataset] * repeats)
+
+
+def make_loader(
+    dataset: Dataset | ConcatDataset, *, batch_size: int, shuffle: bool, seed: int = 0
+) -> DataLoader:
     """A single-process loader; shuffling order is fixed by `seed`.
 
     A last batch of a single item is dropped when shuffling (batch norm needs two).

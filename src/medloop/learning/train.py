@@ -48,6 +48,7 @@ from medloop.learning.data import (
     images_to_tensor,
     make_dataset,
     make_loader,
+    repeat_dataset,
     tta_views,
 )
 from medloop.learning.hooks import (
@@ -86,6 +87,12 @@ class TrainConfig:
     cores this process may use). `ema_decay` validates and keeps an exponential moving
     average of the weights (None: the raw weights). The learning rate follows a cosine
     schedule over `max_epochs` (AdamW), after `warmup_epochs` of linear warm-up.
+    An epoch passes over the training set as many whole times (each shuffled) as it takes
+    to draw at least `min_epoch_samples` images: the loop trains on a few hundred labels,
+    and 150 images are 3 batches an epoch, too few steps for a network to learn before
+    early stopping gives up (150 PneumoniaMNIST images, 6 seeds: test AUC 0.80-0.95,
+    accuracy 0.64 without; 0.94-0.96 and 0.85 with 1024; benchmarks/README.md). 0: one
+    pass.
 
     After training, on the validation set: `calibrate` fits a softmax temperature
     (changes confidence, never the ranking or the argmax), and `tune_threshold` picks
@@ -125,6 +132,7 @@ class TrainConfig:
     max_seconds: float | None = None
     num_threads: int | None = None
     warmup_epochs: int = 0
+    min_epoch_samples: int = 1024
     label_smoothing: float = 0.0
     calibrate: bool = True
     tune_threshold: bool = True
@@ -159,6 +167,8 @@ class TrainConfig:
             raise InvalidInputError("num_threads must be >= 1")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.max_epochs:
             raise InvalidInputError("warmup_epochs must lie in [0, max_epochs)")
+        if self.min_epoch_samples < 0:
+            raise InvalidInputError("min_epoch_samples must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise InvalidInputError("label_smoothing must lie in [0, 1)")
         if self.threshold_criterion not in THRESHOLD_CRITERIA:
@@ -641,7 +651,9 @@ def train_classifier(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         scheduler = _schedule(optimizer, config)
-        dataset = make_dataset(x_train, targets, weights=weights)
+        dataset = repeat_dataset(
+            make_dataset(x_train, targets, weights=weights), config.min_epoch_samples
+        )
         rank, world = rank_and_world()
         if world == 1:
             loader = make_loader(
