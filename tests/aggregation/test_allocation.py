@@ -21,13 +21,14 @@ from medloop.exceptions import InvalidInputError
 LAY = symmetric_confusion(0.7, 2)
 
 
-def _risk_by_sequences(p: np.ndarray, e: np.ndarray, n: int) -> float:
-    """Expected Bayes risk by enumerating every ordered answer sequence."""
-    k = len(p)
+def _risk_by_sequences(p: np.ndarray, e: np.ndarray, n: int, q: np.ndarray | None = None) -> float:
+    """Expected risk of the label argmax(q | answers) under p, by enumerating every ordered
+    answer sequence (q = p: the Bayes risk)."""
+    q = p if q is None else q
     kept = 0.0
-    for sequence in itertools.product(range(k), repeat=n):
-        joint = p * np.prod([e[:, label] for label in sequence], axis=0)
-        kept += joint.max()
+    for sequence in itertools.product(range(len(p)), repeat=n):
+        likelihood = np.prod([e[:, label] for label in sequence], axis=0)
+        kept += (p * likelihood)[np.argmax(q * likelihood)]
     return 1.0 - kept
 
 
@@ -50,6 +51,42 @@ def test_expected_risk_matches_enumerating_answer_sequences() -> None:
     for n in (1, 2, 3):
         brute = [_risk_by_sequences(row, e, n) for row in p]
         assert expected_risk(p, e, n) == pytest.approx(brute, abs=1e-12)
+
+
+def test_the_label_kept_is_the_crowds_and_the_risk_is_judged_by_the_belief() -> None:
+    # the model is sure of class 0, the crowd's label so far is class 1 (0.8)
+    p, q = np.array([[0.9, 0.1]]), np.array([[0.2, 0.8]])
+    assert expected_risk(p, LAY, 0, label_probas=q) == pytest.approx([0.9])
+    assert expected_risk(p, np.eye(2), 1, label_probas=q) == pytest.approx([0.0])
+    # one 70% answer cannot overturn the crowd; three can, only by all saying 0
+    assert expected_risk(p, LAY, 1, label_probas=q) == pytest.approx([0.9])
+    kept = 0.9 * 0.7**3 + 0.1 * (1 - 0.3**3)
+    assert expected_risk(p, LAY, 3, label_probas=q) == pytest.approx([1 - kept])
+    rng = np.random.default_rng(4)
+    beliefs, labels = rng.dirichlet(np.ones(3), size=6), rng.dirichlet(np.ones(3), size=6)
+    e = symmetric_confusion(0.6, 3)
+    for n in (1, 2, 3):
+        brute = [_risk_by_sequences(b, e, n, c) for b, c in zip(beliefs, labels, strict=True)]
+        assert expected_risk(beliefs, e, n, label_probas=labels) == pytest.approx(brute, abs=1e-12)
+
+
+def test_a_label_the_model_contradicts_is_planned_before_one_it_confirms() -> None:
+    belief = pd.DataFrame([[0.9, 0.1], [0.9, 0.1]], index=["contradicted", "confirmed"])
+    crowd = pd.DataFrame([[0.2, 0.8], [0.8, 0.2]], index=belief.index)
+    plan = plan_labelling(
+        belief, label_probas=crowd, lay_confusion=LAY, doctor_cost=5.0, budget=100.0
+    )
+    assert plan.index.tolist() == ["contradicted", "confirmed"]
+    assert plan["risk"].tolist() == pytest.approx([0.9, 0.1])
+    tight = plan_labelling(
+        belief, label_probas=crowd, lay_confusion=LAY, doctor_cost=5.0, budget=5.0
+    )
+    assert tight.index.tolist() == ["contradicted"]
+    # judged by the belief alone both items look equally settled
+    alone = plan_labelling(belief, lay_confusion=LAY, doctor_cost=5.0, budget=100.0)
+    assert alone.loc["contradicted", "risk"] == alone.loc["confirmed", "risk"]
+    with pytest.raises(InvalidInputError, match="same items"):
+        plan_labelling(belief, label_probas=crowd.iloc[:1], lay_confusion=LAY, budget=1.0)
 
 
 def test_more_answers_never_raise_the_expected_risk() -> None:

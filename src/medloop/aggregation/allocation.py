@@ -1,25 +1,30 @@
 """Cost-aware choice of who labels next: more lay answers, or a doctor.
 
-Every candidate item has a current belief ``p`` over its classes (the crowd posterior,
-with the model's probabilities folded in by `combine_beliefs` where there is a
-prediction). A label request is worth what it is expected to remove from the item's
-Bayes risk, the probability that its most likely class is wrong, ``r(p) = 1 - max_k
-p_k``. After ``n`` independent answers from annotators with confusion matrix ``E``
-(rows: true class), the expected risk is
+Every candidate item has a belief ``p`` about its true class (the crowd posterior, with
+the model's probabilities folded in by `combine_beliefs` where there is a prediction)
+and a label the project would keep for it now: the most likely class under the crowd
+posterior ``q`` alone (the consensus; ``q = p`` when no model is involved). A request
+is worth what it is expected to remove from the label's risk, the probability under
+``p`` that the label is wrong, ``r = 1 - p[argmax q]``. After ``n`` independent lay
+answers with confusion matrix ``E`` (rows: true class) the label becomes the argmax of
+``q`` updated by the answers, so
 
-    E[r] = 1 - sum_c max_k p_k Mult(c | n, E[k])
+    E[r] = 1 - sum_c (p * L_c)[argmax (q * L_c)],   L_c[k] = Mult(c | n, E[k]),
 
-over the count vectors ``c`` of the ``n`` answers. A doctor gives one answer with her
-own near-diagonal matrix. For each item `plan_labelling` keeps the option with the
-largest expected risk reduction per unit of cost (a doctor, or 1 to
-``max_lay_answers`` lay answers), then spends the budget on items in that order.
+summed over the count vectors ``c`` of the ``n`` answers. A doctor's answer becomes the
+final label, so the risk after it is her error rate. Keeping ``p`` and ``q`` apart
+matters once a model is folded in: an item whose single lay answer the model
+contradicts has a confident-looking ``p`` but a label that is probably wrong.
 
-Looking ahead over several lay answers matters: with ``p = (0.9, 0.1)`` one answer
-from a 70%-accurate annotator can never change the decision (gain 0), three can. The
-plan is greedy and one-shot; re-plan after the answers arrive (an item still unsure
-after its lay answers then goes to a doctor when that is worth its price). In the
-example, the open item is worth one answer now; the nearly sure one only five, since
-nothing short of five dissenting answers could overturn it.
+For each item `plan_labelling` keeps the option with the largest expected risk
+reduction per unit of cost (a doctor, or 1 to ``max_lay_answers`` lay answers), then
+spends the budget on items in that order. Looking ahead over several lay answers
+matters: with ``p = (0.9, 0.1)`` one answer from a 70%-accurate annotator can never
+change the label (gain 0), three can. The plan is greedy and one-shot; re-plan after
+the answers arrive (an item still unsure after its lay answers then goes to a doctor
+when that is worth her price). In the example, the open item is worth one answer now;
+the nearly sure one only five, since nothing short of five dissenting answers could
+overturn it.
 
 >>> import pandas as pd
 >>> belief = pd.DataFrame([[0.5, 0.5], [0.95, 0.05]], index=["open", "sure"])
@@ -120,9 +125,16 @@ def _outcomes(n_answers: int, k: int) -> npt.NDArray[np.intp]:
 
 
 def expected_risk(
-    probas: npt.ArrayLike, confusion: npt.ArrayLike, n_answers: int
+    probas: npt.ArrayLike,
+    confusion: npt.ArrayLike,
+    n_answers: int,
+    *,
+    label_probas: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Expected Bayes risk of each item after ``n_answers`` answers with this confusion.
+    """Expected risk of each item's label after ``n_answers`` answers with this confusion.
+
+    ``probas`` is the belief about the truth, ``label_probas`` the posterior whose argmax
+    is kept as the label (default: ``probas``, the Bayes decision).
 
     >>> round(float(expected_risk([[0.5, 0.5]], [[1.0, 0.0], [0.0, 1.0]], 1)[0]), 6)
     0.0
@@ -130,6 +142,9 @@ def expected_risk(
     0.1
     """
     p = _check_probas(probas)
+    q = p if label_probas is None else _check_probas(label_probas)
+    if q.shape != p.shape:
+        raise InvalidInputError(f"label_probas must be shaped like probas {p.shape}; got {q.shape}")
     k = p.shape[1]
     e = _check_confusion(confusion, k, name="confusion")
     if isinstance(n_answers, bool) or not isinstance(n_answers, int | np.integer):
@@ -137,7 +152,7 @@ def expected_risk(
     if n_answers < 0:
         raise InvalidInputError(f"n_answers must be >= 0, got {n_answers}")
     if n_answers == 0:
-        return 1.0 - p.max(axis=1, initial=0.0)
+        return np.clip(1.0 - p[np.arange(len(p)), q.argmax(axis=1)], 0.0, 1.0)
     counts = _outcomes(int(n_answers), k)
     # log Mult(c | n, E[k]) for every outcome c and class k (outcomes x K); 0 * log 0 = 0
     log_coef = gammaln(n_answers + 1) - gammaln(counts + 1).sum(axis=1)
@@ -145,12 +160,13 @@ def expected_risk(
         log_e = np.log(e)
         terms = np.where(counts[:, None, :] > 0, counts[:, None, :] * log_e[None], 0.0)
     likelihood = np.exp(log_coef[:, None] + terms.sum(axis=2))
-    best = np.empty(len(p))
+    kept = np.empty(len(p))
     step = max(1, _CHUNK_CELLS // max(1, likelihood.size))
     for start in range(0, len(p), step):
-        chunk = p[start : start + step]
-        best[start : start + step] = (chunk[:, None, :] * likelihood[None]).max(axis=2).sum(axis=1)
-    return np.clip(1.0 - best, 0.0, 1.0)
+        joint = p[start : start + step, None, :] * likelihood[None]  # items x outcomes x K
+        label = (q[start : start + step, None, :] * likelihood[None]).argmax(axis=2)
+        kept[start : start + step] = np.take_along_axis(joint, label[..., None], 2).sum(axis=(1, 2))
+    return np.clip(1.0 - kept, 0.0, 1.0)
 
 
 def combine_beliefs(
@@ -198,6 +214,7 @@ def combine_beliefs(
 def plan_labelling(
     probas: pd.DataFrame,
     *,
+    label_probas: pd.DataFrame | None = None,
     lay_confusion: npt.ArrayLike,
     doctor_accuracy: float = 0.97,
     lay_cost: float = 1.0,
@@ -207,7 +224,9 @@ def plan_labelling(
 ) -> pd.DataFrame:
     """Which items to send to lay annotators (and how many answers) or to a doctor.
 
-    ``probas``: the current belief, items x classes. ``lay_confusion``: a typical lay
+    ``probas``: the current belief, items x classes; ``label_probas``: the posterior
+    whose argmax is each item's label (same items and classes; default ``probas``; see
+    the module docstring). ``lay_confusion``: a typical lay
     annotator's confusion matrix (see `mean_confusion`); the doctor is right with
     ``doctor_accuracy``. Costs are in any one unit (money, minutes); the plan spends at
     most ``budget`` of it. Returns the chosen items in the order they are worth asking,
@@ -227,16 +246,22 @@ def plan_labelling(
     if probas.index.has_duplicates:
         raise InvalidInputError("probas has duplicate item ids")
     p = _check_probas(probas)
+    q = p
+    if label_probas is not None:
+        if not (label_probas.index.equals(probas.index) and label_probas.shape == probas.shape):
+            raise InvalidInputError("label_probas must cover the same items as probas")
+        q = _check_probas(label_probas[list(probas.columns)])
     k = p.shape[1]
     lay = _check_confusion(lay_confusion, k, name="lay_confusion")
     doctor = symmetric_confusion(doctor_accuracy, k)
 
-    risk = expected_risk(p, lay, 0)
-    # Options: column 0 is the doctor, column n is n lay answers.
+    risk = expected_risk(p, lay, 0, label_probas=q)
+    # Options: column 0 is the doctor (her answer is the final label, right with her
+    # accuracy), column n is n lay answers.
     after = np.empty((len(p), max_lay_answers + 1))
-    after[:, 0] = expected_risk(p, doctor, 1)
+    after[:, 0] = 1.0 - (p * np.diag(doctor)).sum(axis=1)
     for n in range(1, max_lay_answers + 1):
-        after[:, n] = expected_risk(p, lay, n)
+        after[:, n] = expected_risk(p, lay, n, label_probas=q)
     costs = np.r_[doctor_cost, lay_cost * np.arange(1, max_lay_answers + 1)]
     gains = np.clip(risk[:, None] - after, 0.0, None)
     ratio = gains / costs

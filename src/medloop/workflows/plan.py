@@ -2,8 +2,9 @@
 
 Reads the project's crowd answers, final labels and newest model's predictions, fits
 Dawid-Skene (final labels known) for the crowd posteriors and a typical lay
-annotator's confusion matrix, folds in the model's probabilities, and hands the
-beliefs to `medloop.aggregation.allocation.plan_labelling`. Only training items
+annotator's confusion matrix, folds in the model's probabilities for the beliefs, and
+hands both to `medloop.aggregation.allocation.plan_labelling`: the beliefs judge how
+likely each label is wrong, the crowd posterior says which label the item keeps. Only training items
 without a final label are planned; items nobody has answered yet take part when the
 model has a prediction for them (unless `unanswered=False`). Nothing is written: the
 plan is a proposal, which the loop's cost-aware rounds carry out.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from medloop.aggregation import DawidSkene
@@ -84,19 +86,28 @@ def plan_requests(
     open_items = items.index[(items["split"] == Split.TRAIN) & ~items.index.isin(finals.index)]
     if answers.empty:
         crowd = pd.DataFrame(columns=classes, dtype=float)
+        crowd_prior = np.full(len(classes), 1.0 / len(classes))
         lay = symmetric_confusion(DEFAULT_LAY_ACCURACY, len(classes))
     else:
         known = finals["label"].astype(int) if not finals.empty else None
         fitted = DawidSkene(classes=classes).fit(answers[["task", "worker", "label"]], known=known)
         crowd = fitted.probas_.loc[fitted.probas_.index.isin(open_items)]
+        crowd_prior = fitted.priors_.to_numpy(dtype=float)
         counts = answers["worker"].value_counts().reindex(fitted.workers_, fill_value=0)
         lay = mean_confusion(fitted.errors_, counts.to_numpy(dtype=float))
     if predictions is not None:
         wanted = open_items if unanswered else open_items.intersection(crowd.index)
         predictions = predictions.loc[predictions.index.isin(wanted)]
     beliefs = combine_beliefs(crowd, predictions)
+    # The label each item keeps is the crowd's (its prior where nobody has answered yet).
+    labels = pd.DataFrame(
+        np.tile(crowd_prior, (len(beliefs), 1)), index=beliefs.index, columns=beliefs.columns
+    )
+    answered = beliefs.index.intersection(crowd.index)
+    labels.loc[answered] = crowd.loc[answered, list(beliefs.columns)].to_numpy()
     requests = plan_labelling(
         beliefs,
+        label_probas=labels,
         lay_confusion=lay,
         doctor_accuracy=doctor_accuracy,
         lay_cost=lay_cost,
