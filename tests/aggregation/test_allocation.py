@@ -95,20 +95,29 @@ def test_more_answers_never_raise_the_expected_risk() -> None:
     assert np.all(np.diff(risks, axis=0) <= 1e-12)
 
 
-def test_plan_prefers_lay_answers_when_doctors_are_dear_and_doctors_when_the_crowd_is_noise() -> (
-    None
-):
+def test_short_money_buys_lay_answers_and_money_to_spare_buys_the_dear_doctor() -> None:
     belief = pd.DataFrame([[0.5, 0.5], [0.6, 0.4]], index=["a", "b"], columns=[0, 1])
-    cheap_crowd = plan_labelling(belief, lay_confusion=LAY, doctor_cost=50.0, budget=100.0)
-    assert set(cheap_crowd["action"]) == {Action.CROWD}
+    short = plan_labelling(belief, lay_confusion=LAY, doctor_cost=50.0, budget=10.0)
+    assert set(short["action"]) == {Action.CROWD} and short["cost"].sum() <= 10.0
+    ample = plan_labelling(belief, lay_confusion=LAY, doctor_cost=50.0, budget=100.0)
+    assert ample["action"].tolist() == [Action.DOCTOR, Action.DOCTOR]
+    assert ample.loc["a", "expected_risk"] == pytest.approx(0.03)  # her error rate
     coin = np.full((2, 2), 0.5)
-    noise = plan_labelling(belief, lay_confusion=coin, doctor_cost=50.0, budget=100.0)
-    assert noise["action"].tolist() == [Action.DOCTOR, Action.DOCTOR]
-    assert noise.index.tolist() == ["a", "b"]  # the more open item first
-    assert noise.loc["a", "expected_risk"] == pytest.approx(0.03)
+    noise = plan_labelling(belief, lay_confusion=coin, doctor_cost=50.0, budget=60.0)
+    assert noise.index.tolist() == ["a"]  # a useless crowd: the more open item's doctor
+    assert noise.loc["a", "action"] == Action.DOCTOR
     # a doctor as cheap as one lay answer and more accurate always wins
     cheap_doctor = plan_labelling(belief, lay_confusion=LAY, doctor_cost=1.0, budget=10.0)
     assert set(cheap_doctor["action"]) == {Action.DOCTOR}
+
+
+def test_money_left_after_the_best_first_requests_upgrades_items() -> None:
+    belief = pd.DataFrame([[0.5, 0.5]], index=["open"], columns=[0, 1])
+    cheap = plan_labelling(belief, lay_confusion=LAY, doctor_cost=4.0, budget=3.0)
+    assert cheap[["action", "answers"]].values.tolist() == [[Action.CROWD, 1]]
+    upgraded = plan_labelling(belief, lay_confusion=LAY, doctor_cost=4.0, budget=4.0)
+    assert upgraded[["action", "answers"]].values.tolist() == [[Action.DOCTOR, 1]]
+    assert upgraded["gain"].iloc[0] > cheap["gain"].iloc[0]
 
 
 def test_plan_spends_within_budget_and_skips_what_no_answer_changes() -> None:
@@ -119,23 +128,32 @@ def test_plan_spends_within_budget_and_skips_what_no_answer_changes() -> None:
     assert plan["cost"].sum() <= 60.0
     assert 200 not in plan.index
     assert (plan["gain"] > 0).all()
-    assert plan["gain_per_cost"].is_monotonic_decreasing
     assert np.allclose(plan["gain"], plan["risk"] - plan["expected_risk"])
     assert plan_labelling(belief, lay_confusion=LAY, budget=0.0).empty
 
 
-def test_plan_takes_every_request_that_still_fits() -> None:
-    # In order of gain per cost come 59 single lay answers, 37 pairs, 169 doctors (8
-    # each), then 19 items worth five lay answers. With 154 to spend, the third doctor
-    # no longer fits (5 left) but a five-answer request further down still does.
+def _first_request_cost(p: np.ndarray, *, doctor_cost: float) -> float:
+    """Cost of an item's best request per unit of cost (lay answers at 1, a doctor)."""
+    risk = 1 - p.max()
+    costs = [doctor_cost, 1, 2, 3, 4, 5]
+    gains = [risk - 0.03] + [risk - expected_risk(p[None], LAY, n)[0] for n in range(1, 6)]
+    ratios = np.round(np.asarray(gains) / costs, 12)
+    return float(max(c for c, r in zip(costs, ratios, strict=True) if r == ratios.max()))
+
+
+def test_plan_leaves_out_only_items_whose_first_request_no_longer_fits() -> None:
     belief = pd.DataFrame(np.random.default_rng(3).dirichlet([4, 1], size=300))
     everything = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=1e9)
-    assert everything["cost"].value_counts().to_dict() == {8.0: 169, 1.0: 59, 2.0: 37, 5.0: 19}
-    plan = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=154.0)
-    assert plan["cost"].sum() == 154.0
-    assert plan["cost"].value_counts().to_dict() == {1.0: 59, 2.0: 37, 8.0: 2, 5.0: 1}
-    left = 154.0 - plan["cost"].sum()
-    assert (everything.drop(plan.index)["cost"] > left).all()
+    removed = []
+    for budget in (20.0, 154.0, 700.0, 1e9):
+        plan = plan_labelling(belief, lay_confusion=LAY, doctor_cost=8.0, budget=budget)
+        left = budget - plan["cost"].sum()
+        assert left >= -1e-9
+        left_out = everything.index.difference(plan.index)
+        costs = [_first_request_cost(belief.loc[i].to_numpy(), doctor_cost=8.0) for i in left_out]
+        assert all(cost > left for cost in costs)
+        removed.append(plan["gain"].sum())
+    assert len(everything) == 284 and removed == sorted(removed)  # more money, more removed
 
 
 def test_plan_rejects_bad_input() -> None:

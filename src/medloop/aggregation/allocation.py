@@ -16,25 +16,29 @@ final label, so the risk after it is her error rate. Keeping ``p`` and ``q`` apa
 matters once a model is folded in: an item whose single lay answer the model
 contradicts has a confident-looking ``p`` but a label that is probably wrong.
 
-For each item `plan_labelling` keeps the option with the largest expected risk
-reduction per unit of cost (a doctor, or 1 to ``max_lay_answers`` lay answers), then
-spends the budget on items in that order. Looking ahead over several lay answers
-matters: with ``p = (0.9, 0.1)`` one answer from a 70%-accurate annotator can never
-change the label (gain 0), three can. The plan is greedy and one-shot; re-plan after
-the answers arrive (an item still unsure after its lay answers then goes to a doctor
-when that is worth her price). In the example, the open item is worth one answer now;
-the nearly sure one only five, since nothing short of five dissenting answers could
-overturn it.
+`plan_labelling` gives each item at most one request (a doctor, or 1 to
+``max_lay_answers`` lay answers), spending the budget where it removes most expected
+risk per unit of cost: first the best request per unit for each item, then, with money
+left, upgrades to dearer requests that remove more (`_spend`). Looking ahead over
+several lay answers matters: with ``p = (0.9, 0.1)`` one answer from a 70%-accurate
+annotator can never change the label (gain 0), three can. The plan is greedy and
+one-shot; re-plan after the answers arrive (an item still unsure after its lay answers
+then goes to a doctor when that is worth her price). In the example, the open item is
+worth one lay answer first and a doctor once the money allows; the nearly sure one (5%
+risk) comes last.
 
 >>> import pandas as pd
 >>> belief = pd.DataFrame([[0.5, 0.5], [0.95, 0.05]], index=["open", "sure"])
 >>> lay = [[0.7, 0.3], [0.3, 0.7]]
->>> plan = plan_labelling(belief, lay_confusion=lay, doctor_accuracy=0.97,
-...                       lay_cost=1.0, doctor_cost=20.0, budget=10.0)
->>> plan[["action", "answers", "cost"]]
+>>> def plan(budget):
+...     return plan_labelling(belief, lay_confusion=lay, doctor_accuracy=0.97,
+...                           lay_cost=1.0, doctor_cost=4.0, budget=budget)
+>>> plan(1.0)[["action", "answers", "cost"]]
      action  answers  cost
 open  crowd        1   1.0
-sure  crowd        5   5.0
+>>> plan(4.0)[["action", "answers", "cost"]]
+      action  answers  cost
+open  doctor        1   4.0
 """
 
 from __future__ import annotations
@@ -264,30 +268,66 @@ def plan_labelling(
         after[:, n] = expected_risk(p, lay, n, label_probas=q)
     costs = np.r_[doctor_cost, lay_cost * np.arange(1, max_lay_answers + 1)]
     gains = np.clip(risk[:, None] - after, 0.0, None)
-    ratio = gains / costs
-    # Floating-point ties go to the doctor, then to fewer lay answers (lower index).
-    choice = np.argmax(np.round(ratio, 12), axis=1)
-    rows = np.arange(len(p))
+    choice, rank = _spend(gains, costs, budget)
+    chosen = np.flatnonzero(choice >= 0)
+    option = choice[chosen]
     plan = pd.DataFrame(
         {
-            "action": np.where(choice == 0, Action.DOCTOR.value, Action.CROWD.value),
-            "answers": np.where(choice == 0, 1, choice),
-            "cost": costs[choice],
-            "risk": risk,
-            "expected_risk": after[rows, choice],
-            "gain": gains[rows, choice],
-            "gain_per_cost": ratio[rows, choice],
+            "action": np.where(option == 0, Action.DOCTOR.value, Action.CROWD.value),
+            "answers": np.where(option == 0, 1, option),
+            "cost": costs[option],
+            "risk": risk[chosen],
+            "expected_risk": after[chosen, option],
+            "gain": gains[chosen, option],
+            "gain_per_cost": gains[chosen, option] / costs[option],
         },
-        index=probas.index,
+        index=probas.index[chosen],
     )
-    plan = plan[plan["gain"] > 1e-12]
-    order = np.argsort(-plan["gain_per_cost"].round(12).to_numpy(), kind="stable")
-    plan = plan.iloc[order]
-    # Greedy by gain per cost; an item that no longer fits is passed over for cheaper ones.
-    take = np.zeros(len(plan), dtype=bool)
+    return plan.iloc[np.argsort(rank[chosen], kind="stable")]
+
+
+def _spend(
+    gains: npt.NDArray[np.float64], costs: npt.NDArray[np.float64], budget: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Greedy for the multiple-choice knapsack: at most one option per item.
+
+    Each item's options (plus asking nothing) are reduced to their upper convex hull in
+    (cost, gain); walking up a hull buys the next option for its extra cost. Steps of
+    every item are taken in order of extra gain per extra cost while they fit (Sinha &
+    Zoltners, 1979): money left after the best first steps upgrades items to dearer,
+    better options (a doctor instead of one lay answer) instead of lying idle. An item
+    whose next step no longer fits stops there. Returns each item's option (-1: none)
+    and the rank of the step that first put it in the plan.
+    """
+    steps: list[tuple[float, int, int, float]] = []  # (gain per cost, item, option, cost)
+    by_cost = np.argsort(costs, kind="stable")
+    for item, row in enumerate(gains):
+        hull: list[tuple[float, float, int]] = [(0.0, 0.0, -1)]
+        for option in by_cost:
+            cost, gain = float(costs[option]), float(row[option])
+            if gain <= hull[-1][1] + 1e-12:
+                continue  # costs as much or more and gains no more
+            while len(hull) >= 2:
+                (c1, g1, _), (c2, g2, _) = hull[-2], hull[-1]
+                if (g2 - g1) * (cost - c1) > (gain - g1) * (c2 - c1):
+                    break
+                hull.pop()  # on or under the line to the new option: never worth stopping at
+            hull.append((cost, gain, int(option)))
+        for (c1, g1, _), (c2, g2, option) in itertools.pairwise(hull):
+            steps.append(((g2 - g1) / (c2 - c1), item, option, c2 - c1))
+    # Best steps first; ties keep items in their given order, an item's steps in hull order.
+    steps.sort(key=lambda step: -round(step[0], 12))
+    choice = np.full(len(gains), -1, dtype=np.intp)
+    rank = np.full(len(gains), len(steps), dtype=np.intp)
+    stopped = np.zeros(len(gains), dtype=bool)
     left = budget + 1e-9
-    for i, cost in enumerate(plan["cost"].to_numpy()):
-        if cost <= left:
-            take[i] = True
-            left -= cost
-    return plan[take]
+    for position, (_, item, option, extra) in enumerate(steps):
+        if stopped[item]:
+            continue
+        if extra > left:
+            stopped[item] = True
+            continue
+        left -= extra
+        choice[item] = option
+        rank[item] = min(rank[item], position)
+    return choice, rank
