@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from sqlalchemy import func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, func, select
 from web_support import CLASSES, PASSWORD, Site, open_tasks
 
 from medloop.store import repository as repo
-from medloop.store.models import Answer, AnswerBox, AuditEntry, Task
+from medloop.store.models import Answer, AnswerBox, AuditEntry, LoginFailure, Task
 from medloop.types import LabelKind
+from medloop.web import create_app
+from medloop.web.security import LoginLimiter
 from medloop.workflows import aggregate
 
 
@@ -453,3 +456,43 @@ def test_exports_are_for_doctors_and_admins(site: Site) -> None:
     assert set(labels["kind"]) == {"final"}
     missing = site.client.get("/api/export/labels.csv?project=nope", headers=doctor)
     assert missing.status_code == 404
+
+
+def test_failed_logins_are_counted_across_server_processes_and_restarts(site: Site) -> None:
+    def fail(client: TestClient) -> int:
+        body = {"username": "bob", "password": "guess-guess"}
+        return client.post("/api/auth/login", json=body).status_code
+
+    # two more apps on the same database stand for other server processes
+    other = TestClient(create_app(site.ws.settings))
+    with other:
+        assert [fail(site.client), fail(other), fail(site.client), fail(other)] == [401] * 4
+        assert fail(site.client) == 401
+        assert fail(other) == 429  # five failures, whichever process saw them
+    with TestClient(create_app(site.ws.settings)) as restarted:
+        assert fail(restarted) == 429
+    with site.ws.db.session() as s:
+        keys = s.scalars(select(LoginFailure.key)).all()
+    assert len(keys) == 5 and all("bob" not in key for key in keys)
+    # a success clears the count
+    with site.ws.db.session() as s:
+        s.execute(delete(LoginFailure))
+    ok = site.client.post("/api/auth/login", json={"username": "bob", "password": PASSWORD})
+    assert ok.status_code == 200
+    with site.ws.db.session() as s:
+        assert s.scalars(select(LoginFailure.key)).all() == []
+
+
+def test_old_failures_are_forgotten(site: Site) -> None:
+    limiter = LoginLimiter(site.ws, max_failures=2, window=60.0, clock=lambda: now)
+    now = 1000.0
+    limiter.failed("carol", "1.2.3.4")
+    now = 1030.0
+    limiter.failed("carol", "1.2.3.4")
+    assert limiter.retry_after("carol", "1.2.3.4") == 31  # the first expires at 1060
+    assert limiter.retry_after("carol", "5.6.7.8") == 0  # per client
+    now = 1061.0
+    assert limiter.retry_after("carol", "1.2.3.4") == 0
+    limiter.failed("dave", "1.2.3.4")  # a new failure forgets what is past the window
+    with site.ws.db.session() as s:
+        assert len(s.scalars(select(LoginFailure.failed_at)).all()) == 2

@@ -44,7 +44,7 @@ def serve(
         typer.Option(
             min=1,
             help="Server processes answering requests (about one per core; the main "
-            "process then runs background jobs). Login rate limits count per process.",
+            "process then runs background jobs).",
         ),
     ] = 1,
 ) -> None:

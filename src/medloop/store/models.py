@@ -400,6 +400,19 @@ class TaskHold(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class LoginFailure(Base):
+    """A failed sign-in, kept in the database so that every server process counts it and
+    a restart does not lift a lock-out. `key` is a keyed digest of (username, client),
+    never the name or the address; `failed_at` is in Unix seconds."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class TaskSkip(Base):
     """A task a person skipped or was unsure about: it is not offered to them again."""
 

@@ -90,7 +90,7 @@ def create_app(
     )
     app.state.ws = ws
     app.state.jobs = worker = JobWorker(ws)
-    app.state.limiter = LoginLimiter()
+    app.state.limiter = LoginLimiter(ws)
     errors.install(app)
 
     app.add_middleware(SecurityHeaders)

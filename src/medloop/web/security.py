@@ -1,17 +1,16 @@
-"""Edge security: login rate limiting (in memory) and CSRF tokens (stateless).
+"""Edge security: login rate limiting (in the database) and CSRF tokens (stateless).
 
-The login limiter is per server process and bounded; it forgets on restart, which lifts a
-lock-out early.
+Failed logins are counted in the database, so every server process of `serve --workers
+N` shares one count and a restart does not lift a lock-out.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from medloop.store import logins
 from medloop.workflows.accounts import derive_secret
 from medloop.workflows.workspace import Workspace
 
@@ -22,52 +21,50 @@ CSRF_FIELD = "csrf_token"
 
 
 class LoginLimiter:
-    """At most `max_failures` failed logins per (username, client) in `window` seconds."""
+    """At most `max_failures` failed logins per (username, client) in `window` seconds.
+
+    The pair is stored only as a keyed digest; a success clears its failures, and each
+    new failure forgets everyone's failures older than the window.
+    """
 
     def __init__(
         self,
+        ws: Workspace,
         *,
         max_failures: int = 5,
         window: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.ws = ws
         self.max_failures = max_failures
         self.window = window
         self.clock = clock
-        self.max_keys = max_keys
-        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        now = self.clock()
-        times = self._failures.get(key, deque())
-        while times and now - times[0] > self.window:
-            times.popleft()
-        return times
+    def _key(self, username: str, client: str) -> str:
+        return derive_secret(self.ws, "login-failures", f"{username.lower()}\n{client}")[:64]
 
     def retry_after(self, username: str, client: str) -> int:
         """Seconds until another attempt is allowed (0 when allowed now)."""
-        key = (username.lower(), client)
-        with self._lock:
-            times = self._recent(key)
-            if len(times) < self.max_failures:
-                return 0
-            return max(1, int(self.window - (self.clock() - times[0])) + 1)
+        now = self.clock()
+        with self.ws.db.session() as s:
+            times = logins.failures_since(
+                s, key=self._key(username, client), since=now - self.window
+            )
+        if len(times) < self.max_failures:
+            return 0
+        # allowed again once all but max_failures - 1 of them are older than the window
+        unlocks = times[len(times) - self.max_failures] + self.window
+        return max(1, int(unlocks - now) + 1)
 
     def failed(self, username: str, client: str) -> None:
-        key = (username.lower(), client)
-        with self._lock:
-            times = self._recent(key)
-            times.append(self.clock())
-            self._failures[key] = times
-            self._failures.move_to_end(key)
-            while len(self._failures) > self.max_keys:
-                self._failures.popitem(last=False)
+        now = self.clock()
+        with self.ws.db.session() as s:
+            logins.prune_failures(s, before=now - self.window)
+            logins.record_failure(s, key=self._key(username, client), at=now)
 
     def succeeded(self, username: str, client: str) -> None:
-        with self._lock:
-            self._failures.pop((username.lower(), client), None)
+        with self.ws.db.session() as s:
+            logins.clear_failures(s, key=self._key(username, client))
 
 
 def csrf_token(ws: Workspace, session_token: str) -> str:
