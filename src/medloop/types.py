@@ -85,7 +85,8 @@ class Allocation(StrEnum):
     fixed: `redundancy` lay answers per new item, then `doctor_budget` reviews from the
     top of the review queue. cost_aware: one lay answer per new item, then the rest of
     the same money on whatever `medloop.aggregation.allocation.plan_labelling` finds
-    worth most per unit of cost (more lay answers or a doctor), over every item in doubt.
+    worth most per unit of cost (more lay answers or a doctor) among the answered items
+    without a final label.
     """
 
     FIXED = "fixed"

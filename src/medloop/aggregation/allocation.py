@@ -230,13 +230,13 @@ def plan_labelling(
 
     ``probas``: the current belief, items x classes; ``label_probas``: the posterior
     whose argmax is each item's label (same items and classes; default ``probas``; see
-    the module docstring). ``lay_confusion``: a typical lay
-    annotator's confusion matrix (see `mean_confusion`); the doctor is right with
-    ``doctor_accuracy``. Costs are in any one unit (money, minutes); the plan spends at
-    most ``budget`` of it. Returns the chosen items in the order they are worth asking,
+    the module docstring). ``lay_confusion``: a typical lay annotator's confusion matrix
+    (see `mean_confusion`); the doctor is right with ``doctor_accuracy``. Costs are in
+    any one unit (money, minutes); the plan spends at most ``budget`` of it. Returns the
+    chosen items, the most worth asking first (in the order the greedy took them in),
     with columns action (``crowd`` or ``doctor``), answers, cost, risk (now),
     expected_risk (after), gain (risk removed) and gain_per_cost. Items no request
-    would improve are left out.
+    would improve, or that the budget does not reach, are left out.
     """
     for name, value in (("lay_cost", lay_cost), ("doctor_cost", doctor_cost)):
         if not (math.isfinite(value) and value > 0):

@@ -4,10 +4,12 @@ Reads the project's crowd answers, final labels and newest model's predictions, 
 Dawid-Skene (final labels known) for the crowd posteriors and a typical lay
 annotator's confusion matrix, folds in the model's probabilities for the beliefs, and
 hands both to `medloop.aggregation.allocation.plan_labelling`: the beliefs judge how
-likely each label is wrong, the crowd posterior says which label the item keeps. Only training items
-without a final label are planned; items nobody has answered yet take part when the
-model has a prediction for them (unless `unanswered=False`). Nothing is written: the
-plan is a proposal, which the loop's cost-aware rounds carry out.
+likely each label is wrong, the crowd posterior says which label the item keeps.
+
+Only training items without a final label are planned; items nobody has answered yet
+take part when the model has a prediction for them (unless `unanswered=False`).
+Nothing is written: the plan is a proposal, which the loop's cost-aware rounds carry
+out with simulated people.
 """
 
 from __future__ import annotations
