@@ -86,6 +86,13 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     assert len(pd.read_csv(plan_csv)) == plan["crowd_items"] + plan["doctor_items"]
     code, out, _ = run(monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "25")
     assert code == 0 and "labelling plan" in out
+    code, out, _ = run(
+        monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "25", "--doctor-cost",
+        "5", "--publish", "--json",
+    )  # fmt: skip
+    published = json.loads(out)
+    assert code == 0 and published["lay_answers"] == plan["lay_answers"]
+    assert published["review_requests"] == plan["doctor_items"]
     code, _, err = run(
         monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "5", "--lay-cost", "0"
     )

@@ -354,3 +354,50 @@ def test_the_dashboard_plans_in_place_with_htmx_and_as_a_page_without(site: Site
     assert "<html" in full and "Where to spend labelling next" in full and "lay answers for" in full
     sign_in(site.client, "alice")
     assert site.client.get(query, follow_redirects=False).status_code == 403
+
+
+def test_publishing_the_plan_opens_its_requests_for_people(site: Site) -> None:
+    answer_all(site)
+    dora = site.headers("dora")
+    query = "project=chest&budget=10&doctor_cost=4"
+    assert (
+        site.client.post(f"/api/plan/publish?{query}", headers=site.headers("alice")).status_code
+        == 403
+    )
+    plan = site.client.get(f"/api/plan?{query}", headers=dora).json()
+    published = site.client.post(f"/api/plan/publish?{query}", headers=dora)
+    assert published.status_code == 200, published.text
+    body = published.json()
+    assert body == {
+        "project": "chest",
+        "lay_tasks": plan["crowd_items"],
+        "lay_answers": plan["lay_answers"],
+        "review_requests": plan["doctor_items"],
+    }
+    assert body["review_requests"] > 0
+    queue = site.client.get("/api/review/queue?project=chest", headers=dora).json()
+    asked = [e["item_id"] for e in queue if e["requested"]]
+    doctors = {r["item"] for r in plan["requests"] if r["action"] == "doctor"}
+    assert set(asked) == doctors and [e["requested"] for e in queue[: len(asked)]] == [True] * len(
+        asked
+    )
+    with site.ws.db.session() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "plan.publish")).one()
+    assert entry.actor == "dora" and entry.detail["review_requests"] == len(doctors)
+
+
+def test_the_dashboard_publishes_the_plan_it_shows(site: Site) -> None:
+    answer_all(site)
+    csrf = sign_in(site.client, "dora")
+    form = {"project": "chest", "budget": "10", "lay_cost": "1", "doctor_cost": "4"}
+    panel = site.client.get("/dashboard/plan?" + "&".join(f"{k}={v}" for k, v in form.items()))
+    assert 'action="/dashboard/plan/publish"' in panel.text
+    refused = site.client.post("/dashboard/plan/publish", data=form)
+    assert refused.status_code == 403  # no CSRF token
+    done = site.client.post(
+        "/dashboard/plan/publish", data={**form, "csrf_token": csrf}, headers={"HX-Request": "1"}
+    )
+    assert done.status_code == 200 and "Published:" in done.text and "review queue" in done.text
+    assert 'action="/dashboard/plan/publish"' not in done.text  # published once
+    with site.ws.db.session() as s:
+        assert s.scalars(select(AuditEntry).where(AuditEntry.action == "plan.publish")).all()

@@ -8,13 +8,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy.orm import Session
 
 from medloop.aggregation.allocation import Action
 from medloop.annotation.simulate import SimulatedCrowd
 from medloop.config import Settings
+from medloop.store import assignments
 from medloop.store import repository as repo
-from medloop.workflows import Workspace, collect_crowd_answers, record_decisions
+from medloop.workflows import (
+    PublishedPlan,
+    Workspace,
+    aggregate,
+    collect_crowd_answers,
+    publish_plan,
+    record_decisions,
+)
 from medloop.workflows.plan import plan_requests
+from medloop.workflows.review import REQUESTED, review_entries
 
 N_TRAIN = 40
 
@@ -103,3 +113,57 @@ def test_before_any_answer_the_plan_rests_on_the_model_alone(ws: Workspace) -> N
     # a typical lay annotator (70% right) is worth asking about the three coin flips
     assert plan.requests.index.tolist() == items.index[:3].tolist()
     assert (plan.requests["action"] == Action.CROWD).all()
+
+
+def test_publishing_opens_more_answers_and_puts_review_requests_first(ws: Workspace) -> None:
+    items = _item_ids(ws)
+    answered = [int(i) for i in items.index[items["split"] == "train"][:12]]
+    crowd = SimulatedCrowd(10, n_classes=2, accuracy_mean=0.7, seed=3)
+    collect_crowd_answers(ws, project="chest", item_ids=answered, crowd=crowd, redundancy=1)
+    aggregate(ws, project="chest")
+    plan = plan_requests(ws, project="chest", budget=40.0, doctor_cost=10.0)
+    lay = plan.requests[plan.requests["action"] == Action.CROWD]
+    doctor = plan.requests[plan.requests["action"] == Action.DOCTOR]
+    assert len(lay) and len(doctor)
+
+    published = publish_plan(ws, project="chest", plan=plan, actor="dora")
+    assert published == PublishedPlan(len(lay), int(lay["answers"].sum()), len(doctor))
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="chest")
+        tasks = repo.tasks_frame(s, project_id=project.id)
+        first = answered_by(s, project.id, int(lay.index[0]))
+        offered = assignments.open_tasks_for_worker(
+            s, worker_id=repo.get_user(s, username=first).id, project_ids=[project.id]
+        )
+        audit = repo.audit_frame(s)
+    labelling = tasks[(tasks["kind"] == "label") & tasks["item"].isin(lay.index)]
+    assert len(labelling) == len(lay) and (labelling["status"] == "open").all()
+    # one answer so far, and as many more as the plan asked for
+    wanted = lay["answers"].reindex(labelling["item"]).to_numpy()
+    assert (labelling["required_answers"].to_numpy() == 1 + wanted).all()
+    # whoever answered an item is not asked about it again
+    assert int(lay.index[0]) not in {t.item_id for t in offered}
+    assert audit["action"].tolist().count("plan.publish") == 1
+
+    queue = review_entries(ws, project="chest", limit=5)
+    head = [e.item_id for e in queue[: len(doctor)]]
+    assert sorted(head) == sorted(int(i) for i in doctor.index)
+    assert all(e.requested and e.reason.startswith(REQUESTED) for e in queue[: len(doctor)])
+    # publishing again asks nobody twice
+    assert publish_plan(ws, project="chest", plan=plan, actor="dora").review_requests == 0
+    # a decision answers the request: no second review task, and the item leaves the head
+    decided = int(doctor.index[0])
+    record_decisions(ws, project="chest", decisions=pd.Series({decided: 1}), doctor="dora")
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="chest")
+        reviews = repo.tasks_frame(s, project_id=project.id)
+        reviews = reviews[(reviews["kind"] == "review") & (reviews["item"] == decided)]
+        assert decided not in repo.requested_reviews(s, project_id=project.id)
+    assert reviews["status"].tolist() == ["done"]
+    assert decided not in {e.item_id for e in review_entries(ws, project="chest")}
+
+
+def answered_by(s: Session, project_id: int, item_id: int) -> str:
+    """The username of someone who answered `item_id`."""
+    answers = repo.answers_frame(s, project_id=project_id)
+    return str(answers.loc[answers["task"] == item_id, "worker"].iloc[0])

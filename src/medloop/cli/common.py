@@ -40,6 +40,9 @@ bench_app = typer.Typer(
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(bench_app, name="bench")
 
+#: Who the audit log names for what is done from the command line.
+CLI_ACTOR = "cli"
+
 console = Console(stderr=True)
 out = Console()
 

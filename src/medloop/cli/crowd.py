@@ -3,6 +3,7 @@ asked next: lay annotators or a doctor)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,16 @@ import typer
 
 from medloop import workflows
 from medloop.aggregation import DEFAULT_METHOD, Method
-from medloop.cli.common import JsonOpt, ProjectOpt, app, out, print_json, table, workspace
+from medloop.cli.common import (
+    CLI_ACTOR,
+    JsonOpt,
+    ProjectOpt,
+    app,
+    out,
+    print_json,
+    table,
+    workspace,
+)
 from medloop.exceptions import InvalidInputError
 from medloop.types import look_up_option
 
@@ -71,6 +81,13 @@ def plan(
     max_lay_answers: Annotated[int, typer.Option(help="Most lay answers asked per item.")] = 5,
     limit: Annotated[int, typer.Option(help="Requests to show.")] = 20,
     output: Annotated[Path | None, typer.Option(help="Write every request as CSV.")] = None,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="Open the requests for people: labelling tasks for more lay answers, "
+            "review requests at the head of the doctors' queue."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan the next labelling requests: more lay answers or a doctor for each open item,
@@ -85,7 +102,14 @@ def plan(
             doctor_accuracy=doctor_accuracy,
             max_lay_answers=max_lay_answers,
         )
+        published = (
+            workflows.publish_plan(ws, project=project, plan=result, actor=CLI_ACTOR)
+            if publish
+            else None
+        )
     summary: dict[str, Any] = result.summary()
+    if published is not None:
+        summary.update(dataclasses.asdict(published))
     if output is not None:
         result.requests.to_csv(output)
         summary["output"] = str(output)

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from medloop.cli.common import STRATEGY_HELP, ProjectOpt, SeedOpt, app, console, out, workspace
+from medloop.cli.common import (
+    CLI_ACTOR,
+    STRATEGY_HELP,
+    ProjectOpt,
+    SeedOpt,
+    app,
+    console,
+    out,
+    workspace,
+)
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Role
@@ -20,7 +29,6 @@ from medloop.workflows import Workspace, accounts, annotate, export
 export_app = typer.Typer(
     help="Write answers or labels as CSV, lesion boxes as COCO JSON.", no_args_is_help=True
 )
-CLI_ACTOR = "cli"
 users_app = typer.Typer(help="People's accounts (admin, doctor, annotator).", no_args_is_help=True)
 tasks_app = typer.Typer(help="Labelling tasks for people in the web.", no_args_is_help=True)
 app.add_typer(users_app, name="users")

@@ -328,6 +328,95 @@ def create_tasks(
     return list(ids)
 
 
+def request_answers(
+    session: Session, *, project_id: int, item_ids: Sequence[int], answers: Sequence[int]
+) -> int:
+    """Ask for `answers` more lay answers on each item: its newest ordinary labelling task
+    opens again for that many more (people who answered it are not asked again), or a
+    new task is created where the item has none. Returns the tasks opened."""
+    wanted = {int(i): int(n) for i, n in zip(item_ids, answers, strict=True) if n > 0}
+    if not wanted:
+        return 0
+    newest = dict(
+        session.execute(
+            select(Task.item_id, func.max(Task.id))
+            .where(
+                Task.project_id == project_id,
+                Task.item_id.in_(list(wanted)),
+                Task.kind == str(TaskKind.LABEL),
+                Task.is_gold.is_(False),
+            )
+            .group_by(Task.item_id)
+        ).all()
+    )
+    if newest:
+        session.execute(
+            update(_TASKS)
+            .where(_TASKS.c.id == bindparam("task"))
+            .values(
+                required_answers=_TASKS.c.answer_count + bindparam("more"),
+                status=str(TaskStatus.OPEN),
+            ),
+            [{"task": task, "more": wanted[item]} for item, task in newest.items()],
+        )
+    fresh = [item for item in wanted if item not in newest]
+    create_tasks(
+        session,
+        project_id=project_id,
+        item_ids=fresh,
+        required_answers=[wanted[item] for item in fresh],
+    )
+    return len(wanted)
+
+
+def review_tasks(
+    session: Session, *, project_id: int, item_ids: Sequence[int], round: int = 0
+) -> list[int]:
+    """One open review task per item, in order: the item's open review request if it has
+    one (a doctor asked for by a labelling plan), else a new one."""
+    requested = dict(
+        session.execute(
+            select(Task.item_id, func.min(Task.id))
+            .where(
+                Task.project_id == project_id,
+                Task.item_id.in_([int(i) for i in item_ids]),
+                Task.kind == str(TaskKind.REVIEW),
+                Task.status == str(TaskStatus.OPEN),
+            )
+            .group_by(Task.item_id)
+        ).all()
+    )
+    fresh = [int(i) for i in item_ids if int(i) not in requested]
+    created = dict(
+        zip(
+            fresh,
+            create_tasks(
+                session,
+                project_id=project_id,
+                item_ids=fresh,
+                required_answers=1,
+                kind=TaskKind.REVIEW,
+                round=round,
+            ),
+            strict=True,
+        )
+    )
+    return [requested.get(int(i)) or created[int(i)] for i in item_ids]
+
+
+def requested_reviews(session: Session, *, project_id: int) -> set[int]:
+    """Items with an open review request (a doctor asked for and not yet decided)."""
+    return set(
+        session.scalars(
+            select(Task.item_id).where(
+                Task.project_id == project_id,
+                Task.kind == str(TaskKind.REVIEW),
+                Task.status == str(TaskStatus.OPEN),
+            )
+        )
+    )
+
+
 _TASK_ITEMS = select(Task.id, Task.item_id).where(Task.id.in_(bindparam("tasks", expanding=True)))
 _INSERT_ANSWERS = insert(Answer).returning(Answer.id, sort_by_parameter_order=True)
 _TASKS: Table = Task.__table__  # type: ignore[assignment]

@@ -99,6 +99,9 @@ class ReviewItemPublic(BaseModel):
     flag_reason: str | None = Field(
         default=None, description="Why a doctor flagged the item (None: not flagged)."
     )
+    requested: bool = Field(
+        default=False, description="A labelling plan asked for a doctor's review of it."
+    )
 
 
 class CrowdAnswerPublic(BaseModel):
@@ -184,6 +187,8 @@ class PlanRequestPublic(BaseModel):
 class LabellingPlanPublic(BaseModel):
     project: str
     budget: float
+    lay_cost: float
+    doctor_cost: float
     cost: float
     candidates: int = Field(description="Open items considered.")
     crowd_items: int
@@ -192,3 +197,10 @@ class LabellingPlanPublic(BaseModel):
     expected_errors_now: float = Field(description="Summed over the planned items.")
     expected_errors_removed: float
     requests: list[PlanRequestPublic] = Field(description="Most worth asking first.")
+
+
+class PublishedPlanPublic(BaseModel):
+    project: str
+    lay_tasks: int = Field(description="Labelling tasks opened for more answers.")
+    lay_answers: int = Field(description="Lay answers asked for in all.")
+    review_requests: int = Field(description="Items put at the head of the doctors' queue.")

@@ -29,7 +29,7 @@ from medloop.workflows.loop import (
     train,
     training_targets,
 )
-from medloop.workflows.plan import LabellingPlan, plan_requests
+from medloop.workflows.plan import LabellingPlan, PublishedPlan, plan_requests, publish_plan
 from medloop.workflows.workspace import Workspace
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "LabellingPlan",
     "LoopSettings",
     "Progress",
+    "PublishedPlan",
     "RoundReport",
     "Workspace",
     "aggregate",
@@ -52,6 +53,7 @@ __all__ = [
     "load_images",
     "plan_requests",
     "project_classes",
+    "publish_plan",
     "record_decisions",
     "review_queue",
     "run_loop",

@@ -45,7 +45,6 @@ from medloop.types import (
     Role,
     Split,
     Strategy,
-    TaskKind,
     look_up_option,
 )
 from medloop.workflows.plan import plan_requests
@@ -528,13 +527,9 @@ def record_decisions(
         doctor_id = repo.ensure_users(s, usernames=[doctor], role=Role.DOCTOR, simulated=simulated)[
             doctor
         ]
-        task_ids = repo.create_tasks(
-            s,
-            project_id=record.id,
-            item_ids=decisions.index.tolist(),
-            required_answers=1,
-            kind=TaskKind.REVIEW,
-            round=round,
+        # A decision answers the item's open review request, if a plan asked for one.
+        task_ids = repo.review_tasks(
+            s, project_id=record.id, item_ids=decisions.index.tolist(), round=round
         )
         answer_ids = repo.add_answers(
             s,

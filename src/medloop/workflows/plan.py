@@ -8,8 +8,10 @@ likely each label is wrong, the crowd posterior says which label the item keeps.
 
 Only training items without a final label are planned; items nobody has answered yet
 take part when the model has a prediction for them (unless `unanswered=False`).
-Nothing is written: the plan is a proposal, which the loop's cost-aware rounds carry
-out with simulated people.
+Planning writes nothing; `publish_plan` turns a plan into work for people: its lay
+requests open labelling tasks for more answers, its doctor requests become review
+requests that head the doctors' queue until decided. The loop's cost-aware rounds carry
+plans out with simulated people.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from medloop.aggregation.allocation import (
     plan_labelling,
     symmetric_confusion,
 )
+from medloop.exceptions import InvalidInputError
 from medloop.store import repository as repo
 from medloop.types import LabelKind, LabelSource, Split
 from medloop.workflows.workspace import Workspace
@@ -42,6 +45,8 @@ class LabellingPlan:
     requests: pd.DataFrame
     budget: float
     candidates: int
+    lay_cost: float
+    doctor_cost: float
 
     def summary(self) -> dict[str, float | int]:
         """Totals a person reads first: what is asked of whom, at what cost, for what."""
@@ -50,6 +55,8 @@ class LabellingPlan:
         doctor = requests[requests["action"] == Action.DOCTOR]
         return {
             "budget": self.budget,
+            "lay_cost": self.lay_cost,
+            "doctor_cost": self.doctor_cost,
             "cost": round(float(requests["cost"].sum()), 4),
             "candidates": self.candidates,
             "crowd_items": len(crowd),
@@ -117,4 +124,54 @@ def plan_requests(
         budget=budget,
         max_lay_answers=max_lay_answers,
     )
-    return LabellingPlan(requests.rename_axis("item"), budget, len(beliefs))
+    return LabellingPlan(requests.rename_axis("item"), budget, len(beliefs), lay_cost, doctor_cost)
+
+
+@dataclass(frozen=True)
+class PublishedPlan:
+    lay_tasks: int
+    lay_answers: int
+    review_requests: int
+
+
+def publish_plan(ws: Workspace, *, project: str, plan: LabellingPlan, actor: str) -> PublishedPlan:
+    """Open the plan's requests for people: more answers on labelling tasks, review
+    requests for doctors (items that already have a final label are left alone); audited
+    under `actor`."""
+    requests = plan.requests
+    crowd = requests[requests["action"] == Action.CROWD]
+    doctor = requests[requests["action"] == Action.DOCTOR]
+    with ws.db.session() as s:
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        unknown = requests.index[~requests.index.isin(items.index)]
+        if len(unknown):
+            raise InvalidInputError(f"item {unknown[0]} is not in project {project!r}")
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        crowd = crowd[~crowd.index.isin(finals.index)]
+        doctor = doctor[~doctor.index.isin(finals.index)]
+        already = repo.requested_reviews(s, project_id=record.id)
+        new_reviews = [int(i) for i in doctor.index if int(i) not in already]
+        round_ = repo.latest_round(s, project_id=record.id)
+        tasks = repo.request_answers(
+            s,
+            project_id=record.id,
+            item_ids=[int(i) for i in crowd.index],
+            answers=[int(n) for n in crowd["answers"]],
+        )
+        repo.review_tasks(s, project_id=record.id, item_ids=new_reviews, round=round_)
+        published = PublishedPlan(tasks, int(crowd["answers"].sum()), len(new_reviews))
+        repo.audit(
+            s,
+            actor=actor,
+            action="plan.publish",
+            entity="project",
+            entity_id=record.id,
+            detail={
+                "budget": plan.budget,
+                "lay_tasks": published.lay_tasks,
+                "lay_answers": published.lay_answers,
+                "review_requests": published.review_requests,
+            },
+        )
+    return published

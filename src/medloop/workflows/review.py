@@ -38,6 +38,12 @@ from medloop.workflows.workspace import Workspace
 logger = logging.getLogger(__name__)
 
 
+#: Why an item heads the queue when a labelling plan asked a doctor about it.
+REQUESTED = "a doctor's review requested by the labelling plan"
+#: The crowd label shown for an item answered since the last aggregation.
+NO_CONSENSUS = "no consensus yet"
+
+
 @dataclass(frozen=True)
 class ReviewEntry:
     """One item waiting for a doctor, with why it is ranked where it is."""
@@ -51,6 +57,7 @@ class ReviewEntry:
     score: float
     reason: str
     flag_reason: str | None = None
+    requested: bool = False
 
 
 def _number(value: Any) -> float | None:
@@ -67,17 +74,24 @@ def _name(classes: list[str], value: Any) -> str | None:
 def review_entries(
     ws: Workspace, *, project: str | None = None, limit: int = 50
 ) -> list[ReviewEntry]:
-    """The review queue across projects (or one), highest score first, ties by item id."""
+    """The review queue across projects (or one): items a labelling plan asked a doctor
+    about first, then highest score first, ties by item id."""
     with ws.db.session() as s:
         projects = [repo.get_project(s, name=project)] if project else repo.list_projects(s)
-        names = [(p.name, [str(c) for c in p.classes]) for p in projects]
+        names = [(p.id, p.name, [str(c) for c in p.classes]) for p in projects]
     entries: list[ReviewEntry] = []
-    for name, classes in names:
-        queue = review_queue(ws, project=name, limit=limit)
+    for project_id, name, classes in names:
+        with ws.db.session() as s:
+            requested = repo.requested_reviews(s, project_id=project_id)
+        queue = review_queue(ws, project=name, limit=None if requested else limit)
+        if requested and not queue.empty:
+            asked = queue.index.isin(list(requested))
+            queue = pd.concat([queue[asked], queue[~asked].head(limit)])
         with ws.db.session() as s:
             flagged = flags.open_flags_for(s, item_ids=[int(i) for i in queue.index])
         for item_id, row in queue.iterrows():
             flag = flagged.get(int(item_id))
+            asked_for = int(item_id) in requested
             entries.append(
                 ReviewEntry(
                     item_id=int(item_id),
@@ -87,11 +101,28 @@ def review_entries(
                     model_label=_name(classes, row.get("model_label")),
                     model_confidence=_number(row.get("model_confidence")),
                     score=float(_number(row["score"]) or 0.0),
-                    reason=str(row["reason"]),
+                    reason=f"{REQUESTED}; {row['reason']}" if asked_for else str(row["reason"]),
                     flag_reason=None if flag is None else flag.reason,
+                    requested=asked_for,
                 )
             )
-    entries.sort(key=lambda e: (-e.score, e.item_id))
+        # Requested items the stored consensus does not cover yet (answered since the
+        # last aggregation) still head the queue.
+        for item_id in sorted(requested - {int(i) for i in queue.index}):
+            entries.append(
+                ReviewEntry(
+                    item_id=item_id,
+                    project=name,
+                    crowd_label=NO_CONSENSUS,
+                    crowd_confidence=0.0,
+                    model_label=None,
+                    model_confidence=None,
+                    score=0.0,
+                    reason=REQUESTED,
+                    requested=True,
+                )
+            )
+    entries.sort(key=lambda e: (not e.requested, -e.score, e.item_id))
     return entries[:limit]
 
 

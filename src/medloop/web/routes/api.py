@@ -172,7 +172,8 @@ def review_queue(
     project: ProjectQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[schemas.ReviewItemPublic]:
-    """Items waiting for a doctor, by the review ranking (highest score first)."""
+    """Items waiting for a doctor: those a labelling plan asked about first, then by the
+    review ranking (highest score first)."""
     return [
         schemas.ReviewItemPublic(
             item_id=e.item_id,
@@ -185,6 +186,7 @@ def review_queue(
             score=e.score,
             reason=e.reason,
             flag_reason=e.flag_reason,
+            requested=e.requested,
         )
         for e in review.review_entries(ws, project=project, limit=limit)
     ]

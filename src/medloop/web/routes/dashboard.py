@@ -4,7 +4,8 @@ and the labelling plan.
 Numbers come from `workflows.dashboard`; charts are PNGs drawn on the server
 (`medloop.plots`); retraining is a background job (`workflows.jobs`) whose panel the
 page polls with htmx while it is queued or running; the plan (`workflows.plan`) says
-where a labelling budget removes most expected errors: lay answers or doctor reviews.
+where a labelling budget removes most expected errors, lay answers or doctor reviews,
+and publishing it opens those requests for people.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.web.deps import WS, Reviewer
 from medloop.web.rendering import REVIEWERS, PageAccount, ReviewerPage, error_page, render
-from medloop.web.schemas import LabellingPlanPublic
-from medloop.workflows import dashboard, jobs, plan_requests
+from medloop.web.schemas import LabellingPlanPublic, PublishedPlanPublic
+from medloop.workflows import (
+    LabellingPlan,
+    PublishedPlan,
+    dashboard,
+    jobs,
+    plan_requests,
+    publish_plan,
+)
 from medloop.workflows.accounts import Account
 from medloop.workflows.dashboard import Dashboard
 
@@ -57,6 +65,7 @@ def _dashboard(
     account: Account,
     name: str | None,
     plan: LabellingPlanPublic | None = None,
+    published: PublishedPlan | None = None,
 ) -> Response:
     return render(
         request,
@@ -66,6 +75,7 @@ def _dashboard(
         board=None if name is None else dashboard.project_dashboard(ws, project=name),
         job=jobs.latest_job(ws),
         plan=plan,
+        published=published,
     )
 
 
@@ -133,11 +143,14 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Requests listed.")]
 
 
 def _plan(
-    ws: WS, *, project: str, budget: float, lay_cost: float, doctor_cost: float, limit: int
-) -> LabellingPlanPublic:
-    plan = plan_requests(
+    ws: WS, *, project: str, budget: float, lay_cost: float, doctor_cost: float
+) -> LabellingPlan:
+    return plan_requests(
         ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
     )
+
+
+def _public(project: str, plan: LabellingPlan, *, limit: int) -> LabellingPlanPublic:
     rows = plan.requests.head(limit).reset_index().to_dict(orient="records")
     return LabellingPlanPublic.model_validate(
         {"project": project, **plan.summary(), "requests": rows}
@@ -156,14 +169,24 @@ def plan_json(
 ) -> LabellingPlanPublic:
     """Where `budget` removes most expected errors: more lay answers for some items, a
     doctor's review for others (a proposal; nothing is written)."""
-    return _plan(
-        ws,
-        project=project,
-        budget=budget,
-        lay_cost=lay_cost,
-        doctor_cost=doctor_cost,
-        limit=limit,
-    )
+    plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+    return _public(project, plan, limit=limit)
+
+
+@api_router.post("/plan/publish", responses={404: {}})
+def publish_plan_json(
+    ws: WS,
+    account: Reviewer,
+    project: Annotated[str, Query(max_length=100)],
+    budget: Budget = 100.0,
+    lay_cost: LayCost = 1.0,
+    doctor_cost: DoctorCost = 20.0,
+) -> PublishedPlanPublic:
+    """Plan as `/api/plan` does and open the requests for people: labelling tasks for
+    more lay answers, review requests at the head of the doctors' queue (audited)."""
+    plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+    published = publish_plan(ws, project=project, plan=plan, actor=account.username)
+    return PublishedPlanPublic(project=project, **dataclasses.asdict(published))
 
 
 @router.get("/dashboard/plan")
@@ -178,16 +201,40 @@ def plan_panel(
 ) -> Response:
     """The plan as a dashboard panel (htmx swaps it in; without htmx, the whole page)."""
     try:
-        plan = _plan(
-            ws,
-            project=project,
-            budget=budget,
-            lay_cost=lay_cost,
-            doctor_cost=doctor_cost,
-            limit=20,
-        )
+        plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
     except MedloopError as error:
         return error_page(request, account, error)
+    return _plan_response(request, ws, account, _public(project, plan, limit=20))
+
+
+@router.post("/dashboard/plan/publish")
+def publish_plan_panel(
+    request: Request,
+    ws: WS,
+    account: ReviewerPage,
+    project: Annotated[str, Form(max_length=100)],
+    budget: Annotated[float, Form(ge=0, le=1e9)],
+    lay_cost: Annotated[float, Form(gt=0, le=1e6)],
+    doctor_cost: Annotated[float, Form(gt=0, le=1e6)],
+) -> Response:
+    """Plan again with the panel's figures and open the requests for people."""
+    try:
+        plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+        published = publish_plan(ws, project=project, plan=plan, actor=account.username)
+    except MedloopError as error:
+        return error_page(request, account, error)
+    return _plan_response(
+        request, ws, account, _public(project, plan, limit=20), published=published
+    )
+
+
+def _plan_response(
+    request: Request,
+    ws: WS,
+    account: Account,
+    plan: LabellingPlanPublic,
+    published: PublishedPlan | None = None,
+) -> Response:
     if request.headers.get("HX-Request"):
-        return render(request, "_plan.html", account, plan=plan)
-    return _dashboard(request, ws, account, project, plan)
+        return render(request, "_plan.html", account, plan=plan, published=published)
+    return _dashboard(request, ws, account, plan.project, plan, published)
