@@ -110,6 +110,7 @@ def cost_aware(sim: Simulation, budget: float, *, steps: int) -> None:
             doctor_cost=sim.doctor_cost,
             budget=share,
         )
+        plan = plan.sort_index()  # the simulated people answer in item order
         sim.ask_doctor(plan.index[plan["action"] == Action.DOCTOR].to_numpy(dtype=np.intp))
         crowd = plan[plan["action"] == Action.CROWD]
         for answers, group in crowd.groupby("answers"):

@@ -233,10 +233,10 @@ def plan_labelling(
     the module docstring). ``lay_confusion``: a typical lay annotator's confusion matrix
     (see `mean_confusion`); the doctor is right with ``doctor_accuracy``. Costs are in
     any one unit (money, minutes); the plan spends at most ``budget`` of it. Returns the
-    chosen items, the most worth asking first (in the order the greedy took them in),
-    with columns action (``crowd`` or ``doctor``), answers, cost, risk (now),
-    expected_risk (after), gain (risk removed) and gain_per_cost. Items no request
-    would improve, or that the budget does not reach, are left out.
+    chosen items, highest gain per cost first (ties in the given order), with columns
+    action (``crowd`` or ``doctor``), answers, cost, risk (now), expected_risk (after),
+    gain (risk removed) and gain_per_cost. Items no request would improve, or that the
+    budget does not reach, are left out.
     """
     for name, value in (("lay_cost", lay_cost), ("doctor_cost", doctor_cost)):
         if not (math.isfinite(value) and value > 0):
@@ -268,7 +268,7 @@ def plan_labelling(
         after[:, n] = expected_risk(p, lay, n, label_probas=q)
     costs = np.r_[doctor_cost, lay_cost * np.arange(1, max_lay_answers + 1)]
     gains = np.clip(risk[:, None] - after, 0.0, None)
-    choice, rank = _spend(gains, costs, budget)
+    choice = _spend(gains, costs, budget)
     chosen = np.flatnonzero(choice >= 0)
     option = choice[chosen]
     plan = pd.DataFrame(
@@ -283,12 +283,12 @@ def plan_labelling(
         },
         index=probas.index[chosen],
     )
-    return plan.iloc[np.argsort(rank[chosen], kind="stable")]
+    return plan.iloc[np.argsort(-plan["gain_per_cost"].round(12).to_numpy(), kind="stable")]
 
 
 def _spend(
     gains: npt.NDArray[np.float64], costs: npt.NDArray[np.float64], budget: float
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+) -> npt.NDArray[np.intp]:
     """Greedy for the multiple-choice knapsack: at most one option per item.
 
     Each item's options (plus asking nothing) are reduced to their upper convex hull in
@@ -296,8 +296,7 @@ def _spend(
     every item are taken in order of extra gain per extra cost while they fit (Sinha &
     Zoltners, 1979): money left after the best first steps upgrades items to dearer,
     better options (a doctor instead of one lay answer) instead of lying idle. An item
-    whose next step no longer fits stops there. Returns each item's option (-1: none)
-    and the rank of the step that first put it in the plan.
+    whose next step no longer fits stops there. Returns each item's option (-1: none).
     """
     steps: list[tuple[float, int, int, float]] = []  # (gain per cost, item, option, cost)
     by_cost = np.argsort(costs, kind="stable")
@@ -318,10 +317,9 @@ def _spend(
     # Best steps first; ties keep items in their given order, an item's steps in hull order.
     steps.sort(key=lambda step: -round(step[0], 12))
     choice = np.full(len(gains), -1, dtype=np.intp)
-    rank = np.full(len(gains), len(steps), dtype=np.intp)
     stopped = np.zeros(len(gains), dtype=bool)
     left = budget + 1e-9
-    for position, (_, item, option, extra) in enumerate(steps):
+    for _, item, option, extra in steps:
         if stopped[item]:
             continue
         if extra > left:
@@ -329,5 +327,4 @@ def _spend(
             continue
         left -= extra
         choice[item] = option
-        rank[item] = min(rank[item], position)
-    return choice, rank
+    return choice

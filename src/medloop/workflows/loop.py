@@ -958,6 +958,8 @@ def _planned_requests(
         max_lay_answers=min(5, settings.n_annotators),
         unanswered=False,
     ).requests
+    # Items in id order, so that the simulated people do not depend on the plan's order.
+    plan = plan.sort_index()
     doctor_items = plan.index[plan["action"] == Action.DOCTOR]
     _simulated_decisions(
         ws, project=project, doctor=doctor, item_ids=[int(i) for i in doctor_items], round=round
