@@ -142,14 +142,6 @@ DoctorCost = Annotated[float, Query(gt=0, le=1e6, description="Cost of one docto
 Limit = Annotated[int, Query(ge=1, le=1000, description="Requests listed.")]
 
 
-def _plan(
-    ws: WS, *, project: str, budget: float, lay_cost: float, doctor_cost: float
-) -> LabellingPlan:
-    return plan_requests(
-        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
-    )
-
-
 def _public(project: str, plan: LabellingPlan, *, limit: int) -> LabellingPlanPublic:
     rows = plan.requests.head(limit).reset_index().to_dict(orient="records")
     return LabellingPlanPublic.model_validate(
@@ -169,7 +161,9 @@ def plan_json(
 ) -> LabellingPlanPublic:
     """Where `budget` removes most expected errors: more lay answers for some items, a
     doctor's review for others (a proposal; nothing is written)."""
-    plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+    plan = plan_requests(
+        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+    )
     return _public(project, plan, limit=limit)
 
 
@@ -184,7 +178,9 @@ def publish_plan_json(
 ) -> PublishedPlanPublic:
     """Plan as `/api/plan` does and open the requests for people: labelling tasks for
     more lay answers, review requests at the head of the doctors' queue (audited)."""
-    plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+    plan = plan_requests(
+        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+    )
     published = publish_plan(ws, project=project, plan=plan, actor=account.username)
     return PublishedPlanPublic(project=project, **dataclasses.asdict(published))
 
@@ -201,7 +197,9 @@ def plan_panel(
 ) -> Response:
     """The plan as a dashboard panel (htmx swaps it in; without htmx, the whole page)."""
     try:
-        plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+        plan = plan_requests(
+            ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+        )
     except MedloopError as error:
         return error_page(request, account, error)
     return _plan_response(request, ws, account, _public(project, plan, limit=20))
@@ -219,7 +217,9 @@ def publish_plan_panel(
 ) -> Response:
     """Plan again with the panel's figures and open the requests for people."""
     try:
-        plan = _plan(ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost)
+        plan = plan_requests(
+            ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+        )
         published = publish_plan(ws, project=project, plan=plan, actor=account.username)
     except MedloopError as error:
         return error_page(request, account, error)
