@@ -1,0 +1,51 @@
+"""Labelling requests from a plan (more answers, review requests), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from medloop.store import Database
+from medloop.store import repository as repo
+from medloop.types import LabelSource, Role, TaskKind
+
+
+def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
+    database: Database,
+) -> None:
+    with database.session() as s:
+        project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
+        repo.add_items(
+            s,
+            project=project,
+            items=[
+                repo.NewItem(source_ref=f"i{i}", image_sha256=f"{i:064x}", split="train")
+                for i in range(3)
+            ],
+        )
+        first, second, third = repo.items_frame(s, project_id=project.id).index.tolist()
+        (task,) = repo.create_tasks(s, project_id=project.id, item_ids=[first], required_answers=1)
+        anna = repo.create_user(s, username="anna", role=Role.ANNOTATOR, password_hash=None).id
+        repo.add_answers(
+            s, task_ids=[task], worker_ids=[anna], labels=[0], source=LabelSource.CROWD
+        )
+        project_id = project.id
+    with database.session() as s:
+        opened = repo.request_answers(
+            s, project_id=project_id, item_ids=[first, second], answers=[2, 3]
+        )
+        assert opened == 2
+        review = repo.review_tasks(s, project_id=project_id, item_ids=[third])
+        assert repo.requested_reviews(s, project_id=project_id) == {third}
+    with database.session() as s:
+        tasks = repo.tasks_frame(s, project_id=project_id).set_index("item")
+    # the answered task opens again for two more; the unanswered item gets a task of three
+    assert tasks.loc[first, ["status", "required_answers"]].tolist() == ["open", 3]
+    assert tasks.loc[second, ["status", "required_answers"]].tolist() == ["open", 3]
+    assert tasks.loc[third, "kind"] == TaskKind.REVIEW
+    with database.session() as s:
+        # a decision on the item answers its open request instead of opening another
+        assert repo.review_tasks(s, project_id=project_id, item_ids=[third]) == review
+        dora = repo.create_user(s, username="dora", role=Role.DOCTOR, password_hash=None).id
+        repo.add_answers(
+            s, task_ids=review, worker_ids=[dora], labels=[1], source=LabelSource.DOCTOR
+        )
+    with database.session() as s:
+        assert repo.requested_reviews(s, project_id=project_id) == set()
