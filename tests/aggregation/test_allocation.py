@@ -181,9 +181,11 @@ def test_combine_beliefs_multiplies_independent_evidence() -> None:
     assert combined.loc["both"].tolist() == pytest.approx([0.5, 0.5])
     assert combined.loc["crowd only"].tolist() == pytest.approx([0.5, 0.5])
     assert combined.loc["model only"].tolist() == pytest.approx([0.9, 0.1])
-    assert combine_beliefs(crowd, None).equals(crowd.astype(float))
+    assert combine_beliefs(crowd, None, prior=[0.5, 0.5]).equals(crowd.astype(float))
     with pytest.raises(InvalidInputError, match="differ"):
-        combine_beliefs(crowd, model.rename(columns={0: "x"}))
+        combine_beliefs(crowd, model.rename(columns={0: "x"}), prior=[0.5, 0.5])
+    with pytest.raises(InvalidInputError, match="prior"):
+        combine_beliefs(crowd, model, prior=[1.0, 0.0])
 
 
 def test_mean_confusion_weighs_workers() -> None:

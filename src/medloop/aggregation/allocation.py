@@ -44,7 +44,6 @@ open  doctor        1   4.0
 from __future__ import annotations
 
 import itertools
-import math
 from enum import StrEnum
 
 import numpy as np
@@ -52,12 +51,11 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.special import gammaln
 
+from medloop.aggregation.base import check_non_negative, check_positive_int
 from medloop.exceptions import InvalidInputError
 
 #: Cells (items x outcomes x classes) evaluated at once; bounds memory for many classes.
 _CHUNK_CELLS = 2_000_000
-
-PLAN_COLUMNS = ("action", "answers", "cost", "risk", "expected_risk", "gain", "gain_per_cost")
 
 
 class Action(StrEnum):
@@ -149,17 +147,19 @@ def expected_risk(
     q = p if label_probas is None else _check_probas(label_probas)
     if q.shape != p.shape:
         raise InvalidInputError(f"label_probas must be shaped like probas {p.shape}; got {q.shape}")
-    k = p.shape[1]
-    e = _check_confusion(confusion, k, name="confusion")
-    if isinstance(n_answers, bool) or not isinstance(n_answers, int | np.integer):
-        raise InvalidInputError(f"n_answers must be an integer, got {n_answers!r}")
-    if n_answers < 0:
-        raise InvalidInputError(f"n_answers must be >= 0, got {n_answers}")
-    if n_answers == 0:
+    e = _check_confusion(confusion, p.shape[1], name="confusion")
+    return _expected_risk(p, q, e, check_positive_int("n_answers", n_answers, minimum=0))
+
+
+def _expected_risk(
+    p: npt.NDArray[np.float64], q: npt.NDArray[np.float64], e: npt.NDArray[np.float64], n: int
+) -> npt.NDArray[np.float64]:
+    """`expected_risk` on checked arrays."""
+    if n == 0:
         return np.clip(1.0 - p[np.arange(len(p)), q.argmax(axis=1)], 0.0, 1.0)
-    counts = _outcomes(int(n_answers), k)
+    counts = _outcomes(n, p.shape[1])
     # log Mult(c | n, E[k]) for every outcome c and class k (outcomes x K); 0 * log 0 = 0
-    log_coef = gammaln(n_answers + 1) - gammaln(counts + 1).sum(axis=1)
+    log_coef = gammaln(n + 1) - gammaln(counts + 1).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_e = np.log(e)
         terms = np.where(counts[:, None, :] > 0, counts[:, None, :] * log_e[None], 0.0)
@@ -174,14 +174,14 @@ def expected_risk(
 
 
 def combine_beliefs(
-    crowd: pd.DataFrame, model: pd.DataFrame | None, *, prior: npt.ArrayLike | None = None
+    crowd: pd.DataFrame, model: pd.DataFrame | None, *, prior: npt.ArrayLike
 ) -> pd.DataFrame:
     """One belief per item from the crowd posterior and the model's probabilities.
 
-    Where both exist they are independent evidence over a shared class prior:
-    ``p ∝ crowd * model / prior`` (``prior`` defaults to the mean crowd posterior).
-    Items only the crowd has seen keep the crowd posterior; items only the model has
-    seen take the model's probabilities. Both frames are items x classes (same columns).
+    Where both exist they are independent evidence over the class prior the crowd
+    posterior was computed with: ``p ∝ crowd * model / prior``. Items only the crowd has
+    seen keep the crowd posterior; items only the model has seen take the model's
+    probabilities. Both frames are items x classes (same columns).
     """
     columns = list(crowd.columns)
     if model is None or model.empty:
@@ -191,13 +191,8 @@ def combine_beliefs(
             f"model columns {list(model.columns)} differ from crowd columns {columns}"
         )
     model = model[columns].astype(float)
-    if prior is not None:
-        base = np.asarray(prior, dtype=float)
-    elif len(crowd):
-        base = crowd.to_numpy(dtype=float).mean(axis=0)
-    else:
-        base = np.full(len(columns), 1.0 / len(columns))
-    if base.shape != (len(columns),) or np.any(base <= 0):
+    base = np.asarray(prior, dtype=float)
+    if base.shape != (len(columns),) or not np.all(base > 0):
         raise InvalidInputError("prior must be one positive probability per class")
     both = crowd.index.intersection(model.index)
     joint = crowd.loc[both].to_numpy(dtype=float) * model.loc[both].to_numpy(dtype=float) / base
@@ -205,14 +200,13 @@ def combine_beliefs(
     joint = np.divide(
         joint, sums, out=crowd.loc[both].to_numpy(dtype=float, copy=True), where=sums > 0
     )
-    combined = pd.concat(
+    return pd.concat(
         [
             pd.DataFrame(joint, index=both, columns=columns),
             crowd.loc[crowd.index.difference(both)].astype(float),
             model.loc[model.index.difference(crowd.index)],
         ]
     )
-    return combined
 
 
 def plan_labelling(
@@ -239,14 +233,12 @@ def plan_labelling(
     budget does not reach, are left out.
     """
     for name, value in (("lay_cost", lay_cost), ("doctor_cost", doctor_cost)):
-        if not (math.isfinite(value) and value > 0):
+        if check_non_negative(name, value) == 0:
             raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(budget) and budget >= 0):
-        raise InvalidInputError(f"budget must be a number >= 0, got {budget!r}")
-    if isinstance(max_lay_answers, bool) or not isinstance(max_lay_answers, int | np.integer):
-        raise InvalidInputError(f"max_lay_answers must be an integer, got {max_lay_answers!r}")
-    if max_lay_answers < 0:
-        raise InvalidInputError(f"max_lay_answers must be >= 0, got {max_lay_answers}")
+    budget = check_non_negative("budget", budget)
+    max_lay_answers = check_positive_int("max_lay_answers", max_lay_answers, minimum=0)
+    if not 0.0 <= doctor_accuracy <= 1.0:
+        raise InvalidInputError(f"doctor_accuracy must lie in [0, 1], got {doctor_accuracy}")
     if probas.index.has_duplicates:
         raise InvalidInputError("probas has duplicate item ids")
     p = _check_probas(probas)
@@ -255,17 +247,15 @@ def plan_labelling(
         if not (label_probas.index.equals(probas.index) and label_probas.shape == probas.shape):
             raise InvalidInputError("label_probas must cover the same items as probas")
         q = _check_probas(label_probas[list(probas.columns)])
-    k = p.shape[1]
-    lay = _check_confusion(lay_confusion, k, name="lay_confusion")
-    doctor = symmetric_confusion(doctor_accuracy, k)
+    lay = _check_confusion(lay_confusion, p.shape[1], name="lay_confusion")
 
-    risk = expected_risk(p, lay, 0, label_probas=q)
+    risk = _expected_risk(p, q, lay, 0)
     # Options: column 0 is the doctor (her answer is the final label, right with her
     # accuracy), column n is n lay answers.
     after = np.empty((len(p), max_lay_answers + 1))
-    after[:, 0] = 1.0 - (p * np.diag(doctor)).sum(axis=1)
+    after[:, 0] = 1.0 - doctor_accuracy
     for n in range(1, max_lay_answers + 1):
-        after[:, n] = expected_risk(p, lay, n, label_probas=q)
+        after[:, n] = _expected_risk(p, q, lay, n)
     costs = np.r_[doctor_cost, lay_cost * np.arange(1, max_lay_answers + 1)]
     gains = np.clip(risk[:, None] - after, 0.0, None)
     choice = _spend(gains, costs, budget)

@@ -328,6 +328,18 @@ def create_tasks(
     return list(ids)
 
 
+def _task_per_item(
+    session: Session, *, project_id: int, item_ids: Iterable[int], pick: Any, where: Any
+) -> dict[int, int]:
+    """item id -> one of its tasks matching `where` (`pick`: func.min or func.max of ids)."""
+    rows = session.execute(
+        select(Task.item_id, pick(Task.id))
+        .where(Task.project_id == project_id, Task.item_id.in_([int(i) for i in item_ids]), where)
+        .group_by(Task.item_id)
+    ).all()
+    return {int(item): int(task) for item, task in rows}
+
+
 def request_answers(
     session: Session, *, project_id: int, item_ids: Sequence[int], answers: Sequence[int]
 ) -> int:
@@ -337,17 +349,12 @@ def request_answers(
     wanted = {int(i): int(n) for i, n in zip(item_ids, answers, strict=True) if n > 0}
     if not wanted:
         return 0
-    newest = dict(
-        session.execute(
-            select(Task.item_id, func.max(Task.id))
-            .where(
-                Task.project_id == project_id,
-                Task.item_id.in_(list(wanted)),
-                Task.kind == str(TaskKind.LABEL),
-                Task.is_gold.is_(False),
-            )
-            .group_by(Task.item_id)
-        ).all()
+    newest = _task_per_item(
+        session,
+        project_id=project_id,
+        item_ids=wanted,
+        pick=func.max,
+        where=(Task.kind == str(TaskKind.LABEL)) & Task.is_gold.is_(False),
     )
     if newest:
         session.execute(
@@ -369,52 +376,34 @@ def request_answers(
     return len(wanted)
 
 
+_OPEN_REVIEW = (Task.kind == str(TaskKind.REVIEW)) & (Task.status == str(TaskStatus.OPEN))
+
+
 def review_tasks(
     session: Session, *, project_id: int, item_ids: Sequence[int], round: int = 0
 ) -> list[int]:
     """One open review task per item, in order: the item's open review request if it has
     one (a doctor asked for by a labelling plan), else a new one."""
-    requested = dict(
-        session.execute(
-            select(Task.item_id, func.min(Task.id))
-            .where(
-                Task.project_id == project_id,
-                Task.item_id.in_([int(i) for i in item_ids]),
-                Task.kind == str(TaskKind.REVIEW),
-                Task.status == str(TaskStatus.OPEN),
-            )
-            .group_by(Task.item_id)
-        ).all()
+    requested = _task_per_item(
+        session, project_id=project_id, item_ids=item_ids, pick=func.min, where=_OPEN_REVIEW
     )
     fresh = [int(i) for i in item_ids if int(i) not in requested]
-    created = dict(
-        zip(
-            fresh,
-            create_tasks(
-                session,
-                project_id=project_id,
-                item_ids=fresh,
-                required_answers=1,
-                kind=TaskKind.REVIEW,
-                round=round,
-            ),
-            strict=True,
-        )
+    created = create_tasks(
+        session,
+        project_id=project_id,
+        item_ids=fresh,
+        required_answers=1,
+        kind=TaskKind.REVIEW,
+        round=round,
     )
-    return [requested.get(int(i)) or created[int(i)] for i in item_ids]
+    requested.update(zip(fresh, created, strict=True))
+    return [requested[int(i)] for i in item_ids]
 
 
 def requested_reviews(session: Session, *, project_id: int) -> set[int]:
     """Items with an open review request (a doctor asked for and not yet decided)."""
-    return set(
-        session.scalars(
-            select(Task.item_id).where(
-                Task.project_id == project_id,
-                Task.kind == str(TaskKind.REVIEW),
-                Task.status == str(TaskStatus.OPEN),
-            )
-        )
-    )
+    query = select(Task.item_id).where(Task.project_id == project_id, _OPEN_REVIEW)
+    return set(session.scalars(query))
 
 
 _TASK_ITEMS = select(Task.id, Task.item_id).where(Task.id.in_(bindparam("tasks", expanding=True)))

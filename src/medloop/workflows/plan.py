@@ -31,7 +31,7 @@ from medloop.aggregation.allocation import (
 )
 from medloop.exceptions import InvalidInputError
 from medloop.store import repository as repo
-from medloop.types import LabelKind, LabelSource, Split
+from medloop.types import LabelKind, LabelSource, Split, TaskKind
 from medloop.workflows.workspace import Workspace
 
 #: Lay accuracy assumed before the project has any crowd answers to estimate it from.
@@ -107,7 +107,7 @@ def plan_requests(
     if predictions is not None:
         wanted = open_items if unanswered else open_items.intersection(crowd.index)
         predictions = predictions.loc[predictions.index.isin(wanted)]
-    beliefs = combine_beliefs(crowd, predictions)
+    beliefs = combine_beliefs(crowd, predictions, prior=crowd_prior)
     # The label each item keeps is the crowd's (its prior where nobody has answered yet).
     labels = pd.DataFrame(
         np.tile(crowd_prior, (len(beliefs), 1)), index=beliefs.index, columns=beliefs.columns
@@ -152,14 +152,20 @@ def publish_plan(ws: Workspace, *, project: str, plan: LabellingPlan, actor: str
         doctor = doctor[~doctor.index.isin(finals.index)]
         already = repo.requested_reviews(s, project_id=record.id)
         new_reviews = [int(i) for i in doctor.index if int(i) not in already]
-        round_ = repo.latest_round(s, project_id=record.id)
         tasks = repo.request_answers(
             s,
             project_id=record.id,
             item_ids=[int(i) for i in crowd.index],
             answers=[int(n) for n in crowd["answers"]],
         )
-        repo.review_tasks(s, project_id=record.id, item_ids=new_reviews, round=round_)
+        repo.create_tasks(
+            s,
+            project_id=record.id,
+            item_ids=new_reviews,
+            required_answers=1,
+            kind=TaskKind.REVIEW,
+            round=repo.latest_round(s, project_id=record.id),
+        )
         published = PublishedPlan(tasks, int(crowd["answers"].sum()), len(new_reviews))
         repo.audit(
             s,

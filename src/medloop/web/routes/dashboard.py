@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from medloop import plots
@@ -142,6 +142,22 @@ DoctorCost = Annotated[float, Query(gt=0, le=1e6, description="Cost of one docto
 Limit = Annotated[int, Query(ge=1, le=1000, description="Requests listed.")]
 
 
+@dataclasses.dataclass
+class PlanFigures:
+    """What a plan is asked for with (query parameters)."""
+
+    project: Annotated[str, Query(max_length=100)]
+    budget: Budget = 100.0
+    lay_cost: LayCost = 1.0
+    doctor_cost: DoctorCost = 20.0
+
+    def plan(self, ws: WS) -> LabellingPlan:
+        return plan_requests(ws, **dataclasses.asdict(self))
+
+
+Figures = Annotated[PlanFigures, Depends()]
+
+
 def _public(project: str, plan: LabellingPlan, *, limit: int) -> LabellingPlanPublic:
     rows = plan.requests.head(limit).reset_index().to_dict(orient="records")
     return LabellingPlanPublic.model_validate(
@@ -151,58 +167,31 @@ def _public(project: str, plan: LabellingPlan, *, limit: int) -> LabellingPlanPu
 
 @api_router.get("/plan", responses={404: {}})
 def plan_json(
-    ws: WS,
-    _account: Reviewer,
-    project: Annotated[str, Query(max_length=100)],
-    budget: Budget = 100.0,
-    lay_cost: LayCost = 1.0,
-    doctor_cost: DoctorCost = 20.0,
-    limit: Limit = 50,
+    ws: WS, _account: Reviewer, figures: Figures, limit: Limit = 50
 ) -> LabellingPlanPublic:
     """Where `budget` removes most expected errors: more lay answers for some items, a
     doctor's review for others (a proposal; nothing is written)."""
-    plan = plan_requests(
-        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
-    )
-    return _public(project, plan, limit=limit)
+    return _public(figures.project, figures.plan(ws), limit=limit)
 
 
 @api_router.post("/plan/publish", responses={404: {}})
-def publish_plan_json(
-    ws: WS,
-    account: Reviewer,
-    project: Annotated[str, Query(max_length=100)],
-    budget: Budget = 100.0,
-    lay_cost: LayCost = 1.0,
-    doctor_cost: DoctorCost = 20.0,
-) -> PublishedPlanPublic:
+def publish_plan_json(ws: WS, account: Reviewer, figures: Figures) -> PublishedPlanPublic:
     """Plan as `/api/plan` does and open the requests for people: labelling tasks for
     more lay answers, review requests at the head of the doctors' queue (audited)."""
-    plan = plan_requests(
-        ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
+    published = publish_plan(
+        ws, project=figures.project, plan=figures.plan(ws), actor=account.username
     )
-    published = publish_plan(ws, project=project, plan=plan, actor=account.username)
-    return PublishedPlanPublic(project=project, **dataclasses.asdict(published))
+    return PublishedPlanPublic(project=figures.project, **dataclasses.asdict(published))
 
 
 @router.get("/dashboard/plan")
-def plan_panel(
-    request: Request,
-    ws: WS,
-    account: ReviewerPage,
-    project: Annotated[str, Query(max_length=100)],
-    budget: Budget = 100.0,
-    lay_cost: LayCost = 1.0,
-    doctor_cost: DoctorCost = 20.0,
-) -> Response:
+def plan_panel(request: Request, ws: WS, account: ReviewerPage, figures: Figures) -> Response:
     """The plan as a dashboard panel (htmx swaps it in; without htmx, the whole page)."""
     try:
-        plan = plan_requests(
-            ws, project=project, budget=budget, lay_cost=lay_cost, doctor_cost=doctor_cost
-        )
+        plan = figures.plan(ws)
     except MedloopError as error:
         return error_page(request, account, error)
-    return _plan_response(request, ws, account, _public(project, plan, limit=20))
+    return _plan_response(request, ws, account, _public(figures.project, plan, limit=20))
 
 
 @router.post("/dashboard/plan/publish")
