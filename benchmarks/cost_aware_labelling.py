@@ -3,7 +3,9 @@
 PneumoniaMNIST training items (their reference labels as the truth) are labelled by a
 simulated crowd (30 lay annotators, accuracies drawn around 0.7, per-person confusion
 matrices) and a simulated doctor (right 97% of the time), each lay answer costing 1
-and a doctor's review `--doctor-cost`. Every policy spends the same budget per item:
+and a doctor's review `--doctor-cost`. As in the web queue, nobody answers an item
+twice: more answers come from other people. Every policy spends the same budget per
+item:
 
 - `lay_only`: the budget spread as evenly as it goes over lay answers;
 - `fixed_mix`: 3 lay answers per item, the rest on doctor reviews from the top of the
@@ -55,9 +57,20 @@ class Simulation:
         self.spent = 0.0
 
     def ask_crowd(self, items: np.ndarray, redundancy: int) -> None:
+        """More answers for `items`, from people who have not answered them yet."""
         if len(items):
-            self.answers.append(self.crowd.answer(items, self.truth[items], redundancy=redundancy))
-            self.spent += len(items) * redundancy
+            seen: dict[int, set[str]] = {}
+            if self.answers:
+                given = pd.concat(self.answers)
+                seen = given.groupby("task")["worker"].agg(set).to_dict()
+            answered = self.crowd.answer(
+                items,
+                self.truth[items],
+                redundancy=redundancy,
+                answered_by=[seen.get(int(i), set()) for i in items],
+            )
+            self.answers.append(answered)
+            self.spent += len(answered)
 
     def ask_doctor(self, items: np.ndarray) -> None:
         if len(items):

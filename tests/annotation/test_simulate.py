@@ -80,6 +80,30 @@ def test_answers_shape_and_distinct_workers() -> None:
     assert (full.groupby("task")["worker"].nunique() == 6).all()
 
 
+def test_nobody_answers_an_item_twice() -> None:
+    """Workers who answered an item before are left out; when too few are left the item
+    gets fewer answers; without `answered_by` nothing changes."""
+    crowd = SimulatedCrowd(6, n_classes=2, seed=4)
+    items, truth = _truth(300, 2)
+    first = crowd.answer(items, truth, redundancy=3)
+    seen = first.groupby("task")["worker"].agg(set)
+    again = crowd.answer(items, truth, redundancy=3, answered_by=[seen[i] for i in items.tolist()])
+    pairs = set(zip(first["task"], first["worker"], strict=True))
+    assert not pairs & set(zip(again["task"], again["worker"], strict=True))
+    assert (again.groupby("task").size() == 3).all()
+    crowded = crowd.answer(
+        items[:2], truth[:2], redundancy=3, answered_by=[crowd.worker_ids_[:5], []]
+    )
+    assert crowded.groupby("task").size().to_dict() == {items[0]: 1, items[1]: 3}
+    assert crowded["worker"].iloc[0] == crowd.worker_ids_[5]
+    with pytest.raises(InvalidInputError, match="one entry per item"):
+        crowd.answer(items[:2], truth[:2], answered_by=[[]])
+    plain = SimulatedCrowd(6, n_classes=2, seed=9), SimulatedCrowd(6, n_classes=2, seed=9)
+    pd.testing.assert_frame_equal(
+        plain[0].answer(items, truth), plain[1].answer(items, truth, answered_by=[[]] * 300)
+    )
+
+
 def test_deterministic_under_seed_and_stream_continues() -> None:
     items, truth = _truth(100, 3)
     first = SimulatedCrowd(10, n_classes=3, seed=5)

@@ -84,6 +84,8 @@ def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace
     per_item = answers[~answers["is_gold"]].groupby("task").size()
     # one answer for every new item first; the plan asks more where they are needed
     assert per_item.min() >= 1 and per_item.max() > 1 and per_item.nunique() > 1
+    # more answers come from other people: nobody answers an item twice, gold included
+    assert not answers.duplicated(["task", "worker"]).any()
     with pytest.raises(InvalidInputError, match="cost_aware"):
         workflows.run_loop(
             ws,

@@ -106,6 +106,39 @@ def test_open_tasks_come_most_answered_first_then_by_id(database: Database) -> N
     assert (first.answers, first.required, first.is_gold) == (2, 3, False)
 
 
+def test_a_person_is_never_offered_an_item_twice_through_another_task(
+    database: Database,
+) -> None:
+    """ann answered item 0 and skipped item 1; a gold question and a second ordinary task
+    on those items (as a later round or a request for more answers opens) reach bob and
+    cat only, and the count of what ann could still answer counts items, not tasks."""
+    project, items, tasks, people = _queue(database)
+    ann, bob = people["ann"], people["bob"]
+    _answer(database, [tasks[0]], [ann], [0])
+    with database.session() as s:
+        assignments.add_skip(s, worker_id=ann, task_id=tasks[1], reason="skip")
+        again = repo.create_tasks(
+            s,
+            project_id=project,
+            item_ids=[items[0], items[1], items[2]],
+            required_answers=[1000, 3, 3],
+            is_gold=[True, False, False],
+        )
+
+    def offered(worker: int) -> tuple[set[int], int]:
+        with database.session() as s:
+            found = assignments.open_tasks_for_worker(s, worker_id=worker, project_ids=[project])
+            count = assignments.count_open_tasks_for_worker(
+                s, worker_id=worker, project_ids=[project]
+            )
+        return {t.task_id for t in found}, count
+
+    assert offered(ann) == ({tasks[2], again[2], tasks[3], tasks[4], tasks[5]}, 4)
+    assert offered(bob) == ({*tasks, *again}, 6)
+    _answer(database, [again[2]], [bob], [1])
+    assert offered(bob) == ({*tasks, *again} - {tasks[2], again[2]}, 5)
+
+
 def test_a_persons_tally_scores_gold_answers_on_the_newest_final_label(
     database: Database,
 ) -> None:

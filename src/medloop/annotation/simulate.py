@@ -9,7 +9,7 @@ successive calls continue one deterministic stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -143,8 +143,13 @@ class SimulatedCrowd:
         truth: IntArrayLike,
         *,
         redundancy: int = 3,
+        answered_by: Sequence[Collection[str]] | None = None,
     ) -> pd.DataFrame:
-        """Answers for each item from ``redundancy`` distinct random annotators."""
+        """Answers for each item from ``redundancy`` distinct random annotators.
+
+        ``answered_by`` (one collection of worker ids per item) names who answered the
+        item before: as in the web queue, nobody answers an item twice, so an item gets
+        fewer answers when fewer other annotators are left."""
         items, labels = _check_items(item_ids, truth, self.n_classes)
         if isinstance(redundancy, bool) or not isinstance(redundancy, int | np.integer):
             raise InvalidInputError(f"redundancy must be an integer, got {redundancy!r}")
@@ -153,15 +158,26 @@ class SimulatedCrowd:
                 f"redundancy must be in 1..{self.n_workers} (the crowd size), got {redundancy}"
             )
         n = len(items)
-        # Distinct workers per item: the first `redundancy` of a random permutation.
+        # Distinct workers per item: the first `redundancy` of a random permutation,
+        # those who answered before sorted last and then dropped.
         keys = self.rng_.random((n, self.n_workers))
-        chosen = np.argpartition(keys, redundancy - 1, axis=1)[:, :redundancy].reshape(-1)
-        true = np.repeat(labels, redundancy)
+        if answered_by is not None:
+            if len(answered_by) != n:
+                raise InvalidInputError(
+                    f"answered_by needs one entry per item ({n}), got {len(answered_by)}"
+                )
+            column = {w: j for j, w in enumerate(self.worker_ids_)}
+            for row, workers in enumerate(answered_by):
+                keys[row, [column[w] for w in workers if w in column]] = np.inf
+        picked = np.argpartition(keys, redundancy - 1, axis=1)[:, :redundancy]
+        fresh = np.isfinite(np.take_along_axis(keys, picked, axis=1)).reshape(-1)
+        chosen = picked.reshape(-1)[fresh]
+        true = np.repeat(labels, redundancy)[fresh]
         answered = _draw_labels(self.rng_, self.confusion_[chosen, true])
-        logger.debug("simulated crowd answered %d items x %d", n, redundancy)
+        logger.debug("simulated crowd gave %d answers to %d items", len(chosen), n)
         return pd.DataFrame(
             {
-                "task": np.repeat(items, redundancy),
+                "task": np.repeat(items, redundancy)[fresh],
                 "worker": np.asarray(self.worker_ids_, dtype=object)[chosen],
                 "label": answered.astype(np.int64),
                 "source": LabelSource.CROWD.value,

@@ -11,9 +11,21 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Executable, bindparam, case, delete, func, insert, or_, select, text
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    Executable,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from medloop.store.db import plain_execute
 from medloop.store.models import (
@@ -32,7 +44,7 @@ from medloop.types import LabelKind, TaskKind, TaskStatus
 
 
 class OpenTask(NamedTuple):
-    """An open labelling task a person has not answered yet."""
+    """An open labelling task on an item a person has not answered yet."""
 
     task_id: int
     item_id: int
@@ -43,13 +55,25 @@ class OpenTask(NamedTuple):
     required: int
 
 
+def _items_seen_by(worker: int | BindParameter[int]) -> CompoundSelect:
+    """Items `worker` answered or skipped through any task: an item may have several
+    labelling tasks (a gold question on an item labelled earlier, a request for more
+    answers), and one person answers an item once, or the crowd model counts them twice."""
+    skipped_task = aliased(Task)
+    answered = select(Answer.item_id).where(Answer.worker_id == worker)
+    skipped = (
+        select(skipped_task.item_id)
+        .join(TaskSkip, TaskSkip.task_id == skipped_task.id)
+        .where(TaskSkip.worker_id == worker)
+    )
+    return answered.union(skipped)
+
+
 # The statements a web request runs are built once: building one costs more CPU than
 # running it. Values are bound at execution ("expanding" binds take lists). They run on
 # the session's connection: plain rows, without the ORM's result machinery.
 @functools.cache
 def _open_tasks_query(*, gold: bool | None, limited: bool) -> Executable:
-    answered = select(Answer.task_id).where(Answer.worker_id == bindparam("worker"))
-    skipped = select(TaskSkip.task_id).where(TaskSkip.worker_id == bindparam("worker"))
     # Matches ix_tasks_queue, so the database reads open tasks in order and stops early.
     query = (
         select(
@@ -65,8 +89,7 @@ def _open_tasks_query(*, gold: bool | None, limited: bool) -> Executable:
             Task.project_id.in_(bindparam("projects", expanding=True)),
             Task.status == str(TaskStatus.OPEN),
             Task.kind == str(TaskKind.LABEL),
-            Task.id.not_in(answered),
-            Task.id.not_in(skipped),
+            Task.item_id.not_in(_items_seen_by(bindparam("worker"))),
         )
         .order_by(Task.answer_count.desc(), Task.id)
     )
@@ -83,9 +106,9 @@ def open_tasks_for_worker(
     limit: int | None = None,
     gold: bool | None = None,
 ) -> list[OpenTask]:
-    """Open labelling tasks in `project_ids` that `worker_id` has neither answered nor
-    skipped, most answers first, then by task id; `gold` keeps only gold (True) or only
-    ordinary (False) tasks."""
+    """Open labelling tasks in `project_ids` whose item `worker_id` has neither answered
+    nor skipped (through any task), most answers first, then by task id; `gold` keeps
+    only gold (True) or only ordinary (False) tasks."""
     if not project_ids:
         return []
     query = _open_tasks_query(gold=gold, limited=limit is not None)
@@ -98,19 +121,17 @@ def open_tasks_for_worker(
 def count_open_tasks_for_worker(
     session: Session, *, worker_id: int, project_ids: Collection[int]
 ) -> int:
-    """How many open labelling tasks `worker_id` could still answer (not skipped)."""
+    """How many items `worker_id` could still answer through open labelling tasks: items
+    they have neither answered nor skipped."""
     if not project_ids:
         return 0
-    answered = select(Answer.task_id).where(Answer.worker_id == worker_id)
-    skipped = select(TaskSkip.task_id).where(TaskSkip.worker_id == worker_id)
     return int(
         session.scalar(
-            select(func.count(Task.id)).where(
+            select(func.count(Task.item_id.distinct())).where(
                 Task.project_id.in_(list(project_ids)),
                 Task.kind == str(TaskKind.LABEL),
                 Task.status == str(TaskStatus.OPEN),
-                Task.id.not_in(answered),
-                Task.id.not_in(skipped),
+                Task.item_id.not_in(_items_seen_by(worker_id)),
             )
         )
         or 0

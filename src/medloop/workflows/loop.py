@@ -333,7 +333,8 @@ def collect_crowd_answers(
     seed: int = 0,
 ) -> CrowdRound:
     """Create tasks for `item_ids` (plus gold questions drawn from final labels) and let
-    simulated lay annotators answer them from the reference labels."""
+    simulated lay annotators answer them from the reference labels; nobody answers an
+    item twice, as in the web queue."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
@@ -357,7 +358,14 @@ def collect_crowd_answers(
         truth = items.loc[[p.item_id for p in plans], "reference_label"]
         if truth.isna().any():
             raise InvalidInputError("simulated annotators need reference labels for every item")
-        answers = crowd.answer(task_ids, truth.to_numpy(dtype=int), redundancy=redundancy)
+        before = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
+        seen = before.groupby("task")["worker"].agg(set).to_dict()
+        answers = crowd.answer(
+            task_ids,
+            truth.to_numpy(dtype=int),
+            redundancy=redundancy,
+            answered_by=[seen.get(p.item_id, set()) for p in plans],
+        )
         workers = repo.ensure_users(
             s, usernames=answers["worker"].unique().tolist(), role=Role.ANNOTATOR, simulated=True
         )
