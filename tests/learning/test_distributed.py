@@ -38,6 +38,17 @@ def npz(tmp_path: Path) -> Path:
     return path
 
 
+def multi_label(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Three findings per image, each present or not: label j brightens band j."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=(n, 3))
+    images = rng.integers(0, 60, size=(n, size, size)).astype(np.uint8)
+    band = size // 3
+    for j in range(3):
+        images[labels[:, j] == 1, j * band : (j + 1) * band] += 180
+    return images, labels
+
+
 def torchrun() -> str:
     found = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if found is None:
@@ -103,6 +114,31 @@ def test_two_processes_train_one_model(npz: Path, tmp_path: Path) -> None:
     assert len(model.history) == len(single.history) == 1
 
 
+def test_two_processes_train_a_multi_label_model(tmp_path: Path) -> None:
+    """(N, L) labels of 0/1 train in multi-label mode under DDP, as `bench train` does."""
+    path = tmp_path / "chest.npz"
+    (x, y), (xv, yv), (xt, yt) = (multi_label(n, s) for n, s in ((64, 0), (24, 1), (16, 2)))
+    np.savez(path, train_images=x, train_labels=y, val_images=xv, val_labels=yv,
+             test_images=xt, test_labels=yt)  # fmt: skip
+    checkpoint = tmp_path / "chest.pt"
+    command = [torchrun(), "--standalone", "--nproc_per_node", "2", "-m",
+               "medloop.learning.distributed", "--npz", str(path), "--output",
+               str(checkpoint), "--config", json.dumps(CONFIG)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert {line["n_train_rank"] for line in lines} == {32}
+    assert lines[0]["checksum"] == pytest.approx(lines[1]["checksum"], rel=1e-9)
+    model = TrainedClassifier.load(checkpoint)
+    assert model.config.multi_label and model.n_classes == 3
+    assert model.predict_proba(xt).shape == (16, 3)
+    report = json.loads(checkpoint.with_suffix(".metrics.json").read_text())
+    assert report["split"] == "test"
+
+
 def test_single_process_runs_without_torchrun(
     npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -123,6 +159,11 @@ def test_bad_data_is_a_clear_error(npz: Path, tmp_path: Path) -> None:
     np.savez(partial, train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros(2))
     with pytest.raises(InvalidInputError, match="val_images"):
         load_arrays(npz=partial, dataset=None, data_dir=None, limit=None)
-    splits, n_classes = load_arrays(npz=npz, dataset=None, data_dir=None, limit=10)
-    assert n_classes == 2 and splits["train"][0].shape == (10, 12, 12)
+    splits, n_classes, is_multi_label = load_arrays(npz=npz, dataset=None, data_dir=None, limit=10)
+    assert n_classes == 2 and not is_multi_label and splits["train"][0].shape == (10, 12, 12)
     assert splits["train"][1].shape == (10,)
+    ragged = tmp_path / "ragged.npz"
+    (x, y), (xv, yv) = multi_label(8, 0), multi_label(8, 1)
+    np.savez(ragged, train_images=x, train_labels=y, val_images=xv, val_labels=yv[:, :2])
+    with pytest.raises(InvalidInputError, match="every split needs 3 labels"):
+        load_arrays(npz=ragged, dataset=None, data_dir=None, limit=None)

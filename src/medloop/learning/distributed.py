@@ -9,8 +9,10 @@ early stopping); only rank 0 writes the checkpoint and its training report::
 
 Data is a MedMNIST set (``--dataset``, looked up in MEDLOOP_DATA_DIR or ``--data-dir``)
 or any ``.npz`` with the same keys (``--npz``: train_images, train_labels, val_images,
-val_labels and optionally test_images, test_labels). Each rank prints one JSON line
-(rank, world size, its share of the training set, a checksum of its final weights).
+val_labels and optionally test_images, test_labels; labels (N, L) of 0/1 make it
+multi-label, like ChestMNIST, which trains in `TrainConfig.multi_label` mode). Each rank
+prints one JSON line (rank, world size, its share of the training set, a checksum of its
+final weights).
 With ``--nproc_per_node 1`` (or plain ``python -m``) it is ordinary training.
 """
 
@@ -41,8 +43,10 @@ SPLITS = ("train", "val", "test")
 
 def load_arrays(
     *, npz: Path | None, dataset: str | None, data_dir: Path | None, limit: int | None
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
-    """Images and int labels per split ("train", "val", optional "test"), and the class count."""
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int, bool]:
+    """Images and labels per split ("train", "val", optional "test"), the class (or
+    label) count, and whether the set is multi-label: labels (N, L) of 0/1 with L > 1
+    (ChestMNIST's layout), otherwise int classes (N,)."""
     if (npz is None) == (dataset is None):
         raise InvalidInputError("give exactly one of --npz and --dataset")
     if dataset is not None:
@@ -50,12 +54,12 @@ def load_arrays(
 
         data = load_medmnist(dataset, data_dir=data_dir, limit=limit, progress=False)
         splits = {s.value: (part.images, part.labels) for s, part in data.splits.items()}
-        return splits, data.n_classes
+        return splits, data.n_classes, data.multi_label
     assert npz is not None
     try:
         with np.load(npz) as arrays:
             splits = {
-                name: (arrays[f"{name}_images"], np.asarray(arrays[f"{name}_labels"]).reshape(-1))
+                name: (arrays[f"{name}_images"], np.asarray(arrays[f"{name}_labels"]))
                 for name in SPLITS
                 if f"{name}_images" in arrays
             }
@@ -65,8 +69,15 @@ def load_arrays(
         raise InvalidInputError(f"{npz} needs train_images, train_labels, val_images, val_labels")
     if limit is not None:
         splits = {k: (x[:limit], y[:limit]) for k, (x, y) in splits.items()}
+    train_labels = splits["train"][1]
+    if train_labels.ndim == 2 and train_labels.shape[1] > 1:
+        widths = {y.shape[1] if y.ndim == 2 else 0 for _, y in splits.values()}
+        if widths != {train_labels.shape[1]}:
+            raise InvalidInputError(f"{npz}: every split needs {train_labels.shape[1]} labels")
+        return splits, int(train_labels.shape[1]), True
+    splits = {k: (x, y.reshape(-1)) for k, (x, y) in splits.items()}
     n_classes = int(max(int(y.max()) for _, y in splits.values() if y.size) + 1)
-    return splits, max(n_classes, 2)
+    return splits, max(n_classes, 2), False
 
 
 def weights_checksum(model: TrainedClassifier) -> float:
@@ -142,10 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir = args.data_dir or (
             Path(os.environ["MEDLOOP_DATA_DIR"]) if os.environ.get("MEDLOOP_DATA_DIR") else None
         )
-        splits, n_classes = load_arrays(
+        splits, n_classes, multi_label = load_arrays(
             npz=args.npz, dataset=args.dataset, data_dir=data_dir, limit=args.limit
         )
-        config = _config(args.config, world=world)
+        # The data decides, as in `medloop bench train`.
+        config = dataclasses.replace(_config(args.config, world=world), multi_label=multi_label)
         model = train_distributed(
             splits, n_classes=n_classes, config=config, checkpoint=args.output
         )
