@@ -18,8 +18,10 @@ Which task comes next (`next_task`):
    unless other people hold every task on it);
 3. then the task id (publication order).
 
-When no ordinary task is left, remaining gold questions are still offered. Tasks a
-person skipped (or was unsure about) are not offered to them again.
+When no ordinary task is left, remaining gold questions are still offered. Nobody is
+offered an item twice: an item a person answered or skipped (or was unsure about)
+through any task, a gold question on an item they labelled earlier or a request for
+more answers included, is not offered to them again.
 
 An ordinary task is not handed to more people at once than it still needs answers: it
 is held for the person it is handed to (`task_holds`, one task per person, until they
