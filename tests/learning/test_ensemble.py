@@ -173,6 +173,26 @@ def test_augmentation_ranges_round_trip_through_a_checkpoint(tmp_path: Path) -> 
     assert from_json.augmentation == AugmentRanges(rotate_degrees=5.0)
 
 
+def test_a_time_budget_starts_another_member_only_while_one_fits(
+    ensemble: tuple[EnsembleClassifier, dict[str, np.ndarray]],
+) -> None:
+    """A budget a member overruns leaves one member, given all of it; a budget with room
+    trains every member exactly as without a budget."""
+    model, data = ensemble
+    x, y = noisy(96, 0)
+    tight = train_ensemble(x, y, data["xv"], data["yv"], n_classes=2, members=3,
+                           config=FAST, seconds=1e-3)  # fmt: skip
+    assert len(tight.members) == 1
+    assert tight.members[0].config.max_seconds is not None
+    assert tight.members[0].config.max_seconds <= 1e-3
+    roomy = train_ensemble(x, y, data["xv"], data["yv"], n_classes=2, members=3,
+                           config=FAST, seconds=1e6)  # fmt: skip
+    assert len(roomy.members) == 3
+    np.testing.assert_allclose(roomy.predict_logits(data["xt"]), model.predict_logits(data["xt"]))
+    with pytest.raises(InvalidInputError, match="seconds"):
+        train_ensemble(x, y, x, y, n_classes=2, members=2, config=FAST, seconds=0)
+
+
 def test_bad_ensembles_are_refused() -> None:
     with pytest.raises(InvalidInputError):
         EnsembleClassifier([])

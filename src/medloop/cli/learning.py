@@ -55,15 +55,23 @@ def bench_train(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Sample N rows per split (quick runs).")] = None,
     members: Annotated[
-        int, typer.Option(min=1, help="Networks in the ensemble (logits averaged).")
+        int, typer.Option(min=1, help="Most networks in the ensemble (logits averaged).")
     ] = 3,
+    seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Training time budget of the ensemble (default: the preset's 510 s); "
+            "another member starts only while what is left is at least what a member took.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on the train split, choose on val, score on test; one JSON object with --json.
 
     Multi-label sets (chestmnist): one sigmoid per label; AUC and ACC are label means.
     """
-    from medloop.learning.bench import BENCH_CONFIG
+    from medloop.learning.bench import BENCH_CONFIG, BENCH_SECONDS
     from medloop.learning.bench import bench_train as run
     from medloop.learning.train import TrainConfig
 
@@ -82,6 +90,7 @@ def bench_train(
         output_dir=output,
         limit=limit,
         members=members,
+        seconds=BENCH_SECONDS if seconds is None else seconds,
     )
     if as_json:
         print_json(result)
