@@ -233,7 +233,7 @@ def train_ensemble(
         raise InvalidInputError(f"seconds must be positive; got {seconds}")
     started = time.perf_counter()
     took: list[float] = []
-    trained = []
+    trained: list[TrainedClassifier] = []
     for i, seed in enumerate(member_seeds(config.seed, members)):
         member_config = dataclasses.replace(config, seed=seed)
         if seconds is not None:
