@@ -7,6 +7,7 @@ import pytest
 
 from medloop.exceptions import InvalidInputError, UnknownOptionError
 from medloop.learning.calibration import (
+    ONE_SE,
     apply_temperature,
     choose_threshold,
     expected_calibration_error,
@@ -49,6 +50,25 @@ def test_threshold_maximises_accuracy_or_balanced_accuracy() -> None:
     assert choose_threshold(proba, y, tolerance=0.05) == pytest.approx((0.64 + 0.9) / 2)
     with pytest.raises(UnknownOptionError):
         choose_threshold(proba, y, criterion="f1")
+
+
+def test_one_standard_error_tolerance_shrinks_as_the_validation_set_grows() -> None:
+    """On 40 items the best balanced cut (0.616) is within one standard error of 0.5,
+    which wins; the same items repeated 100 times tell the two apart."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(40) < 0.7).astype(int)
+    p1 = np.clip(0.35 + 0.4 * y + rng.normal(0, 0.2, 40), 0.01, 0.99)
+    proba = np.stack([1 - p1, p1], axis=1)
+    best = choose_threshold(proba, y, criterion="balanced")
+    assert best == pytest.approx(0.616, abs=1e-3)
+    assert choose_threshold(proba, y, criterion="balanced", tolerance=ONE_SE) == 0.5
+    many, y_many = np.tile(proba, (100, 1)), np.tile(y, 100)
+    assert choose_threshold(many, y_many, criterion="balanced", tolerance=ONE_SE) == best
+    assert choose_threshold(many, y_many, tolerance=ONE_SE) == choose_threshold(many, y_many)
+    with pytest.raises(UnknownOptionError, match="one_se"):
+        choose_threshold(proba, y, tolerance="one-se")
+    with pytest.raises(InvalidInputError, match=">= 0"):
+        choose_threshold(proba, y, tolerance=-0.1)
 
 
 def test_perfect_separation_keeps_one_half() -> None:

@@ -287,6 +287,9 @@ def test_bad_config_and_missing_checkpoint(tmp_path: Path) -> None:
         TrainConfig(max_epochs=0)
     with pytest.raises(InvalidInputError, match="min_epoch_samples"):
         TrainConfig(min_epoch_samples=-1)
+    with pytest.raises(UnknownOptionError, match="one_se"):
+        TrainConfig(threshold_tolerance="se")
+    assert TrainConfig(threshold_tolerance="one_se").threshold_tolerance == "one_se"
     with pytest.raises(NotFoundError):
         TrainedClassifier.load(tmp_path / "absent.pt")
     junk = tmp_path / "junk.pt"

@@ -55,8 +55,11 @@ def bench_train(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Sample N rows per split (quick runs).")] = None,
     members: Annotated[
-        int, typer.Option(min=1, help="Most networks in the ensemble (logits averaged).")
-    ] = 3,
+        int | None,
+        typer.Option(
+            min=1, help="Most networks in the ensemble, logits averaged (default: the preset's 5)."
+        ),
+    ] = None,
     seconds: Annotated[
         float | None,
         typer.Option(
@@ -71,7 +74,7 @@ def bench_train(
 
     Multi-label sets (chestmnist): one sigmoid per label; AUC and ACC are label means.
     """
-    from medloop.learning.bench import BENCH_CONFIG, BENCH_SECONDS
+    from medloop.learning.bench import BENCH_CONFIG, BENCH_MEMBERS, BENCH_SECONDS
     from medloop.learning.bench import bench_train as run
     from medloop.learning.train import TrainConfig
 
@@ -89,7 +92,7 @@ def bench_train(
         predictions=predictions,
         output_dir=output,
         limit=limit,
-        members=members,
+        members=BENCH_MEMBERS if members is None else members,
         seconds=BENCH_SECONDS if seconds is None else seconds,
     )
     if as_json:

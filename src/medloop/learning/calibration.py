@@ -134,6 +134,9 @@ def decide_classes(
 
 
 THRESHOLD_CRITERIA = ("accuracy", "balanced")
+#: A `tolerance` of one standard error of the criterion at the best cut (the one-SE
+#: rule): on a small validation split many cuts are indistinguishable from the best.
+ONE_SE = "one_se"
 
 
 def choose_threshold(
@@ -141,7 +144,7 @@ def choose_threshold(
     labels: np.ndarray,
     *,
     criterion: str = "accuracy",
-    tolerance: float = 0.0,
+    tolerance: float | str = 0.0,
 ) -> float:
     """The cut t on p(class 1) maximising `criterion` of `p1 >= t` on binary `labels`.
 
@@ -149,8 +152,9 @@ def choose_threshold(
     deployment prevalence); "balanced": the mean of sensitivity and specificity
     (Youden's J, independent of prevalence). Candidates are midpoints between
     consecutive distinct scores (plus 0.5); among cuts scoring within `tolerance` of
-    the best (a fraction, e.g. 0.005) the one nearest 0.5 wins, so a perfect separator
-    keeps 0.5 and a small validation set does not move the cut on a one-item gain.
+    the best (a fraction, e.g. 0.005, or `ONE_SE`: one binomial standard error of the
+    best cut's score) the one nearest 0.5 wins, so a perfect separator keeps 0.5 and a
+    small validation set does not move the cut on a gain it cannot tell from noise.
 
     >>> choose_threshold(np.array([[0.8, 0.2], [0.7, 0.3], [0.4, 0.6]]), np.array([0, 1, 1]))
     0.25
@@ -159,6 +163,7 @@ def choose_threshold(
     if proba.shape[1] != 2:
         raise InvalidInputError("a decision threshold needs binary probabilities (N, 2)")
     y = check_labels(labels, n_classes=2, n=proba.shape[0])
+    check_tolerance(tolerance)
     if y.size == 0:
         return 0.5
     p1 = proba[:, 1]
@@ -171,15 +176,35 @@ def choose_threshold(
     positive = y == 1
     n_pos, n_neg = max(int(positive.sum()), 1), max(int((~positive).sum()), 1)
     hits = (p1[None, :] >= candidates[:, None]) == positive[None, :]
+    sensitivity = (hits & positive).sum(axis=1) / n_pos
+    specificity = (hits & ~positive).sum(axis=1) / n_neg
     if criterion == "accuracy":
-        score = hits.sum(axis=1).astype(np.float64)
+        score = hits.sum(axis=1) / y.size
     else:
-        score = ((hits & positive).sum(axis=1) / n_pos + (hits & ~positive).sum(axis=1) / n_neg) / 2
-    if criterion == "accuracy":
-        score = score / y.size
-    best = np.flatnonzero(score >= score.max() - max(tolerance, 0.0) - 1e-12)
+        score = (sensitivity + specificity) / 2
+    top = int(np.argmax(score))
+    if tolerance == ONE_SE:
+        if criterion == "accuracy":
+            slack = float(np.sqrt(score[top] * (1 - score[top]) / y.size))
+        else:
+            se, sp = sensitivity[top], specificity[top]
+            slack = 0.5 * float(np.sqrt(se * (1 - se) / n_pos + sp * (1 - sp) / n_neg))
+    else:
+        slack = max(float(tolerance), 0.0)
+    best = np.flatnonzero(score >= score[top] - slack - 1e-12)
     chosen = candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]
     return float(chosen)
+
+
+def check_tolerance(tolerance: float | str) -> None:
+    """A threshold tolerance is a number >= 0 or `ONE_SE`; anything else -> clear error."""
+    if isinstance(tolerance, str):
+        if tolerance != ONE_SE:
+            raise UnknownOptionError(
+                f"a threshold tolerance is a number >= 0 or {ONE_SE!r}; got {tolerance!r}"
+            )
+    elif isinstance(tolerance, bool) or not tolerance >= 0:
+        raise InvalidInputError(f"a threshold tolerance must be >= 0; got {tolerance!r}")
 
 
 def decide_labels(probabilities: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
@@ -192,7 +217,7 @@ def decide_labels(probabilities: np.ndarray, thresholds: np.ndarray | None) -> n
 
 
 def choose_label_thresholds(
-    probabilities: np.ndarray, labels: np.ndarray, *, tolerance: float = 0.0
+    probabilities: np.ndarray, labels: np.ndarray, *, tolerance: float | str = 0.0
 ) -> np.ndarray:
     """One cut per label (L,) on multi-label `probabilities` (N, L), each maximising that
     label's accuracy on 0/1 `labels` (N, L) as `choose_threshold` does for a binary task

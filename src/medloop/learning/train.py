@@ -32,6 +32,7 @@ from medloop.learning.calibration import (
     apply_label_temperature,
     apply_temperature,
     calibrated_probabilities,
+    check_tolerance,
     choose_label_thresholds,
     choose_threshold,
     decide_classes,
@@ -98,7 +99,8 @@ class TrainConfig:
     (changes confidence, never the ranking or the argmax), and `tune_threshold` picks
     the binary decision cut on p(class 1) that `TrainedClassifier.predict` uses,
     maximising `threshold_criterion` ("accuracy" or "balanced" accuracy); of cuts within
-    `threshold_tolerance` of the best, the one nearest 0.5.
+    `threshold_tolerance` of the best (a number, or "one_se": one standard error of the
+    best cut's score), the one nearest 0.5.
     `tta` > 1 averages the logits over that many fixed small shifts/zooms of each image
     at prediction time (no flips). `label_smoothing` mixes the targets with uniform.
     `augmentation` holds the ranges of the random training augmentation (`augment`).
@@ -137,7 +139,7 @@ class TrainConfig:
     calibrate: bool = True
     tune_threshold: bool = True
     threshold_criterion: str = "accuracy"
-    threshold_tolerance: float = 0.005
+    threshold_tolerance: float | str = 0.005
     tta: int = 1
     augmentation: AugmentRanges = dataclasses.field(default_factory=AugmentRanges)
     loss: str = "cross_entropy"
@@ -171,6 +173,7 @@ class TrainConfig:
             raise InvalidInputError("min_epoch_samples must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise InvalidInputError("label_smoothing must lie in [0, 1)")
+        check_tolerance(self.threshold_tolerance)
         if self.threshold_criterion not in THRESHOLD_CRITERIA:
             raise UnknownOptionError(
                 f"threshold_criterion must be one of {list(THRESHOLD_CRITERIA)}; "
