@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -11,7 +10,6 @@ from medloop.store import Database
 from medloop.store import jobs as job_store
 from medloop.store import repository as repo
 from medloop.store.assignments import add_answer_box
-from medloop.store.db import alembic_config
 from medloop.types import JobStatus, LabelSource, Role
 
 
@@ -122,10 +120,7 @@ def test_answer_boxes_frame(database: Database) -> None:
 def test_migration_0004_goes_down_and_up_and_keeps_the_audit_log_append_only(
     database: Database,
 ) -> None:
-    config = alembic_config()
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0003")
+    database.downgrade("0003")
     assert "jobs" not in inspect(database.engine).get_table_names()
     database.migrate()
     assert "jobs" in inspect(database.engine).get_table_names()

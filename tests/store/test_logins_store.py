@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from medloop.store import Database, logins
-from medloop.store.db import alembic_config
 from medloop.store.models import Base
 
 
@@ -33,10 +31,7 @@ def test_migrations_build_exactly_the_models_and_0008_goes_down_and_up(
 ) -> None:
     with database.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-    config = alembic_config()
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0007")
+    database.downgrade("0007")
     tables = inspect(database.engine).get_table_names()
     assert "login_failures" not in tables and "task_holds" in tables
     database.migrate()

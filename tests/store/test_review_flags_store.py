@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from medloop.store import Database, flags
 from medloop.store import repository as repo
-from medloop.store.db import alembic_config
 from medloop.types import Role
 
 
@@ -55,10 +53,7 @@ def test_one_open_flag_per_item_until_resolved(database: Database) -> None:
 
 
 def test_migration_0005_goes_down_and_up(database: Database) -> None:
-    config = alembic_config()
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0004")
+    database.downgrade("0004")
     tables = inspect(database.engine).get_table_names()
     assert "review_flags" not in tables and "jobs" in tables
     database.migrate()

@@ -6,12 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from alembic import command
 from sqlalchemy import inspect, select
 
 from medloop.store import Database, assignments
 from medloop.store import repository as repo
-from medloop.store.db import alembic_config
 from medloop.store.models import ItemLabel, Task
 from medloop.types import LabelKind, LabelSource, Role, TaskStatus
 
@@ -173,10 +171,7 @@ def test_migration_0006_counts_the_answers_already_given(database: Database) -> 
     _, _, tasks, people = _queue(database)
     ann, bob = people["ann"], people["bob"]
     _answer(database, [tasks[0], tasks[0], tasks[1]], [ann, bob, ann], [0, 1, 0])
-    config = alembic_config()
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
+    database.downgrade("0005")
     columns = {c["name"] for c in inspect(database.engine).get_columns("tasks")}
     assert "answer_count" not in columns
     database.migrate()

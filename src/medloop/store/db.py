@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,19 @@ class Database:
         self._write_turn = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     def migrate(self) -> None:
+        """Bring the schema to the newest migration."""
+        self._run_migrations(command.upgrade, "head")
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema back to `revision` (e.g. "0007"): undoes the migrations after it."""
+        self._run_migrations(command.downgrade, revision)
+
+    def _run_migrations(self, step: Callable[[Config, str], None], revision: str) -> None:
         config = alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-        logger.info("database schema at head")
+            step(config, revision)
+        logger.info("database schema at %s", revision)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
