@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from store_support import project_with_items
+
 from medloop.store import Database
 from medloop.store import repository as repo
 from medloop.types import LabelSource, Role, TaskKind
@@ -11,16 +13,7 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
     database: Database,
 ) -> None:
     with database.session() as s:
-        project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
-        repo.add_items(
-            s,
-            project=project,
-            items=[
-                repo.NewItem(source_ref=f"i{i}", image_sha256=f"{i:064x}", split="train")
-                for i in range(3)
-            ],
-        )
-        first, second, third = repo.items_frame(s, project_id=project.id).index.tolist()
+        project, (first, second, third) = project_with_items(s, 3)
         (task,) = repo.create_tasks(s, project_id=project.id, item_ids=[first], required_answers=1)
         anna = repo.create_user(s, username="anna", role=Role.ANNOTATOR, password_hash=None).id
         repo.add_answers(

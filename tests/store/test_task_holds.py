@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from sqlalchemy import func, select
+from store_support import project_with_items
 
 from medloop.store import Database, assignments
 from medloop.store import repository as repo
@@ -17,16 +18,7 @@ from medloop.types import LabelSource, Role
 def _tasks(db: Database, required: list[int], people: int = 3) -> tuple[int, list[int], list[int]]:
     """A project with one task per entry of `required` (its answers needed), and people."""
     with db.session() as s:
-        project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
-        repo.add_items(
-            s,
-            project=project,
-            items=[
-                repo.NewItem(source_ref=f"{i}.png", image_sha256=f"{i:064x}", split="train")
-                for i in range(len(required))
-            ],
-        )
-        items = repo.items_frame(s, project_id=project.id).index.tolist()
+        project, items = project_with_items(s, len(required))
         tasks = repo.create_tasks(
             s, project_id=project.id, item_ids=items, required_answers=required
         )

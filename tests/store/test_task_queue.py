@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import inspect, select
+from store_support import project_with_items
 
 from medloop.store import Database, assignments
 from medloop.store import repository as repo
@@ -17,16 +18,7 @@ from medloop.types import LabelKind, LabelSource, Role, TaskStatus
 def _queue(db: Database, *, n_items: int = 6) -> tuple[int, list[int], list[int], dict[str, int]]:
     """A project with one task per item (the last two gold), and three annotators."""
     with db.session() as s:
-        project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
-        repo.add_items(
-            s,
-            project=project,
-            items=[
-                repo.NewItem(source_ref=f"{i}.png", image_sha256=f"{i:064x}", split="train")
-                for i in range(n_items)
-            ],
-        )
-        items = repo.items_frame(s, project_id=project.id).index.tolist()
+        project, items = project_with_items(s, n_items)
         gold = [i >= n_items - 2 for i in range(n_items)]
         tasks = repo.create_tasks(
             s,
