@@ -4,11 +4,14 @@ Trains `--members` networks per seed with the bench preset (`BENCH_CONFIG`; the 
 three with the seeds a 3-member bench run uses, the rest with seeds of their own),
 stores each member's test-time-augmented logits on the val and test splits in
 `--store`, then for ensembles of the first 1, 3, 5 and 8 members fits the temperature
-on val and scores the test split with four binary cuts chosen on val:
+on val and scores the test split with five binary cuts chosen on val:
 
 - `fixed_tol`: best balanced accuracy, cuts within 0.005 of it fall back to the one
   nearest 0.5 (the preset before 2026-12-06);
-- `one_se`: the same within one standard error of the best (`calibration.ONE_SE`);
+- `one_se`: the same within one standard error of the best (`calibration.ONE_SE`),
+  nearest 0.5 (the preset on 2026-12-06);
+- `one_se_prior`: within one standard error, nearest the prevalence of class 1 on val
+  (balanced accuracy's own cut for calibrated probabilities; the preset since);
 - `argmax`: 0.5;
 - `bagged`: the median over 200 bootstrap resamples of val of the `fixed_tol` cut.
 
@@ -72,7 +75,9 @@ def bagged_cut(proba: np.ndarray, y: np.ndarray, *, draws: int = 200) -> float:
         rows = rng.integers(0, len(y), len(y))
         if np.unique(y[rows]).size == 2:
             cuts.append(
-                choose_threshold(proba[rows], y[rows], criterion="balanced", tolerance=0.005)
+                choose_threshold(
+                    proba[rows], y[rows], criterion="balanced", tolerance=0.005, anchor=0.5
+                )
             )
     return float(np.median(cuts))
 
@@ -85,8 +90,13 @@ def score(path: Path, size: int) -> dict[str, float]:
     p_val = apply_temperature(val_logits, temperature)
     p_test = apply_temperature(test_logits, temperature)
     cuts = {
-        "fixed_tol": choose_threshold(p_val, y_val, criterion="balanced", tolerance=0.005),
-        "one_se": choose_threshold(p_val, y_val, criterion="balanced", tolerance=ONE_SE),
+        "fixed_tol": choose_threshold(
+            p_val, y_val, criterion="balanced", tolerance=0.005, anchor=0.5
+        ),
+        "one_se": choose_threshold(
+            p_val, y_val, criterion="balanced", tolerance=ONE_SE, anchor=0.5
+        ),
+        "one_se_prior": choose_threshold(p_val, y_val, criterion="balanced", tolerance=ONE_SE),
         "argmax": 0.5,
         "bagged": bagged_cut(p_val, y_val),
     }
@@ -109,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     args.store.mkdir(parents=True, exist_ok=True)
     paths = [collect(args.dataset, seed, args.members, args.store) for seed in args.seeds]
-    rules = ("fixed_tol", "one_se", "argmax", "bagged")
+    rules = ("fixed_tol", "one_se", "one_se_prior", "argmax", "bagged")
     for size in (s for s in SIZES if s <= args.members):
         rows = [score(path, size) for path in paths]
         means = {k: np.mean([r[k] for r in rows]) for k in ("auc", *rules, "best_possible")}

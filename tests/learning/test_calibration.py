@@ -54,14 +54,14 @@ def test_threshold_maximises_accuracy_or_balanced_accuracy() -> None:
 
 def test_one_standard_error_tolerance_shrinks_as_the_validation_set_grows() -> None:
     """On 40 items the best balanced cut (0.616) is within one standard error of 0.5,
-    which wins; the same items repeated 100 times tell the two apart."""
+    which wins when it is the anchor; the same items repeated 100 times tell them apart."""
     rng = np.random.default_rng(0)
     y = (rng.random(40) < 0.7).astype(int)
     p1 = np.clip(0.35 + 0.4 * y + rng.normal(0, 0.2, 40), 0.01, 0.99)
     proba = np.stack([1 - p1, p1], axis=1)
     best = choose_threshold(proba, y, criterion="balanced")
     assert best == pytest.approx(0.616, abs=1e-3)
-    assert choose_threshold(proba, y, criterion="balanced", tolerance=ONE_SE) == 0.5
+    assert choose_threshold(proba, y, criterion="balanced", tolerance=ONE_SE, anchor=0.5) == 0.5
     many, y_many = np.tile(proba, (100, 1)), np.tile(y, 100)
     assert choose_threshold(many, y_many, criterion="balanced", tolerance=ONE_SE) == best
     assert choose_threshold(many, y_many, tolerance=ONE_SE) == choose_threshold(many, y_many)
@@ -69,6 +69,19 @@ def test_one_standard_error_tolerance_shrinks_as_the_validation_set_grows() -> N
         choose_threshold(proba, y, tolerance="one-se")
     with pytest.raises(InvalidInputError, match=">= 0"):
         choose_threshold(proba, y, tolerance=-0.1)
+
+
+def test_near_ties_go_to_the_criterion_own_cut() -> None:
+    """Many cuts separate a clean validation set; accuracy keeps the one nearest 0.5,
+    balanced accuracy the one nearest the prevalence (where the evidence is neutral)."""
+    p1 = np.array([0.02, 0.05, 0.1, 0.15, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99])
+    y = (p1 > 0.5).astype(int)  # prevalence 0.6; every cut in (0.15, 0.9) is perfect
+    proba = np.stack([1 - p1, p1], axis=1)
+    assert choose_threshold(proba, y) == 0.5
+    assert choose_threshold(proba, y, criterion="balanced") == pytest.approx(0.6)
+    assert choose_threshold(proba, y, criterion="balanced", anchor=0.3) == pytest.approx(0.3)
+    with pytest.raises(InvalidInputError, match="anchor"):
+        choose_threshold(proba, y, anchor=1.0)
 
 
 def test_perfect_separation_keeps_one_half() -> None:

@@ -3,7 +3,8 @@
 Temperature scaling (Guo et al., 2017) divides the logits by one scalar T > 0 fitted
 by minimising the validation negative log-likelihood; it changes neither the ranking
 (AUC) nor the argmax. The binary decision threshold is the cut on p(class 1) that
-maximises validation accuracy (ties go to the cut nearest 0.5). Multi-label models
+maximises validation accuracy (ties go to the cut nearest 0.5) or balanced accuracy
+(ties go to the cut nearest the prevalence, `choose_threshold`). Multi-label models
 (independent sigmoids) get one temperature fitted on the binary cross-entropy of all
 labels (`fit_label_temperature`) and one cut per label (`choose_label_thresholds`).
 
@@ -145,16 +146,21 @@ def choose_threshold(
     *,
     criterion: str = "accuracy",
     tolerance: float | str = 0.0,
+    anchor: float | None = None,
 ) -> float:
     """The cut t on p(class 1) maximising `criterion` of `p1 >= t` on binary `labels`.
 
     criterion "accuracy": plain accuracy (best when the validation prevalence is the
     deployment prevalence); "balanced": the mean of sensitivity and specificity
     (Youden's J, independent of prevalence). Candidates are midpoints between
-    consecutive distinct scores (plus 0.5); among cuts scoring within `tolerance` of
-    the best (a fraction, e.g. 0.005, or `ONE_SE`: one binomial standard error of the
-    best cut's score) the one nearest 0.5 wins, so a perfect separator keeps 0.5 and a
-    small validation set does not move the cut on a gain it cannot tell from noise.
+    consecutive distinct scores (plus 0.5 and the anchor); among cuts scoring within
+    `tolerance` of the best (a fraction, e.g. 0.005, or `ONE_SE`: one binomial standard
+    error of the best cut's score) the one nearest the criterion's own best cut for
+    calibrated probabilities wins, so a small validation set does not move the cut on a
+    gain it cannot tell from noise. That anchor is 0.5 for accuracy, and for balanced
+    accuracy the prevalence of class 1 in `labels`: where p(1 | x) equals the prior, the
+    evidence favours neither class, which is where the mean of sensitivity and
+    specificity is best (0.5 there would be the accuracy's cut). `anchor` sets another.
 
     >>> choose_threshold(np.array([[0.8, 0.2], [0.7, 0.3], [0.4, 0.6]]), np.array([0, 1, 1]))
     0.25
@@ -166,14 +172,20 @@ def choose_threshold(
     check_tolerance(tolerance)
     if y.size == 0:
         return 0.5
-    p1 = proba[:, 1]
-    distinct = np.unique(p1)
-    candidates = np.unique(np.concatenate([(distinct[:-1] + distinct[1:]) / 2.0, [0.5]]))
     if criterion not in THRESHOLD_CRITERIA:
         raise UnknownOptionError(
             f"criterion must be one of {list(THRESHOLD_CRITERIA)}; got {criterion!r}"
         )
     positive = y == 1
+    if anchor is None:
+        anchor = 0.5
+        if criterion == "balanced" and 0 < positive.sum() < y.size:
+            anchor = float(positive.mean())
+    elif not 0.0 < anchor < 1.0:
+        raise InvalidInputError(f"anchor must lie in (0, 1); got {anchor!r}")
+    p1 = proba[:, 1]
+    distinct = np.unique(p1)
+    candidates = np.unique(np.concatenate([(distinct[:-1] + distinct[1:]) / 2.0, [0.5, anchor]]))
     n_pos, n_neg = max(int(positive.sum()), 1), max(int((~positive).sum()), 1)
     hits = (p1[None, :] >= candidates[:, None]) == positive[None, :]
     sensitivity = (hits & positive).sum(axis=1) / n_pos
@@ -192,7 +204,7 @@ def choose_threshold(
     else:
         slack = max(float(tolerance), 0.0)
     best = np.flatnonzero(score >= score[top] - slack - 1e-12)
-    chosen = candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]
+    chosen = candidates[best[np.argmin(np.abs(candidates[best] - anchor))]]
     return float(chosen)
 
 

@@ -100,7 +100,9 @@ class TrainConfig:
     the binary decision cut on p(class 1) that `TrainedClassifier.predict` uses,
     maximising `threshold_criterion` ("accuracy" or "balanced" accuracy); of cuts within
     `threshold_tolerance` of the best (a number, or "one_se": one standard error of the
-    best cut's score), the one nearest 0.5.
+    best cut's score), the one nearest the criterion's own cut for calibrated
+    probabilities (0.5 for accuracy, the validation prevalence of class 1 for balanced
+    accuracy; `calibration.choose_threshold`).
     `tta` > 1 averages the logits over that many fixed small shifts/zooms of each image
     at prediction time (no flips). `label_smoothing` mixes the targets with uniform.
     `augmentation` holds the ranges of the random training augmentation (`augment`).
