@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.store import repository
+from medloop.store.db import select_frame
 from medloop.store.models import (
     Patient,
     PatientFeature,
@@ -124,7 +125,7 @@ def observations_frame(
         "time",
         "note",
     ]
-    return pd.DataFrame(session.execute(query).all(), columns=columns)
+    return select_frame(session, query, columns)
 
 
 def upsert_features(
@@ -181,10 +182,9 @@ def features_frame(
     )
     if pseudonyms is not None:
         query = query.where(Patient.pseudonym.in_([str(p) for p in pseudonyms]))
-    rows = session.execute(query).all()
-    if not rows:
+    long = select_frame(session, query, ["patient", "name", "value", "text"])
+    if long.empty:
         return pd.DataFrame(index=pd.Index([], name="patient"))
-    long = pd.DataFrame(rows, columns=["patient", "name", "value", "text"])
     long["cell"] = long["value"].astype(object).where(long["value"].notna(), long["text"])
     wide = long.pivot(index="patient", columns="name", values="cell")
     wide.columns.name = None
@@ -318,7 +318,7 @@ def add_decision(
 
 def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
     """A patient's decisions, oldest first."""
-    rows = session.execute(
+    query = (
         select(
             TreatmentDecision.id,
             TreatmentDecision.recommendation_id,
@@ -331,6 +331,6 @@ def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
         .join(Recommendation, Recommendation.id == TreatmentDecision.recommendation_id)
         .where(Recommendation.patient_id == patient_id)
         .order_by(TreatmentDecision.id)
-    ).all()
+    )
     columns = ["id", "recommendation", "doctor_id", "decision", "treatment", "reason", "at"]
-    return pd.DataFrame(rows, columns=columns)
+    return select_frame(session, query, columns)

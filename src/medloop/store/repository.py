@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
-from medloop.store.db import plain_execute
+from medloop.store.db import plain_execute, select_frame
 from medloop.store.models import (
     Answer,
     AnswerBox,
@@ -271,13 +271,12 @@ def ensure_patients(
 
 def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     """All items of a project: index item id; split, reference_label, image_sha256, patient_id."""
-    rows = session.execute(
+    frame = select_frame(
+        session,
         select(Item.id, Item.split, Item.reference_label, Item.image_sha256, Item.patient_id)
         .where(Item.project_id == project_id)
-        .order_by(Item.id)
-    ).all()
-    frame = pd.DataFrame(
-        rows, columns=["item", "split", "reference_label", "image_sha256", "patient_id"]
+        .order_by(Item.id),
+        ["item", "split", "reference_label", "image_sha256", "patient_id"],
     )
     frame["reference_label"] = frame["reference_label"].astype("Int64")
     return frame.set_index("item")
@@ -487,13 +486,13 @@ def answers_frame(
     if sources is not None:
         query = query.where(Answer.source.in_([str(s) for s in sources]))
     columns = ["task", "worker", "label", "source", "task_id", "is_gold", "created_at"]
-    return pd.DataFrame(session.execute(query).all(), columns=columns)
+    return select_frame(session, query, columns)
 
 
 def answer_boxes_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     """Boxes drawn with answers in a project: item, worker (username), label, source, and
     x, y, width, height as fractions of the image; oldest first."""
-    rows = session.execute(
+    query = (
         select(
             Answer.item_id,
             User.username,
@@ -509,9 +508,9 @@ def answer_boxes_frame(session: Session, *, project_id: int) -> pd.DataFrame:
         .join(Task, Task.id == Answer.task_id)
         .where(Task.project_id == project_id)
         .order_by(AnswerBox.id)
-    ).all()
+    )
     columns = ["item", "worker", "label", "source", "x", "y", "width", "height"]
-    return pd.DataFrame(rows, columns=columns)
+    return select_frame(session, query, columns)
 
 
 def labelled_item_ids(session: Session, *, project_id: int) -> set[int]:
@@ -528,7 +527,7 @@ def labelled_item_ids(session: Session, *, project_id: int) -> set[int]:
 
 
 def tasks_frame(session: Session, *, project_id: int) -> pd.DataFrame:
-    rows = session.execute(
+    query = (
         select(
             Task.id,
             Task.item_id,
@@ -540,9 +539,9 @@ def tasks_frame(session: Session, *, project_id: int) -> pd.DataFrame:
         )
         .where(Task.project_id == project_id)
         .order_by(Task.id)
-    ).all()
+    )
     columns = ["task_id", "item", "kind", "round", "is_gold", "status", "required_answers"]
-    return pd.DataFrame(rows, columns=columns)
+    return select_frame(session, query, columns)
 
 
 def latest_round(session: Session, *, project_id: int) -> int:
@@ -603,7 +602,7 @@ def current_labels(session: Session, *, project_id: int, kind: LabelKind) -> pd.
         .where(ItemLabel.project_id == project_id, ItemLabel.kind == str(kind))
         .group_by(ItemLabel.item_id)
     )
-    rows = session.execute(
+    query = (
         select(
             ItemLabel.item_id,
             ItemLabel.label,
@@ -615,9 +614,9 @@ def current_labels(session: Session, *, project_id: int, kind: LabelKind) -> pd.
         )
         .where(ItemLabel.id.in_(newest))
         .order_by(ItemLabel.item_id)
-    ).all()
+    )
     columns = ["item", "label", "confidence", "probabilities", "source", "method", "round"]
-    return pd.DataFrame(rows, columns=columns).set_index("item")
+    return select_frame(session, query, columns).set_index("item")
 
 
 # --- models and predictions --------------------------------------------------------------

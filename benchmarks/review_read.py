@@ -1,0 +1,94 @@
+"""What a doctor's review page costs to read on a large project, in process.
+
+Builds `web_load.build_home`'s SQLite project with `--items` items (3 lay answers
+requested each), answers every task with 3 of 30 simulated people, then times
+`repository.answers_frame` (the project's crowd answers as a frame) and
+`review.review_detail` (one review page: the item, its answers, the crowd model's
+reliability estimates) `--repeats` times each and prints the medians as one JSON line.
+
+    python benchmarks/review_read.py --items 20000 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from web_load import SECRET, build_home
+
+from medloop.config import Settings
+from medloop.store import repository as repo
+from medloop.types import LabelSource
+from medloop.workflows import Workspace, review
+
+PEOPLE = 30
+
+
+def answer_every_task(ws: Workspace, *, seed: int = 0) -> int:
+    """Three answers from three different people for every task of the project."""
+    rng = np.random.default_rng(seed)
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="load")
+        tasks = repo.tasks_frame(s, project_id=project.id)
+        people = [repo.get_user(s, username=f"ann{n:03d}").id for n in range(PEOPLE)]
+        task_ids, workers = [], []
+        for task in tasks["task_id"]:
+            for person in rng.choice(people, 3, replace=False):
+                task_ids.append(int(task))
+                workers.append(int(person))
+        labels = rng.integers(0, 2, len(task_ids)).tolist()
+        repo.add_answers(
+            s, task_ids=task_ids, worker_ids=workers, labels=labels, source=LabelSource.CROWD
+        )
+    return len(task_ids)
+
+
+def median_seconds(call: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home), secret_key=SECRET)
+        build_home(settings, items=args.items, annotators=PEOPLE, gold=50)
+        ws = Workspace.open(settings)
+        try:
+            answers = answer_every_task(ws)
+            with ws.db.session() as s:
+                project_id = repo.get_project(s, name="load").id
+                item = int(repo.tasks_frame(s, project_id=project_id)["item"].iloc[100])
+
+            def read_answers() -> object:
+                with ws.db.session() as s:
+                    return repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
+
+            result = {
+                "items": args.items,
+                "answers": answers,
+                "answers_frame_s": median_seconds(read_answers, args.repeats),
+                "review_detail_s": median_seconds(
+                    lambda: review.review_detail(ws, item_id=item), args.repeats
+                ),
+            }
+        finally:
+            ws.close()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
