@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +54,21 @@ class Simulation:
             n_classes=2, accuracy=DOCTOR_ACCURACY, budget=len(truth), seed=seed + 1
         )
         self.answers: list[pd.DataFrame] = []
+        self.answered_by: defaultdict[int, set[str]] = defaultdict(set)
         self.decisions = pd.Series(dtype=np.int64)
         self.spent = 0.0
 
     def ask_crowd(self, items: np.ndarray, redundancy: int) -> None:
         """More answers for `items`, from people who have not answered them yet."""
         if len(items):
-            seen: dict[int, set[str]] = {}
-            if self.answers:
-                given = pd.concat(self.answers)
-                seen = given.groupby("task")["worker"].agg(set).to_dict()
             answered = self.crowd.answer(
                 items,
                 self.truth[items],
                 redundancy=redundancy,
-                answered_by=[seen.get(int(i), set()) for i in items],
+                answered_by=[self.answered_by[int(i)] for i in items],
             )
+            for item, worker in zip(answered["task"], answered["worker"], strict=True):
+                self.answered_by[int(item)].add(worker)
             self.answers.append(answered)
             self.spent += len(answered)
 
