@@ -202,7 +202,7 @@ def choose_threshold(
             se, sp = sensitivity[top], specificity[top]
             slack = 0.5 * float(np.sqrt(se * (1 - se) / n_pos + sp * (1 - sp) / n_neg))
     else:
-        slack = max(float(tolerance), 0.0)
+        slack = float(tolerance)  # check_tolerance: >= 0
     best = np.flatnonzero(score >= score[top] - slack - 1e-12)
     chosen = candidates[best[np.argmin(np.abs(candidates[best] - anchor))]]
     return float(chosen)
