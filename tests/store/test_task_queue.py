@@ -172,6 +172,20 @@ def test_migration_0006_counts_the_answers_already_given(database: Database) -> 
     assert [counts[t][0] for t in tasks] == [2, 1, 0, 0, 0, 0]
 
 
+def test_migration_0009_drops_the_index_the_queue_index_covers(database: Database) -> None:
+    """Lookups by (project_id, status) use ix_tasks_queue's leading columns; the index on
+    those two columns alone comes back only when the schema goes back to 0008."""
+
+    def names() -> set[str]:
+        return {i["name"] for i in inspect(database.engine).get_indexes("tasks")}
+
+    assert "ix_tasks_project_status" not in names() and "ix_tasks_queue" in names()
+    database.downgrade("0008")
+    assert "ix_tasks_project_status" in names()
+    database.migrate()
+    assert "ix_tasks_project_status" not in names()
+
+
 def test_plain_reads_see_what_the_session_has_not_flushed(database: Database) -> None:
     """`plain_execute` flushes first, as `Session.execute` does: a final label added
     through the ORM is seen by the next plain read in the same session."""

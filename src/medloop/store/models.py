@@ -96,7 +96,6 @@ class Task(Base):
     `answer_count` is how many answers it has (kept by `repository.add_answers`)."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_project_status", "project_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
