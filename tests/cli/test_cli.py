@@ -154,6 +154,21 @@ def test_aggregate_csv_with_gold_output_and_evaluation(tmp_path: Path, monkeypat
     assert written[1].startswith("t1,yes,")
 
 
+def test_a_single_record_prints_one_field_per_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A report (aggregation, model metrics, bench) is a list of fields: in an 80-column
+    terminal each field keeps its whole name, with its value on the same line."""
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\nt1,a,yes\nt1,b,yes\nt2,a,no\nt2,b,yes\n")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("task,label\nt1,yes\nt2,no\n")
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(truth))
+    assert code == 0
+    lines = {line.split()[1]: line.split()[3] for line in out.splitlines() if line.count("│") == 3}
+    assert lines["method"] == "dawid_skene" and lines["tasks_scored"] == "2"
+    assert {"tasks", "accuracy", "seconds"} <= set(lines)
+
+
 def test_aggregate_bad_csv_names_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("task,person,label\nt1,a,yes\n")

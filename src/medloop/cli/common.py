@@ -108,6 +108,17 @@ def table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def record_table(title: str, record: dict[str, Any]) -> Table:
+    """One record as two columns, one field per line (a wide record's columns would be
+    squeezed to a few letters each in an 80-column terminal)."""
+    table = Table(title=title)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in record.items():
+        table.add_row(str(key), _cell(value))
+    return table
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"

@@ -19,6 +19,7 @@ from medloop.cli.common import (
     app,
     out,
     print_json,
+    record_table,
     table,
     workspace,
 )
@@ -68,7 +69,7 @@ def aggregate(
     if as_json:
         print_json(report)
     else:
-        out.print(table("aggregation", [report]))
+        out.print(record_table("aggregation", report))
 
 
 @app.command()
@@ -117,6 +118,6 @@ def plan(
     if as_json:
         print_json({**summary, "requests": rows})
         return
-    out.print(table("labelling plan", [summary]))
+    out.print(record_table("labelling plan", summary))
     if rows:
         out.print(table(f"requests, most worth asking first ({len(rows)} shown)", rows))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from medloop.cli.common import JsonOpt, SeedOpt, bench_app, out, print_json, table
+from medloop.cli.common import JsonOpt, SeedOpt, bench_app, out, print_json, record_table, table
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 
@@ -98,7 +98,7 @@ def bench_train(
     if as_json:
         print_json(result)
     else:
-        out.print(table(f"bench train {dataset}", [result]))
+        out.print(record_table(f"bench train {dataset}", result))
 
 
 def _int_list(text: str, *, option: str) -> list[int]:

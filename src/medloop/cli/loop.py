@@ -25,6 +25,7 @@ from medloop.cli.common import (
     out,
     print_json,
     progress_bar,
+    record_table,
     table,
     workspace,
 )
@@ -163,7 +164,7 @@ def train(
             progress("training (epochs)", epoch + 1, config.max_epochs)
 
         metrics = workflows.train(ws, project=project, config=config, on_epoch=on_epoch)
-    print_json(metrics) if as_json else out.print(table("new model version", [metrics]))
+    print_json(metrics) if as_json else out.print(record_table("new model version", metrics))
 
 
 @app.command()
@@ -175,7 +176,7 @@ def evaluate(
     """Show a model version's validation and test metrics."""
     with workspace() as ws:
         metrics = workflows.evaluate(ws, project=project, version=version)
-    print_json(metrics) if as_json else out.print(table("model", [metrics]))
+    print_json(metrics) if as_json else out.print(record_table("model", metrics))
 
 
 @app.command()

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from medloop.cli.common import JsonOpt, ProjectOpt, SeedOpt, app, bench_app, out, print_json, table
+from medloop.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    SeedOpt,
+    app,
+    bench_app,
+    out,
+    print_json,
+    record_table,
+    table,
+)
 from medloop.cli.common import workspace as open_workspace
 from medloop.exceptions import InvalidInputError
 from medloop.workflows import precision as wf
@@ -232,6 +242,4 @@ def bench_precision(seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(result)
     else:
-        out.print(
-            table("precision benchmark", [{"metric": k, "value": v} for k, v in result.items()])
-        )
+        out.print(record_table("precision benchmark", result))

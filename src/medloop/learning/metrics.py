@@ -62,23 +62,23 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dic
     fewer than two classes occur in `labels`; `acc` is NaN for empty input.
 
     >>> classification_metrics(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 1]))
-    {'auc': 1.0, 'acc': 1.0, 'n': 2.0}
+    {'auc': 1.0, 'acc': 1.0, 'n': 2}
     """
     proba = check_probabilities(probabilities)
     y = check_labels(labels, n_classes=proba.shape[1], n=proba.shape[0])
     n = int(y.shape[0])
     if n == 0:
-        return {"auc": math.nan, "acc": math.nan, "n": 0.0}
+        return {"auc": math.nan, "acc": math.nan, "n": 0}
     acc = float(np.mean(proba.argmax(axis=1) == y))
     if np.unique(y).size < 2:
         logger.debug("only one class present in labels; auc is undefined")
-        return {"auc": math.nan, "acc": acc, "n": float(n)}
+        return {"auc": math.nan, "acc": acc, "n": n}
     if proba.shape[1] == 2:
         auc = float(roc_auc_score(y, proba[:, 1]))
     else:  # one-vs-rest: each class's column as one label (classes never or always seen: NaN)
         one_vs_rest = per_label_auc(proba, np.eye(proba.shape[1], dtype=np.int64)[y])
         auc = float(np.nanmean(one_vs_rest))
-    return {"auc": auc, "acc": acc, "n": float(n)}
+    return {"auc": auc, "acc": acc, "n": n}
 
 
 def check_multilabels(labels: np.ndarray, *, n_labels: int, n: int | None = None) -> np.ndarray:
@@ -130,15 +130,15 @@ def multilabel_metrics(
     MedMNIST).
 
     >>> multilabel_metrics(np.array([[0.9, 0.2], [0.1, 0.7]]), np.array([[1, 0], [0, 0]]))
-    {'auc': 1.0, 'acc': 0.75, 'n': 2.0}
+    {'auc': 1.0, 'acc': 0.75, 'n': 2}
     """
     proba = check_label_probabilities(probabilities)
     y = check_multilabels(labels, n_labels=proba.shape[1], n=proba.shape[0])
     n = int(y.shape[0])
     if n == 0:
-        return {"auc": math.nan, "acc": math.nan, "n": 0.0}
+        return {"auc": math.nan, "acc": math.nan, "n": 0}
     cuts = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (proba.shape[1],))
     acc = float(np.mean((proba >= cuts).astype(np.int64) == y))
     aucs = [a for a in per_label_auc(proba, y) if not math.isnan(a)]
     auc = float(np.mean(aucs)) if aucs else math.nan
-    return {"auc": auc, "acc": acc, "n": float(n)}
+    return {"auc": auc, "acc": acc, "n": n}
