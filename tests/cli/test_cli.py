@@ -65,6 +65,12 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
     queue = json.loads(out)
     assert code == 0 and len(queue) == 20
+    code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--limit", "3")
+    shown = [line.split("│") for line in out.splitlines() if line.count("│") == 6]
+    assert code == 0 and [int(row[1]) for row in shown if row[1].strip()] == [
+        row["item"] for row in queue[:3]
+    ]
+    assert shown[0][2].split()[0] in {"normal", "pneumonia"}  # class names, not indices
     plan_csv = home / "plan.csv"
     code, out, _ = run(
         monkeypatch,

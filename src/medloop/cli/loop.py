@@ -205,13 +205,33 @@ def review(
             out.print(f"item {item}: final label {label!r} by {doctor}")
             return
         queue = workflows.review_queue(ws, project=project, limit=limit)
+        classes = workflows.project_classes(ws, project=project)
     rows = queue.reset_index().to_dict(orient="records")
     if as_json:
         print_json(rows)
     elif not rows:
         out.print("the review queue is empty")
     else:
-        out.print(table(f"review queue ({len(rows)} shown)", rows))
+        shown = [_queue_row(row, classes) for row in rows]
+        out.print(table(f"review queue ({len(rows)} shown)", shown))
+
+
+def _queue_row(row: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """A queue row as a doctor reads it: class names with their confidence, the score
+    and why the item is there (the JSON keeps every column)."""
+
+    def opinion(label: Any, confidence: Any) -> str:
+        if label is None or pd.isna(label):
+            return "-"
+        return f"{classes[int(label)]} {float(confidence):.2f}"
+
+    return {
+        "item": row["item"],
+        "crowd": opinion(row["crowd_label"], row["crowd_confidence"]),
+        "model": opinion(row.get("model_label"), row.get("model_confidence")),
+        "score": row["score"],
+        "why": row["reason"],
+    }
 
 
 def _loop_settings(
