@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -230,3 +231,23 @@ def test_server_worker_processes_rebuild_the_settings_they_are_given(
     for name, value in settings_environment(given).items():
         monkeypatch.setenv(name, value)
     assert Settings() == given
+
+
+def test_the_loops_round_table_fits_a_terminal_without_cutting_a_word() -> None:
+    from rich.console import Console
+
+    from medloop.cli.loop import ROUND_COLUMNS, round_table
+
+    row = dict.fromkeys(ROUND_COLUMNS, 0.8765) | {
+        "round": 12,
+        "labelled_items": 3650,
+        "crowd_answers": 10950,
+        "doctor_labels": 650,
+        "cost": 23950.0,
+        "seconds": 312.5,
+    }
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(round_table([row, row], width=80))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "10950" in text and "23950" in text and "answers" in text

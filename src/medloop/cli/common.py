@@ -99,12 +99,23 @@ def print_json(data: Any) -> None:
         print(text, flush=True)
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title)
-    for column in rows[0] if rows else []:
-        table.add_column(str(column))
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
+def table(title: str, rows: list[dict[str, Any]], *, width: int | None = None) -> Table:
+    """Rows as a table. Where every column fits whole (its longest cell, and its header
+    wrapped at spaces) within `width` (default: the terminal's), each gets exactly that:
+    Rich's own shrinking cuts some headers short even when everything would fit."""
+    table = Table(title=title, pad_edge=False)  # two more characters for the columns
+    columns = [str(c) for c in rows[0]] if rows else []
+    cells = [[_cell(v) for v in row.values()] for row in rows]
+    natural = [
+        max([len(word) for word in column.split()] + [len(row[j]) for row in cells] + [1])
+        for j, column in enumerate(columns)
+    ]
+    chrome = 3 * len(columns) - 1  # a border and a space either side, no outer padding
+    fits = sum(natural) + chrome <= (out.width if width is None else width)
+    for column, size in zip(columns, natural, strict=True):
+        table.add_column(column, width=size if fits else None)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
@@ -121,7 +132,7 @@ def record_table(title: str, record: dict[str, Any]) -> Table:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.0f}" if value.is_integer() else f"{value:.3f}"
     return str(value)
 
 

@@ -316,10 +316,13 @@ ROUND_COLUMNS = {
 }
 
 
-def round_table(rows: list[dict[str, Any]]) -> Table:
-    """The loop's rounds as a table (`RoundReport.as_dict` rows)."""
+def round_table(rows: list[dict[str, Any]], *, width: int | None = None) -> Table:
+    """The loop's rounds as a table (`RoundReport.as_dict` rows) for a terminal `width`
+    characters wide (default: this one)."""
     summary = [{label: r[key] for key, label in ROUND_COLUMNS.items()} for r in rows]
-    return table("the loop, round by round", summary)
+    for row in summary:
+        row["s"] = round(row["s"])
+    return table("the loop, round by round", summary, width=width)
 
 
 @bench_app.command("loop")
