@@ -214,8 +214,9 @@ def test_corrupt_image_folder_ingests_nothing(
     (folder / "labels.csv").write_text(
         "file,label,patient_id\n0.png,a,p1\n1.png,b,p1\n2.png,a,p2\n3.png,b,p3\n"
     )
-    code, out, _ = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
+    code, out, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
     assert code == 0 and "4 items (3 patients)" in out
+    assert "ingest: storing images" in err and "4/4" in err  # a progress bar on stderr
 
 
 def test_server_worker_processes_rebuild_the_settings_they_are_given(

@@ -67,6 +67,12 @@ def test_reads_deidentified_records(folder: Path) -> None:
     assert pydicom.dcmread(io.BytesIO(ct.dicom_bytes)).PixelData == original.PixelData
 
 
+def test_progress_counts_every_dicom_file(folder: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    read_dicom_folder(folder, key=KEY, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # readme.txt is not a candidate
+
+
 def test_images_follow_window_rescale_and_luma() -> None:
     mr = pydicom.dcmread(_testfile("MR_small.dcm"))  # window 600 / 1600, no rescale
     expected = _expected_window(mr.pixel_array.astype(float), 600.0, 1600.0)

@@ -45,6 +45,14 @@ def test_reads_labels_patients_and_subfolders(tmp_path: Path) -> None:
     assert by_source["a.png"].image[1, 1] == 10
 
 
+def test_progress_counts_every_image(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    read_image_folder(
+        _folder(tmp_path, None), progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_classes_fix_order_and_unlisted_files_are_unlabelled(tmp_path: Path) -> None:
     folder = _folder(tmp_path, "file,label\n./a.png,normal\n")
     data = read_image_folder(folder, classes=["pneumonia", "normal"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,16 +67,7 @@ def ingest_images(
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest an image folder with a CSV of labels; patient ids are pseudonymised."""
-    with workspace() as ws:
-        summary = workflows.ingest_image_folder(
-            ws,
-            folder=folder,
-            project=project,
-            labels_csv=labels,
-            classes=classes.split(",") if classes else None,
-            seed=seed,
-        )
-    out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
+    _ingest_folder(workflows.ingest_image_folder, folder, project, labels, classes, seed)
 
 
 @ingest_app.command("dicom")
@@ -87,14 +79,26 @@ def ingest_dicom(
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
-    with workspace() as ws:
-        summary = workflows.ingest_dicom_folder(
+    _ingest_folder(workflows.ingest_dicom_folder, folder, project, labels, classes, seed)
+
+
+def _ingest_folder(
+    ingest: Callable[..., workflows.IngestSummary],
+    folder: Path,
+    project: str,
+    labels: Path | None,
+    classes: str | None,
+    seed: int,
+) -> None:
+    with workspace() as ws, progress_bar() as progress:
+        summary = ingest(
             ws,
             folder=folder,
             project=project,
             labels_csv=labels,
             classes=classes.split(",") if classes else None,
             seed=seed,
+            progress=progress,
         )
     out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
 

@@ -9,7 +9,7 @@ personal data themselves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -97,8 +97,10 @@ def read_dicom_folder(
     key: bytes,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[str], list[DicomRecord]]:
-    """De-identify and read every DICOM image under `folder` (recursively).
+    """De-identify and read every DICOM image under `folder` (recursively); `progress`
+    is called with (files read, files) as they are read.
 
     A file is read when it ends in ``.dcm``/``.dicom`` or starts with the DICOM
     preamble + ``DICM``; other files (and hidden ones, the labels CSV, DICOMDIR) are
@@ -135,7 +137,9 @@ def read_dicom_folder(
     records: list[DicomRecord] = []
     seen_instances: dict[str, str] = {}
     seen_pixels: dict[str, str] = {}
-    for name in sorted(files):
+    for done, name in enumerate(sorted(files), 1):
+        if progress is not None:
+            progress(done - 1, len(files))
         path = folder / name
         dataset = read_dicom(path)
         if str(dataset.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
@@ -165,6 +169,8 @@ def read_dicom_folder(
                 label=label_row.label if label_row else None,
             )
         )
+    if progress is not None and files:
+        progress(len(files), len(files))
     if not records:
         raise IngestError(folder, "no DICOM images found")
     patients = len({r.patient_pseudonym for r in records})

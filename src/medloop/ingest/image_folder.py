@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -63,6 +63,7 @@ def read_image_folder(
     *,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImageFolderDataset:
     """Read every PNG/JPEG under `folder` (recursively) with labels from a CSV.
 
@@ -74,6 +75,7 @@ def read_image_folder(
             ``file`` is relative to `folder` (``/`` separators); an empty ``label``
             means unlabelled.
         classes: allowed label names in index order; default sorted unique CSV labels.
+        progress: called with (files read, files) as the images are read.
 
     Raises:
         IngestError: empty folder, missing CSV or column, a listed file that is absent,
@@ -110,7 +112,7 @@ def read_image_folder(
 
     records: list[ImageRecord] = []
     seen: dict[str, str] = {}
-    for name in sorted(files):
+    for done, name in enumerate(sorted(files), 1):
         image = load_image_file(folder / name)
         digest = pixel_digest(image)
         if digest in seen:
@@ -127,6 +129,8 @@ def read_image_folder(
                 patient_id=label_row.patient_id if label_row else None,
             )
         )
+        if progress is not None:
+            progress(done, len(files))
     labelled = sum(r.label is not None for r in records)
     logger.info("read %d images (%d labelled) from %s", len(records), labelled, folder)
     return ImageFolderDataset(classes=class_list, records=records)

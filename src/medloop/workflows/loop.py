@@ -140,11 +140,17 @@ def ingest_image_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
+    progress: Progress = _no_progress,
 ) -> IngestSummary:
     """Ingest PNG/JPEG images listed in a CSV; patient ids are pseudonymised, splits are
     stratified by label and grouped by patient."""
     _check_new_project(ws, name=project)
-    dataset = read_image_folder(folder, labels_csv=labels_csv, classes=classes)
+    dataset = read_image_folder(
+        folder,
+        labels_csv=labels_csv,
+        classes=classes,
+        progress=lambda done, total: progress("ingest: reading images", done, total),
+    )
     pseudonyms = [
         pseudonymize(r.patient_id, key=ws.settings.resolved_secret_key) if r.patient_id else None
         for r in dataset.records
@@ -152,16 +158,18 @@ def ingest_image_folder(
     labels = [r.label for r in dataset.records]
     splits = _split(labels, pseudonyms, seed=seed)
     n_channels = 3 if any(r.image.ndim == 3 for r in dataset.records) else 1
-    items = [
-        repo.NewItem(
-            source_ref=record.source,
-            image_sha256=ws.blobs.put(encode_png(record.image)),
-            split=split,
-            reference_label=record.label,
-            patient_pseudonym=pseudonym,
+    items = []
+    for record, pseudonym, split in zip(dataset.records, pseudonyms, splits, strict=True):
+        items.append(
+            repo.NewItem(
+                source_ref=record.source,
+                image_sha256=ws.blobs.put(encode_png(record.image)),
+                split=split,
+                reference_label=record.label,
+                patient_pseudonym=pseudonym,
+            )
         )
-        for record, pseudonym, split in zip(dataset.records, pseudonyms, splits, strict=True)
-    ]
+        progress("ingest: storing images", len(items), len(dataset.records))
     return _store_folder(
         ws,
         project=project,
@@ -180,24 +188,31 @@ def ingest_dicom_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
+    progress: Progress = _no_progress,
 ) -> IngestSummary:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
     _check_new_project(ws, name=project)
     class_names, records = read_dicom_folder(
-        folder, key=ws.settings.resolved_secret_key, labels_csv=labels_csv, classes=classes
+        folder,
+        key=ws.settings.resolved_secret_key,
+        labels_csv=labels_csv,
+        classes=classes,
+        progress=lambda done, total: progress("ingest: reading and de-identifying", done, total),
     )
     splits = _split([r.label for r in records], [r.patient_pseudonym for r in records], seed=seed)
-    items = [
-        repo.NewItem(
-            source_ref=record.source,
-            image_sha256=ws.blobs.put(encode_png(record.image)),
-            dicom_sha256=ws.blobs.put(record.dicom_bytes),
-            split=split,
-            reference_label=record.label,
-            patient_pseudonym=record.patient_pseudonym,
+    items = []
+    for record, split in zip(records, splits, strict=True):
+        items.append(
+            repo.NewItem(
+                source_ref=record.source,
+                image_sha256=ws.blobs.put(encode_png(record.image)),
+                dicom_sha256=ws.blobs.put(record.dicom_bytes),
+                split=split,
+                reference_label=record.label,
+                patient_pseudonym=record.patient_pseudonym,
+            )
         )
-        for record, split in zip(records, splits, strict=True)
-    ]
+        progress("ingest: storing images", len(items), len(records))
     return _store_folder(
         ws,
         project=project,
