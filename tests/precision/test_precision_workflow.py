@@ -135,9 +135,14 @@ def test_cli_patients_risk_recommend(
     def run(*args: str) -> tuple[int, str, str]:
         return run_cli(monkeypatch, capsys, *args)
 
-    code, out, _ = run(
-        "patients", "import", str(csv), "-p", "trial", "--id-column", "mrn", "--text", "comment"
+    code, _, err = run(
+        "patients", "import", str(csv), "-p", "trial", "--id-column", "mrn", "--unit", "days"
     )
+    assert code == 2 and "--unit expects FEATURE=UNIT" in err
+    code, out, _ = run(
+        "patients", "import", str(csv), "-p", "trial", "--id-column", "mrn", "--text", "comment",
+        "--unit", "time=days", "--unit", "age=years",
+    )  # fmt: skip
     assert code == 0 and "imported 160 patients" in out
     code, out, _ = run(
         "risk",
@@ -157,6 +162,13 @@ def test_cli_patients_risk_recommend(
     assert kinds == ["survival", "effects"]
     code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
     assert code == 0 and json.loads(out)["options"] == ["treat", "no treatment"]
+    ws = Workspace.open(Settings())
+    try:
+        page = wf.patient_record(ws, project="trial", patient="MRN000002")
+    finally:
+        ws.close()
+    assert page["units"] == {"time": "days", "age": "years"}
+    assert page["recommendation"]["time_unit"] == "days"
     code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "treat")
     assert code == 2 and "reason" in err
     code, out, _ = run(

@@ -45,7 +45,13 @@ def cohort(site: Site, tmp_path: Path) -> list[str]:
     """A cohort with a survival model (bootstrap band) and a treatment-effect model;
     returns the pseudonyms."""
     ws = site.ws
-    wf.import_patients_table(ws, project=COHORT, path=_trial(tmp_path / "t.csv"), id_column="mrn")
+    wf.import_patients_table(
+        ws,
+        project=COHORT,
+        path=_trial(tmp_path / "t.csv"),
+        id_column="mrn",
+        units={"age": "years", "time": "days"},
+    )
     wf.train_risk(
         ws,
         project=COHORT,
@@ -137,6 +143,8 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     assert f'href="/patients/{patient}?project=trial%20cohort"' in listing.text
     empty = site.client.get(url)
     assert empty.status_code == 200 and "No recommendation yet" in empty.text
+    age = wf.patient_record(site.ws, project=COHORT, patient=patient)["features"]["age"]
+    assert f"<td>age</td><td>{age:g}</td><td>years</td>" in empty.text  # 61, not 61.0
     assert (
         site.client.get(f"/patients/{patient}/survival.png?project=trial+cohort").status_code == 404
     )
@@ -148,6 +156,7 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     risk = f"{100 * view.risk:.1f}%"
     interval = f"{100 * view.risk_lower:.1f}\u2013{100 * view.risk_upper:.1f}%"
     assert risk in text and interval in text and "95% bootstrap interval" in text
+    assert f"Risk of the event by {view.horizon:g} days" in text
     assert view.risk_lower <= view.risk <= view.risk_upper
     assert f"{100 * view.benefit_lower:+.1f} to {100 * view.benefit_upper:+.1f} pts" in text
     assert view.recommendation in text

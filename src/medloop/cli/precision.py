@@ -30,14 +30,16 @@ app.add_typer(patients_app, name="patients")
 app.add_typer(risk_app, name="risk")
 
 
-def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
+def _mapping(
+    pairs: list[str] | None, *, option: str = "--map", form: str = "SOURCE=FEATURE"
+) -> dict[str, str] | None:
     if not pairs:
         return None
     mapping = {}
     for pair in pairs:
         source, sep, target = pair.partition("=")
         if not sep or not source or not target:
-            raise InvalidInputError(f"--map expects SOURCE=FEATURE, got {pair!r}")
+            raise InvalidInputError(f"{option} expects {form}, got {pair!r}")
         mapping[source] = target
     return mapping
 
@@ -52,6 +54,9 @@ def patients_import(
     ] = None,
     text: Annotated[
         list[str] | None, typer.Option(help="Free-text column to scrub and keep; repeat.")
+    ] = None,
+    unit: Annotated[
+        list[str] | None, typer.Option(help="FEATURE=UNIT (e.g. age=years); repeat.")
     ] = None,
     expression: Annotated[
         Path | None,
@@ -75,6 +80,8 @@ def patients_import(
     genes_line = None
     with open_workspace() as ws:
         if path.suffix.lower() == ".json":
+            if unit:
+                raise InvalidInputError("--unit is for tables: FHIR observations carry units")
             summary = wf.import_fhir_bundle(ws, project=project, path=path)
         else:
             if id_column is None:
@@ -86,6 +93,7 @@ def patients_import(
                 id_column=id_column,
                 columns=_mapping(map_),
                 text_columns=text or (),
+                units=_mapping(unit, option="--unit", form="FEATURE=UNIT"),
             )
         if expression is not None and expression_ids is not None:
             genes = wf.import_expression(

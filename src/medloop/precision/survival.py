@@ -266,8 +266,10 @@ def survival_plot(
     upper: Any = None,
     horizon: float | None = None,
     title: str = "predicted survival",
+    time_unit: str | None = None,
 ) -> bytes:
-    """One patient's predicted survival curve (steps) with its band, as PNG bytes."""
+    """One patient's predicted survival curve (steps) with its band, as PNG bytes; the
+    time axis names `time_unit` when it is known."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -291,7 +293,7 @@ def survival_plot(
     if horizon is not None:
         ax.axvline(horizon, color="k", ls=":", lw=1, label="risk horizon")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("time")
+    ax.set_xlabel("time" if not time_unit else f"time ({time_unit})")
     ax.set_ylabel("P(event-free)")
     ax.set_title(title)
     ax.legend(loc="lower left", fontsize=8)

@@ -195,6 +195,17 @@ def features_frame(
     return wide.sort_index()
 
 
+def feature_units(session: Session, *, project_id: int) -> dict[str, str]:
+    """The unit of each feature of the project that was stored with one (name -> unit)."""
+    query = (
+        select(PatientFeature.name, PatientFeature.unit)
+        .join(Patient, Patient.id == PatientFeature.patient_id)
+        .where(Patient.project_id == project_id, PatientFeature.unit.is_not(None))
+        .distinct()
+    )
+    return {str(name): str(unit) for name, unit in session.execute(query)}
+
+
 # --- models, recommendations, decisions ---------------------------------------------------
 
 

@@ -272,13 +272,24 @@ def gbsg2_table() -> pd.DataFrame:
     )
 
 
+#: Units of `gbsg2_table`'s columns (Schumacher et al. 1994; receptors in fmol/l).
+GBSG2_UNITS = {
+    "age": "years",
+    "tumor_size": "mm",
+    "positive_nodes": "nodes",
+    "progesterone_receptor": "fmol/l",
+    "estrogen_receptor": "fmol/l",
+    "time": "days",
+}
+
+
 def seed_cohort(ws: Workspace, *, seed: int = 0) -> precision.PatientImport:
     """Import GBSG2 as the cohort `COHORT` and train its risk and effect models."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "gbsg2.csv"
         gbsg2_table().to_csv(path, index=False)
         summary = precision.import_patients_table(
-            ws, project=COHORT, path=path, id_column="patient_id"
+            ws, project=COHORT, path=path, id_column="patient_id", units=GBSG2_UNITS
         )
     precision.train_risk(
         ws,

@@ -492,6 +492,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         record = _project(s, project, create=False)
         patient_row = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
+        units = prepo.feature_units(s, project_id=record.id)
         versions = {}
         for kind in (SURVIVAL, EFFECTS):
             try:
@@ -524,6 +525,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             survival["upper"] = high.round(4).tolist()
             risk_interval = [1.0 - float(high.iloc[at]), 1.0 - float(low.iloc[at])]
         detail["risk_horizon"] = horizon
+        detail["time_unit"] = units.get(str((versions[SURVIVAL].target or {}).get("time")))
         detail["risk_interval"] = risk_interval
         detail["survival_model_version"] = versions[SURVIVAL].version
     if EFFECTS in versions:
@@ -701,6 +703,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         record = _project(s, project, create=False)
         row = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
         features = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
+        units = prepo.feature_units(s, project_id=record.id)
         facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
         latest = prepo.latest_recommendation(s, patient_id=row.id)
         decisions = prepo.decisions_frame(s, patient_id=row.id)
@@ -719,6 +722,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     return {
         "patient": pseudonym,
         "features": values,
+        "units": {name: units[name] for name in values if name in units},
         "facts": _records(facts.drop(columns="patient")),
         "recommendation": recommendation,
         "decisions": _records(decisions),
@@ -796,6 +800,7 @@ def survival_chart(ws: Workspace, *, project: str, patient: str, viewer: str) ->
         upper=curve.get("upper"),
         horizon=rec.get("risk_horizon"),
         title=f"patient {page['patient'][:12]}",
+        time_unit=rec.get("time_unit"),
     )
 
 
