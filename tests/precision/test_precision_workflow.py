@@ -161,7 +161,8 @@ def test_cli_patients_risk_recommend(
     kinds = [json.loads(line)["kind"] for line in out.strip().splitlines()]
     assert kinds == ["survival", "effects"]
     code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
-    assert code == 0 and json.loads(out)["options"] == ["treat", "no treatment"]
+    result = json.loads(out)
+    assert code == 0 and result["options"] == ["treat", "no treatment"]
     ws = Workspace.open(Settings())
     try:
         page = wf.patient_record(ws, project="trial", patient="MRN000002")
@@ -169,6 +170,11 @@ def test_cli_patients_risk_recommend(
         ws.close()
     assert page["units"] == {"time": "days", "age": "years"}
     assert page["recommendation"]["time_unit"] == "days"
+    code, out, _ = run("recommend", "MRN000002", "-p", "trial")
+    risk = f"risk of the event by {result['horizon']:g} days: {100 * result['risk']:.1f}%"
+    assert code == 0 and risk in out and "'survival'" not in out  # no data dump
+    assert f"{100 * result['benefit']:+.1f} points of P(event-free)" in out
+    assert f"{100 * result['drivers'][0]['contribution']:+.1f}" in out
     code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "treat")
     assert code == 2 and "reason" in err
     code, out, _ = run(

@@ -229,14 +229,35 @@ def recommend(
         print_json(result)
         return
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
-    if view.risk is not None:
-        out.print(f"risk of the event by the horizon {view.risk:.3f}; survival {view.survival}")
-    if view.benefit is not None:
-        out.print(
-            f"benefit of treatment {view.benefit:+.3f} "
-            f"(95% interval {view.benefit_lower:+.3f} to {view.benefit_upper:+.3f})"
+    if view.risk is not None and view.horizon is not None:
+        interval = (
+            f" (95% bootstrap interval {100 * view.risk_lower:.1f}-{100 * view.risk_upper:.1f}%)"
+            if view.risk_lower is not None and view.risk_upper is not None
+            else ""
         )
-        out.print(table("drivers", view.drivers))
+        out.print(
+            f"risk of the event by {view.horizon:g} {view.time_unit or 'time units'}: "
+            f"[bold]{100 * view.risk:.1f}%[/]{interval}"
+        )
+    if view.benefit is not None:
+        low, high = view.benefit_lower, view.benefit_upper
+        interval = (
+            ""
+            if low is None or high is None
+            else f" (95% interval {100 * low:+.1f} to {100 * high:+.1f})"
+        )
+        out.print(
+            f"benefit of treatment {100 * view.benefit:+.1f} points of P(event-free){interval}"
+        )
+        drivers = [
+            {
+                "feature": d["feature"],
+                "value": d["value"],
+                "moves the benefit by (pts)": f"{100 * d['contribution']:+.1f}",
+            }
+            for d in view.drivers
+        ]
+        out.print(table("what drives it (vs the average patient)", drivers))
     if decision is not None:
         out.print(f"{decision.doctor}: {decision.decision} -> {decision.treatment}")
 

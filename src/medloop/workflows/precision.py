@@ -459,6 +459,7 @@ class RecommendationView:
     risk_lower: float | None = None
     risk_upper: float | None = None
     horizon: float | None = None
+    time_unit: str | None = None
     survival: dict[str, list[float]] = field(default_factory=dict)
     benefit: float | None = None
     benefit_lower: float | None = None
@@ -581,6 +582,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         risk_lower=risk_interval[0] if risk_interval else None,
         risk_upper=risk_interval[1] if risk_interval else None,
         horizon=horizon,
+        time_unit=detail.get("time_unit"),
         survival=survival,
         benefit=benefit,
         benefit_lower=lower,
