@@ -73,10 +73,12 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         )
         assert effects.version == 1 and "marker" in effects.features
         predicted = wf.predict_risk(ws, project="trial")
-        assert len(predicted) == 240
+        assert len(predicted) == 240 and predicted["risk"].between(0, 1).all()
         view = wf.recommend(ws, project="trial", patient="MRN000001")  # raw id is resolved
         assert view.patient.startswith("P") and "MRN" not in view.patient
         assert 0 <= view.risk <= 1
+        assert predicted.loc[view.patient, "risk"] == pytest.approx(view.risk)
+        assert predicted.loc[view.patient, "horizon"] == view.horizon
         assert view.benefit_lower <= view.benefit <= view.benefit_upper
         assert view.options == ["treat", "no treatment"]
         assert view.drivers and view.drivers[0]["feature"]

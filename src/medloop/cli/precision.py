@@ -180,7 +180,7 @@ def risk_predict(
     patient: Annotated[list[str] | None, typer.Option(help="Pseudonym; repeat.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Risk score and survival at the model's horizon for the project's patients."""
+    """Each patient's risk of the event by the model's horizon (and its ranking score)."""
     with open_workspace() as ws:
         frame = wf.predict_risk(ws, project=project, patients=patient)
     rows = frame.reset_index().to_dict(orient="records")

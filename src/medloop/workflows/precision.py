@@ -423,7 +423,9 @@ def train_effects(
 def predict_risk(
     ws: Workspace, *, project: str, patients: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Risk score and survival at the model's horizon per patient (index pseudonym)."""
+    """Per patient (index pseudonym): `risk`, P(event by `horizon`, the model's horizon)
+    as on the patient page; `risk_score`, the model's ranking score (expected time lost
+    over the event times: higher means an earlier event, what the C-index ranks)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         version = prepo.latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
@@ -432,8 +434,9 @@ def predict_risk(
     X = bundle["table"].transform(frame)
     model: SurvivalModel = bundle["model"]
     horizon = bundle["horizon"]
-    out = pd.DataFrame({"risk": model.predict_risk(X)})
-    out[f"survival_at_{horizon:g}"] = model.predict_survival(X, [horizon]).iloc[:, 0]
+    out = pd.DataFrame({"risk": 1.0 - model.predict_survival(X, [horizon]).iloc[:, 0]})
+    out["horizon"] = float(horizon)
+    out["risk_score"] = model.predict_risk(X)
     out["model_version"] = version.version
     return out
 
