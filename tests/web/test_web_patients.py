@@ -14,6 +14,7 @@ from web_support import PASSWORD, Site
 
 from medloop.precision import NO_CLEAR_BENEFIT
 from medloop.store import repository as repo
+from medloop.web.routes import patients as patient_routes
 from medloop.workflows import precision as wf
 
 COHORT = "trial cohort"  # a space: URLs must encode it
@@ -265,3 +266,33 @@ def test_json_twins_and_admin_reads_but_does_not_decide(site: Site, cohort: list
     log = views(site)
     assert set(log["actor"]) >= {"adam", "dora"}
     assert site.client.get("/api/patients", headers=doctor).status_code == 422  # no project
+
+
+def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
+    site: Site, cohort: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every patient is reachable from the list (it showed the first 200 only), and every
+    row carries the current survival model's risk by its horizon."""
+    monkeypatch.setattr(patient_routes, "PAGE_SIZE", 50)
+    sign_in(site.client, "dora")
+    q = {"project": COHORT}
+    first = site.client.get("/patients", params=q).text
+    assert "Patients 1\u201350 of 160" in first and "offset=50" in first and "Previous" not in first
+    assert cohort[49] in first and cohort[50] not in first
+    last = site.client.get("/patients", params={**q, "offset": 150}).text
+    assert "Patients 151\u2013160 of 160" in last and ">Next<" not in last and "offset=100" in last
+    assert cohort[159] in last and cohort[149] not in last
+    predicted = wf.predict_risk(site.ws, project=COHORT, patients=cohort[150:])
+    horizon = float(predicted["horizon"].iloc[0])
+    assert f"Risk by {horizon:g} days (current model)" in last
+    assert f"<td>{100 * predicted.loc[cohort[150], 'risk']:.0f}%</td>" in last
+
+    doctor = site.headers("dora")
+    rows = site.client.get(
+        "/api/patients", params={**q, "offset": 155, "limit": 3}, headers=doctor
+    ).json()
+    assert [r["patient"] for r in rows] == cohort[155:158]
+    assert rows[0]["model_risk"] == pytest.approx(predicted.loc[cohort[155], "risk"])
+    assert rows[0]["horizon"] == horizon and rows[0]["time_unit"] == "days"
+    bad = site.client.get("/api/patients", params={**q, "offset": -1}, headers=doctor)
+    assert bad.status_code == 422

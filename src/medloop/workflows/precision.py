@@ -423,19 +423,22 @@ def train_effects(
 def predict_risk(
     ws: Workspace, *, project: str, patients: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Per patient (index pseudonym): `risk`, P(event by `horizon`, the model's horizon)
-    as on the patient page; `risk_score`, the model's ranking score (expected time lost
-    over the event times: higher means an earlier event, what the C-index ranks)."""
+    """Per patient (index pseudonym): `risk`, P(event by `horizon`, the model's horizon,
+    in `time_unit` when the time column has one) as on the patient page; `risk_score`,
+    the model's ranking score (expected time lost over the event times: higher means an
+    earlier event, what the C-index ranks)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         version = prepo.latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=patients)
+        units = prepo.feature_units(s, project_id=record.id)
     bundle = _load(ws, version.blob_sha256)
     X = bundle["table"].transform(frame)
     model: SurvivalModel = bundle["model"]
     horizon = bundle["horizon"]
     out = pd.DataFrame({"risk": 1.0 - model.predict_survival(X, [horizon]).iloc[:, 0]})
     out["horizon"] = float(horizon)
+    out["time_unit"] = units.get(str((version.target or {}).get("time")))
     out["risk_score"] = model.predict_risk(X)
     out["model_version"] = version.version
     return out
@@ -748,15 +751,26 @@ def cohort_projects(ws: Workspace) -> list[str]:
         return [p.name for p in repo.list_projects(s) if list(p.classes) == COHORT_CLASSES]
 
 
+def count_patients(ws: Workspace, *, project: str) -> int:
+    """How many patients `project` has (what `list_patients` pages through)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        return len(prepo.features_frame(s, project_id=record.id))
+
+
 def list_patients(
     ws: Workspace, *, project: str, viewer: str, limit: int = 200, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """One row per patient of `project` (pseudonym order): number of features, the latest
-    recommendation (text, risk, benefit) and decision count. The read is audited."""
+    """Patients `offset` to `offset + limit` of `project` (pseudonym order): number of
+    features, the latest recommendation (text, risk, benefit), decision count, and the
+    current survival model's risk by its horizon (`model_risk`, `horizon`, `time_unit`;
+    None without a model). The read is audited."""
+    if limit < 1 or offset < 0:
+        raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for pseudonym in frame.index[offset : offset + limit]:
             patient = prepo.get_patient(s, project_id=record.id, pseudonym=str(pseudonym))
             latest = prepo.latest_recommendation(s, patient_id=patient.id)
@@ -778,7 +792,25 @@ def list_patients(
             entity_id=record.id,
             detail={"patients": [r["patient"] for r in rows], "offset": offset},
         )
+    model = _model_risk(ws, project=project, patients=[r["patient"] for r in rows])
+    for row in rows:
+        risk = model.get(row["patient"], {})
+        row["model_risk"] = risk.get("risk")
+        row["horizon"] = risk.get("horizon")
+        row["time_unit"] = risk.get("time_unit")
     return rows
+
+
+def _model_risk(ws: Workspace, *, project: str, patients: list[str]) -> dict[str, dict[str, Any]]:
+    """`predict_risk` rows by pseudonym; empty without patients or a survival model."""
+    if not patients:
+        return {}
+    try:
+        frame = predict_risk(ws, project=project, patients=patients)
+    except NotFoundError:
+        return {}
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="index")
+    return {str(p): row for p, row in rows.items()}
 
 
 def view_patient(

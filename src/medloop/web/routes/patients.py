@@ -26,18 +26,27 @@ api = APIRouter(prefix="/api/patients", tags=["patients"])
 Pseudonym = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ProjectParam = Annotated[str, Query(min_length=1, max_length=100, description="Cohort project.")]
 OptionalProject = Annotated[str | None, Query(max_length=100)]
+Offset = Annotated[int, Query(ge=0, description="Patients to skip (pseudonym order).")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Patients to return.")]
+PAGE_SIZE = 200
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "PNG chart"}
 }
 
 
 class PatientSummaryPublic(BaseModel):
+    """`risk`/`benefit` come with the latest recommendation; `model_risk` is the current
+    survival model's P(event by `horizon`, in `time_unit`) for every patient."""
+
     patient: str
     features: int
     recommendation: str | None
     risk: float | None
     benefit: float | None
     decisions: int
+    model_risk: float | None = None
+    horizon: float | None = None
+    time_unit: str | None = None
 
 
 class PatientPublic(BaseModel):
@@ -96,9 +105,14 @@ def _doctor(role: Role) -> None:
 
 
 @api.get("")
-def api_list(ws: WS, account: Reviewer, project: ProjectParam) -> list[PatientSummaryPublic]:
-    """The cohort's patients with their latest recommendation (audited read)."""
-    rows = wf.list_patients(ws, project=project, viewer=account.username)
+def api_list(
+    ws: WS, account: Reviewer, project: ProjectParam, offset: Offset = 0, limit: Limit = PAGE_SIZE
+) -> list[PatientSummaryPublic]:
+    """The cohort's patients `offset` to `offset + limit` with their latest recommendation
+    and the current model's risk (audited read)."""
+    rows = wf.list_patients(
+        ws, project=project, viewer=account.username, limit=limit, offset=offset
+    )
     return [PatientSummaryPublic(**row) for row in rows]
 
 
@@ -143,16 +157,26 @@ def api_decide(
 
 @pages.get("/patients")
 def list_page(
-    request: Request, ws: WS, account: ReviewerPage, project: OptionalProject = None
+    request: Request,
+    ws: WS,
+    account: ReviewerPage,
+    project: OptionalProject = None,
+    offset: Offset = 0,
 ) -> Response:
     if not project:
         cohorts = wf.cohort_projects(ws)
         return render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
     try:
-        rows = wf.list_patients(ws, project=project, viewer=account.username)
+        total = wf.count_patients(ws, project=project)
+        rows = wf.list_patients(
+            ws, project=project, viewer=account.username, limit=PAGE_SIZE, offset=offset
+        )
     except MedloopError as error:
         return error_page(request, account, error)
-    return render(request, "patients.html", account, project=project, cohorts=[], rows=rows)
+    pages_ = {"offset": offset, "size": PAGE_SIZE, "total": total}
+    return render(
+        request, "patients.html", account, project=project, cohorts=[], rows=rows, paging=pages_
+    )
 
 
 @pages.get("/patients/{pseudonym}")
