@@ -296,3 +296,12 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     assert rows[0]["horizon"] == horizon and rows[0]["time_unit"] == "days"
     bad = site.client.get("/api/patients", params={**q, "offset": -1}, headers=doctor)
     assert bad.status_code == 422
+
+    ranked = wf.predict_risk(site.ws, project=COHORT)["risk"].sort_values(ascending=False).index
+    riskiest = site.client.get(
+        "/api/patients", params={**q, "order": "risk", "limit": 20}, headers=doctor
+    ).json()
+    assert [r["patient"] for r in riskiest] == list(ranked[:20])
+    page = site.client.get("/patients", params={**q, "order": "risk", "offset": 50}).text
+    assert "highest risk first (" in page and "order=risk&amp;offset=100" in page
+    assert ranked[50] in page and ranked[49] not in page

@@ -751,6 +751,10 @@ def cohort_projects(ws: Workspace) -> list[str]:
         return [p.name for p in repo.list_projects(s) if list(p.classes) == COHORT_CLASSES]
 
 
+#: How `list_patients` can order a cohort.
+PATIENT_ORDERS = ("pseudonym", "risk")
+
+
 def count_patients(ws: Workspace, *, project: str) -> int:
     """How many patients `project` has (what `list_patients` pages through)."""
     with ws.db.session() as s:
@@ -759,29 +763,52 @@ def count_patients(ws: Workspace, *, project: str) -> int:
 
 
 def list_patients(
-    ws: Workspace, *, project: str, viewer: str, limit: int = 200, offset: int = 0
+    ws: Workspace,
+    *,
+    project: str,
+    viewer: str,
+    limit: int = 200,
+    offset: int = 0,
+    order: str = "pseudonym",
 ) -> list[dict[str, Any]]:
-    """Patients `offset` to `offset + limit` of `project` (pseudonym order): number of
-    features, the latest recommendation (text, risk, benefit), decision count, and the
-    current survival model's risk by its horizon (`model_risk`, `horizon`, `time_unit`;
-    None without a model). The read is audited."""
+    """Patients `offset` to `offset + limit` of `project`, in pseudonym order or, with
+    `order="risk"`, highest current model risk first: number of features, the latest
+    recommendation (text, risk, benefit), decision count, and the current survival
+    model's risk by its horizon (`model_risk`, `horizon`, `time_unit`; None without a
+    model). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
+    if order not in PATIENT_ORDERS:
+        raise InvalidInputError(f"order must be one of {list(PATIENT_ORDERS)}; got {order!r}")
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
-        rows: list[dict[str, Any]] = []
-        for pseudonym in frame.index[offset : offset + limit]:
-            patient = prepo.get_patient(s, project_id=record.id, pseudonym=str(pseudonym))
+    everyone = [str(p) for p in frame.index]
+    if order == "risk":
+        model = _model_risk(ws, project=project, patients=everyone)
+        risks = {p: model.get(p, {}).get("risk") for p in everyone}
+        everyone.sort(key=lambda p: (risks[p] is None, -(risks[p] or 0.0)))  # None last
+        page = everyone[offset : offset + limit]
+    else:
+        page = everyone[offset : offset + limit]
+        model = _model_risk(ws, project=project, patients=page)
+    rows: list[dict[str, Any]] = []
+    with ws.db.session() as s:
+        for pseudonym in page:
+            patient = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
             latest = prepo.latest_recommendation(s, patient_id=patient.id)
+            risk = model.get(pseudonym, {})
             rows.append(
                 {
-                    "patient": str(pseudonym),
+                    "patient": pseudonym,
                     "features": int(frame.loc[pseudonym].notna().sum()),
                     "recommendation": latest.recommendation if latest else None,
                     "risk": latest.risk if latest else None,
                     "benefit": latest.benefit if latest else None,
                     "decisions": len(prepo.decisions_frame(s, patient_id=patient.id)),
+                    "model_risk": risk.get("risk"),
+                    "horizon": risk.get("horizon"),
+                    "time_unit": risk.get("time_unit"),
                 }
             )
         repo.audit(
@@ -790,14 +817,8 @@ def list_patients(
             action="view_patients",
             entity="project",
             entity_id=record.id,
-            detail={"patients": [r["patient"] for r in rows], "offset": offset},
+            detail={"patients": page, "offset": offset, "order": order},
         )
-    model = _model_risk(ws, project=project, patients=[r["patient"] for r in rows])
-    for row in rows:
-        risk = model.get(row["patient"], {})
-        row["model_risk"] = risk.get("risk")
-        row["horizon"] = risk.get("horizon")
-        row["time_unit"] = risk.get("time_unit")
     return rows
 
 

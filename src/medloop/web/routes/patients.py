@@ -28,6 +28,10 @@ ProjectParam = Annotated[str, Query(min_length=1, max_length=100, description="C
 OptionalProject = Annotated[str | None, Query(max_length=100)]
 Offset = Annotated[int, Query(ge=0, description="Patients to skip (pseudonym order).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Patients to return.")]
+Order = Annotated[
+    Literal["pseudonym", "risk"],
+    Query(description="pseudonym, or risk: highest current model risk first."),
+]
 PAGE_SIZE = 200
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "PNG chart"}
@@ -106,12 +110,17 @@ def _doctor(role: Role) -> None:
 
 @api.get("")
 def api_list(
-    ws: WS, account: Reviewer, project: ProjectParam, offset: Offset = 0, limit: Limit = PAGE_SIZE
+    ws: WS,
+    account: Reviewer,
+    project: ProjectParam,
+    offset: Offset = 0,
+    limit: Limit = PAGE_SIZE,
+    order: Order = "pseudonym",
 ) -> list[PatientSummaryPublic]:
-    """The cohort's patients `offset` to `offset + limit` with their latest recommendation
-    and the current model's risk (audited read)."""
+    """The cohort's patients `offset` to `offset + limit` (in `order`) with their latest
+    recommendation and the current model's risk (audited read)."""
     rows = wf.list_patients(
-        ws, project=project, viewer=account.username, limit=limit, offset=offset
+        ws, project=project, viewer=account.username, limit=limit, offset=offset, order=order
     )
     return [PatientSummaryPublic(**row) for row in rows]
 
@@ -162,6 +171,7 @@ def list_page(
     account: ReviewerPage,
     project: OptionalProject = None,
     offset: Offset = 0,
+    order: Order = "pseudonym",
 ) -> Response:
     if not project:
         cohorts = wf.cohort_projects(ws)
@@ -169,11 +179,16 @@ def list_page(
     try:
         total = wf.count_patients(ws, project=project)
         rows = wf.list_patients(
-            ws, project=project, viewer=account.username, limit=PAGE_SIZE, offset=offset
+            ws,
+            project=project,
+            viewer=account.username,
+            limit=PAGE_SIZE,
+            offset=offset,
+            order=order,
         )
     except MedloopError as error:
         return error_page(request, account, error)
-    pages_ = {"offset": offset, "size": PAGE_SIZE, "total": total}
+    pages_ = {"offset": offset, "size": PAGE_SIZE, "total": total, "order": order}
     return render(
         request, "patients.html", account, project=project, cohorts=[], rows=rows, paging=pages_
     )
