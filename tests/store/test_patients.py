@@ -111,3 +111,37 @@ def test_features_observations_models_recommendations(database: Database) -> Non
             "strong wish",
         ]
         assert prepo.latest_recommendation(s, patient_id=patient.id).id == rec.id
+
+
+def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database) -> None:
+    """The list page's figures in one pass: the latest recommendation (not an earlier
+    one), decisions over all of a patient's recommendations, nothing for others."""
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        frame = pd.DataFrame({"age": [50.0, 60.0, 70.0]}, index=["Paaa", "Pbbb", "Pccc"])
+        prepo.upsert_features(s, project_id=project.id, frame=frame, units={"age": "years"})
+        doctor = repo.create_user(s, username="dr", role=Role.DOCTOR)
+        ids = {p: prepo.get_patient(s, project_id=project.id, pseudonym=p).id for p in frame.index}
+        old = prepo.add_recommendation(s, patient_id=ids["Paaa"], recommendation="treat", risk=0.4)
+        new = prepo.add_recommendation(
+            s, patient_id=ids["Paaa"], recommendation="no clear benefit", risk=0.3, benefit=0.01
+        )
+        for rec in (old, new):
+            prepo.add_decision(
+                s, recommendation_id=rec.id, doctor_id=doctor.id, decision="accept", treatment="x"
+            )
+        prepo.add_recommendation(s, patient_id=ids["Pbbb"], recommendation="treat", risk=0.5)
+        summaries = prepo.patient_summaries(
+            s, project_id=project.id, pseudonyms=["Paaa", "Pbbb", "Pccc", "Pnope"]
+        )
+        assert prepo.feature_units(s, project_id=project.id) == {"age": "years"}
+    assert summaries == {
+        "Paaa": {
+            "recommendation": "no clear benefit",
+            "risk": 0.3,
+            "benefit": 0.01,
+            "decisions": 2,
+        },
+        "Pbbb": {"recommendation": "treat", "risk": 0.5, "benefit": None, "decisions": 0},
+        "Pccc": {"recommendation": None, "risk": None, "benefit": None, "decisions": 0},
+    }

@@ -4,7 +4,7 @@ are addressed by pseudonym within a project."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -298,6 +298,60 @@ def latest_recommendation(session: Session, *, patient_id: int) -> Recommendatio
         .order_by(Recommendation.id.desc())
         .limit(1)
     )
+
+
+def patient_summaries(
+    session: Session, *, project_id: int, pseudonyms: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Per pseudonym (in one pass, not three queries a patient): the latest
+    recommendation's text, risk and benefit (None without one) and the decision count.
+    Unknown pseudonyms are left out."""
+    wanted = [str(p) for p in pseudonyms]
+    if not wanted:
+        return {}
+    ids = {
+        pseudonym: patient
+        for pseudonym, patient in session.execute(
+            select(Patient.pseudonym, Patient.id).where(
+                Patient.project_id == project_id, Patient.pseudonym.in_(wanted)
+            )
+        )
+    }
+    latest = (
+        select(func.max(Recommendation.id))
+        .where(Recommendation.patient_id.in_(list(ids.values())))
+        .group_by(Recommendation.patient_id)
+    )
+    recommendations = {
+        patient: (text, risk, benefit)
+        for patient, text, risk, benefit in session.execute(
+            select(
+                Recommendation.patient_id,
+                Recommendation.recommendation,
+                Recommendation.risk,
+                Recommendation.benefit,
+            ).where(Recommendation.id.in_(latest))
+        )
+    }
+    decisions = {
+        patient: count
+        for patient, count in session.execute(
+            select(Recommendation.patient_id, func.count(TreatmentDecision.id))
+            .join(TreatmentDecision, TreatmentDecision.recommendation_id == Recommendation.id)
+            .where(Recommendation.patient_id.in_(list(ids.values())))
+            .group_by(Recommendation.patient_id)
+        )
+    }
+    summaries = {}
+    for pseudonym, patient in ids.items():
+        text, risk, benefit = recommendations.get(patient, (None, None, None))
+        summaries[pseudonym] = {
+            "recommendation": text,
+            "risk": risk,
+            "benefit": benefit,
+            "decisions": int(decisions.get(patient, 0)),
+        }
+    return summaries
 
 
 def add_decision(

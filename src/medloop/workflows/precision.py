@@ -792,20 +792,17 @@ def list_patients(
     else:
         page = everyone[offset : offset + limit]
         model = _model_risk(ws, project=project, patients=page)
+    counts = frame.loc[page].notna().sum(axis=1) if page else pd.Series(dtype=int)
     rows: list[dict[str, Any]] = []
     with ws.db.session() as s:
+        summaries = prepo.patient_summaries(s, project_id=record.id, pseudonyms=page)
         for pseudonym in page:
-            patient = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
-            latest = prepo.latest_recommendation(s, patient_id=patient.id)
             risk = model.get(pseudonym, {})
             rows.append(
                 {
                     "patient": pseudonym,
-                    "features": int(frame.loc[pseudonym].notna().sum()),
-                    "recommendation": latest.recommendation if latest else None,
-                    "risk": latest.risk if latest else None,
-                    "benefit": latest.benefit if latest else None,
-                    "decisions": len(prepo.decisions_frame(s, patient_id=patient.id)),
+                    "features": int(counts[pseudonym]),
+                    **summaries[pseudonym],
                     "model_risk": risk.get("risk"),
                     "horizon": risk.get("horizon"),
                     "time_unit": risk.get("time_unit"),
