@@ -204,7 +204,14 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
         common = {"project": "trial", "event_column": "event", "seed": 0}
         wf.train_risk(ws, time_column="time", exclude=["tx"], method="cox", n_bootstrap=4, **common)
         wf.train_effects(ws, treatment_column="tx", exclude=["time"], base="linear", **common)
-        assert wf.cohort_projects(ws) == ["trial"]
+        assert wf.cohort_overview(ws) == [
+            {
+                "project": "trial",
+                "patients": 120,
+                "survival_model": "v1 cox",
+                "effects_model": "v1 t-learner/linear",
+            }
+        ]
         rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=5, offset=2)
         assert len(rows) == 5 and rows[0]["recommendation"] is None
         first, second = rows[0]["patient"], rows[1]["patient"]

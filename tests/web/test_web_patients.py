@@ -137,6 +137,7 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     sign_in(site.client, "dora")
     home = site.client.get("/patients")
     assert 'href="/patients"' in home.text and COHORT in home.text
+    assert "<td>160</td><td>v1 cox</td>" in home.text  # patients, survival model
     listing = site.client.get("/patients", params={"project": COHORT})
     assert listing.status_code == 200 and cohort[0] in listing.text
     patient = cohort[3]

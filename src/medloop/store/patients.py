@@ -28,6 +28,16 @@ OBSERVATION_KINDS = ("observation", "condition", "medication", "tabular")
 DECISIONS = ("accept", "override")
 
 
+def count_patients(session: Session, *, project_id: int) -> int:
+    """Patients of the project with at least one feature (the rows `features_frame` has)."""
+    query = (
+        select(func.count(PatientFeature.patient_id.distinct()))
+        .join(Patient, Patient.id == PatientFeature.patient_id)
+        .where(Patient.project_id == project_id)
+    )
+    return int(session.scalar(query) or 0)
+
+
 def get_patient(session: Session, *, project_id: int, pseudonym: str) -> Patient:
     patient = session.scalar(
         select(Patient).where(Patient.project_id == project_id, Patient.pseudonym == pseudonym)

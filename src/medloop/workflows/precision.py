@@ -745,10 +745,30 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 # --- what the doctor's pages read (every read is audited) --------------------------------
 
 
-def cohort_projects(ws: Workspace) -> list[str]:
-    """Names of the precision cohorts (projects with the cohort classes)."""
+def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
+    """Per cohort: its name, how many patients it has, and its newest survival and
+    treatment-effect models ("v2 ensemble"; None before one is trained)."""
+    rows = []
     with ws.db.session() as s:
-        return [p.name for p in repo.list_projects(s) if list(p.classes) == COHORT_CLASSES]
+        for project in repo.list_projects(s):
+            if list(project.classes) != COHORT_CLASSES:
+                continue
+            models: dict[str, str | None] = {}
+            for kind in (SURVIVAL, EFFECTS):
+                try:
+                    latest = prepo.latest_risk_model(s, project_id=project.id, kind=kind)
+                    models[kind] = f"v{latest.version} {latest.method}"
+                except NotFoundError:
+                    models[kind] = None
+            rows.append(
+                {
+                    "project": project.name,
+                    "patients": prepo.count_patients(s, project_id=project.id),
+                    "survival_model": models[SURVIVAL],
+                    "effects_model": models[EFFECTS],
+                }
+            )
+    return rows
 
 
 #: How `list_patients` can order a cohort.
@@ -759,7 +779,7 @@ def count_patients(ws: Workspace, *, project: str) -> int:
     """How many patients `project` has (what `list_patients` pages through)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
-        return len(prepo.features_frame(s, project_id=record.id))
+        return prepo.count_patients(s, project_id=record.id)
 
 
 def list_patients(

@@ -174,7 +174,7 @@ def list_page(
     order: Order = "pseudonym",
 ) -> Response:
     if not project:
-        cohorts = wf.cohort_projects(ws)
+        cohorts = wf.cohort_overview(ws)
         return render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
     try:
         total = wf.count_patients(ws, project=project)
