@@ -272,13 +272,14 @@ def gbsg2_table() -> pd.DataFrame:
     )
 
 
-#: Units of `gbsg2_table`'s columns (Schumacher et al. 1994; receptors in fmol/l).
+#: Units of `gbsg2_table`'s columns, as the GBSG2 documentation gives them (R's TH.data,
+#: which scikit-survival's copy follows).
 GBSG2_UNITS = {
     "age": "years",
     "tumor_size": "mm",
     "positive_nodes": "nodes",
-    "progesterone_receptor": "fmol/l",
-    "estrogen_receptor": "fmol/l",
+    "progesterone_receptor": "fmol",
+    "estrogen_receptor": "fmol",
     "time": "days",
 }
 

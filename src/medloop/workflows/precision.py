@@ -14,7 +14,7 @@ import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ from medloop.precision import (
 from medloop.precision.genes import PREFIX as GENE_PREFIX
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
-from medloop.store.models import Patient, Project
+from medloop.store.models import Patient, Project, RiskModelVersion
 from medloop.types import Role
 from medloop.workflows.workspace import Workspace
 
@@ -432,6 +432,13 @@ def predict_risk(
         version = prepo.latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=patients)
         units = prepo.feature_units(s, project_id=record.id)
+    return _risk_table(ws, version, frame, units)
+
+
+def _risk_table(
+    ws: Workspace, version: RiskModelVersion, frame: pd.DataFrame, units: dict[str, str]
+) -> pd.DataFrame:
+    """`predict_risk`'s table for the patients of a feature frame already read."""
     bundle = _load(ws, version.blob_sha256)
     X = bundle["table"].transform(frame)
     model: SurvivalModel = bundle["model"]
@@ -772,7 +779,7 @@ def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
 
 
 #: How `list_patients` can order a cohort.
-PATIENT_ORDERS = ("pseudonym", "risk")
+PatientOrder = Literal["pseudonym", "risk"]
 
 
 def count_patients(ws: Workspace, *, project: str) -> int:
@@ -789,7 +796,7 @@ def list_patients(
     viewer: str,
     limit: int = 200,
     offset: int = 0,
-    order: str = "pseudonym",
+    order: PatientOrder = "pseudonym",
 ) -> list[dict[str, Any]]:
     """Patients `offset` to `offset + limit` of `project`, in pseudonym order or, with
     `order="risk"`, highest current model risk first: number of features, the latest
@@ -798,21 +805,28 @@ def list_patients(
     model). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
-    if order not in PATIENT_ORDERS:
-        raise InvalidInputError(f"order must be one of {list(PATIENT_ORDERS)}; got {order!r}")
+    if order not in get_args(PatientOrder):
+        raise InvalidInputError(f"order must be one of {get_args(PatientOrder)}; got {order!r}")
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
-    everyone = [str(p) for p in frame.index]
-    if order == "risk":
-        model = _model_risk(ws, project=project, patients=everyone)
-        risks = {p: model.get(p, {}).get("risk") for p in everyone}
-        everyone.sort(key=lambda p: (risks[p] is None, -(risks[p] or 0.0)))  # None last
-        page = everyone[offset : offset + limit]
-    else:
-        page = everyone[offset : offset + limit]
-        model = _model_risk(ws, project=project, patients=page)
-    counts = frame.loc[page].notna().sum(axis=1) if page else pd.Series(dtype=int)
+        units = prepo.feature_units(s, project_id=record.id)
+        try:
+            version: RiskModelVersion | None = prepo.latest_risk_model(
+                s, project_id=record.id, kind=SURVIVAL
+            )
+        except NotFoundError:
+            version = None
+    scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
+    model: dict[str, dict[str, Any]] = {}
+    if version is not None and len(scored):
+        table = _risk_table(ws, version, scored, units)
+        if order == "risk":  # highest first, ties in pseudonym order
+            table = table.sort_values("risk", ascending=False, kind="stable")
+            frame = frame.loc[table.index]
+        model = table.astype(object).where(table.notna(), None).to_dict(orient="index")
+    page = [str(p) for p in frame.index[offset : offset + limit]]
+    counts = frame.loc[page].notna().sum(axis=1)
     rows: list[dict[str, Any]] = []
     with ws.db.session() as s:
         summaries = prepo.patient_summaries(s, project_id=record.id, pseudonyms=page)
@@ -837,18 +851,6 @@ def list_patients(
             detail={"patients": page, "offset": offset, "order": order},
         )
     return rows
-
-
-def _model_risk(ws: Workspace, *, project: str, patients: list[str]) -> dict[str, dict[str, Any]]:
-    """`predict_risk` rows by pseudonym; empty without patients or a survival model."""
-    if not patients:
-        return {}
-    try:
-        frame = predict_risk(ws, project=project, patients=patients)
-    except NotFoundError:
-        return {}
-    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="index")
-    return {str(p): row for p, row in rows.items()}
 
 
 def view_patient(

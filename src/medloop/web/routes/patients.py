@@ -29,8 +29,7 @@ OptionalProject = Annotated[str | None, Query(max_length=100)]
 Offset = Annotated[int, Query(ge=0, description="Patients to skip (pseudonym order).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Patients to return.")]
 Order = Annotated[
-    Literal["pseudonym", "risk"],
-    Query(description="pseudonym, or risk: highest current model risk first."),
+    wf.PatientOrder, Query(description="pseudonym, or risk: highest current model risk first.")
 ]
 PAGE_SIZE = 200
 PNG: dict[int | str, dict[str, Any]] = {
