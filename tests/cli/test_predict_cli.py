@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from cli_support import run
+from medloop.exceptions import InvalidInputError
 from medloop.ingest import decode_png, load_image_file
 from medloop.learning.ensemble import EnsembleClassifier, load_checkpoint, train_ensemble
 from medloop.learning.inference import prepare_images
 from medloop.learning.train import TrainConfig, train_classifier
+from medloop.workflows import predict as predicting
 
 
 def separable(n: int, seed: int, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -122,8 +125,78 @@ def test_unreadable_file_is_named(
     out = tmp_path / "preds.csv"
     code, _, err = run(monkeypatch, capsys, "predict", str(checkpoint), str(inputs), "-o", str(out))
     assert code == 2
-    assert "broken.png" in err
+    assert "broken.png" in err and "--skip-unreadable" in err
     assert not out.exists()
+
+
+def test_skip_unreadable_predicts_the_rest_and_lists_what_it_left_out(
+    checkpoint: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (inputs / "sub" / "empty.dcm").write_bytes(b"")
+    out, overlays = tmp_path / "preds.csv", tmp_path / "cams"
+    code, stdout, err = run(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(checkpoint),
+        str(inputs),
+        "-o",
+        str(out),
+        "--overlays",
+        str(overlays),
+        "--batch-size",
+        "2",
+        "--skip-unreadable",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(stdout)
+    names = sorted(Path(f).name for f in pd.read_csv(out)["file"])
+    assert names == ["bottom.png", "colour.jpg", "scan.dcm", "top.png"]
+    assert result["files"] == 4 and result["overlays"] == 4 and len(list(overlays.iterdir())) == 4
+    assert sorted(Path(s["file"]).name for s in result["skipped"]) == ["broken.png", "empty.dcm"]
+    assert all(s["reason"] for s in result["skipped"])
+    code, stdout, err = run(
+        monkeypatch,
+        capsys,
+        "predict",
+        str(checkpoint),
+        str(inputs),
+        "-o",
+        str(out),
+        "--skip-unreadable",
+    )
+    assert code == 0, err
+    assert "skipped 2 unreadable files" in err and "broken.png" in err
+    only_broken = tmp_path / "only"
+    only_broken.mkdir()
+    (only_broken / "broken.png").write_bytes(b"junk")
+    code, _, err = run(
+        monkeypatch, capsys, "predict", str(checkpoint), str(only_broken), "--skip-unreadable"
+    )
+    assert code == 2 and "none of the 1 input files could be read" in err
+
+
+def test_predicting_in_batches_gives_the_same_csv_and_reports_progress(
+    ensemble_checkpoint: Path, inputs: Path, tmp_path: Path
+) -> None:
+    model = predicting.load_model(str(ensemble_checkpoint))
+    whole, batched = tmp_path / "whole.csv", tmp_path / "batched.csv"
+    predicting.predict_files([inputs], model=model, output=whole)
+    calls: list[tuple[str, int, int]] = []
+    summary = predicting.predict_files(
+        [inputs],
+        model=model,
+        output=batched,
+        batch_size=3,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
+    assert summary.files == 4 and summary.skipped == []
+    pd.testing.assert_frame_equal(pd.read_csv(whole), pd.read_csv(batched))
+    assert calls == [("predicting", 3, 4), ("predicting", 4, 4)]
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        predicting.predict_files([inputs], model=model, output=batched, batch_size=0)
 
 
 def test_missing_input_and_wrong_class_names(

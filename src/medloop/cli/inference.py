@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from medloop.cli.common import JsonOpt, app, out, print_json, workspace
-from medloop.exceptions import UnknownOptionError
+from medloop.cli.common import JsonOpt, app, console, out, print_json, progress_bar, workspace
+from medloop.exceptions import IngestError, UnknownOptionError
 from medloop.workflows import predict as predicting
 
 model_app = typer.Typer(help="Trained models: export for fast inference.", no_args_is_help=True)
@@ -44,28 +44,53 @@ def predict(
     classes: Annotated[
         str | None, typer.Option(help="Class names of a model file, comma-separated.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option(help="Files read and predicted at a time (bounds memory).")
+    ] = 256,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable", help="Leave unreadable files out and list them, not stop."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers)."""
     is_file = Path(model).is_file()
-    with nullcontext(None) if is_file else workspace() as ws:
+    with nullcontext(None) if is_file else workspace() as ws, progress_bar() as progress:
         loaded = predicting.load_model(model, ws=ws, classes=_classes(classes))
-        summary = predicting.predict_files(
-            inputs, model=loaded, output=output, overlays=overlays, batch_size=batch_size
-        )
+        try:
+            summary = predicting.predict_files(
+                inputs,
+                model=loaded,
+                output=output,
+                overlays=overlays,
+                batch_size=batch_size,
+                skip_unreadable=skip_unreadable,
+                progress=progress,
+            )
+        except IngestError as exc:
+            raise IngestError(
+                exc.path, f"{exc.reason} (--skip-unreadable leaves such files out)"
+            ) from exc
+    skipped = [{"file": s.file, "reason": s.reason} for s in summary.skipped]
     result = {
         "model": summary.model,
         "files": summary.files,
         "classes": summary.classes,
         "output": str(summary.output),
         "overlays": summary.overlays,
+        "skipped": skipped,
     }
     if as_json:
         print_json(result)
-    else:
-        extra = f" and {summary.overlays} overlays in {overlays}" if overlays else ""
-        out.print(f"predicted {summary.files} files with {summary.model}: {output}{extra}")
+        return
+    extra = f" and {summary.overlays} overlays in {overlays}" if overlays else ""
+    out.print(f"predicted {summary.files} files with {summary.model}: {output}{extra}")
+    if skipped:
+        console.print(f"[yellow]skipped {len(skipped)} unreadable files:[/yellow]")
+        for item in skipped:
+            console.print(f"  {item['file']}: {item['reason']}", markup=False, highlight=False)
 
 
 @model_app.command("export")

@@ -7,8 +7,11 @@ files or folders (searched recursively; hidden files skipped). PNG/JPEG files ar
 as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
 `medloop.ingest` for their pixels only: nothing from the DICOM header reaches the
 output. The CSV has ``file, label, p0..p{K-1}``; ``file`` is the path as found, so
-names must not carry personal data. Everything is read before anything is written, and
-an unreadable file stops the run with an error naming it.
+names must not carry personal data. Files are read and predicted a batch at a time, so
+memory holds one batch of pixels however many files there are. An unreadable file stops
+the run with an error naming it and no CSV is written (overlays of the batches
+already done stay), or, with `skip_unreadable`, is
+left out of the CSV and listed with its reason in the summary.
 """
 
 from __future__ import annotations
@@ -32,10 +35,19 @@ from medloop.workflows.workspace import Workspace
 if TYPE_CHECKING:
     from medloop.learning.ensemble import Classifier
     from medloop.learning.inference import ScriptedClassifier
+    from medloop.workflows.loop import Progress
 
 logger = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """An input left out of the predictions, and why."""
+
+    file: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class PredictionSummary:
     classes: list[str]
     output: Path
     overlays: int
+    skipped: list[SkippedFile]
 
 
 @dataclass(frozen=True)
@@ -187,36 +200,98 @@ def predict_files(
     output: Path,
     overlays: Path | None = None,
     batch_size: int = 256,
+    skip_unreadable: bool = False,
+    progress: Progress | None = None,
 ) -> PredictionSummary:
-    """Predict every input file and write the CSV (and Grad-CAM overlay PNGs if asked)."""
+    """Predict every input file, `batch_size` files at a time, and write the CSV (and
+    Grad-CAM overlay PNGs if asked).
+
+    An unreadable file raises `IngestError` naming it before the CSV is written; with
+    `skip_unreadable` it is logged, left out and listed in the summary's `skipped`.
+    `progress` is called with ("predicting", files done, files)."""
     from medloop.learning.inference import prepare_images
 
     if overlays is not None and model.classifier is None:
         raise InvalidInputError("Grad-CAM overlays need a checkpoint, not a TorchScript export")
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be at least 1; got {batch_size}")
     files = find_inputs(inputs)
-    pixels = [read_input(path) for path in files]
-    images = prepare_images(pixels, in_channels=model.in_channels, image_size=model.image_size)
-    proba = model.predict_proba(images, batch_size=batch_size)
-    labels = model.decide(proba)
-    frame = pd.DataFrame(proba, columns=[f"p{k}" for k in range(proba.shape[1])])
-    frame.insert(0, "label", [model.classes[int(k)] for k in labels])
-    frame.insert(0, "file", [p.as_posix() for p in files])
+    frames: list[pd.DataFrame] = []
+    skipped: list[SkippedFile] = []
+    used_names: set[str] = set()
     written = 0
-    if overlays is not None:
-        from medloop.learning.explain import gradcam, overlay, resize_heatmap
-
-        assert model.classifier is not None
-        overlays.mkdir(parents=True, exist_ok=True)
-        heat = gradcam(model.classifier, images, classes=labels.tolist())
-        used: set[str] = set()
-        for file, image, heatmap in zip(frame["file"], pixels, heat, strict=True):
-            target = overlays / _overlay_name(file, used)
-            target.write_bytes(encode_png(overlay(image, resize_heatmap(heatmap, image.shape[:2]))))
-            written += 1
+    for start in range(0, len(files), batch_size):
+        batch: list[Path] = []
+        pixels: list[np.ndarray] = []
+        for path in files[start : start + batch_size]:
+            try:
+                pixels.append(read_input(path))
+            except IngestError as exc:
+                if not skip_unreadable:
+                    raise
+                logger.warning("skipping unreadable %s: %s", path, exc.reason)
+                skipped.append(SkippedFile(path.as_posix(), exc.reason))
+                continue
+            batch.append(path)
+        if batch:
+            images = prepare_images(
+                pixels, in_channels=model.in_channels, image_size=model.image_size
+            )
+            proba = model.predict_proba(images, batch_size=batch_size)
+            labels = model.decide(proba)
+            frames.append(_rows(batch, proba, labels, model.classes))
+            if overlays is not None:
+                assert model.classifier is not None
+                written += _write_overlays(
+                    batch, pixels, images, labels, model.classifier, overlays, used_names
+                )
+        if progress is not None:
+            progress("predicting", min(start + batch_size, len(files)), len(files))
+    if not frames:
+        raise InvalidInputError(
+            f"none of the {len(files)} input files could be read (first: "
+            f"{skipped[0].file}: {skipped[0].reason})"
+        )
+    frame = pd.concat(frames, ignore_index=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(output, index=False, float_format="%.6f")
-    logger.info("predicted %d files with %s", len(files), model.name)
+    logger.info("predicted %d files with %s (%d skipped)", len(frame), model.name, len(skipped))
     return PredictionSummary(
-        model=model.name, files=len(files), classes=model.classes, output=output, overlays=written
+        model=model.name,
+        files=len(frame),
+        classes=model.classes,
+        output=output,
+        overlays=written,
+        skipped=skipped,
     )
+
+
+def _rows(
+    files: list[Path], proba: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
+    """Rows of the predictions CSV: file, label, p0..p{K-1}."""
+    frame = pd.DataFrame(proba, columns=[f"p{k}" for k in range(proba.shape[1])])
+    frame.insert(0, "label", [classes[int(k)] for k in labels])
+    frame.insert(0, "file", [p.as_posix() for p in files])
+    return frame
+
+
+def _write_overlays(
+    files: list[Path],
+    pixels: list[np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    classifier: Classifier,
+    folder: Path,
+    used: set[str],
+) -> int:
+    """A Grad-CAM overlay PNG per file: the predicted class's map over the file's pixels."""
+    from medloop.learning.explain import gradcam, overlay, resize_heatmap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    heat = gradcam(classifier, images, classes=labels.tolist())
+    for file, image, heatmap in zip(files, pixels, heat, strict=True):
+        target = folder / _overlay_name(file.as_posix(), used)
+        target.write_bytes(encode_png(overlay(image, resize_heatmap(heatmap, image.shape[:2]))))
+    return len(files)
