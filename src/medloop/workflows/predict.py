@@ -9,9 +9,9 @@ as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
 output. The CSV has ``file, label, p0..p{K-1}``; ``file`` is the path as found, so
 names must not carry personal data. Files are read and predicted a batch at a time, so
 memory holds one batch of pixels however many files there are. An unreadable file stops
-the run with an error naming it and no CSV is written (overlays of the batches
-already done stay), or, with `skip_unreadable`, is
-left out of the CSV and listed with its reason in the summary.
+the run with an error naming it and no CSV is written (overlays of the batches already
+done stay), or, with `skip_unreadable`, is left out of the CSV and listed with its
+reason in the summary.
 """
 
 from __future__ import annotations
