@@ -97,3 +97,54 @@ def test_reviewer_sees_reliability_from_gold(site: Site) -> None:
     review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
     with pytest.raises(ConflictError):
         review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
+
+
+def test_review_evidence_is_kept_until_the_project_gains_an_answer_or_a_label(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = site.ws
+    fits: list[int] = []
+    estimate = review.estimated_reliability
+
+    def counted(*args, **kwargs):
+        fits.append(1)
+        return estimate(*args, **kwargs)
+
+    monkeypatch.setattr(review, "estimated_reliability", counted)
+    with ws.db.session() as s:
+        accounts = [
+            Account(id=u.id, username=u.username, role=u.role)  # type: ignore[arg-type]
+            for u in (repo.get_user(s, username=name) for name in ("alice", "bob"))
+        ]
+
+    def answer(account: Account, n: int) -> None:
+        for _ in range(n):
+            task = annotate.next_task(ws, account=account)
+            assert task is not None
+            annotate.submit_answer(ws, account=account, task_id=task.task_id, label=0)
+
+    def as_fresh_workspace_sees_it(item_id: int) -> review.ReviewDetail:
+        detail = review.review_detail(ws, item_id=item_id)
+        fresh = Workspace.open(ws.settings)
+        try:
+            assert review.review_detail(fresh, item_id=item_id) == detail
+        finally:
+            fresh.close()
+        return detail
+
+    answer(accounts[0], 4)
+    answer(accounts[1], 4)
+    aggregate(ws, project="chest", method="majority_vote")
+    item_id = review.review_entries(ws)[0].item_id
+    first = as_fresh_workspace_sees_it(item_id)
+    assert len(fits) == 2  # this workspace's fit and the fresh one's
+    assert review.review_detail(ws, item_id=item_id) == first
+    assert len(fits) == 2, "an unchanged project is not fitted again"
+    answer(accounts[1], 2)
+    as_fresh_workspace_sees_it(item_id)
+    assert len(fits) == 4, "a new answer is seen"
+    doctor = Account(id=0, username="dora", role="doctor")  # type: ignore[arg-type]
+    other = next(e.item_id for e in review.review_entries(ws) if e.item_id != item_id)
+    review.decide(ws, account=doctor, item_id=other, label="normal")
+    as_fresh_workspace_sees_it(item_id)
+    assert len(fits) == 6, "a new final label is seen"

@@ -489,6 +489,19 @@ def answers_frame(
     return select_frame(session, query, columns)
 
 
+def label_state(session: Session, *, project_id: int) -> tuple[int, int]:
+    """(newest answer id, newest item label id) of a project, 0 for none. Answers and
+    labels are only ever appended, so this changes whenever either gains a row: a key
+    for what is computed from them."""
+    answer = session.scalar(
+        select(func.max(Answer.id))
+        .join(Task, Task.id == Answer.task_id)
+        .where(Task.project_id == project_id)
+    )
+    label = session.scalar(select(func.max(ItemLabel.id)).where(ItemLabel.project_id == project_id))
+    return int(answer or 0), int(label or 0)
+
+
 def answer_boxes_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     """Boxes drawn with answers in a project: item, worker (username), label, source, and
     x, y, width, height as fractions of the image; oldest first."""
@@ -594,14 +607,22 @@ def add_item_labels(
     return len(rows)
 
 
-def current_labels(session: Session, *, project_id: int, kind: LabelKind) -> pd.DataFrame:
-    """The newest label of `kind` per item: index item; label, confidence, probabilities,
-    source, method, round."""
+def current_labels(
+    session: Session,
+    *,
+    project_id: int,
+    kind: LabelKind,
+    item_ids: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """The newest label of `kind` per item (of `item_ids` only, if given): index item;
+    label, confidence, probabilities, source, method, round."""
     newest = (
         select(func.max(ItemLabel.id))
         .where(ItemLabel.project_id == project_id, ItemLabel.kind == str(kind))
         .group_by(ItemLabel.item_id)
     )
+    if item_ids is not None:
+        newest = newest.where(ItemLabel.item_id.in_([int(i) for i in item_ids]))
     query = (
         select(
             ItemLabel.item_id,

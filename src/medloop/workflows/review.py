@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from medloop.aggregation import DEFAULT_METHOD, make_aggregator
 from medloop.aggregation.boxes import fuse_boxes
@@ -190,20 +191,18 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
         project = s.get(Project, item.project_id)
         assert project is not None
         classes = [str(c) for c in project.classes]
-        consensus = repo.current_labels(s, project_id=project.id, kind=LabelKind.CONSENSUS)
+        consensus = repo.current_labels(
+            s, project_id=project.id, kind=LabelKind.CONSENSUS, item_ids=[item_id]
+        )
         finals = assignments.final_labels_for(s, item_ids=[item_id])
         answers = [a for a in assignments.item_answers(s, item_id=item_id) if a.source == "crowd"]
-        project_answers = repo.answers_frame(s, project_id=project.id, sources=[LabelSource.CROWD])
         predictions = assignments.latest_predictions_for(
             s, project_id=project.id, item_ids=[item_id]
         )
-        all_finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
         has_model = repo.latest_model_version(s, project_id=project.id) is not None
         open_flag = flags.open_flags_for(s, item_ids=[item_id]).get(item_id)
-    workers = sorted({a.worker for a in answers})
-    mine = project_answers[project_answers["worker"].isin(workers)]
-    reliability = _reliability(mine, all_finals, consensus)
-    estimates = estimated_reliability(project_answers, all_finals, n_classes=len(classes))
+        evidence = _worker_evidence(ws, s, project_id=project.id, n_classes=len(classes))
+    reliability, estimates = evidence.scored, evidence.estimates
     skills = estimates["model_accuracy"] if len(estimates) else None
     row = consensus.loc[item_id] if item_id in consensus.index else None
     model = predictions.get(item_id)
@@ -240,6 +239,38 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
             flagged_at=open_flag.flagged_at,
         ),
     )
+
+
+@dataclass(frozen=True)
+class _WorkerEvidence:
+    """Every crowd annotator's reliability in a project, as review pages show it."""
+
+    #: worker -> (gold questions scored, accuracy on them, agreement with consensus)
+    scored: dict[str, tuple[int, float | None, float | None]]
+    #: `estimated_reliability` of all the project's crowd answers
+    estimates: pd.DataFrame
+
+
+def _worker_evidence(
+    ws: Workspace, s: Session, *, project_id: int, n_classes: int
+) -> _WorkerEvidence:
+    """The project's `_WorkerEvidence`, computed from all its crowd answers and labels
+    (reading 60k answers and fitting the crowd model takes about half a second) and kept
+    in the workspace until the project gains an answer or a label."""
+    state = repo.label_state(s, project_id=project_id)
+    kept = ws.review_evidence.get(project_id)
+    if kept is not None and kept[0] == state:
+        evidence: _WorkerEvidence = kept[1]
+        return evidence
+    answers = repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
+    finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
+    consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
+    evidence = _WorkerEvidence(
+        scored=_reliability(answers, finals, consensus),
+        estimates=estimated_reliability(answers, finals, n_classes=n_classes),
+    )
+    ws.review_evidence[project_id] = (state, evidence)
+    return evidence
 
 
 def estimated_reliability(

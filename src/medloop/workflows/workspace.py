@@ -19,6 +19,11 @@ class Workspace:
     #: Sign-in tokens recently checked against the database: signature -> (account, when)
     #: (`accounts.account_for_token`).
     checked_tokens: dict[str, tuple[Any, float]] = field(default_factory=dict, repr=False)
+    #: Per project, its annotators' reliability as review pages show it, with the
+    #: `repository.label_state` it was computed at (`review.review_detail`).
+    review_evidence: dict[int, tuple[tuple[int, int], Any]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
