@@ -99,7 +99,11 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     )  # fmt: skip
     published = json.loads(out)
     assert code == 0 and published["lay_answers"] == plan["lay_answers"]
-    assert published["review_requests"] == plan["doctor_items"]
+    assert published["review_requests"] == plan["doctor_items"] > 0
+    code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
+    asked = [row["requested"] for row in json.loads(out)]
+    requests = published["review_requests"]
+    assert code == 0 and asked == [True] * requests + [False] * (len(asked) - requests)
     code, _, err = run(
         monkeypatch, capsys, "plan", "-p", "pneumoniamnist", "--budget", "5", "--lay-cost", "0"
     )

@@ -33,6 +33,7 @@ from medloop.cli.common import (
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Allocation
+from medloop.workflows import review as reviewing
 
 
 @app.command()
@@ -192,7 +193,10 @@ def review(
     doctor: Annotated[str, typer.Option(help="Deciding doctor's username.")] = "doctor",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the doctor's review queue, or record a decision with --item and --label."""
+    """Show the doctor's review queue, or record a decision with --item and --label.
+
+    The queue is the web's: items a labelling plan asked a doctor about first, then the
+    most uncertain, with open flags."""
     with workspace() as ws:
         if item is not None:
             if label is None:
@@ -208,33 +212,47 @@ def review(
             )
             out.print(f"item {item}: final label {label!r} by {doctor}")
             return
-        queue = workflows.review_queue(ws, project=project, limit=limit)
-        classes = workflows.project_classes(ws, project=project)
-    rows = queue.reset_index().to_dict(orient="records")
+        entries = reviewing.review_entries(ws, project=project, limit=limit)[:limit]
+    rows = [_entry_row(entry) for entry in entries]
     if as_json:
         print_json(rows)
     elif not rows:
         out.print("the review queue is empty")
     else:
-        shown = [_queue_row(row, classes) for row in rows]
+        shown = [_queue_row(row) for row in rows]
         out.print(table(f"review queue ({len(rows)} shown)", shown))
 
 
-def _queue_row(row: dict[str, Any], classes: list[str]) -> dict[str, Any]:
-    """A queue row as a doctor reads it: class names with their confidence, the score
-    and why the item is there (the JSON keeps every column)."""
+def _entry_row(entry: reviewing.ReviewEntry) -> dict[str, Any]:
+    """A queue entry as JSON: the item, the crowd's and the model's opinions (class
+    names), the score, why it is there, and whether a doctor was asked or it is flagged."""
+    return {
+        "item": entry.item_id,
+        "crowd_label": entry.crowd_label,
+        "crowd_confidence": entry.crowd_confidence,
+        "model_label": entry.model_label,
+        "model_confidence": entry.model_confidence,
+        "score": entry.score,
+        "reason": entry.reason,
+        "requested": entry.requested,
+        "flag": entry.flag_reason,
+    }
 
-    def opinion(label: Any, confidence: Any) -> str:
-        if label is None or pd.isna(label):
-            return "-"
-        return f"{classes[int(label)]} {float(confidence):.2f}"
 
+def _queue_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A queue row as a doctor reads it: the opinions with their confidence, the score
+    and why the item is there (a flag's reason after it; the JSON keeps every field)."""
+
+    def opinion(label: str | None, confidence: float | None) -> str:
+        return "-" if label is None or confidence is None else f"{label} {confidence:.2f}"
+
+    why = row["reason"] if row["flag"] is None else f"{row['reason']}; flagged: {row['flag']}"
     return {
         "item": row["item"],
         "crowd": opinion(row["crowd_label"], row["crowd_confidence"]),
-        "model": opinion(row.get("model_label"), row.get("model_confidence")),
+        "model": opinion(row["model_label"], row["model_confidence"]),
         "score": row["score"],
-        "why": row["reason"],
+        "why": why,
     }
 
 
