@@ -162,6 +162,15 @@ def test_cli_patients_risk_recommend(
     assert code == 0
     kinds = [json.loads(line)["kind"] for line in out.strip().splitlines()]
     assert kinds == ["survival", "effects"]
+    code, out, _ = run("risk", "predict", "-p", "trial", "--json")
+    everyone = pd.DataFrame(json.loads(out))
+    assert code == 0 and len(everyone) == 160
+    code, out, _ = run("risk", "predict", "-p", "trial", "--top", "5", "--json")
+    top = pd.DataFrame(json.loads(out))
+    highest = everyone.sort_values("risk", ascending=False, kind="stable").head(5)
+    assert code == 0 and top["patient"].tolist() == highest["patient"].tolist()
+    code, out, _ = run("risk", "predict", "-p", "trial", "--top", "3")
+    assert code == 0 and "highest risk (3 of 160 patients)" in out
     code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
     result = json.loads(out)
     assert code == 0 and result["options"] == ["treat", "no treatment"]

@@ -178,13 +178,20 @@ def risk_train(
 def risk_predict(
     project: ProjectOpt,
     patient: Annotated[list[str] | None, typer.Option(help="Pseudonym; repeat.")] = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Only the N patients at highest risk, highest first.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Each patient's risk of the event by the model's horizon (and its ranking score)."""
     with open_workspace() as ws:
         frame = wf.predict_risk(ws, project=project, patients=patient)
+    title = f"risk ({len(frame)} patients)"
+    if top is not None:
+        title = f"highest risk ({min(top, len(frame))} of {len(frame)} patients)"
+        frame = frame.sort_values("risk", ascending=False, kind="stable").head(top)
     rows = frame.reset_index().to_dict(orient="records")
-    print_json(rows) if as_json else out.print(table(f"risk ({len(rows)} patients)", rows))
+    print_json(rows) if as_json else out.print(table(title, rows))
 
 
 @app.command()
