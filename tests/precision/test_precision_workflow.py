@@ -118,6 +118,8 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert page["decisions"][0]["reason"] == "patient prefers to wait"
         assert page["facts"][0]["note"].startswith("[REDACTED] reachable at [PHONE]")
         assert "marker" in page["features"]
+        assert set(page["outcome"]) == {"time", "event", "tx"}  # the models' targets
+        assert not set(page["outcome"]) & set(page["features"])
         with ws.db.session() as s:
             model = wf.prepo.latest_risk_model(s, project_id=1, kind="survival")
             assert sum(r["n"] for r in model.metrics["calibration"]) == 60  # 25% held out

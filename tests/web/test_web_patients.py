@@ -147,6 +147,10 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     assert empty.status_code == 200 and "No recommendation yet" in empty.text
     age = wf.patient_record(site.ws, project=COHORT, patient=patient)["features"]["age"]
     assert f"<td>age</td><td>{age:g}</td><td>years</td>" in empty.text  # 61, not 61.0
+    features, outcome = empty.text.split("Outcome and treatment on record")
+    time = wf.patient_record(site.ws, project=COHORT, patient=patient)["outcome"]["time"]
+    assert f"<td>time</td><td>{time:g}</td><td>days</td>" in outcome
+    assert "<td>time</td>" not in features and "<td>tx</td>" in outcome
     assert (
         site.client.get(f"/patients/{patient}/survival.png?project=trial+cohort").status_code == 404
     )

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
@@ -711,8 +712,10 @@ def decide(
 
 
 def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, Any]:
-    """Everything a doctor's patient page shows: current features, stored facts (notes
-    already scrubbed), the latest recommendation and every decision. Ids only."""
+    """Everything a doctor's patient page shows: current features, the outcome and
+    treatment on record (the current models' time, event and treatment columns, kept
+    apart from the features they do not use), stored facts (notes already scrubbed), the
+    latest recommendation and every decision. Ids only."""
     pseudonym = resolve_patient(ws, project=project, patient=patient)
     with ws.db.session() as s:
         record = _project(s, project, create=False)
@@ -722,6 +725,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
         latest = prepo.latest_recommendation(s, patient_id=row.id)
         decisions = prepo.decisions_frame(s, patient_id=row.id)
+        targets = _target_columns(s, project_id=record.id)
         recommendation = None
         if latest is not None:
             recommendation = {
@@ -736,12 +740,26 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     values = features.iloc[0].dropna().to_dict() if len(features) else {}
     return {
         "patient": pseudonym,
-        "features": values,
+        "features": {k: v for k, v in values.items() if k not in targets},
+        "outcome": {k: values[k] for k in targets if k in values},
         "units": {name: units[name] for name in values if name in units},
         "facts": _records(facts.drop(columns="patient")),
         "recommendation": recommendation,
         "decisions": _records(decisions),
     }
+
+
+def _target_columns(s: Session, *, project_id: int) -> list[str]:
+    """The columns the newest survival and treatment-effect models learn from as outcome
+    or treatment (time, event, treatment), not as features."""
+    names: list[str] = []
+    for kind, keys in ((SURVIVAL, ("time", "event")), (EFFECTS, ("treatment", "event"))):
+        try:
+            target = prepo.latest_risk_model(s, project_id=project_id, kind=kind).target or {}
+        except NotFoundError:
+            continue
+        names += [str(target[key]) for key in keys if target.get(key)]
+    return list(dict.fromkeys(names))
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
