@@ -4,7 +4,10 @@ Builds `web_load.build_home`'s SQLite project with `--items` items (3 lay answer
 requested each), answers every task with 3 of 30 simulated people, then times
 `repository.answers_frame` (the project's crowd answers as a frame) and
 `review.review_detail` (one review page: the item, its answers, the crowd model's
-reliability estimates) `--repeats` times each and prints the medians as one JSON line.
+reliability estimates) `--repeats` times each and prints the medians as one JSON line:
+`review_detail_s` as a doctor paging through an unchanged project meets it (the
+annotators' reliability kept in the workspace), `review_detail_cold_s` with that
+forgotten before each read (the first view after the project gained an answer or label).
 
     python benchmarks/review_read.py --items 20000 --repeats 7
 """
@@ -73,6 +76,10 @@ def main() -> None:
                 project_id = repo.get_project(s, name="load").id
                 item = int(repo.tasks_frame(s, project_id=project_id)["item"].iloc[100])
 
+            def read_cold() -> object:
+                ws.review_evidence.clear()
+                return review.review_detail(ws, item_id=item)
+
             def read_answers() -> object:
                 with ws.db.session() as s:
                     return repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
@@ -84,6 +91,7 @@ def main() -> None:
                 "review_detail_s": median_seconds(
                     lambda: review.review_detail(ws, item_id=item), args.repeats
                 ),
+                "review_detail_cold_s": median_seconds(read_cold, args.repeats),
             }
         finally:
             ws.close()
