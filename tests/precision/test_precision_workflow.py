@@ -53,6 +53,11 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             text_columns=["comment"],
         )
         assert (summary.patients, summary.observations) == (240, 240)
+        calls: list[tuple[str, int, int]] = []
+
+        def record(stage: str, done: int, total: int) -> None:
+            calls.append((stage.split(":")[0], done, total))
+
         risk = wf.train_risk(
             ws,
             project="trial",
@@ -60,8 +65,12 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             event_column="event",
             exclude=["tx"],
             method="cox",
+            n_bootstrap=5,
+            progress=record,
         )
         assert risk.metrics["cindex"] > 0.6
+        assert calls == [("risk model", done, 7) for done in range(8)]  # 1 + 1 + 5 fits
+        calls.clear()
         effects = wf.train_effects(
             ws,
             project="trial",
@@ -70,8 +79,10 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             exclude=["time"],
             base="linear",
             n_bootstrap=20,
+            progress=record,
         )
         assert effects.version == 1 and "marker" in effects.features
+        assert calls == [("effects model", done, 21) for done in range(22)]
         predicted = wf.predict_risk(ws, project="trial")
         assert len(predicted) == 240 and predicted["risk"].between(0, 1).all()
         view = wf.recommend(ws, project="trial", patient="MRN000001")  # raw id is resolved

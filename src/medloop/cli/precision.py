@@ -15,6 +15,7 @@ from medloop.cli.common import (
     bench_app,
     out,
     print_json,
+    progress_bar,
     record_table,
     table,
 )
@@ -138,7 +139,7 @@ def risk_train(
 ) -> None:
     """Train a survival risk model (and, with --treatment, a treatment-effect model)."""
     excluded = list(exclude or [])
-    with open_workspace() as ws:
+    with open_workspace() as ws, progress_bar() as progress:
         rows = [
             wf.train_risk(
                 ws,
@@ -149,6 +150,7 @@ def risk_train(
                 method=method,
                 n_bootstrap=bootstrap,
                 seed=seed,
+                progress=progress,
             ).as_dict()
         ]
         if treatment:
@@ -162,6 +164,7 @@ def risk_train(
                     learner=learner,
                     base=base,
                     seed=seed,
+                    progress=progress,
                 ).as_dict()
             )
     for row in rows:

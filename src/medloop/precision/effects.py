@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -77,8 +78,15 @@ class TreatmentEffects:
     # --- fitting ---------------------------------------------------------------------
 
     def fit(
-        self, X: pd.DataFrame, treatment: np.ndarray | pd.Series, outcome: np.ndarray | pd.Series
+        self,
+        X: pd.DataFrame,
+        treatment: np.ndarray | pd.Series,
+        outcome: np.ndarray | pd.Series,
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> TreatmentEffects:
+        """Fit the learner, then its `n_bootstrap` refits; `progress` is called with
+        (fits done, 1 + n_bootstrap) after each."""
         _option(self.learner, LEARNERS, "learner")
         _option(self.base, BASES, "base")
         X = _frame(X)
@@ -97,6 +105,8 @@ class TreatmentEffects:
         self.feature_names_ = list(X.columns)
         Xa = X.to_numpy(dtype=float)
         self.models_ = self._fit_once(Xa, t, y)
+        if progress is not None:
+            progress(1, 1 + self.n_bootstrap)
         rng = np.random.default_rng(self.seed)
         self.boot_models_: list[dict[str, Any]] = []
         idx_t, idx_c = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
@@ -105,6 +115,8 @@ class TreatmentEffects:
                 [rng.choice(idx_t, len(idx_t)), rng.choice(idx_c, len(idx_c))]
             )  # resample within arms so both arms stay present
             self.boot_models_.append(self._fit_once(Xa[rows], t[rows], y[rows]))
+            if progress is not None:
+                progress(1 + len(self.boot_models_), 1 + self.n_bootstrap)
         tau = self._effect(self.models_, Xa)
         self.mean_ = Xa.mean(axis=0)
         self.scale_ = np.where(Xa.std(axis=0) > 0, Xa.std(axis=0), 1.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,11 @@ def bootstrap_band(
     n_bootstrap: int = 20,
     alpha: float = 0.05,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(lower, upper): the (1 - alpha) percentile band of P(event-free at t) for the rows
     of `X_new`, over `SurvivalModel(method)` refits on bootstrap resamples of (X, y).
+    `progress` is called with (refits done, n_bootstrap) after each refit.
 
     Each refit is dropped once it has predicted (a forest can weigh tens of MB), so the
     band is for the patients given now; new patients need a new band.
@@ -179,6 +182,8 @@ def bootstrap_band(
             continue
         refit = SurvivalModel(method, seed=seed + len(draws)).fit(X.iloc[rows], y[rows])
         draws.append(refit.predict_survival(X_new, times).to_numpy())
+        if progress is not None:
+            progress(len(draws), n_bootstrap)
     stacked = np.stack(draws)
     lower = np.quantile(stacked, alpha / 2, axis=0)
     upper = np.quantile(stacked, 1 - alpha / 2, axis=0)

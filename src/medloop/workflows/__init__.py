@@ -9,7 +9,6 @@ from medloop.workflows.loop import (
     CrowdRound,
     IngestSummary,
     LoopSettings,
-    Progress,
     RoundReport,
     aggregate,
     aggregate_file,
@@ -30,6 +29,7 @@ from medloop.workflows.loop import (
     training_targets,
 )
 from medloop.workflows.plan import LabellingPlan, PublishedPlan, plan_requests, publish_plan
+from medloop.workflows.progress import Progress
 from medloop.workflows.workspace import Workspace
 
 __all__ = [

@@ -36,12 +36,11 @@ from medloop.workflows import accounts, annotate, precision
 from medloop.workflows.loop import (
     IngestSummary,
     LoopSettings,
-    Progress,
     RoundReport,
-    _no_progress,
     ingest_medmnist,
     run_loop,
 )
+from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ def prepare_demo(
     settings: Settings,
     *,
     options: DemoOptions = DemoOptions(),
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     on_round: Callable[[RoundReport], None] | None = None,
     train_config: Any = None,
 ) -> DemoResult:

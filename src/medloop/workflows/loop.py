@@ -48,19 +48,12 @@ from medloop.types import (
     look_up_option,
 )
 from medloop.workflows.plan import plan_requests
+from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
-Progress = Callable[[str, int, int], None]
-"""Progress callback: (description, done, total). Text before the first ":" names the bar
-("loop: round 2, training"), so one bar follows one piece of long work."""
-
-
-def _no_progress(_stage: str, _done: int, _total: int) -> None:
-    return None
-
 
 # --- ingest ------------------------------------------------------------------------------
 
@@ -91,7 +84,7 @@ def ingest_medmnist(
     name: str,
     project: str | None = None,
     limit: int | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> IngestSummary:
     """Ingest a MedMNIST 2D dataset with its official splits into a new project."""
     dataset = load_medmnist(
@@ -140,7 +133,7 @@ def ingest_image_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> IngestSummary:
     """Ingest PNG/JPEG images listed in a CSV; patient ids are pseudonymised, splits are
     stratified by label and grouped by patient."""
@@ -188,7 +181,7 @@ def ingest_dicom_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> IngestSummary:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
     _check_new_project(ws, name=project)
@@ -833,7 +826,7 @@ def run_loop(
     settings: LoopSettings = LoopSettings(),
     train_config: Any = None,
     on_round: Callable[[RoundReport], None] | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> list[RoundReport]:
     """Run the human-computation loop with simulated annotators and doctors.
 

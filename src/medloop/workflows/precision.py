@@ -46,6 +46,7 @@ from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, RiskModelVersion
 from medloop.types import Role
+from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -299,12 +300,14 @@ def train_risk(
     test_size: float = 0.25,
     n_bootstrap: int = 20,
     seed: int = 0,
+    progress: Progress = no_progress,
 ) -> TrainedModel:
     """Train a survival model on the stored features; metrics on a held-out share
     (C-index, mean time-dependent AUC, IBS; the stored version also keeps a calibration
     table at the horizon), then refit on everyone and register it. `n_bootstrap` refits on
     resamples give each patient of the cohort a 95% band of the survival curve (and of the
-    risk); patients added after training get no band until the next training."""
+    risk); patients added after training get no band until the next training. `progress`
+    counts the fits ("risk model: ...", 2 + n_bootstrap in all)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -317,7 +320,10 @@ def train_risk(
     )
     table = _feature_table(frame, drop).fit(frame.iloc[train_idx])
     X_train, X_test = table.transform(frame.iloc[train_idx]), table.transform(frame.iloc[test_idx])
+    fits = 2 + n_bootstrap
+    progress("risk model: fitting on the training share", 0, fits)
     model = SurvivalModel(method, seed=seed).fit(X_train, y[train_idx])
+    progress("risk model: refitting on every patient", 1, fits)
     t_test = y["time"][test_idx]
     lo, hi = np.percentile(t_test, [10, 80])
     times = np.linspace(lo, min(hi, y["time"][train_idx].max() - 1e-9), 20)
@@ -337,11 +343,21 @@ def train_risk(
     table = _feature_table(frame, drop).fit(frame)
     X_all = table.transform(frame)
     final = SurvivalModel(method, seed=seed).fit(X_all, y)
+    progress("risk model: bootstrap refits for the risk bands", 2, fits)
     bundle: dict[str, Any] = {"table": table, "model": final, "horizon": horizon}
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
         bundle["band"] = bootstrap_band(
-            X_all, y, X_all, bundle["times"], method=method, n_bootstrap=n_bootstrap, seed=seed
+            X_all,
+            y,
+            X_all,
+            bundle["times"],
+            method=method,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            progress=lambda done, _total: progress(
+                "risk model: bootstrap refits for the risk bands", 2 + done, fits
+            ),
         )
     blob = _save(ws, bundle)
     with ws.db.session() as s:
@@ -380,9 +396,11 @@ def train_effects(
     seed: int = 0,
     treated: str = "treat",
     control: str = "no treatment",
+    progress: Progress = no_progress,
 ) -> TrainedModel:
     """Train a treatment-effect model (outcome: free of the event during follow-up) on
-    randomised data; `treatment_column` is 0/1."""
+    randomised data; `treatment_column` is 0/1. `progress` counts the fits ("effects
+    model: ...", 1 + n_bootstrap)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -390,8 +408,13 @@ def train_effects(
     frame = frame.dropna(subset=[treatment_column, event_column])
     table = _feature_table(frame, [treatment_column, event_column, *exclude]).fit(frame)
     outcome = 1.0 - frame[event_column].astype(float).to_numpy()
+    stage = "effects model: fit and bootstrap refits"
+    progress(stage, 0, 1 + n_bootstrap)
     model = TreatmentEffects(learner, base, n_bootstrap=n_bootstrap, seed=seed).fit(
-        table.transform(frame), frame[treatment_column].to_numpy(), outcome
+        table.transform(frame),
+        frame[treatment_column].to_numpy(),
+        outcome,
+        progress=lambda done, total: progress(stage, done, total),
     )
     blob = _save(ws, {"table": table, "model": model, "treated": treated, "control": control})
     with ws.db.session() as s:

@@ -35,7 +35,7 @@ from medloop.workflows.workspace import Workspace
 if TYPE_CHECKING:
     from medloop.learning.ensemble import Classifier
     from medloop.learning.inference import ScriptedClassifier
-    from medloop.workflows.loop import Progress
+    from medloop.workflows.progress import Progress
 
 logger = logging.getLogger(__name__)
 
