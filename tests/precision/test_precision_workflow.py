@@ -175,6 +175,11 @@ def test_cli_patients_risk_recommend(
     assert code == 0
     kinds = [json.loads(line)["kind"] for line in out.strip().splitlines()]
     assert kinds == ["survival", "effects"]
+    cindex = json.loads(out.splitlines()[0])["metrics"]["cindex"]
+    code, out, _ = run(
+        "risk", "train", "-p", "trial", "--method", "cox", "--bootstrap", "0", "--exclude", "tx"
+    )
+    assert code == 0 and f"held-out quarter: C-index {cindex:.3f}," in out and "{'" not in out
     code, out, _ = run("risk", "predict", "-p", "trial", "--json")
     everyone = pd.DataFrame(json.loads(out))
     assert code == 0 and len(everyone) == 160

@@ -174,7 +174,11 @@ def risk_train(
             print_json(row)
     else:
         out.print(table("trained", [{k: v for k, v in r.items() if k != "metrics"} for r in rows]))
-        out.print(rows[0]["metrics"])
+        m = rows[0]["metrics"]
+        out.print(
+            f"survival model on the held-out quarter: C-index {m['cindex']:.3f}, mean "
+            f"time-dependent AUC {m['mean_auc']:.3f}, integrated Brier score {m['ibs']:.3f}"
+        )
 
 
 @risk_app.command("predict")
