@@ -135,20 +135,9 @@ def test_skip_unreadable_predicts_the_rest_and_lists_what_it_left_out(
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (inputs / "sub" / "empty.dcm").write_bytes(b"")
     out, overlays = tmp_path / "preds.csv", tmp_path / "cams"
+    command = ["predict", str(checkpoint), str(inputs), "-o", str(out), "--skip-unreadable"]
     code, stdout, err = run(
-        monkeypatch,
-        capsys,
-        "predict",
-        str(checkpoint),
-        str(inputs),
-        "-o",
-        str(out),
-        "--overlays",
-        str(overlays),
-        "--batch-size",
-        "2",
-        "--skip-unreadable",
-        "--json",
+        monkeypatch, capsys, *command, "--overlays", str(overlays), "--batch-size", "2", "--json"
     )
     assert code == 0, err
     result = json.loads(stdout)
@@ -157,16 +146,7 @@ def test_skip_unreadable_predicts_the_rest_and_lists_what_it_left_out(
     assert result["files"] == 4 and result["overlays"] == 4 and len(list(overlays.iterdir())) == 4
     assert sorted(Path(s["file"]).name for s in result["skipped"]) == ["broken.png", "empty.dcm"]
     assert all(s["reason"] for s in result["skipped"])
-    code, stdout, err = run(
-        monkeypatch,
-        capsys,
-        "predict",
-        str(checkpoint),
-        str(inputs),
-        "-o",
-        str(out),
-        "--skip-unreadable",
-    )
+    code, stdout, err = run(monkeypatch, capsys, *command)
     assert code == 0, err
     assert "skipped 2 unreadable files" in err and "broken.png" in err
     only_broken = tmp_path / "only"
