@@ -235,7 +235,7 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
             {
                 "project": "trial",
                 "patients": 120,
-                "survival_model": "v1 cox",
+                "risk_model": "v1 cox",
                 "effects_model": "v1 t-learner/linear",
             }
         ]
@@ -280,3 +280,76 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
             )
     finally:
         ws.close()
+
+
+def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="trial", path=trial_csv(tmp_path / "t.csv"), id_column="mrn"
+        )
+        with pytest.raises(InvalidInputError, match="'age' must be 0/1"):
+            wf.train_risk_classifier(ws, project="trial", outcome_column="age")
+        with pytest.raises(InvalidInputError, match="no column"):
+            wf.train_risk_classifier(ws, project="trial", outcome_column="relapse")
+        calls: list[tuple[int, int]] = []
+        trained = wf.train_risk_classifier(
+            ws,
+            project="trial",
+            outcome_column="event",
+            exclude=["time", "tx"],
+            method="logistic",
+            progress=lambda _stage, done, total: calls.append((done, total)),
+        )
+        assert trained.kind == "classification" and "time" not in trained.features
+        assert trained.metrics["auc"] > 0.6 and 0 < trained.metrics["brier"] < 0.25
+        assert calls == [(done, 6) for done in range(7)]  # 5 folds, then the final fit
+        predicted = wf.predict_risk(ws, project="trial")
+        assert predicted["model_kind"].eq("classification").all()
+        assert predicted["outcome"].eq("event").all() and predicted["horizon"].isna().all()
+        assert predicted["risk"].between(0, 1).all() and predicted["risk"].nunique() > 100
+        high = predicted["risk"].idxmax()
+        view = wf.recommend(ws, project="trial", patient=high)
+        assert view.risk == pytest.approx(predicted.loc[high, "risk"])
+        assert view.outcome == "event" and view.horizon is None and view.survival == {}
+        page = wf.patient_record(ws, project="trial", patient=high)
+        assert page["recommendation"]["classifier_version"] == 1
+        assert set(page["outcome"]) == {"event"} and "time" in page["features"]
+        rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=3, order="risk")
+        assert rows[0]["patient"] == high and rows[0]["outcome"] == "event"
+        assert wf.cohort_overview(ws)[0]["risk_model"] == "v1 logistic classifier of event"
+        wf.train_risk(
+            ws, project="trial", time_column="time", event_column="event", method="cox",
+            n_bootstrap=0,
+        )  # fmt: skip
+        assert wf.predict_risk(ws, project="trial")["model_kind"].eq("survival").all()
+    finally:
+        ws.close()
+
+
+def test_cli_trains_and_uses_an_outcome_classifier(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        return run_cli(monkeypatch, capsys, *args)
+
+    csv = trial_csv(tmp_path / "t.csv", n=160)
+    assert run("patients", "import", str(csv), "-p", "c", "--id-column", "mrn")[0] == 0
+    train = ["risk", "train", "-p", "c", "--outcome", "event", "--exclude", "time"]
+    code, out, err = run(*train, "--treatment", "tx", "--base", "linear", "--json")
+    assert code == 0, err
+    first, second = (json.loads(line) for line in out.strip().splitlines())
+    assert (first["kind"], first["method"], second["kind"]) == ("classification", "gbm", "effects")
+    code, out, _ = run(*train, "--method", "logistic")
+    assert code == 0 and "classifier of event, out of fold (5 folds): AUC" in out
+    code, out, _ = run("risk", "predict", "-p", "c", "--top", "1", "--json")
+    (top,) = json.loads(out)
+    assert (top["model_kind"], top["model_version"], top["outcome"]) == (
+        "classification",
+        2,
+        "event",
+    )
+    code, out, _ = run("recommend", top["patient"], "-p", "c")
+    assert code == 0 and f"risk of event: {100 * top['risk']:.1f}% (calibrated classifier)" in out
+    code, _, err = run(*train, "--method", "cox")
+    assert code == 2 and "cox" in err

@@ -310,3 +310,21 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     page = site.client.get("/patients", params={**q, "order": "risk", "offset": 50}).text
     assert "highest risk first (" in page and "order=risk&amp;offset=100" in page
     assert ranked[50] in page and ranked[49] not in page
+
+
+def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path: Path) -> None:
+    ws = site.ws
+    name = "no follow-up"
+    wf.import_patients_table(ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn")
+    wf.train_risk_classifier(ws, project=name, outcome_column="event", exclude=["time", "tx"])
+    patient = wf.predict_risk(ws, project=name)["risk"].idxmax()
+    view = wf.recommend(ws, project=name, patient=patient)
+    sign_in(site.client, "dora")
+    listing = site.client.get("/patients", params={"project": name, "order": "risk"})
+    assert listing.status_code == 200 and "Risk of event (current model)" in listing.text
+    assert f"<td>{100 * view.risk:.0f}%</td>" in listing.text
+    page = site.client.get(f"/patients/{patient}", params={"project": name}).text
+    assert f"Risk of event: <strong>{100 * view.risk:.1f}%</strong>" in page
+    assert "calibrated classifier v1" in page and "survival.png" not in page
+    cohorts = site.client.get("/patients").text
+    assert "v1 gbm classifier of event" in cohorts

@@ -123,11 +123,23 @@ def risk_train(
     project: ProjectOpt,
     time: Annotated[str, typer.Option(help="Follow-up time column.")] = "time",
     event: Annotated[str, typer.Option(help="Event column (1 = event).")] = "event",
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            help="0/1 outcome column with no follow-up time: train a calibrated classifier "
+            "of it instead of a survival model (--time and --event are then unused)."
+        ),
+    ] = None,
     treatment: Annotated[
         str | None, typer.Option(help="0/1 treatment column: also train treatment effects.")
     ] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Column to leave out; repeat.")] = None,
-    method: Annotated[str, typer.Option(help="cox, rsf, gbsa or ensemble.")] = "ensemble",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="cox, rsf, gbsa or ensemble (default); with --outcome gbm (default) or logistic."
+        ),
+    ] = None,
     learner: Annotated[str, typer.Option(help="Effects meta-learner: t, s or x.")] = "t",
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
     bootstrap: Annotated[
@@ -137,29 +149,41 @@ def risk_train(
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a survival risk model (and, with --treatment, a treatment-effect model)."""
+    """Train a risk model: a survival model, or with --outcome a calibrated classifier
+    (and, with --treatment, a treatment-effect model)."""
     excluded = list(exclude or [])
+    features_only = [*excluded, *([treatment] if treatment else [])]
     with open_workspace() as ws, progress_bar() as progress:
-        rows = [
-            wf.train_risk(
+        if outcome is None:
+            risk = wf.train_risk(
                 ws,
                 project=project,
                 time_column=time,
                 event_column=event,
-                exclude=[*excluded, *([treatment] if treatment else [])],
-                method=method,
+                exclude=features_only,
+                method=method or "ensemble",
                 n_bootstrap=bootstrap,
                 seed=seed,
                 progress=progress,
-            ).as_dict()
-        ]
+            )
+        else:
+            risk = wf.train_risk_classifier(
+                ws,
+                project=project,
+                outcome_column=outcome,
+                exclude=features_only,
+                method=method or "gbm",
+                seed=seed,
+                progress=progress,
+            )
+        rows = [risk.as_dict()]
         if treatment:
             rows.append(
                 wf.train_effects(
                     ws,
                     project=project,
                     treatment_column=treatment,
-                    event_column=event,
+                    event_column=outcome or event,
                     exclude=[*excluded, time],
                     learner=learner,
                     base=base,
@@ -175,10 +199,17 @@ def risk_train(
     else:
         out.print(table("trained", [{k: v for k, v in r.items() if k != "metrics"} for r in rows]))
         m = rows[0]["metrics"]
-        out.print(
-            f"survival model on the held-out quarter: C-index {m['cindex']:.3f}, mean "
-            f"time-dependent AUC {m['mean_auc']:.3f}, integrated Brier score {m['ibs']:.3f}"
-        )
+        if outcome is None:
+            out.print(
+                f"survival model on the held-out quarter: C-index {m['cindex']:.3f}, mean "
+                f"time-dependent AUC {m['mean_auc']:.3f}, integrated Brier score {m['ibs']:.3f}"
+            )
+        else:
+            out.print(
+                f"classifier of {outcome}, out of fold (5 folds): AUC {m['auc']:.3f}, Brier "
+                f"score {m['brier']:.3f}, log loss {m['log_loss']:.3f} (prevalence "
+                f"{m['prevalence']:.3f})"
+            )
 
 
 @risk_app.command("predict")
@@ -252,6 +283,10 @@ def recommend(
         out.print(
             f"risk of the event by {view.horizon:g} {view.time_unit or 'time units'}: "
             f"[bold]{100 * view.risk:.1f}%[/]{interval}"
+        )
+    elif view.risk is not None:
+        out.print(
+            f"risk of {view.outcome}: [bold]{100 * view.risk:.1f}%[/] (calibrated classifier)"
         )
     if view.benefit is not None:
         low, high = view.benefit_lower, view.benefit_upper

@@ -9,6 +9,7 @@ probabilities and metrics.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,17 +108,26 @@ def classification_metrics(y: Any, proba: Any, *, bins: int = 10) -> dict[str, A
 
 
 def cross_validate_risk(
-    model: RiskClassifier, X: pd.DataFrame, y: Any, *, n_splits: int = 5, seed: int = 0
+    model: RiskClassifier,
+    X: pd.DataFrame,
+    y: Any,
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.Series, dict[str, Any]]:
-    """Out-of-fold probabilities and their metrics."""
+    """Out-of-fold probabilities and their metrics; `progress` is called with (folds
+    done, n_splits) after each fold."""
     target = np.asarray(y, dtype=int)
     oof = np.empty(len(X))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for train, test in folds.split(X, target):
+    for done, (train, test) in enumerate(folds.split(X, target), start=1):
         fold_model = RiskClassifier(
             model.method, calibration=model.calibration, cv=model.cv, seed=model.seed
         ).fit(X.iloc[train], target[train])
         oof[test] = fold_model.predict_proba(X.iloc[test]).to_numpy()
+        if progress is not None:
+            progress(done, n_splits)
     proba = pd.Series(oof, index=X.index, name="risk")
     return proba, classification_metrics(target, oof)
 

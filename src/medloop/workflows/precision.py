@@ -8,6 +8,7 @@ recommendation is what the models propose; only a doctor's accept/override decid
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import pickle
@@ -29,10 +30,12 @@ from medloop.precision import (
     Feature,
     FeatureTable,
     GeneExpression,
+    RiskClassifier,
     SurvivalModel,
     TreatmentEffects,
     bootstrap_band,
     calibration_table,
+    cross_validate_risk,
     observations_to_wide,
     read_expression,
     read_fhir_bundle,
@@ -55,6 +58,9 @@ SYSTEM = "system"
 MODEL_ACTOR = "model"
 COHORT_CLASSES = ["no event", "event"]
 SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
+CLASSIFICATION = "classification"
+#: The kinds of model that give a patient's risk, the one a cohort uses first.
+RISK_KINDS = (SURVIVAL, CLASSIFICATION)
 
 
 def _project(s: Any, name: str, *, create: bool) -> Project:
@@ -383,6 +389,78 @@ def train_risk(
         return TrainedModel(SURVIVAL, version.version, method, len(frame), table.columns_, metrics)
 
 
+def train_risk_classifier(
+    ws: Workspace,
+    *,
+    project: str,
+    outcome_column: str,
+    exclude: Sequence[str] = (),
+    method: str = "gbm",
+    calibration: str = "sigmoid",
+    n_splits: int = 5,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> TrainedModel:
+    """Train a calibrated classifier of a 0/1 outcome with no follow-up time (gradient
+    boosting or the logistic baseline, `RiskClassifier`) on the stored features, for
+    cohorts without time-to-event data. Metrics are out-of-fold over `n_splits`
+    stratified folds (AUC, Brier score, log loss; the stored version also keeps the
+    calibration curve); then it is refitted on everyone and registered. `progress`
+    counts the fits ("risk classifier: ...", n_splits + 1)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        frame = prepo.features_frame(s, project_id=record.id)
+    _outcome_columns(frame, outcome_column)
+    frame = frame.dropna(subset=[outcome_column])
+    outcome = frame[outcome_column]
+    if not outcome.isin([0, 1]).all() or outcome.nunique() < 2:
+        raise InvalidInputError(
+            f"outcome column {outcome_column!r} must be 0/1 with both values present; "
+            f"got {sorted(outcome.unique().tolist())[:5]}"
+        )
+    table = _feature_table(frame, [outcome_column, *exclude]).fit(frame)
+    X, y = table.transform(frame), outcome.astype(int).to_numpy()
+    model = RiskClassifier(method, calibration=calibration, seed=seed)
+    stage = "risk classifier: cross-validation, then the final fit"
+    progress(stage, 0, n_splits + 1)
+    _, evaluation = cross_validate_risk(
+        model,
+        X,
+        y,
+        n_splits=n_splits,
+        seed=seed,
+        progress=lambda done, _total: progress(stage, done, n_splits + 1),
+    )
+    model.fit(X, y)
+    progress(stage, n_splits + 1, n_splits + 1)
+    metrics = {k: float(evaluation[k]) for k in ("auc", "brier", "log_loss")}
+    metrics["prevalence"] = float(y.mean())
+    blob = _save(ws, {"table": table, "model": model})
+    with ws.db.session() as s:
+        version = prepo.add_risk_model(
+            s,
+            project_id=record.id,
+            kind=CLASSIFICATION,
+            method=method,
+            blob_sha256=blob,
+            n_train=len(frame),
+            features=table.columns_,
+            target={"outcome": outcome_column, "calibration": calibration},
+            metrics={**metrics, "calibration": evaluation["calibration"]},
+        )
+        repo.audit(
+            s,
+            actor=SYSTEM,
+            action="train_risk",
+            entity="risk_model",
+            entity_id=version.id,
+            detail={"kind": CLASSIFICATION, "version": version.version, **metrics},
+        )
+        return TrainedModel(
+            CLASSIFICATION, version.version, method, len(frame), table.columns_, metrics
+        )
+
+
 def train_effects(
     ws: Workspace,
     *,
@@ -447,16 +525,31 @@ def train_effects(
 def predict_risk(
     ws: Workspace, *, project: str, patients: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Per patient (index pseudonym): `risk`, P(event by `horizon`, the model's horizon,
-    in `time_unit` when the time column has one) as on the patient page; `risk_score`,
-    the model's ranking score (expected time lost over the event times: higher means an
-    earlier event, what the C-index ranks)."""
+    """Per patient (index pseudonym), from the cohort's risk model (`current_risk_model`):
+    `risk`, as on the patient page: P(event by `horizon`, the survival model's horizon,
+    in `time_unit` when the time column has one), or a classifier's P(`outcome` = 1)
+    (no horizon); `risk_score`, the ranking score (a survival model's expected time lost
+    over the event times, higher meaning an earlier event, what the C-index ranks; a
+    classifier's risk); `model_kind` and `model_version`."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
-        version = prepo.latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
+        version = current_risk_model(s, project_id=record.id)
+        if version is None:
+            raise NotFoundError(f"train a risk model for {project!r} first (medloop risk train)")
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=patients)
         units = prepo.feature_units(s, project_id=record.id)
     return _risk_table(ws, version, frame, units)
+
+
+def current_risk_model(s: Session, *, project_id: int) -> RiskModelVersion | None:
+    """The model that gives a cohort's patients their risk: the newest survival model,
+    else the newest outcome classifier, else None."""
+    for kind in RISK_KINDS:
+        try:
+            return prepo.latest_risk_model(s, project_id=project_id, kind=kind)
+        except NotFoundError:
+            continue
+    return None
 
 
 def _risk_table(
@@ -465,12 +558,23 @@ def _risk_table(
     """`predict_risk`'s table for the patients of a feature frame already read."""
     bundle = _load(ws, version.blob_sha256)
     X = bundle["table"].transform(frame)
-    model: SurvivalModel = bundle["model"]
-    horizon = bundle["horizon"]
-    out = pd.DataFrame({"risk": 1.0 - model.predict_survival(X, [horizon]).iloc[:, 0]})
-    out["horizon"] = float(horizon)
-    out["time_unit"] = units.get(str((version.target or {}).get("time")))
-    out["risk_score"] = model.predict_risk(X)
+    target = version.target or {}
+    if version.kind == CLASSIFICATION:
+        classifier: RiskClassifier = bundle["model"]
+        out = pd.DataFrame({"risk": classifier.predict_proba(X)})
+        out["outcome"] = str(target["outcome"])
+        out["horizon"] = None
+        out["time_unit"] = None
+        out["risk_score"] = out["risk"]
+    else:
+        model: SurvivalModel = bundle["model"]
+        horizon = bundle["horizon"]
+        out = pd.DataFrame({"risk": 1.0 - model.predict_survival(X, [horizon]).iloc[:, 0]})
+        out["outcome"] = str(target.get("event"))
+        out["horizon"] = float(horizon)
+        out["time_unit"] = units.get(str(target.get("time")))
+        out["risk_score"] = model.predict_risk(X)
+    out["model_kind"] = version.kind
     out["model_version"] = version.version
     return out
 
@@ -483,7 +587,8 @@ class RecommendationView:
     """What a doctor sees for one patient (ids and numbers, no personal data).
 
     `risk` is P(event by the survival model's horizon, the median follow-up) with its
-    bootstrap interval; `benefit` the estimated gain in P(event-free) from treatment, with
+    bootstrap interval, or, for a cohort with an outcome classifier instead, P(`outcome`
+    = 1) without an interval; `benefit` the estimated gain in P(event-free) from treatment, with
     its interval; `option_estimates` one row per option: expected P(event-free) with its
     interval, and the benefit over the reference option (the control) with its interval
     and verdict ("no clear benefit" when the interval covers zero)."""
@@ -497,6 +602,7 @@ class RecommendationView:
     risk_upper: float | None = None
     horizon: float | None = None
     time_unit: str | None = None
+    outcome: str | None = None
     survival: dict[str, list[float]] = field(default_factory=dict)
     benefit: float | None = None
     benefit_lower: float | None = None
@@ -523,7 +629,8 @@ def resolve_patient(ws: Workspace, *, project: str, patient: str) -> str:
 
 
 def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationView:
-    """Risk (survival curve) and the estimated benefit of treatment with its interval and
+    """Risk (a survival curve, or an outcome classifier's probability when the cohort has
+    no survival model) and the estimated benefit of treatment with its interval and
     drivers for one patient; stored as a recommendation awaiting a doctor's decision."""
     pseudonym = resolve_patient(ws, project=project, patient=patient)
     with ws.db.session() as s:
@@ -532,11 +639,11 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
         units = prepo.feature_units(s, project_id=record.id)
         versions = {}
-        for kind in (SURVIVAL, EFFECTS):
-            try:
-                versions[kind] = prepo.latest_risk_model(s, project_id=record.id, kind=kind)
-            except NotFoundError:
-                continue
+        risk_version = current_risk_model(s, project_id=record.id)
+        if risk_version is not None:
+            versions[risk_version.kind] = risk_version
+        with contextlib.suppress(NotFoundError):
+            versions[EFFECTS] = prepo.latest_risk_model(s, project_id=record.id, kind=EFFECTS)
     if not versions:
         raise NotFoundError(f"train a risk or treatment model for {project!r} first")
     detail: dict[str, Any] = {}
@@ -566,6 +673,12 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         detail["time_unit"] = units.get(str((versions[SURVIVAL].target or {}).get("time")))
         detail["risk_interval"] = risk_interval
         detail["survival_model_version"] = versions[SURVIVAL].version
+    if CLASSIFICATION in versions:
+        bundle = _load(ws, versions[CLASSIFICATION].blob_sha256)
+        classifier: RiskClassifier = bundle["model"]
+        risk = float(classifier.predict_proba(bundle["table"].transform(frame)).iloc[0])
+        detail["risk_outcome"] = str(versions[CLASSIFICATION].target["outcome"])
+        detail["classifier_version"] = versions[CLASSIFICATION].version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
         X = bundle["table"].transform(frame)
@@ -593,7 +706,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             s,
             patient_id=patient_row.id,
             recommendation=text,
-            risk_model_id=versions[SURVIVAL].id if SURVIVAL in versions else None,
+            risk_model_id=None if risk_version is None else risk_version.id,
             effect_model_id=versions[EFFECTS].id if EFFECTS in versions else None,
             risk=risk,
             benefit=benefit,
@@ -620,6 +733,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         risk_upper=risk_interval[1] if risk_interval else None,
         horizon=horizon,
         time_unit=detail.get("time_unit"),
+        outcome=detail.get("risk_outcome"),
         survival=survival,
         benefit=benefit,
         benefit_lower=lower,
@@ -773,10 +887,15 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
 
 
 def _target_columns(s: Session, *, project_id: int) -> list[str]:
-    """The columns the newest survival and treatment-effect models learn from as outcome
-    or treatment (time, event, treatment), not as features."""
+    """The columns the newest survival, classification and treatment-effect models learn
+    from as outcome or treatment (time, event, outcome, treatment), not as features."""
     names: list[str] = []
-    for kind, keys in ((SURVIVAL, ("time", "event")), (EFFECTS, ("treatment", "event"))):
+    kinds = (
+        (SURVIVAL, ("time", "event")),
+        (CLASSIFICATION, ("outcome",)),
+        (EFFECTS, ("treatment", "event")),
+    )
+    for kind, keys in kinds:
         try:
             target = prepo.latest_risk_model(s, project_id=project_id, kind=kind).target or {}
         except NotFoundError:
@@ -794,29 +913,36 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
-    """Per cohort: its name, how many patients it has, and its newest survival and
-    treatment-effect models ("v2 ensemble"; None before one is trained)."""
+    """Per cohort: its name, how many patients it has, its risk model
+    (`current_risk_model`: "v2 ensemble" for a survival model, "v1 gbm classifier of
+    relapse" for an outcome classifier) and its newest treatment-effect model; None
+    before one is trained."""
     rows = []
     with ws.db.session() as s:
         for project in repo.list_projects(s):
             if list(project.classes) != COHORT_CLASSES:
                 continue
-            models: dict[str, str | None] = {}
-            for kind in (SURVIVAL, EFFECTS):
-                try:
-                    latest = prepo.latest_risk_model(s, project_id=project.id, kind=kind)
-                    models[kind] = f"v{latest.version} {latest.method}"
-                except NotFoundError:
-                    models[kind] = None
+            risk = current_risk_model(s, project_id=project.id)
+            try:
+                effects = prepo.latest_risk_model(s, project_id=project.id, kind=EFFECTS)
+            except NotFoundError:
+                effects = None
             rows.append(
                 {
                     "project": project.name,
                     "patients": prepo.count_patients(s, project_id=project.id),
-                    "survival_model": models[SURVIVAL],
-                    "effects_model": models[EFFECTS],
+                    "risk_model": None if risk is None else _model_name(risk),
+                    "effects_model": None if effects is None else _model_name(effects),
                 }
             )
     return rows
+
+
+def _model_name(version: RiskModelVersion) -> str:
+    name = f"v{version.version} {version.method}"
+    if version.kind == CLASSIFICATION:
+        name += f" classifier of {(version.target or {}).get('outcome')}"
+    return name
 
 
 #: How `list_patients` can order a cohort.
@@ -841,9 +967,9 @@ def list_patients(
 ) -> list[dict[str, Any]]:
     """Patients `offset` to `offset + limit` of `project`, in pseudonym order or, with
     `order="risk"`, highest current model risk first: number of features, the latest
-    recommendation (text, risk, benefit), decision count, and the current survival
-    model's risk by its horizon (`model_risk`, `horizon`, `time_unit`; None without a
-    model). The read is audited."""
+    recommendation (text, risk, benefit), decision count, and the current risk model's
+    risk (`model_risk`: by `horizon` in `time_unit` for a survival model, of `outcome`
+    for a classifier; None without a model). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
     if order not in get_args(PatientOrder):
@@ -852,12 +978,7 @@ def list_patients(
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
-        try:
-            version: RiskModelVersion | None = prepo.latest_risk_model(
-                s, project_id=record.id, kind=SURVIVAL
-            )
-        except NotFoundError:
-            version = None
+        version = current_risk_model(s, project_id=record.id)
     scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
     model: dict[str, dict[str, Any]] = {}
     if version is not None and len(scored):
@@ -879,6 +1000,7 @@ def list_patients(
                     "features": int(counts[pseudonym]),
                     **summaries[pseudonym],
                     "model_risk": risk.get("risk"),
+                    "outcome": risk.get("outcome"),
                     "horizon": risk.get("horizon"),
                     "time_unit": risk.get("time_unit"),
                 }
