@@ -2,7 +2,10 @@
 
 Prints one JSON object per line: for each meta-learner x base model, the cross-fitted
 IPW policy value of "treat when the estimated benefit is positive" vs treat-all; for
-each survival method, GBSG2 held-out C-index / mean AUC / IBS on the evaluation-guide split.
+each survival method, GBSG2 held-out C-index / mean AUC / IBS on the evaluation-guide split;
+for each outcome classifier (method x calibration), out-of-fold AUC / Brier / log loss of
+ACTG 320's "AIDS or death during follow-up" (follow-up is administrative, so a 0/1
+outcome), with the treatment arm among the features.
 
     nice -n 10 .venv/bin/python benchmarks/precision_learners.py
 
@@ -36,7 +39,8 @@ from sksurv.ensemble import (
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored, integrated_brier_score
 
-from medloop.precision.benchmark import bench_actg, bench_gbsg2, gbsg2_split
+from medloop.precision import RiskClassifier, cross_validate_risk
+from medloop.precision.benchmark import actg_data, bench_actg, bench_gbsg2, gbsg2_split
 
 Arrays = tuple[np.ndarray, np.ndarray]
 CONTINUOUS = ["age", "tsize", "log_pnodes", "log_progrec", "log_estrec"]
@@ -203,6 +207,22 @@ def main() -> None:
         row = {"dataset": "gbsg2", "method": method, **bench_gbsg2(method=method)}
         row["seconds"] = round(time.perf_counter() - start, 1)
         print(json.dumps(row), flush=True)
+    features, treatment, _, event = actg_data()
+    features = features.assign(tx=treatment.astype(float))
+    for method in ("logistic", "gbm"):
+        for calibration in ("sigmoid", "isotonic", "none"):
+            start = time.perf_counter()
+            model = RiskClassifier(method, calibration=calibration, seed=0)
+            _, metrics = cross_validate_risk(model, features, event.astype(int), n_splits=5)
+            row = {
+                "dataset": "actg320_event",
+                "classifier": method,
+                "calibration": calibration,
+                **{k: round(metrics[k], 4) for k in ("auc", "brier", "log_loss")},
+                "prevalence": round(float(event.mean()), 4),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            print(json.dumps(row), flush=True)
     for learner in ("t", "s", "x"):
         for base in ("linear", "gbm"):
             start = time.perf_counter()

@@ -298,7 +298,7 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             project="trial",
             outcome_column="event",
             exclude=["time", "tx"],
-            method="logistic",
+            method="gbm",
             progress=lambda _stage, done, total: calls.append((done, total)),
         )
         assert trained.kind == "classification" and "time" not in trained.features
@@ -317,7 +317,7 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         assert set(page["outcome"]) == {"event"} and "time" in page["features"]
         rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=3, order="risk")
         assert rows[0]["patient"] == high and rows[0]["outcome"] == "event"
-        assert wf.cohort_overview(ws)[0]["risk_model"] == "v1 logistic classifier of event"
+        assert wf.cohort_overview(ws)[0]["risk_model"] == "v1 gbm classifier of event"
         wf.train_risk(
             ws, project="trial", time_column="time", event_column="event", method="cox",
             n_bootstrap=0,
@@ -339,8 +339,12 @@ def test_cli_trains_and_uses_an_outcome_classifier(
     code, out, err = run(*train, "--treatment", "tx", "--base", "linear", "--json")
     assert code == 0, err
     first, second = (json.loads(line) for line in out.strip().splitlines())
-    assert (first["kind"], first["method"], second["kind"]) == ("classification", "gbm", "effects")
-    code, out, _ = run(*train, "--method", "logistic")
+    assert (first["kind"], first["method"], second["kind"]) == (
+        "classification",
+        "logistic",
+        "effects",
+    )
+    code, out, _ = run(*train, "--method", "gbm")
     assert code == 0 and "classifier of event, out of fold (5 folds): AUC" in out
     code, out, _ = run("risk", "predict", "-p", "c", "--top", "1", "--json")
     (top,) = json.loads(out)

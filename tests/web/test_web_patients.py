@@ -327,4 +327,4 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     assert f"Risk of event: <strong>{100 * view.risk:.1f}%</strong>" in page
     assert "calibrated classifier v1" in page and "survival.png" not in page
     cohorts = site.client.get("/patients").text
-    assert "v1 gbm classifier of event" in cohorts
+    assert "v1 logistic classifier of event" in cohorts

@@ -137,7 +137,7 @@ def risk_train(
     method: Annotated[
         str | None,
         typer.Option(
-            help="cox, rsf, gbsa or ensemble (default); with --outcome gbm (default) or logistic."
+            help="cox, rsf, gbsa or ensemble (default); with --outcome logistic (default) or gbm."
         ),
     ] = None,
     learner: Annotated[str, typer.Option(help="Effects meta-learner: t, s or x.")] = "t",
@@ -172,7 +172,7 @@ def risk_train(
                 project=project,
                 outcome_column=outcome,
                 exclude=features_only,
-                method=method or "gbm",
+                method=method or "logistic",
                 seed=seed,
                 progress=progress,
             )
