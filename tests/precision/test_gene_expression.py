@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_support import run as run_cli
 from medloop.cli import main
 from medloop.config import Settings
 from medloop.exceptions import IngestError, InvalidInputError, NotFittedError
@@ -162,5 +163,14 @@ def test_expression_import_and_a_gene_driven_risk_model(
             n_bootstrap=0,
         )
         assert model.metrics["cindex"] > 0.65  # the driver gene carries the risk
+        doc = wf.describe_features(ws, project="onc")
     finally:
         ws.close()
+    genes_doc = doc[doc["group"] == "genomic"]
+    assert sorted(genes_doc.index) == sorted(genes)
+    assert genes_doc["models"].eq("survival v1").all()
+    code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "onc")
+    assert code == 0 and "and 8 gene expression columns (--genes lists them)" in out
+    assert "gene:G29" not in out
+    code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "onc", "--genes")
+    assert code == 0 and "gene:G29" in out

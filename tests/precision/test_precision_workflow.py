@@ -357,3 +357,39 @@ def test_cli_trains_and_uses_an_outcome_classifier(
     assert code == 0 and f"risk of event: {100 * top['risk']:.1f}% (calibrated classifier)" in out
     code, _, err = run(*train, "--method", "cox")
     assert code == 2 and "cox" in err
+
+
+def test_the_feature_table_is_documented(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = pd.read_csv(trial_csv(tmp_path / "t.csv", n=120))
+    table.loc[:29, "age"] = np.nan  # a quarter of the ages unknown
+    table.drop(columns="comment").to_csv(tmp_path / "gaps.csv", index=False)
+    ws = Workspace.open(Settings())
+    try:
+        wf.import_patients_table(
+            ws, project="c", path=tmp_path / "gaps.csv", id_column="mrn", units={"age": "years"}
+        )
+        common = {"project": "c", "event_column": "event", "seed": 0}
+        wf.train_risk(ws, time_column="time", exclude=["tx"], method="cox", n_bootstrap=0, **common)
+        wf.train_effects(ws, treatment_column="tx", exclude=["time"], base="linear", **common)
+        doc = wf.describe_features(ws, project="c")
+    finally:
+        ws.close()
+    assert set(doc.index) == {"age", "marker", "stage", "tx", "time", "event"}
+    assert doc["role"].to_dict() == {
+        "age": "feature", "marker": "feature", "stage": "feature",
+        "tx": "treatment", "time": "time", "event": "event",
+    }  # fmt: skip
+    age = doc.loc["age"]
+    assert (age["unit"], age["patients"], age["missing"]) == ("years", 90, 0.25)
+    assert age["median"] == table["age"].median()
+    assert age["models"] == "survival v1, effects v1"  # used as age and age_missing
+    stage = doc.loc["stage"]
+    assert stage["kind"] == "categorical" and set(stage["values"].split(", ")) == {"I", "II"}
+    assert pd.isna(stage["median"]) and stage["models"] == "survival v1, effects v1"  # one-hot
+    assert doc.loc["time", "models"] == doc.loc["tx", "models"] == ""  # targets, not features
+    code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "c")
+    assert code == 0 and "25%" in out and "years" in out and "treatment" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "c", "--json")
+    assert code == 0 and {r["feature"] for r in json.loads(out)} == set(doc.index)

@@ -118,6 +118,43 @@ def patients_import(
         out.print(genes_line)
 
 
+@patients_app.command("features")
+def patients_features(
+    project: ProjectOpt,
+    genes: Annotated[
+        bool, typer.Option(help="List every gene:<name> column too (many); default counts them.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The cohort's documented feature table: group, kind, unit, role, missing share,
+    typical value and the current models that use each feature."""
+    with open_workspace() as ws:
+        frame = wf.describe_features(ws, project=project)
+    if frame.empty:
+        raise InvalidInputError(f"cohort {project!r} has no features yet (medloop patients import)")
+    gene_rows = frame["group"] == "genomic"
+    shown = (frame if genes or as_json else frame[~gene_rows]).reset_index()
+    records = shown.astype(object).where(shown.notna(), None).to_dict(orient="records")
+    if as_json:
+        print_json(records)
+        return
+    lines = [
+        {
+            "feature": r["feature"],
+            "kind": r["kind"],
+            "unit": r["unit"] or "",
+            "role": r["role"],
+            "missing": f"{100 * r['missing']:.3g}%",
+            "typical": f"{r['median']:g}" if r["median"] is not None else (r["values"] or ""),
+            "used by": r["models"] or "-",
+        }
+        for r in records
+    ]
+    out.print(table(f"features of {project} ({len(frame)})", lines))
+    if not genes and gene_rows.any():
+        out.print(f"and {int(gene_rows.sum())} gene expression columns (--genes lists them)")
+
+
 @risk_app.command("train")
 def risk_train(
     project: ProjectOpt,

@@ -864,7 +864,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
         latest = prepo.latest_recommendation(s, patient_id=row.id)
         decisions = prepo.decisions_frame(s, patient_id=row.id)
-        targets = _target_columns(s, project_id=record.id)
+        targets = list(_target_roles(s, project_id=record.id))
         recommendation = None
         if latest is not None:
             recommendation = {
@@ -888,10 +888,11 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     }
 
 
-def _target_columns(s: Session, *, project_id: int) -> list[str]:
-    """The columns the newest survival, classification and treatment-effect models learn
-    from as outcome or treatment (time, event, outcome, treatment), not as features."""
-    names: list[str] = []
+def _target_roles(s: Session, *, project_id: int) -> dict[str, str]:
+    """Column -> its role ("time", "event", "outcome" or "treatment") for the newest
+    survival, classification and treatment-effect models: what they learn from as outcome
+    or treatment, not as features."""
+    roles: dict[str, str] = {}
     kinds = (
         (SURVIVAL, ("time", "event")),
         (CLASSIFICATION, ("outcome",)),
@@ -902,8 +903,57 @@ def _target_columns(s: Session, *, project_id: int) -> list[str]:
             target = prepo.latest_risk_model(s, project_id=project_id, kind=kind).target or {}
         except NotFoundError:
             continue
-        names += [str(target[key]) for key in keys if target.get(key)]
-    return list(dict.fromkeys(names))
+        for key in keys:
+            if target.get(key):
+                roles.setdefault(str(target[key]), key)
+    return roles
+
+
+def describe_features(ws: Workspace, *, project: str) -> pd.DataFrame:
+    """The cohort's documented feature table, one row per stored column (index feature):
+    `group` (genomic for `gene:` columns, else clinical), `kind` (numeric or
+    categorical), `unit`, `role` (feature, or time / event / outcome / treatment for the
+    current models), `patients` with a value and the `missing` share, the `median` of a
+    number or the `values` of a category (most common first), and `models`: the current
+    models that use it as a feature (missing values are filled with the training median
+    plus a `<name>_missing` indicator, categories one-hot)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        frame = prepo.features_frame(s, project_id=record.id)
+        units = prepo.feature_units(s, project_id=record.id)
+        roles = _target_roles(s, project_id=record.id)
+        models: list[RiskModelVersion] = []
+        for kind in (*RISK_KINDS, EFFECTS):
+            with contextlib.suppress(NotFoundError):
+                models.append(prepo.latest_risk_model(s, project_id=record.id, kind=kind))
+    rows = []
+    for column in frame.columns:
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values)
+        present = values.dropna()
+        encoded = (column, f"{column}_missing")
+        users = [
+            f"{m.kind} v{m.version}"
+            for m in models
+            if any(f in encoded or str(f).startswith(f"{column}=") for f in m.features)
+        ]
+        rows.append(
+            {
+                "feature": str(column),
+                "group": "genomic" if str(column).startswith(GENE_PREFIX) else "clinical",
+                "kind": "numeric" if numeric else "categorical",
+                "unit": units.get(str(column)),
+                "role": roles.get(str(column), "feature"),
+                "patients": len(present),
+                "missing": round(float(values.isna().mean()), 4) if len(values) else None,
+                "median": float(present.median()) if numeric and len(present) else None,
+                "values": None
+                if numeric
+                else ", ".join(str(v) for v in present.value_counts().index[:5]),
+                "models": ", ".join(users),
+            }
+        )
+    return pd.DataFrame(rows).set_index("feature") if rows else pd.DataFrame()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
