@@ -590,10 +590,11 @@ class RecommendationView:
 
     `risk` is P(event by the survival model's horizon, the median follow-up) with its
     bootstrap interval, or, for a cohort with an outcome classifier instead, P(`outcome`
-    = 1) without an interval; `benefit` the estimated gain in P(event-free) from treatment, with
-    its interval; `option_estimates` one row per option: expected P(event-free) with its
-    interval, and the benefit over the reference option (the control) with its interval
-    and verdict ("no clear benefit" when the interval covers zero)."""
+    = 1) without an interval; `benefit` the estimated gain in P(event-free) from
+    treatment, with its interval; `option_estimates` one row per option: expected
+    P(event-free) with its interval, and the benefit over the reference option (the
+    control) with its interval and verdict ("no clear benefit" when the interval covers
+    zero)."""
 
     recommendation_id: int
     patient: str
