@@ -131,3 +131,23 @@ def model_curve_png(points: Sequence[dict[str, Any]]) -> bytes:
         axes.legend()
     axes.set_title("Learning curve")
     return _png(figure)
+
+
+def calibration_png(predicted: Sequence[float], observed: Sequence[float], *, title: str) -> bytes:
+    """Predicted against observed risk per group of patients, with the ideal diagonal."""
+    figure = Figure(figsize=(4.2, 4))
+    axes = figure.subplots()
+    if not len(predicted):
+        _empty(axes, "no calibration data")
+    else:
+        top = max(1e-3, *predicted, *observed) * 1.1
+        axes.plot([0, top], [0, top], "k--", lw=1, label="ideal")
+        axes.plot(predicted, observed, "o-", label="model")
+        axes.set_xlim(0, top)
+        axes.set_ylim(0, top)
+        axes.set_xlabel("predicted risk")
+        axes.set_ylabel("observed risk")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper left")
+    axes.set_title(title)
+    return _png(figure)

@@ -328,3 +328,45 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     assert "calibrated classifier v1" in page and "survival.png" not in page
     cohorts = site.client.get("/patients").text
     assert "v1 logistic classifier of event" in cohorts
+
+
+def test_the_cohort_page_shows_its_risk_model_and_calibration(
+    site: Site, cohort: list[str], tmp_path: Path
+) -> None:
+    sign_in(site.client, "dora")
+    card = wf.risk_model_card(site.ws, project=COHORT)
+    assert card is not None and card["name"] == "v1 cox" and card["kind"] == "survival"
+    assert set(card["metrics"]) == {"cindex", "mean_auc", "ibs"}
+    points = card["calibration"]
+    assert len(points["predicted"]) == len(points["observed"]) == 4  # quarters of the held-out
+    assert all(0 <= v <= 1 for v in points["predicted"] + points["observed"])
+    assert points["what"] == f"P(event by {card_horizon(site)} days)"
+    listing = site.client.get("/patients", params={"project": COHORT}).text
+    assert f"C-index {card['metrics']['cindex']:.3f}" in listing
+    assert "/patients/model/calibration.png?project=trial%20cohort" in listing
+    chart = site.client.get("/patients/model/calibration.png", params={"project": COHORT})
+    assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
+    api = site.client.get("/api/patients/model", params={"project": COHORT})
+    assert api.status_code == 200 and api.json()["name"] == "v1 cox"
+    name = "no follow-up"
+    wf.import_patients_table(
+        ws := site.ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn"
+    )
+    assert wf.risk_model_card(ws, project=name) is None
+    assert site.client.get("/api/patients/model", params={"project": name}).json() is None
+    missing = site.client.get("/patients/model/calibration.png", params={"project": name})
+    assert missing.status_code == 404
+    wf.train_risk_classifier(ws, project=name, outcome_column="event", exclude=["time", "tx"])
+    card = wf.risk_model_card(ws, project=name)
+    assert card is not None and card["calibration"]["what"] == "P(event = 1)"
+    assert set(card["metrics"]) == {"auc", "brier", "log_loss", "prevalence"}
+    listing = site.client.get("/patients", params={"project": name}).text
+    assert f"Brier score {card['metrics']['brier']:.3f}" in listing and "out of fold" in listing
+    for url in ("/api/patients/model", "/api/patients/model/calibration.png"):
+        response = site.client.get(url, params={"project": name}, headers=site.headers("alice"))
+        assert response.status_code == 403  # annotators never see a cohort's model
+
+
+def card_horizon(site: Site) -> str:
+    predicted = wf.predict_risk(site.ws, project=COHORT)
+    return f"{predicted['horizon'].iloc[0]:g}"

@@ -991,6 +991,56 @@ def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
     return rows
 
 
+def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any] | None:
+    """The cohort's risk model (`current_risk_model`) as a doctor should judge it: `name`,
+    `kind`, `n_train`, `evaluation` (how it was measured) with its `metrics`, and
+    `calibration`: predicted against observed risk per group of patients (a survival
+    model: at its horizon on the held-out quarter, observed by Kaplan-Meier; a classifier:
+    out of fold, per tenth of predicted risk). None before a risk model is trained."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        version = current_risk_model(s, project_id=record.id)
+        if version is None:
+            return None
+        units = prepo.feature_units(s, project_id=record.id)
+        stored, target = dict(version.metrics or {}), dict(version.target or {})
+        name, kind, n_train = _model_name(version), version.kind, version.n_train
+    calibration = stored.pop("calibration", None)
+    if kind == CLASSIFICATION:
+        evaluation = "out of fold (5 stratified folds)"
+        points = calibration or {"predicted": [], "observed": []}
+        predicted, observed = points["predicted"], points["observed"]
+        what = f"P({target.get('outcome')} = 1)"
+    else:
+        unit = units.get(str(target.get("time"))) or "time units"
+        evaluation = "on a held-out quarter of the cohort"
+        groups = calibration or []
+        predicted = [1.0 - g["predicted"] for g in groups]
+        observed = [1.0 - g["observed"] for g in groups]
+        what = f"P(event by {float(target.get('horizon', 0.0)):g} {unit})"
+    return {
+        "name": name,
+        "kind": kind,
+        "n_train": n_train,
+        "evaluation": evaluation,
+        "metrics": {k: float(v) for k, v in stored.items() if isinstance(v, int | float)},
+        "calibration": {"what": what, "predicted": predicted, "observed": observed},
+    }
+
+
+def calibration_chart(ws: Workspace, *, project: str) -> bytes:
+    """`risk_model_card`'s calibration as a PNG; NotFoundError before a risk model."""
+    from medloop import plots  # matplotlib: only when a chart is drawn
+
+    card = risk_model_card(ws, project=project)
+    if card is None:
+        raise NotFoundError(f"cohort {project!r} has no risk model yet")
+    points = card["calibration"]
+    return plots.calibration_png(
+        points["predicted"], points["observed"], title=f"{card['name']}: {points['what']}"
+    )
+
+
 def _model_name(version: RiskModelVersion) -> str:
     name = f"v{version.version} {version.method}"
     if version.kind == CLASSIFICATION:

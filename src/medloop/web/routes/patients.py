@@ -39,7 +39,8 @@ PNG: dict[int | str, dict[str, Any]] = {
 
 class PatientSummaryPublic(BaseModel):
     """`risk`/`benefit` come with the latest recommendation; `model_risk` is the current
-    survival model's P(event by `horizon`, in `time_unit`) for every patient."""
+    risk model's risk for every patient: a survival model's P(event by `horizon`, in
+    `time_unit`), or a classifier's P(`outcome` = 1)."""
 
     patient: str
     features: int
@@ -48,13 +49,19 @@ class PatientSummaryPublic(BaseModel):
     benefit: float | None
     decisions: int
     model_risk: float | None = None
+    outcome: str | None = None
     horizon: float | None = None
     time_unit: str | None = None
 
 
 class PatientPublic(BaseModel):
+    """`outcome` holds the current models' time, event, outcome and treatment columns,
+    apart from the `features`; `units` the unit of each column that has one."""
+
     patient: str
     features: dict[str, Any]
+    outcome: dict[str, Any] = Field(default_factory=dict)
+    units: dict[str, str] = Field(default_factory=dict)
     facts: list[dict[str, Any]]
     recommendation: dict[str, Any] | None
     decisions: list[dict[str, Any]]
@@ -69,6 +76,8 @@ class RecommendationPublic(BaseModel):
     risk_lower: float | None
     risk_upper: float | None
     horizon: float | None
+    time_unit: str | None = None
+    outcome: str | None = None
     survival: dict[str, list[float]]
     benefit: float | None
     benefit_lower: float | None
@@ -122,6 +131,18 @@ def api_list(
         ws, project=project, viewer=account.username, limit=limit, offset=offset, order=order
     )
     return [PatientSummaryPublic(**row) for row in rows]
+
+
+@api.get("/model")
+def api_model(ws: WS, account: Reviewer, project: ProjectParam) -> dict[str, Any] | None:
+    """The cohort's risk model, how it was evaluated and its calibration (predicted
+    against observed risk per group of patients); null before one is trained."""
+    return wf.risk_model_card(ws, project=project)
+
+
+@api.get("/model/calibration.png", response_class=Response, responses=PNG)
+def api_calibration(ws: WS, account: Reviewer, project: ProjectParam) -> Response:
+    return Response(wf.calibration_chart(ws, project=project), media_type="image/png")
 
 
 @api.get("/{pseudonym}")
@@ -188,9 +209,28 @@ def list_page(
     except MedloopError as error:
         return error_page(request, account, error)
     pages_ = {"offset": offset, "size": PAGE_SIZE, "total": total, "order": order}
+    model = wf.risk_model_card(ws, project=project)
     return render(
-        request, "patients.html", account, project=project, cohorts=[], rows=rows, paging=pages_
+        request,
+        "patients.html",
+        account,
+        project=project,
+        cohorts=[],
+        rows=rows,
+        paging=pages_,
+        model=model,
     )
+
+
+@pages.get("/patients/model/calibration.png")
+def calibration_chart(
+    request: Request, ws: WS, account: ReviewerPage, project: ProjectParam
+) -> Response:
+    try:
+        png = wf.calibration_chart(ws, project=project)
+    except MedloopError as error:
+        return error_page(request, account, error)
+    return Response(png, media_type="image/png")
 
 
 @pages.get("/patients/{pseudonym}")
