@@ -149,5 +149,5 @@ def calibration_png(predicted: Sequence[float], observed: Sequence[float], *, ti
         axes.set_ylabel("observed risk")
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left")
-    axes.set_title(title)
+    axes.set_title(title, fontsize=10)
     return _png(figure)

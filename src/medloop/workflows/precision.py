@@ -1037,7 +1037,7 @@ def calibration_chart(ws: Workspace, *, project: str) -> bytes:
         raise NotFoundError(f"cohort {project!r} has no risk model yet")
     points = card["calibration"]
     return plots.calibration_png(
-        points["predicted"], points["observed"], title=f"{card['name']}: {points['what']}"
+        points["predicted"], points["observed"], title=f"{card['name']}\n{points['what']}"
     )
 
 
