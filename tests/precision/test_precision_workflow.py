@@ -393,3 +393,24 @@ def test_the_feature_table_is_documented(
     assert code == 0 and "25%" in out and "years" in out and "treatment" in out
     code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "c", "--json")
     assert code == 0 and {r["feature"] for r in json.loads(out)} == set(doc.index)
+
+
+def test_cli_evaluates_the_cohort_risk_model(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*args: str) -> tuple[int, str, str]:
+        return run_cli(monkeypatch, capsys, *args)
+
+    csv = trial_csv(tmp_path / "t.csv", n=160)
+    assert run("patients", "import", str(csv), "-p", "c", "--id-column", "mrn")[0] == 0
+    code, _, err = run("risk", "evaluate", "-p", "c")
+    assert code == 2 and "no risk model yet" in err
+    train = ["risk", "train", "-p", "c", "--method", "cox", "--bootstrap", "0", "--json"]
+    assert run(*train)[0] == 0
+    chart = tmp_path / "charts" / "calibration.png"
+    code, out, _ = run("risk", "evaluate", "-p", "c", "--calibration", str(chart), "--json")
+    card = json.loads(out)
+    assert code == 0 and card["name"] == "v1 cox" and chart.read_bytes().startswith(b"\x89PNG")
+    code, out, _ = run("risk", "evaluate", "-p", "c")
+    first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
+    assert code == 0 and "on a held-out quarter" in out and first in out

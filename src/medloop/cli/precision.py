@@ -20,7 +20,7 @@ from medloop.cli.common import (
     table,
 )
 from medloop.cli.common import workspace as open_workspace
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.workflows import precision as wf
 
 patients_app = typer.Typer(
@@ -247,6 +247,39 @@ def risk_train(
                 f"score {m['brier']:.3f}, log loss {m['log_loss']:.3f} (prevalence "
                 f"{m['prevalence']:.3f})"
             )
+
+
+@risk_app.command("evaluate")
+def risk_evaluate(
+    project: ProjectOpt,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Write the calibration chart (PNG) here.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The cohort's risk model: how it was evaluated, its figures and its calibration
+    (predicted against observed risk per group of patients)."""
+    with open_workspace() as ws:
+        card = wf.risk_model_card(ws, project=project)
+        if card is None:
+            raise NotFoundError(f"cohort {project!r} has no risk model yet (medloop risk train)")
+        if calibration is not None:
+            calibration.parent.mkdir(parents=True, exist_ok=True)
+            calibration.write_bytes(wf.calibration_chart(ws, project=project))
+    if as_json:
+        print_json(card)
+        return
+    out.print(f"{card['name']} ({card['kind']}), {card['n_train']} patients, {card['evaluation']}")
+    out.print(record_table("figures", {k: round(v, 4) for k, v in card["metrics"].items()}))
+    points = card["calibration"]
+    rows = [
+        {"predicted risk": f"{100 * p:.1f}%", "observed risk": f"{100 * o:.1f}%"}
+        for p, o in zip(points["predicted"], points["observed"], strict=True)
+    ]
+    out.print(f"calibration of {points['what']}, per group of patients:")
+    out.print(table("calibration", rows))
+    if calibration is not None:
+        out.print(f"calibration chart: {calibration}")
 
 
 @risk_app.command("predict")
