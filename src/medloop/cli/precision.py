@@ -189,7 +189,7 @@ def risk_train(
     """Train a risk model: a survival model, or with --outcome a calibrated classifier
     (and, with --treatment, a treatment-effect model)."""
     excluded = list(exclude or [])
-    features_only = [*excluded, *([treatment] if treatment else [])]
+    left_out = [*excluded, *([treatment] if treatment else [])]
     with open_workspace() as ws, progress_bar() as progress:
         if outcome is None:
             risk = wf.train_risk(
@@ -197,7 +197,7 @@ def risk_train(
                 project=project,
                 time_column=time,
                 event_column=event,
-                exclude=features_only,
+                exclude=left_out,
                 method=method or "ensemble",
                 n_bootstrap=bootstrap,
                 seed=seed,
@@ -208,7 +208,7 @@ def risk_train(
                 ws,
                 project=project,
                 outcome_column=outcome,
-                exclude=features_only,
+                exclude=left_out,
                 method=method or "logistic",
                 seed=seed,
                 progress=progress,
