@@ -11,7 +11,7 @@ import pytest
 
 from cli_support import run as run_cli
 from medloop.config import Settings
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.store import repository as repo
 from medloop.workflows import Workspace
 from medloop.workflows import precision as wf
@@ -292,6 +292,12 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             wf.train_risk_classifier(ws, project="trial", outcome_column="age")
         with pytest.raises(InvalidInputError, match="no column"):
             wf.train_risk_classifier(ws, project="trial", outcome_column="relapse")
+        with pytest.raises(UnknownOptionError, match="classifier method 'cox'"):
+            wf.train_risk_classifier(ws, project="trial", outcome_column="event", method="cox")
+        with pytest.raises(UnknownOptionError, match="survival method 'gbm'"):
+            wf.train_risk(
+                ws, project="trial", time_column="time", event_column="event", method="gbm"
+            )
         calls: list[tuple[int, int]] = []
         trained = wf.train_risk_classifier(
             ws,
@@ -309,6 +315,10 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         assert predicted["outcome"].eq("event").all() and predicted["horizon"].isna().all()
         assert predicted["risk"].between(0, 1).all() and predicted["risk"].nunique() > 100
         high = predicted["risk"].idxmax()
+        by_raw_id = wf.predict_risk(ws, project="trial", patients=["MRN000001"])
+        assert len(by_raw_id) == 1 and by_raw_id.index[0].startswith("P")
+        with pytest.raises(NotFoundError, match="no patient 'MRN999999'"):
+            wf.predict_risk(ws, project="trial", patients=["MRN999999"])
         view = wf.recommend(ws, project="trial", patient=high)
         assert view.risk == pytest.approx(predicted.loc[high, "risk"])
         assert view.outcome == "event" and view.horizon is None and view.survival == {}

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sqlalchemy.orm import Session
 
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
     CLEAR_BENEFIT,
@@ -45,6 +45,9 @@ from medloop.precision import (
     survival_target,
 )
 from medloop.precision.genes import PREFIX as GENE_PREFIX
+from medloop.precision.risk import CALIBRATIONS
+from medloop.precision.risk import METHODS as CLASSIFIER_METHODS
+from medloop.precision.survival import METHODS as SURVIVAL_METHODS
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, RiskModelVersion
@@ -276,6 +279,12 @@ def _curve_times(model: SurvivalModel, horizon: float) -> np.ndarray:
     return np.unique(np.append(grid, horizon))
 
 
+def _check_option(value: str, allowed: Sequence[str], name: str) -> None:
+    """Refuse an unknown option before any work starts."""
+    if value not in allowed:
+        raise UnknownOptionError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
+
+
 def _outcome_columns(frame: pd.DataFrame, *names: str) -> None:
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -314,6 +323,7 @@ def train_risk(
     resamples give each patient of the cohort a 95% band of the survival curve (and of the
     risk); patients added after training get no band until the next training. `progress`
     counts the fits ("risk model: ...", 2 + n_bootstrap in all)."""
+    _check_option(method, SURVIVAL_METHODS, "survival method")
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -409,6 +419,8 @@ def train_risk_classifier(
     are out-of-fold over `n_splits` stratified folds (AUC, Brier score, log loss; the
     stored version also keeps the calibration curve); then it is refitted on everyone and
     registered. `progress` counts the fits ("risk classifier: ...", n_splits + 1)."""
+    _check_option(method, CLASSIFIER_METHODS, "classifier method")
+    _check_option(calibration, CALIBRATIONS, "calibration")
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -527,12 +539,15 @@ def train_effects(
 def predict_risk(
     ws: Workspace, *, project: str, patients: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Per patient (index pseudonym), from the cohort's risk model (`current_risk_model`):
+    """Per patient (index pseudonym; `patients` by pseudonym or raw id, all by default),
+    from the cohort's risk model (`current_risk_model`):
     `risk`, as on the patient page: P(event by `horizon`, the survival model's horizon,
     in `time_unit` when the time column has one), or a classifier's P(`outcome` = 1)
     (no horizon); `risk_score`, the ranking score (a survival model's expected time lost
     over the event times, higher meaning an earlier event, what the C-index ranks; a
     classifier's risk); `model_kind` and `model_version`."""
+    if patients is not None:
+        patients = [resolve_patient(ws, project=project, patient=p) for p in patients]
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         version = current_risk_model(s, project_id=record.id)
