@@ -300,7 +300,9 @@ def test_a_bad_model_file_is_a_clear_error(
     truncated.write_bytes(data[: len(data) // 3])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"hello")
-    for bad in (truncated, junk):
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    for bad in (truncated, junk, table):
         for command in (["predict", str(bad), str(pngs)], ["model", "export", str(bad), "-o", "x"]):
             code, _, err = run(monkeypatch, capsys, *command)
             assert code == 2 and "not a medloop checkpoint" in err, err

@@ -397,8 +397,16 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise NotFoundError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    # what torch raises for truncated, empty, foreign-pickle and non-torch files
-    except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError, OSError) as exc:
+    # what torch raises for truncated, empty, foreign-pickle and non-torch files (a CSV
+    # file: IndexError)
+    except (
+        RuntimeError,
+        LookupError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+        OSError,
+    ) as exc:
         raise InvalidInputError(f"{path} is not a medloop checkpoint: {exc}") from exc
     if not isinstance(payload, dict):
         raise InvalidInputError(
