@@ -13,7 +13,7 @@ from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.store import repository as repo
-from medloop.workflows import Workspace
+from medloop.workflows import LoopSettings, Workspace, run_loop
 from medloop.workflows import precision as wf
 
 
@@ -424,3 +424,20 @@ def test_cli_evaluates_the_cohort_risk_model(
     code, out, _ = run("risk", "evaluate", "-p", "c")
     first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
     assert code == 0 and "on a held-out quarter" in out and first in out
+
+
+def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        with ws.db.session() as s:
+            repo.create_project(s, name="chest", classes=["normal", "pneumonia"], n_channels=1)
+        csv = trial_csv(tmp_path / "t.csv", n=40)
+        with pytest.raises(InvalidInputError, match="'chest' holds images to label"):
+            wf.import_patients_table(ws, project="chest", path=csv, id_column="mrn")
+        with pytest.raises(InvalidInputError, match="'chest' holds images"):
+            wf.predict_risk(ws, project="chest")
+        wf.import_patients_table(ws, project="cohort", path=csv, id_column="mrn")
+        with pytest.raises(InvalidInputError, match="no unlabelled training images"):
+            run_loop(ws, project="cohort", settings=LoopSettings(rounds=1))
+    finally:
+        ws.close()

@@ -864,6 +864,11 @@ def run_loop(
         chosen = select_items(
             ws, project=project, k=settings.per_round, strategy=settings.strategy, seed=seed
         )
+        if not chosen and round_index == 0:
+            raise InvalidInputError(
+                f"project {project!r} has no unlabelled training images to label "
+                "(a patient cohort, or everything labelled already)"
+            )
         if not chosen:
             logger.info("no unlabelled items left; stopping after %d rounds", round_index)
             break

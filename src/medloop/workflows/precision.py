@@ -67,12 +67,19 @@ RISK_KINDS = (SURVIVAL, CLASSIFICATION)
 
 
 def _project(s: Any, name: str, *, create: bool) -> Project:
+    """The patient cohort `name` (created if asked); an image project of that name is
+    refused, so patients and images never share a project."""
     try:
-        return repo.get_project(s, name=name)
+        project = repo.get_project(s, name=name)
     except NotFoundError:
         if not create:
             raise
         return repo.create_project(s, name=name, classes=COHORT_CLASSES, n_channels=1)
+    if list(project.classes) != COHORT_CLASSES:
+        raise InvalidInputError(
+            f"project {name!r} holds images to label, not patients; give a cohort's name"
+        )
+    return project
 
 
 # --- import ------------------------------------------------------------------------------
