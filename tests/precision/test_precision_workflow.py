@@ -241,6 +241,9 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
         ]
         rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=5, offset=2)
         assert len(rows) == 5 and rows[0]["recommendation"] is None
+        page = wf.patient_record(ws, project="trial", patient=rows[0]["patient"])
+        assert rows[0]["features"] == len(page["features"])  # time, event, tx apart
+        assert set(page["outcome"]) == {"time", "event", "tx"}
         first, second = rows[0]["patient"], rows[1]["patient"]
         view = wf.recommend(ws, project="trial", patient=first)
         assert view.risk_lower is not None and view.risk_upper is not None

@@ -1091,10 +1091,11 @@ def list_patients(
     order: PatientOrder = "pseudonym",
 ) -> list[dict[str, Any]]:
     """Patients `offset` to `offset + limit` of `project`, in pseudonym order or, with
-    `order="risk"`, highest current model risk first: number of features, the latest
-    recommendation (text, risk, benefit), decision count, and the current risk model's
-    risk (`model_risk`: by `horizon` in `time_unit` for a survival model, of `outcome`
-    for a classifier; None without a model). The read is audited."""
+    `order="risk"`, highest current model risk first: number of features (not counting
+    the current models' outcome and treatment columns), the latest recommendation (text,
+    risk, benefit), decision count, and the current risk model's risk (`model_risk`: by
+    `horizon` in `time_unit` for a survival model, of `outcome` for a classifier; None
+    without a model). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
     if order not in get_args(PatientOrder):
@@ -1104,6 +1105,7 @@ def list_patients(
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
         version = current_risk_model(s, project_id=record.id)
+        targets = list(_target_roles(s, project_id=record.id))
     scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
     model: dict[str, dict[str, Any]] = {}
     if version is not None and len(scored):
@@ -1113,7 +1115,7 @@ def list_patients(
             frame = frame.loc[table.index]
         model = table.astype(object).where(table.notna(), None).to_dict(orient="index")
     page = [str(p) for p in frame.index[offset : offset + limit]]
-    counts = frame.loc[page].notna().sum(axis=1)
+    counts = frame.loc[page].drop(columns=targets, errors="ignore").notna().sum(axis=1)
     rows: list[dict[str, Any]] = []
     with ws.db.session() as s:
         summaries = prepo.patient_summaries(s, project_id=record.id, pseudonyms=page)
