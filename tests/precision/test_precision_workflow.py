@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,24 @@ def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
     )
     frame.to_csv(path, index=False)
     return path
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`medloop ARGS...` in a fresh home: (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        return run_cli(monkeypatch, capsys, *args)
+
+    return run
+
+
+def imported_cohort(cli: Cli, tmp_path: Path, project: str, n: int = 160) -> None:
+    csv = trial_csv(tmp_path / "t.csv", n=n)
+    assert cli("patients", "import", str(csv), "-p", project, "--id-column", "mrn")[0] == 0
 
 
 def test_workflow_end_to_end(tmp_path: Path) -> None:
@@ -340,16 +359,10 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         ws.close()
 
 
-def test_cli_trains_and_uses_an_outcome_classifier(
-    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        return run_cli(monkeypatch, capsys, *args)
-
-    csv = trial_csv(tmp_path / "t.csv", n=160)
-    assert run("patients", "import", str(csv), "-p", "c", "--id-column", "mrn")[0] == 0
+def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> None:
+    imported_cohort(cli, tmp_path, "c")
     train = ["risk", "train", "-p", "c", "--outcome", "event", "--exclude", "time"]
-    code, out, err = run(*train, "--treatment", "tx", "--base", "linear", "--json")
+    code, out, err = cli(*train, "--treatment", "tx", "--base", "linear", "--json")
     assert code == 0, err
     first, second = (json.loads(line) for line in out.strip().splitlines())
     assert (first["kind"], first["method"], second["kind"]) == (
@@ -357,18 +370,18 @@ def test_cli_trains_and_uses_an_outcome_classifier(
         "logistic",
         "effects",
     )
-    code, out, _ = run(*train, "--method", "gbm")
+    code, out, _ = cli(*train, "--method", "gbm")
     assert code == 0 and "classifier of event, out of fold (5 folds): AUC" in out
-    code, out, _ = run("risk", "predict", "-p", "c", "--top", "1", "--json")
+    code, out, _ = cli("risk", "predict", "-p", "c", "--top", "1", "--json")
     (top,) = json.loads(out)
     assert (top["model_kind"], top["model_version"], top["outcome"]) == (
         "classification",
         2,
         "event",
     )
-    code, out, _ = run("recommend", top["patient"], "-p", "c")
+    code, out, _ = cli("recommend", top["patient"], "-p", "c")
     assert code == 0 and f"risk of event: {100 * top['risk']:.1f}% (calibrated classifier)" in out
-    code, _, err = run(*train, "--method", "cox")
+    code, _, err = cli(*train, "--method", "cox")
     assert code == 2 and "cox" in err
 
 
@@ -408,23 +421,17 @@ def test_the_feature_table_is_documented(
     assert code == 0 and {r["feature"] for r in json.loads(out)} == set(doc.index)
 
 
-def test_cli_evaluates_the_cohort_risk_model(
-    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def run(*args: str) -> tuple[int, str, str]:
-        return run_cli(monkeypatch, capsys, *args)
-
-    csv = trial_csv(tmp_path / "t.csv", n=160)
-    assert run("patients", "import", str(csv), "-p", "c", "--id-column", "mrn")[0] == 0
-    code, _, err = run("risk", "evaluate", "-p", "c")
+def test_cli_evaluates_the_cohort_risk_model(tmp_path: Path, cli: Cli) -> None:
+    imported_cohort(cli, tmp_path, "c")
+    code, _, err = cli("risk", "evaluate", "-p", "c")
     assert code == 2 and "no risk model yet" in err
     train = ["risk", "train", "-p", "c", "--method", "cox", "--bootstrap", "0", "--json"]
-    assert run(*train)[0] == 0
+    assert cli(*train)[0] == 0
     chart = tmp_path / "charts" / "calibration.png"
-    code, out, _ = run("risk", "evaluate", "-p", "c", "--calibration", str(chart), "--json")
+    code, out, _ = cli("risk", "evaluate", "-p", "c", "--calibration", str(chart), "--json")
     card = json.loads(out)
     assert code == 0 and card["name"] == "v1 cox" and chart.read_bytes().startswith(b"\x89PNG")
-    code, out, _ = run("risk", "evaluate", "-p", "c")
+    code, out, _ = cli("risk", "evaluate", "-p", "c")
     first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
     assert code == 0 and "on a held-out quarter" in out and first in out
 
