@@ -142,6 +142,7 @@ def api_model(ws: WS, account: Reviewer, project: ProjectParam) -> dict[str, Any
 
 @api.get("/model/calibration.png", response_class=Response, responses=PNG)
 def api_calibration(ws: WS, account: Reviewer, project: ProjectParam) -> Response:
+    """The cohort risk model's calibration chart: predicted against observed risk."""
     return Response(wf.calibration_chart(ws, project=project), media_type="image/png")
 
 
