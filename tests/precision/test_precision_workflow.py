@@ -14,8 +14,9 @@ from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.store import repository as repo
-from medloop.workflows import LoopSettings, Workspace, run_loop
+from medloop.workflows import LoopSettings, Workspace, plan_requests, run_loop
 from medloop.workflows import precision as wf
+from medloop.workflows.annotate import publish_tasks
 
 
 def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
@@ -447,7 +448,13 @@ def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError, match="'chest' holds images"):
             wf.predict_risk(ws, project="chest")
         wf.import_patients_table(ws, project="cohort", path=csv, id_column="mrn")
-        with pytest.raises(InvalidInputError, match="no unlabelled training images"):
-            run_loop(ws, project="cohort", settings=LoopSettings(rounds=1))
+        labelling = (
+            lambda: run_loop(ws, project="cohort", settings=LoopSettings(rounds=1)),
+            lambda: publish_tasks(ws, project="cohort", k=5),
+            lambda: plan_requests(ws, project="cohort", budget=10),
+        )
+        for work in labelling:
+            with pytest.raises(InvalidInputError, match="'cohort' is a patient cohort"):
+                work()
     finally:
         ws.close()

@@ -131,6 +131,21 @@ def get_project(session: Session, *, name: str) -> Project:
     return project
 
 
+#: The classes of a patient cohort's project (`workflows.precision`); every other project
+#: holds images to label.
+COHORT_CLASSES = ["no event", "event"]
+
+
+def get_image_project(session: Session, *, name: str) -> Project:
+    """Project `name` for labelling work; a patient cohort is refused with a clear error."""
+    project = get_project(session, name=name)
+    if list(project.classes) == COHORT_CLASSES:
+        raise InvalidInputError(
+            f"project {name!r} is a patient cohort; labelling works on image projects"
+        )
+    return project
+
+
 def list_projects(session: Session) -> list[Project]:
     return list(session.scalars(select(Project).order_by(Project.id)))
 

@@ -96,7 +96,7 @@ def publish_tasks(
     already an open gold question."""
     chosen = select_items(ws, project=project, k=k, strategy=strategy, seed=seed)
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         tasks = repo.tasks_frame(s, project_id=record.id)

@@ -287,7 +287,7 @@ def select_items(
 
     strategy = look_up_option(strategy, Strategy)
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
         taken = repo.labelled_item_ids(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
@@ -866,8 +866,7 @@ def run_loop(
         )
         if not chosen and round_index == 0:
             raise InvalidInputError(
-                f"project {project!r} has no unlabelled training images to label "
-                "(a patient cohort, or everything labelled already)"
+                f"project {project!r} has no unlabelled training images left to label"
             )
         if not chosen:
             logger.info("no unlabelled items left; stopping after %d rounds", round_index)

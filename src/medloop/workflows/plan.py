@@ -81,7 +81,7 @@ def plan_requests(
     """The best use of `budget` on the project's open items (see the module docstring);
     `unanswered=False` leaves out items nobody has answered yet."""
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         classes = list(range(len(record.classes)))
         items = repo.items_frame(s, project_id=record.id)
         answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])

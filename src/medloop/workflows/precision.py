@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
 MODEL_ACTOR = "model"
-COHORT_CLASSES = ["no event", "event"]
+COHORT_CLASSES = repo.COHORT_CLASSES
 SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 CLASSIFICATION = "classification"
 #: The kinds of model that give a patient's risk, the one a cohort uses first.
