@@ -315,9 +315,9 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             wf.train_risk_classifier(ws, project="trial", outcome_column="age")
         with pytest.raises(InvalidInputError, match="no column"):
             wf.train_risk_classifier(ws, project="trial", outcome_column="relapse")
-        with pytest.raises(UnknownOptionError, match="classifier method 'cox'"):
+        with pytest.raises(UnknownOptionError, match="unknown method 'cox'"):
             wf.train_risk_classifier(ws, project="trial", outcome_column="event", method="cox")
-        with pytest.raises(UnknownOptionError, match="survival method 'gbm'"):
+        with pytest.raises(UnknownOptionError, match="unknown method 'gbm'"):
             wf.train_risk(
                 ws, project="trial", time_column="time", event_column="event", method="gbm"
             )
@@ -434,7 +434,7 @@ def test_cli_evaluates_the_cohort_risk_model(tmp_path: Path, cli: Cli) -> None:
     assert code == 0 and card["name"] == "v1 cox" and chart.read_bytes().startswith(b"\x89PNG")
     code, out, _ = cli("risk", "evaluate", "-p", "c")
     first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
-    assert code == 0 and "on a held-out quarter" in out and first in out
+    assert code == 0 and "on a held-out 25% of the cohort" in out and first in out
 
 
 def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:

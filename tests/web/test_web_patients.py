@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from web_support import PASSWORD, Site
 
+from medloop.exceptions import NotFoundError
 from medloop.precision import NO_CLEAR_BENEFIT
 from medloop.store import repository as repo
 from medloop.web.routes import patients as patient_routes
@@ -335,7 +336,8 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
 ) -> None:
     sign_in(site.client, "dora")
     card = wf.risk_model_card(site.ws, project=COHORT)
-    assert card is not None and card["name"] == "v1 cox" and card["kind"] == "survival"
+    assert card["name"] == "v1 cox" and card["kind"] == "survival"
+    assert card["evaluation"] == "on a held-out 25% of the cohort"
     assert set(card["metrics"]) == {"cindex", "mean_auc", "ibs"}
     points = card["calibration"]
     assert len(points["predicted"]) == len(points["observed"]) == 4  # quarters of the held-out
@@ -348,17 +350,19 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
     api = site.client.get("/api/patients/model", params={"project": COHORT})
     assert api.status_code == 200 and api.json()["name"] == "v1 cox"
-    name = "no follow-up"
-    wf.import_patients_table(
-        ws := site.ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn"
-    )
-    assert wf.risk_model_card(ws, project=name) is None
-    assert site.client.get("/api/patients/model", params={"project": name}).json() is None
+    name, ws = "no follow-up", site.ws
+    wf.import_patients_table(ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn")
+    with pytest.raises(NotFoundError, match="no risk model yet"):
+        wf.risk_model_card(ws, project=name)
+    assert site.client.get("/api/patients/model", params={"project": name}).status_code == 404
+    without = site.client.get("/patients", params={"project": name})
+    assert without.status_code == 200 and "Risk model:" not in without.text
     missing = site.client.get("/patients/model/calibration.png", params={"project": name})
     assert missing.status_code == 404
     wf.train_risk_classifier(ws, project=name, outcome_column="event", exclude=["time", "tx"])
     card = wf.risk_model_card(ws, project=name)
-    assert card is not None and card["calibration"]["what"] == "P(event = 1)"
+    assert card["calibration"]["what"] == "P(event = 1)"
+    assert card["evaluation"] == "out of fold (5 stratified folds)"
     assert set(card["metrics"]) == {"auc", "brier", "log_loss", "prevalence"}
     listing = site.client.get("/patients", params={"project": name}).text
     assert f"Brier score {card['metrics']['brier']:.3f}" in listing and "out of fold" in listing

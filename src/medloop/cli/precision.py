@@ -20,7 +20,7 @@ from medloop.cli.common import (
     table,
 )
 from medloop.cli.common import workspace as open_workspace
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import InvalidInputError
 from medloop.workflows import precision as wf
 
 patients_app = typer.Typer(
@@ -261,11 +261,9 @@ def risk_evaluate(
     (predicted against observed risk per group of patients)."""
     with open_workspace() as ws:
         card = wf.risk_model_card(ws, project=project)
-        if card is None:
-            raise NotFoundError(f"cohort {project!r} has no risk model yet (medloop risk train)")
-        if calibration is not None:
-            calibration.parent.mkdir(parents=True, exist_ok=True)
-            calibration.write_bytes(wf.calibration_chart(ws, project=project))
+    if calibration is not None:
+        calibration.parent.mkdir(parents=True, exist_ok=True)
+        calibration.write_bytes(wf.calibration_chart(card))
     if as_json:
         print_json(card)
         return

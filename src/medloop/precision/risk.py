@@ -46,6 +46,13 @@ class RiskClassifier:
         cv: int = 5,
         seed: int = 0,
     ) -> None:
+        # checked here, not at fit: a caller learns of a wrong option before any work
+        if method not in METHODS:
+            raise UnknownOptionError(f"unknown method {method!r}; choose one of {METHODS}")
+        if calibration not in CALIBRATIONS:
+            raise UnknownOptionError(
+                f"unknown calibration {calibration!r}; choose one of {CALIBRATIONS}"
+            )
         self.method = method
         self.calibration = calibration
         self.cv = cv
@@ -59,12 +66,6 @@ class RiskClassifier:
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
     def fit(self, X: pd.DataFrame, y: Any) -> RiskClassifier:
-        if self.method not in METHODS:
-            raise UnknownOptionError(f"unknown method {self.method!r}; choose one of {METHODS}")
-        if self.calibration not in CALIBRATIONS:
-            raise UnknownOptionError(
-                f"unknown calibration {self.calibration!r}; choose one of {CALIBRATIONS}"
-            )
         Xa = _matrix(X)
         target = np.asarray(y)
         if len(target) != len(Xa):

@@ -76,6 +76,9 @@ class SurvivalModel:
         seed: int = 0,
         n_jobs: int = 1,
     ) -> None:
+        # checked here, not at fit: a caller learns of a wrong option before any work
+        if method not in METHODS:
+            raise UnknownOptionError(f"unknown method {method!r}; choose one of {METHODS}")
         self.method = method
         self.alpha = alpha
         self.n_estimators = n_estimators
@@ -84,8 +87,6 @@ class SurvivalModel:
         self.n_jobs = n_jobs
 
     def _estimators(self) -> dict[str, Any]:
-        if self.method not in METHODS:
-            raise UnknownOptionError(f"unknown method {self.method!r}; choose one of {METHODS}")
         make = {
             "cox": lambda: CoxPHSurvivalAnalysis(alpha=self.alpha),
             "rsf": lambda: RandomSurvivalForest(

@@ -253,13 +253,21 @@ def add_risk_model(
     return model
 
 
-def latest_risk_model(session: Session, *, project_id: int, kind: str) -> RiskModelVersion:
-    model = session.scalar(
+def find_latest_risk_model(
+    session: Session, *, project_id: int, kind: str
+) -> RiskModelVersion | None:
+    """The project's newest model of `kind`, None before one is trained."""
+    return session.scalar(
         select(RiskModelVersion)
         .where(RiskModelVersion.project_id == project_id, RiskModelVersion.kind == kind)
         .order_by(RiskModelVersion.version.desc())
         .limit(1)
     )
+
+
+def latest_risk_model(session: Session, *, project_id: int, kind: str) -> RiskModelVersion:
+    """The project's newest model of `kind`; NotFoundError before one is trained."""
+    model = find_latest_risk_model(session, project_id=project_id, kind=kind)
     if model is None:
         raise NotFoundError(f"no {kind} model trained for this project yet")
     return model

@@ -136,10 +136,15 @@ def get_project(session: Session, *, name: str) -> Project:
 COHORT_CLASSES = ["no event", "event"]
 
 
+def is_cohort(project: Project) -> bool:
+    """Whether `project` holds patients (a cohort) rather than images to label."""
+    return list(project.classes) == COHORT_CLASSES
+
+
 def get_image_project(session: Session, *, name: str) -> Project:
     """Project `name` for labelling work; a patient cohort is refused with a clear error."""
     project = get_project(session, name=name)
-    if list(project.classes) == COHORT_CLASSES:
+    if is_cohort(project):
         raise InvalidInputError(
             f"project {name!r} is a patient cohort; labelling works on image projects"
         )

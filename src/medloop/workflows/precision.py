@@ -8,7 +8,6 @@ recommendation is what the models propose; only a doctor's accept/override decid
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import pickle
@@ -22,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sqlalchemy.orm import Session
 
-from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
+from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
     CLEAR_BENEFIT,
@@ -45,9 +44,6 @@ from medloop.precision import (
     survival_target,
 )
 from medloop.precision.genes import PREFIX as GENE_PREFIX
-from medloop.precision.risk import CALIBRATIONS
-from medloop.precision.risk import METHODS as CLASSIFIER_METHODS
-from medloop.precision.survival import METHODS as SURVIVAL_METHODS
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, RiskModelVersion
@@ -59,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
 MODEL_ACTOR = "model"
-COHORT_CLASSES = repo.COHORT_CLASSES
 SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 CLASSIFICATION = "classification"
 #: The kinds of model that give a patient's risk, the one a cohort uses first.
@@ -74,8 +69,8 @@ def _project(s: Any, name: str, *, create: bool) -> Project:
     except NotFoundError:
         if not create:
             raise
-        return repo.create_project(s, name=name, classes=COHORT_CLASSES, n_channels=1)
-    if list(project.classes) != COHORT_CLASSES:
+        return repo.create_project(s, name=name, classes=repo.COHORT_CLASSES, n_channels=1)
+    if not repo.is_cohort(project):
         raise InvalidInputError(
             f"project {name!r} holds images to label, not patients; give a cohort's name"
         )
@@ -194,10 +189,7 @@ def import_expression(
     matrix = read_expression(path, key=ws.settings.resolved_secret_key, id_column=id_column)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
-        try:
-            stored = prepo.latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
-        except NotFoundError:
-            stored = None
+        stored = prepo.find_latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
         blob = None if stored is None or refit else stored.blob_sha256
     genes: GeneExpression = (
         _load(ws, blob)
@@ -265,7 +257,11 @@ class TrainedModel:
         return asdict(self)
 
 
-def _feature_table(frame: pd.DataFrame, exclude: Sequence[str]) -> FeatureTable:
+def _feature_table(
+    frame: pd.DataFrame, exclude: Sequence[str], *, units: Mapping[str, str] | None = None
+) -> FeatureTable:
+    """Every column of `frame` but `exclude` as a documented feature: genomic for `gene:`
+    columns, else clinical; numeric or categorical; with its unit from `units`."""
     specs = []
     for column in frame.columns:
         if column in exclude:
@@ -273,7 +269,8 @@ def _feature_table(frame: pd.DataFrame, exclude: Sequence[str]) -> FeatureTable:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         group = "genomic" if str(column).startswith(GENE_PREFIX) else "clinical"
         kind = "numeric" if numeric else "categorical"
-        specs.append(Feature(str(column), group=group, kind=kind))
+        unit = (units or {}).get(str(column))
+        specs.append(Feature(str(column), group=group, kind=kind, unit=unit))
     if not specs:
         raise InvalidInputError("no feature columns left to train on")
     return FeatureTable(specs)
@@ -284,12 +281,6 @@ def _curve_times(model: SurvivalModel, horizon: float) -> np.ndarray:
     the 90th, plus the risk horizon."""
     grid = np.quantile(model.event_times_, np.linspace(0, 0.9, 30))
     return np.unique(np.append(grid, horizon))
-
-
-def _check_option(value: str, allowed: Sequence[str], name: str) -> None:
-    """Refuse an unknown option before any work starts."""
-    if value not in allowed:
-        raise UnknownOptionError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
 
 
 def _outcome_columns(frame: pd.DataFrame, *names: str) -> None:
@@ -330,7 +321,7 @@ def train_risk(
     resamples give each patient of the cohort a 95% band of the survival curve (and of the
     risk); patients added after training get no band until the next training. `progress`
     counts the fits ("risk model: ...", 2 + n_bootstrap in all)."""
-    _check_option(method, SURVIVAL_METHODS, "survival method")
+    model = SurvivalModel(method, seed=seed)  # refuses an unknown method before any work
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -345,7 +336,7 @@ def train_risk(
     X_train, X_test = table.transform(frame.iloc[train_idx]), table.transform(frame.iloc[test_idx])
     fits = 2 + n_bootstrap
     progress("risk model: fitting on the training share", 0, fits)
-    model = SurvivalModel(method, seed=seed).fit(X_train, y[train_idx])
+    model.fit(X_train, y[train_idx])
     progress("risk model: refitting on every patient", 1, fits)
     t_test = y["time"][test_idx]
     lo, hi = np.percentile(t_test, [10, 80])
@@ -392,7 +383,12 @@ def train_risk(
             blob_sha256=blob,
             n_train=len(frame),
             features=table.columns_,
-            target={"time": time_column, "event": event_column, "horizon": horizon},
+            target={
+                "time": time_column,
+                "event": event_column,
+                "horizon": horizon,
+                "test_size": test_size,
+            },
             metrics=stored,
         )
         repo.audit(
@@ -426,8 +422,7 @@ def train_risk_classifier(
     are out-of-fold over `n_splits` stratified folds (AUC, Brier score, log loss; the
     stored version also keeps the calibration curve); then it is refitted on everyone and
     registered. `progress` counts the fits ("risk classifier: ...", n_splits + 1)."""
-    _check_option(method, CLASSIFIER_METHODS, "classifier method")
-    _check_option(calibration, CALIBRATIONS, "calibration")
+    model = RiskClassifier(method, calibration=calibration, seed=seed)  # options checked here
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -441,7 +436,6 @@ def train_risk_classifier(
         )
     table = _feature_table(frame, [outcome_column, *exclude]).fit(frame)
     X, y = table.transform(frame), outcome.astype(int).to_numpy()
-    model = RiskClassifier(method, calibration=calibration, seed=seed)
     stage = "risk classifier: cross-validation, then the final fit"
     progress(stage, 0, n_splits + 1)
     _, evaluation = cross_validate_risk(
@@ -466,7 +460,7 @@ def train_risk_classifier(
             blob_sha256=blob,
             n_train=len(frame),
             features=table.columns_,
-            target={"outcome": outcome_column, "calibration": calibration},
+            target={"outcome": outcome_column, "calibration": calibration, "folds": n_splits},
             metrics={**metrics, "calibration": evaluation["calibration"]},
         )
         repo.audit(
@@ -569,11 +563,23 @@ def current_risk_model(s: Session, *, project_id: int) -> RiskModelVersion | Non
     """The model that gives a cohort's patients their risk: the newest survival model,
     else the newest outcome classifier, else None."""
     for kind in RISK_KINDS:
-        try:
-            return prepo.latest_risk_model(s, project_id=project_id, kind=kind)
-        except NotFoundError:
-            continue
+        version = prepo.find_latest_risk_model(s, project_id=project_id, kind=kind)
+        if version is not None:
+            return version
     return None
+
+
+def _current_models(s: Session, *, project_id: int) -> dict[str, RiskModelVersion]:
+    """The cohort's models in use, by kind: its risk model (`current_risk_model`) and its
+    newest treatment-effect model, each where there is one."""
+    models = {}
+    risk = current_risk_model(s, project_id=project_id)
+    if risk is not None:
+        models[risk.kind] = risk
+    effects = prepo.find_latest_risk_model(s, project_id=project_id, kind=EFFECTS)
+    if effects is not None:
+        models[EFFECTS] = effects
+    return models
 
 
 def _risk_table(
@@ -663,12 +669,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         patient_row = prepo.get_patient(s, project_id=record.id, pseudonym=pseudonym)
         frame = prepo.features_frame(s, project_id=record.id, pseudonyms=[pseudonym])
         units = prepo.feature_units(s, project_id=record.id)
-        versions = {}
-        risk_version = current_risk_model(s, project_id=record.id)
-        if risk_version is not None:
-            versions[risk_version.kind] = risk_version
-        with contextlib.suppress(NotFoundError):
-            versions[EFFECTS] = prepo.latest_risk_model(s, project_id=record.id, kind=EFFECTS)
+        versions = _current_models(s, project_id=record.id)
+    risk_version = _risk_model(versions)
     if not versions:
         raise NotFoundError(f"train a risk or treatment model for {project!r} first")
     detail: dict[str, Any] = {}
@@ -699,10 +701,9 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         detail["risk_interval"] = risk_interval
         detail["survival_model_version"] = versions[SURVIVAL].version
     if CLASSIFICATION in versions:
-        bundle = _load(ws, versions[CLASSIFICATION].blob_sha256)
-        classifier: RiskClassifier = bundle["model"]
-        risk = float(classifier.predict_proba(bundle["table"].transform(frame)).iloc[0])
-        detail["risk_outcome"] = str(versions[CLASSIFICATION].target["outcome"])
+        row = _risk_table(ws, versions[CLASSIFICATION], frame, units).iloc[0]
+        risk = float(row["risk"])
+        detail["risk_outcome"] = str(row["outcome"])
         detail["classifier_version"] = versions[CLASSIFICATION].version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
@@ -887,7 +888,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
         latest = prepo.latest_recommendation(s, patient_id=row.id)
         decisions = prepo.decisions_frame(s, patient_id=row.id)
-        targets = list(_target_roles(s, project_id=record.id))
+        targets = list(_target_roles(_current_models(s, project_id=record.id)))
         recommendation = None
         if latest is not None:
             recommendation = {
@@ -911,72 +912,65 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     }
 
 
-def _target_roles(s: Session, *, project_id: int) -> dict[str, str]:
-    """Column -> its role ("time", "event", "outcome" or "treatment") for the newest
-    survival, classification and treatment-effect models: what they learn from as outcome
-    or treatment, not as features."""
+def _risk_model(models: Mapping[str, RiskModelVersion]) -> RiskModelVersion | None:
+    """The risk model among a cohort's `_current_models`, if it has one."""
+    return next((models[kind] for kind in RISK_KINDS if kind in models), None)
+
+
+def _target_roles(models: Mapping[str, RiskModelVersion]) -> dict[str, str]:
+    """Column -> its role ("time", "event", "outcome" or "treatment") for the cohort's
+    current `models` (`_current_models`): what they learn from as outcome or treatment,
+    not as features."""
+    keys = {
+        SURVIVAL: ("time", "event"),
+        CLASSIFICATION: ("outcome",),
+        EFFECTS: ("treatment", "event"),
+    }
     roles: dict[str, str] = {}
-    kinds = (
-        (SURVIVAL, ("time", "event")),
-        (CLASSIFICATION, ("outcome",)),
-        (EFFECTS, ("treatment", "event")),
-    )
-    for kind, keys in kinds:
-        try:
-            target = prepo.latest_risk_model(s, project_id=project_id, kind=kind).target or {}
-        except NotFoundError:
-            continue
-        for key in keys:
+    for kind, version in models.items():
+        target = version.target or {}
+        for key in keys[kind]:
             if target.get(key):
                 roles.setdefault(str(target[key]), key)
     return roles
 
 
 def describe_features(ws: Workspace, *, project: str) -> pd.DataFrame:
-    """The cohort's documented feature table, one row per stored column (index feature):
-    `group` (genomic for `gene:` columns, else clinical), `kind` (numeric or
-    categorical), `unit`, `role` (feature, or time / event / outcome / treatment for the
-    current models), `patients` with a value and the `missing` share, the `median` of a
-    number or the `values` of a category (most common first), and `models`: the current
-    models that use it as a feature (missing values are filled with the training median
-    plus a `<name>_missing` indicator, categories one-hot)."""
+    """The cohort's documented feature table (`FeatureTable.describe()` of every stored
+    column, index feature): `group`, `kind`, `unit`, `role` (feature, or time / event /
+    outcome / treatment for the current models), `patients` with a value and the
+    `missing` share, the `median` of a number (what fills its gaps, with a
+    `<name>_missing` indicator) or the `values` of a category (most common first), and
+    `models`: the current models that use it as a feature. Empty without features."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
-        roles = _target_roles(s, project_id=record.id)
-        models: list[RiskModelVersion] = []
-        for kind in (*RISK_KINDS, EFFECTS):
-            with contextlib.suppress(NotFoundError):
-                models.append(prepo.latest_risk_model(s, project_id=record.id, kind=kind))
-    rows = []
-    for column in frame.columns:
-        values = frame[column]
-        numeric = pd.api.types.is_numeric_dtype(values)
-        present = values.dropna()
-        encoded = (column, f"{column}_missing")
-        users = [
+        models = _current_models(s, project_id=record.id)
+    if frame.columns.empty:
+        return pd.DataFrame()
+    table = _feature_table(frame, (), units=units).fit(frame)
+    doc = table.describe().set_index("name").rename_axis("feature")
+    doc = doc[["group", "kind", "unit"]].assign(median=doc["fill_value"])
+    roles = _target_roles(models)
+    doc["role"] = [roles.get(str(c), "feature") for c in doc.index]
+    doc["patients"] = frame.notna().sum()
+    doc["missing"] = pd.Series(table.missing_rate_).round(4)
+    doc["values"] = pd.Series(
+        {c: ", ".join(map(str, frame[c].value_counts().index[:5])) for c in table.categories_},
+        dtype=object,
+    )
+    doc["models"] = [
+        ", ".join(
             f"{m.kind} v{m.version}"
-            for m in models
-            if any(f in encoded or str(f).startswith(f"{column}=") for f in m.features)
-        ]
-        rows.append(
-            {
-                "feature": str(column),
-                "group": "genomic" if str(column).startswith(GENE_PREFIX) else "clinical",
-                "kind": "numeric" if numeric else "categorical",
-                "unit": units.get(str(column)),
-                "role": roles.get(str(column), "feature"),
-                "patients": len(present),
-                "missing": round(float(values.isna().mean()), 4) if len(values) else None,
-                "median": float(present.median()) if numeric and len(present) else None,
-                "values": None
-                if numeric
-                else ", ".join(str(v) for v in present.value_counts().index[:5]),
-                "models": ", ".join(users),
-            }
+            for m in models.values()
+            if any(f in (c, f"{c}_missing") or str(f).startswith(f"{c}=") for f in m.features)
         )
-    return pd.DataFrame(rows).set_index("feature") if rows else pd.DataFrame()
+        for c in doc.index
+    ]
+    return doc[
+        ["group", "kind", "unit", "role", "patients", "missing", "median", "values", "models"]
+    ]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -995,13 +989,10 @@ def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
     rows = []
     with ws.db.session() as s:
         for project in repo.list_projects(s):
-            if list(project.classes) != COHORT_CLASSES:
+            if not repo.is_cohort(project):
                 continue
-            risk = current_risk_model(s, project_id=project.id)
-            try:
-                effects = prepo.latest_risk_model(s, project_id=project.id, kind=EFFECTS)
-            except NotFoundError:
-                effects = None
+            models = _current_models(s, project_id=project.id)
+            risk, effects = _risk_model(models), models.get(EFFECTS)
             rows.append(
                 {
                     "project": project.name,
@@ -1013,29 +1004,29 @@ def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
     return rows
 
 
-def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any] | None:
+def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
     """The cohort's risk model (`current_risk_model`) as a doctor should judge it: `name`,
     `kind`, `n_train`, `evaluation` (how it was measured) with its `metrics`, and
     `calibration`: predicted against observed risk per group of patients (a survival
-    model: at its horizon on the held-out quarter, observed by Kaplan-Meier; a classifier:
-    out of fold, per tenth of predicted risk). None before a risk model is trained."""
+    model: at its horizon on its held-out share, observed by Kaplan-Meier; a classifier:
+    out of fold, per tenth of predicted risk). NotFoundError before a risk model."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         version = current_risk_model(s, project_id=record.id)
         if version is None:
-            return None
+            raise NotFoundError(f"cohort {project!r} has no risk model yet (medloop risk train)")
         units = prepo.feature_units(s, project_id=record.id)
         stored, target = dict(version.metrics or {}), dict(version.target or {})
         name, kind, n_train = _model_name(version), version.kind, version.n_train
     calibration = stored.pop("calibration", None)
     if kind == CLASSIFICATION:
-        evaluation = "out of fold (5 stratified folds)"
+        evaluation = f"out of fold ({target.get('folds', 5)} stratified folds)"
         points = calibration or {"predicted": [], "observed": []}
         predicted, observed = points["predicted"], points["observed"]
         what = f"P({target.get('outcome')} = 1)"
     else:
         unit = units.get(str(target.get("time"))) or "time units"
-        evaluation = "on a held-out quarter of the cohort"
+        evaluation = f"on a held-out {100 * target.get('test_size', 0.25):g}% of the cohort"
         groups = calibration or []
         predicted = [1.0 - g["predicted"] for g in groups]
         observed = [1.0 - g["observed"] for g in groups]
@@ -1050,13 +1041,10 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any] | None:
     }
 
 
-def calibration_chart(ws: Workspace, *, project: str) -> bytes:
-    """`risk_model_card`'s calibration as a PNG; NotFoundError before a risk model."""
+def calibration_chart(card: Mapping[str, Any]) -> bytes:
+    """A `risk_model_card`'s calibration as a PNG."""
     from medloop import plots  # matplotlib: only when a chart is drawn
 
-    card = risk_model_card(ws, project=project)
-    if card is None:
-        raise NotFoundError(f"cohort {project!r} has no risk model yet")
     points = card["calibration"]
     return plots.calibration_png(
         points["predicted"], points["observed"], title=f"{card['name']}\n{points['what']}"
@@ -1104,8 +1092,9 @@ def list_patients(
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
-        version = current_risk_model(s, project_id=record.id)
-        targets = list(_target_roles(s, project_id=record.id))
+        models = _current_models(s, project_id=record.id)
+    version = _risk_model(models)
+    targets = list(_target_roles(models))
     scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
     model: dict[str, dict[str, Any]] = {}
     if version is not None and len(scored):

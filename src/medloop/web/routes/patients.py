@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, Respon
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
-from medloop.exceptions import MedloopError
+from medloop.exceptions import MedloopError, NotFoundError
 from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
 from medloop.web.rendering import DoctorPage, ReviewerPage, error_page, render
@@ -133,17 +133,18 @@ def api_list(
     return [PatientSummaryPublic(**row) for row in rows]
 
 
-@api.get("/model")
-def api_model(ws: WS, account: Reviewer, project: ProjectParam) -> dict[str, Any] | None:
+@api.get("/model", responses={404: {}})
+def api_model(ws: WS, account: Reviewer, project: ProjectParam) -> dict[str, Any]:
     """The cohort's risk model, how it was evaluated and its calibration (predicted
-    against observed risk per group of patients); null before one is trained."""
+    against observed risk per group of patients); 404 before one is trained."""
     return wf.risk_model_card(ws, project=project)
 
 
 @api.get("/model/calibration.png", response_class=Response, responses=PNG)
 def api_calibration(ws: WS, account: Reviewer, project: ProjectParam) -> Response:
     """The cohort risk model's calibration chart: predicted against observed risk."""
-    return Response(wf.calibration_chart(ws, project=project), media_type="image/png")
+    png = wf.calibration_chart(wf.risk_model_card(ws, project=project))
+    return Response(png, media_type="image/png")
 
 
 @api.get("/{pseudonym}")
@@ -210,7 +211,10 @@ def list_page(
     except MedloopError as error:
         return error_page(request, account, error)
     pages_ = {"offset": offset, "size": PAGE_SIZE, "total": total, "order": order}
-    model = wf.risk_model_card(ws, project=project)
+    try:
+        model: dict[str, Any] | None = wf.risk_model_card(ws, project=project)
+    except NotFoundError:  # no risk model yet: the list without its card
+        model = None
     return render(
         request,
         "patients.html",
@@ -228,7 +232,7 @@ def calibration_chart(
     request: Request, ws: WS, account: ReviewerPage, project: ProjectParam
 ) -> Response:
     try:
-        png = wf.calibration_chart(ws, project=project)
+        png = wf.calibration_chart(wf.risk_model_card(ws, project=project))
     except MedloopError as error:
         return error_page(request, account, error)
     return Response(png, media_type="image/png")
