@@ -110,6 +110,15 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert 0 <= view.risk <= 1
         assert predicted.loc[view.patient, "risk"] == pytest.approx(view.risk)
         assert predicted.loc[view.patient, "horizon"] == view.horizon
+        assert predicted.loc[view.patient, ["risk_lower", "risk_upper"]].tolist() == [
+            pytest.approx(view.risk_lower),
+            pytest.approx(view.risk_upper),
+        ]  # the band's interval at the horizon
+        assert (predicted["risk_lower"] < predicted["risk_upper"]).all()
+        assert {d["feature"] for d in view.risk_drivers} <= set(risk.features)
+        riskiest = wf.recommend(ws, project="trial", patient=predicted["risk"].idxmax())
+        assert riskiest.risk_drivers[0]["feature"] == "marker"  # the planted risk factor
+        assert riskiest.risk_drivers[0]["contribution"] > 0
         assert view.benefit_lower <= view.benefit <= view.benefit_upper
         assert view.options == ["treat", "no treatment"]
         assert view.drivers and view.drivers[0]["feature"]
@@ -328,15 +337,19 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             outcome_column="event",
             exclude=["time", "tx"],
             method="gbm",
+            n_bootstrap=4,
             progress=lambda _stage, done, total: calls.append((done, total)),
         )
         assert trained.kind == "classification" and "time" not in trained.features
         assert trained.metrics["auc"] > 0.6 and 0 < trained.metrics["brier"] < 0.25
-        assert calls == [(done, 6) for done in range(7)]  # 5 folds, then the final fit
+        # 5 folds, the final fit, then 4 bootstrap refits for the intervals
+        assert calls == [(done, 10) for done in range(11)]
         predicted = wf.predict_risk(ws, project="trial")
         assert predicted["model_kind"].eq("classification").all()
         assert predicted["outcome"].eq("event").all() and predicted["horizon"].isna().all()
         assert predicted["risk"].between(0, 1).all() and predicted["risk"].nunique() > 100
+        assert (predicted["risk_lower"] <= predicted["risk_upper"]).all()
+        assert (predicted["risk_lower"] < predicted["risk_upper"]).mean() > 0.9
         high = predicted["risk"].idxmax()
         by_raw_id = wf.predict_risk(ws, project="trial", patients=["MRN000001"])
         assert len(by_raw_id) == 1 and by_raw_id.index[0].startswith("P")
@@ -345,6 +358,14 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         view = wf.recommend(ws, project="trial", patient=high)
         assert view.risk == pytest.approx(predicted.loc[high, "risk"])
         assert view.outcome == "event" and view.horizon is None and view.survival == {}
+        assert [view.risk_lower, view.risk_upper] == [
+            pytest.approx(predicted.loc[high, "risk_lower"]),
+            pytest.approx(predicted.loc[high, "risk_upper"]),
+        ]
+        # the planted risk factor drives the riskiest patient's risk up
+        strongest = view.risk_drivers[0]
+        assert strongest["feature"] == "marker" and strongest["contribution"] > 0
+        assert len(view.risk_drivers) == 3
         page = wf.patient_record(ws, project="trial", patient=high)
         assert page["recommendation"]["classifier_version"] == 1
         assert set(page["outcome"]) == {"event"} and "time" in page["features"]
@@ -381,7 +402,10 @@ def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> 
         "event",
     )
     code, out, _ = cli("recommend", top["patient"], "-p", "c")
-    assert code == 0 and f"risk of event: {100 * top['risk']:.1f}% (calibrated classifier)" in out
+    interval = f"{100 * top['risk_lower']:.1f}-{100 * top['risk_upper']:.1f}%"
+    expected = f"risk of event: {100 * top['risk']:.1f}% (95% bootstrap interval {interval};"
+    assert code == 0 and f"{expected} calibrated classifier)" in out
+    assert "what drives the risk" in out and "marker" in out
     code, _, err = cli(*train, "--method", "cox")
     assert code == 2 and "cox" in err
 

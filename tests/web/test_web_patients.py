@@ -317,7 +317,9 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     ws = site.ws
     name = "no follow-up"
     wf.import_patients_table(ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn")
-    wf.train_risk_classifier(ws, project=name, outcome_column="event", exclude=["time", "tx"])
+    wf.train_risk_classifier(
+        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=4
+    )
     patient = wf.predict_risk(ws, project=name)["risk"].idxmax()
     view = wf.recommend(ws, project=name, patient=patient)
     sign_in(site.client, "dora")
@@ -327,6 +329,10 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     page = site.client.get(f"/patients/{patient}", params={"project": name}).text
     assert f"Risk of event: <strong>{100 * view.risk:.1f}%</strong>" in page
     assert "calibrated classifier v1" in page and "survival.png" not in page
+    low, high = 100 * view.risk_lower, 100 * view.risk_upper
+    assert f"(95% bootstrap interval {low:.1f}\u2013{high:.1f}%; calibrated" in page
+    assert "What drives the risk" in page
+    assert f"<td>{view.risk_drivers[0]['feature']}</td>" in page
     cohorts = site.client.get("/patients").text
     assert "v1 logistic classifier of event" in cohorts
 
@@ -359,7 +365,9 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     assert without.status_code == 200 and "Risk model:" not in without.text
     missing = site.client.get("/patients/model/calibration.png", params={"project": name})
     assert missing.status_code == 404
-    wf.train_risk_classifier(ws, project=name, outcome_column="event", exclude=["time", "tx"])
+    wf.train_risk_classifier(
+        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=4
+    )
     card = wf.risk_model_card(ws, project=name)
     assert card["calibration"]["what"] == "P(event = 1)"
     assert card["evaluation"] == "out of fold (5 stratified folds)"

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 from medloop import workflows
 from medloop.config import Settings
 from medloop.types import RECOMMENDED_STRATEGY, Strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STRATEGY_HELP = (
     f"Active-learning strategy: {', '.join(Strategy)} (recommended: {RECOMMENDED_STRATEGY})."
@@ -97,6 +100,13 @@ def print_json(data: Any) -> None:
         out.print_json(text)
     else:
         print(text, flush=True)
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows (index reset into columns) as dicts, missing values as None (JSON
+    has no NaN)."""
+    rows = frame.reset_index()
+    return list(rows.astype(object).where(rows.notna(), None).to_dict(orient="records"))
 
 
 def table(title: str, rows: list[dict[str, Any]], *, width: int | None = None) -> Table:

@@ -13,6 +13,7 @@ from medloop.cli.common import (
     SeedOpt,
     app,
     bench_app,
+    frame_records,
     out,
     print_json,
     progress_bar,
@@ -133,8 +134,7 @@ def patients_features(
     if frame.empty:
         raise InvalidInputError(f"cohort {project!r} has no features yet (medloop patients import)")
     gene_rows = frame["group"] == "genomic"
-    shown = (frame if genes or as_json else frame[~gene_rows]).reset_index()
-    records = shown.astype(object).where(shown.notna(), None).to_dict(orient="records")
+    records = frame_records(frame if genes or as_json else frame[~gene_rows])
     if as_json:
         print_json(records)
         return
@@ -181,7 +181,7 @@ def risk_train(
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
     bootstrap: Annotated[
         int,
-        typer.Option(help="Survival refits on resamples for each patient's risk band (0: none)."),
+        typer.Option(help="Refits on resamples for each patient's risk interval (0: none)."),
     ] = 20,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
@@ -210,6 +210,7 @@ def risk_train(
                 outcome_column=outcome,
                 exclude=left_out,
                 method=method or "logistic",
+                n_bootstrap=bootstrap,
                 seed=seed,
                 progress=progress,
             )
@@ -296,7 +297,7 @@ def risk_predict(
     if top is not None:
         title = f"highest risk ({min(top, len(frame))} of {len(frame)} patients)"
         frame = frame.sort_values("risk", ascending=False, kind="stable").head(top)
-    rows = frame.reset_index().to_dict(orient="records")
+    rows = frame_records(frame)
     print_json(rows) if as_json else out.print(table(title, rows))
 
 
@@ -342,20 +343,29 @@ def recommend(
         print_json(result)
         return
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
-    if view.risk is not None and view.horizon is not None:
-        interval = (
-            f" (95% bootstrap interval {100 * view.risk_lower:.1f}-{100 * view.risk_upper:.1f}%)"
-            if view.risk_lower is not None and view.risk_upper is not None
-            else ""
-        )
-        out.print(
-            f"risk of the event by {view.horizon:g} {view.time_unit or 'time units'}: "
-            f"[bold]{100 * view.risk:.1f}%[/]{interval}"
-        )
-    elif view.risk is not None:
-        out.print(
-            f"risk of {view.outcome}: [bold]{100 * view.risk:.1f}%[/] (calibrated classifier)"
-        )
+    if view.risk is not None:
+        notes = []
+        if view.risk_lower is not None and view.risk_upper is not None:
+            notes.append(
+                f"95% bootstrap interval {100 * view.risk_lower:.1f}-{100 * view.risk_upper:.1f}%"
+            )
+        if view.horizon is not None:
+            what = f"the event by {view.horizon:g} {view.time_unit or 'time units'}"
+        else:
+            what = view.outcome or "the outcome"
+            notes.append("calibrated classifier")
+        note = f" ({'; '.join(notes)})" if notes else ""
+        out.print(f"risk of {what}: [bold]{100 * view.risk:.1f}%[/]{note}")
+        drivers = [
+            {
+                "feature": d["feature"],
+                "value": d["value"],
+                "moves the risk by (pts)": f"{100 * d['contribution']:+.1f}",
+            }
+            for d in view.risk_drivers
+        ]
+        if drivers:
+            out.print(table("what drives the risk (vs the average patient)", drivers))
     if view.benefit is not None:
         low, high = view.benefit_lower, view.benefit_upper
         interval = (

@@ -3,11 +3,12 @@ effects and their off-policy evaluation. Pure library code over DataFrames and a
 
 Modules: `records` (tabular + FHIR import, free-text scrubbing), `features` (documented
 feature table), `genes` (gene-expression features), `risk` (calibrated classifiers),
-`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals
-and drivers), `policy` (IPW policy value, Cox hazard ratio), `benchmark` (GBSG2 and
-ACTG 320).
+`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals),
+`drivers` (what moves one patient's estimate), `policy` (IPW policy value, Cox hazard
+ratio), `benchmark` (GBSG2 and ACTG 320).
 """
 
+from medloop.precision.drivers import LinearSurrogate
 from medloop.precision.effects import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
@@ -31,7 +32,12 @@ from medloop.precision.records import (
     read_table,
     scrub_identifiers,
 )
-from medloop.precision.risk import RiskClassifier, classification_metrics, cross_validate_risk
+from medloop.precision.risk import (
+    RiskClassifier,
+    bootstrap_risk_interval,
+    classification_metrics,
+    cross_validate_risk,
+)
 from medloop.precision.survival import (
     SurvivalModel,
     bootstrap_band,
@@ -51,12 +57,14 @@ __all__ = [
     "FeatureTable",
     "GeneExpression",
     "HazardRatio",
+    "LinearSurrogate",
     "PatientRecords",
     "PolicyReport",
     "RiskClassifier",
     "SurvivalModel",
     "TreatmentEffects",
     "bootstrap_band",
+    "bootstrap_risk_interval",
     "calibration_plot",
     "calibration_table",
     "classification_metrics",

@@ -31,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
+from medloop.precision.drivers import LinearSurrogate
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +119,7 @@ class TreatmentEffects:
             if progress is not None:
                 progress(1 + len(self.boot_models_), 1 + self.n_bootstrap)
         tau = self._effect(self.models_, Xa)
-        self.mean_ = Xa.mean(axis=0)
-        self.scale_ = np.where(Xa.std(axis=0) > 0, Xa.std(axis=0), 1.0)
-        self.surrogate_ = Ridge(alpha=1.0).fit((Xa - self.mean_) / self.scale_, tau)
+        self.surrogate_ = LinearSurrogate().fit(X, tau)
         logger.info(
             "fitted %s-learner (%s) on %d patients; mean effect %.4f",
             self.learner,
@@ -267,22 +266,8 @@ class TreatmentEffects:
         Long frame: patient (X's index), rank, feature, value, contribution (in effect
         units, from a ridge surrogate of the estimated effects on standardised features).
         """
-        Xa = self._check_fitted(X)
-        contrib = ((Xa - self.mean_) / self.scale_) * self.surrogate_.coef_
-        rows = []
-        for i, patient in enumerate(X.index):
-            order = np.argsort(-np.abs(contrib[i]))[:top]
-            for rank, j in enumerate(order, start=1):
-                rows.append(
-                    {
-                        "patient": patient,
-                        "rank": rank,
-                        "feature": self.feature_names_[j],
-                        "value": float(Xa[i, j]),
-                        "contribution": float(contrib[i, j]),
-                    }
-                )
-        return pd.DataFrame(rows, columns=["patient", "rank", "feature", "value", "contribution"])
+        self._check_fitted(X)
+        return self.surrogate_.drivers(X, top=top)
 
 
 class _Constant:

@@ -3,7 +3,8 @@
 `RiskClassifier` predicts P(outcome = 1) for binary outcomes, calibrated by
 cross-validation (isotonic or sigmoid); `classification_metrics` reports AUC, Brier
 score, log loss and a calibration curve; `cross_validate_risk` gives out-of-fold
-probabilities and metrics.
+probabilities and metrics; `bootstrap_risk_interval` a per-patient interval from refits
+on bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class RiskClassifier:
         self.calibration = calibration
         self.cv = cv
         self.seed = seed
+
+    def unfitted(self, *, seed: int | None = None) -> RiskClassifier:
+        """A new, unfitted classifier with these settings (and `seed`, if given)."""
+        return RiskClassifier(
+            self.method,
+            calibration=self.calibration,
+            cv=self.cv,
+            seed=self.seed if seed is None else seed,
+        )
 
     def _base(self) -> Any:
         if self.method == "gbm":
@@ -123,14 +133,54 @@ def cross_validate_risk(
     oof = np.empty(len(X))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for done, (train, test) in enumerate(folds.split(X, target), start=1):
-        fold_model = RiskClassifier(
-            model.method, calibration=model.calibration, cv=model.cv, seed=model.seed
-        ).fit(X.iloc[train], target[train])
+        fold_model = model.unfitted().fit(X.iloc[train], target[train])
         oof[test] = fold_model.predict_proba(X.iloc[test]).to_numpy()
         if progress is not None:
             progress(done, n_splits)
     proba = pd.Series(oof, index=X.index, name="risk")
     return proba, classification_metrics(target, oof)
+
+
+def bootstrap_risk_interval(
+    model: RiskClassifier,
+    X: pd.DataFrame,
+    y: Any,
+    X_new: pd.DataFrame,
+    *,
+    n_bootstrap: int = 20,
+    alpha: float = 0.05,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Columns lower, upper: the (1 - alpha) percentile interval of P(outcome = 1) for the
+    rows of `X_new`, over refits of `model`'s settings on bootstrap resamples of (X, y).
+    A resample with fewer than `model.cv` patients of either class (too few for its
+    calibration folds) is drawn again. `progress` is called with (refits done,
+    n_bootstrap) after each refit."""
+    if n_bootstrap < 2:
+        raise InvalidInputError("a bootstrap interval needs n_bootstrap >= 2")
+    target = np.asarray(y, dtype=int)
+    fewest = model.cv if model.calibration != "none" else 1
+    if min(np.bincount(target, minlength=2)) < fewest:
+        raise InvalidInputError(f"a bootstrap interval needs {fewest}+ patients of each class")
+    rng = np.random.default_rng(seed)
+    draws: list[np.ndarray] = []
+    while len(draws) < n_bootstrap:
+        rows = rng.choice(len(target), len(target))
+        if min(np.bincount(target[rows], minlength=2)) < fewest:
+            continue
+        refit = model.unfitted(seed=seed + len(draws)).fit(X.iloc[rows], target[rows])
+        draws.append(refit.predict_proba(X_new).to_numpy())
+        if progress is not None:
+            progress(len(draws), n_bootstrap)
+    stacked = np.stack(draws)
+    return pd.DataFrame(
+        {
+            "lower": np.quantile(stacked, alpha / 2, axis=0),
+            "upper": np.quantile(stacked, 1 - alpha / 2, axis=0),
+        },
+        index=X_new.index,
+    )
 
 
 def _matrix(X: pd.DataFrame) -> np.ndarray:

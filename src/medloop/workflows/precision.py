@@ -29,10 +29,12 @@ from medloop.precision import (
     Feature,
     FeatureTable,
     GeneExpression,
+    LinearSurrogate,
     RiskClassifier,
     SurvivalModel,
     TreatmentEffects,
     bootstrap_band,
+    bootstrap_risk_interval,
     calibration_table,
     cross_validate_risk,
     observations_to_wide,
@@ -358,7 +360,13 @@ def train_risk(
     X_all = table.transform(frame)
     final = SurvivalModel(method, seed=seed).fit(X_all, y)
     progress("risk model: bootstrap refits for the risk bands", 2, fits)
-    bundle: dict[str, Any] = {"table": table, "model": final, "horizon": horizon}
+    risk_now = 1.0 - final.predict_survival(X_all, [horizon]).iloc[:, 0]
+    bundle: dict[str, Any] = {
+        "table": table,
+        "model": final,
+        "horizon": horizon,
+        "drivers": LinearSurrogate().fit(X_all, risk_now),
+    }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
         bundle["band"] = bootstrap_band(
@@ -411,6 +419,7 @@ def train_risk_classifier(
     method: str = "logistic",
     calibration: str = "sigmoid",
     n_splits: int = 5,
+    n_bootstrap: int = 20,
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> TrainedModel:
@@ -421,7 +430,9 @@ def train_risk_classifier(
     Brier score and log loss, at a twentieth of the time (benchmarks/README.md). Metrics
     are out-of-fold over `n_splits` stratified folds (AUC, Brier score, log loss; the
     stored version also keeps the calibration curve); then it is refitted on everyone and
-    registered. `progress` counts the fits ("risk classifier: ...", n_splits + 1)."""
+    registered. `n_bootstrap` refits on resamples give each patient of the cohort a 95%
+    interval of the risk (patients added later get none until the next training).
+    `progress` counts the fits ("risk classifier: ...", n_splits + 1 + n_bootstrap)."""
     model = RiskClassifier(method, calibration=calibration, seed=seed)  # options checked here
     with ws.db.session() as s:
         record = _project(s, project, create=False)
@@ -436,21 +447,42 @@ def train_risk_classifier(
         )
     table = _feature_table(frame, [outcome_column, *exclude]).fit(frame)
     X, y = table.transform(frame), outcome.astype(int).to_numpy()
+    fits = n_splits + 1 + n_bootstrap
     stage = "risk classifier: cross-validation, then the final fit"
-    progress(stage, 0, n_splits + 1)
+    progress(stage, 0, fits)
     _, evaluation = cross_validate_risk(
         model,
         X,
         y,
         n_splits=n_splits,
         seed=seed,
-        progress=lambda done, _total: progress(stage, done, n_splits + 1),
+        progress=lambda done, _total: progress(stage, done, fits),
     )
     model.fit(X, y)
-    progress(stage, n_splits + 1, n_splits + 1)
+    risk = model.predict_proba(X)
+    bundle: dict[str, Any] = {
+        "table": table,
+        "model": model,
+        "drivers": LinearSurrogate().fit(X, risk),
+    }
+    progress("risk classifier: bootstrap refits for the risk intervals", n_splits + 1, fits)
+    if n_bootstrap:
+        bundle["interval"] = bootstrap_risk_interval(
+            model,
+            X,
+            y,
+            X,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            progress=lambda done, _total: progress(
+                "risk classifier: bootstrap refits for the risk intervals",
+                n_splits + 1 + done,
+                fits,
+            ),
+        )
     metrics = {k: float(evaluation[k]) for k in ("auc", "brier", "log_loss")}
     metrics["prevalence"] = float(y.mean())
-    blob = _save(ws, {"table": table, "model": model})
+    blob = _save(ws, bundle)
     with ws.db.session() as s:
         version = prepo.add_risk_model(
             s,
@@ -544,7 +576,9 @@ def predict_risk(
     from the cohort's risk model (`current_risk_model`):
     `risk`, as on the patient page: P(event by `horizon`, the survival model's horizon,
     in `time_unit` when the time column has one), or a classifier's P(`outcome` = 1)
-    (no horizon); `risk_score`, the ranking score (a survival model's expected time lost
+    (no horizon); `risk_lower` and `risk_upper`, its 95% bootstrap interval (missing for
+    a patient the model was trained without, or a model trained without bootstrap
+    refits); `risk_score`, the ranking score (a survival model's expected time lost
     over the event times, higher meaning an earlier event, what the C-index ranks; a
     classifier's risk); `model_kind` and `model_version`."""
     if patients is not None:
@@ -587,11 +621,18 @@ def _risk_table(
 ) -> pd.DataFrame:
     """`predict_risk`'s table for the patients of a feature frame already read."""
     bundle = _load(ws, version.blob_sha256)
-    X = bundle["table"].transform(frame)
+    return _risk_frame(bundle, version, bundle["table"].transform(frame), units)
+
+
+def _risk_frame(
+    bundle: Mapping[str, Any], version: RiskModelVersion, X: pd.DataFrame, units: dict[str, str]
+) -> pd.DataFrame:
+    """`_risk_table` from a loaded model bundle and its feature matrix."""
     target = version.target or {}
     if version.kind == CLASSIFICATION:
         classifier: RiskClassifier = bundle["model"]
         out = pd.DataFrame({"risk": classifier.predict_proba(X)})
+        interval = bundle.get("interval", pd.DataFrame(columns=["lower", "upper"]))
         out["outcome"] = str(target["outcome"])
         out["horizon"] = None
         out["time_unit"] = None
@@ -600,13 +641,38 @@ def _risk_table(
         model: SurvivalModel = bundle["model"]
         horizon = bundle["horizon"]
         out = pd.DataFrame({"risk": 1.0 - model.predict_survival(X, [horizon]).iloc[:, 0]})
+        interval = _band_at(bundle, horizon)
         out["outcome"] = str(target.get("event"))
         out["horizon"] = float(horizon)
         out["time_unit"] = units.get(str(target.get("time")))
         out["risk_score"] = model.predict_risk(X)
+    interval = interval.reindex(out.index)
+    out.insert(1, "risk_lower", interval["lower"].astype(float))
+    out.insert(2, "risk_upper", interval["upper"].astype(float))
     out["model_kind"] = version.kind
     out["model_version"] = version.version
     return out
+
+
+def _band_at(bundle: Mapping[str, Any], horizon: float) -> pd.DataFrame:
+    """A survival bundle's 95% bootstrap interval of the risk by `horizon` (columns lower,
+    upper; indexed by the patients it was trained on; empty without a band)."""
+    band = bundle.get("band")
+    if band is None:
+        return pd.DataFrame(columns=["lower", "upper"])
+    low, high = band
+    at = int(np.searchsorted(np.asarray(low.columns, dtype=float), horizon))
+    return pd.DataFrame({"lower": 1.0 - high.iloc[:, at], "upper": 1.0 - low.iloc[:, at]})
+
+
+def _risk_drivers(bundle: Mapping[str, Any], X: pd.DataFrame) -> list[dict[str, Any]]:
+    """The features that move one patient's risk most from the average patient's (a
+    linear surrogate of the risk model, contributions in probability); [] for a model
+    trained before drivers were kept."""
+    surrogate: LinearSurrogate | None = bundle.get("drivers")
+    if surrogate is None:
+        return []
+    return surrogate.drivers(X).drop(columns="patient").to_dict(orient="records")
 
 
 # --- recommendations and decisions -------------------------------------------------------
@@ -616,9 +682,10 @@ def _risk_table(
 class RecommendationView:
     """What a doctor sees for one patient (ids and numbers, no personal data).
 
-    `risk` is P(event by the survival model's horizon, the median follow-up) with its
-    bootstrap interval, or, for a cohort with an outcome classifier instead, P(`outcome`
-    = 1) without an interval; `benefit` the estimated gain in P(event-free) from
+    `risk` is P(event by the survival model's horizon, the median follow-up), or, for a
+    cohort with an outcome classifier instead, P(`outcome` = 1), with its bootstrap
+    interval; `risk_drivers` the features that move it most from the average patient's;
+    `benefit` the estimated gain in P(event-free) from
     treatment, with its interval; `option_estimates` one row per option: expected
     P(event-free) with its interval, and the benefit over the reference option (the
     control) with its interval and verdict ("no clear benefit" when the interval covers
@@ -635,6 +702,7 @@ class RecommendationView:
     time_unit: str | None = None
     outcome: str | None = None
     survival: dict[str, list[float]] = field(default_factory=dict)
+    risk_drivers: list[dict[str, Any]] = field(default_factory=list)
     benefit: float | None = None
     benefit_lower: float | None = None
     benefit_upper: float | None = None
@@ -677,34 +745,27 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     risk = benefit = lower = upper = horizon = None
     risk_interval: list[float] = []
     text, suggested, drivers, options = "risk only (no treatment model)", None, [], []
+    risk_drivers: list[dict[str, Any]] = []
     estimates: list[dict[str, Any]] = []
     survival: dict[str, list[float]] = {}
-    if SURVIVAL in versions:
-        bundle = _load(ws, versions[SURVIVAL].blob_sha256)
+    if risk_version is not None:
+        bundle = _load(ws, risk_version.blob_sha256)
         X = bundle["table"].transform(frame)
-        model: SurvivalModel = bundle["model"]
-        horizon = float(bundle["horizon"])
-        times = bundle.get("times")
-        times = _curve_times(model, horizon) if times is None else times
-        curve = model.predict_survival(X, times).iloc[0]
-        survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
-        at = int(np.searchsorted(times, horizon))
-        risk = 1.0 - float(curve.iloc[at])
-        band = bundle.get("band")
-        if band is not None and pseudonym in band[0].index:
-            low, high = band[0].loc[pseudonym], band[1].loc[pseudonym]
-            survival["lower"] = low.round(4).tolist()
-            survival["upper"] = high.round(4).tolist()
-            risk_interval = [1.0 - float(high.iloc[at]), 1.0 - float(low.iloc[at])]
-        detail["risk_horizon"] = horizon
-        detail["time_unit"] = units.get(str((versions[SURVIVAL].target or {}).get("time")))
-        detail["risk_interval"] = risk_interval
-        detail["survival_model_version"] = versions[SURVIVAL].version
-    if CLASSIFICATION in versions:
-        row = _risk_table(ws, versions[CLASSIFICATION], frame, units).iloc[0]
+        row = _risk_frame(bundle, risk_version, X, units).iloc[0]
         risk = float(row["risk"])
-        detail["risk_outcome"] = str(row["outcome"])
-        detail["classifier_version"] = versions[CLASSIFICATION].version
+        if not pd.isna(row["risk_lower"]):
+            risk_interval = [float(row["risk_lower"]), float(row["risk_upper"])]
+        risk_drivers = _risk_drivers(bundle, X)
+        detail["risk_interval"] = risk_interval
+        if risk_version.kind == SURVIVAL:
+            horizon = float(bundle["horizon"])
+            survival = _survival_curve(bundle, X, pseudonym)
+            detail["risk_horizon"] = horizon
+            detail["time_unit"] = row["time_unit"]
+            detail["survival_model_version"] = risk_version.version
+        else:
+            detail["risk_outcome"] = str(row["outcome"])
+            detail["classifier_version"] = risk_version.version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
         X = bundle["table"].transform(frame)
@@ -721,6 +782,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     detail.update(
         {
             "survival": survival,
+            "risk_drivers": risk_drivers,
             "drivers": drivers,
             "options": options,
             "option_estimates": estimates,
@@ -761,6 +823,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         time_unit=detail.get("time_unit"),
         outcome=detail.get("risk_outcome"),
         survival=survival,
+        risk_drivers=risk_drivers,
         benefit=benefit,
         benefit_lower=lower,
         benefit_upper=upper,
@@ -768,6 +831,23 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         options=options,
         option_estimates=estimates,
     )
+
+
+def _survival_curve(
+    bundle: Mapping[str, Any], X: pd.DataFrame, pseudonym: str
+) -> dict[str, list[float]]:
+    """One patient's predicted survival curve (time, survival) from a survival bundle,
+    with its 95% bootstrap band (lower, upper) where the model kept one for them."""
+    model: SurvivalModel = bundle["model"]
+    times = bundle.get("times")
+    times = _curve_times(model, float(bundle["horizon"])) if times is None else times
+    curve = model.predict_survival(X, times).iloc[0]
+    survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
+    band = bundle.get("band")
+    if band is not None and pseudonym in band[0].index:
+        survival["lower"] = band[0].loc[pseudonym].round(4).tolist()
+        survival["upper"] = band[1].loc[pseudonym].round(4).tolist()
+    return survival
 
 
 def _option_estimates(

@@ -79,6 +79,7 @@ class RecommendationPublic(BaseModel):
     time_unit: str | None = None
     outcome: str | None = None
     survival: dict[str, list[float]]
+    risk_drivers: list[dict[str, Any]] = Field(default_factory=list)
     benefit: float | None
     benefit_lower: float | None
     benefit_upper: float | None
