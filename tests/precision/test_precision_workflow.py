@@ -14,9 +14,11 @@ from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.store import repository as repo
-from medloop.workflows import LoopSettings, Workspace, plan_requests, run_loop
+from medloop.workflows import LoopSettings, Workspace, dashboard, plan_requests, run_loop
 from medloop.workflows import precision as wf
 from medloop.workflows.annotate import publish_tasks
+from medloop.workflows.export import export_answers, export_coco, export_labels
+from medloop.workflows.review import review_entries
 
 
 def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
@@ -476,9 +478,16 @@ def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:
             lambda: run_loop(ws, project="cohort", settings=LoopSettings(rounds=1)),
             lambda: publish_tasks(ws, project="cohort", k=5),
             lambda: plan_requests(ws, project="cohort", budget=10),
+            lambda: review_entries(ws, project="cohort"),
+            lambda: export_labels(ws, project="cohort"),
+            lambda: export_answers(ws, project="cohort"),
+            lambda: export_coco(ws, project="cohort"),
+            lambda: dashboard.project_dashboard(ws, project="cohort"),
         )
         for work in labelling:
             with pytest.raises(InvalidInputError, match="'cohort' is a patient cohort"):
                 work()
+        assert dashboard.list_projects(ws) == ["chest"]  # labelling pages list images only
+        assert review_entries(ws) == []
     finally:
         ws.close()

@@ -141,8 +141,9 @@ def _number(value: Any, digits: int = 4) -> float | None:
 
 
 def list_projects(ws: Workspace) -> list[str]:
+    """The image projects (patient cohorts have no labelling to show)."""
     with ws.db.session() as s:
-        return [p.name for p in repo.list_projects(s)]
+        return [p.name for p in repo.list_projects(s) if not repo.is_cohort(p)]
 
 
 def project_dashboard(ws: Workspace, *, project: str, method: str | None = None) -> Dashboard:
@@ -150,7 +151,7 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
     the estimates; default the recommended one)."""
     name = look_up_option(method or DEFAULT_METHOD, Method).value
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         classes = [str(c) for c in record.classes]
         items = repo.items_frame(s, project_id=record.id)
         answers = repo.answers_frame(s, project_id=record.id)
@@ -180,7 +181,7 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
 def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:
     """`Dashboard.answers_per_day` alone."""
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         return _per_day(repo.answers_frame(s, project_id=record.id))
 
 
@@ -190,7 +191,7 @@ def annotator_stats(
     """`Dashboard.annotators` alone."""
     name = look_up_option(method or DEFAULT_METHOD, Method).value
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         answers = repo.answers_frame(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         n_classes = len(record.classes)
@@ -201,7 +202,7 @@ def annotator_stats(
 def learning_curve(ws: Workspace, *, project: str) -> list[CurvePoint]:
     """`Dashboard.learning_curve` alone."""
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         return _curve(_model_rows(repo.model_versions(s, project_id=record.id)))
 
 

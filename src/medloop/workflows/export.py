@@ -41,7 +41,7 @@ def _audit(s: Any, *, actor: str, what: str, project_id: int, rows: int) -> None
 def export_answers(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.DataFrame:
     """All answers of a project: task, item, worker, label (class name), source, time."""
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         answers = repo.answers_frame(s, project_id=record.id)
         classes = [str(c) for c in record.classes]
         _audit(s, actor=actor, what="answers", project_id=record.id, rows=len(answers))
@@ -73,7 +73,7 @@ def export_labels(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.Dat
     """Each labelled item's current label: the final label where a doctor (or gold) signed
     one, the crowd consensus otherwise."""
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         classes = [str(c) for c in record.classes]
         current = _current_labels(s, record.id)
         items = repo.items_frame(s, project_id=record.id)
@@ -112,7 +112,7 @@ def export_coco(
     given with it. `bbox` is [x, y, width, height] in pixels; category ids start at 1.
     """
     with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
+        record = repo.get_image_project(s, name=project)
         classes = [str(c) for c in record.classes]
         boxes = repo.answer_boxes_frame(s, project_id=record.id)
         items = repo.items_frame(s, project_id=record.id)

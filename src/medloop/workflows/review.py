@@ -78,7 +78,10 @@ def review_entries(
     """The review queue across projects (or one): items a labelling plan asked a doctor
     about first, then highest score first, ties by item id."""
     with ws.db.session() as s:
-        projects = [repo.get_project(s, name=project)] if project else repo.list_projects(s)
+        if project:
+            projects = [repo.get_image_project(s, name=project)]
+        else:
+            projects = [p for p in repo.list_projects(s) if not repo.is_cohort(p)]
         names = [(p.id, p.name, [str(c) for c in p.classes]) for p in projects]
     entries: list[ReviewEntry] = []
     for project_id, name, classes in names:
