@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web_support import Site, build_project
@@ -11,7 +12,7 @@ from medloop.config import Settings
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import repository as repo
 from medloop.types import Split
-from medloop.workflows import Workspace, aggregate, annotate, review
+from medloop.workflows import Workspace, aggregate, annotate, dashboard, review
 from medloop.workflows.accounts import Account
 
 
@@ -99,18 +100,27 @@ def test_reviewer_sees_reliability_from_gold(site: Site) -> None:
         review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
 
 
-def test_review_evidence_is_kept_until_the_project_gains_an_answer_or_a_label(
+def test_crowd_figures_are_kept_until_the_project_gains_an_answer_or_a_label(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The review page's and the dashboard's fits of the crowd model are kept in the
+    workspace, and what they show equals what a fresh workspace computes."""
     ws = site.ws
     fits: list[int] = []
-    estimate = review.estimated_reliability
+    board_fits: list[str] = []
 
-    def counted(*args, **kwargs):
-        fits.append(1)
-        return estimate(*args, **kwargs)
+    def counted(module: Any, name: str, calls: list[Any]) -> None:
+        original = getattr(module, name)
 
-    monkeypatch.setattr(review, "estimated_reliability", counted)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    counted(review, "estimated_reliability", fits)
+    counted(dashboard, "_annotators", board_fits)
+    counted(dashboard, "_consensus_on_gold", board_fits)
     with ws.db.session() as s:
         accounts = [
             Account(id=u.id, username=u.username, role=u.role)  # type: ignore[arg-type]
@@ -125,9 +135,13 @@ def test_review_evidence_is_kept_until_the_project_gains_an_answer_or_a_label(
 
     def as_fresh_workspace_sees_it(item_id: int) -> review.ReviewDetail:
         detail = review.review_detail(ws, item_id=item_id)
+        board = dashboard.project_dashboard(ws, project="chest")
+        annotators = dashboard.annotator_stats(ws, project="chest")
         fresh = Workspace.open(ws.settings)
         try:
             assert review.review_detail(fresh, item_id=item_id) == detail
+            assert dashboard.project_dashboard(fresh, project="chest") == board
+            assert annotators == board.annotators and board.annotators
         finally:
             fresh.close()
         return detail
@@ -138,13 +152,17 @@ def test_review_evidence_is_kept_until_the_project_gains_an_answer_or_a_label(
     item_id = review.review_entries(ws)[0].item_id
     first = as_fresh_workspace_sees_it(item_id)
     assert len(fits) == 2  # this workspace's fit and the fresh one's
+    assert len(board_fits) == 4  # annotators and consensus on gold, twice
     assert review.review_detail(ws, item_id=item_id) == first
+    dashboard.project_dashboard(ws, project="chest")
+    dashboard.annotator_stats(ws, project="chest")
     assert len(fits) == 2, "an unchanged project is not fitted again"
+    assert len(board_fits) == 4, "nor is its dashboard"
     answer(accounts[1], 2)
     as_fresh_workspace_sees_it(item_id)
-    assert len(fits) == 4, "a new answer is seen"
+    assert (len(fits), len(board_fits)) == (4, 8), "a new answer is seen"
     doctor = Account(id=0, username="dora", role="doctor")  # type: ignore[arg-type]
     other = next(e.item_id for e in review.review_entries(ws) if e.item_id != item_id)
     review.decide(ws, account=doctor, item_id=other, label="normal")
     as_fresh_workspace_sees_it(item_id)
-    assert len(fits) == 6, "a new final label is seen"
+    assert (len(fits), len(board_fits)) == (6, 12), "a new final label is seen"

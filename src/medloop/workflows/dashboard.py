@@ -159,23 +159,33 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
         consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         models = _model_rows(repo.model_versions(s, project_id=record.id))
+        state = repo.label_state(s, project_id=record.id)
     crowd, known = _crowd_and_gold(answers, finals)
+    n_classes = len(classes)
     return Dashboard(
         project=project,
         classes=classes,
         method=name,
         progress=_progress(items, answers, tasks, consensus, finals),
         answers_per_day=_per_day(answers),
-        annotators=_annotators(crowd, known, n_classes=len(classes), method=name),
-        consensus_on_gold=_consensus_on_gold(crowd, known, n_classes=len(classes), method=name),
+        annotators=ws.kept(
+            ("dashboard annotators", record.id, name),
+            state,
+            lambda: _annotators(crowd, known, n_classes=n_classes, method=name),
+        ),
+        consensus_on_gold=ws.kept(
+            ("dashboard consensus on gold", record.id, name),
+            state,
+            lambda: _consensus_on_gold(crowd, known, n_classes=n_classes, method=name),
+        ),
         models=models,
         learning_curve=_curve(models),
     )
 
 
-# The dashboard's charts each need one part: these read and compute only that part. Only
-# the annotators' chart fits the aggregator (once); before, every chart built the whole
-# dashboard, fitting it twice per chart.
+# The dashboard's charts each need one part: these read and compute only that part. The
+# crowd model's figures (fits of the aggregator) are kept in the workspace until the
+# project gains an answer or a label (`Workspace.kept`, `repository.label_state`).
 
 
 def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:
@@ -192,11 +202,16 @@ def annotator_stats(
     name = look_up_option(method or DEFAULT_METHOD, Method).value
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
-        answers = repo.answers_frame(s, project_id=record.id)
-        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         n_classes = len(record.classes)
-    crowd, known = _crowd_and_gold(answers, finals)
-    return _annotators(crowd, known, n_classes=n_classes, method=name)
+
+        def compute() -> list[AnnotatorStats]:
+            answers = repo.answers_frame(s, project_id=record.id)
+            finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+            crowd, known = _crowd_and_gold(answers, finals)
+            return _annotators(crowd, known, n_classes=n_classes, method=name)
+
+        state = repo.label_state(s, project_id=record.id)
+        return ws.kept(("dashboard annotators", record.id, name), state, compute)
 
 
 def learning_curve(ws: Workspace, *, project: str) -> list[CurvePoint]:

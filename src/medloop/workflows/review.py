@@ -260,20 +260,18 @@ def _worker_evidence(
     """The project's `_WorkerEvidence`, computed from all its crowd answers and labels
     (reading 60k answers and fitting the crowd model takes about half a second) and kept
     in the workspace until the project gains an answer or a label."""
+
+    def compute() -> _WorkerEvidence:
+        answers = repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
+        finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
+        consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
+        return _WorkerEvidence(
+            scored=_reliability(answers, finals, consensus),
+            estimates=estimated_reliability(answers, finals, n_classes=n_classes),
+        )
+
     state = repo.label_state(s, project_id=project_id)
-    kept = ws.review_evidence.get(project_id)
-    if kept is not None and kept[0] == state:
-        evidence: _WorkerEvidence = kept[1]
-        return evidence
-    answers = repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
-    finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
-    consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
-    evidence = _WorkerEvidence(
-        scored=_reliability(answers, finals, consensus),
-        estimates=estimated_reliability(answers, finals, n_classes=n_classes),
-    )
-    ws.review_evidence[project_id] = (state, evidence)
-    return evidence
+    return ws.kept(("review evidence", project_id), state, compute)
 
 
 def estimated_reliability(

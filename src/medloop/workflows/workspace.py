@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from medloop.config import Settings
 from medloop.store import BlobStore, Database
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -19,11 +22,9 @@ class Workspace:
     #: Sign-in tokens recently checked against the database: signature -> (account, when)
     #: (`accounts.account_for_token`).
     checked_tokens: dict[str, tuple[Any, float]] = field(default_factory=dict, repr=False)
-    #: Per project, its annotators' reliability as review pages show it, with the
-    #: `repository.label_state` it was computed at (`review.review_detail`).
-    review_evidence: dict[int, tuple[tuple[int, int], Any]] = field(
-        default_factory=dict, repr=False
-    )
+    #: Figures derived from a project's answers and labels (annotator reliability on the
+    #: review and dashboard pages): key -> (the state they were computed at, value).
+    derived: dict[Hashable, tuple[Hashable, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -31,6 +32,17 @@ class Workspace:
         db = Database(settings.resolved_database_url)
         db.migrate()
         return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
+
+    def kept(self, key: Hashable, state: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, kept under `key` until `state` changes (e.g. a project's
+        `repository.label_state`: its newest answer and label). Two threads may both
+        compute a missing value; the later one is kept."""
+        found = self.derived.get(key)
+        if found is not None and found[0] == state:
+            return cast(T, found[1])
+        value = compute()
+        self.derived[key] = (state, value)
+        return value
 
     def close(self) -> None:
         self.db.dispose()
