@@ -1,4 +1,4 @@
-"""What a doctor's review page costs to read on a large project, in process.
+"""What a review page and the dashboard cost to read on a large project, in process.
 
 Builds `web_load.build_home`'s SQLite project with `--items` items (3 lay answers
 requested each), answers every task with 3 of 30 simulated people, then times
@@ -7,7 +7,9 @@ requested each), answers every task with 3 of 30 simulated people, then times
 reliability estimates) `--repeats` times each and prints the medians as one JSON line:
 `review_detail_s` as a doctor paging through an unchanged project meets it (the
 annotators' reliability kept in the workspace), `review_detail_cold_s` with that
-forgotten before each read (the first view after the project gained an answer or label).
+forgotten before each read (the first view after the project gained an answer or label);
+`dashboard_s` and `dashboard_cold_s` the same for the project's dashboard
+(`dashboard.project_dashboard`: progress, answers per day, annotators, consensus on gold).
 
     python benchmarks/review_read.py --items 20000 --repeats 7
 """
@@ -28,7 +30,7 @@ from web_load import SECRET, build_home
 from medloop.config import Settings
 from medloop.store import repository as repo
 from medloop.types import LabelSource
-from medloop.workflows import Workspace, review
+from medloop.workflows import Workspace, dashboard, review
 
 PEOPLE = 30
 
@@ -77,8 +79,12 @@ def main() -> None:
                 item = int(repo.tasks_frame(s, project_id=project_id)["item"].iloc[100])
 
             def read_cold() -> object:
-                ws.review_evidence.clear()
+                ws.derived.clear()
                 return review.review_detail(ws, item_id=item)
+
+            def dashboard_cold() -> object:
+                ws.derived.clear()
+                return dashboard.project_dashboard(ws, project="load")
 
             def read_answers() -> object:
                 with ws.db.session() as s:
@@ -92,6 +98,10 @@ def main() -> None:
                     lambda: review.review_detail(ws, item_id=item), args.repeats
                 ),
                 "review_detail_cold_s": median_seconds(read_cold, args.repeats),
+                "dashboard_s": median_seconds(
+                    lambda: dashboard.project_dashboard(ws, project="load"), args.repeats
+                ),
+                "dashboard_cold_s": median_seconds(dashboard_cold, args.repeats),
             }
         finally:
             ws.close()

@@ -491,3 +491,9 @@ def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:
         assert review_entries(ws) == []
     finally:
         ws.close()
+
+
+def test_work_that_fails_before_any_progress_prints_only_its_error(cli: Cli) -> None:
+    code, out, err = cli("risk", "train", "-p", "nowhere", "--time", "t", "--event", "e")
+    assert code == 2 and out == ""
+    assert err.startswith("error: no project named 'nowhere'")

@@ -74,24 +74,32 @@ def workspace(settings: Settings | None = None) -> Iterator[workflows.Workspace]
 
 @contextmanager
 def progress_bar() -> Iterator[workflows.Progress]:
-    """A Rich progress bar as a workflows progress callback (one bar per stage)."""
+    """A Rich progress bar as a workflows progress callback (one bar per stage). The
+    display starts with the first stage, so work that fails before any progress prints
+    nothing but its error."""
     bars: dict[str, Any] = {}
-    with Progress(
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=False,
-    ) as progress:
+    )
 
-        def update(description: str, done: int, total: int) -> None:
-            key = description.split(":", 1)[0]
-            if key not in bars:
-                bars[key] = progress.add_task(description, total=total)
-            progress.update(bars[key], description=description, completed=done, total=total)
+    def update(description: str, done: int, total: int) -> None:
+        key = description.split(":", 1)[0]
+        if not bars:
+            progress.start()
+        if key not in bars:
+            bars[key] = progress.add_task(description, total=total)
+        progress.update(bars[key], description=description, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if bars:
+            progress.stop()
 
 
 def print_json(data: Any) -> None:
