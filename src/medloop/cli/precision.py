@@ -235,16 +235,17 @@ def risk_train(
         for row in rows:
             print_json(row)
     else:
-        out.print(table("trained", [{k: v for k, v in r.items() if k != "metrics"} for r in rows]))
-        m = rows[0]["metrics"]
+        shown = ("metrics", "evaluation")
+        out.print(table("trained", [{k: v for k, v in r.items() if k not in shown} for r in rows]))
+        m, evaluation = rows[0]["metrics"], rows[0]["evaluation"]
         if outcome is None:
             out.print(
-                f"survival model on the held-out quarter: C-index {m['cindex']:.3f}, mean "
+                f"survival model, {evaluation}: C-index {m['cindex']:.3f}, mean "
                 f"time-dependent AUC {m['mean_auc']:.3f}, integrated Brier score {m['ibs']:.3f}"
             )
         else:
             out.print(
-                f"classifier of {outcome}, out of fold (5 folds): AUC {m['auc']:.3f}, Brier "
+                f"classifier of {outcome}, {evaluation}: AUC {m['auc']:.3f}, Brier "
                 f"score {m['brier']:.3f}, log loss {m['log_loss']:.3f} (prevalence "
                 f"{m['prevalence']:.3f})"
             )

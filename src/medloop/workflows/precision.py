@@ -254,6 +254,8 @@ class TrainedModel:
     n_train: int
     features: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
+    #: how `metrics` were measured ("on a held-out 25% of the cohort", "out of fold ...")
+    evaluation: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -407,7 +409,15 @@ def train_risk(
             entity_id=version.id,
             detail={"kind": SURVIVAL, "version": version.version, **metrics},
         )
-        return TrainedModel(SURVIVAL, version.version, method, len(frame), table.columns_, metrics)
+        return TrainedModel(
+            SURVIVAL,
+            version.version,
+            method,
+            len(frame),
+            table.columns_,
+            metrics,
+            _evaluation(SURVIVAL, version.target or {}),
+        )
 
 
 def train_risk_classifier(
@@ -504,7 +514,13 @@ def train_risk_classifier(
             detail={"kind": CLASSIFICATION, "version": version.version, **metrics},
         )
         return TrainedModel(
-            CLASSIFICATION, version.version, method, len(frame), table.columns_, metrics
+            CLASSIFICATION,
+            version.version,
+            method,
+            len(frame),
+            table.columns_,
+            metrics,
+            _evaluation(CLASSIFICATION, version.target or {}),
         )
 
 
@@ -1099,14 +1115,13 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         stored, target = dict(version.metrics or {}), dict(version.target or {})
         name, kind, n_train = _model_name(version), version.kind, version.n_train
     calibration = stored.pop("calibration", None)
+    evaluation = _evaluation(kind, target)
     if kind == CLASSIFICATION:
-        evaluation = f"out of fold ({target.get('folds', 5)} stratified folds)"
         points = calibration or {"predicted": [], "observed": []}
         predicted, observed = points["predicted"], points["observed"]
         what = f"P({target.get('outcome')} = 1)"
     else:
         unit = units.get(str(target.get("time"))) or "time units"
-        evaluation = f"on a held-out {100 * target.get('test_size', 0.25):g}% of the cohort"
         groups = calibration or []
         predicted = [1.0 - g["predicted"] for g in groups]
         observed = [1.0 - g["observed"] for g in groups]
@@ -1119,6 +1134,13 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         "metrics": {k: float(v) for k, v in stored.items() if isinstance(v, int | float)},
         "calibration": {"what": what, "predicted": predicted, "observed": observed},
     }
+
+
+def _evaluation(kind: str, target: Mapping[str, Any]) -> str:
+    """How a risk model's figures were measured, from what its version stored."""
+    if kind == CLASSIFICATION:
+        return f"out of fold ({target.get('folds', 5)} stratified folds)"
+    return f"on a held-out {100 * target.get('test_size', 0.25):g}% of the cohort"
 
 
 def calibration_chart(card: Mapping[str, Any]) -> bytes:
