@@ -291,7 +291,9 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     predicted = wf.predict_risk(site.ws, project=COHORT, patients=cohort[150:])
     horizon = float(predicted["horizon"].iloc[0])
     assert f"Risk by {horizon:g} days (current model)" in last
-    assert f"<td>{100 * predicted.loc[cohort[150], 'risk']:.0f}%</td>" in last
+    risk, low, high = 100 * predicted.loc[cohort[150], ["risk", "risk_lower", "risk_upper"]]
+    interval = f'<small class="interval">({low:.0f}\u2013{high:.0f}%)</small>'
+    assert f"<td>{risk:.0f}% {interval}</td>" in last
 
     doctor = site.headers("dora")
     rows = site.client.get(
@@ -299,6 +301,8 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     ).json()
     assert [r["patient"] for r in rows] == cohort[155:158]
     assert rows[0]["model_risk"] == pytest.approx(predicted.loc[cohort[155], "risk"])
+    assert rows[0]["model_risk_lower"] == pytest.approx(predicted.loc[cohort[155], "risk_lower"])
+    assert rows[0]["model_risk_upper"] == pytest.approx(predicted.loc[cohort[155], "risk_upper"])
     assert rows[0]["horizon"] == horizon and rows[0]["time_unit"] == "days"
     bad = site.client.get("/api/patients", params={**q, "offset": -1}, headers=doctor)
     assert bad.status_code == 422
@@ -325,7 +329,9 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     sign_in(site.client, "dora")
     listing = site.client.get("/patients", params={"project": name, "order": "risk"})
     assert listing.status_code == 200 and "Risk of event (current model)" in listing.text
-    assert f"<td>{100 * view.risk:.0f}%</td>" in listing.text
+    low, high = 100 * view.risk_lower, 100 * view.risk_upper
+    interval = f'<small class="interval">({low:.0f}\u2013{high:.0f}%)</small>'
+    assert f"<td>{100 * view.risk:.0f}% {interval}</td>" in listing.text
     page = site.client.get(f"/patients/{patient}", params={"project": name}).text
     assert f"Risk of event: <strong>{100 * view.risk:.1f}%</strong>" in page
     assert "calibrated classifier v1" in page and "survival.png" not in page

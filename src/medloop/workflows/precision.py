@@ -1185,7 +1185,8 @@ def list_patients(
     the current models' outcome and treatment columns), the latest recommendation (text,
     risk, benefit), decision count, and the current risk model's risk (`model_risk`: by
     `horizon` in `time_unit` for a survival model, of `outcome` for a classifier; None
-    without a model). The read is audited."""
+    without a model) with its bootstrap interval (`model_risk_lower`, `model_risk_upper`;
+    None where the model kept none). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
     if order not in get_args(PatientOrder):
@@ -1218,6 +1219,8 @@ def list_patients(
                     "features": int(counts[pseudonym]),
                     **summaries[pseudonym],
                     "model_risk": risk.get("risk"),
+                    "model_risk_lower": risk.get("risk_lower"),
+                    "model_risk_upper": risk.get("risk_upper"),
                     "outcome": risk.get("outcome"),
                     "horizon": risk.get("horizon"),
                     "time_unit": risk.get("time_unit"),

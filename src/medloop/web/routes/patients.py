@@ -40,7 +40,8 @@ PNG: dict[int | str, dict[str, Any]] = {
 class PatientSummaryPublic(BaseModel):
     """`risk`/`benefit` come with the latest recommendation; `model_risk` is the current
     risk model's risk for every patient: a survival model's P(event by `horizon`, in
-    `time_unit`), or a classifier's P(`outcome` = 1)."""
+    `time_unit`), or a classifier's P(`outcome` = 1), with its 95% bootstrap interval
+    (`model_risk_lower`, `model_risk_upper`) where the model kept one."""
 
     patient: str
     features: int
@@ -49,6 +50,8 @@ class PatientSummaryPublic(BaseModel):
     benefit: float | None
     decisions: int
     model_risk: float | None = None
+    model_risk_lower: float | None = None
+    model_risk_upper: float | None = None
     outcome: str | None = None
     horizon: float | None = None
     time_unit: str | None = None
