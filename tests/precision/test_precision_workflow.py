@@ -90,8 +90,9 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             n_bootstrap=5,
             progress=record,
         )
-        assert risk.metrics["cindex"] > 0.6
-        assert calls == [("risk model", done, 7) for done in range(8)]  # 1 + 1 + 5 fits
+        assert risk.metrics["cindex"] > 0.6 and 0 < risk.metrics["cindex_sd"] < 0.1
+        assert risk.evaluation == "out of fold (5 stratified folds)"
+        assert calls == [("risk model", done, 11) for done in range(12)]  # 5 folds + 1 + 5
         calls.clear()
         effects = wf.train_effects(
             ws,
@@ -164,7 +165,8 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert not set(page["outcome"]) & set(page["features"])
         with ws.db.session() as s:
             model = wf.prepo.latest_risk_model(s, project_id=1, kind="survival")
-            assert sum(r["n"] for r in model.metrics["calibration"]) == 60  # 25% held out
+            # every patient's out-of-fold prediction, in five groups
+            assert [r["n"] for r in model.metrics["calibration"]] == [48] * 5
             stored = repo.audit_frame(s).to_csv() + str(
                 wf.prepo.observations_frame(s, project_id=1).to_dict()
             )
@@ -211,7 +213,7 @@ def test_cli_patients_risk_recommend(
         "risk", "train", "-p", "trial", "--method", "cox", "--bootstrap", "0", "--exclude", "tx"
     )
     assert code == 0 and "{'" not in out
-    assert f"survival model, on a held-out 25% of the cohort: C-index {cindex:.3f}," in out
+    assert f"survival model, out of fold (5 stratified folds): C-index {cindex:.3f}," in out
     code, out, _ = run("risk", "predict", "-p", "trial", "--json")
     everyone = pd.DataFrame(json.loads(out))
     assert code == 0 and len(everyone) == 160
@@ -461,7 +463,18 @@ def test_cli_evaluates_the_cohort_risk_model(tmp_path: Path, cli: Cli) -> None:
     assert code == 0 and card["name"] == "v1 cox" and chart.read_bytes().startswith(b"\x89PNG")
     code, out, _ = cli("risk", "evaluate", "-p", "c")
     first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
-    assert code == 0 and "on a held-out 25% of the cohort" in out and first in out
+    assert code == 0 and "out of fold (5 stratified folds)" in out and first in out
+    cindex = f"{card['metrics']['cindex']:.4f} ± {card['spread']['cindex']:.4f} (sd across"
+    assert cindex in out
+    ws = Workspace.open(Settings())
+    try:  # a model stored before survival models were cross-validated says how it was scored
+        with ws.db.session() as s:
+            version = wf.prepo.latest_risk_model(s, project_id=1, kind="survival")
+            version.target = {"time": "time", "event": "event", "horizon": 1.0, "test_size": 0.25}
+    finally:
+        ws.close()
+    code, out, _ = cli("risk", "evaluate", "-p", "c")
+    assert code == 0 and "on a held-out 25% of the cohort" in out
 
 
 def test_patients_and_images_never_share_a_project(tmp_path: Path) -> None:

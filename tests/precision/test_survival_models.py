@@ -14,6 +14,7 @@ from medloop.precision import (
     bootstrap_band,
     calibration_plot,
     calibration_table,
+    cross_validate_survival,
     survival_metrics,
     survival_plot,
     survival_target,
@@ -85,3 +86,23 @@ def test_bootstrap_band_covers_the_curve_and_the_plot_draws_it() -> None:
     assert png.startswith(b"\x89PNG")
     with pytest.raises(InvalidInputError):
         survival_plot(times, point[0][:2])
+
+
+def test_cross_validation_scores_every_patient_out_of_fold() -> None:
+    X, y = planted(300, 0)
+    folds: list[int] = []
+    horizon = float(np.median(y["time"]))
+    result = cross_validate_survival(
+        SurvivalModel("cox"), X, y, horizon=horizon, progress=lambda done, _: folds.append(done)
+    )
+    assert folds == [1, 2, 3, 4, 5]
+    assert result["cindex"] > 0.7 and 0 < result["cindex_sd"] < 0.1  # the planted risk
+    assert 0 < result["ibs"] < 0.25 and result["mean_auc"] > 0.7
+    table = result["calibration"]
+    assert table["n"].tolist() == [60] * 5  # every patient once, in fifths of predicted risk
+    assert table["predicted"].is_monotonic_increasing  # groups of rising P(event-free)
+    # a calibrated model: each group's predicted survival near what Kaplan-Meier observed
+    assert (table["predicted"] - table["observed"]).abs().max() < 0.15
+    few = survival_target(y["time"], np.r_[np.ones(3), np.zeros(297)].astype(bool))
+    with pytest.raises(InvalidInputError, match="5\\+ patients with and without the event"):
+        cross_validate_survival(SurvivalModel("cox"), X, few, horizon=horizon)

@@ -349,14 +349,15 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     sign_in(site.client, "dora")
     card = wf.risk_model_card(site.ws, project=COHORT)
     assert card["name"] == "v1 cox" and card["kind"] == "survival"
-    assert card["evaluation"] == "on a held-out 25% of the cohort"
-    assert set(card["metrics"]) == {"cindex", "mean_auc", "ibs"}
+    assert card["evaluation"] == "out of fold (5 stratified folds)"
+    assert set(card["metrics"]) == set(card["spread"]) == {"cindex", "mean_auc", "ibs"}
     points = card["calibration"]
-    assert len(points["predicted"]) == len(points["observed"]) == 4  # quarters of the held-out
+    assert len(points["predicted"]) == len(points["observed"]) == 5  # fifths of the cohort
     assert all(0 <= v <= 1 for v in points["predicted"] + points["observed"])
     assert points["what"] == f"P(event by {card_horizon(site)} days)"
     listing = site.client.get("/patients", params={"project": COHORT}).text
-    assert f"C-index {card['metrics']['cindex']:.3f}" in listing
+    cindex, spread = card["metrics"]["cindex"], card["spread"]["cindex"]
+    assert f"C-index {cindex:.3f} ± {spread:.3f}" in listing
     assert "/patients/model/calibration.png?project=trial%20cohort" in listing
     chart = site.client.get("/patients/model/calibration.png", params={"project": COHORT})
     assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")

@@ -270,7 +270,12 @@ def risk_evaluate(
         print_json(card)
         return
     out.print(f"{card['name']} ({card['kind']}), {card['n_train']} patients, {card['evaluation']}")
-    out.print(record_table("figures", {k: round(v, 4) for k, v in card["metrics"].items()}))
+    spread = card["spread"]
+    figures = {
+        k: f"{v:.4f}" + (f" ± {spread[k]:.4f} (sd across folds)" if k in spread else "")
+        for k, v in card["metrics"].items()
+    }
+    out.print(record_table("figures", figures))
     points = card["calibration"]
     rows = [
         {"predicted risk": f"{100 * p:.1f}%", "observed risk": f"{100 * o:.1f}%"}

@@ -18,7 +18,6 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
@@ -35,13 +34,12 @@ from medloop.precision import (
     TreatmentEffects,
     bootstrap_band,
     bootstrap_risk_interval,
-    calibration_table,
     cross_validate_risk,
+    cross_validate_survival,
     observations_to_wide,
     read_expression,
     read_fhir_bundle,
     read_table,
-    survival_metrics,
     survival_plot,
     survival_target,
 )
@@ -59,6 +57,8 @@ SYSTEM = "system"
 MODEL_ACTOR = "model"
 SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 CLASSIFICATION = "classification"
+#: A stored figure's spread across folds is kept as "<figure>_sd".
+SPREAD = "_sd"
 #: The kinds of model that give a patient's risk, the one a cohort uses first.
 RISK_KINDS = (SURVIVAL, CLASSIFICATION)
 
@@ -314,17 +314,19 @@ def train_risk(
     event_column: str,
     exclude: Sequence[str] = (),
     method: str = "ensemble",
-    test_size: float = 0.25,
+    n_splits: int = 5,
     n_bootstrap: int = 20,
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> TrainedModel:
-    """Train a survival model on the stored features; metrics on a held-out share
-    (C-index, mean time-dependent AUC, IBS; the stored version also keeps a calibration
-    table at the horizon), then refit on everyone and register it. `n_bootstrap` refits on
-    resamples give each patient of the cohort a 95% band of the survival curve (and of the
-    risk); patients added after training get no band until the next training. `progress`
-    counts the fits ("risk model: ...", 2 + n_bootstrap in all)."""
+    """Train a survival model on the stored features: metrics out of fold over `n_splits`
+    folds stratified on the event (C-index, mean time-dependent AUC, IBS, each with its
+    spread across folds; the stored version also keeps the calibration at the horizon,
+    the median follow-up, of every patient's out-of-fold prediction), then refit on
+    everyone and register it. `n_bootstrap` refits on resamples give each patient of the
+    cohort a 95% band of the survival curve (and of the risk); patients added after
+    training get no band until the next training. `progress` counts the fits ("risk
+    model: ...", n_splits + 1 + n_bootstrap in all)."""
     model = SurvivalModel(method, seed=seed)  # refuses an unknown method before any work
     with ws.db.session() as s:
         record = _project(s, project, create=False)
@@ -333,35 +335,27 @@ def train_risk(
     frame = frame.dropna(subset=[time_column, event_column])
     y = survival_target(frame[time_column], frame[event_column].astype(int))
     drop = [time_column, event_column, *exclude]
-    train_idx, test_idx = train_test_split(
-        np.arange(len(frame)), test_size=test_size, stratify=y["event"], random_state=seed
-    )
-    table = _feature_table(frame, drop).fit(frame.iloc[train_idx])
-    X_train, X_test = table.transform(frame.iloc[train_idx]), table.transform(frame.iloc[test_idx])
-    fits = 2 + n_bootstrap
-    progress("risk model: fitting on the training share", 0, fits)
-    model.fit(X_train, y[train_idx])
-    progress("risk model: refitting on every patient", 1, fits)
-    t_test = y["time"][test_idx]
-    lo, hi = np.percentile(t_test, [10, 80])
-    times = np.linspace(lo, min(hi, y["time"][train_idx].max() - 1e-9), 20)
-    metrics = survival_metrics(
-        y[train_idx],
-        y[test_idx],
-        model.predict_survival(X_test, times),
-        model.predict_risk(X_test),
-        times,
-    )
-    horizon = float(np.median(y["time"]))
-    held_out = model.predict_survival(X_test, [min(horizon, times[-1])]).iloc[:, 0]
-    calibration = calibration_table(
-        y[test_idx], held_out, horizon=min(horizon, times[-1]), groups=4
-    )
-    stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
+    # The table learns fill values and categories, never the outcome: fitted on everyone.
     table = _feature_table(frame, drop).fit(frame)
     X_all = table.transform(frame)
-    final = SurvivalModel(method, seed=seed).fit(X_all, y)
-    progress("risk model: bootstrap refits for the risk bands", 2, fits)
+    horizon = float(np.median(y["time"]))
+    fits = n_splits + 1 + n_bootstrap
+    stage = "risk model: cross-validation, then the final fit"
+    progress(stage, 0, fits)
+    evaluation = cross_validate_survival(
+        model,
+        X_all,
+        y,
+        horizon=horizon,
+        n_splits=n_splits,
+        seed=seed,
+        progress=lambda done, _total: progress(stage, done, fits),
+    )
+    calibration = evaluation.pop("calibration")
+    metrics = {k: float(v) for k, v in evaluation.items()}
+    stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
+    final = model.fit(X_all, y)
+    progress("risk model: bootstrap refits for the risk bands", n_splits + 1, fits)
     risk_now = 1.0 - final.predict_survival(X_all, [horizon]).iloc[:, 0]
     bundle: dict[str, Any] = {
         "table": table,
@@ -380,7 +374,7 @@ def train_risk(
             n_bootstrap=n_bootstrap,
             seed=seed,
             progress=lambda done, _total: progress(
-                "risk model: bootstrap refits for the risk bands", 2 + done, fits
+                "risk model: bootstrap refits for the risk bands", n_splits + 1 + done, fits
             ),
         )
     blob = _save(ws, bundle)
@@ -397,7 +391,7 @@ def train_risk(
                 "time": time_column,
                 "event": event_column,
                 "horizon": horizon,
-                "test_size": test_size,
+                "folds": n_splits,
             },
             metrics=stored,
         )
@@ -416,7 +410,7 @@ def train_risk(
             len(frame),
             table.columns_,
             metrics,
-            _evaluation(SURVIVAL, version.target or {}),
+            _evaluation(version.target or {}),
         )
 
 
@@ -520,7 +514,7 @@ def train_risk_classifier(
             len(frame),
             table.columns_,
             metrics,
-            _evaluation(CLASSIFICATION, version.target or {}),
+            _evaluation(version.target or {}),
         )
 
 
@@ -1102,10 +1096,12 @@ def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
 
 def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
     """The cohort's risk model (`current_risk_model`) as a doctor should judge it: `name`,
-    `kind`, `n_train`, `evaluation` (how it was measured) with its `metrics`, and
+    `kind`, `n_train`, `evaluation` (how it was measured) with its `metrics` and their
+    `spread` (standard deviation across folds, where the model kept one), and
     `calibration`: predicted against observed risk per group of patients (a survival
-    model: at its horizon on its held-out share, observed by Kaplan-Meier; a classifier:
-    out of fold, per tenth of predicted risk). NotFoundError before a risk model."""
+    model: out-of-fold risk by its horizon per fifth of predicted risk, observed by
+    Kaplan-Meier; a classifier: out of fold, per tenth of predicted risk). NotFoundError
+    before a risk model."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         version = current_risk_model(s, project_id=record.id)
@@ -1115,7 +1111,8 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         stored, target = dict(version.metrics or {}), dict(version.target or {})
         name, kind, n_train = _model_name(version), version.kind, version.n_train
     calibration = stored.pop("calibration", None)
-    evaluation = _evaluation(kind, target)
+    figures = {k: v for k, v in stored.items() if isinstance(v, int | float)}
+    evaluation = _evaluation(target)
     if kind == CLASSIFICATION:
         points = calibration or {"predicted": [], "observed": []}
         predicted, observed = points["predicted"], points["observed"]
@@ -1131,16 +1128,20 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         "kind": kind,
         "n_train": n_train,
         "evaluation": evaluation,
-        "metrics": {k: float(v) for k, v in stored.items() if isinstance(v, int | float)},
+        "metrics": {k: float(v) for k, v in figures.items() if not k.endswith(SPREAD)},
+        "spread": {
+            k.removesuffix(SPREAD): float(v) for k, v in figures.items() if k.endswith(SPREAD)
+        },
         "calibration": {"what": what, "predicted": predicted, "observed": observed},
     }
 
 
-def _evaluation(kind: str, target: Mapping[str, Any]) -> str:
-    """How a risk model's figures were measured, from what its version stored."""
-    if kind == CLASSIFICATION:
-        return f"out of fold ({target.get('folds', 5)} stratified folds)"
-    return f"on a held-out {100 * target.get('test_size', 0.25):g}% of the cohort"
+def _evaluation(target: Mapping[str, Any]) -> str:
+    """How a risk model's figures were measured, from what its version stored (survival
+    models trained before 2026-12-07 were scored on a held-out share)."""
+    if "test_size" in target:
+        return f"on a held-out {100 * target['test_size']:g}% of the cohort"
+    return f"out of fold ({target.get('folds', 5)} stratified folds)"
 
 
 def calibration_chart(card: Mapping[str, Any]) -> bytes:
