@@ -221,8 +221,13 @@ def test_cli_patients_risk_recommend(
     top = pd.DataFrame(json.loads(out))
     highest = everyone.sort_values("risk", ascending=False, kind="stable").head(5)
     assert code == 0 and top["patient"].tolist() == highest["patient"].tolist()
+    assert everyone["risk_lower"].isna().all()  # trained without bootstrap refits
+    assert '"risk_lower": null' in out  # valid JSON: no NaN
     code, out, _ = run("risk", "predict", "-p", "trial", "--top", "3")
+    horizon = f"{highest['horizon'].iloc[0]:g} days"
     assert code == 0 and "highest risk (3 of 160 patients)" in out
+    assert f"risk of the event by {horizon}, survival model v2" in " ".join(out.split())
+    assert f"{100 * highest['risk'].iloc[0]:.1f}%" in out and "none kept" in out
     code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
     result = json.loads(out)
     assert code == 0 and result["options"] == ["treat", "no treatment"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from medloop.cli.common import (
@@ -296,15 +297,35 @@ def risk_predict(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Each patient's risk of the event by the model's horizon (and its ranking score)."""
+    """Each patient's risk of the event by the model's horizon (or of a classifier's
+    outcome) with its 95% bootstrap interval; --json adds the ranking score."""
     with open_workspace() as ws:
         frame = wf.predict_risk(ws, project=project, patients=patient)
     title = f"risk ({len(frame)} patients)"
     if top is not None:
         title = f"highest risk ({min(top, len(frame))} of {len(frame)} patients)"
         frame = frame.sort_values("risk", ascending=False, kind="stable").head(top)
-    rows = frame_records(frame)
-    print_json(rows) if as_json else out.print(table(title, rows))
+    if as_json:
+        print_json(frame_records(frame))
+        return
+    if len(frame):  # one model for every row: say what it predicts once, in the title
+        first = frame.iloc[0]
+        if first["model_kind"] == "survival":
+            what = f"the event by {first['horizon']:g} {first['time_unit'] or 'time units'}"
+        else:
+            what = str(first["outcome"])
+        title = f"{title}: risk of {what}, {first['model_kind']} model v{first['model_version']}"
+    rows = [
+        {
+            "patient": str(patient_id),
+            "risk": f"{100 * row['risk']:.1f}%",
+            "95% bootstrap interval": "none kept"
+            if pd.isna(row["risk_lower"])
+            else f"{100 * row['risk_lower']:.1f}-{100 * row['risk_upper']:.1f}%",
+        }
+        for patient_id, row in frame.iterrows()
+    ]
+    out.print(table(title, rows))
 
 
 @app.command()
