@@ -559,6 +559,25 @@ def labelled_item_ids(session: Session, *, project_id: int) -> set[int]:
     )
 
 
+def item_counts(session: Session, *, project_id: int) -> dict[str, int]:
+    """The project's number of items per split."""
+    rows = session.execute(
+        select(Item.split, func.count(Item.id))
+        .where(Item.project_id == project_id)
+        .group_by(Item.split)
+        .order_by(Item.split)
+    )
+    return {str(split): int(n) for split, n in rows}
+
+
+def count_tasks(session: Session, *, project_id: int, status: TaskStatus) -> int:
+    """The project's number of tasks in `status`."""
+    counted = select(func.count(Task.id)).where(
+        Task.project_id == project_id, Task.status == str(status)
+    )
+    return int(session.scalar(counted) or 0)
+
+
 def tasks_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     query = (
         select(

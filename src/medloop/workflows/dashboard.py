@@ -153,65 +153,97 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
         classes = [str(c) for c in record.classes]
-        items = repo.items_frame(s, project_id=record.id)
-        answers = repo.answers_frame(s, project_id=record.id)
-        tasks = repo.tasks_frame(s, project_id=record.id)
-        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
-        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        splits = repo.item_counts(s, project_id=record.id)
+        open_tasks = repo.count_tasks(s, project_id=record.id, status=TaskStatus.OPEN)
         models = _model_rows(repo.model_versions(s, project_id=record.id))
-        state = repo.label_state(s, project_id=record.id)
-    crowd, known = _crowd_and_gold(answers, finals)
-    n_classes = len(classes)
+        crowd = _crowd_figures(ws, s, project_id=record.id, n_classes=len(classes), method=name)
     return Dashboard(
         project=project,
         classes=classes,
         method=name,
-        progress=_progress(items, answers, tasks, consensus, finals),
-        answers_per_day=_per_day(answers),
-        annotators=ws.kept(
-            ("dashboard annotators", record.id, name),
-            state,
-            lambda: _annotators(crowd, known, n_classes=n_classes, method=name),
+        progress=IngestProgress(
+            items=sum(splits.values()),
+            splits=splits,
+            open_tasks=open_tasks,
+            **asdict(crowd.counts),
         ),
-        consensus_on_gold=ws.kept(
-            ("dashboard consensus on gold", record.id, name),
-            state,
-            lambda: _consensus_on_gold(crowd, known, n_classes=n_classes, method=name),
-        ),
+        answers_per_day=crowd.answers_per_day,
+        annotators=crowd.annotators,
+        consensus_on_gold=crowd.consensus_on_gold,
         models=models,
         learning_curve=_curve(models),
     )
 
 
-# The dashboard's charts each need one part: these read and compute only that part. The
-# crowd model's figures (fits of the aggregator) are kept in the workspace until the
-# project gains an answer or a label (`Workspace.kept`, `repository.label_state`).
+@dataclass(frozen=True)
+class _LabelCounts:
+    labelled: int
+    final_labels: int
+    answers: int
+    crowd_answers: int
+    doctor_answers: int
+
+
+@dataclass(frozen=True)
+class _CrowdFigures:
+    """What the dashboard computes from a project's answers and labels alone."""
+
+    counts: _LabelCounts
+    answers_per_day: list[DayCount]
+    annotators: list[AnnotatorStats]
+    consensus_on_gold: list[GoldScore]
+
+
+def _crowd_figures(
+    ws: Workspace, s: Any, *, project_id: int, n_classes: int, method: str
+) -> _CrowdFigures:
+    """The project's `_CrowdFigures` (reading 60k answers and fitting the crowd model
+    three times takes most of a second), kept in the workspace until the project gains an
+    answer or a label (`Workspace.kept`, `repository.label_state`)."""
+
+    def compute() -> _CrowdFigures:
+        answers = repo.answers_frame(s, project_id=project_id)
+        consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
+        finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
+        crowd, known = _crowd_and_gold(answers, finals)
+        return _CrowdFigures(
+            counts=_LabelCounts(
+                labelled=len(consensus.index.union(finals.index)),
+                final_labels=len(finals),
+                answers=len(answers),
+                crowd_answers=int((answers["source"] == str(LabelSource.CROWD)).sum()),
+                doctor_answers=int((answers["source"] == str(LabelSource.DOCTOR)).sum()),
+            ),
+            answers_per_day=_per_day(answers),
+            annotators=_annotators(crowd, known, n_classes=n_classes, method=method),
+            consensus_on_gold=_consensus_on_gold(crowd, known, n_classes=n_classes, method=method),
+        )
+
+    state = repo.label_state(s, project_id=project_id)
+    return ws.kept(("dashboard", project_id, method), state, compute)
+
+
+# The dashboard's charts each need one part: these read and compute only that part.
 
 
 def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:
-    """`Dashboard.answers_per_day` alone."""
-    with ws.db.session() as s:
-        record = repo.get_image_project(s, name=project)
-        return _per_day(repo.answers_frame(s, project_id=record.id))
+    """`Dashboard.answers_per_day` alone (from the figures the dashboard keeps)."""
+    return _project_crowd_figures(ws, project=project, method=DEFAULT_METHOD).answers_per_day
 
 
 def annotator_stats(
     ws: Workspace, *, project: str, method: str | None = None
 ) -> list[AnnotatorStats]:
-    """`Dashboard.annotators` alone."""
+    """`Dashboard.annotators` alone (from the figures the dashboard keeps)."""
     name = look_up_option(method or DEFAULT_METHOD, Method).value
+    return _project_crowd_figures(ws, project=project, method=name).annotators
+
+
+def _project_crowd_figures(ws: Workspace, *, project: str, method: str) -> _CrowdFigures:
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
         n_classes = len(record.classes)
-
-        def compute() -> list[AnnotatorStats]:
-            answers = repo.answers_frame(s, project_id=record.id)
-            finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-            crowd, known = _crowd_and_gold(answers, finals)
-            return _annotators(crowd, known, n_classes=n_classes, method=name)
-
-        state = repo.label_state(s, project_id=record.id)
-        return ws.kept(("dashboard annotators", record.id, name), state, compute)
+        return _crowd_figures(ws, s, project_id=record.id, n_classes=n_classes, method=method)
 
 
 def learning_curve(ws: Workspace, *, project: str) -> list[CurvePoint]:
@@ -254,26 +286,6 @@ def _crowd_and_gold(answers: pd.DataFrame, finals: pd.DataFrame) -> tuple[pd.Dat
     frame = crowd[["task", "worker", "label"]].reset_index(drop=True)
     known = finals["label"].astype(int)
     return frame, known[known.index.isin(frame["task"])]
-
-
-def _progress(
-    items: pd.DataFrame,
-    answers: pd.DataFrame,
-    tasks: pd.DataFrame,
-    consensus: pd.DataFrame,
-    finals: pd.DataFrame,
-) -> IngestProgress:
-    splits = items["split"].value_counts()
-    return IngestProgress(
-        items=len(items),
-        splits={str(k): int(v) for k, v in splits.sort_index().items()},
-        labelled=len(consensus.index.union(finals.index)),
-        final_labels=len(finals),
-        answers=len(answers),
-        crowd_answers=int((answers["source"] == str(LabelSource.CROWD)).sum()),
-        doctor_answers=int((answers["source"] == str(LabelSource.DOCTOR)).sum()),
-        open_tasks=int((tasks["status"] == str(TaskStatus.OPEN)).sum()),
-    )
 
 
 def _per_day(answers: pd.DataFrame) -> list[DayCount]:
