@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from medloop.aggregation import DEFAULT_METHOD, MajorityVote, Method, make_aggregator
 from medloop.aggregation.reliability import worker_reliability
@@ -195,7 +196,7 @@ class _CrowdFigures:
 
 
 def _crowd_figures(
-    ws: Workspace, s: Any, *, project_id: int, n_classes: int, method: str
+    ws: Workspace, s: Session, *, project_id: int, n_classes: int, method: str
 ) -> _CrowdFigures:
     """The project's `_CrowdFigures` (reading 60k answers and fitting the crowd model
     three times takes most of a second), kept in the workspace until the project gains an

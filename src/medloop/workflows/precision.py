@@ -254,7 +254,7 @@ class TrainedModel:
     n_train: int
     features: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
-    #: how `metrics` were measured ("on a held-out 25% of the cohort", "out of fold ...")
+    #: how `metrics` were measured, e.g. "out of fold (5 stratified folds)"
     evaluation: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -695,11 +695,10 @@ class RecommendationView:
     `risk` is P(event by the survival model's horizon, the median follow-up), or, for a
     cohort with an outcome classifier instead, P(`outcome` = 1), with its bootstrap
     interval; `risk_drivers` the features that move it most from the average patient's;
-    `benefit` the estimated gain in P(event-free) from
-    treatment, with its interval; `option_estimates` one row per option: expected
-    P(event-free) with its interval, and the benefit over the reference option (the
-    control) with its interval and verdict ("no clear benefit" when the interval covers
-    zero)."""
+    `benefit` the estimated gain in P(event-free) from treatment, with its interval;
+    `option_estimates` one row per option: expected P(event-free) with its interval, and
+    the benefit over the reference option (the control) with its interval and verdict
+    ("no clear benefit" when the interval covers zero)."""
 
     recommendation_id: int
     patient: str
