@@ -120,8 +120,10 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert (predicted["risk_lower"] < predicted["risk_upper"]).all()
         assert {d["feature"] for d in view.risk_drivers} <= set(risk.features)
         riskiest = wf.recommend(ws, project="trial", patient=predicted["risk"].idxmax())
-        assert riskiest.risk_drivers[0]["feature"] == "marker"  # the planted risk factor
-        assert riskiest.risk_drivers[0]["contribution"] > 0
+        strongest = riskiest.risk_drivers[0]
+        assert strongest["feature"] == "marker" and strongest["scale"] == "hazard"
+        assert strongest["factor"] == pytest.approx(np.exp(strongest["contribution"]))
+        assert strongest["factor"] > 2  # the planted risk factor, at this patient's value
         assert view.benefit_lower <= view.benefit <= view.benefit_upper
         assert view.options == ["treat", "no treatment"]
         assert view.drivers and view.drivers[0]["feature"]
@@ -374,7 +376,8 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         ]
         # the planted risk factor drives the riskiest patient's risk up
         strongest = view.risk_drivers[0]
-        assert strongest["feature"] == "marker" and strongest["contribution"] > 0
+        assert strongest["feature"] == "marker" and strongest["scale"] == "odds"
+        assert strongest["factor"] > 1
         assert len(view.risk_drivers) == 3
         page = wf.patient_record(ws, project="trial", patient=high)
         assert page["recommendation"]["classifier_version"] == 1

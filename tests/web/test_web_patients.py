@@ -337,7 +337,8 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     assert "calibrated classifier v1" in page and "survival.png" not in page
     low, high = 100 * view.risk_lower, 100 * view.risk_upper
     assert f"(95% bootstrap interval {low:.1f}\u2013{high:.1f}%; calibrated" in page
-    assert "What drives the risk" in page
+    assert "What drives the risk" in page and "Multiplies the odds" in page
+    assert f"\u00d7{view.risk_drivers[0]['factor']:.2f}" in page
     assert f"<td>{view.risk_drivers[0]['feature']}</td>" in page
     cohorts = site.client.get("/patients").text
     assert "v1 logistic classifier of event" in cohorts

@@ -387,7 +387,7 @@ def recommend(
             {
                 "feature": d["feature"],
                 "value": d["value"],
-                "moves the risk by (pts)": f"{100 * d['contribution']:+.1f}",
+                f"multiplies the {d['scale']} by": f"x{d['factor']:.2f}",
             }
             for d in view.risk_drivers
         ]

@@ -356,12 +356,12 @@ def train_risk(
     stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
     final = model.fit(X_all, y)
     progress("risk model: bootstrap refits for the risk bands", n_splits + 1, fits)
-    risk_now = 1.0 - final.predict_survival(X_all, [horizon]).iloc[:, 0]
+    survival_now = final.predict_survival(X_all, [horizon]).iloc[:, 0].to_numpy()
     bundle: dict[str, Any] = {
         "table": table,
         "model": final,
         "horizon": horizon,
-        "drivers": LinearSurrogate().fit(X_all, risk_now),
+        "drivers": LinearSurrogate().fit(X_all, _log_hazard(survival_now)),
     }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
@@ -467,7 +467,7 @@ def train_risk_classifier(
     bundle: dict[str, Any] = {
         "table": table,
         "model": model,
-        "drivers": LinearSurrogate().fit(X, risk),
+        "drivers": LinearSurrogate().fit(X, _log_odds(risk.to_numpy())),
     }
     progress("risk classifier: bootstrap refits for the risk intervals", n_splits + 1, fits)
     if n_bootstrap:
@@ -675,14 +675,32 @@ def _band_at(bundle: Mapping[str, Any], horizon: float) -> pd.DataFrame:
     return pd.DataFrame({"lower": 1.0 - high.iloc[:, at], "upper": 1.0 - low.iloc[:, at]})
 
 
+def _log_hazard(survival: np.ndarray) -> np.ndarray:
+    """log(-log S): the log cumulative hazard, where a Cox model is linear."""
+    return np.asarray(np.log(-np.log(np.clip(survival, 1e-6, 1 - 1e-6))))
+
+
+def _log_odds(risk: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)): where a logistic model is linear."""
+    p = np.clip(risk, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(p / (1 - p)))
+
+
 def _risk_drivers(bundle: Mapping[str, Any], X: pd.DataFrame) -> list[dict[str, Any]]:
-    """The features that move one patient's risk most from the average patient's (a
-    linear surrogate of the risk model, contributions in probability); [] for a model
-    trained before drivers were kept."""
+    """The features that move one patient's risk most from the average patient's: a
+    linear surrogate of the risk model on the scale where Cox and logistic models are
+    linear (exactly so for them), the log cumulative hazard by the horizon for a survival
+    model or the log odds for a classifier. Each driver's `factor` (e to its
+    `contribution`) multiplies the average patient's hazard (`scale` "hazard") or odds
+    ("odds"); a probability scale would add up to more than 100 points at the extremes.
+    [] for a model trained before drivers were kept."""
     surrogate: LinearSurrogate | None = bundle.get("drivers")
     if surrogate is None:
         return []
-    return surrogate.drivers(X).drop(columns="patient").to_dict(orient="records")
+    drivers = surrogate.drivers(X).drop(columns="patient")
+    drivers["factor"] = np.exp(drivers["contribution"])
+    drivers["scale"] = "hazard" if "horizon" in bundle else "odds"
+    return list(drivers.to_dict(orient="records"))
 
 
 # --- recommendations and decisions -------------------------------------------------------
