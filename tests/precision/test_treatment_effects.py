@@ -55,6 +55,13 @@ def test_interval_decides_the_recommendation_and_drivers_name_the_modifier() -> 
     drivers = model.drivers(patients, top=1)
     assert drivers.loc[drivers["patient"] == 0, "feature"].item() == "x1"
     assert drivers.loc[drivers["patient"] == 0, "contribution"].item() > 0
+    # a driver is the model's own answer: the estimate minus the estimate with that
+    # feature at the cohort's mean, however far out the patient is
+    far = patients.iloc[[0]].assign(x1=40.0)
+    strongest = model.drivers(far, top=1).iloc[0]
+    at_mean = far.assign(x1=X["x1"].mean())
+    moved = model.effect(far).iloc[0] - model.effect(at_mean).iloc[0]
+    assert strongest["feature"] == "x1" and strongest["contribution"] == pytest.approx(moved)
 
 
 def test_no_effect_gives_no_clear_benefit_for_most_patients() -> None:

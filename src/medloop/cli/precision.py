@@ -411,7 +411,7 @@ def recommend(
             }
             for d in view.drivers
         ]
-        out.print(table("what drives it (vs the average patient)", drivers))
+        out.print(table("what drives it (vs each feature at the cohort's mean)", drivers))
     if decision is not None:
         out.print(f"{decision.doctor}: {decision.decision} -> {decision.treatment}")
 

@@ -1,10 +1,13 @@
 """What drives a model's estimate for one patient, against the average patient.
 
-`LinearSurrogate` fits a ridge regression of any per-patient estimate (a treatment
-effect, a risk) on standardised features, then explains each patient's estimate as the
+`LinearSurrogate` fits a ridge regression of any per-patient estimate (e.g. a risk
+model's log hazard) on standardised features, then explains each patient's estimate as the
 sum of per-feature contributions, coefficient x standardised value. It is a summary of
 the model, not the model: the drivers say which features move the estimate most, in the
-estimate's own units, for a doctor reading one patient's page.
+estimate's own units, for a doctor reading one patient's page. Fit it on a scale where
+the model is close to linear (a risk model's log hazard or log odds): on a bounded scale
+such as a probability, linear contributions overshoot at the extremes. `drivers_frame`
+ranks any per-feature contributions the same way.
 
 >>> X = pd.DataFrame({"age": [40.0, 50.0, 60.0, 70.0], "bmi": [22.0, 30.0, 22.0, 30.0]})
 >>> surrogate = LinearSurrogate().fit(X, [0.1, 0.2, 0.3, 0.4])
@@ -64,19 +67,33 @@ class LinearSurrogate:
     def drivers(self, X: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
         """The `top` features that move each patient's estimate most. Long frame:
         patient (X's index), rank, feature, value, contribution."""
-        contrib = self.contributions(X).to_numpy()
+        contributions = self.contributions(X).to_numpy()  # checks fitted and columns
         values = X[self.feature_names_].to_numpy(dtype=float)
-        rows = []
-        for i, patient in enumerate(X.index):
-            strongest = np.argsort(-np.abs(contrib[i]), kind="stable")[:top]
-            for rank, j in enumerate(strongest, start=1):
-                rows.append(
-                    {
-                        "patient": patient,
-                        "rank": rank,
-                        "feature": self.feature_names_[j],
-                        "value": float(values[i, j]),
-                        "contribution": float(contrib[i, j]),
-                    }
-                )
-        return pd.DataFrame(rows, columns=DRIVER_COLUMNS)
+        return drivers_frame(contributions, values, X.index, self.feature_names_, top=top)
+
+
+def drivers_frame(
+    contributions: np.ndarray,
+    values: np.ndarray,
+    patients: pd.Index,
+    features: list[str],
+    *,
+    top: int = 3,
+) -> pd.DataFrame:
+    """Per patient (a row of `contributions` and `values`, one column per feature), its
+    `top` features by absolute contribution. Long frame: patient, rank, feature, value,
+    contribution."""
+    rows = []
+    for i, patient in enumerate(patients):
+        strongest = np.argsort(-np.abs(contributions[i]), kind="stable")[:top]
+        for rank, j in enumerate(strongest, start=1):
+            rows.append(
+                {
+                    "patient": patient,
+                    "rank": rank,
+                    "feature": features[j],
+                    "value": float(values[i, j]),
+                    "contribution": float(contributions[i, j]),
+                }
+            )
+    return pd.DataFrame(rows, columns=DRIVER_COLUMNS)

@@ -4,8 +4,8 @@
 (`outcome` must be "higher is better", e.g. 1 - event) with a T-, S- or X-learner over a
 logistic/ridge or gradient-boosting base model. Intervals come from refitting on
 bootstrap resamples; when an interval covers zero the recommendation is
-"no clear benefit". `drivers` explains each estimate by a linear surrogate of the
-estimated effects over standardised features.
+"no clear benefit". `drivers` explains each estimate by how far it moves when one
+feature is set to the cohort's mean.
 
 >>> rng = np.random.default_rng(0)
 >>> X = pd.DataFrame({"x": rng.normal(size=400)})
@@ -31,7 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
-from medloop.precision.drivers import LinearSurrogate
+from medloop.precision.drivers import drivers_frame
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class TreatmentEffects:
     (gradient boosting, single-threaded); `n_bootstrap` refits for the interval (0: none);
     `alpha` for the (1 - alpha) interval; `seed`.
     Learned: `binary_` (outcome is 0/1: effects are risk differences), `feature_names_`,
-    `models_` (full-data fit), `boot_models_`, `surrogate_` (drivers).
+    `models_` (full-data fit), `boot_models_`, `mean_` (each feature's mean, for drivers).
     """
 
     def __init__(
@@ -119,7 +119,7 @@ class TreatmentEffects:
             if progress is not None:
                 progress(1 + len(self.boot_models_), 1 + self.n_bootstrap)
         tau = self._effect(self.models_, Xa)
-        self.surrogate_ = LinearSurrogate().fit(X, tau)
+        self.mean_ = Xa.mean(axis=0)
         logger.info(
             "fitted %s-learner (%s) on %d patients; mean effect %.4f",
             self.learner,
@@ -261,13 +261,24 @@ class TreatmentEffects:
         return frame[order]
 
     def drivers(self, X: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
-        """The `top` features that move each patient's estimate most from the average.
-
-        Long frame: patient (X's index), rank, feature, value, contribution (in effect
-        units, from a ridge surrogate of the estimated effects on standardised features).
-        """
-        self._check_fitted(X)
-        return self.surrogate_.drivers(X, top=top)
+        """The `top` features that move each patient's estimate most: a feature's
+        contribution is the estimate minus what it would be with that feature at the
+        training cohort's mean and the others as they are (in effect units; the model's
+        own answer, so it never overshoots the way a linear summary does at the
+        extremes). Long frame: patient (X's index), rank, feature, value, contribution."""
+        Xa = self._check_fitted(X)
+        n, k = Xa.shape
+        contributions = np.empty((n, k))
+        block = max(1, 20_000 // max(k, 1))  # patients per batch: at most ~20k rows
+        for start in range(0, n, block):
+            rows = Xa[start : start + block]
+            averaged = np.repeat(rows, k, axis=0)  # each patient k times...
+            column = np.tile(np.arange(k), len(rows))  # ...with feature j at its mean
+            averaged[np.arange(len(averaged)), column] = self.mean_[column]
+            point = self._effect(self.models_, rows)
+            moved = self._effect(self.models_, averaged).reshape(len(rows), k)
+            contributions[start : start + block] = point[:, None] - moved
+        return drivers_frame(contributions, Xa, X.index, self.feature_names_, top=top)
 
 
 class _Constant:
