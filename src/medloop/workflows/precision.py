@@ -403,15 +403,19 @@ def train_risk(
             entity_id=version.id,
             detail={"kind": SURVIVAL, "version": version.version, **metrics},
         )
-        return TrainedModel(
-            SURVIVAL,
-            version.version,
-            method,
-            len(frame),
-            table.columns_,
-            metrics,
-            _evaluation(version.target or {}),
-        )
+        return _trained_risk_model(version, metrics)
+
+
+def _trained_risk_model(version: RiskModelVersion, metrics: dict[str, float]) -> TrainedModel:
+    return TrainedModel(
+        version.kind,
+        version.version,
+        version.method,
+        version.n_train,
+        list(version.features),
+        metrics,
+        _evaluation(version.target or {}),
+    )
 
 
 def train_risk_classifier(
@@ -507,15 +511,7 @@ def train_risk_classifier(
             entity_id=version.id,
             detail={"kind": CLASSIFICATION, "version": version.version, **metrics},
         )
-        return TrainedModel(
-            CLASSIFICATION,
-            version.version,
-            method,
-            len(frame),
-            table.columns_,
-            metrics,
-            _evaluation(version.target or {}),
-        )
+        return _trained_risk_model(version, metrics)
 
 
 def train_effects(
