@@ -228,14 +228,22 @@ def survival_metrics(
     return {"cindex": float(cindex), "mean_auc": float(mean_auc), "ibs": float(ibs)}
 
 
-def evaluation_times(y_train: np.ndarray, y_test: np.ndarray, *, points: int = 20) -> np.ndarray:
-    """Where to score held-out survival: `points` times from the 10th to the 80th
-    percentile of the held-out follow-up, below the longest training follow-up (the
-    time-dependent AUC and the Brier score need the censoring distribution there)."""
+def evaluation_times(
+    y_censoring: np.ndarray, y_test: np.ndarray, *, points: int = 20
+) -> np.ndarray | None:
+    """Where to score held-out survival over time: `points` times from the 10th to the
+    80th percentile of the held-out follow-up, below the longest follow-up of
+    `y_censoring` and where its censoring distribution is still above zero (the
+    time-dependent AUC and the Brier score weight by it). None when no such range is
+    left (a small fold)."""
     _, test_time = _fields(y_test)
-    _, train_time = _fields(y_train)
+    event, time = _fields(y_censoring)
     lo, hi = np.percentile(test_time, [10, 80])
-    return np.linspace(lo, min(hi, train_time.max() - 1e-9), points)
+    km_time, km_censoring = kaplan_meier_estimator(~event, time)
+    gone = km_time[km_censoring <= 0]
+    limit = min(float(time.max()), float(gone.min()) if len(gone) else np.inf)
+    hi = min(hi, limit - 1e-9)
+    return np.linspace(lo, hi, points) if hi > lo else None
 
 
 def cross_validate_survival(
@@ -251,9 +259,11 @@ def cross_validate_survival(
 ) -> dict[str, Any]:
     """Out-of-fold evaluation of `model`'s settings over `n_splits` folds stratified on
     the event: `cindex`, `mean_auc` and `ibs` (`survival_metrics` of each fold, averaged)
-    with their standard deviations across folds (`cindex_sd`, ...), and `calibration`,
-    the `calibration_table` of every patient's out-of-fold P(event-free at `horizon`) in
-    `groups` groups. `progress` is called with (folds done, n_splits) after each fold."""
+    with their standard deviations across folds (`cindex_sd`, ...; a fold whose
+    follow-up is too short to score over time counts for the C-index only), and
+    `calibration`, the `calibration_table` of every patient's out-of-fold P(event-free at
+    `horizon`) in `groups` groups. `progress` is called with (folds done, n_splits) after
+    each fold."""
     event, _ = _fields(y)
     if len(X) != len(y):
         raise InvalidInputError("X and y need the same number of rows")
@@ -268,20 +278,32 @@ def cross_validate_survival(
     for done, (train, test) in enumerate(folds.split(X, event), start=1):
         fitted = model.unfitted().fit(X.iloc[train], y[train])
         held_out = X.iloc[test]
-        times = evaluation_times(y[train], y[test])
-        per_fold.append(
-            survival_metrics(
-                y[train],
-                y[test],
-                fitted.predict_survival(held_out, times),
-                fitted.predict_risk(held_out),
-                times,
-            )
-        )
+        risk = fitted.predict_risk(held_out).to_numpy()
+        test_event, test_time = _fields(y[test])
+        scores = {"cindex": np.nan, "mean_auc": np.nan, "ibs": np.nan}
+        try:
+            scores["cindex"] = float(concordance_index_censored(test_event, test_time, risk)[0])
+        except ValueError as error:  # a small fold with no pair of patients to compare
+            logger.info("fold %d has no C-index: %s", done, error)
+        times = evaluation_times(y, y[test])  # censoring weights from everyone, as the
+        if times is not None:  # scikit-survival evaluation guide does
+            with np.errstate(invalid="ignore", divide="ignore"):
+                try:
+                    scores = survival_metrics(
+                        y, y[test], fitted.predict_survival(held_out, times), risk, times
+                    )
+                except ValueError as error:  # a small fold's follow-up is too short
+                    logger.info("fold %d scored by C-index only: %s", done, error)
+        per_fold.append(scores)
         at_horizon[test] = fitted.predict_survival(held_out, [horizon]).iloc[:, 0]
         if progress is not None:
             progress(done, n_splits)
     figures = pd.DataFrame(per_fold)
+    if figures.isna().all().any():
+        raise InvalidInputError(
+            f"{len(y)} patients with {int(event.sum())} events are too few to score a "
+            f"survival model over time in {n_splits} folds; add patients or follow-up"
+        )
     result: dict[str, Any] = {name: float(figures[name].mean()) for name in figures}
     result |= {f"{name}_sd": float(figures[name].std(ddof=1)) for name in figures}
     result["calibration"] = calibration_table(y, at_horizon, horizon=horizon, groups=groups)
