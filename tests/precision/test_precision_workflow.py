@@ -119,7 +119,11 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         ]  # the band's interval at the horizon
         assert (predicted["risk_lower"] < predicted["risk_upper"]).all()
         assert {d["feature"] for d in view.risk_drivers} <= set(risk.features)
+        reads: list[str] = []
+        read_blob = ws.blobs.get
+        ws.blobs.get = lambda sha: reads.append(sha) or read_blob(sha)  # type: ignore[method-assign]
         riskiest = wf.recommend(ws, project="trial", patient=predicted["risk"].idxmax())
+        assert reads == [], "models already used are not read and unpickled again"
         strongest = riskiest.risk_drivers[0]
         assert strongest["feature"] == "marker" and strongest["scale"] == "hazard"
         assert strongest["factor"] == pytest.approx(np.exp(strongest["contribution"]))

@@ -302,8 +302,10 @@ def _save(ws: Workspace, obj: Any) -> str:
 
 
 def _load(ws: Workspace, sha256: str) -> Any:
-    # our own blob store, written by _save: trusted content
-    return pickle.loads(ws.blobs.get(sha256))
+    """A model bundle from our own blob store (written by `_save`: trusted content),
+    unpickled once while it is among the workspace's recently used (a sha256 always
+    names the same bytes; callers only read the bundle)."""
+    return ws.recent(("model bundle", sha256), lambda: pickle.loads(ws.blobs.get(sha256)))
 
 
 def train_risk(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -10,6 +12,8 @@ from medloop.config import Settings
 from medloop.store import BlobStore, Database
 
 T = TypeVar("T")
+#: How many never-changing objects a workspace keeps (`Workspace.recent`).
+RECENT_LIMIT = 4
 
 
 @dataclass
@@ -25,6 +29,10 @@ class Workspace:
     #: Figures derived from a project's answers and labels (annotator reliability on the
     #: review and dashboard pages): key -> (the state they were computed at, value).
     derived: dict[Hashable, tuple[Hashable, Any]] = field(default_factory=dict, repr=False)
+    #: Objects that never change once made (models unpickled from content-addressed
+    #: blobs): the `RECENT_LIMIT` most recently used, oldest first (`recent`).
+    recently_used: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
+    _recent_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
@@ -42,6 +50,21 @@ class Workspace:
             return cast(T, found[1])
         value = compute()
         self.derived[key] = (state, value)
+        return value
+
+    def recent(self, key: Hashable, make: Callable[[], T]) -> T:
+        """`make()`, kept under `key` among the `RECENT_LIMIT` most recently used: for
+        what a key always means the same (a blob's sha256), too large to keep them all
+        (a survival forest weighs tens of MB)."""
+        with self._recent_lock:  # server threads share the workspace
+            if key in self.recently_used:
+                self.recently_used.move_to_end(key)
+                return cast(T, self.recently_used[key])
+        value = make()  # outside the lock: two threads may both make it, one is kept
+        with self._recent_lock:
+            self.recently_used[key] = value
+            while len(self.recently_used) > RECENT_LIMIT:
+                self.recently_used.popitem(last=False)
         return value
 
     def close(self) -> None:
