@@ -39,6 +39,7 @@ from medloop.precision.risk import (
     cross_validate_risk,
 )
 from medloop.precision.survival import (
+    SPREAD_SUFFIX,
     SurvivalModel,
     bootstrap_band,
     calibration_plot,
@@ -53,6 +54,7 @@ __all__ = [
     "CLEAR_BENEFIT",
     "CLEAR_HARM",
     "NO_CLEAR_BENEFIT",
+    "SPREAD_SUFFIX",
     "Estimate",
     "Feature",
     "FeatureTable",

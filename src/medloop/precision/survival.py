@@ -35,6 +35,8 @@ from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionE
 logger = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("cox", "rsf", "gbsa", "ensemble")
+#: `cross_validate_survival` names a figure's spread across folds "<figure>_sd".
+SPREAD_SUFFIX = "_sd"
 
 
 def survival_target(time: Any, event: Any) -> np.ndarray:
@@ -305,7 +307,7 @@ def cross_validate_survival(
             f"survival model over time in {n_splits} folds; add patients or follow-up"
         )
     result: dict[str, Any] = {name: float(figures[name].mean()) for name in figures}
-    result |= {f"{name}_sd": float(figures[name].std(ddof=1)) for name in figures}
+    result |= {name + SPREAD_SUFFIX: float(figures[name].std(ddof=1)) for name in figures}
     result["calibration"] = calibration_table(y, at_horizon, horizon=horizon, groups=groups)
     return result
 

@@ -25,6 +25,7 @@ from medloop.ingest import pseudonymize
 from medloop.precision import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
+    SPREAD_SUFFIX,
     Feature,
     FeatureTable,
     GeneExpression,
@@ -57,8 +58,6 @@ SYSTEM = "system"
 MODEL_ACTOR = "model"
 SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 CLASSIFICATION = "classification"
-#: A stored figure's spread across folds is kept as "<figure>_sd".
-SPREAD = "_sd"
 #: The kinds of model that give a patient's risk, the one a cohort uses first.
 RISK_KINDS = (SURVIVAL, CLASSIFICATION)
 
@@ -355,9 +354,9 @@ def train_risk(
     )
     calibration = evaluation.pop("calibration")
     metrics = {k: float(v) for k, v in evaluation.items()}
-    stored: dict[str, Any] = {**metrics, "calibration": calibration.to_dict(orient="records")}
     final = model.fit(X_all, y)
-    progress("risk model: bootstrap refits for the risk bands", n_splits + 1, fits)
+    bands = "risk model: bootstrap refits for the risk bands"
+    progress(bands, n_splits + 1, fits)
     survival_now = final.predict_survival(X_all, [horizon]).iloc[:, 0].to_numpy()
     bundle: dict[str, Any] = {
         "table": table,
@@ -375,27 +374,49 @@ def train_risk(
             method=method,
             n_bootstrap=n_bootstrap,
             seed=seed,
-            progress=lambda done, _total: progress(
-                "risk model: bootstrap refits for the risk bands", n_splits + 1 + done, fits
-            ),
+            progress=lambda done, _total: progress(bands, n_splits + 1 + done, fits),
         )
+    return _register_risk_model(
+        ws,
+        project_id=record.id,
+        kind=SURVIVAL,
+        method=method,
+        bundle=bundle,
+        n_train=len(frame),
+        features=table.columns_,
+        target={"time": time_column, "event": event_column, "horizon": horizon, "folds": n_splits},
+        metrics=metrics,
+        calibration=calibration.to_dict(orient="records"),
+    )
+
+
+def _register_risk_model(
+    ws: Workspace,
+    *,
+    project_id: int,
+    kind: str,
+    method: str,
+    bundle: dict[str, Any],
+    n_train: int,
+    features: list[str],
+    target: dict[str, Any],
+    metrics: dict[str, float],
+    calibration: Any,
+) -> TrainedModel:
+    """Save a trained risk model's bundle, register it as the cohort's newest version of
+    `kind` (its figures stored with their `calibration`) and audit the training."""
     blob = _save(ws, bundle)
     with ws.db.session() as s:
         version = prepo.add_risk_model(
             s,
-            project_id=record.id,
-            kind=SURVIVAL,
+            project_id=project_id,
+            kind=kind,
             method=method,
             blob_sha256=blob,
-            n_train=len(frame),
-            features=table.columns_,
-            target={
-                "time": time_column,
-                "event": event_column,
-                "horizon": horizon,
-                "folds": n_splits,
-            },
-            metrics=stored,
+            n_train=n_train,
+            features=features,
+            target=target,
+            metrics={**metrics, "calibration": calibration},
         )
         repo.audit(
             s,
@@ -403,21 +424,11 @@ def train_risk(
             action="train_risk",
             entity="risk_model",
             entity_id=version.id,
-            detail={"kind": SURVIVAL, "version": version.version, **metrics},
+            detail={"kind": kind, "version": version.version, **metrics},
         )
-        return _trained_risk_model(version, metrics)
-
-
-def _trained_risk_model(version: RiskModelVersion, metrics: dict[str, float]) -> TrainedModel:
-    return TrainedModel(
-        version.kind,
-        version.version,
-        version.method,
-        version.n_train,
-        list(version.features),
-        metrics,
-        _evaluation(version.target or {}),
-    )
+        return TrainedModel(
+            kind, version.version, method, n_train, features, metrics, _evaluation(target)
+        )
 
 
 def train_risk_classifier(
@@ -475,7 +486,8 @@ def train_risk_classifier(
         "model": model,
         "drivers": LinearSurrogate().fit(X, _log_odds(risk.to_numpy())),
     }
-    progress("risk classifier: bootstrap refits for the risk intervals", n_splits + 1, fits)
+    intervals = "risk classifier: bootstrap refits for the risk intervals"
+    progress(intervals, n_splits + 1, fits)
     if n_bootstrap:
         bundle["interval"] = bootstrap_risk_interval(
             model,
@@ -484,36 +496,22 @@ def train_risk_classifier(
             X,
             n_bootstrap=n_bootstrap,
             seed=seed,
-            progress=lambda done, _total: progress(
-                "risk classifier: bootstrap refits for the risk intervals",
-                n_splits + 1 + done,
-                fits,
-            ),
+            progress=lambda done, _total: progress(intervals, n_splits + 1 + done, fits),
         )
     metrics = {k: float(evaluation[k]) for k in ("auc", "brier", "log_loss")}
     metrics["prevalence"] = float(y.mean())
-    blob = _save(ws, bundle)
-    with ws.db.session() as s:
-        version = prepo.add_risk_model(
-            s,
-            project_id=record.id,
-            kind=CLASSIFICATION,
-            method=method,
-            blob_sha256=blob,
-            n_train=len(frame),
-            features=table.columns_,
-            target={"outcome": outcome_column, "calibration": calibration, "folds": n_splits},
-            metrics={**metrics, "calibration": evaluation["calibration"]},
-        )
-        repo.audit(
-            s,
-            actor=SYSTEM,
-            action="train_risk",
-            entity="risk_model",
-            entity_id=version.id,
-            detail={"kind": CLASSIFICATION, "version": version.version, **metrics},
-        )
-        return _trained_risk_model(version, metrics)
+    return _register_risk_model(
+        ws,
+        project_id=record.id,
+        kind=CLASSIFICATION,
+        method=method,
+        bundle=bundle,
+        n_train=len(frame),
+        features=table.columns_,
+        target={"outcome": outcome_column, "calibration": calibration, "folds": n_splits},
+        metrics=metrics,
+        calibration=evaluation["calibration"],
+    )
 
 
 def train_effects(
@@ -1143,9 +1141,11 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         "kind": kind,
         "n_train": n_train,
         "evaluation": evaluation,
-        "metrics": {k: float(v) for k, v in figures.items() if not k.endswith(SPREAD)},
+        "metrics": {k: float(v) for k, v in figures.items() if not k.endswith(SPREAD_SUFFIX)},
         "spread": {
-            k.removesuffix(SPREAD): float(v) for k, v in figures.items() if k.endswith(SPREAD)
+            k.removesuffix(SPREAD_SUFFIX): float(v)
+            for k, v in figures.items()
+            if k.endswith(SPREAD_SUFFIX)
         },
         "calibration": {"what": what, "predicted": predicted, "observed": observed},
     }
