@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cli_support import run
 from medloop.config import Settings
 from medloop.exceptions import ConflictError, InvalidInputError
-from medloop.store.models import User
+from medloop.store.models import RevokedToken, User
 from medloop.types import Role
 from medloop.workflows import Workspace, accounts
 
@@ -75,6 +75,26 @@ def test_tokens_check_signature_purpose_expiry_and_password(
     monkeypatch.setattr(accounts.time, "time", lambda: later)
     assert accounts.account_for_token(ws, token) is None
     assert accounts.account_for_token(ws, accounts.issue_token(ws, account)) == account
+
+
+def test_revoked_tokens_are_refused_until_they_expire(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = accounts.add_user(ws, username="ann", role="annotator", password="long enough")
+    token, kept = accounts.issue_token(ws, account), accounts.issue_token(ws, account, ttl=60)
+    assert accounts.account_for_token(ws, token) == account  # now in the recheck cache
+    assert accounts.revoke_token(ws, token, purpose="api")
+    assert accounts.revoke_token(ws, token, purpose="api")  # twice is fine
+    assert accounts.account_for_token(ws, token) is None
+    assert not accounts.revoke_token(ws, token + "x", purpose="api")  # not a valid token
+    assert not accounts.revoke_token(ws, token, purpose="session")
+    assert accounts.account_for_token(ws, kept) == account
+    # the row is forgotten once the token has expired anyway (at the next revocation)
+    later = accounts.time.time() + accounts.TOKEN_TTL + 1
+    monkeypatch.setattr(accounts.time, "time", lambda: later)
+    accounts.revoke_token(ws, accounts.issue_token(ws, account), purpose="api")
+    with ws.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(RevokedToken)) == 1
 
 
 def test_cli_users_add(home: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

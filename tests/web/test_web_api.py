@@ -51,6 +51,14 @@ def test_login_gives_a_working_token_and_rejects_bad_passwords(site: Site) -> No
     assert site.client.post("/api/auth/login", json={"username": "alice"}).status_code == 422
 
 
+def test_api_logout_revokes_the_bearer_token_only(site: Site) -> None:
+    first, second = site.headers("alice"), site.headers("alice")
+    assert site.client.post("/api/auth/logout", headers=first).status_code == 204
+    assert site.client.get("/api/me", headers=first).status_code == 401
+    assert site.client.post("/api/auth/logout", headers=first).status_code == 401
+    assert site.client.get("/api/me", headers=second).status_code == 200  # other sessions live
+
+
 def test_login_is_rate_limited_per_username(site: Site) -> None:
     for _ in range(5):
         response = site.client.post(

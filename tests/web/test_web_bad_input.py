@@ -27,6 +27,7 @@ from web_support import (
 )
 
 from medloop.config import Settings
+from medloop.store import repository as repo
 from medloop.store.models import Answer, Item
 from medloop.web.app import MAX_BODY_BYTES
 from medloop.workflows import Workspace
@@ -226,6 +227,31 @@ def test_concurrent_double_submits_store_one_answer(any_site: Site) -> None:
     assert len(stored) == 1
     again = site.client.post(url, headers=headers, json={"label": "normal"})
     assert again.status_code == 409 and "already answered" in again.json()["detail"]
+
+
+def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:
+    """Task ids are sequential: nobody may add an answer to a task that is done, nor answer
+    an image twice through a second task on it (the crowd model would count them twice)."""
+    task = next_task(site, site.headers("alice"))
+    url = f"/api/tasks/{task['task_id']}/answer"
+    for name in ("alice", "bob"):  # two answers close a task that needs two
+        answered = site.client.post(url, headers=site.headers(name), json={"label": 0})
+        assert answered.status_code == 201
+    late = site.client.post(url, headers=site.headers("carol"), json={"label": 1})
+    assert late.status_code == 409 and "closed" in late.json()["detail"]
+    with site.ws.db.writing() as s:  # a second task on an image alice has answered
+        project = repo.get_project(s, name="chest")
+        (second,) = repo.create_tasks(
+            s, project_id=project.id, item_ids=[task["item_id"]], required_answers=[2]
+        )
+    again = site.client.post(
+        f"/api/tasks/{second}/answer", headers=site.headers("alice"), json={"label": 1}
+    )
+    assert again.status_code == 409 and "already answered this image" in again.json()["detail"]
+    with site.ws.db.session() as s:
+        stored = s.scalars(select(Answer).where(Answer.item_id == task["item_id"])).all()
+        expected = sorted(repo.get_user(s, username=n).id for n in ("alice", "bob"))
+    assert sorted(a.worker_id for a in stored) == expected
 
 
 def test_a_real_server_survives_malformed_http(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from web_support import PASSWORD, Site
 
 from medloop.store import repository as repo
 from medloop.types import LabelKind
-from medloop.workflows import aggregate
+from medloop.workflows import accounts, aggregate
 
 
 def form_token(html: str) -> str:
@@ -126,6 +126,30 @@ def test_logout_ends_the_session(site: Site) -> None:
     out = site.client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
     assert out.status_code == 303
     assert site.client.get("/annotate", follow_redirects=False).status_code == 303
+
+
+def test_logout_revokes_a_copied_session_cookie(site: Site) -> None:
+    """Signing out kills the token itself, not only the browser's cookie: a copy kept
+    from before stops working, in this server process and in a fresh one."""
+    csrf = sign_in(site.client, "adam")
+    copied = site.client.cookies["medloop_session"]
+    site.client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    thief = TestClient(site.client.app, cookies={"medloop_session": copied})
+    assert thief.get("/audit", follow_redirects=False).status_code == 303
+    assert accounts.account_for_token(site.ws, copied, purpose="session") is None
+    site.ws.checked_tokens.clear()  # as another server process would see it
+    assert accounts.account_for_token(site.ws, copied, purpose="session") is None
+    sign_in(site.client, "adam")  # signing in again gives a new session that works
+    assert site.client.get("/audit", follow_redirects=False).status_code == 200
+
+
+def test_pages_are_never_cached(site: Site) -> None:
+    """Patient and review pages must not come back from the browser's cache after
+    signing out (Back button); static files may be cached."""
+    sign_in(site.client, "dora")
+    assert site.client.get("/review").headers["cache-control"] == "no-store"
+    assert site.client.get("/api/me").headers["cache-control"] == "no-store"
+    assert "cache-control" not in site.client.get("/static/app.css").headers
 
 
 @pytest.mark.parametrize(

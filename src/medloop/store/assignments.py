@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     or_,
@@ -270,11 +271,12 @@ class LabelTask:
     task_id: int
     item_id: int
     is_gold: bool
+    is_open: bool
     choices: list[str]
 
 
 _LABEL_TASK = (
-    select(Task.item_id, Task.is_gold, Project.classes)
+    select(Task.item_id, Task.is_gold, Task.status, Project.classes)
     .join(Project, Project.id == Task.project_id)
     .where(Task.id == bindparam("task"), Task.kind == str(TaskKind.LABEL))
 )
@@ -285,10 +287,25 @@ def label_task(session: Session, *, task_id: int) -> LabelTask | None:
     row = plain_execute(session, _LABEL_TASK, {"task": task_id}).one_or_none()
     if row is None:
         return None
-    item_id, is_gold, classes = row
+    item_id, is_gold, status, classes = row
     return LabelTask(
-        task_id=task_id, item_id=item_id, is_gold=bool(is_gold), choices=[str(c) for c in classes]
+        task_id=task_id,
+        item_id=item_id,
+        is_gold=bool(is_gold),
+        is_open=status == str(TaskStatus.OPEN),
+        choices=[str(c) for c in classes],
     )
+
+
+_ANSWERED_ITEM = select(
+    exists().where(Answer.worker_id == bindparam("worker"), Answer.item_id == bindparam("item"))
+)
+
+
+def has_answered_item(session: Session, *, worker_id: int, item_id: int) -> bool:
+    """Whether `worker_id` has answered `item_id` through any of its tasks."""
+    values = {"worker": worker_id, "item": item_id}
+    return bool(plain_execute(session, _ANSWERED_ITEM, values).scalar())
 
 
 @dataclass(frozen=True)

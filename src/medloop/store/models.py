@@ -412,6 +412,17 @@ class LoginFailure(Base):
     failed_at: Mapped[float] = mapped_column(Float, index=True)
 
 
+class RevokedToken(Base):
+    """A signed token ended before its expiry (a session signed out): `digest` is a keyed
+    digest of the token's signature, never the token; the row can go once `expires_at`
+    (Unix seconds, the token's own expiry) has passed."""
+
+    __tablename__ = "revoked_tokens"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class TaskSkip(Base):
     """A task a person skipped or was unsure about: it is not offered to them again."""
 

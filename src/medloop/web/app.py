@@ -35,11 +35,15 @@ SECURITY_HEADERS = {
     ),
 }
 DOCS_PATHS = {"/docs", "/redoc", "/docs/oauth2-redirect"}
+#: Responses that set no caching of their own are never stored (pages show patients'
+#: data: after signing out, Back must not bring them back from the browser's cache).
+NO_STORE = ("Cache-Control", "no-store")
 
 
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS` to every HTTP response that does not set them itself (plain
-    ASGI: a `BaseHTTPMiddleware` costs each request a task group and a body stream)."""
+    """Adds `SECURITY_HEADERS`, and `NO_STORE` outside /static, to every HTTP response
+    that does not set them itself (plain ASGI: a `BaseHTTPMiddleware` costs each request a
+    task group and a body stream)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,6 +53,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         docs = scope["path"] in DOCS_PATHS  # Swagger UI needs its inline script
+        static = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,6 +61,8 @@ class SecurityHeaders:
                 for name, value in SECURITY_HEADERS.items():
                     if not (docs and name == "Content-Security-Policy"):
                         headers.setdefault(name, value)
+                if not static:
+                    headers.setdefault(*NO_STORE)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

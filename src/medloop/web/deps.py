@@ -59,11 +59,10 @@ async def check_csrf(request: Request, ws: Workspace, session_token: str) -> Non
         raise HTTPException(403, detail="missing or invalid CSRF token")
 
 
-async def optional_account(
-    request: Request,
-    ws: WS,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account | None:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def optional_account(request: Request, ws: WS, credentials: Bearer) -> Account | None:
     """The signed-in account, or None when the request carries no credentials at all.
 
     A bearer token wins over a cookie; a bad token is a 401, never a fallback."""

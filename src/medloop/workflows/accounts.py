@@ -24,6 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store import logins
 from medloop.store import repository as repo
 from medloop.store.models import User
 from medloop.types import Role, look_up_option
@@ -148,21 +149,31 @@ def issue_token(
             "p": purpose,
             "e": int(time.time()) + ttl,
             "f": _fingerprint(key, user.password_hash),
+            "n": secrets.token_urlsafe(6),  # two tokens are never alike (revoking one)
         }
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_sign(key, purpose + ':' + payload)}"
 
 
 # Every request checks its token's signature and expiry; whether the user still exists
-# with the same password is read from the database at most every TOKEN_RECHECK_SECONDS
-# per token (that read was a fifth of the server's CPU under load), so a removed user or
-# a changed password locks a token out within that time.
+# with the same password, and whether the token was revoked, is read from the database at
+# most every TOKEN_RECHECK_SECONDS per token (that read was a fifth of the server's CPU
+# under load), so a removed user, a changed password or a sign-out in another server
+# process locks a token out within that time.
 TOKEN_RECHECK_SECONDS = 10.0
 MAX_CHECKED_TOKENS = 10_000
 
 
-def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Account | None:
-    """The account a valid, unexpired token for `purpose` names; None for any bad token."""
+@dataclass(frozen=True)
+class _Claims:
+    signature: str
+    user_id: int
+    expires: int
+    fingerprint: str
+
+
+def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | None:
+    """The claims of a well-signed, unexpired token for `purpose`; else None."""
     key = ws.settings.resolved_secret_key
     payload, _, signature = token.partition(".")
     if not payload or not signature:
@@ -170,27 +181,60 @@ def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Acc
     if not hmac.compare_digest(signature, _sign(key, purpose + ":" + payload)):
         return None
     try:
-        claims = json.loads(_unb64(payload))
-        user_id, expires, fingerprint = int(claims["u"]), int(claims["e"]), str(claims["f"])
+        raw = json.loads(_unb64(payload))
+        claims = _Claims(signature, int(raw["u"]), int(raw["e"]), str(raw["f"]))
     except (ValueError, KeyError, TypeError):
         return None
-    now = time.time()
-    if claims.get("p") != purpose or expires < now:
+    if raw.get("p") != purpose or claims.expires < time.time():
         return None
-    checked = ws.checked_tokens.get(signature)
+    return claims
+
+
+def _revocation_digest(ws: Workspace, signature: str) -> str:
+    return derive_secret(ws, "revoked", signature)[:64]
+
+
+def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Account | None:
+    """The account a valid, unexpired, unrevoked token for `purpose` names; None for any
+    bad token."""
+    claims = _verified_claims(ws, token, purpose=purpose)
+    if claims is None:
+        return None
+    now = time.time()
+    checked = ws.checked_tokens.get(claims.signature)
     if checked is not None and now - checked[1] < TOKEN_RECHECK_SECONDS:
         return checked[0]
     with ws.db.session() as s:
-        user = repo.user_credentials(s, user_id=user_id)
-    if user is None or user.is_simulated:
+        user = repo.user_credentials(s, user_id=claims.user_id)
+        revoked = logins.is_revoked(s, digest=_revocation_digest(ws, claims.signature))
+    if user is None or user.is_simulated or revoked:
         return None
-    if not hmac.compare_digest(fingerprint, _fingerprint(key, user.password_hash)):
+    key = ws.settings.resolved_secret_key
+    if not hmac.compare_digest(claims.fingerprint, _fingerprint(key, user.password_hash)):
         return None
     account = _account(user)
     if len(ws.checked_tokens) >= MAX_CHECKED_TOKENS:
         ws.checked_tokens.clear()
-    ws.checked_tokens[signature] = (account, now)
+    ws.checked_tokens[claims.signature] = (account, now)
     return account
+
+
+def revoke_token(ws: Workspace, token: str, *, purpose: str) -> bool:
+    """End a token before its expiry (signing out): this process refuses it at once,
+    every other server process within `TOKEN_RECHECK_SECONDS`. False when the token was
+    not valid anyway."""
+    claims = _verified_claims(ws, token, purpose=purpose)
+    if claims is None:
+        return False
+    ws.checked_tokens.pop(claims.signature, None)
+    with ws.db.session() as s:
+        logins.revoke(
+            s,
+            digest=_revocation_digest(ws, claims.signature),
+            expires_at=float(claims.expires),
+            now=time.time(),
+        )
+    return True
 
 
 def derive_secret(ws: Workspace, purpose: str, value: str) -> str:

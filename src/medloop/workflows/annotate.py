@@ -324,12 +324,17 @@ def submit_answer(
     """Store one person's answer to a labelling task (committed before returning).
 
     Unknown task -> NotFoundError; label outside the choices or a bad box ->
-    InvalidInputError; a second answer to the same task -> ConflictError. A box is
-    stored with the answer (and in its audit entry).
+    InvalidInputError; a closed task, or an image this person has already answered
+    (through this task or another) -> ConflictError. A box is stored with the answer (and
+    in its audit entry).
     """
     checked_box = check_box(box)
     with ws.db.writing() as s:
         task = _label_task(s, task_id)
+        if not task.is_open:
+            raise ConflictError(f"task {task_id} is closed: it has all the answers it needs")
+        if assignments.has_answered_item(s, worker_id=account.id, item_id=task.item_id):
+            raise ConflictError(f"you have already answered this image (task {task_id})")
         choices = task.choices
         index = label_index(label, choices)
         try:  # the unique (task, worker) pair refuses a second answer, even a concurrent one

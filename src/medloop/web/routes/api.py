@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from medloop import __version__
 from medloop.web import schemas
-from medloop.web.deps import WS, Annotator, CurrentAccount, Limiter, Reviewer
+from medloop.web.deps import WS, Annotator, Bearer, CurrentAccount, Limiter, Reviewer
+from medloop.web.security import SESSION_COOKIE
 from medloop.workflows import accounts, annotate, export, review
 
 router = APIRouter(prefix="/api")
@@ -64,6 +65,17 @@ def login(
     )
 
 
+@router.post("/auth/logout", tags=["auth"], status_code=204, responses={401: {}})
+def logout(request: Request, ws: WS, account: CurrentAccount, bearer: Bearer) -> Response:
+    """End the token this request signed in with (the bearer token, else the session
+    cookie) before its expiry: every server process refuses it from then on."""
+    if bearer is not None:
+        accounts.revoke_token(ws, bearer.credentials, purpose="api")
+    else:
+        accounts.revoke_token(ws, request.cookies.get(SESSION_COOKIE, ""), purpose="session")
+    return Response(status_code=204)
+
+
 @router.get("/me", tags=["auth"])
 def me(account: CurrentAccount) -> schemas.UserPublic:
     return schemas.UserPublic(username=account.username, role=account.role)
@@ -97,7 +109,10 @@ def next_task(
     "/tasks/{task_id}/answer",
     tags=["tasks"],
     status_code=201,
-    responses={404: {}, 409: {"description": "You already answered this task"}},
+    responses={
+        404: {},
+        409: {"description": "The task is closed, or you already answered its image"},
+    },
 )
 def answer(
     task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator

@@ -109,7 +109,11 @@ def login(
 
 
 @router.post("/logout")
-def logout(account: PageAccount) -> Response:
+def logout(request: Request, ws: WS, account: PageAccount) -> Response:
+    """Sign out: the session token is revoked (a copy of the cookie stops working too)."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if account is not None and session:
+        accounts.revoke_token(ws, session, purpose="session")
     response = to_login()
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -75,10 +75,14 @@
         var feedback = $("feedback");
         feedback.className = "feedback";
         feedback.textContent = "";
-        if (data.gold) {
+        if (response.status === 409) {
+          feedback.textContent = "Not saved: " + data.detail + ". Here is another image.";
+        } else if (data.gold) {
           feedback.classList.add(data.gold.correct ? "good" : "bad");
-          feedback.textContent = data.gold.correct ? "Check question: correct!"
-            : "Check question: the expected answer was " + data.gold.expected + ".";
+          feedback.textContent = data.gold.correct
+            ? "The last image was a check question: you were right!"
+            : "The last image was a check question: the expected answer was "
+              + data.gold.expected + ".";
         }
       });
     }).then(function () { busy = false; load(); })
