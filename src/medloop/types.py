@@ -15,6 +15,10 @@ class Role(StrEnum):
     ANNOTATOR = "annotator"
 
 
+#: Who may review items and record their final labels.
+REVIEWER_ROLES = (Role.DOCTOR, Role.ADMIN)
+
+
 class LabelSource(StrEnum):
     """Where an answer or a label came from."""
 

@@ -109,19 +109,16 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     )
     assert code == 2 and "lay_cost" in err
     item = str(queue[0]["item"])
-    code, out, _ = run(
-        monkeypatch,
-        capsys,
-        "review",
-        "-p",
-        "pneumoniamnist",
-        "--item",
-        item,
-        "--label",
-        "pneumonia",
-        "--doctor",
-        "dr_grey",
-    )
+    decide = ("review", "-p", "pneumoniamnist", "--item", item, "--label", "pneumonia")
+    code, _, err = run(monkeypatch, capsys, *decide)
+    assert code == 2 and "--doctor" in err
+    code, _, err = run(monkeypatch, capsys, *decide, "--doctor", "dr_grey")
+    assert code == 2 and "no user named 'dr_grey'" in err  # a typo creates no account
+    assert run(monkeypatch, capsys, "users", "add", "lay_1", "--role", "annotator")[0] == 0
+    code, _, err = run(monkeypatch, capsys, *decide, "--doctor", "lay_1")
+    assert code == 2 and "'lay_1' has the role annotator" in err
+    assert run(monkeypatch, capsys, "users", "add", "dr_grey", "--role", "doctor")[0] == 0
+    code, out, _ = run(monkeypatch, capsys, *decide, "--doctor", "dr_grey")
     assert code == 0 and "final label" in out
     code, out, _ = run(
         monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json", "--limit", "100"

@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
 from medloop.store import repository as repo
+from medloop.store.models import User
+from medloop.types import Role
 from medloop.workflows import LoopSettings, Workspace, dashboard, plan_requests, run_loop
 from medloop.workflows import precision as wf
 from medloop.workflows.annotate import publish_tasks
@@ -131,6 +134,8 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert view.benefit_lower <= view.benefit <= view.benefit_upper
         assert view.options == ["treat", "no treatment"]
         assert view.drivers and view.drivers[0]["feature"]
+        with ws.db.session() as s:
+            repo.create_user(s, username="dr_a", role=Role.DOCTOR)
         with pytest.raises(InvalidInputError, match="reason"):
             wf.decide(
                 ws,
@@ -154,7 +159,7 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         entry = log[log["action"] == "treatment_override"].iloc[0]
         assert entry["actor"] == "dr_a"
         assert entry["detail"]["reason"] == "patient prefers to wait"
-        with pytest.raises(InvalidInputError, match="not a doctor"):
+        with pytest.raises(InvalidInputError, match="'lay' has the role annotator"):
             wf.decide(
                 ws,
                 recommendation_id=view.recommendation_id,
@@ -250,19 +255,21 @@ def test_cli_patients_risk_recommend(
     assert f"{100 * result['benefit']:+.1f} points of P(event-free)" in out
     assert f"{100 * result['drivers'][0]['contribution']:+.1f}" in out
     code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "treat")
+    assert code == 2 and "--doctor" in err
+    decide = ("recommend", "MRN000002", "-p", "trial", "--override", "treat")
+    code, _, err = run(*decide, "--reason", "guideline", "--doctor", "dr_typo")
+    assert code == 2 and "no user named 'dr_typo'" in err and "users add dr_typo" in err
+    assert run("users", "add", "dr_b", "--role", "doctor")[0] == 0
+    code, _, err = run(*decide, "--doctor", "dr_b")
     assert code == 2 and "reason" in err
-    code, out, _ = run(
-        "recommend",
-        "MRN000002",
-        "-p",
-        "trial",
-        "--override",
-        "treat",
-        "--reason",
-        "guideline",
-        "--json",
-    )
+    code, out, _ = run(*decide, "--reason", "guideline", "--doctor", "dr_b", "--json")
     assert code == 0 and json.loads(out)["decision"]["reason"] == "guideline"
+    ws = Workspace.open(Settings())
+    try:
+        with ws.db.session() as s:  # the typo created no account
+            assert s.scalar(select(User).where(User.username == "dr_typo")) is None
+    finally:
+        ws.close()
     code, _, err = run("patients", "import", str(csv), "-p", "trial", "--id-column", "nope")
     assert code == 2 and "t.csv" in err and "'nope'" in err
 
@@ -308,6 +315,8 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
         ]
         listed = log[log["action"] == "view_patients"].iloc[0]
         assert listed["actor"] == "dr_a" and listed["detail"]["patients"][0] == first
+        with ws.db.session() as s:
+            repo.create_user(s, username="dr_a", role=Role.DOCTOR)
         with pytest.raises(InvalidInputError, match="not about patient"):
             wf.decide(
                 ws,

@@ -115,6 +115,7 @@ def _trainable_project(ws: Workspace) -> None:
     with ws.db.session() as s:
         project = repo.create_project(s, name="squares", classes=["no", "yes"], n_channels=1)
         repo.add_items(s, project=project, items=items)
+        repo.create_user(s, username="dr", role=Role.DOCTOR)
         frame = repo.items_frame(s, project_id=project.id)
     train = frame[frame["split"] == "train"].head(20)
     record_decisions(

@@ -15,6 +15,7 @@ from medloop.annotation.simulate import SimulatedCrowd
 from medloop.config import Settings
 from medloop.store import assignments
 from medloop.store import repository as repo
+from medloop.types import Role
 from medloop.workflows import (
     PublishedPlan,
     Workspace,
@@ -49,6 +50,8 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
                 for i in range(N_TRAIN + 10)
             ],
         )
+        for doctor in ("dr_grey", "dora"):
+            repo.create_user(s, username=doctor, role=Role.DOCTOR)
     yield workspace
     workspace.close()
 

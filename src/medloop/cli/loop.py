@@ -190,7 +190,10 @@ def review(
     limit: Annotated[int, typer.Option(help="Queue rows to show.")] = 20,
     item: Annotated[int | None, typer.Option(help="Item id to decide.")] = None,
     label: Annotated[str | None, typer.Option(help="Class name for --item.")] = None,
-    doctor: Annotated[str, typer.Option(help="Deciding doctor's username.")] = "doctor",
+    doctor: Annotated[
+        str | None,
+        typer.Option(help="Deciding doctor's username (an existing doctor or admin)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the doctor's review queue, or record a decision with --item and --label.
@@ -204,6 +207,8 @@ def review(
             classes = workflows.project_classes(ws, project=project)
             if label not in classes:
                 raise InvalidInputError(f"label {label!r} is not one of {classes}")
+            if not doctor:
+                raise InvalidInputError("--item needs --doctor USERNAME: the deciding doctor")
             workflows.record_decisions(
                 ws,
                 project=project,

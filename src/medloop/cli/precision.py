@@ -340,16 +340,20 @@ def recommend(
         str | None, typer.Option(help="Treatment chosen when accepting 'no clear benefit'.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Reason (required to override).")] = None,
-    doctor: Annotated[str, typer.Option(help="Deciding doctor's username.")] = "doctor",
+    doctor: Annotated[
+        str | None, typer.Option(help="Deciding doctor's username (an existing doctor).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Risk and personalised treatment recommendation; a doctor accepts or overrides it."""
     if accept and override:
         raise InvalidInputError("choose --accept or --override, not both")
+    if (accept or override) and not doctor:
+        raise InvalidInputError("a decision needs --doctor USERNAME: the deciding doctor")
     with open_workspace() as ws:
         view = wf.recommend(ws, project=project, patient=patient)
         decision = None
-        if accept or override:
+        if doctor and (accept or override):
             decision = wf.decide(
                 ws,
                 recommendation_id=view.recommendation_id,

@@ -7,7 +7,7 @@ predictions), so callers never loop over rows one query at a time.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,22 @@ def get_user(session: Session, *, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFoundError(f"no user named {username!r}")
+    return user
+
+
+def get_user_in_role(session: Session, *, username: str, roles: Collection[Role]) -> User:
+    """The real (not simulated) user `username`, who must have one of `roles`: a typo
+    must not create an account, and an annotator must not sign a doctor's decision."""
+    try:
+        user = get_user(session, username=username)
+    except NotFoundError:
+        raise NotFoundError(
+            f"no user named {username!r} (add one with: medloop users add {username} "
+            f"--role {next(iter(roles))})"
+        ) from None
+    if user.is_simulated or user.role not in roles:
+        kind = "is simulated" if user.is_simulated else f"has the role {user.role}"
+        raise InvalidInputError(f"user {username!r} {kind}; this needs {' or '.join(roles)}")
     return user
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from medloop.types import Role
+from medloop.types import REVIEWER_ROLES, Role
 from medloop.web.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -104,4 +104,4 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Account]]:
 
 
 Annotator = Annotated[Account, Depends(require(Role.ANNOTATOR))]
-Reviewer = Annotated[Account, Depends(require(Role.DOCTOR, Role.ADMIN))]
+Reviewer = Annotated[Account, Depends(require(*REVIEWER_ROLES))]

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from medloop.exceptions import MedloopError
-from medloop.types import Role
+from medloop.types import REVIEWER_ROLES, Role
 from medloop.web.deps import optional_account
 from medloop.web.errors import PageStop, status_for
 from medloop.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token
@@ -21,7 +21,6 @@ from medloop.workflows.accounts import Account
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 PageAccount = Annotated[Account | None, Depends(optional_account)]
-REVIEWERS = (Role.DOCTOR, Role.ADMIN)
 
 
 def render(
@@ -84,6 +83,6 @@ def _signed_in_as(*roles: Role) -> Callable[[Request, Account | None], Account]:
 
 #: The signed-in account of a page for these roles; others go to login or get a 403 page.
 AnnotatorPage = Annotated[Account, Depends(_signed_in_as(Role.ANNOTATOR))]
-ReviewerPage = Annotated[Account, Depends(_signed_in_as(*REVIEWERS))]
+ReviewerPage = Annotated[Account, Depends(_signed_in_as(*REVIEWER_ROLES))]
 DoctorPage = Annotated[Account, Depends(_signed_in_as(Role.DOCTOR))]
 AdminPage = Annotated[Account, Depends(_signed_in_as(Role.ADMIN))]

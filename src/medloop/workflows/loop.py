@@ -39,6 +39,7 @@ from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import (
     RECOMMENDED_STRATEGY,
+    REVIEWER_ROLES,
     Allocation,
     LabelKind,
     LabelSource,
@@ -540,9 +541,11 @@ def record_decisions(
         unknown = decisions.index[~decisions.index.isin(items.index)]
         if len(unknown):
             raise NotFoundError(f"item {unknown[0]} is not in project {project!r}")
-        doctor_id = repo.ensure_users(s, usernames=[doctor], role=Role.DOCTOR, simulated=simulated)[
-            doctor
-        ]
+        if simulated:
+            users = repo.ensure_users(s, usernames=[doctor], role=Role.DOCTOR, simulated=True)
+            doctor_id = users[doctor]
+        else:
+            doctor_id = repo.get_user_in_role(s, username=doctor, roles=REVIEWER_ROLES).id
         # A decision answers the item's open review request, if a plan asked for one.
         task_ids = repo.review_tasks(
             s, project_id=record.id, item_ids=decisions.index.tolist(), round=round

@@ -920,9 +920,8 @@ def decide(
     """A doctor accepts the suggestion or overrides it (with a reason); audited.
 
     Accepting "no clear benefit" needs the chosen `treatment`; an override needs both
-    `treatment` and `reason`. Only users with the doctor role may decide (a missing user
-    is created as a doctor, as in the review workflow). With `patient` (a pseudonym), the
-    recommendation must be that patient's.
+    `treatment` and `reason`. Only an existing user with the doctor role may decide. With
+    `patient` (a pseudonym), the recommendation must be that patient's.
     """
     with ws.db.session() as s:
         rec = prepo.get_recommendation(s, recommendation_id=recommendation_id)
@@ -931,12 +930,7 @@ def decide(
             raise InvalidInputError(
                 f"recommendation {recommendation_id} is not about patient {patient!r}"
             )
-        try:
-            user = repo.get_user(s, username=doctor)
-        except NotFoundError:
-            user = repo.create_user(s, username=doctor, role=Role.DOCTOR)
-        if user.role != Role.DOCTOR:
-            raise InvalidInputError(f"user {doctor!r} is not a doctor; only doctors decide")
+        user = repo.get_user_in_role(s, username=doctor, roles=[Role.DOCTOR])
         options = list(rec.detail.get("options") or [])
         suggested = rec.detail.get("suggested")
         if decision == "accept":

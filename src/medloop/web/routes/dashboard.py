@@ -19,8 +19,9 @@ from fastapi.responses import RedirectResponse
 
 from medloop import plots
 from medloop.exceptions import MedloopError
+from medloop.types import REVIEWER_ROLES
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import REVIEWERS, PageAccount, ReviewerPage, error_page, render
+from medloop.web.rendering import PageAccount, ReviewerPage, error_page, render
 from medloop.web.schemas import LabellingPlanPublic, PublishedPlanPublic
 from medloop.workflows import (
     LabellingPlan,
@@ -87,7 +88,7 @@ def dashboard_chart(
     chart: Annotated[Chart, Path()],
     project: Annotated[str, Query(max_length=100)],
 ) -> Response:
-    if account is None or account.role not in REVIEWERS:
+    if account is None or account.role not in REVIEWER_ROLES:
         return Response(status_code=401 if account is None else 403)
     draw = {
         "answers": lambda: plots.answers_per_day_png(
@@ -111,7 +112,7 @@ def _dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:
 @router.get("/dashboard/job")
 def job_panel(request: Request, ws: WS, account: PageAccount) -> Response:
     """The retrain panel alone (htmx polls it while a job is active)."""
-    if account is None or account.role not in REVIEWERS:
+    if account is None or account.role not in REVIEWER_ROLES:
         return Response(status_code=401 if account is None else 403)
     return render(request, "_job.html", account, job=jobs.latest_job(ws))
 
