@@ -203,6 +203,10 @@ def test_no_clear_benefit_is_said_when_the_interval_covers_zero(
     sign_in(site.client, "dora")
     page = site.client.get(f"/patients/{patient}", params={"project": COHORT})
     assert "<strong>no clear benefit</strong>" in page.text
+    # nothing suggested, so no treatment is chosen for the doctor: they must pick one
+    assert '<select name="treatment" required>' in page.text
+    assert '<option value="" selected disabled>choose a treatment' in page.text
+    assert not re.search(r'<option value="[^"]+" selected>', page.text)
 
 
 def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> None:
@@ -216,7 +220,11 @@ def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> 
     forged = site.client.post(url, data={**override, "csrf_token": "forged"})
     assert forged.status_code == 403
     no_reason = site.client.post(url, data={**override, "csrf_token": csrf})
-    assert no_reason.status_code == 422 and "reason" in no_reason.text
+    assert no_reason.status_code == 422
+    # said on the patient's own form, the doctor's choice kept
+    assert re.search(r'<p class="error" role="alert">[^<]*reason', no_reason.text)
+    assert '<option value="no treatment" selected>' in no_reason.text
+    assert f'name="recommendation_id" value="{view.recommendation_id}"' in no_reason.text
     done = site.client.post(
         url,
         data={**override, "reason": "prefers to wait", "csrf_token": csrf},
@@ -234,6 +242,9 @@ def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> 
     assert entry["actor"] == "dora" and entry["detail"]["reason"] == "prefers to wait"
     assert entry["entity_id"] == str(view.recommendation_id)
     assert (log["action"] == "treatment_accept").sum() == 1
+    decisions = site.client.get(done.headers["location"]).text.split("<h2>Decisions</h2>")[1]
+    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d \d\d:\d\d)</td><td>dora</td>", decisions)
+    assert len(rows) == 2  # when, and who
     other = cohort[6]  # a recommendation is decided under its own patient only
     wrong = site.client.post(f"/patients/{other}/decision", data={**accept, "csrf_token": csrf})
     assert wrong.status_code == 422

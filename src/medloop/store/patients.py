@@ -22,6 +22,7 @@ from medloop.store.models import (
     Recommendation,
     RiskModelVersion,
     TreatmentDecision,
+    User,
 )
 
 OBSERVATION_KINDS = ("observation", "condition", "medication", "tabular")
@@ -400,20 +401,21 @@ def add_decision(
 
 
 def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
-    """A patient's decisions, oldest first."""
+    """A patient's decisions, oldest first, each with the deciding doctor's username."""
     query = (
         select(
             TreatmentDecision.id,
             TreatmentDecision.recommendation_id,
-            TreatmentDecision.doctor_id,
+            User.username,
             TreatmentDecision.decision,
             TreatmentDecision.treatment,
             TreatmentDecision.reason,
             TreatmentDecision.created_at,
         )
         .join(Recommendation, Recommendation.id == TreatmentDecision.recommendation_id)
+        .join(User, User.id == TreatmentDecision.doctor_id)
         .where(Recommendation.patient_id == patient_id)
         .order_by(TreatmentDecision.id)
     )
-    columns = ["id", "recommendation", "doctor_id", "decision", "treatment", "reason", "at"]
+    columns = ["id", "recommendation", "doctor", "decision", "treatment", "reason", "at"]
     return select_frame(session, query, columns)

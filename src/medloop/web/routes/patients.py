@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, Respon
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
-from medloop.exceptions import MedloopError, NotFoundError
+from medloop.exceptions import InvalidInputError, MedloopError, NotFoundError
 from medloop.types import Role
 from medloop.web.deps import WS, Reviewer
 from medloop.web.rendering import DoctorPage, ReviewerPage, error_page, render
@@ -300,6 +300,21 @@ def decide(
             decision=decision,
             treatment=treatment or None,
             reason=reason or None,
+        )
+    except InvalidInputError as error:  # said on the form, with what the doctor typed kept
+        try:
+            page = wf.view_patient(ws, project=project, patient=pseudonym, viewer=account.username)
+        except MedloopError:
+            return error_page(request, account, error)
+        return render(
+            request,
+            "patient.html",
+            account,
+            status_code=422,
+            project=project,
+            page=page,
+            decision_error=str(error),
+            typed={"treatment": treatment, "reason": reason},
         )
     except MedloopError as error:
         return error_page(request, account, error)
