@@ -164,3 +164,27 @@ def test_read_table_errors_name_file_and_column(tmp_path: Path) -> None:
         read_table(path, key=KEY, id_column="mrn")
     with pytest.raises(IngestError, match="no such file"):
         read_table(tmp_path / "missing.csv", key=KEY, id_column="mrn")
+
+
+def test_read_table_refuses_short_rows_text_among_numbers_and_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "cohort.csv"
+    path.write_text("mrn,age,stage,event\n1,50,IIa,1\n2,abc,IIb,0\n3,60,I,0\n4,71,III,1\n")
+    with pytest.raises(IngestError, match=r"cohort\.csv: column 'age' holds numbers, but line 3"):
+        read_table(path, key=KEY, id_column="mrn")
+    path.write_text("mrn,age,stage,event\n1,50,IIa,1\n2,61\n")
+    with pytest.raises(IngestError, match=r"cohort\.csv: line 3 has 2 fields, the header 4"):
+        read_table(path, key=KEY, id_column="mrn")
+    path.write_text("mrn,age,stage,event\n")
+    with pytest.raises(IngestError, match=r"cohort\.csv: no patient rows"):
+        read_table(path, key=KEY, id_column="mrn")
+    # empty cells are missing values; a column mostly of text is a category
+    path.write_text("mrn,age,stage,event\n1,50,1,1\n2,,IIb,0\n3,60,IIIa,0\n4,71,IV,1\n")
+    frame = read_table(path, key=KEY, id_column="mrn")
+    assert frame["age"].isna().sum() == 1 and frame["stage"].tolist() == ["1", "IIb", "IIIa", "IV"]
+    table = frame.assign(age=["50", "x", "60", "71"]).reset_index(names="mrn")
+    table.to_parquet(tmp_path / "cohort.parquet")  # Parquet: a row number, no header line
+    with pytest.raises(IngestError, match=r"column 'age' holds numbers, but row 2 has 'x'"):
+        read_table(tmp_path / "cohort.parquet", key=KEY, id_column="mrn")
+    frame.reset_index(names="mrn").to_parquet(tmp_path / "clean.parquet")
+    read = read_table(tmp_path / "clean.parquet", key=KEY, id_column="mrn")
+    assert read.shape == (4, 3) and read["age"].isna().sum() == 1

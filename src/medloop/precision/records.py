@@ -14,6 +14,7 @@ Frames (one row per fact, `patient` is the pseudonym):
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import logging
 import re
@@ -77,15 +78,18 @@ def read_table(
     `columns` maps source column -> feature name (only mapped columns are kept, plus the
     id); without it every column but `id_column` and `drop_columns` is kept. Text columns
     are scrubbed (the patient's raw id counts as an identifier). Errors name the file and
-    the column.
+    the column, and the line where one is at fault: a CSV row with missing fields, or a
+    cell of text in a column of numbers ("abc" among ages; empty cells are missing values).
     """
     path = Path(path)
     if not path.is_file():
         raise IngestError(path, "no such file")
+    csv = path.suffix.lower() in {".csv", ".txt"}
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
             raw = pd.read_parquet(path)
-        elif path.suffix.lower() in {".csv", ".txt"}:
+        elif csv:
+            _check_row_lengths(path)
             raw = pd.read_csv(path, dtype={id_column: str})
         else:
             raise IngestError(path, "expected a .csv or .parquet file")
@@ -106,11 +110,17 @@ def read_table(
     for c in text_columns:
         if c not in mapping:
             raise IngestError(path, f"text column {c!r} is not among the kept columns")
+    if raw.empty:
+        raise IngestError(path, "no patient rows (only a header)")
     ids = raw[id_column]
     if ids.isna().any():
         row = int(ids.isna().to_numpy().argmax()) + 2  # 1-based, after the header line
         raise IngestError(path, f"column {id_column!r} has an empty id (line {row})")
     frame = raw[list(mapping)].rename(columns=mapping).copy()
+    scrubbed = {mapping[c] for c in text_columns}
+    for source, target in mapping.items():
+        if target not in scrubbed:
+            _check_numbers(path, source, frame[target], csv=csv)
     for source in text_columns:
         target = mapping[source]
         frame[target] = [
@@ -122,6 +132,41 @@ def read_table(
         raise IngestError(path, f"column {id_column!r} repeats patient ids")
     logger.info("read %d patients, %d columns from %s", len(frame), frame.shape[1], path.name)
     return frame
+
+
+def _check_row_lengths(path: Path) -> None:
+    """pandas fills a CSV row's missing trailing fields with missing values: a row cut
+    short (a broken export, a stray line) must be an error, not a patient with gaps.
+    (Rows with too many fields are pandas' own error.)"""
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv_module.reader(handle)
+        header = next(rows, [])
+        for number, row in enumerate(rows, start=2):
+            if row and len(row) < len(header):
+                raise IngestError(
+                    path, f"line {number} has {len(row)} fields, the header {len(header)}"
+                )
+
+
+def _check_numbers(path: Path, column: str, values: pd.Series, *, csv: bool) -> None:
+    """A column that is mostly numbers with some cells of text is a data error (a typo,
+    "unknown" for a missing value): read as it is, it would turn into a category and
+    every number in it into a label. Columns mostly of text are categories."""
+    if pd.api.types.is_numeric_dtype(values):
+        return
+    present = values.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    text = present[numbers.isna()]
+    if text.empty or numbers.notna().sum() < len(text):
+        return
+    row = int(values.index.get_loc(text.index[0]))
+    where = f"line {row + 2}" if csv else f"row {row + 1}"  # a CSV's line 1 is its header
+    cells = f"{len(text)} such cell{'s' if len(text) > 1 else ''}"
+    raise IngestError(
+        path,
+        f"column {column!r} holds numbers, but {where} has {text.iloc[0]!r} ({cells}); "
+        "correct them, or leave a missing value's cell empty",
+    )
 
 
 # --- FHIR --------------------------------------------------------------------------------
