@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from medloop.cli import crowd, demo, inference, learning, loop, precision, web  # noqa: F401  (register commands)
 from medloop.cli.common import app, console
 from medloop.exceptions import MedloopError
@@ -19,5 +21,9 @@ def main() -> None:
     try:
         app()
     except MedloopError as error:
-        console.print(f"[bold red]error:[/] {error}")
+        console.print(f"[bold red]error:[/] {escape(str(error))}")
+        sys.exit(2)
+    except OSError as error:  # a file that cannot be read or written: no traceback
+        where = f"{error.filename}: " if error.filename else ""
+        console.print(f"[bold red]error:[/] {escape(where + str(error.strerror or error))}")
         sys.exit(2)

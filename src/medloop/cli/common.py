@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from medloop import workflows
 from medloop.config import Settings
+from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Strategy
 
 if TYPE_CHECKING:
@@ -155,3 +158,21 @@ def _cell(value: Any) -> str:
 
 
 # --- commands ----------------------------------------------------------------------------
+
+
+def output_file(path: Path) -> Path:
+    """A file a command will write: its folder is created now, before any work, and a
+    place that cannot be written fails now, in one line (not as a traceback after the
+    work, nor after an export was already recorded in the audit log)."""
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give the name of a file to write")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InvalidInputError(f"{path}: {blocking} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidInputError(f"{path}: cannot create its folder ({error.strerror})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidInputError(f"{path}: not allowed to write there")
+    return path

@@ -18,6 +18,7 @@ from medloop.cli.common import (
     ProjectOpt,
     app,
     out,
+    output_file,
     print_json,
     record_table,
     table,
@@ -44,8 +45,12 @@ def aggregate(
 ) -> None:
     """Aggregate answers into consensus labels (a CSV file, or a project's crowd answers)."""
     started = time.perf_counter()
-    if (answers is None) == (project is None):
-        raise InvalidInputError("give either an ANSWERS.csv file or --project, not both")
+    if answers is not None and project is not None:
+        raise InvalidInputError("give an ANSWERS.csv file or --project, not both")
+    if answers is None and project is None:
+        raise InvalidInputError("give an ANSWERS.csv file, or --project to aggregate its answers")
+    if output is not None:
+        output_file(output)
     if project is not None:
         with workspace() as ws:
             result = workflows.aggregate(ws, project=project, method=method)
@@ -93,6 +98,8 @@ def plan(
 ) -> None:
     """Plan the next labelling requests: more lay answers or a doctor for each open item,
     whichever removes more expected errors per unit of cost, within --budget."""
+    if output is not None:
+        output_file(output)
     with workspace() as ws:
         result = workflows.plan_requests(
             ws,

@@ -11,7 +11,16 @@ from typing import Annotated
 
 import typer
 
-from medloop.cli.common import JsonOpt, app, console, out, print_json, progress_bar, workspace
+from medloop.cli.common import (
+    JsonOpt,
+    app,
+    console,
+    out,
+    output_file,
+    print_json,
+    progress_bar,
+    workspace,
+)
 from medloop.exceptions import IngestError, UnknownOptionError
 from medloop.workflows import predict as predicting
 
@@ -56,6 +65,7 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers)."""
+    output_file(output)
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws, progress_bar() as progress:
         loaded = predicting.load_model(model, ws=ws, classes=_classes(classes))
@@ -113,6 +123,7 @@ def export(
         raise UnknownOptionError(
             f"unknown export format {format!r}; choose one of {EXPORT_FORMATS}"
         )
+    output_file(output)
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws:
         loaded = predicting.load_model(model, ws=ws)

@@ -24,6 +24,7 @@ from medloop.cli.common import (
     bench_app,
     ingest_app,
     out,
+    output_file,
     print_json,
     progress_bar,
     record_table,
@@ -114,6 +115,7 @@ def deid(
 
     if source.resolve() == target.resolve():
         raise InvalidInputError("refusing to overwrite the original; choose another OUT path")
+    output_file(target)
     pseudonym = deidentify_file(source, target, key=Settings().resolved_secret_key)
     out.print(f"wrote {target} (patient pseudonym {pseudonym})")
 

@@ -16,6 +16,7 @@ from medloop.cli.common import (
     bench_app,
     frame_records,
     out,
+    output_file,
     print_json,
     progress_bar,
     record_table,
@@ -262,10 +263,11 @@ def risk_evaluate(
 ) -> None:
     """The cohort's risk model: how it was evaluated, its figures and its calibration
     (predicted against observed risk per group of patients)."""
+    if calibration is not None:
+        output_file(calibration)
     with open_workspace() as ws:
         card = wf.risk_model_card(ws, project=project)
     if calibration is not None:
-        calibration.parent.mkdir(parents=True, exist_ok=True)
         calibration.write_bytes(wf.calibration_chart(card))
     if as_json:
         print_json(card)

@@ -19,6 +19,7 @@ from medloop.cli.common import (
     app,
     console,
     out,
+    output_file,
     workspace,
 )
 from medloop.config import Settings
@@ -152,6 +153,7 @@ def export_answers(
     output: Annotated[Path, typer.Argument(help="CSV file to write.")], project: ProjectOpt
 ) -> None:
     """Every answer: task, item, worker, label, source, time."""
+    output_file(output)
     with workspace() as ws:
         frame = export.export_answers(ws, project=project, actor=CLI_ACTOR)
     frame.to_csv(output, index=False)
@@ -163,6 +165,7 @@ def export_labels(
     output: Annotated[Path, typer.Argument(help="CSV file to write.")], project: ProjectOpt
 ) -> None:
     """Each labelled item's current label (final where signed, else consensus)."""
+    output_file(output)
     with workspace() as ws:
         frame = export.export_labels(ws, project=project, actor=CLI_ACTOR)
     frame.to_csv(output, index=False)
@@ -179,6 +182,7 @@ def export_coco(
     iou: Annotated[float, typer.Option(help="IoU that links two people's boxes.")] = 0.5,
 ) -> None:
     """Lesion boxes as a COCO detection dataset (images named <item id>.png)."""
+    output_file(output)
     with workspace() as ws:
         data = export.export_coco(
             ws, project=project, actor=CLI_ACTOR, fused=not raw, iou_threshold=iou
