@@ -161,3 +161,24 @@ def test_each_role_lands_on_its_work(site: Site, username: str, landing: str) ->
     response = site.client.get("/", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == landing
     assert site.client.get(landing).status_code == 200
+
+
+def test_a_browser_gets_every_error_as_a_page(site: Site) -> None:
+    """Bad addresses, unknown pages and refused requests are pages of the site for a
+    browser (the account's menu included); API clients keep getting JSON."""
+    sign_in(site.client, "dora")
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for url, status, said in (
+        ("/review/abc", 422, "item_id: Input should be a valid integer"),
+        ("/nonexistent", 404, "There is no page at /nonexistent."),
+        ("/review/999999", 404, "999999"),
+        ("/audit", 403, "Not for your role"),
+    ):
+        page = site.client.get(url, headers=browser)
+        assert page.status_code == status, url
+        assert page.headers["content-type"].startswith("text/html"), url
+        assert said in page.text and "dora" in page.text, url  # with the account's menu
+    api = site.client.get("/api/review/abc", headers=browser)
+    assert api.status_code == 422 and api.headers["content-type"] == "application/json"
+    plain = site.client.get("/nonexistent")
+    assert plain.status_code == 404 and plain.json() == {"detail": "Not Found"}

@@ -299,6 +299,8 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     last = site.client.get("/patients", params={**q, "offset": 150}).text
     assert "Patients 151\u2013160 of 160" in last and ">Next<" not in last and "offset=100" in last
     assert cohort[159] in last and cohort[149] not in last
+    beyond = site.client.get("/patients", params={**q, "offset": 1000}).text
+    assert "No patients on this page: trial cohort has 160." in beyond and "yet" not in beyond
     predicted = wf.predict_risk(site.ws, project=COHORT, patients=cohort[150:])
     horizon = float(predicted["horizon"].iloc[0])
     assert f"Risk by {horizon:g} days (current model)" in last

@@ -1,4 +1,7 @@
-"""Domain errors -> HTTP status codes: the one place the mapping lives."""
+"""Domain errors -> HTTP status codes: the one place the mapping lives.
+
+A browser asking for a page (not under /api, accepting HTML) gets every error as a page
+of the site; API clients get JSON."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from medloop.exceptions import (
     ConfigError,
@@ -41,12 +46,52 @@ def status_for(error: MedloopError) -> int:
     return 400
 
 
-async def _medloop_error(_request: Request, error: Exception) -> JSONResponse:
+#: Titles of error pages by status code.
+PAGE_TITLES = {401: "Please sign in", 403: "Not for your role", 404: "Not found"}
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page, not a client of the JSON API."""
+    accepts = request.headers.get("accept", "")
+    return not request.url.path.startswith("/api/") and "text/html" in accepts
+
+
+def _error_page(request: Request, status_code: int, message: str) -> Response:
+    # Imported here: `rendering` imports this module.
+    from medloop.web.rendering import render
+    from medloop.web.security import SESSION_COOKIE
+    from medloop.workflows.accounts import account_for_token
+
+    session = request.cookies.get(SESSION_COOKIE)
+    ws = request.app.state.ws
+    account = account_for_token(ws, session, purpose="session") if session else None
+    title = PAGE_TITLES.get(status_code, "Cannot do that")
+    return render(
+        request, "message.html", account, status_code=status_code, title=title, message=message
+    )
+
+
+async def _medloop_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, MedloopError)
     code = status_for(error)
     if code >= 500:
         logger.error("request failed: %s", type(error).__name__)
+    if wants_page(request):
+        return _error_page(request, code, str(error))
     return JSONResponse({"detail": str(error)}, status_code=code)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's and FastAPI's own errors (no such page, wrong method, 401/403)."""
+    assert isinstance(error, HTTPException)
+    if wants_page(request) and error.status_code >= 400:
+        message = (
+            f"There is no page at {request.url.path}."
+            if error.status_code == 404
+            else str(error.detail)
+        )
+        return _error_page(request, error.status_code, message)
+    return await http_exception_handler(request, error)
 
 
 def _finite(value: Any) -> Any:
@@ -60,9 +105,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422, safe for inputs such as 1e400 that JSON cannot carry back."""
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    """FastAPI's 422, safe for inputs such as 1e400 that JSON cannot carry back; a page
+    says which part of the address or form was wrong."""
     assert isinstance(error, RequestValidationError)
+    if wants_page(request):
+        problems = [f"{' '.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()]
+        return _error_page(request, 422, "; ".join(problems))
     return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
 
 
@@ -84,3 +133,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(MedloopError, _medloop_error)
     app.add_exception_handler(PageStop, _page_stop)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
