@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 from fastapi.testclient import TestClient
@@ -394,6 +395,11 @@ def test_openapi_documents_the_api(site: Site) -> None:
     assert not any(p.startswith("/review") or p == "/login" for p in schema["paths"])
     docs = site.client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # served by us, not by a CDN: an offline hospital network gets the page too
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', docs.text)
+    assert len(assets) == 2 and all(a.startswith("/static/docs/") for a in assets), assets
+    for asset in assets:
+        assert site.client.get(asset).status_code == 200
 
 
 def test_gold_questions_are_inserted_at_the_gold_rate_and_stay_open(site: Site) -> None:

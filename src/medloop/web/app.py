@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +36,7 @@ SECURITY_HEADERS = {
     ),
 }
 DOCS_PATHS = {"/docs", "/redoc", "/docs/oauth2-redirect"}
+DOCS_STATIC = "/static/docs"
 #: Responses that set no caching of their own are never stored (pages show patients'
 #: data: after signing out, Back must not bring them back from the browser's cache).
 NO_STORE = ("Cache-Control", "no-store")
@@ -88,7 +90,10 @@ def create_app(
         if workspace is None:
             ws.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from
+    # DOCS_STATIC, not from a CDN (a blank page on an offline hospital network).
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC,
         title="medloop",
         version=__version__,
         summary="Lay annotators, doctors and models labelling medical images together.",
