@@ -217,8 +217,16 @@ def test_doctor_accepts_and_corrects_in_the_review_pages(
     assert second != first
     other = page.locator("form.choices button:not(.primary)").first
     corrected = str(other.get_attribute("value"))
+    key = str(other.get_attribute("data-key"))
+    page.keyboard.press(key)  # a final label cannot be undone: the first press only picks
+    expect(other).to_have_class(re.compile("armed"))
+    expect(page.locator("#decision-hint")).to_contain_text(f"Press {key} again or Enter")
+    page.keyboard.press("Escape")
+    expect(other).not_to_have_class(re.compile("armed"))
+    page.keyboard.press(key)
+    expect(page).to_have_url(f"{server.url}/review/{second}")  # nothing signed yet
     with page.expect_navigation():
-        page.keyboard.press(str(other.get_attribute("data-key")))
+        page.keyboard.press(key)
     expect(page).not_to_have_url(f"{server.url}/review/{second}")
 
     ws = server.workspace()

@@ -1,5 +1,7 @@
-/* Review page: zoom/pan viewer, number keys for the decision buttons, G toggles the
-   Grad-CAM overlay (fetched on first use), F goes to the flag reason. */
+/* Review page: zoom/pan viewer, number keys for the decision buttons (a final label
+   cannot be undone: the first press picks a button, the same key again or Enter signs
+   it, Esc lets go), G toggles the Grad-CAM overlay (fetched on first use), F goes to
+   the flag reason. */
 (function () {
   "use strict";
   var viewer = window.medloopViewer(document.getElementById("viewer"),
@@ -37,6 +39,18 @@
     choice.addEventListener("change", function () { showOverlay(true); });
   }
 
+  var hint = document.getElementById("decision-hint");
+  var armed = null;
+  function arm(button) {
+    if (armed) armed.classList.remove("armed");
+    armed = button;
+    if (!button) { hint.textContent = ""; return; }
+    button.classList.add("armed");
+    button.focus();
+    hint.textContent = "Press " + button.getAttribute("data-key") + " again or Enter to sign \u201c"
+      + button.value + "\u201d as the final label; Esc to choose again.";
+  }
+
   document.addEventListener("keydown", function (event) {
     var tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
@@ -48,7 +62,9 @@
       if (reason) { event.preventDefault(); reason.focus(); }
       return;
     }
+    if (event.key === "Escape" && armed) { arm(null); return; }
     var button = document.querySelector('button[data-key="' + event.key + '"]');
-    if (button) button.click();
+    if (!button) return;
+    if (button === armed) button.click(); else arm(button);
   });
 })();
