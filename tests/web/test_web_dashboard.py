@@ -352,6 +352,14 @@ def test_the_dashboard_plans_in_place_with_htmx_and_as_a_page_without(site: Site
     assert "lay answers for" in panel and 'href="/review/' in panel
     full = site.client.get(query).text
     assert "<html" in full and "Where to spend labelling next" in full and "lay answers for" in full
+    # a refused plan replaces the panel with the reason (htmx swaps 4xx: base.html's config)
+    htmx = {"HX-Request": "true", "HX-Target": "plan"}
+    for bad in (query.replace("budget=10", "budget=-5"), query.replace("chest", "nosuch")):
+        refused = site.client.get(bad, headers=htmx)
+        assert refused.status_code in (404, 422) and "<html" not in refused.text
+        assert refused.text.lstrip().startswith('<div id="plan"><p class="error" role="alert">')
+        assert "lay answers for" not in refused.text
+    assert '"code": "4..", "swap": true' in page
     sign_in(site.client, "alice")
     assert site.client.get(query, follow_redirects=False).status_code == 403
 

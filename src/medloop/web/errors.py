@@ -51,14 +51,15 @@ PAGE_TITLES = {401: "Please sign in", 403: "Not for your role", 404: "Not found"
 
 
 def wants_page(request: Request) -> bool:
-    """A browser asking for a page, not a client of the JSON API."""
-    accepts = request.headers.get("accept", "")
-    return not request.url.path.startswith("/api/") and "text/html" in accepts
+    """A browser asking for a page (or htmx for a panel), not a client of the JSON API."""
+    if request.url.path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "") or "HX-Request" in request.headers
 
 
 def _error_page(request: Request, status_code: int, message: str) -> Response:
     # Imported here: `rendering` imports this module.
-    from medloop.web.rendering import render
+    from medloop.web.rendering import message_page
     from medloop.web.security import SESSION_COOKIE
     from medloop.workflows.accounts import account_for_token
 
@@ -66,9 +67,7 @@ def _error_page(request: Request, status_code: int, message: str) -> Response:
     ws = request.app.state.ws
     account = account_for_token(ws, session, purpose="session") if session else None
     title = PAGE_TITLES.get(status_code, "Cannot do that")
-    return render(
-        request, "message.html", account, status_code=status_code, title=title, message=message
-    )
+    return message_page(request, account, status_code=status_code, title=title, message=message)
 
 
 async def _medloop_error(request: Request, error: Exception) -> Response:

@@ -46,11 +46,33 @@ def to_login() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
+def message_page(
+    request: Request, account: Account | None, *, status_code: int, title: str, message: str
+) -> HTMLResponse:
+    """A page that says why a request was refused; for an htmx request, only the panel it
+    was going to replace (same id, the message in place of the content), which htmx swaps
+    in for 4xx answers too (`htmx-config` in base.html): a refused plan must not leave the
+    last plan on screen as if nothing happened."""
+    target = request.headers.get("HX-Target") if request.headers.get("HX-Request") else None
+    if target:
+        return render(
+            request,
+            "_refused.html",
+            account,
+            status_code=status_code,
+            target=target,
+            title=title,
+            message=message,
+        )
+    return render(
+        request, "message.html", account, status_code=status_code, title=title, message=message
+    )
+
+
 def forbidden(request: Request, account: Account) -> HTMLResponse:
     """A 403 page naming who is signed in."""
-    return render(
+    return message_page(
         request,
-        "message.html",
         account,
         status_code=403,
         title="Not for your role",
@@ -60,13 +82,8 @@ def forbidden(request: Request, account: Account) -> HTMLResponse:
 
 def error_page(request: Request, account: Account, error: MedloopError) -> HTMLResponse:
     """The page for a refused request: the domain error's message and HTTP status."""
-    return render(
-        request,
-        "message.html",
-        account,
-        status_code=status_for(error),
-        title="Cannot do that",
-        message=str(error),
+    return message_page(
+        request, account, status_code=status_for(error), title="Cannot do that", message=str(error)
     )
 
 
