@@ -94,7 +94,7 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             progress=record,
         )
         assert risk.metrics["cindex"] > 0.6 and 0 < risk.metrics["cindex_sd"] < 0.1
-        assert risk.evaluation == "out of fold (5 stratified folds)"
+        assert risk.evaluation == "out of fold, over 5 stratified folds"
         assert calls == [("risk model", done, 11) for done in range(12)]  # 5 folds + 1 + 5
         calls.clear()
         effects = wf.train_effects(
@@ -224,7 +224,7 @@ def test_cli_patients_risk_recommend(
         "risk", "train", "-p", "trial", "--method", "cox", "--bootstrap", "0", "--exclude", "tx"
     )
     assert code == 0 and "{'" not in out
-    assert f"survival model, out of fold (5 stratified folds): C-index {cindex:.3f}," in out
+    assert f"survival model, out of fold, over 5 stratified folds: C-index {cindex:.3f}," in out
     code, out, _ = run("risk", "predict", "-p", "trial", "--json")
     everyone = pd.DataFrame(json.loads(out))
     assert code == 0 and len(everyone) == 160
@@ -419,7 +419,7 @@ def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> 
         "effects",
     )
     code, out, _ = cli(*train, "--method", "gbm")
-    assert code == 0 and "classifier of event, out of fold (5 stratified folds): AUC" in out
+    assert code == 0 and "classifier of event, out of fold, over 5 stratified folds: AUC" in out
     code, out, _ = cli("risk", "predict", "-p", "c", "--top", "1", "--json")
     (top,) = json.loads(out)
     assert (top["model_kind"], top["model_version"], top["outcome"]) == (
@@ -484,7 +484,7 @@ def test_cli_evaluates_the_cohort_risk_model(tmp_path: Path, cli: Cli) -> None:
     assert code == 0 and card["name"] == "v1 cox" and chart.read_bytes().startswith(b"\x89PNG")
     code, out, _ = cli("risk", "evaluate", "-p", "c")
     first = f"{100 * card['calibration']['predicted'][0]:.1f}%"
-    assert code == 0 and "out of fold (5 stratified folds)" in out and first in out
+    assert code == 0 and "out of fold, over 5 stratified folds" in out and first in out
     cindex = f"{card['metrics']['cindex']:.4f} ± {card['spread']['cindex']:.4f} (sd across"
     assert cindex in out
     ws = Workspace.open(Settings())

@@ -303,7 +303,7 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     assert "No patients on this page: trial cohort has 160." in beyond and "yet" not in beyond
     predicted = wf.predict_risk(site.ws, project=COHORT, patients=cohort[150:])
     horizon = float(predicted["horizon"].iloc[0])
-    assert f"Risk by {horizon:g} days (current model)" in last
+    assert f"Risk by {horizon:g} days, the median follow-up (current model)" in last
     risk, low, high = 100 * predicted.loc[cohort[150], ["risk", "risk_lower", "risk_upper"]]
     interval = f'<small class="interval">({low:.0f}\u2013{high:.0f}%)</small>'
     assert f"<td>{risk:.0f}% {interval}</td>" in last
@@ -363,7 +363,7 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     sign_in(site.client, "dora")
     card = wf.risk_model_card(site.ws, project=COHORT)
     assert card["name"] == "v1 cox" and card["kind"] == "survival"
-    assert card["evaluation"] == "out of fold (5 stratified folds)"
+    assert card["evaluation"] == "out of fold, over 5 stratified folds"
     assert set(card["metrics"]) == set(card["spread"]) == {"cindex", "mean_auc", "ibs"}
     points = card["calibration"]
     assert len(points["predicted"]) == len(points["observed"]) == 5  # fifths of the cohort
@@ -391,7 +391,7 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     )
     card = wf.risk_model_card(ws, project=name)
     assert card["calibration"]["what"] == "P(event = 1)"
-    assert card["evaluation"] == "out of fold (5 stratified folds)"
+    assert card["evaluation"] == "out of fold, over 5 stratified folds"
     assert set(card["metrics"]) == {"auc", "brier", "log_loss", "prevalence"}
     listing = site.client.get("/patients", params={"project": name}).text
     assert f"Brier score {card['metrics']['brier']:.3f}" in listing and "out of fold" in listing

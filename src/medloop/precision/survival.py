@@ -371,7 +371,8 @@ def survival_plot(
     time_unit: str | None = None,
 ) -> bytes:
     """One patient's predicted survival curve (steps) with its band, as PNG bytes; the
-    time axis names `time_unit` when it is known."""
+    time axis names `time_unit` when it is known. The curve starts at time 0, where
+    everyone is event-free; the legend sits under the axes, off the curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -381,12 +382,14 @@ def survival_plot(
     surv = np.asarray(survival, dtype=float)
     if t.ndim != 1 or len(t) == 0 or surv.shape != t.shape:
         raise InvalidInputError("survival_plot needs equally long, non-empty times and survival")
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    start = [0.0] if t[0] > 0 else []  # S(0) = 1, and the band is exact there
+    t, surv = np.concatenate([start, t]), np.concatenate([[1.0] * len(start), surv])
+    fig, ax = plt.subplots(figsize=(5, 3.6))
     if lower is not None and upper is not None:
         ax.fill_between(
             t,
-            np.asarray(lower, float),
-            np.asarray(upper, float),
+            np.concatenate([[1.0] * len(start), np.asarray(lower, float)]),
+            np.concatenate([[1.0] * len(start), np.asarray(upper, float)]),
             step="post",
             alpha=0.25,
             label="95% bootstrap band",
@@ -395,10 +398,11 @@ def survival_plot(
     if horizon is not None:
         ax.axvline(horizon, color="k", ls=":", lw=1, label="risk horizon")
     ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
     ax.set_xlabel("time" if not time_unit else f"time ({time_unit})")
     ax.set_ylabel("P(event-free)")
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

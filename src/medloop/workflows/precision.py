@@ -253,7 +253,7 @@ class TrainedModel:
     n_train: int
     features: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
-    #: how `metrics` were measured, e.g. "out of fold (5 stratified folds)"
+    #: how `metrics` were measured, e.g. "out of fold, over 5 stratified folds"
     evaluation: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -1150,7 +1150,7 @@ def _evaluation(target: Mapping[str, Any]) -> str:
     models trained before 2026-12-07 were scored on a held-out share)."""
     if "test_size" in target:
         return f"on a held-out {100 * target['test_size']:g}% of the cohort"
-    return f"out of fold ({target.get('folds', 5)} stratified folds)"
+    return f"out of fold, over {target.get('folds', 5)} stratified folds"
 
 
 def calibration_chart(card: Mapping[str, Any]) -> bytes:
@@ -1270,7 +1270,7 @@ def survival_chart(ws: Workspace, *, project: str, patient: str, viewer: str) ->
         lower=curve.get("lower"),
         upper=curve.get("upper"),
         horizon=rec.get("risk_horizon"),
-        title=f"patient {page['patient'][:12]}",
+        title=f"patient {page['patient']}",
         time_unit=rec.get("time_unit"),
     )
 
