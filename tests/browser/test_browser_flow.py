@@ -20,9 +20,6 @@ from medloop.workflows import accounts, aggregate, annotate
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect: Any = sync_api.expect
 
-TASK = re.compile(r"Task (\d+): which is it\?")
-
-
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context (no cookies) whose JS errors and CSP violations fail the test."""
@@ -56,16 +53,15 @@ def login(page: Any, server: Server, username: str) -> None:
 
 def current_task(page: Any, previous: int | None = None) -> int:
     """The task id the page shows, once it differs from `previous` and its image loaded."""
-    status = page.locator("#status")
-    other = "" if previous is None else f"(?!{previous}:)"
-    expect(status).to_have_text(re.compile(rf"Task {other}\d+: which is it\?"))
+    workspace = page.locator("#workspace")
+    other = "" if previous is None else f"(?!{previous}$)"
+    expect(workspace).to_have_attribute("data-task", re.compile(rf"^{other}\d+$"))
+    expect(page.locator("#status")).to_have_text("Which of these does the image show?")
     page.wait_for_function(
         "() => { const i = document.getElementById('image');"
         " return i.complete && i.naturalWidth > 0; }"
     )
-    found = TASK.search(status.inner_text())
-    assert found is not None
-    return int(found.group(1))
+    return int(str(workspace.get_attribute("data-task")))
 
 
 def image_rect(page: Any) -> dict[str, float]:

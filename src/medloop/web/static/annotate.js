@@ -40,23 +40,32 @@
     });
   }
 
+  /* With no task there is nothing to look at or skip: the viewer and its buttons go. */
+  function showTask(next) {
+    task = next;
+    var workspace = $("workspace");
+    if (next) workspace.dataset.task = next.task_id; else delete workspace.dataset.task;
+    $("viewer").hidden = !next;
+    ["skip", "unsure", "box-mode", "box-clear"].forEach(function (id) { $(id).disabled = !next; });
+    renderChoices();
+  }
+
   function load() {
     busy = true;
-    status("Loading the next task…");
+    status("Loading the next image…");
     api("GET", "/api/tasks/next").then(function (response) {
       if (response.status === 204) {
-        task = null; renderChoices();
+        showTask(null);
         $("image").removeAttribute("src");
-        status("No task waiting for you right now. Thank you!");
+        status("No image is waiting for you right now. Thank you!");
         return;
       }
-      if (!response.ok) throw new Error("could not load a task (" + response.status + ")");
+      if (!response.ok) throw new Error("could not load an image (" + response.status + ")");
       return response.json().then(function (next) {
-        task = next;
         viewer.clearBox();
         $("image").src = next.image_url;
-        renderChoices();
-        status("Task " + next.task_id + ": which is it?");
+        showTask(next);
+        status("Which of these does the image show?");
       });
     }).catch(function (error) { status(error.message); })
       .finally(function () { busy = false; });
