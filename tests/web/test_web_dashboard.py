@@ -278,6 +278,11 @@ def test_reads_exports_and_label_changes_are_audited(any_site: Site) -> None:
     assert "2 entries match" in html
     assert html.count('href="/audit?action=item.read"') == 2
     assert 'href="/audit?action=label.final"' not in html
+    # projects are named, details are readable (not raw JSON), dates do not wrap
+    exports = site.client.get("/audit?action=export.answers").text
+    assert "<td>project chest</td>" in exports and "<span>rows: " in exports
+    table = exports.split('<table class="audit">')[1].split("</table>")[0]
+    assert '<td class="when">' in table and '{"' not in table
 
 
 def test_coco_export_of_fused_and_raw_boxes(any_site: Site) -> None:

@@ -8,7 +8,7 @@ carry ids, never personal data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ class AuditPage:
     page: int
     per_page: int
     actions: list[str]  # every action on file, for filters
+    #: project id (as entries store it, a string) -> name, for people to read
+    project_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def pages(self) -> int:
@@ -76,7 +78,15 @@ def audit_log(
             for r in rows
         ]
         actions = repo.audit_actions(s)
-    return AuditPage(entries=entries, total=total, page=page, per_page=per_page, actions=actions)
+        names = {str(p.id): p.name for p in repo.list_projects(s)}
+    return AuditPage(
+        entries=entries,
+        total=total,
+        page=page,
+        per_page=per_page,
+        actions=actions,
+        project_names=names,
+    )
 
 
 def record_read(
