@@ -20,6 +20,7 @@ from medloop.workflows import accounts, aggregate, annotate
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect: Any = sync_api.expect
 
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context (no cookies) whose JS errors and CSP violations fail the test."""
