@@ -161,7 +161,7 @@ def test_review_page_shows_reliability_fused_box_overlay_toggle_and_flags(site: 
     titles = re.findall(r'<abbr title="([^"]+)">([^<]+)</abbr>', header.group(1))
     assert [name for _, name in titles] == ["Gold", "Agrees", "Est."]
     assert "dawid-skene" in titles[2][0] and "95% interval" in titles[2][0]
-    assert re.search(r'<td class="estimate">\d+%<br><small>\d+\u2013\d+</small></td>', page)
+    assert re.search(r'<td class="estimate">\d+%<br><small>\d+\u2013\d+%</small></td>', page)
     # crowd boxes and the fused one, drawn apart
     assert page.count('class="box crowd"') == 2 and page.count('class="box fused"') == 1
     assert page.count('class="drew-box"') == 2
