@@ -105,7 +105,7 @@ def test_pages_are_role_isolated(site: Site) -> None:
     for url in (
         "/dashboard",
         "/audit",
-        "/dashboard/job",
+        "/dashboard/job?project=chest",
         "/dashboard/charts/answers.png?project=chest",
     ):
         assert site.client.get(url).status_code == 403, url
@@ -210,14 +210,18 @@ def test_retrain_button_polls_with_htmx_and_survives_a_reload(site: Site, gate: 
     assert gate.started.wait(10)
     reloaded = site.client.get("/dashboard")
     assert "running" in reloaded.text and "epoch 10/20" in reloaded.text
-    assert 'hx-get="/dashboard/job"' in reloaded.text
+    assert 'hx-get="/dashboard/job?project=chest"' in reloaded.text
     gate.release.set()
     deadline = time.monotonic() + 30
-    while "succeeded" not in (fragment := site.client.get("/dashboard/job").text):
+    while "succeeded" not in (fragment := site.client.get("/dashboard/job?project=chest").text):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert "hx-trigger" not in fragment, "polling stops when the job is done"
     assert "Model version 7" in fragment
+    with site.ws.db.session() as s:  # each project its own panel
+        repo.create_project(s, name="skin", classes=["benign", "malignant"], n_channels=3)
+    other = site.client.get("/dashboard/job?project=skin").text
+    assert "No retraining asked for yet" in other and "Model version 7" not in other
     unknown = site.client.post("/dashboard/retrain", data={"project": "nope", "csrf_token": csrf})
     assert unknown.status_code == 404 and "no project named" in unknown.text
     plain = site.client.post(

@@ -74,7 +74,7 @@ def _dashboard(
         account,
         projects=dashboard.list_projects(ws),
         board=None if name is None else dashboard.project_dashboard(ws, project=name),
-        job=jobs.latest_job(ws),
+        job=None if name is None else jobs.latest_job(ws, project=name),
         plan=plan,
         published=published,
     )
@@ -110,11 +110,20 @@ def _dicts(rows: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 @router.get("/dashboard/job")
-def job_panel(request: Request, ws: WS, account: PageAccount) -> Response:
-    """The retrain panel alone (htmx polls it while a job is active)."""
+def job_panel(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    project: Annotated[str, Query(max_length=100)],
+) -> Response:
+    """The project's retrain panel alone (htmx polls it while a job is active)."""
     if account is None or account.role not in REVIEWER_ROLES:
         return Response(status_code=401 if account is None else 403)
-    return render(request, "_job.html", account, job=jobs.latest_job(ws))
+    try:
+        job = jobs.latest_job(ws, project=project)
+    except MedloopError as error:
+        return error_page(request, account, error)
+    return render(request, "_job.html", account, job=job)
 
 
 @router.post("/dashboard/retrain")
