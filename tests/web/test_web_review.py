@@ -137,6 +137,10 @@ def test_flag_through_the_api(any_site: Site) -> None:
     with site.ws.db.session() as s:
         assert item not in assignments.final_labels_for(s, item_ids=[item]), "never a label"
     assert audit_actions(site, item).count("review.flag") == 1
+    no_flag = f"/api/review/{other}/flag"
+    assert site.client.delete(no_flag).status_code == 401
+    assert site.client.delete(no_flag, headers=site.headers("alice")).status_code == 403
+    assert site.client.delete(no_flag, headers=doctor).status_code == 409
 
     # the final label resolves the flag; a decided item cannot be flagged
     decided = site.client.post(f"/api/review/{item}", headers=admin, json={"label": "normal"})
@@ -207,6 +211,21 @@ def test_review_page_shows_reliability_fused_box_overlay_toggle_and_flags(site: 
     assert "flagged: image unreadable" in queue
     twice = site.client.post(url, data={"csrf_token": csrf, "reason": "again"})
     assert twice.status_code == 409
+    # a flag can be taken back: closed (audited), and the item may be flagged again
+    assert f'action="/review/{first}/unflag"' in flagged_page
+    unflag = f"/review/{first}/unflag"
+    assert site.client.post(unflag).status_code == 403  # no CSRF token
+    back = site.client.post(unflag, data={"csrf_token": csrf}, follow_redirects=False)
+    assert back.status_code == 303 and back.headers["location"] == f"/review/{first}"
+    unflagged = site.client.get(f"/review/{first}").text
+    assert "Flagged by" not in unflagged and 'class="flag"' in unflagged
+    assert site.client.post(unflag, data={"csrf_token": csrf}).status_code == 409
+    actions = audit_actions(site, first)
+    assert actions.index("review.unflag") > actions.index("review.flag")
+    again = site.client.post(
+        url, data={"csrf_token": csrf, "reason": "again"}, follow_redirects=False
+    )
+    assert again.status_code == 303
     # deciding another item moves on to the first unflagged one, past the flagged item
     decided = site.client.post(
         f"/review/{second}", data={"label": "normal", "csrf_token": csrf}, follow_redirects=False

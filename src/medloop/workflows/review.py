@@ -456,3 +456,23 @@ def flag_item(ws: Workspace, *, account: Account, item_id: int, reason: str) -> 
         flagged_by=account.username,
         flagged_at=flagged_at,
     )
+
+
+def unflag_item(ws: Workspace, *, account: Account, item_id: int) -> None:
+    """Take an item's open flag back (flagged by mistake, or the question is settled
+    without a label): it is closed, not deleted, and audited. Unknown item ->
+    NotFoundError; no open flag -> ConflictError."""
+    with ws.db.session() as s:
+        repo.get_item(s, item_id=item_id)
+        closed = flags.resolve_flags(s, item_id=item_id, resolved_by_id=account.id)
+        if not closed:
+            raise ConflictError(f"item {item_id} has no open flag")
+        repo.audit(
+            s,
+            actor=account.username,
+            action="review.unflag",
+            entity="item",
+            entity_id=item_id,
+            detail={"flag": closed[0]},
+        )
+    logger.info("item %d unflagged (flag %d)", item_id, closed[0])

@@ -293,6 +293,18 @@ def flag(item_id: Id, body: schemas.FlagCreate, ws: WS, account: Reviewer) -> sc
     )
 
 
+@router.delete(
+    "/review/{item_id}/flag",
+    tags=["review"],
+    status_code=204,
+    responses={404: {}, 409: {"description": "The item has no open flag"}},
+)
+def unflag(item_id: Id, ws: WS, account: Reviewer) -> Response:
+    """Take an item's open flag back (closed and audited, not deleted)."""
+    review.unflag_item(ws, account=account, item_id=item_id)
+    return Response(status_code=204)
+
+
 def _csv(frame: Any, name: str) -> Response:
     return Response(
         frame.to_csv(index=False),

@@ -181,6 +181,16 @@ def review_flag(
     return _next_item(ws)
 
 
+@router.post("/review/{item_id}/unflag")
+def review_unflag(request: Request, item_id: Id, ws: WS, account: ReviewerPage) -> Response:
+    """Take the item's flag back and stay on it."""
+    try:
+        review.unflag_item(ws, account=account, item_id=item_id)
+    except MedloopError as error:
+        return error_page(request, account, error)
+    return RedirectResponse(f"/review/{item_id}", status_code=303)
+
+
 def _next_item(ws: Workspace) -> RedirectResponse:
     """On to the queue's first unflagged item (flagged ones wait for a second look), or
     back to the queue when none is left."""
