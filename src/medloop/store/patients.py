@@ -179,6 +179,17 @@ def upsert_features(
     return len(rows)
 
 
+def feature_state(session: Session, *, project_id: int) -> tuple[int, int]:
+    """(number, newest id) of the project's feature values: it changes whenever a value
+    does, since `upsert_features` replaces values by deleting and inserting rows."""
+    count, newest = session.execute(
+        select(func.count(PatientFeature.id), func.max(PatientFeature.id))
+        .join(Patient, Patient.id == PatientFeature.patient_id)
+        .where(Patient.project_id == project_id)
+    ).one()
+    return int(count), int(newest or 0)
+
+
 def features_frame(
     session: Session, *, project_id: int, pseudonyms: Iterable[str] | None = None
 ) -> pd.DataFrame:

@@ -1206,12 +1206,20 @@ def list_patients(
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
         models = _current_models(s, project_id=record.id)
+        state = prepo.feature_state(s, project_id=record.id)
     version = _risk_model(models)
     targets = list(_target_roles(models))
     scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
     model: dict[str, dict[str, Any]] = {}
     if version is not None and len(scored):
-        table = _risk_table(ws, version, scored, units)
+        if order == "risk":  # the whole cohort's risk, kept until a model or a value changes
+            table = ws.kept(
+                ("cohort risk", record.id, version.id),
+                state,
+                lambda: _risk_table(ws, version, scored, units),
+            )
+        else:
+            table = _risk_table(ws, version, scored, units)
         if order == "risk":  # highest first, ties in pseudonym order
             table = table.sort_values("risk", ascending=False, kind="stable")
             frame = frame.loc[table.index]
