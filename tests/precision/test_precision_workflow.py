@@ -577,3 +577,25 @@ def test_the_risk_ordered_list_is_kept_until_a_value_or_the_model_changes(
         assert scored[before:] == [80], "a new model scores everyone again"
     finally:
         ws.close()
+
+
+def test_an_effect_model_from_before_drivers_still_recommends(tmp_path: Path) -> None:
+    """Effect models trained before 2026-12-07 kept no feature means: their
+    recommendation comes without drivers instead of failing."""
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="trial", path=trial_csv(tmp_path / "t.csv", n=80), id_column="mrn"
+        )
+        wf.train_effects(
+            ws, project="trial", treatment_column="tx", event_column="event", exclude=["time"],
+            base="linear", n_bootstrap=0,
+        )  # fmt: skip
+        with ws.db.session() as s:
+            version = wf._current_models(s, project_id=repo.get_project(s, name="trial").id)
+        old = wf._load(ws, version[wf.EFFECTS].blob_sha256)["model"]
+        del old.mean_  # the bundle as such a model unpickles (kept in ws.recent)
+        view = wf.recommend(ws, project="trial", patient="MRN000003")
+        assert view.drivers == [] and view.benefit is not None
+    finally:
+        ws.close()

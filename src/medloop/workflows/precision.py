@@ -799,7 +799,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         treated, control = bundle["treated"], bundle["control"]
         options = [treated, control]
         suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
-        drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
+        if hasattr(effects, "mean_"):  # effect models trained before 2026-12-07 kept no means
+            drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
         estimates = _option_estimates(effects, X, row, treated=treated, control=control)
         detail["effects_model_version"] = versions[EFFECTS].version
     detail.update(
