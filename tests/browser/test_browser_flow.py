@@ -220,6 +220,9 @@ def test_doctor_accepts_and_corrects_in_the_review_pages(
     expect(page.locator("#decision-hint")).to_contain_text(f"Press {key} again or Enter")
     page.keyboard.press("Escape")
     expect(other).not_to_have_class(re.compile("armed"))
+    page.keyboard.press("Enter")  # Esc let go of the button: Enter signs nothing
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(f"{server.url}/review/{second}")
     page.keyboard.press(key)
     expect(page).to_have_url(f"{server.url}/review/{second}")  # nothing signed yet
     with page.expect_navigation():

@@ -44,7 +44,11 @@
   function arm(button) {
     if (armed) armed.classList.remove("armed");
     armed = button;
-    if (!button) { hint.textContent = ""; return; }
+    if (!button) {  /* and off the button: Enter or Space must not sign it after Esc */
+      hint.textContent = "";
+      if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+      return;
+    }
     button.classList.add("armed");
     button.focus();
     hint.textContent = "Press " + button.getAttribute("data-key") + " again or Enter to sign \u201c"
