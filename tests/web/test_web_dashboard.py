@@ -101,6 +101,10 @@ def test_annotators_get_403_on_dashboard_audit_export_and_retrain(site: Site) ->
 def test_pages_are_role_isolated(site: Site) -> None:
     for url in ("/dashboard", "/audit"):
         assert site.client.get(url, follow_redirects=False).headers["location"] == "/login"
+    # a panel's htmx request, signed out, loads the login page as the whole page
+    for url in ("/dashboard/plan?project=chest", "/dashboard/job?project=chest"):
+        panel = site.client.get(url, headers={"HX-Request": "true"}, follow_redirects=False)
+        assert panel.status_code == 401 and panel.headers["HX-Redirect"] == "/login", url
     csrf = sign_in(site.client, "alice")
     for url in (
         "/dashboard",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from medloop.exceptions import MedloopError
@@ -41,8 +41,11 @@ def render(
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def to_login() -> RedirectResponse:
-    """Signed out: on to the login page."""
+def to_login(request: Request | None = None) -> Response:
+    """Signed out: on to the login page. An htmx request (a dashboard panel) is told to
+    load it as the whole page: a redirect would be followed inside the panel."""
+    if request is not None and request.headers.get("HX-Request"):
+        return Response(status_code=401, headers={"HX-Redirect": "/login"})
     return RedirectResponse("/login", status_code=303)
 
 
@@ -90,7 +93,7 @@ def error_page(request: Request, account: Account, error: MedloopError) -> HTMLR
 def _signed_in_as(*roles: Role) -> Callable[[Request, Account | None], Account]:
     def account_for_page(request: Request, account: PageAccount) -> Account:
         if account is None:
-            raise PageStop(to_login())
+            raise PageStop(to_login(request))
         if account.role not in roles:
             raise PageStop(forbidden(request, account))
         return account

@@ -21,7 +21,7 @@ from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.types import REVIEWER_ROLES
 from medloop.web.deps import WS, Reviewer
-from medloop.web.rendering import PageAccount, ReviewerPage, error_page, render
+from medloop.web.rendering import PageAccount, ReviewerPage, error_page, render, to_login
 from medloop.web.schemas import LabellingPlanPublic, PublishedPlanPublic
 from medloop.workflows import (
     LabellingPlan,
@@ -117,8 +117,10 @@ def job_panel(
     project: Annotated[str, Query(max_length=100)],
 ) -> Response:
     """The project's retrain panel alone (htmx polls it while a job is active)."""
-    if account is None or account.role not in REVIEWER_ROLES:
-        return Response(status_code=401 if account is None else 403)
+    if account is None:
+        return to_login(request)
+    if account.role not in REVIEWER_ROLES:
+        return Response(status_code=403)
     try:
         job = jobs.latest_job(ws, project=project)
     except MedloopError as error:
