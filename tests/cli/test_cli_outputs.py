@@ -45,6 +45,10 @@ def test_unwritable_outputs_fail_first_in_one_line(
         said = " ".join(err.split())  # Rich wraps long lines at the terminal's width
         assert "Traceback" not in out + err and said.startswith("error:"), err
         assert f"{blocker} is a file, not a folder" in said or "is a folder; give" in said
+    if Path("/dev/full").exists():  # writing fails only once the export is made
+        for what in ("labels", "coco"):
+            code, out, err = run(monkeypatch, capsys, "export", what, "/dev/full", "-p", "chest")
+            assert code == 2 and "Traceback" not in out + err and "No space left" in err
     ws = Workspace.open(Settings())
     with ws.db.session() as s:
         assert not repo.audit_frame(s)["action"].str.startswith("export").any()

@@ -155,8 +155,9 @@ def export_answers(
     """Every answer: task, item, worker, label, source, time."""
     output_file(output)
     with workspace() as ws:
-        frame = export.export_answers(ws, project=project, actor=CLI_ACTOR)
-    frame.to_csv(output, index=False)
+        frame = export.export_answers(
+            ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
+        )
     out.print(f"wrote {len(frame)} answers to {output}")
 
 
@@ -167,8 +168,9 @@ def export_labels(
     """Each labelled item's current label (final where signed, else consensus)."""
     output_file(output)
     with workspace() as ws:
-        frame = export.export_labels(ws, project=project, actor=CLI_ACTOR)
-    frame.to_csv(output, index=False)
+        frame = export.export_labels(
+            ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
+        )
     out.print(f"wrote {len(frame)} labels to {output}")
 
 
@@ -185,7 +187,11 @@ def export_coco(
     output_file(output)
     with workspace() as ws:
         data = export.export_coco(
-            ws, project=project, actor=CLI_ACTOR, fused=not raw, iou_threshold=iou
+            ws,
+            project=project,
+            actor=CLI_ACTOR,
+            fused=not raw,
+            iou_threshold=iou,
+            deliver=lambda d: output.write_text(json.dumps(d, indent=1)),
         )
-    output.write_text(json.dumps(data, indent=1))
     out.print(f"wrote {len(data['annotations'])} boxes on {len(data['images'])} images to {output}")

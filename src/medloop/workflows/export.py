@@ -1,5 +1,7 @@
 """Exports: every answer, each item's current label (tables ready for CSV), and lesion
-boxes as COCO JSON. Every export is recorded in the audit log (who, what, when).
+boxes as COCO JSON. Every export is recorded in the audit log (who, what, when), once
+it has been handed over: `deliver` (e.g. writing the file) runs first, so an export that
+could not be written is not on file as done.
 
 Labels are written as class names, workers by username, items by id (not by source file
 name, which may carry identifying text); never patient data. COCO images are named
@@ -9,8 +11,10 @@ name, which may carry identifying text); never patient data. COCO images are nam
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from PIL import Image
@@ -27,27 +31,53 @@ LABEL_COLUMNS = ["item", "split", "label", "kind", "source", "method", "confiden
 SYSTEM = "system"
 
 
-def _audit(s: Any, *, actor: str, what: str, project_id: int, rows: int) -> None:
-    repo.audit(
-        s,
-        actor=actor,
-        action=f"export.{what}",
-        entity="project",
-        entity_id=project_id,
-        detail={"rows": rows},
-    )
+T = TypeVar("T")
 
 
-def export_answers(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Entry:
+    """What the audit log records of an export."""
+
+    actor: str
+    what: str
+    project_id: int
+    rows: int
+
+
+def _handed_over(
+    ws: Workspace, result: T, deliver: Callable[[T], object] | None, entry: _Entry
+) -> T:
+    """`deliver(result)`, then the audit entry: if delivering fails, nothing is on file."""
+    if deliver is not None:
+        deliver(result)
+    with ws.db.session() as s:
+        repo.audit(
+            s,
+            actor=entry.actor,
+            action=f"export.{entry.what}",
+            entity="project",
+            entity_id=entry.project_id,
+            detail={"rows": entry.rows},
+        )
+    return result
+
+
+def export_answers(
+    ws: Workspace,
+    *,
+    project: str,
+    actor: str = SYSTEM,
+    deliver: Callable[[pd.DataFrame], object] | None = None,
+) -> pd.DataFrame:
     """All answers of a project: task, item, worker, label (class name), source, time."""
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
         answers = repo.answers_frame(s, project_id=record.id)
         classes = [str(c) for c in record.classes]
-        _audit(s, actor=actor, what="answers", project_id=record.id, rows=len(answers))
+    entry = _Entry(actor, "answers", record.id, len(answers))
     if answers.empty:
-        return pd.DataFrame(columns=ANSWER_COLUMNS)
-    return pd.DataFrame(
+        return _handed_over(ws, pd.DataFrame(columns=ANSWER_COLUMNS), deliver, entry)
+    frame = pd.DataFrame(
         {
             "task": answers["task_id"].astype(int),
             "item": answers["task"].astype(int),
@@ -58,6 +88,7 @@ def export_answers(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.Da
         },
         columns=ANSWER_COLUMNS,
     )
+    return _handed_over(ws, frame, deliver, entry)
 
 
 def _current_labels(s: Any, project_id: int) -> pd.DataFrame:
@@ -69,7 +100,13 @@ def _current_labels(s: Any, project_id: int) -> pd.DataFrame:
     return pd.concat([finals, consensus]).sort_index()
 
 
-def export_labels(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.DataFrame:
+def export_labels(
+    ws: Workspace,
+    *,
+    project: str,
+    actor: str = SYSTEM,
+    deliver: Callable[[pd.DataFrame], object] | None = None,
+) -> pd.DataFrame:
     """Each labelled item's current label: the final label where a doctor (or gold) signed
     one, the crowd consensus otherwise."""
     with ws.db.session() as s:
@@ -77,10 +114,10 @@ def export_labels(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.Dat
         classes = [str(c) for c in record.classes]
         current = _current_labels(s, record.id)
         items = repo.items_frame(s, project_id=record.id)
-        _audit(s, actor=actor, what="labels", project_id=record.id, rows=len(current))
+    entry = _Entry(actor, "labels", record.id, len(current))
     if current.empty:
-        return pd.DataFrame(columns=LABEL_COLUMNS)
-    return pd.DataFrame(
+        return _handed_over(ws, pd.DataFrame(columns=LABEL_COLUMNS), deliver, entry)
+    frame = pd.DataFrame(
         {
             "item": current.index.astype(int),
             "split": items.loc[current.index, "split"].to_numpy(),
@@ -92,6 +129,7 @@ def export_labels(ws: Workspace, *, project: str, actor: str = SYSTEM) -> pd.Dat
         },
         columns=LABEL_COLUMNS,
     )
+    return _handed_over(ws, frame, deliver, entry)
 
 
 def export_coco(
@@ -101,6 +139,7 @@ def export_coco(
     actor: str = SYSTEM,
     fused: bool = True,
     iou_threshold: float = 0.5,
+    deliver: Callable[[dict[str, Any]], object] | None = None,
 ) -> dict[str, Any]:
     """Lesion boxes as a COCO object-detection dataset (a JSON-ready dict).
 
@@ -117,7 +156,6 @@ def export_coco(
         boxes = repo.answer_boxes_frame(s, project_id=record.id)
         items = repo.items_frame(s, project_id=record.id)
         current = _current_labels(s, record.id)["label"] if len(boxes) else pd.Series()
-        _audit(s, actor=actor, what="coco", project_id=record.id, rows=len(boxes))
     sizes = {
         int(item): _png_size(ws.blobs.get(str(items.loc[item, "image_sha256"])))
         for item in sorted(set(boxes["item"]))
@@ -137,7 +175,7 @@ def export_coco(
         ]
     for number, annotation in enumerate(annotations, start=1):
         annotation["id"] = number
-    return {
+    coco = {
         "info": {
             "description": f"medloop project {record.name}: lesion boxes"
             + (" (fused)" if fused else " (every annotator)"),
@@ -155,6 +193,7 @@ def export_coco(
             for i, name in enumerate(classes)
         ],
     }
+    return _handed_over(ws, coco, deliver, _Entry(actor, "coco", record.id, len(boxes)))
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
