@@ -171,6 +171,20 @@ def test_annotator_labels_by_keyboard_draws_a_box_skips_and_zooms(
     assert ("task.skip", third) in actions and ("task.unsure", fourth) in actions
     assert fifth not in (first, second, third, fourth), "skipped tasks are not offered again"
 
+    # answer the rest: with no image left, the viewer and its controls go away
+    workspace = page.locator("#workspace")
+    for _ in range(6):
+        shown = workspace.get_attribute("data-task")
+        if shown is None:
+            break
+        page.keyboard.press("1")
+        expect(workspace).not_to_have_attribute("data-task", shown)
+    expect(page.locator("#status")).to_have_text(re.compile("No image is waiting for you"))
+    expect(page.locator("#viewer")).to_be_hidden()
+    expect(page.locator("#task-controls")).to_be_hidden()
+    expect(page.locator("#waiting")).to_have_text("0")
+    page.screenshot(path=artifacts / "05-nothing-left.png")
+
 
 def test_doctor_accepts_and_corrects_in_the_review_pages(
     server: Server, page: Any, artifacts: Path

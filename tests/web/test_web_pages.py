@@ -66,7 +66,7 @@ def test_annotator_workspace_and_cookie_api_calls_need_csrf(site: Site) -> None:
     page = site.client.get("/annotate")
     assert page.status_code == 200
     assert "/static/annotate.js" in page.text and "Draw box" in page.text
-    assert "Images waiting for you: 10." in page.text  # 8 tasks + 2 gold
+    assert 'Images waiting for you: <span id="waiting">10</span>.' in page.text  # 8 + 2 gold
     assert page.headers["Content-Security-Policy"].startswith("default-src 'self'")
     task = site.client.get("/api/tasks/next").json()  # the session cookie signs GETs
     url = f"/api/tasks/{task['task_id']}/answer"

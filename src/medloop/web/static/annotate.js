@@ -16,6 +16,11 @@
   }
   function status(text) { $("status").textContent = text; }
 
+  function countDown() {
+    var waiting = $("waiting");
+    waiting.textContent = String(Math.max(0, parseInt(waiting.textContent, 10) - 1));
+  }
+
   function showProgress(progress) {
     $("answered").textContent = progress.answered;
     $("gold").textContent = progress.gold_accuracy === null ? "–"
@@ -46,7 +51,8 @@
     var workspace = $("workspace");
     if (next) workspace.dataset.task = next.task_id; else delete workspace.dataset.task;
     $("viewer").hidden = !next;
-    ["skip", "unsure", "box-mode", "box-clear"].forEach(function (id) { $(id).disabled = !next; });
+    $("task-controls").hidden = !next;
+    if (!next) $("waiting").textContent = "0";
     renderChoices();
   }
 
@@ -81,11 +87,13 @@
       return response.json().then(function (data) {
         if (!response.ok && response.status !== 409) throw new Error(data.detail || "answer failed");
         if (data.progress) showProgress(data.progress);
+        if (response.ok) countDown();
         var feedback = $("feedback");
         feedback.className = "feedback";
         feedback.textContent = "";
         if (response.status === 409) {
-          feedback.textContent = "Not saved: " + data.detail + ". Here is another image.";
+          feedback.textContent = "Not saved: that image was already answered, or has all the"
+            + " answers it needs. On to the next one.";
         } else if (data.gold) {
           feedback.classList.add(data.gold.correct ? "good" : "bad");
           feedback.textContent = data.gold.correct
@@ -104,6 +112,7 @@
     api("POST", "/api/tasks/" + task.task_id + "/skip", { reason: reason })
       .then(function (response) {
         if (!response.ok) throw new Error("could not skip (" + response.status + ")");
+        countDown();
         busy = false; load();
       })
       .catch(function (error) { busy = false; status(error.message); });
