@@ -174,6 +174,11 @@ def test_read_table_refuses_short_rows_text_among_numbers_and_no_rows(tmp_path: 
     path.write_text("mrn,age,stage,event\n1,50,IIa,1\n2,61\n")
     with pytest.raises(IngestError, match=r"cohort\.csv: line 3 has 2 fields, the header 4"):
         read_table(path, key=KEY, id_column="mrn")
+    path.write_text("mrn,age,stage,event\n1,50,IIa,1\n2,61,I,0\n1,70,III,1\n")
+    with pytest.raises(
+        IngestError, match=r"cohort\.csv: column 'mrn' repeats a patient id \(line 4"
+    ):
+        read_table(path, key=KEY, id_column="mrn")
     path.write_text("mrn,age,stage,event\n")
     with pytest.raises(IngestError, match=r"cohort\.csv: no patient rows"):
         read_table(path, key=KEY, id_column="mrn")

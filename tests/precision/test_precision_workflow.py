@@ -255,9 +255,9 @@ def test_cli_patients_risk_recommend(
     assert code == 0 and risk in out and "'survival'" not in out  # no data dump
     assert f"{100 * result['benefit']:+.1f} points of P(event-free)" in out
     assert f"{100 * result['drivers'][0]['contribution']:+.1f}" in out
-    code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "treat")
+    code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "no treatment")
     assert code == 2 and "--doctor" in err
-    decide = ("recommend", "MRN000002", "-p", "trial", "--override", "treat")
+    decide = ("recommend", "MRN000002", "-p", "trial", "--override", "no treatment")
     code, _, err = run(*decide, "--reason", "guideline", "--doctor", "dr_typo")
     assert code == 2 and "no user named 'dr_typo'" in err and "users add dr_typo" in err
     assert run("users", "add", "dr_b", "--role", "doctor")[0] == 0
@@ -336,6 +336,16 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
                 decision="accept",
                 treatment=other if suggested else None,
             )
+        if suggested:  # overriding with what the model suggests is an accept, not an override
+            with pytest.raises(InvalidInputError, match="accept it rather than override"):
+                wf.decide(
+                    ws,
+                    recommendation_id=view.recommendation_id,
+                    doctor="dr_a",
+                    decision="override",
+                    treatment=suggested,
+                    reason="same thing",
+                )
     finally:
         ws.close()
 

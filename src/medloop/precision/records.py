@@ -128,8 +128,11 @@ def read_table(
             for v, i in zip(frame[target], ids, strict=True)
         ]
     frame.index = pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
-    if frame.index.duplicated().any():
-        raise IngestError(path, f"column {id_column!r} repeats patient ids")
+    repeated = frame.index.duplicated()
+    if repeated.any():
+        row = int(repeated.argmax())
+        where = f"line {row + 2}" if csv else f"row {row + 1}"
+        raise IngestError(path, f"column {id_column!r} repeats a patient id ({where})")
     logger.info("read %d patients, %d columns from %s", len(frame), frame.shape[1], path.name)
     return frame
 

@@ -946,6 +946,10 @@ def decide(
                 )
         elif not treatment:
             raise InvalidInputError("an override names the treatment chosen instead")
+        elif treatment == suggested:
+            raise InvalidInputError(
+                f"{treatment!r} is what the model suggests: accept it rather than override"
+            )
         if options and treatment not in options:
             raise InvalidInputError(f"treatment {treatment!r} is not one of {options}")
         row = prepo.add_decision(
