@@ -328,7 +328,8 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
             )
         suggested = view.suggested_treatment
         other = next(o for o in view.options if o != suggested)  # any option if none
-        with pytest.raises(InvalidInputError, match="override" if suggested else "name the"):
+        refusal = "override" if suggested else "choose the treatment"
+        with pytest.raises(InvalidInputError, match=refusal):
             wf.decide(
                 ws,
                 recommendation_id=view.recommendation_id,
@@ -403,6 +404,17 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         assert strongest["feature"] == "marker" and strongest["scale"] == "odds"
         assert strongest["factor"] > 1
         assert len(view.risk_drivers) == 3
+        with ws.db.session() as s:
+            repo.create_user(s, username="dr_a", role=Role.DOCTOR)
+        with pytest.raises(InvalidInputError, match="no treatment-effect model"):
+            wf.decide(
+                ws,
+                recommendation_id=view.recommendation_id,
+                doctor="dr_a",
+                decision="override",
+                treatment="banana",
+                reason="x",
+            )
         page = wf.patient_record(ws, project="trial", patient=high)
         assert page["recommendation"]["classifier_version"] == 1
         assert set(page["outcome"]) == {"event"} and "time" in page["features"]

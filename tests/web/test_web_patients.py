@@ -353,6 +353,7 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     assert "What drives the risk" in page and "Multiplies the odds" in page
     assert f"\u00d7{view.risk_drivers[0]['factor']:.2f}" in page
     assert f"<td>{view.risk_drivers[0]['feature']}</td>" in page
+    assert 'class="decision"' not in page  # no treatment model: no treatment to decide
     cohorts = site.client.get("/patients").text
     assert "v1 logistic classifier of event" in cohorts
 

@@ -933,6 +933,11 @@ def decide(
             )
         user = repo.get_user_in_role(s, username=doctor, roles=[Role.DOCTOR])
         options = list(rec.detail.get("options") or [])
+        if not options:
+            raise InvalidInputError(
+                "this cohort has no treatment-effect model, so there is no treatment to accept "
+                "or override (train one: medloop risk train --treatment COLUMN)"
+            )
         suggested = rec.detail.get("suggested")
         if decision == "accept":
             if suggested is not None and treatment not in (None, suggested):
@@ -942,7 +947,7 @@ def decide(
             treatment = treatment or suggested
             if treatment is None:
                 raise InvalidInputError(
-                    f"{rec.recommendation!r}: name the treatment you choose ({options})"
+                    f"{rec.recommendation}: choose the treatment, {' or '.join(options)}"
                 )
         elif not treatment:
             raise InvalidInputError("an override names the treatment chosen instead")
@@ -950,7 +955,7 @@ def decide(
             raise InvalidInputError(
                 f"{treatment!r} is what the model suggests: accept it rather than override"
             )
-        if options and treatment not in options:
+        if treatment not in options:
             raise InvalidInputError(f"treatment {treatment!r} is not one of {options}")
         row = prepo.add_decision(
             s,
