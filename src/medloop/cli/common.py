@@ -160,10 +160,12 @@ def _cell(value: Any) -> str:
 # --- commands ----------------------------------------------------------------------------
 
 
-def output_file(path: Path) -> Path:
-    """A file a command will write: its folder is created now, before any work, and a
-    place that cannot be written fails now, in one line (not as a traceback after the
-    work, nor after an export was already recorded in the audit log)."""
+def output_file(path: Path | None) -> None:
+    """A file a command will write (None: no file): its folder is created now, before any
+    work, and a place that cannot be written fails now, in one line (not as a traceback
+    after the work, nor after an export was already recorded in the audit log)."""
+    if path is None:
+        return
     if path.is_dir():
         raise InvalidInputError(f"{path} is a folder; give the name of a file to write")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
@@ -175,4 +177,3 @@ def output_file(path: Path) -> Path:
         raise InvalidInputError(f"{path}: cannot create its folder ({error.strerror})") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InvalidInputError(f"{path}: not allowed to write there")
-    return path

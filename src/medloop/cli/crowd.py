@@ -49,8 +49,7 @@ def aggregate(
         raise InvalidInputError("give an ANSWERS.csv file or --project, not both")
     if answers is None and project is None:
         raise InvalidInputError("give an ANSWERS.csv file, or --project to aggregate its answers")
-    if output is not None:
-        output_file(output)
+    output_file(output)
     if project is not None:
         with workspace() as ws:
             result = workflows.aggregate(ws, project=project, method=method)
@@ -98,8 +97,7 @@ def plan(
 ) -> None:
     """Plan the next labelling requests: more lay answers or a doctor for each open item,
     whichever removes more expected errors per unit of cost, within --budget."""
-    if output is not None:
-        output_file(output)
+    output_file(output)
     with workspace() as ws:
         result = workflows.plan_requests(
             ws,

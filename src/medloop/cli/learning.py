@@ -93,8 +93,7 @@ def bench_train(
     if unknown:
         raise InvalidInputError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
     train_config = dataclasses.replace(BENCH_CONFIG, **overrides)
-    if predictions is not None:
-        output_file(predictions)  # before the minutes of training, not after
+    output_file(predictions)  # before the minutes of training, not after
     result = run(
         dataset,
         data_dir=Settings().data_dir,
@@ -143,8 +142,7 @@ def bench_al(
 
     if seeds < 1:
         raise InvalidInputError("--seeds must be >= 1")
-    if plot is not None:
-        output_file(plot)  # before the hours of training, not after
+    output_file(plot)  # before the hours of training, not after
     train_config = dataclasses.replace(AL_CONFIG, **_config_overrides(config))
     records = run_active_learning(
         dataset,

@@ -263,8 +263,7 @@ def risk_evaluate(
 ) -> None:
     """The cohort's risk model: how it was evaluated, its figures and its calibration
     (predicted against observed risk per group of patients)."""
-    if calibration is not None:
-        output_file(calibration)
+    output_file(calibration)
     with open_workspace() as ws:
         card = wf.risk_model_card(ws, project=project)
     if calibration is not None:

@@ -266,46 +266,48 @@ def worker_tally(session: Session, *, worker_id: int, score: bool = False) -> Wo
 
 @dataclass(frozen=True)
 class LabelTask:
-    """What answering a labelling task needs to know about it."""
+    """What answering a labelling task needs to know about it, for one person."""
 
     task_id: int
     item_id: int
     is_gold: bool
     is_open: bool
+    #: the person has answered the task's item already (through this task or another)
+    answered: bool
     choices: list[str]
 
 
 _LABEL_TASK = (
-    select(Task.item_id, Task.is_gold, Task.status, Project.classes)
+    select(
+        Task.item_id,
+        Task.is_gold,
+        Task.status,
+        exists()
+        .where(Answer.worker_id == bindparam("worker"), Answer.item_id == Task.item_id)
+        .correlate(Task),
+        Project.classes,
+    )
     .join(Project, Project.id == Task.project_id)
     .where(Task.id == bindparam("task"), Task.kind == str(TaskKind.LABEL))
 )
 
 
-def label_task(session: Session, *, task_id: int) -> LabelTask | None:
-    """The labelling task `task_id` with its project's class names, or None."""
-    row = plain_execute(session, _LABEL_TASK, {"task": task_id}).one_or_none()
-    if row is None:
+def label_task(session: Session, *, task_id: int, worker_id: int) -> LabelTask | None:
+    """The labelling task `task_id` with its project's class names, as `worker_id` may
+    answer it; None when there is no such task."""
+    row = plain_execute(session, _LABEL_TASK, {"task": task_id, "worker": worker_id})
+    found = row.one_or_none()
+    if found is None:
         return None
-    item_id, is_gold, status, classes = row
+    item_id, is_gold, status, answered, classes = found
     return LabelTask(
         task_id=task_id,
         item_id=item_id,
         is_gold=bool(is_gold),
         is_open=status == str(TaskStatus.OPEN),
+        answered=bool(answered),
         choices=[str(c) for c in classes],
     )
-
-
-_ANSWERED_ITEM = select(
-    exists().where(Answer.worker_id == bindparam("worker"), Answer.item_id == bindparam("item"))
-)
-
-
-def has_answered_item(session: Session, *, worker_id: int, item_id: int) -> bool:
-    """Whether `worker_id` has answered `item_id` through any of its tasks."""
-    values = {"worker": worker_id, "item": item_id}
-    return bool(plain_execute(session, _ANSWERED_ITEM, values).scalar())
 
 
 @dataclass(frozen=True)

@@ -236,8 +236,8 @@ def _next(project: assignments.ProjectChoices, task: assignments.OpenTask) -> Ne
     )
 
 
-def _label_task(session: Any, task_id: int) -> assignments.LabelTask:
-    task = assignments.label_task(session, task_id=task_id)
+def _label_task(session: Any, task_id: int, account: Account) -> assignments.LabelTask:
+    task = assignments.label_task(session, task_id=task_id, worker_id=account.id)
     if task is None:
         raise NotFoundError(f"no labelling task with id {task_id}")
     return task
@@ -249,7 +249,7 @@ def skip_task(ws: Workspace, *, account: Account, task_id: int, reason: str = "s
     if reason not in ("skip", "unsure"):
         raise InvalidInputError(f"reason must be 'skip' or 'unsure', got {reason!r}")
     with ws.db.writing() as s:
-        _label_task(s, task_id)
+        _label_task(s, task_id, account)
         assignments.add_skip(s, worker_id=account.id, task_id=task_id, reason=reason)
         assignments.release_hold(s, worker_id=account.id)
         repo.audit(
@@ -330,10 +330,10 @@ def submit_answer(
     """
     checked_box = check_box(box)
     with ws.db.writing() as s:
-        task = _label_task(s, task_id)
+        task = _label_task(s, task_id, account)
         if not task.is_open:
             raise ConflictError(f"task {task_id} is closed: it has all the answers it needs")
-        if assignments.has_answered_item(s, worker_id=account.id, item_id=task.item_id):
+        if task.answered:
             raise ConflictError(f"you have already answered this image (task {task_id})")
         choices = task.choices
         index = label_index(label, choices)

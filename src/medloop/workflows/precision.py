@@ -1216,25 +1216,29 @@ def list_patients(
         frame = prepo.features_frame(s, project_id=record.id)
         units = prepo.feature_units(s, project_id=record.id)
         models = _current_models(s, project_id=record.id)
-        state = prepo.feature_state(s, project_id=record.id)
+        state = prepo.feature_state(s, project_id=record.id) if order == "risk" else None
     version = _risk_model(models)
     targets = list(_target_roles(models))
-    scored = frame if order == "risk" else frame.iloc[offset : offset + limit]
-    model: dict[str, dict[str, Any]] = {}
-    if version is not None and len(scored):
-        if order == "risk":  # the whole cohort's risk, kept until a model or a value changes
-            table = ws.kept(
-                ("cohort risk", record.id, version.id),
-                state,
-                lambda: _risk_table(ws, version, scored, units),
-            )
-        else:
-            table = _risk_table(ws, version, scored, units)
-        if order == "risk":  # highest first, ties in pseudonym order
-            table = table.sort_values("risk", ascending=False, kind="stable")
-            frame = frame.loc[table.index]
-        model = table.astype(object).where(table.notna(), None).to_dict(orient="index")
+    table: pd.DataFrame | None = None
+    if version is not None and order == "risk" and len(frame):
+        # Everyone's risk, highest first (ties in pseudonym order), kept until the model
+        # or any feature value changes.
+        cohort = frame
+        table = ws.kept(
+            ("cohort risk", record.id, version.id),
+            state,
+            lambda: _risk_table(ws, version, cohort, units).sort_values(
+                "risk", ascending=False, kind="stable"
+            ),
+        )
+        frame = frame.loc[table.index]
     page = [str(p) for p in frame.index[offset : offset + limit]]
+    if version is not None and table is None and page:
+        table = _risk_table(ws, version, frame.loc[page], units)
+    model: dict[str, dict[str, Any]] = {}
+    if table is not None:
+        shown = table.loc[page]
+        model = shown.astype(object).where(shown.notna(), None).to_dict(orient="index")
     counts = frame.loc[page].drop(columns=targets, errors="ignore").notna().sum(axis=1)
     rows: list[dict[str, Any]] = []
     with ws.db.session() as s:
