@@ -621,3 +621,51 @@ def test_an_effect_model_from_before_drivers_still_recommends(tmp_path: Path) ->
         assert view.drivers == [] and view.benefit is not None
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("kind", ["survival", "classifier"])
+def test_patients_without_outcome_get_an_interval_and_later_ones_are_told_why_not(
+    tmp_path: Path, kind: str
+) -> None:
+    """The patients a risk model is for are those without follow-up yet: they get an
+    interval from the same bootstrap refits; one added after training is told why not."""
+    rows = pd.read_csv(trial_csv(tmp_path / "all.csv", n=250))
+    rows.loc[200:239, ["time", "event"]] = np.nan  # in the cohort, not yet followed up
+    rows.iloc[:240].to_csv(tmp_path / "first.csv", index=False)
+    rows.iloc[240:].to_csv(tmp_path / "later.csv", index=False)
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "first.csv", id_column="mrn")
+
+        def train() -> None:
+            if kind == "survival":
+                wf.train_risk(
+                    ws, project="trial", time_column="time", event_column="event",
+                    exclude=["tx"], method="cox", n_bootstrap=4,
+                )  # fmt: skip
+            else:
+                wf.train_risk_classifier(
+                    ws, project="trial", outcome_column="event", exclude=["time", "tx"],
+                    n_bootstrap=4,
+                )  # fmt: skip
+
+        train()
+        unfollowed = wf.predict_risk(ws, project="trial", patients=["MRN000220"]).iloc[0]
+        assert unfollowed["risk_lower"] < unfollowed["risk_upper"]
+        assert wf.recommend(ws, project="trial", patient="MRN000220").risk_interval_missing is None
+
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "later.csv", id_column="mrn")
+        assert pd.isna(wf.predict_risk(ws, project="trial", patients=["MRN000245"]).iloc[0, 1])
+        view = wf.recommend(ws, project="trial", patient="MRN000245")
+        assert view.risk is not None and view.risk_lower is None
+        assert view.risk_interval_missing == (
+            "the patient was added after risk model v1 was trained; retrain it for an interval"
+        )
+        page = wf.patient_record(ws, project="trial", patient=view.patient)
+        assert page["recommendation"]["risk_interval_missing"] == view.risk_interval_missing
+
+        train()
+        view = wf.recommend(ws, project="trial", patient="MRN000245")
+        assert view.risk_lower is not None and view.risk_interval_missing is None
+    finally:
+        ws.close()

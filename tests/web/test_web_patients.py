@@ -404,3 +404,19 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
 def card_horizon(site: Site) -> str:
     predicted = wf.predict_risk(site.ws, project=COHORT)
     return f"{predicted['horizon'].iloc[0]:g}"
+
+
+def test_a_patient_added_after_training_is_told_why_the_risk_has_no_interval(
+    site: Site, cohort: list[str], tmp_path: Path
+) -> None:
+    rows = pd.read_csv(_trial(tmp_path / "more.csv", n=161)).tail(1)
+    rows.drop(columns=["time", "event"]).to_csv(tmp_path / "new.csv", index=False)
+    wf.import_patients_table(site.ws, project=COHORT, path=tmp_path / "new.csv", id_column="mrn")
+    view = wf.recommend(site.ws, project=COHORT, patient="MRN000160")
+    sign_in(site.client, "dora")
+    page = site.client.get(f"/patients/{view.patient}", params={"project": COHORT})
+    assert page.status_code == 200 and f"{100 * view.risk:.1f}%" in page.text
+    assert (
+        "(no interval: the patient was added after risk model v1 was trained; "
+        "retrain it for an interval)" in page.text
+    )

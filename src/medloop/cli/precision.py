@@ -320,7 +320,7 @@ def risk_predict(
         {
             "patient": str(patient_id),
             "risk": f"{100 * row['risk']:.1f}%",
-            "95% bootstrap interval": "none kept"
+            "95% bootstrap interval": "none (retrain the model for one)"
             if pd.isna(row["risk_lower"])
             else f"{100 * row['risk_lower']:.1f}-{100 * row['risk_upper']:.1f}%",
         }
@@ -381,6 +381,8 @@ def recommend(
             notes.append(
                 f"95% bootstrap interval {100 * view.risk_lower:.1f}-{100 * view.risk_upper:.1f}%"
             )
+        elif view.risk_interval_missing:
+            notes.append(f"no interval: {view.risk_interval_missing}")
         if view.horizon is not None:
             what = f"the event by {view.horizon:g} {view.time_unit or 'time units'}"
         else:

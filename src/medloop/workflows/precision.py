@@ -324,16 +324,16 @@ def train_risk(
     folds stratified on the event (C-index, mean time-dependent AUC, IBS, each with its
     spread across folds; the stored version also keeps the calibration at the horizon,
     the median follow-up, of every patient's out-of-fold prediction), then refit on
-    everyone and register it. `n_bootstrap` refits on resamples give each patient of the
-    cohort a 95% band of the survival curve (and of the risk); patients added after
-    training get no band until the next training. `progress` counts the fits ("risk
-    model: ...", n_splits + 1 + n_bootstrap in all)."""
+    everyone with follow-up and register it. `n_bootstrap` refits on resamples give every
+    patient of the cohort, followed up or not, a 95% band of the survival curve (and of
+    the risk); patients added after training get none until the next training.
+    `progress` counts the fits ("risk model: ...", n_splits + 1 + n_bootstrap in all)."""
     model = SurvivalModel(method, seed=seed)  # refuses an unknown method before any work
     with ws.db.session() as s:
         record = _project(s, project, create=False)
-        frame = prepo.features_frame(s, project_id=record.id)
-    _outcome_columns(frame, time_column, event_column)
-    frame = frame.dropna(subset=[time_column, event_column])
+        cohort = prepo.features_frame(s, project_id=record.id)
+    _outcome_columns(cohort, time_column, event_column)
+    frame = cohort.dropna(subset=[time_column, event_column])
     y = survival_target(frame[time_column], frame[event_column].astype(int))
     drop = [time_column, event_column, *exclude]
     # The table learns fill values and categories, never the outcome: fitted on everyone.
@@ -366,10 +366,10 @@ def train_risk(
     }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
-        bundle["band"] = bootstrap_band(
+        bundle["band"] = bootstrap_band(  # for everyone, patients without follow-up too
             X_all,
             y,
-            X_all,
+            table.transform(cohort),
             bundle["times"],
             method=method,
             n_bootstrap=n_bootstrap,
@@ -451,15 +451,16 @@ def train_risk_classifier(
     Brier score and log loss, at a twentieth of the time (benchmarks/README.md). Metrics
     are out-of-fold over `n_splits` stratified folds (AUC, Brier score, log loss; the
     stored version also keeps the calibration curve); then it is refitted on everyone and
-    registered. `n_bootstrap` refits on resamples give each patient of the cohort a 95%
-    interval of the risk (patients added later get none until the next training).
+    registered. `n_bootstrap` refits on resamples give every patient of the cohort, outcome
+    known or not, a 95% interval of the risk (patients added later get none until the
+    next training).
     `progress` counts the fits ("risk classifier: ...", n_splits + 1 + n_bootstrap)."""
     model = RiskClassifier(method, calibration=calibration, seed=seed)  # options checked here
     with ws.db.session() as s:
         record = _project(s, project, create=False)
-        frame = prepo.features_frame(s, project_id=record.id)
-    _outcome_columns(frame, outcome_column)
-    frame = frame.dropna(subset=[outcome_column])
+        cohort = prepo.features_frame(s, project_id=record.id)
+    _outcome_columns(cohort, outcome_column)
+    frame = cohort.dropna(subset=[outcome_column])
     outcome = frame[outcome_column]
     if not outcome.isin([0, 1]).all() or outcome.nunique() < 2:
         raise InvalidInputError(
@@ -489,11 +490,11 @@ def train_risk_classifier(
     intervals = "risk classifier: bootstrap refits for the risk intervals"
     progress(intervals, n_splits + 1, fits)
     if n_bootstrap:
-        bundle["interval"] = bootstrap_risk_interval(
+        bundle["interval"] = bootstrap_risk_interval(  # for everyone, outcome unknown too
             model,
             X,
             y,
-            X,
+            table.transform(cohort),
             n_bootstrap=n_bootstrap,
             seed=seed,
             progress=lambda done, _total: progress(intervals, n_splits + 1 + done, fits),
@@ -708,7 +709,8 @@ class RecommendationView:
 
     `risk` is P(event by the survival model's horizon, the median follow-up), or, for a
     cohort with an outcome classifier instead, P(`outcome` = 1), with its bootstrap
-    interval; `risk_drivers` the features that move it most from the average patient's;
+    interval (`risk_interval_missing` says why there is none); `risk_drivers` the
+    features that move it most from the average patient's;
     `benefit` the estimated gain in P(event-free) from treatment, with its interval;
     `option_estimates` one row per option: expected P(event-free) with its interval, and
     the benefit over the reference option (the control) with its interval and verdict
@@ -721,6 +723,7 @@ class RecommendationView:
     risk: float | None = None
     risk_lower: float | None = None
     risk_upper: float | None = None
+    risk_interval_missing: str | None = None
     horizon: float | None = None
     time_unit: str | None = None
     outcome: str | None = None
@@ -778,6 +781,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         risk = float(row["risk"])
         if not pd.isna(row["risk_lower"]):
             risk_interval = [float(row["risk_lower"]), float(row["risk_upper"])]
+        else:
+            detail["risk_interval_missing"] = _missing_interval(bundle, risk_version)
         risk_drivers = _risk_drivers(bundle, X)
         detail["risk_interval"] = risk_interval
         if risk_version.kind == SURVIVAL:
@@ -843,6 +848,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         risk=risk,
         risk_lower=risk_interval[0] if risk_interval else None,
         risk_upper=risk_interval[1] if risk_interval else None,
+        risk_interval_missing=detail.get("risk_interval_missing"),
         horizon=horizon,
         time_unit=detail.get("time_unit"),
         outcome=detail.get("risk_outcome"),
@@ -855,6 +861,16 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         options=options,
         option_estimates=estimates,
     )
+
+
+def _missing_interval(bundle: Mapping[str, Any], version: RiskModelVersion) -> str:
+    """Why a patient's risk comes without an interval, said so a doctor knows what to do."""
+    if "band" in bundle or "interval" in bundle:
+        return (
+            f"the patient was added after risk model v{version.version} was trained; "
+            "retrain it for an interval"
+        )
+    return f"risk model v{version.version} was trained without bootstrap refits"
 
 
 def _survival_curve(

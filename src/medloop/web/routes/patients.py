@@ -78,6 +78,7 @@ class RecommendationPublic(BaseModel):
     risk: float | None
     risk_lower: float | None
     risk_upper: float | None
+    risk_interval_missing: str | None = None
     horizon: float | None
     time_unit: str | None = None
     outcome: str | None = None
