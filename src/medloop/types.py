@@ -104,6 +104,24 @@ class Allocation(StrEnum):
 RECOMMENDED_STRATEGY = Strategy.ENTROPY
 
 
+class AggregationMethod(StrEnum):
+    """Names of the aggregation methods (`medloop.aggregation.METHODS` holds each one's
+    class; the names live here so that the CLI can list them without loading SciPy)."""
+
+    MAJORITY_VOTE = "majority_vote"
+    WAWA = "wawa"
+    DAWID_SKENE = "dawid_skene"
+    ONE_COIN = "one_coin"
+    GLAD = "glad"
+    MACE = "mace"
+    EBCC = "ebcc"
+    MINIMAX_ENTROPY = "minimax_entropy"
+
+
+#: The recommended aggregation method, chosen by measurement (benchmarks/README.md).
+DEFAULT_AGGREGATION = AggregationMethod.DAWID_SKENE
+
+
 E = TypeVar("E", bound=StrEnum)
 
 

@@ -239,7 +239,8 @@ def test_cli_patients_risk_recommend(
     horizon = f"{highest['horizon'].iloc[0]:g} days"
     assert code == 0 and "highest risk (3 of 160 patients)" in out
     assert f"risk of the event by {horizon}, survival model v2" in " ".join(out.split())
-    assert f"{100 * highest['risk'].iloc[0]:.1f}%" in out and "none kept" in out
+    assert f"{100 * highest['risk'].iloc[0]:.1f}%" in out
+    assert "none (retrain the model for one)" in " ".join(out.split())
     code, out, _ = run("recommend", "MRN000002", "-p", "trial", "--json")
     result = json.loads(out)
     assert code == 0 and result["options"] == ["treat", "no treatment"]

@@ -9,7 +9,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from enum import StrEnum
 from typing import Any
 
 from medloop.aggregation.base import Aggregator
@@ -21,21 +20,8 @@ from medloop.aggregation.majority_vote import MajorityVote
 from medloop.aggregation.minimax_entropy import MinimaxEntropy
 from medloop.aggregation.one_coin import OneCoinDawidSkene
 from medloop.aggregation.wawa import Wawa
-from medloop.types import look_up_option
-
-
-class Method(StrEnum):
-    """Names of the aggregation methods."""
-
-    MAJORITY_VOTE = "majority_vote"
-    WAWA = "wawa"
-    DAWID_SKENE = "dawid_skene"
-    ONE_COIN = "one_coin"
-    GLAD = "glad"
-    MACE = "mace"
-    EBCC = "ebcc"
-    MINIMAX_ENTROPY = "minimax_entropy"
-
+from medloop.types import DEFAULT_AGGREGATION, look_up_option
+from medloop.types import AggregationMethod as Method
 
 METHODS: dict[Method, Callable[..., Aggregator]] = {
     Method.MAJORITY_VOTE: MajorityVote,
@@ -48,8 +34,8 @@ METHODS: dict[Method, Callable[..., Aggregator]] = {
     Method.MINIMAX_ENTROPY: MinimaxEntropy,
 }
 
-#: The recommended default, chosen by measurement (benchmarks/README.md).
-DEFAULT_METHOD: Method = Method.DAWID_SKENE
+#: The recommended default (`medloop.types.DEFAULT_AGGREGATION`, chosen by measurement).
+DEFAULT_METHOD: Method = DEFAULT_AGGREGATION
 
 
 def make_aggregator(

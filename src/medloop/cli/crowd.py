@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 
 from medloop import workflows
-from medloop.aggregation import DEFAULT_METHOD, Method
 from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
@@ -25,7 +24,7 @@ from medloop.cli.common import (
     workspace,
 )
 from medloop.exceptions import InvalidInputError
-from medloop.types import look_up_option
+from medloop.types import DEFAULT_AGGREGATION, AggregationMethod, look_up_option
 
 
 @app.command()
@@ -36,7 +35,7 @@ def aggregate(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
     method: Annotated[
         str | None,
-        typer.Option(help=f"{', '.join(m.value for m in Method)} (default: {DEFAULT_METHOD})."),
+        typer.Option(help=f"{', '.join(AggregationMethod)} (default: {DEFAULT_AGGREGATION})."),
     ] = None,
     gold: Annotated[Path | None, typer.Option(help="Known labels CSV (task,label).")] = None,
     output: Annotated[Path | None, typer.Option(help="Write task,label,p_* CSV.")] = None,
@@ -59,7 +58,7 @@ def aggregate(
         probabilities = workflows.aggregate_file(answers, method=method, gold=gold)
     labels = probabilities.idxmax(axis=1)
     report: dict[str, Any] = {
-        "method": look_up_option(method or DEFAULT_METHOD, Method).value,
+        "method": look_up_option(method or DEFAULT_AGGREGATION, AggregationMethod).value,
         "tasks": len(labels),
     }
     if output is not None:

@@ -6,7 +6,7 @@ import shlex
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.panel import Panel
@@ -19,7 +19,6 @@ from medloop.cli.web import run_server
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import Role
-from medloop.workflows import RoundReport
 from medloop.workflows.demo import (
     PATIENTS_TODO,
     DemoOptions,
@@ -27,6 +26,9 @@ from medloop.workflows.demo import (
     demo_settings,
     prepare_demo,
 )
+
+if TYPE_CHECKING:
+    from medloop.workflows import RoundReport
 
 DEFAULTS = DemoOptions()
 

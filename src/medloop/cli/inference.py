@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from medloop import workflows
 from medloop.cli.common import (
     JsonOpt,
     app,
@@ -22,7 +23,6 @@ from medloop.cli.common import (
     workspace,
 )
 from medloop.exceptions import IngestError, UnknownOptionError
-from medloop.workflows import predict as predicting
 
 model_app = typer.Typer(help="Trained models: export for fast inference.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -68,9 +68,9 @@ def predict(
     output_file(output)
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws, progress_bar() as progress:
-        loaded = predicting.load_model(model, ws=ws, classes=_classes(classes))
+        loaded = workflows.predict.load_model(model, ws=ws, classes=_classes(classes))
         try:
-            summary = predicting.predict_files(
+            summary = workflows.predict.predict_files(
                 inputs,
                 model=loaded,
                 output=output,
@@ -126,7 +126,7 @@ def export(
     output_file(output)
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws:
-        loaded = predicting.load_model(model, ws=ws)
+        loaded = workflows.predict.load_model(model, ws=ws)
     if loaded.classifier is None:
         raise UnknownOptionError(f"{model} is already an export; give a checkpoint or project")
     export_torchscript(loaded.classifier, output, quantize=quantize)

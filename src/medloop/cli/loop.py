@@ -34,7 +34,6 @@ from medloop.cli.common import (
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Allocation
-from medloop.workflows import review as reviewing
 
 
 @app.command()
@@ -219,7 +218,7 @@ def review(
             )
             out.print(f"item {item}: final label {label!r} by {doctor}")
             return
-        entries = reviewing.review_entries(ws, project=project, limit=limit)[:limit]
+        entries = workflows.review.review_entries(ws, project=project, limit=limit)[:limit]
     rows = [_entry_row(entry) for entry in entries]
     if as_json:
         print_json(rows)
@@ -230,7 +229,7 @@ def review(
         out.print(table(f"review queue ({len(rows)} shown)", shown))
 
 
-def _entry_row(entry: reviewing.ReviewEntry) -> dict[str, Any]:
+def _entry_row(entry: workflows.review.ReviewEntry) -> dict[str, Any]:
     """A queue entry as JSON: the item, the crowd's and the model's opinions (class
     names), the score, why it is there, and whether a doctor was asked or it is flagged."""
     return {

@@ -8,6 +8,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from medloop import workflows
 from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
@@ -22,9 +23,10 @@ from medloop.cli.common import (
     record_table,
     table,
 )
-from medloop.cli.common import workspace as open_workspace
+from medloop.cli.common import (
+    workspace as open_workspace,
+)
 from medloop.exceptions import InvalidInputError
-from medloop.workflows import precision as wf
 
 patients_app = typer.Typer(
     help="Patient records (pseudonymised on the way in).", no_args_is_help=True
@@ -86,11 +88,11 @@ def patients_import(
         if path.suffix.lower() == ".json":
             if unit:
                 raise InvalidInputError("--unit is for tables: FHIR observations carry units")
-            summary = wf.import_fhir_bundle(ws, project=project, path=path)
+            summary = workflows.precision.import_fhir_bundle(ws, project=project, path=path)
         else:
             if id_column is None:
                 raise InvalidInputError("tables need --id-column")
-            summary = wf.import_patients_table(
+            summary = workflows.precision.import_patients_table(
                 ws,
                 project=project,
                 path=path,
@@ -100,7 +102,7 @@ def patients_import(
                 units=_mapping(unit, option="--unit", form="FEATURE=UNIT"),
             )
         if expression is not None and expression_ids is not None:
-            genes = wf.import_expression(
+            genes = workflows.precision.import_expression(
                 ws,
                 project=project,
                 path=expression,
@@ -108,7 +110,7 @@ def patients_import(
                 top_genes=top_genes,
                 log_transform=log,
             )
-            described = wf.expression_features(ws, project=project)
+            described = workflows.precision.expression_features(ws, project=project)
             genes_line = (
                 f"expression: {genes.patients} patients, {len(described)} genes "
                 f"({described['unit'].iloc[0]}), {genes.feature_values} values"
@@ -132,7 +134,7 @@ def patients_features(
     """The cohort's documented feature table: group, kind, unit, role, missing share,
     typical value and the current models that use each feature."""
     with open_workspace() as ws:
-        frame = wf.describe_features(ws, project=project)
+        frame = workflows.precision.describe_features(ws, project=project)
     if frame.empty:
         raise InvalidInputError(f"cohort {project!r} has no features yet (medloop patients import)")
     gene_rows = frame["group"] == "genomic"
@@ -194,7 +196,7 @@ def risk_train(
     left_out = [*excluded, *([treatment] if treatment else [])]
     with open_workspace() as ws, progress_bar() as progress:
         if outcome is None:
-            risk = wf.train_risk(
+            risk = workflows.precision.train_risk(
                 ws,
                 project=project,
                 time_column=time,
@@ -206,7 +208,7 @@ def risk_train(
                 progress=progress,
             )
         else:
-            risk = wf.train_risk_classifier(
+            risk = workflows.precision.train_risk_classifier(
                 ws,
                 project=project,
                 outcome_column=outcome,
@@ -219,7 +221,7 @@ def risk_train(
         rows = [risk.as_dict()]
         if treatment:
             rows.append(
-                wf.train_effects(
+                workflows.precision.train_effects(
                     ws,
                     project=project,
                     treatment_column=treatment,
@@ -265,9 +267,9 @@ def risk_evaluate(
     (predicted against observed risk per group of patients)."""
     output_file(calibration)
     with open_workspace() as ws:
-        card = wf.risk_model_card(ws, project=project)
+        card = workflows.precision.risk_model_card(ws, project=project)
     if calibration is not None:
-        calibration.write_bytes(wf.calibration_chart(card))
+        calibration.write_bytes(workflows.precision.calibration_chart(card))
     if as_json:
         print_json(card)
         return
@@ -301,7 +303,7 @@ def risk_predict(
     """Each patient's risk of the event by the model's horizon (or of a classifier's
     outcome) with its 95% bootstrap interval; --json adds the ranking score."""
     with open_workspace() as ws:
-        frame = wf.predict_risk(ws, project=project, patients=patient)
+        frame = workflows.precision.predict_risk(ws, project=project, patients=patient)
     title = f"risk ({len(frame)} patients)"
     if top is not None:
         title = f"highest risk ({min(top, len(frame))} of {len(frame)} patients)"
@@ -352,10 +354,10 @@ def recommend(
     if (accept or override) and not doctor:
         raise InvalidInputError("a decision needs --doctor USERNAME: the deciding doctor")
     with open_workspace() as ws:
-        view = wf.recommend(ws, project=project, patient=patient)
+        view = workflows.precision.recommend(ws, project=project, patient=patient)
         decision = None
         if doctor and (accept or override):
-            decision = wf.decide(
+            decision = workflows.precision.decide(
                 ws,
                 recommendation_id=view.recommendation_id,
                 doctor=doctor,

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from medloop import workflows
 from medloop.cli.common import (
     CLI_ACTOR,
     STRATEGY_HELP,
@@ -25,7 +26,6 @@ from medloop.cli.common import (
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Role
-from medloop.workflows import Workspace, accounts, annotate, export
 
 export_app = typer.Typer(
     help="Write answers or labels as CSV, lesion boxes as COCO JSON.", no_args_is_help=True
@@ -85,7 +85,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int = 1) ->
         uvicorn.run(create_app(settings), **options)
         return
     os.environ.update(settings_environment(settings))
-    ws = Workspace.open(settings)  # migrates once, before the workers open it
+    ws = workflows.Workspace.open(settings)  # migrates once, before the workers open it
     jobs = JobWorker(ws)
     jobs.start()
     try:
@@ -115,9 +115,9 @@ def users_add(
         if not password:
             raise InvalidInputError("no password on standard input")
     else:
-        password = accounts.generate_password()
+        password = workflows.accounts.generate_password()
     with workspace() as ws:
-        account = accounts.add_user(ws, username=name, role=role, password=password)
+        account = workflows.accounts.add_user(ws, username=name, role=role, password=password)
     out.print(f"created {account.role} {account.username!r}")
     if not password_stdin:
         out.print(f"password (shown once): {password}")
@@ -135,7 +135,7 @@ def tasks_publish(
 ) -> None:
     """Open labelling tasks for people (active-learning pick plus gold questions)."""
     with workspace() as ws:
-        result = annotate.publish_tasks(
+        result = workflows.annotate.publish_tasks(
             ws,
             project=project,
             k=k,
@@ -155,7 +155,7 @@ def export_answers(
     """Every answer: task, item, worker, label, source, time."""
     output_file(output)
     with workspace() as ws:
-        frame = export.export_answers(
+        frame = workflows.export.export_answers(
             ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
         )
     out.print(f"wrote {len(frame)} answers to {output}")
@@ -168,7 +168,7 @@ def export_labels(
     """Each labelled item's current label (final where signed, else consensus)."""
     output_file(output)
     with workspace() as ws:
-        frame = export.export_labels(
+        frame = workflows.export.export_labels(
             ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
         )
     out.print(f"wrote {len(frame)} labels to {output}")
@@ -186,7 +186,7 @@ def export_coco(
     """Lesion boxes as a COCO detection dataset (images named <item id>.png)."""
     output_file(output)
     with workspace() as ws:
-        data = export.export_coco(
+        data = workflows.export.export_coco(
             ws,
             project=project,
             actor=CLI_ACTOR,

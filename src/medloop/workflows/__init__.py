@@ -4,61 +4,118 @@ Workflows are the only code that joins the store to the algorithms; each functio
 one stage in one transaction. `loop` holds the human-computation loop's stages.
 """
 
-from medloop.workflows.loop import (
-    AggregationResult,
-    CrowdRound,
-    IngestSummary,
-    LoopSettings,
-    RoundReport,
-    aggregate,
-    aggregate_file,
-    collect_crowd_answers,
-    evaluate,
-    ingest_dicom_folder,
-    ingest_image_folder,
-    ingest_medmnist,
-    label_quality,
-    load_images,
-    project_classes,
-    record_decisions,
-    review_queue,
-    run_loop,
-    score_labels,
-    select_items,
-    train,
-    training_targets,
-)
-from medloop.workflows.plan import LabellingPlan, PublishedPlan, plan_requests, publish_plan
-from medloop.workflows.progress import Progress
-from medloop.workflows.workspace import Workspace
+from __future__ import annotations
 
-__all__ = [
-    "AggregationResult",
-    "CrowdRound",
-    "IngestSummary",
-    "LabellingPlan",
-    "LoopSettings",
-    "Progress",
-    "PublishedPlan",
-    "RoundReport",
-    "Workspace",
-    "aggregate",
-    "aggregate_file",
-    "collect_crowd_answers",
-    "evaluate",
-    "ingest_dicom_folder",
-    "ingest_image_folder",
-    "ingest_medmnist",
-    "label_quality",
-    "load_images",
-    "plan_requests",
-    "project_classes",
-    "publish_plan",
-    "record_decisions",
-    "review_queue",
-    "run_loop",
-    "score_labels",
-    "select_items",
-    "train",
-    "training_targets",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on first use
+    from medloop.workflows import (
+        accounts,
+        annotate,
+        audit,
+        dashboard,
+        demo,
+        explain,
+        export,
+        jobs,
+        loop,
+        plan,
+        precision,
+        predict,
+        progress,
+        review,
+        workspace,
+    )
+    from medloop.workflows.loop import (
+        AggregationResult,
+        CrowdRound,
+        IngestSummary,
+        LoopSettings,
+        RoundReport,
+        aggregate,
+        aggregate_file,
+        collect_crowd_answers,
+        evaluate,
+        ingest_dicom_folder,
+        ingest_image_folder,
+        ingest_medmnist,
+        label_quality,
+        load_images,
+        project_classes,
+        record_decisions,
+        review_queue,
+        run_loop,
+        score_labels,
+        select_items,
+        train,
+        training_targets,
+    )
+    from medloop.workflows.plan import (
+        LabellingPlan,
+        PublishedPlan,
+        plan_requests,
+        publish_plan,
+    )
+    from medloop.workflows.progress import Progress
+    from medloop.workflows.workspace import Workspace
+
+#: Where each name of the package lives (module: names). Each is imported on first use,
+#: so that `medloop --help` and light commands load neither PyTorch nor scikit-learn.
+_EXPORTS = {
+    "loop": (
+        "AggregationResult",
+        "CrowdRound",
+        "IngestSummary",
+        "LoopSettings",
+        "RoundReport",
+        "aggregate",
+        "aggregate_file",
+        "collect_crowd_answers",
+        "evaluate",
+        "ingest_dicom_folder",
+        "ingest_image_folder",
+        "ingest_medmnist",
+        "label_quality",
+        "load_images",
+        "project_classes",
+        "record_decisions",
+        "review_queue",
+        "run_loop",
+        "score_labels",
+        "select_items",
+        "train",
+        "training_targets",
+    ),
+    "plan": (
+        "LabellingPlan",
+        "PublishedPlan",
+        "plan_requests",
+        "publish_plan",
+    ),
+    "progress": ("Progress",),
+    "workspace": ("Workspace",),
+}
+_HOMES = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which then check every name
+
+    def __getattr__(name: str) -> Any:
+        """A name of `_HOMES` or a submodule (`workflows.precision`), imported on first use."""
+        if name in _HOMES:
+            value = getattr(importlib.import_module(f"medloop.workflows.{_HOMES[name]}"), name)
+        elif not name.startswith("_"):
+            try:
+                value = importlib.import_module(f"medloop.workflows.{name}")
+            except ModuleNotFoundError as error:
+                if error.name != f"medloop.workflows.{name}":
+                    raise
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+
+__all__ = sorted(_HOMES)

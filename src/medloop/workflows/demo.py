@@ -25,23 +25,21 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from medloop import workflows
 from medloop.config import Settings
 from medloop.exceptions import ConflictError
 from medloop.types import Role
-from medloop.workflows import accounts, annotate, precision
-from medloop.workflows.loop import (
-    IngestSummary,
-    LoopSettings,
-    RoundReport,
-    ingest_medmnist,
-    run_loop,
-)
 from medloop.workflows.progress import Progress, no_progress
-from medloop.workflows.workspace import Workspace
+
+if TYPE_CHECKING:  # the demo's stages are imported when it runs: `medloop --help` stays fast
+    from medloop.workflows.annotate import PublishedRound
+    from medloop.workflows.loop import IngestSummary, RoundReport
+    from medloop.workflows.precision import PatientImport
+    from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +115,9 @@ class DemoResult:
     ingest: IngestSummary
     rounds: list[RoundReport]
     accounts: list[DemoAccount]
-    published: annotate.PublishedRound
+    published: PublishedRound
     learning_curve: Path | None = None
-    cohort: precision.PatientImport | None = None
+    cohort: PatientImport | None = None
 
 
 def demo_settings(base: Settings, *, home: Path | None = None) -> Settings:
@@ -158,7 +156,7 @@ def prepare_demo(
     `train_config` (a `learning.TrainConfig`) overrides `options.max_epochs`.
     """
     reset_home(settings.home)
-    ws = Workspace.open(settings)
+    ws = workflows.Workspace.open(settings)
     try:
         return _prepare(ws, options, progress, on_round, train_config)
     finally:
@@ -183,15 +181,15 @@ def _prepare(
                 patience=min(config.patience, options.max_epochs),
             )
         train_config = config
-    summary = ingest_medmnist(ws, name=DATASET, limit=options.limit, progress=progress)
-    loop = LoopSettings(
+    summary = workflows.ingest_medmnist(ws, name=DATASET, limit=options.limit, progress=progress)
+    loop = workflows.LoopSettings(
         rounds=options.rounds,
         per_round=options.per_round,
         doctor_budget=options.doctor_budget,
         redundancy=options.redundancy,
         seed=options.seed,
     )
-    reports = run_loop(
+    reports = workflows.run_loop(
         ws,
         project=summary.project,
         settings=loop,
@@ -202,11 +200,11 @@ def _prepare(
     progress("people: accounts and open tasks", 0, 2)
     made = []
     for role in DEMO_ROLES:
-        password = accounts.generate_password()
-        accounts.add_user(ws, username=role.username, role=role.role, password=password)
+        password = workflows.accounts.generate_password()
+        workflows.accounts.add_user(ws, username=role.username, role=role.role, password=password)
         made.append(DemoAccount(role.username, role.role, password, role.page, role.todo))
     progress("people: accounts and open tasks", 1, 2)
-    published = annotate.publish_tasks(
+    published = workflows.annotate.publish_tasks(
         ws,
         project=summary.project,
         k=options.open_tasks,
@@ -283,15 +281,15 @@ GBSG2_UNITS = {
 }
 
 
-def seed_cohort(ws: Workspace, *, seed: int = 0) -> precision.PatientImport:
+def seed_cohort(ws: Workspace, *, seed: int = 0) -> PatientImport:
     """Import GBSG2 as the cohort `COHORT` and train its risk and effect models."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "gbsg2.csv"
         gbsg2_table().to_csv(path, index=False)
-        summary = precision.import_patients_table(
+        summary = workflows.precision.import_patients_table(
             ws, project=COHORT, path=path, id_column="patient_id", units=GBSG2_UNITS
         )
-    precision.train_risk(
+    workflows.precision.train_risk(
         ws,
         project=COHORT,
         time_column="time",
@@ -300,7 +298,7 @@ def seed_cohort(ws: Workspace, *, seed: int = 0) -> precision.PatientImport:
         method="cox",
         seed=seed,
     )
-    precision.train_effects(
+    workflows.precision.train_effects(
         ws,
         project=COHORT,
         treatment_column="hormone_therapy",
