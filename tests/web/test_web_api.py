@@ -262,6 +262,34 @@ def test_model_uncertainty_orders_fresh_tasks(site: Site) -> None:
     assert task["item_id"] == doubtful
 
 
+def test_nobody_answers_a_task_they_were_not_handed(site: Site) -> None:
+    """Gold questions' answers cannot be collected, nor tasks chosen, by id."""
+    headers = site.headers("alice")
+    with site.ws.db.session() as s:
+        tasks = repo.tasks_frame(s, project_id=repo.get_project(s, name="chest").id)
+    gold = int(tasks[tasks["is_gold"]]["task_id"].iloc[0])
+    handed = site.client.get("/api/tasks/next", headers=headers).json()["task_id"]
+    stored = answer_count(site)
+    plain = tasks[(tasks["kind"] == "label") & ~tasks["is_gold"]]
+    other = int(plain[plain["task_id"] != handed]["task_id"].iloc[0])
+    for task_id in (gold, other):
+        refused = site.client.post(
+            f"/api/tasks/{task_id}/answer", headers=headers, json={"label": 0}
+        )
+        assert refused.status_code == 409 and "was not handed to you" in refused.text
+        assert "expected" not in refused.text
+    assert answer_count(site) == stored
+    answered = site.client.post(f"/api/tasks/{handed}/answer", headers=headers, json={"label": 0})
+    assert answered.status_code == 201
+    # once handed another task, the earlier one can no longer be answered
+    site.hand("bob", handed)
+    site.hand("bob", other)
+    late = site.client.post(
+        f"/api/tasks/{handed}/answer", headers=site.headers("bob"), json={"label": 0}
+    )
+    assert late.status_code == 409 and "was not handed to you" in late.text
+
+
 def test_gold_questions_give_feedback_and_count_in_progress(site: Site) -> None:
     headers = site.headers("alice")
     with site.ws.db.session() as s:
@@ -270,11 +298,13 @@ def test_gold_questions_give_feedback_and_count_in_progress(site: Site) -> None:
     assert len(gold_tasks) >= 2
     first, second = (gold_tasks.iloc[i] for i in range(2))
     truth = site.gold_items[int(first["item"])]
+    site.hand("alice", int(first["task_id"]))
     right = site.client.post(
         f"/api/tasks/{int(first['task_id'])}/answer", headers=headers, json={"label": truth}
     ).json()
     assert right["gold"] == {"correct": True, "expected": CLASSES[truth]}
     wrong_label = 1 - site.gold_items[int(second["item"])]
+    site.hand("alice", int(second["task_id"]))
     wrong = site.client.post(
         f"/api/tasks/{int(second['task_id'])}/answer", headers=headers, json={"label": wrong_label}
     ).json()
@@ -286,6 +316,7 @@ def test_gold_questions_give_feedback_and_count_in_progress(site: Site) -> None:
         "gold_accuracy": 0.5,
     }
     plain = tasks[~tasks["is_gold"] & (tasks["kind"] == "label")].iloc[0]
+    site.hand("alice", int(plain["task_id"]))
     ordinary = site.client.post(
         f"/api/tasks/{int(plain['task_id'])}/answer", headers=headers, json={"label": 0}
     ).json()

@@ -234,7 +234,9 @@ def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:
     an image twice through a second task on it (the crowd model would count them twice)."""
     task = next_task(site, site.headers("alice"))
     url = f"/api/tasks/{task['task_id']}/answer"
+    site.hand("carol", task["task_id"])  # her hold expires before she answers
     for name in ("alice", "bob"):  # two answers close a task that needs two
+        assert next_task(site, site.headers(name))["task_id"] == task["task_id"]
         answered = site.client.post(url, headers=site.headers(name), json={"label": 0})
         assert answered.status_code == 201
     late = site.client.post(url, headers=site.headers("carol"), json={"label": 1})

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from medloop.annotation import plan_tasks
 from medloop.ingest import encode_png
+from medloop.store import assignments
 from medloop.store import repository as repo
 from medloop.types import LabelKind, Role, Split
 from medloop.workflows import Workspace, accounts, annotate, record_decisions
@@ -51,6 +52,14 @@ class Site:
 
     def headers(self, username: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(username)}"}
+
+    def hand(self, username: str, task_id: int) -> None:
+        """Hand `task_id` to `username` as `GET /api/tasks/next` would, with a hold that
+        has already expired (it keeps no place on the task)."""
+        with self.ws.db.writing() as w:
+            worker = repo.get_user(w, username=username).id
+            held = assignments.hold_first(w, worker_id=worker, task_ids=[task_id], now=0, seconds=1)
+            assert held == task_id
 
 
 def build_project(ws: Workspace, *, n_train: int = 24, n_val: int = 6) -> dict[int, int]:

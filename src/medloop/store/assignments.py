@@ -21,7 +21,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     text,
 )
@@ -144,11 +143,11 @@ def count_open_tasks_for_worker(
 # writer already does. Without it, two READ COMMITTED claims could both count the same
 # free place.
 HOLD_LOCK = 0x6D65646C  # any fixed key: "medl"
-_DROP_HOLDS = delete(TaskHold).where(
-    or_(TaskHold.worker_id == bindparam("worker"), TaskHold.expires_at < bindparam("now"))
-)
 _HELD_BY_OTHERS = (
-    select(func.count()).where(TaskHold.task_id == Task.id).correlate(Task).scalar_subquery()
+    select(func.count())
+    .where(TaskHold.task_id == Task.id, TaskHold.expires_at >= bindparam("now"))
+    .correlate(Task)
+    .scalar_subquery()
 )
 _ROOM = select(Task.id, Task.required_answers - Task.answer_count - _HELD_BY_OTHERS).where(
     Task.id.in_(bindparam("tasks", expanding=True)), Task.status == str(TaskStatus.OPEN)
@@ -161,18 +160,18 @@ def hold_first(
     session: Session, *, worker_id: int, task_ids: Sequence[int], now: float, seconds: float
 ) -> int | None:
     """Hold for `worker_id`, until `now + seconds`, the first of `task_ids` (best first)
-    that is open and held by fewer other people than it still needs answers; returns it,
-    or None. Their earlier hold ends either way, and so does every expired one.
+    that is open and held (unexpired) by fewer other people than it still needs answers;
+    returns it, or None. Their earlier hold ends either way.
 
     Run it in a short write transaction of its own: claims take turns, so two people
     asking at once cannot both take a task's last place, and answers committed before
     the claim (which end their person's hold) are counted."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HOLD_LOCK})
-    plain_execute(session, _DROP_HOLDS, {"worker": worker_id, "now": now})
+    plain_execute(session, _RELEASE_HOLD, {"worker": worker_id})
     if not task_ids:
         return None
-    room = dict(plain_execute(session, _ROOM, {"tasks": list(task_ids)}).all())
+    room = dict(plain_execute(session, _ROOM, {"tasks": list(task_ids), "now": now}).all())
     chosen = next((t for t in task_ids if room.get(t, 0) > 0), None)
     if chosen is not None:
         values = {"worker_id": worker_id, "task_id": chosen, "expires_at": now + seconds}
@@ -274,6 +273,8 @@ class LabelTask:
     is_open: bool
     #: the person has answered the task's item already (through this task or another)
     answered: bool
+    #: it is the task the person was handed last (their hold, expired or not)
+    handed: bool
     choices: list[str]
 
 
@@ -284,6 +285,9 @@ _LABEL_TASK = (
         Task.status,
         exists()
         .where(Answer.worker_id == bindparam("worker"), Answer.item_id == Task.item_id)
+        .correlate(Task),
+        exists()
+        .where(TaskHold.worker_id == bindparam("worker"), TaskHold.task_id == Task.id)
         .correlate(Task),
         Project.classes,
     )
@@ -299,13 +303,14 @@ def label_task(session: Session, *, task_id: int, worker_id: int) -> LabelTask |
     found = row.one_or_none()
     if found is None:
         return None
-    item_id, is_gold, status, answered, classes = found
+    item_id, is_gold, status, answered, handed, classes = found
     return LabelTask(
         task_id=task_id,
         item_id=item_id,
         is_gold=bool(is_gold),
         is_open=status == str(TaskStatus.OPEN),
         answered=bool(answered),
+        handed=bool(handed),
         choices=[str(c) for c in classes],
     )
 

@@ -387,8 +387,10 @@ class ReviewFlag(Base):
 
 class TaskHold(Base):
     """The task a person was handed last and has not answered or skipped yet (at most one
-    per person), until `expires_at` (Unix seconds). Kept in the database so that every
-    server process sees every hold."""
+    per person): the only task they may answer. It keeps a place on the task for them
+    until `expires_at` (Unix seconds); after that others may take the place, and they may
+    still answer while the task is open. Kept in the database so that every server
+    process sees every hold."""
 
     __tablename__ = "task_holds"
 

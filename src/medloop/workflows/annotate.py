@@ -30,6 +30,10 @@ fewer others hold than it still needs answers is the one handed out. Holds live 
 database, so concurrent annotators spread over tasks instead of all answering the same
 one past its redundancy, whichever server process serves them.
 
+A person may answer only the task they were handed last (gold questions are held
+too, though they never run out of places), even after its hold expired, while it is
+open: nobody can choose tasks, or collect gold questions' answers, by id.
+
 Answers are committed before the call returns; a second answer by the same person to the
 same task raises ConflictError and stores nothing.
 """
@@ -177,8 +181,7 @@ def next_task(
             gold = assignments.open_tasks_for_worker(
                 s, worker_id=account.id, project_ids=ids, limit=1, gold=True
             )
-            if gold:
-                _hold(ws, account, [], now)
+            if gold and _hold(ws, account, [gold[0].task_id], now) is not None:
                 return _next(projects[gold[0].project_id], gold[0])
         models = {p: assignments.newest_model_id(s, project_id=p) for p in ids}
         # Without a model the query's order is the ranking: read a first page, and the
@@ -203,7 +206,9 @@ def next_task(
         gold = assignments.open_tasks_for_worker(
             s, worker_id=account.id, project_ids=ids, limit=1, gold=True
         )
-        return _next(projects[gold[0].project_id], gold[0]) if gold else None
+        if gold and _hold(ws, account, [gold[0].task_id], now) is not None:
+            return _next(projects[gold[0].project_id], gold[0])
+        return None
 
 
 def _hold(ws: Workspace, account: Account, task_ids: list[int], now: float) -> int | None:
@@ -324,17 +329,23 @@ def submit_answer(
     """Store one person's answer to a labelling task (committed before returning).
 
     Unknown task -> NotFoundError; label outside the choices or a bad box ->
-    InvalidInputError; a closed task, or an image this person has already answered
-    (through this task or another) -> ConflictError. A box is stored with the answer (and
-    in its audit entry).
+    InvalidInputError; an image this person has already answered (through this task or
+    another), a task other than the one `next_task` handed them last (so nobody can pick
+    tasks, gold questions included, by id), or a closed task -> ConflictError. A box is
+    stored with the answer (and in its audit entry).
     """
     checked_box = check_box(box)
     with ws.db.writing() as s:
         task = _label_task(s, task_id, account)
-        if not task.is_open:
-            raise ConflictError(f"task {task_id} is closed: it has all the answers it needs")
         if task.answered:
             raise ConflictError(f"you have already answered this image (task {task_id})")
+        if not task.handed:
+            raise ConflictError(
+                f"task {task_id} was not handed to you: answer the task you were given last "
+                "(ask for your next task)"
+            )
+        if not task.is_open:
+            raise ConflictError(f"task {task_id} is closed: it has all the answers it needs")
         choices = task.choices
         index = label_index(label, choices)
         try:  # the unique (task, worker) pair refuses a second answer, even a concurrent one
