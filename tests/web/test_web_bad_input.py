@@ -28,7 +28,7 @@ from web_support import (
 
 from medloop.config import Settings
 from medloop.store import repository as repo
-from medloop.store.models import Answer, Item
+from medloop.store.models import Answer, AuditEntry, Item, ItemLabel
 from medloop.web.app import MAX_BODY_BYTES
 from medloop.workflows import Workspace
 
@@ -227,6 +227,43 @@ def test_concurrent_double_submits_store_one_answer(any_site: Site) -> None:
     assert len(stored) == 1
     again = site.client.post(url, headers=headers, json={"label": "normal"})
     assert again.status_code == 409 and "already answered" in again.json()["detail"]
+
+
+def test_doctors_signing_one_item_at_once_store_one_final_label(any_site: Site) -> None:
+    """Two doctors pressing "sign" on the same item at the same moment: one final label,
+    and everyone else is told the item already has one."""
+    site = any_site
+    doctors = [site.headers("dora"), site.headers("adam")]
+    with site.ws.db.session() as s:
+        items = repo.items_frame(s, project_id=repo.get_project(s, name="chest").id)
+    item = int(next(i for i in items.index if i not in site.gold_items))
+
+    async def burst() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=site.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"/api/review/{item}", headers=doctors[i % 2], json={"label": i % 2}
+                    )
+                    for i in range(8)
+                )
+            )
+        return sorted((r.status_code, r.text) for r in responses)
+
+    results = asyncio.run(burst())
+    assert [code for code, _ in results] == [201] + [409] * 7
+    assert all("already has a final label" in text for _, text in results[1:])
+    with site.ws.db.session() as s:
+        finals = s.scalars(
+            select(ItemLabel).where(ItemLabel.item_id == item, ItemLabel.kind == "final")
+        ).all()
+        audited = s.scalar(
+            select(func.count()).where(
+                AuditEntry.action == "label.final", AuditEntry.entity_id == str(item)
+            )
+        )
+    assert len(finals) == 1 and audited == 1
 
 
 def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:

@@ -318,8 +318,10 @@ def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     return frame.set_index("item")
 
 
-def get_item(session: Session, *, item_id: int) -> Item:
-    item = session.get(Item, item_id)
+def get_item(session: Session, *, item_id: int, lock: bool = False) -> Item:
+    """The item; with `lock`, its row stays locked until the transaction ends, so that
+    writers deciding about it take turns (PostgreSQL; SQLite has one writer anyway)."""
+    item = session.get(Item, item_id, with_for_update=lock)
     if item is None:
         raise NotFoundError(f"no item with id {item_id}")
     return item

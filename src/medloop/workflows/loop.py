@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from medloop.aggregation import DEFAULT_METHOD, MajorityVote, Method, make_aggregator
 from medloop.aggregation.allocation import Action
@@ -529,64 +530,79 @@ def record_decisions(
     final labels with provenance; each one is audited and closes the item's open flag."""
     if decisions.empty:
         return 0
-    with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
-        n_classes = len(record.classes)
-        bad = decisions[(decisions < 0) | (decisions >= n_classes)]
-        if not bad.empty:
-            raise InvalidInputError(
-                f"label {bad.iloc[0]} is not a class of {project!r} (0..{n_classes - 1})"
-            )
-        items = repo.items_frame(s, project_id=record.id)
-        unknown = decisions.index[~decisions.index.isin(items.index)]
-        if len(unknown):
-            raise NotFoundError(f"item {unknown[0]} is not in project {project!r}")
-        if simulated:
-            users = repo.ensure_users(s, usernames=[doctor], role=Role.DOCTOR, simulated=True)
-            doctor_id = users[doctor]
-        else:
-            doctor_id = repo.get_user_in_role(s, username=doctor, roles=REVIEWER_ROLES).id
-        # A decision answers the item's open review request, if a plan asked for one.
-        task_ids = repo.review_tasks(
-            s, project_id=record.id, item_ids=decisions.index.tolist(), round=round
+    with ws.db.writing() as s:
+        return write_decisions(
+            s, project=project, decisions=decisions, doctor=doctor, round=round, simulated=simulated
         )
-        answer_ids = repo.add_answers(
-            s,
-            task_ids=task_ids,
-            worker_ids=[doctor_id] * len(task_ids),
-            labels=decisions.astype(int).tolist(),
-            source=LabelSource.DOCTOR,
+
+
+def write_decisions(
+    session: Session,
+    *,
+    project: str,
+    decisions: pd.Series,
+    doctor: str,
+    round: int = 0,
+    simulated: bool = False,
+) -> int:
+    """`record_decisions` within the caller's transaction `session`."""
+    record = repo.get_project(session, name=project)
+    n_classes = len(record.classes)
+    bad = decisions[(decisions < 0) | (decisions >= n_classes)]
+    if not bad.empty:
+        raise InvalidInputError(
+            f"label {bad.iloc[0]} is not a class of {project!r} (0..{n_classes - 1})"
         )
-        repo.add_item_labels(
-            s,
-            project_id=record.id,
-            labels=decisions.astype(int),
-            kind=LabelKind.FINAL,
-            source=LabelSource.DOCTOR,
-            method="review",
-            decided_by_id=doctor_id,
-            answer_ids=answer_ids,
-            round=round,
+    items = repo.items_frame(session, project_id=record.id)
+    unknown = decisions.index[~decisions.index.isin(items.index)]
+    if len(unknown):
+        raise NotFoundError(f"item {unknown[0]} is not in project {project!r}")
+    if simulated:
+        users = repo.ensure_users(session, usernames=[doctor], role=Role.DOCTOR, simulated=True)
+        doctor_id = users[doctor]
+    else:
+        doctor_id = repo.get_user_in_role(session, username=doctor, roles=REVIEWER_ROLES).id
+    # A decision answers the item's open review request, if a plan asked for one.
+    task_ids = repo.review_tasks(
+        session, project_id=record.id, item_ids=decisions.index.tolist(), round=round
+    )
+    answer_ids = repo.add_answers(
+        session,
+        task_ids=task_ids,
+        worker_ids=[doctor_id] * len(task_ids),
+        labels=decisions.astype(int).tolist(),
+        source=LabelSource.DOCTOR,
+    )
+    repo.add_item_labels(
+        session,
+        project_id=record.id,
+        labels=decisions.astype(int),
+        kind=LabelKind.FINAL,
+        source=LabelSource.DOCTOR,
+        method="review",
+        decided_by_id=doctor_id,
+        answer_ids=answer_ids,
+        round=round,
+    )
+    for item_id, label in decisions.items():
+        repo.audit(
+            session,
+            actor=doctor,
+            action="label.final",
+            entity="item",
+            entity_id=item_id,
+            detail={"label": int(label), "round": round},
         )
-        for item_id, label in decisions.items():
+        closed = flags.resolve_flags(session, item_id=int(item_id), resolved_by_id=doctor_id)
+        if closed:  # a final label settles what a flag asked for
             repo.audit(
-                s,
+                session,
                 actor=doctor,
-                action="label.final",
+                action="review.unflag",
                 entity="item",
                 entity_id=item_id,
-                detail={"label": int(label), "round": round},
+                detail={"flags": closed, "resolved_by": "final label"},
             )
-            closed = flags.resolve_flags(s, item_id=int(item_id), resolved_by_id=doctor_id)
-            if closed:  # a final label settles what a flag asked for
-                repo.audit(
-                    s,
-                    actor=doctor,
-                    action="review.unflag",
-                    entity="item",
-                    entity_id=item_id,
-                    detail={"flags": closed, "resolved_by": "final label"},
-                )
     return len(decisions)
 
 

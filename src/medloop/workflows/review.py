@@ -1,6 +1,6 @@
 """Doctor review in the web: the ranked queue, one item's evidence, and the decision.
 
-Built on `loop.review_queue` (ranking) and `loop.record_decisions` (final labels with
+Built on `loop.review_queue` (ranking) and `loop.write_decisions` (final labels with
 provenance, audited). An item's evidence adds each annotator's reliability (on gold
 questions, agreement with the consensus, and the aggregation model's estimate with a
 95% interval) and the crowd's boxes fused with those estimates as skills. A doctor may
@@ -33,7 +33,7 @@ from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource
 from medloop.workflows.accounts import Account
 from medloop.workflows.annotate import label_index
-from medloop.workflows.loop import record_decisions, review_queue
+from medloop.workflows.loop import review_queue, write_decisions
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -373,24 +373,24 @@ def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -
     """Record a doctor's final label for an item (accept or correct), in the project's
     current round (its newest tasks' round). Unknown item -> NotFoundError; label outside
     the classes -> InvalidInputError; an item that already has a final label ->
-    ConflictError (nothing stored twice)."""
-    with ws.db.session() as s:
-        item = repo.get_item(s, item_id=item_id)
+    ConflictError (nothing stored twice: two doctors deciding at once take turns on the
+    item's row, and the second finds the first's label)."""
+    with ws.db.writing() as s:
+        item = repo.get_item(s, item_id=item_id, lock=True)
         project = s.get(Project, item.project_id)
         assert project is not None
         classes = [str(c) for c in project.classes]
         if item_id in assignments.final_labels_for(s, item_ids=[item_id]):
             raise ConflictError(f"item {item_id} already has a final label")
         name = project.name
-        round_now = repo.latest_round(s, project_id=project.id)
-    index = label_index(label, classes)
-    record_decisions(
-        ws,
-        project=name,
-        decisions=pd.Series([index], index=[item_id]),
-        doctor=account.username,
-        round=round_now,
-    )
+        index = label_index(label, classes)
+        write_decisions(
+            s,
+            project=name,
+            decisions=pd.Series([index], index=[item_id]),
+            doctor=account.username,
+            round=repo.latest_round(s, project_id=project.id),
+        )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
 
