@@ -328,3 +328,21 @@ def test_a_real_server_survives_malformed_http(tmp_path: Path) -> None:
         assert server.poll() is None
     finally:
         stop_server(server)
+
+
+def test_refused_requests_never_echo_what_was_sent(site: Site) -> None:
+    """A 422 says what was wrong, not what was sent: a password (or a patient's data)
+    must not travel back into client and proxy logs."""
+    secret = "kA1k7N-not-to-be-echoed"
+    refusals = [
+        site.client.post(
+            "/api/auth/login",
+            content=f'{{"username": "dora", "password": "{secret}"}}',
+            headers={"Content-Type": "text/plain"},
+        ),
+        site.client.post("/api/auth/login", json={"username": "dora", "password": secret * 300}),
+        site.client.post("/api/auth/login", json={"username": secret, "password": 12}),
+    ]
+    for refused in refusals:
+        assert refused.status_code == 422
+        assert secret not in refused.text and refused.json()["detail"][0]["msg"]

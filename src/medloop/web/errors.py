@@ -6,8 +6,6 @@ of the site; API clients get JSON."""
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -93,25 +91,16 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return await http_exception_handler(request, error)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no inf or NaN: such values (echoed inputs) become strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
 async def _invalid_request(request: Request, error: Exception) -> Response:
-    """FastAPI's 422, safe for inputs such as 1e400 that JSON cannot carry back; a page
-    says which part of the address or form was wrong."""
+    """FastAPI's 422 without the `input` it would echo back (a password, a patient's
+    data; and inputs such as 1e400 that JSON cannot carry); a page says which part of
+    the address or form was wrong."""
     assert isinstance(error, RequestValidationError)
     if wants_page(request):
         problems = [f"{' '.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()]
         return _error_page(request, 422, "; ".join(problems))
-    return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+    errors = [{k: v for k, v in e.items() if k != "input"} for e in error.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 class PageStop(Exception):
