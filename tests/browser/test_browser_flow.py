@@ -23,17 +23,20 @@ expect: Any = sync_api.expect
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies) whose JS errors and CSP violations fail the test."""
+    """A fresh browser context (no cookies) whose JS errors, CSP violations and failed
+    requests fail the test (except statuses a test adds to `page.expected_statuses`)."""
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     opened = context.new_page()
+    opened.expected_statuses = set()
     problems: list[str] = []
 
     def failed_response(response: Any) -> None:
-        if response.status >= 400:
+        if response.status >= 400 and response.status not in opened.expected_statuses:
             problems.append(f"{response.status} {response.url}")
 
     def console_error(message: Any) -> None:
-        if message.type == "error":
+        expected = any(f"status of {code}" in message.text for code in opened.expected_statuses)
+        if message.type == "error" and not expected:
             problems.append(f"console: {message.text} {message.location}")
 
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -254,3 +257,25 @@ def test_doctor_accepts_and_corrects_in_the_review_pages(
     expect(page.locator(".final")).to_have_text(f"Final label: {accepted}")
     expect(page.locator("form.choices")).to_have_count(0)
     page.screenshot(path=artifacts / "03-decided.png")
+
+
+def test_an_annotator_whose_session_ended_is_told_how_to_go_on(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    ws = server.workspace()
+    try:  # one more task for ann, who answered every earlier one
+        annotate.publish_tasks(ws, project="chest", k=1, strategy="random", redundancy=1)
+    finally:
+        ws.close()
+    login(page, server, "ann")
+    current_task(page)
+    before = answers_of(server, "ann")
+    page.context.clear_cookies()  # signed out in another tab, or the session expired
+    page.expected_statuses.add(401)
+    page.keyboard.press("1")
+    status = page.locator("#status")
+    expect(status).to_have_text(re.compile(r"^Your session has ended \(nothing was saved\)"))
+    page.screenshot(path=artifacts / "06-session-ended.png")
+    assert answers_of(server, "ann") == before
+    status.get_by_role("link", name="Sign in again").click()
+    expect(page).to_have_url(f"{server.url}/login")

@@ -16,6 +16,26 @@
   }
   function status(text) { $("status").textContent = text; }
 
+  /* The session ended (signed out elsewhere, or expired): say so, with the way back. */
+  function signedOut() {
+    var line = $("status");
+    line.textContent = "Your session has ended (nothing was saved). ";
+    var link = document.createElement("a");
+    link.href = "/login";
+    link.textContent = "Sign in again";
+    line.appendChild(link);
+    line.appendChild(document.createTextNode(" to go on."));
+    return new Error("signed out");
+  }
+  function checked(response) {
+    if (response.status === 401) throw signedOut();
+    return response;
+  }
+  function report(error) {
+    busy = false;
+    if (error.message !== "signed out") status(error.message);
+  }
+
   function countDown() {
     var waiting = $("waiting");
     waiting.textContent = String(Math.max(0, parseInt(waiting.textContent, 10) - 1));
@@ -59,7 +79,7 @@
   function load() {
     busy = true;
     status("Loading the next image…");
-    api("GET", "/api/tasks/next").then(function (response) {
+    api("GET", "/api/tasks/next").then(checked).then(function (response) {
       if (response.status === 204) {
         showTask(null);
         $("image").removeAttribute("src");
@@ -73,7 +93,7 @@
         showTask(next);
         status("Which of these does the image show?");
       });
-    }).catch(function (error) { status(error.message); })
+    }).catch(report)
       .finally(function () { busy = false; });
   }
 
@@ -83,7 +103,7 @@
     var body = { label: label };
     var box = viewer.box();
     if (box) body.box = box;
-    api("POST", "/api/tasks/" + task.task_id + "/answer", body).then(function (response) {
+    api("POST", "/api/tasks/" + task.task_id + "/answer", body).then(checked).then(function (response) {
       return response.json().then(function (data) {
         if (!response.ok && response.status !== 409) throw new Error(data.detail || "answer failed");
         if (data.progress) showProgress(data.progress);
@@ -92,8 +112,8 @@
         feedback.className = "feedback";
         feedback.textContent = "";
         if (response.status === 409) {
-          feedback.textContent = "Not saved: that image was already answered, or has all the"
-            + " answers it needs. On to the next one.";
+          feedback.textContent = "Not saved: that image was already answered (perhaps in"
+            + " another window), or has all the answers it needs. On to the next one.";
         } else if (data.gold) {
           feedback.classList.add(data.gold.correct ? "good" : "bad");
           feedback.textContent = data.gold.correct
@@ -103,19 +123,20 @@
         }
       });
     }).then(function () { busy = false; load(); })
-      .catch(function (error) { busy = false; status(error.message); });
+      .catch(report);
   }
 
   function skip(reason) {
     if (!task || busy) return;
     busy = true;
     api("POST", "/api/tasks/" + task.task_id + "/skip", { reason: reason })
+      .then(checked)
       .then(function (response) {
         if (!response.ok) throw new Error("could not skip (" + response.status + ")");
         countDown();
         busy = false; load();
       })
-      .catch(function (error) { busy = false; status(error.message); });
+      .catch(report);
   }
 
   function toggleBox() {
