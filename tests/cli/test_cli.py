@@ -120,6 +120,17 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     assert run(monkeypatch, capsys, "users", "add", "dr_grey", "--role", "doctor")[0] == 0
     code, out, _ = run(monkeypatch, capsys, *decide, "--doctor", "dr_grey")
     assert code == 0 and "final label" in out
+    assert run(monkeypatch, capsys, "users", "add", "dr_house", "--role", "doctor")[0] == 0
+    code, _, err = run(
+        monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--item", item,
+        "--label", "normal", "--doctor", "dr_house",
+    )  # fmt: skip
+    assert code == 2 and f"item {item} already has a final label" in err  # as in the web
+    code, _, err = run(
+        monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--label", "normal",
+        "--doctor", "dr_house",
+    )  # fmt: skip
+    assert code == 2 and "give --item ITEM" in err
     code, out, _ = run(
         monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json", "--limit", "100"
     )

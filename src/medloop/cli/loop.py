@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -33,7 +32,7 @@ from medloop.cli.common import (
 )
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
-from medloop.types import RECOMMENDED_STRATEGY, Allocation
+from medloop.types import RECOMMENDED_STRATEGY, REVIEWER_ROLES, Allocation
 
 
 @app.command()
@@ -210,14 +209,14 @@ def review(
                 raise InvalidInputError(f"label {label!r} is not one of {classes}")
             if not doctor:
                 raise InvalidInputError("--item needs --doctor USERNAME: the deciding doctor")
-            workflows.record_decisions(
-                ws,
-                project=project,
-                decisions=pd.Series({item: classes.index(label)}),
-                doctor=doctor,
-            )
+            account = workflows.accounts.account_in_role(ws, username=doctor, roles=REVIEWER_ROLES)
+            workflows.review.decide(
+                ws, account=account, item_id=item, label=label, project=project
+            )  # refuses an item that already has a final label, as the web does
             out.print(f"item {item}: final label {label!r} by {doctor}")
             return
+        if label is not None or doctor is not None:
+            raise InvalidInputError("--label and --doctor decide an --item; give --item ITEM")
         entries = workflows.review.review_entries(ws, project=project, limit=limit)[:limit]
     rows = [_entry_row(entry) for entry in entries]
     if as_json:

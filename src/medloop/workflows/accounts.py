@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -114,6 +115,13 @@ def authenticate(ws: Workspace, *, username: str, password: str) -> Account | No
 
 def _account(user: User | repo.UserCredentials) -> Account:
     return Account(id=user.id, username=user.username, role=look_up_option(user.role, Role))
+
+
+def account_in_role(ws: Workspace, *, username: str, roles: Collection[Role]) -> Account:
+    """The real account `username`, which must have one of `roles` (for the CLI, where
+    nobody signs in): NotFoundError, or InvalidInputError for another role."""
+    with ws.db.session() as s:
+        return _account(repo.get_user_in_role(s, username=username, roles=roles))
 
 
 # --- tokens ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from medloop.aggregation import DEFAULT_METHOD, make_aggregator
 from medloop.aggregation.boxes import fuse_boxes
 from medloop.aggregation.reliability import worker_reliability
 from medloop.annotation import gold_accuracy
-from medloop.exceptions import ConflictError, InvalidInputError
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import assignments, flags
 from medloop.store import repository as repo
 from medloop.store.models import Project
@@ -369,27 +369,32 @@ class Decision:
     label: str
 
 
-def decide(ws: Workspace, *, account: Account, item_id: int, label: str | int) -> Decision:
+def decide(
+    ws: Workspace, *, account: Account, item_id: int, label: str | int, project: str | None = None
+) -> Decision:
     """Record a doctor's final label for an item (accept or correct), in the project's
-    current round (its newest tasks' round). Unknown item -> NotFoundError; label outside
-    the classes -> InvalidInputError; an item that already has a final label ->
+    current round (its newest tasks' round). Unknown item (or not in `project`, where
+    given) -> NotFoundError; label outside the classes -> InvalidInputError; an item that
+    already has a final label ->
     ConflictError (nothing stored twice: two doctors deciding at once take turns on the
     item's row, and the second finds the first's label)."""
     with ws.db.writing() as s:
         item = repo.get_item(s, item_id=item_id, lock=True)
-        project = s.get(Project, item.project_id)
-        assert project is not None
-        classes = [str(c) for c in project.classes]
+        record = s.get(Project, item.project_id)
+        assert record is not None
+        if project is not None and record.name != project:
+            raise NotFoundError(f"item {item_id} is not in project {project!r}")
+        classes = [str(c) for c in record.classes]
         if item_id in assignments.final_labels_for(s, item_ids=[item_id]):
             raise ConflictError(f"item {item_id} already has a final label")
-        name = project.name
+        name = record.name
         index = label_index(label, classes)
         write_decisions(
             s,
             project=name,
             decisions=pd.Series([index], index=[item_id]),
             doctor=account.username,
-            round=repo.latest_round(s, project_id=project.id),
+            round=repo.latest_round(s, project_id=record.id),
         )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
