@@ -173,6 +173,36 @@ def test_aggregate_csv_with_gold_output_and_evaluation(tmp_path: Path, monkeypat
     assert written[1].startswith("t1,yes,")
 
 
+def test_evaluate_scores_labelled_tasks_and_never_overwrites_an_input(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A truth file with a blank cell is read as floats (1.0): it still scores right, the
+    blank task is not scored, and no output may replace a file the command reads."""
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\nt1,a,1\nt1,b,1\nt2,a,0\nt2,b,0\nt3,a,1\nt3,b,1\n")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("task,label\nt1,1\nt2,0\nt3,\n")
+    code, out, _ = run(
+        monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(truth), "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["accuracy"] == 1.0 and report["tasks_scored"] == 2
+    floats = tmp_path / "floats.csv"
+    floats.write_text("task,label\nt1,1.0\nt2,0.0\nt3,0.0\n")
+    code, out, _ = run(
+        monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(floats), "--json"
+    )
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+    before = answers.read_text()
+    for target in (answers, floats):
+        code, _, err = run(
+            monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(floats),
+            "--output", str(target),
+        )  # fmt: skip
+        assert code == 2 and "is also an input" in err
+    assert answers.read_text() == before
+
+
 def test_a_single_record_prints_one_field_per_line(tmp_path: Path, monkeypatch, capsys) -> None:
     """A report (aggregation, model metrics, bench) is a list of fields: in an 80-column
     terminal each field keeps its whole name, with its value on the same line."""

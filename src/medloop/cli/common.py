@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -160,14 +160,17 @@ def _cell(value: Any) -> str:
 # --- commands ----------------------------------------------------------------------------
 
 
-def output_file(path: Path | None) -> None:
+def output_file(path: Path | None, *, inputs: Iterable[Path | None] = ()) -> None:
     """A file a command will write (None: no file): its folder is created now, before any
     work, and a place that cannot be written fails now, in one line (not as a traceback
-    after the work, nor after an export was already recorded in the audit log)."""
+    after the work, nor after an export was already recorded in the audit log). It must
+    not be one of the command's `inputs`: the output would replace what was read."""
     if path is None:
         return
     if path.is_dir():
         raise InvalidInputError(f"{path} is a folder; give the name of a file to write")
+    if path.exists() and any(s is not None and s.exists() and path.samefile(s) for s in inputs):
+        raise InvalidInputError(f"{path} is also an input; write the output to another file")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise InvalidInputError(f"{path}: {blocking} is a file, not a folder")

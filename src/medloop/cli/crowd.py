@@ -48,7 +48,7 @@ def aggregate(
         raise InvalidInputError("give an ANSWERS.csv file or --project, not both")
     if answers is None and project is None:
         raise InvalidInputError("give an ANSWERS.csv file, or --project to aggregate its answers")
-    output_file(output)
+    output_file(output, inputs=(answers, gold, evaluate))
     if project is not None:
         with workspace() as ws:
             result = workflows.aggregate(ws, project=project, method=method)

@@ -65,7 +65,7 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers)."""
-    output_file(output)
+    output_file(output, inputs=inputs)
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws, progress_bar() as progress:
         loaded = workflows.predict.load_model(model, ws=ws, classes=_classes(classes))
@@ -123,7 +123,7 @@ def export(
         raise UnknownOptionError(
             f"unknown export format {format!r}; choose one of {EXPORT_FORMATS}"
         )
-    output_file(output)
+    output_file(output, inputs=(Path(model),))
     is_file = Path(model).is_file()
     with nullcontext(None) if is_file else workspace() as ws:
         loaded = workflows.predict.load_model(model, ws=ws)

@@ -465,13 +465,24 @@ def aggregate_file(
 
 
 def score_labels(labels: pd.Series, *, truth_csv: Path) -> dict[str, Any]:
-    """Accuracy of `labels` on the tasks of a truth CSV (task,label); scoring only."""
-    truth = _read_csv(truth_csv, required=("task", "label")).set_index("task")["label"]
+    """Accuracy of `labels` on the tasks of a truth CSV (task,label) whose label is not
+    blank; scoring only. Labels compare as text, with 1, 1.0 and " 1" the same label."""
+    truth = _read_csv(truth_csv, required=("task", "label")).set_index("task")["label"].dropna()
     common = truth.index.intersection(labels.index)
     if common.empty:
-        raise InvalidInputError(f"{truth_csv}: no task in common with the answers")
-    correct = labels.loc[common].astype(str) == truth.loc[common].astype(str)
+        raise InvalidInputError(f"{truth_csv}: no labelled task in common with the answers")
+    correct = _label_text(labels.loc[common]) == _label_text(truth.loc[common])
     return {"accuracy": round_float(float(correct.mean())), "tasks_scored": len(common)}
+
+
+def _label_text(labels: pd.Series) -> pd.Series:
+    """Labels as text, whole numbers without a decimal part (a CSV column with a blank
+    cell is read as floats: 1.0 is label 1)."""
+    text = labels.astype(str).str.strip()
+    numbers = pd.to_numeric(labels, errors="coerce")
+    whole = numbers.notna() & (numbers == numbers.round())
+    text[whole] = numbers[whole].astype("int64").astype(str)
+    return text
 
 
 def _read_csv(path: Path, *, required: Sequence[str]) -> pd.DataFrame:
