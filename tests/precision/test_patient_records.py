@@ -193,3 +193,54 @@ def test_read_table_refuses_short_rows_text_among_numbers_and_no_rows(tmp_path: 
     frame.reset_index(names="mrn").to_parquet(tmp_path / "clean.parquet")
     read = read_table(tmp_path / "clean.parquet", key=KEY, id_column="mrn")
     assert read.shape == (4, 3) and read["age"].isna().sum() == 1
+
+
+def test_read_table_refuses_columns_that_identify_the_patient(tmp_path: Path) -> None:
+    """Identifiers must not become features: a column named like one, or holding e-mail
+    addresses, dates or phone numbers, or a value of its own for every patient, is refused
+    with the ways out; dropped, mapped or scrubbed as text, the table imports."""
+    n = 12
+    base = pd.DataFrame(
+        {
+            "id": [f"A{i}" for i in range(n)],
+            "age": range(40, 40 + n),
+            "stage": ["I", "II", "III"] * 4,
+            "family_history": ["yes", "no"] * 6,
+        }
+    )
+    refusals = {
+        "dob": ["1960-01-01"] * n,
+        "DateOfBirth": ["x"] * n,
+        "Zip_Code": ["02139"] * n,
+        "patient_name": ["same"] * n,
+        "contact": [f"p{i}@example.org" for i in range(n)],
+        "seen_on": [f"2020-03-{i + 1:02d}" for i in range(n)],
+        "callback": [f"555-010-{i:04d}" for i in range(n)],
+        "remark": [f"felt unwell on day {i}" for i in range(n)],
+    }
+    for column, values in refusals.items():
+        path = tmp_path / f"{column}.csv"
+        base.assign(**{column: values}).to_csv(path, index=False)
+        with pytest.raises(IngestError, match=rf"column '{column}' looks like an identifier"):
+            read_table(path, key=b"k", id_column="id")
+    path = tmp_path / "ok.csv"
+    base.to_csv(path, index=False)
+    assert list(read_table(path, key=b"k", id_column="id").columns) == [
+        "age", "stage", "family_history",
+    ]  # fmt: skip
+    path = tmp_path / "mixed.csv"
+    base.assign(dob=refusals["dob"], remark=refusals["remark"]).to_csv(path, index=False)
+    with pytest.raises(IngestError, match=r"\(--drop dob\), keep it as scrubbed free text"):
+        read_table(path, key=b"k", id_column="id")
+    kept = read_table(path, key=b"k", id_column="id", drop_columns=["dob"], text_columns=["remark"])
+    assert "dob" not in kept.columns and kept["remark"].iloc[0] == "felt unwell on day 0"
+    with pytest.raises(IngestError, match=r"'dob' looks like an identifier \(it holds dates\)"):
+        read_table(path, key=b"k", id_column="id", columns={"age": "age", "dob": "birth"})
+    path = tmp_path / "drugs.csv"
+    base.assign(drug_name=["tamoxifen", "letrozole"] * 6).to_csv(path, index=False)
+    with pytest.raises(IngestError, match="its name says it identifies the patient"):
+        read_table(path, key=b"k", id_column="id")
+    chosen = read_table(path, key=b"k", id_column="id", columns={"age": "age", "drug_name": "drug"})
+    assert list(chosen.columns) == ["age", "drug"]  # a name chosen in a mapping is trusted
+    with pytest.raises(IngestError, match="columns to drop not in the file"):
+        read_table(path, key=b"k", id_column="id", drop_columns=["nope"])

@@ -25,8 +25,9 @@ from medloop.workflows.export import export_answers, export_coco, export_labels
 from medloop.workflows.review import review_entries
 
 
-def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
-    """A small randomised trial: treatment helps patients with high `marker` only."""
+def trial_csv(path: Path, n: int = 240, seed: int = 0, comment: bool = False) -> Path:
+    """A small randomised trial: treatment helps patients with high `marker` only; with
+    `comment`, a free-text column naming each patient's record number and phone."""
     rng = np.random.default_rng(seed)
     marker = rng.normal(size=n)
     age = rng.normal(60, 8, n).round()
@@ -46,7 +47,7 @@ def trial_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
             "comment": [f"MRN{i:06d} reachable at 555-010-{i:04d}" for i in range(n)],
         }
     )
-    frame.to_csv(path, index=False)
+    frame.drop(columns=[] if comment else ["comment"]).to_csv(path, index=False)
     return path
 
 
@@ -74,7 +75,7 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         summary = wf.import_patients_table(
             ws,
             project="trial",
-            path=trial_csv(tmp_path / "t.csv"),
+            path=trial_csv(tmp_path / "t.csv", comment=True),
             id_column="mrn",
             text_columns=["comment"],
         )
@@ -190,7 +191,7 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
 def test_cli_patients_risk_recommend(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    csv = trial_csv(tmp_path / "t.csv", n=160)
+    csv = trial_csv(tmp_path / "t.csv", n=160, comment=True)
 
     def run(*args: str) -> tuple[int, str, str]:
         return run_cli(monkeypatch, capsys, *args)
@@ -463,7 +464,7 @@ def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> 
 def test_the_feature_table_is_documented(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    table = pd.read_csv(trial_csv(tmp_path / "t.csv", n=120))
+    table = pd.read_csv(trial_csv(tmp_path / "t.csv", n=120, comment=True))
     table.loc[:29, "age"] = np.nan  # a quarter of the ages unknown
     table.drop(columns="comment").to_csv(tmp_path / "gaps.csv", index=False)
     ws = Workspace.open(Settings())

@@ -61,6 +61,9 @@ def patients_import(
     text: Annotated[
         list[str] | None, typer.Option(help="Free-text column to scrub and keep; repeat.")
     ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="Column to leave out (e.g. a name); repeat.")
+    ] = None,
     unit: Annotated[
         list[str] | None, typer.Option(help="FEATURE=UNIT (e.g. age=years); repeat.")
     ] = None,
@@ -86,8 +89,8 @@ def patients_import(
     genes_line = None
     with open_workspace() as ws:
         if path.suffix.lower() == ".json":
-            if unit:
-                raise InvalidInputError("--unit is for tables: FHIR observations carry units")
+            if unit or drop:
+                raise InvalidInputError("--unit and --drop are for tables, not FHIR bundles")
             summary = workflows.precision.import_fhir_bundle(ws, project=project, path=path)
         else:
             if id_column is None:
@@ -99,6 +102,7 @@ def patients_import(
                 id_column=id_column,
                 columns=_mapping(map_),
                 text_columns=text or (),
+                drop_columns=drop or (),
                 units=_mapping(unit, option="--unit", form="FEATURE=UNIT"),
             )
         if expression is not None and expression_ids is not None:

@@ -107,6 +107,9 @@ def read_table(
     missing = [c for c in mapping if c not in raw.columns]
     if missing:
         raise IngestError(path, f"mapped columns not in the file: {missing}")
+    unknown = [c for c in drop_columns if c not in raw.columns]
+    if unknown:
+        raise IngestError(path, f"columns to drop not in the file: {unknown}")
     for c in text_columns:
         if c not in mapping:
             raise IngestError(path, f"text column {c!r} is not among the kept columns")
@@ -120,6 +123,7 @@ def read_table(
     scrubbed = {mapping[c] for c in text_columns}
     for source, target in mapping.items():
         if target not in scrubbed:
+            _check_not_identifying(path, source, frame[target], chosen=columns is not None)
             _check_numbers(path, source, frame[target], csv=csv)
     for source in text_columns:
         target = mapping[source]
@@ -149,6 +153,57 @@ def _check_row_lengths(path: Path) -> None:
                 raise IngestError(
                     path, f"line {number} has {len(row)} fields, the header {len(header)}"
                 )
+
+
+#: Words in a column's name that say who the patient is (HIPAA Safe Harbor identifiers).
+IDENTIFYING_WORDS = frozenset(
+    {"name", "surname", "dob", "birthdate", "birthday", "email", "mail", "phone", "telephone",
+     "mobile", "fax", "address", "street", "zip", "zipcode", "postcode", "ssn", "mrn",
+     "passport"}
+)  # fmt: skip
+_IDENTIFYING_PAIRS = (("birth", "date"), ("postal", "code"), ("social", "security"))
+#: What a column found to hold one of the scrubbing patterns holds (most of its cells).
+_HELD = {
+    "[EMAIL]": "e-mail addresses",
+    "[URL]": "web addresses",
+    "[DATE]": "dates",
+    "[PHONE]": "phone numbers",
+}
+#: A text column with its own value for at least this share of patients (and 10 or more
+#: of them) is free text or an identifier, not a category.
+UNIQUE_SHARE = 0.9
+
+
+def identifying_name(column: str) -> bool:
+    """True when a column's name says it holds who the patient is ("dob", "Email",
+    "patient_name", "DateOfBirth", "zip_code")."""
+    words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", column)}
+    return bool(words & IDENTIFYING_WORDS) or any({a, b} <= words for a, b in _IDENTIFYING_PAIRS)
+
+
+def _check_not_identifying(path: Path, column: str, values: pd.Series, *, chosen: bool) -> None:
+    """A kept column must not carry who the patient is into the features: one named like
+    an identifier (unless the user chose it with a column mapping), or text that holds
+    e-mail addresses, web addresses, dates or phone numbers, or a value of its own for
+    (nearly) every patient, is refused with the ways to import the table anyway."""
+    why = None
+    if not chosen and identifying_name(column):
+        why = "its name says it identifies the patient"
+    elif not pd.api.types.is_numeric_dtype(values):
+        present = values.dropna().astype(str)
+        for tag, pattern in _PATTERNS:
+            what = _HELD.get(tag)
+            if what and len(present) and present.str.contains(pattern).mean() >= 0.5:
+                why = f"it holds {what}"
+                break
+        else:
+            if len(present) >= 10 and present.nunique() >= UNIQUE_SHARE * len(present):
+                why = "nearly every patient has a value of their own: free text or an identifier"
+    if why is not None:
+        ways = f"leave it out (--drop {column}), keep it as scrubbed free text (--text {column})"
+        if not chosen:
+            ways += ", or choose the columns to import (--map SOURCE=FEATURE)"
+        raise IngestError(path, f"column {column!r} looks like an identifier ({why}); {ways}")
 
 
 def _check_numbers(path: Path, column: str, values: pd.Series, *, csv: bool) -> None:

@@ -98,16 +98,20 @@ def import_patients_table(
     id_column: str,
     columns: Mapping[str, str] | None = None,
     text_columns: Sequence[str] = (),
+    drop_columns: Sequence[str] = (),
     units: Mapping[str, str] | None = None,
 ) -> PatientImport:
     """Import a CSV/Parquet table (one row per patient) as features; scrubbed text columns
-    are also kept as notes. Raw ids are pseudonymised and never stored."""
+    are also kept as notes. Raw ids are pseudonymised and never stored; a column that
+    looks like an identifier is refused unless dropped, mapped or kept as scrubbed text
+    (`records.read_table`)."""
     frame = read_table(
         path,
         key=ws.settings.resolved_secret_key,
         id_column=id_column,
         columns=columns,
         text_columns=text_columns,
+        drop_columns=drop_columns,
     )
     text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
     with ws.db.session() as s:
