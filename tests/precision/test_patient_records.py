@@ -10,7 +10,7 @@ import pytest
 
 from medloop.exceptions import IngestError
 from medloop.ingest import pseudonymize
-from medloop.precision import read_fhir_bundle, read_table, scrub_identifiers
+from medloop.precision import observations_to_wide, read_fhir_bundle, read_table, scrub_identifiers
 
 KEY = b"test-key"
 
@@ -244,3 +244,42 @@ def test_read_table_refuses_columns_that_identify_the_patient(tmp_path: Path) ->
     assert list(chosen.columns) == ["age", "drug"]  # a name chosen in a mapping is trusted
     with pytest.raises(IngestError, match="columns to drop not in the file"):
         read_table(path, key=b"k", id_column="id", drop_columns=["nope"])
+
+
+def test_fhir_text_values_are_scrubbed_facts_and_never_numbers(tmp_path: Path) -> None:
+    """A valueString is scrubbed like a note; a coded answer (smoking status) stays its
+    display text; neither becomes a number among the features."""
+    data = json.loads(json.dumps(BUNDLE))
+    social = {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]}
+    data["entry"] += [
+        {
+            "resource": {
+                "resourceType": "Observation", "id": "o2", "status": "final",
+                "code": {"coding": [{"code": "home"}]}, "subject": {"reference": "Patient/pat1"},
+                "valueString": "Lives with Waylon Smithers jr, call +44 20 7946 0958",
+            }
+        },
+        {
+            "resource": {
+                "resourceType": "Observation", "id": "o3", "status": "final", "code": social,
+                "subject": {"reference": "Patient/pat1"},
+                "valueCodeableConcept": {
+                    "coding": [{"code": "449868002", "display": "Smokes tobacco daily"}]
+                },
+            }
+        },
+    ]  # fmt: skip
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    values = records.observations.set_index("code")["value"]
+    assert values["home"] == "Lives with [REDACTED] [REDACTED] jr, call [PHONE]"
+    assert values["72166-2"] == "Smokes tobacco daily"
+    wide = observations_to_wide(records.observations)
+    assert list(wide.columns) == ["718-7"] and wide.iloc[0, 0] == 13.5
+
+
+def test_fhir_bundle_with_one_patient_twice_is_refused(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(BUNDLE))
+    data["entry"].append(json.loads(json.dumps(data["entry"][0])))
+    data["entry"][-1]["fullUrl"] = "urn:uuid:22222222-2222-2222-2222-222222222222"
+    with pytest.raises(IngestError, match=r"two Patient resources are one patient \('pat1'\)"):
+        read_fhir_bundle(write(tmp_path, data), key=KEY)

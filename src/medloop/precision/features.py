@@ -194,7 +194,11 @@ def observations_to_wide(
         obs["feature"] = obs["code"].map(dict(codes))
     else:
         obs["feature"] = obs["code"]
-    obs["value"] = pd.to_numeric(obs["value"], errors="coerce")
+    # numbers only: text (coded answers, free text) is a fact, not a feature
+    obs["value"] = pd.to_numeric(
+        obs["value"].where(~obs["value"].map(lambda v: isinstance(v, str))), errors="coerce"
+    )
+    obs = obs.dropna(subset=["value"])
     for name, wanted in (units or {}).items():
         rows = obs["feature"] == name
         for unit in obs.loc[rows, "unit"].dropna().unique():

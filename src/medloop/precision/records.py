@@ -262,16 +262,22 @@ def _notes(resource: Any, identifiers: Sequence[str]) -> str | None:
     return scrub_identifiers(" | ".join(notes), identifiers=identifiers) if notes else None
 
 
-def _value(obs: Any) -> tuple[Any, str | None]:
+def _value(obs: Any, private: Iterable[str]) -> tuple[Any, str | None]:
+    """An Observation's value and unit: a number (quantity, integer, boolean), or text
+    (a coded answer's display or code, or a string scrubbed of the patient's identifiers),
+    which is kept as a fact and never read as a number."""
     if obs.valueQuantity is not None:
         q = obs.valueQuantity
         return (None if q.value is None else float(q.value)), (q.unit or q.code)
-    for name in ("valueInteger", "valueBoolean", "valueString"):
+    for name in ("valueInteger", "valueBoolean"):
         v = getattr(obs, name, None)
         if v is not None:
-            return (float(v) if name != "valueString" else v), None
+            return float(v), None
+    if obs.valueString is not None:
+        return scrub_identifiers(obs.valueString, identifiers=private), None
     if obs.valueCodeableConcept is not None:
-        return _coding(obs.valueCodeableConcept)[0], None
+        code, _, display = _coding(obs.valueCodeableConcept)
+        return display or code, None
     return None, None
 
 
@@ -319,6 +325,8 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         if not raw_id:
             raise IngestError(path, "a Patient has neither an identifier nor an id")
         pseudonym = pseudonymize(str(raw_id), key=key)
+        if any(p["patient"] == pseudonym for p in patients):
+            raise IngestError(path, f"two Patient resources are one patient ({res.id!r})")
         names = [
             part for n in (res.name or []) for part in [*(n.given or []), n.family, n.text] if part
         ]
@@ -350,7 +358,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         patient, private = pseudonyms[ref], identifiers[ref]
         if kind == "Observation":
             code, system, name = _coding(res.code)
-            value, unit = _value(res)
+            value, unit = _value(res, private)
             observations.append(
                 {
                     "patient": patient,
