@@ -142,3 +142,26 @@ def test_empty_and_bad_key(tmp_path: Path) -> None:
         read_dicom_folder(tmp_path, key=KEY)
     with pytest.raises(InvalidInputError, match="key"):
         read_dicom_folder(tmp_path, key=b"")
+
+
+def test_the_store_keeps_a_deidentified_reference_not_the_file_name(tmp_path: Path) -> None:
+    """A file name may name the patient: what the store keeps is the de-identified
+    SOPInstanceUID, the same on every read with the same key."""
+    root = tmp_path / "dicoms"
+    _copy("CT_small.dcm", root, "Smith_John_MRN001_19600101.dcm")
+    (record,) = read_dicom_folder(root, key=KEY)[1]
+    assert record.source == "Smith_John_MRN001_19600101.dcm"  # for messages while reading
+    written = pydicom.dcmread(io.BytesIO(record.dicom_bytes))
+    assert record.reference == f"dicom:{written.SOPInstanceUID}"
+    assert "Smith" not in record.reference and "MRN001" not in record.reference
+    original = pydicom.dcmread(_testfile("CT_small.dcm"))
+    assert str(original.SOPInstanceUID) not in record.reference
+    assert read_dicom_folder(root, key=KEY)[1][0].reference == record.reference
+
+
+def test_burned_in_annotations_never_reach_lay_annotators(folder: Path) -> None:
+    dataset = pydicom.dcmread(folder / "ct.dcm")
+    dataset.BurnedInAnnotation = "YES"
+    dataset.save_as(folder / "ct.dcm")
+    with pytest.raises(IngestError, match=r"ct\.dcm: BurnedInAnnotation is YES"):
+        read_dicom_folder(folder, key=KEY)

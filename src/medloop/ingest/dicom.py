@@ -18,7 +18,13 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from medloop.exceptions import IngestError, InvalidInputError
-from medloop.ingest.deid import check_key, deidentify, dicom_to_bytes, read_dicom
+from medloop.ingest.deid import (
+    check_key,
+    deidentify,
+    dicom_to_bytes,
+    pseudonymize,
+    read_dicom,
+)
 from medloop.ingest.image_folder import (
     LABELS_CSV,
     check_classes,
@@ -39,9 +45,13 @@ class DicomRecord:
 
     ``image`` is a uint8 (H, W) display/training image; ``dicom_bytes`` the
     de-identified file; ``label`` an index into the returned class list or ``None``.
+    ``source`` is the file's name (which may name the patient: for messages while
+    reading only); ``reference`` what the store keeps instead, the de-identified
+    SOPInstanceUID (keyed, so the same file always maps to the same one).
     """
 
     source: str
+    reference: str
     image: np.ndarray
     dicom_bytes: bytes
     patient_pseudonym: str
@@ -144,6 +154,13 @@ def read_dicom_folder(
         dataset = read_dicom(path)
         if str(dataset.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
             continue
+        if str(dataset.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+            raise IngestError(
+                path,
+                "BurnedInAnnotation is YES: its pixels may show who the patient is, and lay "
+                "annotators must only see de-identified images; move it out of the folder "
+                "(or clean its pixels first)",
+            )
         try:
             clean = deidentify(dataset, key=key)
             image = dicom_image(clean)
@@ -163,6 +180,7 @@ def read_dicom_folder(
         records.append(
             DicomRecord(
                 source=name,
+                reference=f"dicom:{instance or pseudonymize(name, key=key)}",
                 image=image,
                 dicom_bytes=dicom_to_bytes(clean),
                 patient_pseudonym=str(clean.PatientID),

@@ -316,7 +316,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
     ]
     pseudonyms: dict[str, str] = {}
     identifiers: dict[str, list[str]] = {}
-    patients = []
+    patients: list[dict[str, Any]] = []
     for full_url, res in entries:
         if res.get_resource_type() != "Patient":
             continue

@@ -199,7 +199,7 @@ def ingest_dicom_folder(
     for record, split in zip(records, splits, strict=True):
         items.append(
             repo.NewItem(
-                source_ref=record.source,
+                source_ref=record.reference,  # never the file name: it may name the patient
                 image_sha256=ws.blobs.put(encode_png(record.image)),
                 dicom_sha256=ws.blobs.put(record.dicom_bytes),
                 split=split,
