@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medloop.exceptions import ConfigError
 
 DEVELOPMENT_SECRET = "medloop-development-secret-do-not-use-in-production"
+#: The shortest MEDLOOP_SECRET_KEY production accepts.
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -30,13 +32,30 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     environment: Literal["development", "production"] = "development"
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
         if self.environment == "production" and (
-            not self.secret_key or self.secret_key == DEVELOPMENT_SECRET
+            not self.secret_key
+            or self.secret_key == DEVELOPMENT_SECRET
+            or len(self.secret_key) < MIN_SECRET_LENGTH
         ):
-            raise ConfigError("MEDLOOP_SECRET_KEY must be set to a private value in production")
+            raise ConfigError(
+                f"MEDLOOP_SECRET_KEY must be a private value of {MIN_SECRET_LENGTH} or more "
+                "characters in production (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return self
+
+    @property
+    def uses_development_key(self) -> bool:
+        """True when pseudonyms are keyed with the public development key (no
+        MEDLOOP_SECRET_KEY): anyone could recompute them from the raw ids."""
+        return not self.secret_key or self.secret_key == DEVELOPMENT_SECRET
 
     @property
     def resolved_database_url(self) -> str:

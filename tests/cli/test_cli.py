@@ -268,7 +268,7 @@ def test_server_worker_processes_rebuild_the_settings_they_are_given(
     MEDLOOP_ variables; the worker's `Settings()` must come out equal."""
     from medloop.cli.web import settings_environment
 
-    given = Settings(home=tmp_path / "demo", secret_key="s3cret", environment="production")
+    given = Settings(home=tmp_path / "demo", secret_key="s3cret" * 6, environment="production")
     for name in ("MEDLOOP_HOME", "MEDLOOP_DATABASE_URL", "MEDLOOP_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in settings_environment(given).items():

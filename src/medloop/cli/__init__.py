@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import ValidationError
 from rich.markup import escape
 
 from medloop.cli import crowd, demo, inference, learning, loop, precision, web  # noqa: F401  (register commands)
@@ -22,6 +23,11 @@ def main() -> None:
         app()
     except MedloopError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}")
+        sys.exit(2)
+    except ValidationError as error:  # a MEDLOOP_ setting of the wrong kind
+        for problem in error.errors():
+            name = "MEDLOOP_" + "_".join(str(part) for part in problem["loc"]).upper()
+            console.print(f"[bold red]error:[/] {escape(name)}: {escape(problem['msg'])}")
         sys.exit(2)
     except OSError as error:  # a file that cannot be read or written: no traceback
         where = f"{error.filename}: " if error.filename else ""

@@ -75,6 +75,18 @@ def workspace(settings: Settings | None = None) -> Iterator[workflows.Workspace]
         ws.close()
 
 
+def pseudonymising(settings: Settings) -> Settings:
+    """`settings`, after a warning when they key pseudonyms with the public development
+    key: for commands that pseudonymise patients on the way in."""
+    if settings.uses_development_key:
+        console.print(
+            "[yellow]warning:[/] MEDLOOP_SECRET_KEY is not set, so pseudonyms use the public "
+            "development key and anyone could recompute them from the raw ids; set a "
+            "private key before importing real patients' data"
+        )
+    return settings
+
+
 @contextmanager
 def progress_bar() -> Iterator[workflows.Progress]:
     """A Rich progress bar as a workflows progress callback (one bar per stage). The

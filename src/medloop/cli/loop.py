@@ -26,6 +26,7 @@ from medloop.cli.common import (
     output_file,
     print_json,
     progress_bar,
+    pseudonymising,
     record_table,
     table,
     workspace,
@@ -47,7 +48,9 @@ def init() -> None:
 @ingest_app.command("medmnist")
 def ingest_medmnist(
     name: Annotated[str, typer.Argument(help="MedMNIST 2D dataset, e.g. pneumoniamnist.")],
-    limit: Annotated[int | None, typer.Option(help="Keep only the first N rows per split.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Keep a seeded random sample of N rows per split.")
+    ] = None,
     project: Annotated[str | None, typer.Option(help="Project name (default: NAME).")] = None,
 ) -> None:
     """Ingest a MedMNIST dataset from MEDLOOP_DATA_DIR (or download it)."""
@@ -90,7 +93,7 @@ def _ingest_folder(
     classes: str | None,
     seed: int,
 ) -> None:
-    with workspace() as ws, progress_bar() as progress:
+    with workspace(pseudonymising(Settings())) as ws, progress_bar() as progress:
         summary = ingest(
             ws,
             folder=folder,
@@ -114,7 +117,8 @@ def deid(
     if source.resolve() == target.resolve():
         raise InvalidInputError("refusing to overwrite the original; choose another OUT path")
     output_file(target)
-    pseudonym = deidentify_file(source, target, key=Settings().resolved_secret_key)
+    key = pseudonymising(Settings()).resolved_secret_key
+    pseudonym = deidentify_file(source, target, key=key)
     out.print(f"wrote {target} (patient pseudonym {pseudonym})")
 
 

@@ -20,12 +20,12 @@ from medloop.cli.common import (
     output_file,
     print_json,
     progress_bar,
+    pseudonymising,
     record_table,
     table,
 )
-from medloop.cli.common import (
-    workspace as open_workspace,
-)
+from medloop.cli.common import workspace as open_workspace
+from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 
 patients_app = typer.Typer(
@@ -87,7 +87,7 @@ def patients_import(
     if expression is not None and expression_ids is None:
         raise InvalidInputError("--expression needs --expression-id-column (or --id-column)")
     genes_line = None
-    with open_workspace() as ws:
+    with open_workspace(pseudonymising(Settings())) as ws:
         if path.suffix.lower() == ".json":
             if unit or drop:
                 raise InvalidInputError("--unit and --drop are for tables, not FHIR bundles")

@@ -8,7 +8,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
 from medloop.config import Settings
+from medloop.exceptions import ConfigError
 from medloop.store import BlobStore, Database
 
 T = TypeVar("T")
@@ -36,9 +39,18 @@ class Workspace:
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
+        """Create MEDLOOP_HOME if needed and bring the database up to date; a database
+        URL that is not one, or a database that cannot be reached, is a ConfigError."""
         settings.home.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url)
-        db.migrate()
+        try:
+            db = Database(settings.resolved_database_url)
+        except (ArgumentError, NoSuchModuleError) as error:
+            raise ConfigError(f"MEDLOOP_DATABASE_URL is not a database URL ({error})") from None
+        try:
+            db.migrate()
+        except OperationalError as error:
+            where = db.engine.url.render_as_string(hide_password=True)
+            raise ConfigError(f"cannot open the database {where}: {error.orig}") from None
         return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
 
     def kept(self, key: Hashable, state: Hashable, compute: Callable[[], T]) -> T:
