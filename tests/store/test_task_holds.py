@@ -54,7 +54,7 @@ def test_a_hold_needs_room_among_other_peoples_unexpired_holds(database: Databas
     assert _hold(database, two, [t2], now=10.5) == t2, "holds expire"
     assert _hold(database, one, [], now=10.5) is None, "asking for nothing ends one's hold"
     with database.session() as s:
-        left = dict(s.execute(select(TaskHold.worker_id, TaskHold.task_id)).tuples().all())
+        left = {w: t for w, t in s.execute(select(TaskHold.worker_id, TaskHold.task_id))}
     # an expired hold keeps no place but stays: its person may still answer that task
     assert left == {two: t2, three: t2, four: t3, late: t1}
 
