@@ -15,6 +15,7 @@ from medloop import plots
 from medloop.annotation import wilson_interval
 from medloop.cli import main
 from medloop.config import Settings
+from medloop.exceptions import InvalidInputError
 from medloop.ingest import encode_png
 from medloop.store import repository as repo
 from medloop.types import LabelKind, Role, Split
@@ -174,6 +175,18 @@ def test_a_job_that_cannot_train_fails_with_the_domain_message(ws: Workspace) ->
     assert failed is not None and failed.id == job.id and failed.status == "failed"
     assert failed.error is not None and "need at least 10" in failed.error
     assert jobs_workflow.latest_job(ws, project="chest") == failed
+
+
+def test_a_retrain_that_could_never_train_is_refused_when_asked(ws: Workspace) -> None:
+    with ws.db.session() as s:
+        repo.create_project(s, name="empty", classes=["no", "yes"], n_channels=1)
+    with pytest.raises(InvalidInputError, match="no answers or labels yet"):
+        jobs_workflow.request_retrain(ws, project="empty", requested_by="adam")
+    with ws.db.session() as s:
+        repo.create_project(s, name="cohort", classes=repo.COHORT_CLASSES, n_channels=0)
+    with pytest.raises(InvalidInputError, match="cohort"):
+        jobs_workflow.request_retrain(ws, project="cohort", requested_by="adam")
+    assert jobs_workflow.latest_job(ws, project="empty") is None
 
 
 def test_cli_export_coco(

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from medloop.exceptions import MedloopError, NotFoundError
+from medloop.exceptions import InvalidInputError, MedloopError, NotFoundError
 from medloop.store import jobs as job_store
 from medloop.store import repository as repo
 from medloop.store.models import Job, Project
@@ -88,10 +88,16 @@ def _view(session: Any, job: Job) -> JobView:
 
 def request_retrain(ws: Workspace, *, project: str, requested_by: str) -> tuple[JobView, bool]:
     """Queue retraining `project`; returns (job, created). While any job is queued or
-    running, that job is returned with created False and nothing new is queued."""
+    running, that job is returned with created False and nothing new is queued. A patient
+    cohort, or a project without a single answer or label, is refused now rather than
+    failing in the worker."""
     try:
         with ws.db.session() as s:
-            record = repo.get_project(s, name=project)
+            record = repo.get_image_project(s, name=project)
+            if repo.label_state(s, project_id=record.id) == (0, 0):
+                raise InvalidInputError(
+                    f"project {project!r} has no answers or labels yet: nothing to train on"
+                )
             job = job_store.add_job(
                 s, kind=RETRAIN, project_id=record.id, requested_by=requested_by
             )
