@@ -279,3 +279,39 @@ def test_an_annotator_whose_session_ended_is_told_how_to_go_on(
     assert answers_of(server, "ann") == before
     status.get_by_role("link", name="Sign in again").click()
     expect(page).to_have_url(f"{server.url}/login")
+
+
+def test_doctor_pages_fit_a_phone_and_the_queue_keeps_the_keyboard_focus(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    """At 390 px wide no page is wider than the screen (tables scroll inside their cards,
+    charts shrink); the review queue's timed refresh never takes the focus away."""
+    ws = server.workspace()
+    try:  # one more item in the review queue: a task ben answers, then aggregation
+        annotate.publish_tasks(ws, project="chest", k=1, strategy="random", redundancy=1)
+        ben = accounts.authenticate(ws, username="ben", password=PASSWORD)
+        assert ben is not None
+        task = annotate.next_task(ws, account=ben)
+        assert task is not None
+        annotate.submit_answer(ws, account=ben, task_id=task.task_id, label="normal")
+        aggregate(ws, project="chest")
+    finally:
+        ws.close()
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page, server, "dora")
+    expect(page).to_have_url(f"{server.url}/review")
+    links = page.locator("table.queue a")
+    assert links.count() >= 1
+    item = links.nth(0).get_attribute("href")
+    for url in ("/review", f"{item}", "/dashboard"):
+        page.goto(f"{server.url}{url}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{url} is {width} px wide on a 390 px screen"
+    page.screenshot(path=artifacts / "07-dashboard-phone.png", full_page=True)
+
+    page.goto(f"{server.url}/review")
+    links.nth(0).focus()
+    refresh = "{source: '#queue', target: '#queue', swap: 'outerHTML', select: '#queue'}"
+    page.evaluate(f"htmx.ajax('GET', '/review', {refresh})")  # what the 20 s timer does
+    page.wait_for_timeout(500)
+    assert page.evaluate("document.activeElement.getAttribute('href')") == item

@@ -137,12 +137,12 @@ def retrain(
 ) -> Response:
     """Queue retraining (or show the job already active); htmx gets the panel back."""
     try:
-        job, _created = jobs.request_retrain(ws, project=project, requested_by=account.username)
+        job, created = jobs.request_retrain(ws, project=project, requested_by=account.username)
     except MedloopError as error:
         return error_page(request, account, error)
     request.app.state.jobs.wake()
     if request.headers.get("HX-Request"):
-        return render(request, "_job.html", account, job=job)
+        return render(request, "_job.html", account, job=job, joined=not created)
     return RedirectResponse(f"/dashboard?project={project}", status_code=303)
 
 
