@@ -48,6 +48,17 @@ def test_bad_accounts_are_refused(ws: Workspace) -> None:
         accounts.add_user(ws, username="bo", role="docter", password="long enough")
     with pytest.raises(InvalidInputError, match="username"):
         accounts.add_user(ws, username="../etc", role=Role.DOCTOR, password="long enough")
+    with pytest.raises(ConflictError, match="user 'ann' already exists"):
+        accounts.add_user(ws, username="ANN", role=Role.DOCTOR, password="long enough")
+    for name in ("system", "Model", "cli"):  # the audit log's automated actors
+        with pytest.raises(InvalidInputError, match="automated work"):
+            accounts.add_user(ws, username=name, role=Role.ADMIN, password="long enough")
+    for guessed in ("password", "password1234", "Qwerty123!", "12345678", "aaaaaaaaaa"):
+        with pytest.raises(InvalidInputError, match="first ones guessed"):
+            accounts.add_user(ws, username="bo", role=Role.DOCTOR, password=guessed)
+    with pytest.raises(InvalidInputError, match="must not contain the username"):
+        accounts.add_user(ws, username="dr_house", role=Role.DOCTOR, password="i am dr_house!")
+    assert accounts.add_user(ws, username="bo", role=Role.DOCTOR, password="tamoxifen in 2024")
 
 
 def test_tokens_check_signature_purpose_expiry_and_password(

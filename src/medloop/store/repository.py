@@ -166,8 +166,11 @@ def create_user(
     password_hash: str | None = None,
     simulated: bool = False,
 ) -> User:
-    if session.scalar(select(User).where(User.username == username)) is not None:
-        raise ConflictError(f"user {username!r} already exists")
+    taken = session.scalar(
+        select(User.username).where(func.lower(User.username) == username.lower())
+    )
+    if taken is not None:  # dr_house and DR_HOUSE would be two doctors nobody tells apart
+        raise ConflictError(f"user {taken!r} already exists")
     user = User(
         username=username, role=str(role), password_hash=password_hash, is_simulated=simulated
     )
