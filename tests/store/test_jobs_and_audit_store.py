@@ -77,6 +77,11 @@ def test_audit_pages_filter_and_count(database: Database) -> None:
         rows, total = repo.audit_entries(s, actor="adam", action="item.read")
         assert total == 2 and [r.entity_id for r in rows] == ["3", "1"]
         assert repo.audit_actions(s) == ["export.labels", "item.read"]
+        # filters take the start of a name or action, in any case; _ and % are plain text
+        assert repo.audit_entries(s, actor="AD")[1] == 3
+        assert repo.audit_entries(s, action="item")[1] == 5
+        assert repo.audit_entries(s, action="item_")[1] == 0
+        assert repo.audit_entries(s, actor="%")[1] == 0
 
 
 def test_answer_boxes_frame(database: Database) -> None:

@@ -258,12 +258,13 @@ def test_doctors_signing_one_item_at_once_store_one_final_label(any_site: Site) 
         finals = s.scalars(
             select(ItemLabel).where(ItemLabel.item_id == item, ItemLabel.kind == "final")
         ).all()
-        audited = s.scalar(
-            select(func.count()).where(
+        audited = s.scalars(
+            select(AuditEntry.detail).where(
                 AuditEntry.action == "label.final", AuditEntry.entity_id == str(item)
             )
-        )
-    assert len(finals) == 1 and audited == 1
+        ).all()
+    assert len(finals) == 1 and len(audited) == 1
+    assert audited[0]["class"] == ["normal", "pneumonia"][finals[0].label]  # people read names
 
 
 def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:

@@ -66,18 +66,15 @@ def audit_entries(
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[AuditEntry], int]:
-    """One page of the audit log, newest first, optionally of one actor and/or action;
-    returns (entries, total matching)."""
+    """One page of the audit log, newest first, optionally of the actors and/or actions
+    that start with `actor`/`action` in any case ("demo" finds demo-doctor, "label" finds
+    label.final); returns (entries, total matching)."""
     query = select(AuditEntry)
     counted = select(func.count(AuditEntry.id))
-    if actor is not None:
-        query, counted = (
-            query.where(AuditEntry.actor == actor),
-            counted.where(AuditEntry.actor == actor),
-        )
-    if action is not None:
-        query = query.where(AuditEntry.action == action)
-        counted = counted.where(AuditEntry.action == action)
+    for column, wanted in ((AuditEntry.actor, actor), (AuditEntry.action, action)):
+        if wanted is not None:
+            condition = column.istartswith(wanted, autoescape=True)
+            query, counted = query.where(condition), counted.where(condition)
     rows = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
     return list(rows), int(session.scalar(counted) or 0)
 

@@ -359,7 +359,7 @@ def submit_answer(
         except ConflictError as error:
             raise ConflictError(f"you have already answered task {task_id}") from error
         assignments.release_hold(s, worker_id=account.id)
-        detail: dict[str, Any] = {"task": task_id, "label": index}
+        detail: dict[str, Any] = {"task": task_id, "label": index, "class": choices[index]}
         if checked_box is not None:
             assignments.add_answer_box(s, answer_id=answer_id, box=checked_box)
             detail["box"] = checked_box

@@ -602,7 +602,7 @@ def write_decisions(
             action="label.final",
             entity="item",
             entity_id=item_id,
-            detail={"label": int(label), "round": round},
+            detail={"label": int(label), "class": str(record.classes[int(label)]), "round": round},
         )
         closed = flags.resolve_flags(session, item_id=int(item_id), resolved_by_id=doctor_id)
         if closed:  # a final label settles what a flag asked for

@@ -18,8 +18,12 @@ router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["audit"])
 
 Admin = Annotated[Account, Depends(require(Role.ADMIN))]
-ActorQuery = Annotated[str | None, Query(max_length=100, description="Only this person.")]
-ActionQuery = Annotated[str | None, Query(max_length=50, description="Only this action.")]
+ActorQuery = Annotated[
+    str | None, Query(max_length=100, description="Only people whose name starts so (any case).")
+]
+ActionQuery = Annotated[
+    str | None, Query(max_length=50, description="Only actions that start so (e.g. label).")
+]
 PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
 PerPageQuery = Annotated[int, Query(ge=1, le=audit.MAX_PAGE)]
 
@@ -41,7 +45,8 @@ def audit_json(
     page: PageQuery = 1,
     per_page: PerPageQuery = 50,
 ) -> AuditPagePublic:
-    """Who did what, when: newest first, filtered by actor and/or action."""
+    """Who did what, when: newest first, filtered by the start of the actor's name and/or
+    of the action, in any case."""
     log = audit.audit_log(ws, actor=actor, action=action, page=page, per_page=per_page)
     return AuditPagePublic(
         entries=log.entries, total=log.total, page=log.page, pages=log.pages, per_page=log.per_page
