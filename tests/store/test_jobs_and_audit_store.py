@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -77,6 +79,8 @@ def test_audit_pages_filter_and_count(database: Database) -> None:
         rows, total = repo.audit_entries(s, actor="adam", action="item.read")
         assert total == 2 and [r.entity_id for r in rows] == ["3", "1"]
         assert repo.audit_actions(s) == ["export.labels", "item.read"]
+        # every moment reads back in UTC, with its zone, from SQLite as from PostgreSQL
+        assert all(r.at.utcoffset() == timedelta(0) for r in rows)
         # filters take the start of a name or action, in any case; _ and % are plain text
         assert repo.audit_entries(s, actor="AD")[1] == 3
         assert repo.audit_entries(s, action="item")[1] == 5

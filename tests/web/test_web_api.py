@@ -224,7 +224,12 @@ def test_label_by_index_and_box_is_stored_and_audited(site: Site) -> None:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "answer"))
         assert entry is not None
         assert entry.actor == "alice"
-        assert entry.detail == {"task": task["task_id"], "label": 1, "box": [0.25, 0.5, 0.5, 0.25]}
+        assert entry.detail == {
+            "task": task["task_id"],
+            "label": 1,
+            "class": "pneumonia",
+            "box": [0.25, 0.5, 0.5, 0.25],
+        }
         box = s.scalar(select(AnswerBox))
         assert box is not None and box.answer_id == response.json()["answer_id"]
         assert (box.x, box.y, box.width, box.height) == (0.25, 0.5, 0.5, 0.25)

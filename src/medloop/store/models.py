@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -37,6 +38,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment in UTC, read back with its time zone from every database: SQLite keeps
+    no zone, so without this a job's `created_at` came back "12:00" from SQLite and
+    "12:00+00:00" from PostgreSQL (and from the object just written)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -48,7 +63,7 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     classes: Mapped[list[Any]] = mapped_column(JSON)
     n_channels: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Patient(Base):
@@ -58,7 +73,7 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     pseudonym: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Item(Base):
@@ -76,7 +91,7 @@ class Item(Base):
     dicom_sha256: Mapped[str | None] = mapped_column(String(64))
     split: Mapped[str] = mapped_column(String(10), index=True)
     reference_label: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class User(Base):
@@ -87,7 +102,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Task(Base):
@@ -105,7 +120,7 @@ class Task(Base):
     required_answers: Mapped[int] = mapped_column(Integer, default=3)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(10), default="open")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answer_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     answers: Mapped[list[Answer]] = relationship(back_populates="task")
@@ -135,7 +150,7 @@ class ModelVersion(Base):
     n_train: Mapped[int] = mapped_column(Integer)
     round: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Answer(Base):
@@ -151,7 +166,7 @@ class Answer(Base):
     label: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(10))
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     task: Mapped[Task] = relationship(back_populates="answers")
 
@@ -178,7 +193,7 @@ class ItemLabel(Base):
     answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id"))
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     round: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Prediction(Base):
@@ -206,7 +221,7 @@ class AuditEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(50))
     entity: Mapped[str] = mapped_column(String(50))
@@ -236,7 +251,7 @@ class PatientObservation(Base):
     observed_at: Mapped[str | None] = mapped_column(String(40))
     note: Mapped[str | None] = mapped_column(String(2000))
     source: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class PatientFeature(Base):
@@ -251,7 +266,7 @@ class PatientFeature(Base):
     value: Mapped[float | None] = mapped_column(Float)
     value_text: Mapped[str | None] = mapped_column(String(500))
     unit: Mapped[str | None] = mapped_column(String(50))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class RiskModelVersion(Base):
@@ -270,7 +285,7 @@ class RiskModelVersion(Base):
     blob_sha256: Mapped[str] = mapped_column(String(64))
     n_train: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Recommendation(Base):
@@ -290,7 +305,7 @@ class Recommendation(Base):
     benefit_upper: Mapped[float | None] = mapped_column(Float)
     recommendation: Mapped[str] = mapped_column(String(50))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class TreatmentDecision(Base):
@@ -306,7 +321,7 @@ class TreatmentDecision(Base):
     decision: Mapped[str] = mapped_column(String(10))
     treatment: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(String(1000))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # --- web (migration 0003) ----------------------------------------------------------------
@@ -323,7 +338,7 @@ class AnswerBox(Base):
     y: Mapped[float] = mapped_column(Float)
     width: Mapped[float] = mapped_column(Float)
     height: Mapped[float] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # --- background jobs (migration 0004) ----------------------------------------------------
@@ -349,9 +364,9 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(String(200), default="")
     requested_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(String(1000))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -377,9 +392,9 @@ class ReviewFlag(Base):
     reason: Mapped[str] = mapped_column(String(200))
     flagged_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     open: Mapped[bool | None] = mapped_column(Boolean)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # --- the annotators' queue across server processes (migration 0007) ----------------------
@@ -437,4 +452,4 @@ class TaskSkip(Base):
         ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
     )
     reason: Mapped[str] = mapped_column(String(10))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
