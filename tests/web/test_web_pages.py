@@ -161,6 +161,8 @@ def test_each_role_lands_on_its_work(site: Site, username: str, landing: str) ->
     response = site.client.get("/", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == landing
     assert site.client.get(landing).status_code == 200
+    again = site.client.get("/login", follow_redirects=False)  # signed in already
+    assert again.status_code == 303 and again.headers["location"] == landing
 
 
 def test_a_browser_gets_every_error_as_a_page(site: Site) -> None:

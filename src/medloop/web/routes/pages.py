@@ -49,6 +49,9 @@ def home(account: PageAccount) -> Response:
 
 @router.get("/login")
 def login_page(request: Request, account: PageAccount) -> Response:
+    """The sign-in form; someone already signed in goes to their work instead."""
+    if account is not None:
+        return RedirectResponse(LANDING[account.role], 303)
     token = new_login_csrf()
     response = render(request, "login.html", account, login_csrf=token, error=None)
     _login_cookie(request, response, token)
