@@ -149,6 +149,13 @@ def test_expression_import_and_a_gene_driven_risk_model(
         # a second file lands on the stored scale: same genes, no new transform version
         extra = pd.read_csv(expr).iloc[:3].assign(mrn=["NEW1", "NEW2", "NEW3"])
         extra.to_csv(tmp_path / "more.csv", index=False)
+        with pytest.raises(IngestError, match=r"3 row\(s\) name patients who are not in 'onc'"):
+            wf.import_expression(ws, project="onc", path=tmp_path / "more.csv", id_column="mrn")
+        with ws.db.session() as s:
+            assert wf.prepo.count_patients(s, project_id=project.id) == 160  # none added
+        new = pd.read_csv(clinical).iloc[:3].assign(mrn=["NEW1", "NEW2", "NEW3"])
+        new.to_csv(tmp_path / "new.csv", index=False)
+        wf.import_patients_table(ws, project="onc", path=tmp_path / "new.csv", id_column="mrn")
         wf.import_expression(ws, project="onc", path=tmp_path / "more.csv", id_column="mrn")
         with ws.db.session() as s:
             version = wf.prepo.latest_risk_model(s, project_id=project.id, kind="expression")

@@ -285,6 +285,16 @@ def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -
     return len(rows)
 
 
+def known_patients(
+    session: Session, *, project_id: int, pseudonyms: Iterable[str]
+) -> dict[str, int]:
+    """Patient ids by pseudonym, of those among `pseudonyms` the cohort holds."""
+    query = select(Patient.pseudonym, Patient.id).where(
+        Patient.project_id == project_id, Patient.pseudonym.in_({str(p) for p in pseudonyms})
+    )
+    return {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+
+
 def ensure_patients(
     session: Session, *, project_id: int, pseudonyms: Iterable[str]
 ) -> dict[str, int]:
@@ -292,16 +302,13 @@ def ensure_patients(
     wanted = {str(p) for p in pseudonyms}
     if not wanted:
         return {}
-    query = select(Patient.pseudonym, Patient.id).where(
-        Patient.project_id == project_id, Patient.pseudonym.in_(wanted)
-    )
-    existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+    existing = known_patients(session, project_id=project_id, pseudonyms=wanted)
     missing = sorted(wanted - existing.keys())
     if missing:
         session.execute(
             insert(Patient), [{"project_id": project_id, "pseudonym": p} for p in missing]
         )
-        existing = {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+        existing = known_patients(session, project_id=project_id, pseudonyms=wanted)
     return existing
 
 

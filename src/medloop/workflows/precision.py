@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
     CLEAR_BENEFIT,
@@ -185,7 +185,8 @@ def import_expression(
     refit: bool = False,
 ) -> PatientImport:
     """Import a gene-expression matrix (one row per patient, keyed by the same raw ids as
-    the clinical data) as standardised `gene:<name>` features (`precision.genes`).
+    the clinical data, which must be imported first) as standardised `gene:<name>`
+    features (`precision.genes`).
 
     The first import fits the transform (log, gene filter, top-variance genes,
     standardisation) and registers it as an "expression" model version; later imports
@@ -194,6 +195,14 @@ def import_expression(
     matrix = read_expression(path, key=ws.settings.resolved_secret_key, id_column=id_column)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
+        known = repo.known_patients(s, project_id=record.id, pseudonyms=matrix.index)
+        strangers = [i for i, p in enumerate(matrix.index) if p not in known]
+        if strangers:  # a row for nobody in the cohort would add a patient with genes only
+            raise IngestError(
+                path,
+                f"{len(strangers)} row(s) name patients who are not in {project!r} (the first "
+                f"is row {strangers[0] + 1} after the header); import their clinical data first",
+            )
         stored = prepo.find_latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
         blob = None if stored is None or refit else stored.blob_sha256
     genes: GeneExpression = (
