@@ -428,6 +428,10 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             n_bootstrap=0,
         )  # fmt: skip
         assert wf.predict_risk(ws, project="trial")["model_kind"].eq("survival").all()
+        wf.train_risk_classifier(
+            ws, project="trial", outcome_column="event", exclude=["time", "tx"], n_bootstrap=0
+        )  # the one trained last is the one in use, whichever kind
+        assert wf.predict_risk(ws, project="trial")["model_kind"].eq("classification").all()
     finally:
         ws.close()
 

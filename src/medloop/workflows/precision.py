@@ -614,13 +614,11 @@ def predict_risk(
 
 
 def current_risk_model(s: Session, *, project_id: int) -> RiskModelVersion | None:
-    """The model that gives a cohort's patients their risk: the newest survival model,
-    else the newest outcome classifier, else None."""
-    for kind in RISK_KINDS:
-        version = prepo.find_latest_risk_model(s, project_id=project_id, kind=kind)
-        if version is not None:
-            return version
-    return None
+    """The model that gives a cohort's patients their risk: the one trained last, a
+    survival model or an outcome classifier (so what was just trained is what `risk
+    predict`, `risk evaluate` and the pages show), else None."""
+    found = [prepo.find_latest_risk_model(s, project_id=project_id, kind=k) for k in RISK_KINDS]
+    return max((v for v in found if v is not None), key=lambda v: v.id, default=None)
 
 
 def _current_models(s: Session, *, project_id: int) -> dict[str, RiskModelVersion]:
