@@ -86,7 +86,7 @@ def test_predict_writes_probabilities_and_overlays(
 ) -> None:
     out = tmp_path / "preds.csv"
     overlays = tmp_path / "cams"
-    code, _, err = run(
+    code, said, err = run(
         monkeypatch,
         capsys,
         "predict",
@@ -104,6 +104,9 @@ def test_predict_writes_probabilities_and_overlays(
     assert list(frame.columns) == ["file", "label", "p0", "p1"]
     names = [Path(f).name for f in frame["file"]]
     assert sorted(names) == ["bottom.png", "colour.jpg", "scan.dcm", "top.png"]
+    cut = load_checkpoint(checkpoint).threshold  # the label follows it, and says so
+    assert (frame["label"] == np.where(frame["p1"] >= cut, "top", "bottom")).all()
+    assert f"label is 'top' where p1 >= {cut:.3f} (the cut chosen" in " ".join(said.split())
     np.testing.assert_allclose(frame[["p0", "p1"]].sum(axis=1), 1.0, atol=1e-5)
     by_name = frame.set_index(frame["file"].map(lambda f: Path(f).name))
     assert by_name.loc["top.png", "label"] == "top"

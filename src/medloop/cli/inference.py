@@ -91,12 +91,19 @@ def predict(
         "output": str(summary.output),
         "overlays": summary.overlays,
         "skipped": skipped,
+        "threshold": summary.threshold,
     }
     if as_json:
         print_json(result)
         return
     extra = f" and {summary.overlays} overlays in {overlays}" if overlays else ""
     out.print(f"predicted {summary.files} files with {summary.model}: {output}{extra}")
+    if summary.threshold is not None:
+        no, yes = summary.classes
+        out.print(
+            f"label is {yes!r} where p1 >= {summary.threshold:.3f} (the cut chosen on "
+            f"validation), else {no!r}"
+        )
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} unreadable files:[/yellow]")
         for item in skipped:

@@ -58,6 +58,8 @@ class PredictionSummary:
     output: Path
     overlays: int
     skipped: list[SkippedFile]
+    #: a binary model's cut on p(class 1), chosen on validation (None: the argmax)
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,21 @@ class LoadedModel:
         assert self.scripted is not None
         return self.scripted.predict_proba(images, batch_size=batch_size)
 
+    @property
+    def threshold(self) -> float | None:
+        """The cut on p(class 1) that decides a binary model's label (None: argmax)."""
+        if len(self.classes) != 2:
+            return None
+        if self.classifier is not None:
+            return float(self.classifier.threshold)
+        assert self.scripted is not None
+        return float(self.scripted.info.get("threshold", 0.5))
+
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         if self.classifier is not None:
             return self.classifier.decide(probabilities)
-        assert self.scripted is not None
-        if probabilities.shape[1] == 2:
-            threshold = float(self.scripted.info.get("threshold", 0.5))
-            return (probabilities[:, 1] >= threshold).astype(np.int64)
+        if self.threshold is not None:
+            return (probabilities[:, 1] >= self.threshold).astype(np.int64)
         return probabilities.argmax(axis=1).astype(np.int64)
 
 
@@ -264,6 +274,7 @@ def predict_files(
         output=output,
         overlays=written,
         skipped=skipped,
+        threshold=model.threshold,
     )
 
 
