@@ -169,9 +169,10 @@ def train(
         config = dataclasses.replace(config, max_epochs=max_epochs)
     with workspace() as ws, progress_bar() as progress:
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            progress("training (epochs)", epoch + 1, config.max_epochs)
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:  # epochs count from 1
+            progress("training (epochs)", epoch, config.max_epochs)
 
+        progress("training (epochs)", 0, config.max_epochs)  # the bar shows from the start
         metrics = workflows.train(ws, project=project, config=config, on_epoch=on_epoch)
     print_json(metrics) if as_json else out.print(record_table("new model version", metrics))
 
