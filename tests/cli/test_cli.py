@@ -294,3 +294,20 @@ def test_the_loops_round_table_fits_a_terminal_without_cutting_a_word() -> None:
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert "10950" in text and "23950" in text and "answers" in text
+
+
+def test_options_that_could_never_work_are_refused_before_any_work(
+    home: Path, monkeypatch, capsys
+) -> None:
+    for args in (
+        ("loop", "-p", "x", "--rounds", "0"),
+        ("loop", "-p", "x", "--per-round", "0"),
+        ("review", "-p", "x", "--limit", "0"),
+        ("simulate", "-p", "x", "--gold-rate", "1.5"),
+    ):
+        code, _, err = run(monkeypatch, capsys, *args)
+        assert code == 2 and "Invalid value" in err, args
+    code, _, err = run(monkeypatch, capsys, "loop", "-p", "x", "--strategy", "entropi")
+    assert code == 2 and "entropy" in err  # the project is not even opened
+    code, _, err = run(monkeypatch, capsys, "recommend", "P1", "-p", "x", "--reason", "why")
+    assert code == 2 and "add --accept or --override" in " ".join(err.split())

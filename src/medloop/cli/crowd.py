@@ -83,7 +83,7 @@ def plan(
     doctor_cost: Annotated[float, typer.Option(help="Cost of one doctor's review.")] = 20.0,
     doctor_accuracy: Annotated[float, typer.Option(help="How often a doctor is right.")] = 0.97,
     max_lay_answers: Annotated[int, typer.Option(help="Most lay answers asked per item.")] = 5,
-    limit: Annotated[int, typer.Option(help="Requests to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Requests to show.")] = 20,
     output: Annotated[Path | None, typer.Option(help="Write every request as CSV.")] = None,
     publish: Annotated[
         bool,

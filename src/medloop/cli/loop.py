@@ -128,7 +128,9 @@ def simulate(
     items: Annotated[int, typer.Option(help="How many new items to label.")] = 200,
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     redundancy: Annotated[int, typer.Option(help="Lay answers per item.")] = 3,
-    gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
+    gold_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of gold questions.")
+    ] = 0.1,
     lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,
     annotators: Annotated[int, typer.Option(help="Simulated lay annotators.")] = 30,
     seed: SeedOpt = 0,
@@ -192,7 +194,7 @@ def evaluate(
 @app.command()
 def review(
     project: ProjectOpt,
-    limit: Annotated[int, typer.Option(help="Queue rows to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Queue rows to show.")] = 20,
     item: Annotated[int | None, typer.Option(help="Item id to decide.")] = None,
     label: Annotated[str | None, typer.Option(help="Class name for --item.")] = None,
     doctor: Annotated[
@@ -288,8 +290,8 @@ DoctorCostOpt = Annotated[float, typer.Option(help="Cost of one doctor's review 
 @app.command()
 def loop(
     project: ProjectOpt,
-    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
-    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of the loop.")] = 5,
+    per_round: Annotated[int, typer.Option(min=1, help="New items per round.")] = 200,
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
     allocation: AllocationOpt = Allocation.FIXED.value,
@@ -360,8 +362,8 @@ def round_table(rows: list[dict[str, Any]], *, width: int | None = None) -> Tabl
 @bench_app.command("loop")
 def bench_loop(
     dataset: Annotated[str, typer.Option(help="MedMNIST dataset name.")] = "pneumoniamnist",
-    rounds: Annotated[int, typer.Option(help="Rounds of the loop.")] = 5,
-    per_round: Annotated[int, typer.Option(help="New items per round.")] = 200,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds of the loop.")] = 5,
+    per_round: Annotated[int, typer.Option(min=1, help="New items per round.")] = 200,
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     doctor_budget: Annotated[int, typer.Option(help="Doctor reviews per round.")] = 50,
     lay_accuracy: Annotated[float, typer.Option(help="Mean lay accuracy.")] = 0.7,

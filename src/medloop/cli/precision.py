@@ -357,6 +357,10 @@ def recommend(
         raise InvalidInputError("choose --accept or --override, not both")
     if (accept or override) and not doctor:
         raise InvalidInputError("a decision needs --doctor USERNAME: the deciding doctor")
+    if not (accept or override) and (reason or treatment or doctor):
+        raise InvalidInputError(
+            "--reason, --treatment and --doctor go with a decision: add --accept or --override"
+        )
     with open_workspace() as ws:
         view = workflows.precision.recommend(ws, project=project, patient=patient)
         decision = None

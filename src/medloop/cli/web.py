@@ -129,7 +129,9 @@ def tasks_publish(
     k: Annotated[int, typer.Option("-k", help="New items to label.")] = 50,
     strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = RECOMMENDED_STRATEGY.value,
     redundancy: Annotated[int, typer.Option(help="Answers wanted per item.")] = 3,
-    gold_rate: Annotated[float, typer.Option(help="Share of gold questions.")] = 0.1,
+    gold_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of gold questions.")
+    ] = 0.1,
     round: Annotated[int, typer.Option("--round", help="Loop round number.")] = 0,
     seed: SeedOpt = 0,
 ) -> None:

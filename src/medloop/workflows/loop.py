@@ -820,6 +820,11 @@ class LoopSettings:
     lay_cost: float = 1.0
     doctor_cost: float = 20.0
 
+    def __post_init__(self) -> None:
+        """An unknown strategy or allocation fails here, before any work is done."""
+        look_up_option(self.strategy, Strategy)
+        look_up_option(self.allocation, Allocation)
+
     @property
     def round_budget(self) -> float:
         """What a fixed round costs: its lay answers and its doctor reviews."""
