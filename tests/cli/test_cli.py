@@ -253,6 +253,12 @@ def test_corrupt_image_folder_ingests_nothing(
     code, _, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
     assert code == 2 and "4.png" in err
     (folder / "4.png").unlink()
+    labels = (folder / "labels.csv").read_bytes()
+    (folder / "labels.csv").unlink()  # no labels and no --classes: no classes at all
+    code, _, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
+    assert code == 2 and "needs at least two classes" in err and "--classes" in err
+    assert not list((home / "blobs").rglob("*.*")), "nothing stored for an ingest that failed"
+    (folder / "labels.csv").write_bytes(labels)
     (folder / "labels.csv").write_text(
         "file,label,patient_id\n0.png,a,p1\n1.png,b,p1\n2.png,a,p2\n3.png,b,p3\n"
     )

@@ -150,6 +150,7 @@ def ingest_image_folder(
         pseudonymize(r.patient_id, key=ws.settings.resolved_secret_key) if r.patient_id else None
         for r in dataset.records
     ]
+    _check_classes(project, dataset.classes)
     labels = [r.label for r in dataset.records]
     splits = _split(labels, pseudonyms, seed=seed)
     n_channels = 3 if any(r.image.ndim == 3 for r in dataset.records) else 1
@@ -194,6 +195,7 @@ def ingest_dicom_folder(
         classes=classes,
         progress=lambda done, total: progress("ingest: reading and de-identifying", done, total),
     )
+    _check_classes(project, class_names)
     splits = _split([r.label for r in records], [r.patient_pseudonym for r in records], seed=seed)
     items = []
     for record, split in zip(records, splits, strict=True):
@@ -216,6 +218,15 @@ def ingest_dicom_folder(
         items=items,
         source=f"dicom:{folder.name}",
     )
+
+
+def _check_classes(project: str, classes: Sequence[str]) -> None:
+    """Fail before any image is stored when the project would have fewer than two classes."""
+    if len(classes) < 2:
+        raise InvalidInputError(
+            f"project {project!r} needs at least two classes, got {list(classes)}: name them "
+            "with --classes A,B or in a labels CSV (file,label)"
+        )
 
 
 def _check_new_project(ws: Workspace, *, name: str) -> None:
