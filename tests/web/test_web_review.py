@@ -111,6 +111,8 @@ def test_flag_through_the_api(any_site: Site) -> None:
     ):
         response = site.client.post(url, headers=doctor, json=body)
         assert response.status_code == 422, (body, response.text)
+    control = site.client.post(url, headers=doctor, json={"reason": "bad\x00byte"})
+    assert "control character" in control.text  # not "at most 200 characters"
     assert (
         site.client.post(
             "/api/review/987654/flag", headers=doctor, json={"reason": "x"}

@@ -421,10 +421,10 @@ def flag_item(ws: Workspace, *, account: Account, item_id: int, reason: str) -> 
     text = " ".join(reason.split())
     if not text:
         raise InvalidInputError("a flag needs a reason, e.g. 'needs a second opinion'")
-    if len(text) > MAX_FLAG_REASON or any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
-        raise InvalidInputError(
-            f"a flag reason is plain text of at most {MAX_FLAG_REASON} characters"
-        )
+    if len(text) > MAX_FLAG_REASON:
+        raise InvalidInputError(f"a flag reason has at most {MAX_FLAG_REASON} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise InvalidInputError("a flag reason is plain text: it holds a control character")
     try:
         with ws.db.session() as s:
             item = repo.get_item(s, item_id=item_id)

@@ -90,6 +90,7 @@
       return response.json().then(function (next) {
         viewer.clearBox();
         $("image").src = next.image_url;
+        $("image").alt = "Image to label, task " + next.task_id;  /* a new image is announced */
         showTask(next);
         status("Which of these does the image show?");
       });
