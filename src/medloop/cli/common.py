@@ -38,6 +38,7 @@ app = typer.Typer(
     help="Lay annotators, doctors and models labelling medical images together.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # a docstring's wrapped lines read as one paragraph
 )
 ingest_app = typer.Typer(help="Bring data in (de-identified on the way).", no_args_is_help=True)
 bench_app = typer.Typer(
@@ -58,7 +59,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 
 @app.callback()
-def _configure_logging(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def _configure_logging(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what each stage does (to stderr).")
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",

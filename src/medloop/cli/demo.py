@@ -40,7 +40,7 @@ def demo(
         typer.Option(help="Demo home, replaced on every run (default: MEDLOOP_HOME/demo)."),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Keep only the first N images per split (default: all).")
+        int | None, typer.Option(help="A seeded random sample of N images per split (default all).")
     ] = DEFAULTS.limit,
     rounds: Annotated[int, typer.Option(help="Simulated rounds of the loop.")] = DEFAULTS.rounds,
     per_round: Annotated[
