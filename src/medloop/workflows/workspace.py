@@ -39,9 +39,13 @@ class Workspace:
 
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
-        """Create MEDLOOP_HOME if needed and bring the database up to date; a database
-        URL that is not one, or a database that cannot be reached, is a ConfigError."""
-        settings.home.mkdir(parents=True, exist_ok=True)
+        """Create MEDLOOP_HOME if needed (readable by its owner only: it holds patients'
+        pseudonymised data) and bring the database up to date; a database URL that is not
+        one, or a database that cannot be reached, is a ConfigError."""
+        if not settings.home.exists():
+            settings.home.mkdir(mode=0o700, parents=True)
+        elif not settings.home.is_dir():
+            raise ConfigError(f"MEDLOOP_HOME {settings.home} is a file, not a folder")
         try:
             db = Database(settings.resolved_database_url)
         except (ArgumentError, NoSuchModuleError) as error:
