@@ -50,15 +50,27 @@ def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> s
 
     >>> scrub_identifiers("Jane Roe called 555-123-4567", identifiers=["Jane", "Roe"])
     '[REDACTED] [REDACTED] called [PHONE]'
+    >>> scrub_identifiers("seen by Dr. Smith; pt John Doe is well")
+    'seen by Dr [NAME]; pt [NAME] is well'
     """
     if text is None:
         return None
     out = str(text)
     for ident in sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True):
         out = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", "[REDACTED]", out, flags=re.IGNORECASE)
+    out = _TITLED_NAME.sub(lambda m: f"{m.group(1)} [NAME]", out)
     for placeholder, pattern in _PATTERNS:
         out = pattern.sub(placeholder, out)
     return out
+
+
+#: A capitalised name after a title or "pt"/"patient" ("Dr Smith", "pt John Doe"): the
+#: names a note most often carries that are not the patient's own identifiers (a rule, not
+#: a named-entity model; names without such a cue stay, so notes still need care).
+_TITLED_NAME = re.compile(
+    r"\b(Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Nurse|Sister|pt|Pt|patient|Patient)\.?"
+    r"\s+[A-Z][a-zA-Z'-]+(?:\s+[A-Z][a-zA-Z'-]+)?"
+)
 
 
 # --- tabular -----------------------------------------------------------------------------
