@@ -90,3 +90,24 @@ def test_unknown_method_suggests_a_name(
     code, _, err = run(monkeypatch, capsys, "aggregate", str(files["answers"]), "--method", "mac")
     assert code != 0
     assert "mace" in err
+
+
+def test_gold_labels_must_be_the_answers_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gold file read as floats (a blank cell) still names the answers' classes; a
+    label nobody could have answered is a typo, refused rather than made a new class."""
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\nt1,a,1\nt1,b,1\nt2,a,0\nt2,b,1\nt3,a,0\nt3,b,0\n")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task,label\nt2,0\nt3,\n")  # read as 0.0 and NaN
+    output = tmp_path / "labels.csv"
+    code, _, err = run(
+        monkeypatch, capsys, "aggregate", str(answers), "--gold", str(gold), "--output", str(output)
+    )
+    assert code == 0, err
+    assert output.read_text().splitlines()[0] == "task,label,p_0,p_1"  # no class "0.0"
+    assert "t2,0," in output.read_text()
+    gold.write_text("task,label\nt2,7\n")
+    code, _, err = run(monkeypatch, capsys, "aggregate", str(answers), "--gold", str(gold))
+    assert code == 2 and "label '7' (task 't2') is not among the answers' labels" in err

@@ -465,12 +465,22 @@ def aggregate_file(
 ) -> pd.DataFrame:
     """Aggregate an answers CSV (task,worker,label); `gold` (task,label) labels are known
     and used for fitting. `method` names a registered aggregator (None: the recommended
-    default). Returns class probabilities (index task, columns classes)."""
+    default). A gold label must be one of the answers' labels (a blank one is skipped).
+    Returns class probabilities (index task, columns classes)."""
     answers = _read_csv(answers_csv, required=("task", "worker", "label"))
     known = None
     if gold is not None:
-        known_frame = _read_csv(gold, required=("task", "label"))
-        known = known_frame.set_index("task")["label"]
+        known = _read_csv(gold, required=("task", "label")).set_index("task")["label"].dropna()
+        # the answers' own labels, by text: 1.0 in a gold file (floats, for a blank cell) is 1
+        labels = dict(zip(_label_text(answers["label"]), answers["label"], strict=True))
+        text = _label_text(known)
+        strange = text[~text.isin(list(labels))]
+        if len(strange):
+            raise InvalidInputError(
+                f"{gold}: label {strange.iloc[0]!r} (task {strange.index[0]!r}) is not among "
+                f"the answers' labels {sorted(labels)}"
+            )
+        known = text.map(labels)
     model = make_aggregator(method)
     return model.fit_predict_proba(answers, known=known)
 
