@@ -317,3 +317,34 @@ def test_options_that_could_never_work_are_refused_before_any_work(
     assert code == 2 and "entropy" in err  # the project is not even opened
     code, _, err = run(monkeypatch, capsys, "recommend", "P1", "-p", "x", "--reason", "why")
     assert code == 2 and "add --accept or --override" in " ".join(err.split())
+
+
+def test_a_labelled_folder_signed_by_a_doctor_trains_at_once(
+    home: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A hospital's already-labelled images: --final-by makes the CSV's labels a doctor's
+    final labels (audited), so `train` runs without any crowd; without it they are
+    reference labels only, and the command says how to change that."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rows = ["file,label,patient_id"]
+    for i in range(120):
+        label = "b" if i % 2 else "a"
+        image = rng.integers(0, 60, (28, 28)) + (150 if label == "b" else 0)
+        Image.fromarray(image.astype(np.uint8)).save(folder / f"{i}.png")
+        rows.append(f"{i}.png,{label},p{i}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    ingest = ("ingest", "images", str(folder))
+    code, _, err = run(monkeypatch, capsys, *ingest, "-p", "x", "--final-by", "dr_who")
+    assert code == 2 and "no user named 'dr_who'" in err  # before any image is read
+    code, out, _ = run(monkeypatch, capsys, *ingest, "-p", "ref")
+    assert code == 0 and "120 labels are reference labels" in " ".join(out.split())
+    assert run(monkeypatch, capsys, "users", "add", "dr_who", "--role", "doctor")[0] == 0
+    code, out, _ = run(monkeypatch, capsys, *ingest, "-p", "x", "--final-by", "dr_who")
+    assert code == 0 and "120 labels are final labels by dr_who" in out
+    code, out, err = run(monkeypatch, capsys, "train", "-p", "x", "--max-epochs", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_train"] > 10
+    code, out, _ = run(monkeypatch, capsys, "train", "-p", "ref", "--max-epochs", "1")
+    assert code == 2

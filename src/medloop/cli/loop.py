@@ -61,16 +61,26 @@ def ingest_medmnist(
     out.print(f"ingested {summary.items} items into {summary.project!r}: {summary.splits}")
 
 
+FinalByOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A doctor's (or admin's) username: the CSV's labels become their final labels, "
+        "so a model can train on them at once (default: reference labels only)."
+    ),
+]
+
+
 @ingest_app.command("images")
 def ingest_images(
     folder: Annotated[Path, typer.Argument(help="Folder of PNG/JPEG images.")],
     project: ProjectOpt,
     labels: Annotated[Path | None, typer.Option(help="CSV: file,label[,patient_id].")] = None,
     classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
+    final_by: FinalByOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest an image folder with a CSV of labels; patient ids are pseudonymised."""
-    _ingest_folder(workflows.ingest_image_folder, folder, project, labels, classes, seed)
+    _ingest_folder(workflows.ingest_image_folder, folder, project, labels, classes, final_by, seed)
 
 
 @ingest_app.command("dicom")
@@ -79,10 +89,11 @@ def ingest_dicom(
     project: ProjectOpt,
     labels: Annotated[Path | None, typer.Option(help="CSV: file,label.")] = None,
     classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
+    final_by: FinalByOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
-    _ingest_folder(workflows.ingest_dicom_folder, folder, project, labels, classes, seed)
+    _ingest_folder(workflows.ingest_dicom_folder, folder, project, labels, classes, final_by, seed)
 
 
 def _ingest_folder(
@@ -91,6 +102,7 @@ def _ingest_folder(
     project: str,
     labels: Path | None,
     classes: str | None,
+    final_by: str | None,
     seed: int,
 ) -> None:
     with workspace(pseudonymising(Settings())) as ws, progress_bar() as progress:
@@ -101,9 +113,17 @@ def _ingest_folder(
             labels_csv=labels,
             classes=classes.split(",") if classes else None,
             seed=seed,
+            final_by=final_by,
             progress=progress,
         )
     out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
+    if summary.final_labels:
+        out.print(f"{summary.final_labels} labels are final labels by {final_by}: train on them")
+    elif summary.labelled:
+        out.print(
+            f"{summary.labelled} labels are reference labels (evaluation, simulations); "
+            "--final-by DOCTOR makes them final labels a model trains on"
+        )
 
 
 @app.command()

@@ -67,9 +67,14 @@ class IngestSummary:
     items: int
     splits: dict[str, int]
     patients: int
+    #: items that came with a label, and how many of those became final labels
+    labelled: int = 0
+    final_labels: int = 0
 
 
-def _summary(project: Project, splits: Sequence[str], patients: int) -> IngestSummary:
+def _summary(
+    project: Project, splits: Sequence[str], patients: int, labelled: int = 0, finals: int = 0
+) -> IngestSummary:
     counts = pd.Series(list(splits)).value_counts()
     return IngestSummary(
         project=project.name,
@@ -77,6 +82,8 @@ def _summary(project: Project, splits: Sequence[str], patients: int) -> IngestSu
         items=len(splits),
         splits={s.value: int(counts.get(s.value, 0)) for s in Split},
         patients=patients,
+        labelled=labelled,
+        final_labels=finals,
     )
 
 
@@ -135,11 +142,14 @@ def ingest_image_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
+    final_by: str | None = None,
     progress: Progress = no_progress,
 ) -> IngestSummary:
     """Ingest PNG/JPEG images listed in a CSV; patient ids are pseudonymised, splits are
-    stratified by label and grouped by patient."""
-    _check_new_project(ws, name=project)
+    stratified by label and grouped by patient. The CSV's labels are reference labels
+    (for evaluation and simulations); with `final_by` (an existing doctor or admin) they
+    are also that person's final labels, audited, so a model can train on them at once."""
+    _check_new_project(ws, name=project, final_by=final_by)
     dataset = read_image_folder(
         folder,
         labels_csv=labels_csv,
@@ -173,6 +183,7 @@ def ingest_image_folder(
         n_channels=n_channels,
         items=items,
         source=f"images:{folder.name}",
+        final_by=final_by,
     )
 
 
@@ -184,10 +195,12 @@ def ingest_dicom_folder(
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
+    final_by: str | None = None,
     progress: Progress = no_progress,
 ) -> IngestSummary:
-    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
-    _check_new_project(ws, name=project)
+    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile); labels
+    and `final_by` as in `ingest_image_folder`."""
+    _check_new_project(ws, name=project, final_by=final_by)
     class_names, records = read_dicom_folder(
         folder,
         key=ws.settings.resolved_secret_key,
@@ -217,6 +230,7 @@ def ingest_dicom_folder(
         n_channels=1,
         items=items,
         source=f"dicom:{folder.name}",
+        final_by=final_by,
     )
 
 
@@ -229,11 +243,14 @@ def _check_classes(project: str, classes: Sequence[str]) -> None:
         )
 
 
-def _check_new_project(ws: Workspace, *, name: str) -> None:
-    """Fail before any work when the project name is taken."""
+def _check_new_project(ws: Workspace, *, name: str, final_by: str | None = None) -> None:
+    """Fail before any work when the project name is taken, or when `final_by` is not a
+    doctor or admin who could sign the labels."""
     with ws.db.session() as s:
         if any(p.name == name for p in repo.list_projects(s)):
             raise ConflictError(f"project {name!r} already exists; choose another --project")
+        if final_by is not None:
+            repo.get_user_in_role(s, username=final_by, roles=REVIEWER_ROLES)
 
 
 def _split(labels: Sequence[int | None], groups: Sequence[str | None], *, seed: int) -> list[str]:
@@ -251,7 +268,10 @@ def _store_folder(
     n_channels: int,
     items: list[repo.NewItem],
     source: str,
+    final_by: str | None = None,
 ) -> IngestSummary:
+    """Store a folder's items as a new project, in one transaction; with `final_by`, the
+    labelled items' labels become that person's final labels too."""
     with ws.db.session() as s:
         record = repo.create_project(s, name=project, classes=classes, n_channels=n_channels)
         repo.add_items(s, project=record, items=items)
@@ -263,8 +283,16 @@ def _store_folder(
             entity_id=record.id,
             detail={"source": source, "items": len(items)},
         )
+        stored = repo.items_frame(s, project_id=record.id)["reference_label"].dropna()
+        finals = 0
+        if final_by is not None and len(stored):
+            finals = write_decisions(
+                s, project=project, decisions=stored.astype(int), doctor=final_by
+            )
         patients = len({i.patient_pseudonym for i in items if i.patient_pseudonym})
-        return _summary(record, [i.split for i in items], patients=patients)
+        return _summary(
+            record, [i.split for i in items], patients=patients, labelled=len(stored), finals=finals
+        )
 
 
 # --- reading images ----------------------------------------------------------------------
