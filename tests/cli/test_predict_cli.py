@@ -309,6 +309,10 @@ def test_a_bad_model_file_is_a_clear_error(
         for command in (["predict", str(bad), str(pngs)], ["model", "export", str(bad), "-o", "x"]):
             code, _, err = run(monkeypatch, capsys, *command)
             assert code == 2 and "not a medloop checkpoint" in err, err
+    missing = str(tmp_path / "nosuch.pt")
+    for command in (["predict", missing, str(pngs)], ["model", "export", missing, "-o", "x"]):
+        code, _, err = run(monkeypatch, capsys, *command)
+        assert code == 2 and "no model file" in err and "project" not in err, err
 
 
 def test_predict_with_a_project_needs_its_model(home: Path, monkeypatch, capsys) -> None:

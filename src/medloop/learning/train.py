@@ -407,7 +407,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         pickle.UnpicklingError,
         OSError,
     ) as exc:
-        raise InvalidInputError(f"{path} is not a medloop checkpoint: {exc}") from exc
+        raise InvalidInputError(
+            f"{path} is not a medloop checkpoint (it cannot be read as one)"
+        ) from exc
     if not isinstance(payload, dict):
         raise InvalidInputError(
             f"{path} is not a medloop checkpoint (holds a {type(payload).__name__})"

@@ -139,6 +139,8 @@ def load_model(
         return LoadedModel(path.name, names, classifier, scripted)
     if ws is None:
         raise NotFoundError(f"no model file {model!r} (and no workspace to look up a project)")
+    if path.suffix.lower() in {".pt", ".pth", ".ts"} or len(path.parts) > 1:
+        raise NotFoundError(f"no model file {model!r}")  # a path, not a project's name
     ref = model_ref(ws, project=model)
     return LoadedModel(
         f"{ref.project} v{ref.version}", ref.classes, load_classifier(ref.checkpoint)
