@@ -369,7 +369,8 @@ def train_risk(
     metrics = {k: float(v) for k, v in evaluation.items()}
     final = model.fit(X_all, y)
     bands = "risk model: bootstrap refits for the risk bands"
-    progress(bands, n_splits + 1, fits)
+    if n_bootstrap:
+        progress(bands, n_splits + 1, fits)
     survival_now = final.predict_survival(X_all, [horizon]).iloc[:, 0].to_numpy()
     bundle: dict[str, Any] = {
         "table": table,
@@ -501,8 +502,8 @@ def train_risk_classifier(
         "drivers": LinearSurrogate().fit(X, _log_odds(risk.to_numpy())),
     }
     intervals = "risk classifier: bootstrap refits for the risk intervals"
-    progress(intervals, n_splits + 1, fits)
     if n_bootstrap:
+        progress(intervals, n_splits + 1, fits)
         bundle["interval"] = bootstrap_risk_interval(  # for everyone, outcome unknown too
             model,
             X,
