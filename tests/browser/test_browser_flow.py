@@ -315,3 +315,22 @@ def test_doctor_pages_fit_a_phone_and_the_queue_keeps_the_keyboard_focus(
     page.evaluate(f"htmx.ajax('GET', '/review', {refresh})")  # what the 20 s timer does
     page.wait_for_timeout(500)
     assert page.evaluate("document.activeElement.getAttribute('href')") == item
+
+
+def test_an_annotator_on_a_phone_reaches_the_answers_and_can_scroll(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    ws = server.workspace()
+    try:  # one more task for ann
+        annotate.publish_tasks(ws, project="chest", k=1, strategy="random", redundancy=1)
+    finally:
+        ws.close()
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page, server, "ann")
+    current_task(page)
+    page.screenshot(path=artifacts / "08-annotate-phone.png")
+    for box in (b.bounding_box() for b in page.locator("button.choice").all()):
+        assert box["y"] + box["height"] <= 844, "every answer button is on the first screen"
+    assert page.evaluate("getComputedStyle(document.getElementById('viewer')).touchAction") == (
+        "pan-y"
+    )  # a vertical swipe on the image scrolls the page
