@@ -234,7 +234,9 @@ def test_read_table_refuses_columns_that_identify_the_patient(tmp_path: Path) ->
         read_table(path, key=b"k", id_column="id")
     kept = read_table(path, key=b"k", id_column="id", drop_columns=["dob"], text_columns=["remark"])
     assert "dob" not in kept.columns and kept["remark"].iloc[0] == "felt unwell on day 0"
-    with pytest.raises(IngestError, match=r"'dob' looks like an identifier \(it holds dates\)"):
+    with pytest.raises(
+        IngestError, match=r"'dob' looks like an identifier \(line 2 holds a date\)"
+    ):
         read_table(path, key=b"k", id_column="id", columns={"age": "age", "dob": "birth"})
     path = tmp_path / "drugs.csv"
     base.assign(drug_name=["tamoxifen", "letrozole"] * 6).to_csv(path, index=False)
@@ -283,3 +285,27 @@ def test_fhir_bundle_with_one_patient_twice_is_refused(tmp_path: Path) -> None:
     data["entry"][-1]["fullUrl"] = "urn:uuid:22222222-2222-2222-2222-222222222222"
     with pytest.raises(IngestError, match=r"two Patient resources are one patient \('pat1'\)"):
         read_fhir_bundle(write(tmp_path, data), key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [
+        ("call wife 555-123-4567", "line 5 holds a phone number"),
+        ("email john.doe@x.com", "line 5 holds an e-mail address"),
+        ("seen on 2020-03-04", "line 5 holds a date"),
+        ("patient anxious about the scan", "line 5 holds free text"),
+    ],
+)
+def test_one_identifying_cell_is_enough_to_refuse_a_column(
+    tmp_path: Path, cell: str, said: str
+) -> None:
+    """A comment column that is mostly "none" still must not carry one patient's phone
+    number, e-mail, date or free text into the features as it is."""
+    comments = ["none"] * 20
+    comments[3] = cell
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"id": range(20), "age": range(20), "comment": comments}).to_csv(path, index=False)
+    with pytest.raises(IngestError, match=rf"column 'comment' looks like an identifier \({said}\)"):
+        read_table(path, key=b"k", id_column="id")
+    kept = read_table(path, key=b"k", id_column="id", text_columns=["comment"])
+    assert kept["comment"].iloc[3] == scrub_identifiers(cell, identifiers=["3"])  # as --text

@@ -675,3 +675,21 @@ def test_patients_without_outcome_get_an_interval_and_later_ones_are_told_why_no
         assert view.risk_lower is not None and view.risk_interval_missing is None
     finally:
         ws.close()
+
+
+def test_a_column_imported_again_as_text_is_no_longer_a_feature(tmp_path: Path) -> None:
+    table = pd.DataFrame({"mrn": ["A", "B", "C"], "age": [50, 60, 70], "note": ["ok", "ok", "no"]})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(ws, project="c", path=tmp_path / "t.csv", id_column="mrn")
+        with ws.db.session() as s:
+            project_id = repo.get_project(s, name="c").id
+            assert "note" in prepo.features_frame(s, project_id=project_id).columns
+        wf.import_patients_table(
+            ws, project="c", path=tmp_path / "t.csv", id_column="mrn", text_columns=["note"]
+        )
+        with ws.db.session() as s:
+            assert "note" not in prepo.features_frame(s, project_id=project_id).columns
+    finally:
+        ws.close()

@@ -135,7 +135,7 @@ def read_table(
     scrubbed = {mapping[c] for c in text_columns}
     for source, target in mapping.items():
         if target not in scrubbed:
-            _check_not_identifying(path, source, frame[target], chosen=columns is not None)
+            _check_not_identifying(path, source, frame[target], chosen=columns is not None, csv=csv)
             _check_numbers(path, source, frame[target], csv=csv)
     for source in text_columns:
         target = mapping[source]
@@ -174,16 +174,19 @@ IDENTIFYING_WORDS = frozenset(
      "passport"}
 )  # fmt: skip
 _IDENTIFYING_PAIRS = (("birth", "date"), ("postal", "code"), ("social", "security"))
-#: What a column found to hold one of the scrubbing patterns holds (most of its cells).
+#: What a cell that matches one of the scrubbing patterns holds.
 _HELD = {
-    "[EMAIL]": "e-mail addresses",
-    "[URL]": "web addresses",
-    "[DATE]": "dates",
-    "[PHONE]": "phone numbers",
+    "[EMAIL]": "an e-mail address",
+    "[URL]": "a web address",
+    "[DATE]": "a date",
+    "[PHONE]": "a phone number",
 }
+_PATTERN = dict(_PATTERNS)
 #: A text column with its own value for at least this share of patients (and 10 or more
 #: of them) is free text or an identifier, not a category.
 UNIQUE_SHARE = 0.9
+#: A cell of this many words or more is free text ("Stage II", "hormone therapy" are not).
+FREE_TEXT_WORDS = 4
 
 
 def identifying_name(column: str) -> bool:
@@ -193,20 +196,26 @@ def identifying_name(column: str) -> bool:
     return bool(words & IDENTIFYING_WORDS) or any({a, b} <= words for a, b in _IDENTIFYING_PAIRS)
 
 
-def _check_not_identifying(path: Path, column: str, values: pd.Series, *, chosen: bool) -> None:
+def _check_not_identifying(
+    path: Path, column: str, values: pd.Series, *, chosen: bool, csv: bool
+) -> None:
     """A kept column must not carry who the patient is into the features: one named like
-    an identifier (unless the user chose it with a column mapping), or text that holds
-    e-mail addresses, web addresses, dates or phone numbers, or a value of its own for
-    (nearly) every patient, is refused with the ways to import the table anyway."""
+    an identifier (unless the user chose it with a column mapping), or text with a cell
+    that holds an e-mail address, web address, date or phone number, or free text, or a
+    value of its own for (nearly) every patient, is refused with the ways to import the
+    table anyway. One such cell is enough: it would be stored as it is."""
     why = None
     if not chosen and identifying_name(column):
         why = "its name says it identifies the patient"
     elif not pd.api.types.is_numeric_dtype(values):
         present = values.dropna().astype(str)
-        for tag, pattern in _PATTERNS:
-            what = _HELD.get(tag)
-            if what and len(present) and present.str.contains(pattern).mean() >= 0.5:
-                why = f"it holds {what}"
+        checks = [(what, present.str.contains(_PATTERN[tag])) for tag, what in _HELD.items()]
+        checks.append(("free text", present.str.split().str.len() >= FREE_TEXT_WORDS))
+        for what, hits in checks:
+            if hits.any():
+                row = int(values.index.get_loc(hits.idxmax()))
+                where = f"line {row + 2}" if csv else f"row {row + 1}"
+                why = f"{where} holds {what}"
                 break
         else:
             if len(present) >= 10 and present.nunique() >= UNIQUE_SHARE * len(present):

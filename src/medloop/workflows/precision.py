@@ -116,9 +116,9 @@ def import_patients_table(
     text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
     with ws.db.session() as s:
         record = _project(s, project, create=True)
-        values = prepo.upsert_features(
-            s, project_id=record.id, frame=frame.drop(columns=text_targets), units=units
-        )
+        # text columns are notes, never features: an earlier import's raw value goes too
+        features = frame.assign(**{column: np.nan for column in text_targets})
+        values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
         notes = 0
         for column in text_targets:
             long = frame[column].dropna().rename("note").reset_index()
