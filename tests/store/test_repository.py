@@ -186,3 +186,14 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
     db.dispose()
+
+
+def test_simulated_work_never_lands_on_a_persons_account(database: Database) -> None:
+    with database.session() as s:
+        repo.create_user(s, username="lay-001", role=Role.ANNOTATOR, password_hash="x")
+        with pytest.raises(ConflictError, match="'lay-001' is a person's account"):
+            repo.ensure_users(s, usernames=["lay-001"], role=Role.ANNOTATOR, simulated=True)
+        simulated = repo.ensure_users(s, usernames=["sim-1"], role=Role.DOCTOR, simulated=True)
+        assert repo.ensure_users(s, usernames=["sim-1"], role=Role.DOCTOR, simulated=True) == (
+            simulated
+        )

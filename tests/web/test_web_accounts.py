@@ -59,6 +59,8 @@ def test_bad_accounts_are_refused(ws: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="must not contain the username"):
         accounts.add_user(ws, username="dr_house", role=Role.DOCTOR, password="i am dr_house!")
     assert accounts.add_user(ws, username="bo", role=Role.DOCTOR, password="tamoxifen in 2024")
+    with pytest.raises(InvalidInputError, match="username"):  # full-width look-alikes
+        accounts.add_user(ws, username="\uff41nn", role=Role.DOCTOR, password="long enough")
 
 
 def test_tokens_check_signature_purpose_expiry_and_password(

@@ -284,6 +284,8 @@ def test_nobody_answers_a_task_they_were_not_handed(site: Site) -> None:
         assert refused.status_code == 409 and "was not handed to you" in refused.text
         assert "expected" not in refused.text
     assert answer_count(site) == stored
+    skipped = site.client.post(f"/api/tasks/{other}/skip", headers=headers, json={"reason": "skip"})
+    assert skipped.status_code == 409 and "was not handed to you" in skipped.text
     answered = site.client.post(f"/api/tasks/{handed}/answer", headers=headers, json={"label": 0})
     assert answered.status_code == 201
     # once handed another task, the earlier one can no longer be answered

@@ -40,6 +40,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("[URL]", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)),
     ("[DATE]", re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b")),
     ("[PHONE]", re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")),
+    (
+        "[ADDRESS]",  # a house number, a capitalised name and a street word: "12 Main Street"
+        re.compile(
+            r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|"
+            r"Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Square|Sq|Close|Crescent)\b\.?"
+        ),
+    ),
     ("[ID]", re.compile(r"\b(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{5,}\b")),
 ]
 
@@ -50,8 +57,8 @@ def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> s
 
     >>> scrub_identifiers("Jane Roe called 555-123-4567", identifiers=["Jane", "Roe"])
     '[REDACTED] [REDACTED] called [PHONE]'
-    >>> scrub_identifiers("seen by Dr. Smith; pt John Doe is well")
-    'seen by Dr [NAME]; pt [NAME] is well'
+    >>> scrub_identifiers("seen by Dr. Smith; pt John Doe is well; lives at 12 Main Street")
+    'seen by Dr [NAME]; pt [NAME] is well; lives at [ADDRESS]'
     """
     if text is None:
         return None
@@ -180,6 +187,7 @@ _HELD = {
     "[URL]": "a web address",
     "[DATE]": "a date",
     "[PHONE]": "a phone number",
+    "[ADDRESS]": "an address",
 }
 _PATTERN = dict(_PATTERNS)
 #: A text column with its own value for at least this share of patients (and 10 or more

@@ -224,11 +224,17 @@ def user_credentials(session: Session, *, user_id: int) -> UserCredentials | Non
 def ensure_users(
     session: Session, *, usernames: Iterable[str], role: Role, simulated: bool
 ) -> dict[str, int]:
-    """Return ids for `usernames`, creating the missing ones with `role`."""
+    """Return ids for `usernames`, creating the missing ones with `role`. Simulated
+    work never lands on a person's account: a real user of one of the names is a
+    ConflictError (and the other way round)."""
     wanted = sorted(set(usernames))
     existing = {
         u.username: u for u in session.scalars(select(User).where(User.username.in_(wanted)))
     }
+    mixed = [u.username for u in existing.values() if u.is_simulated != simulated]
+    if mixed:
+        kind = "a person's account" if simulated else "a simulated annotator or doctor"
+        raise ConflictError(f"{mixed[0]!r} is {kind}; give the simulation other names")
     for name in wanted:
         if name not in existing:
             existing[name] = create_user(session, username=name, role=role, simulated=simulated)

@@ -82,7 +82,9 @@ def generate_password() -> str:
 
 def _check_username(username: str) -> str:
     name = username.strip()
-    if not (1 <= len(name) <= 100) or not all(c.isalnum() or c in "._-@" for c in name):
+    if not (1 <= len(name) <= 100) or not all(
+        c.isascii() and (c.isalnum() or c in "._-@") for c in name
+    ):  # ASCII only: a look-alike letter must not make a second "dr_house"
         raise InvalidInputError(
             f"username {username!r} must be 1-100 letters, digits or . _ - @ characters"
         )

@@ -250,11 +250,16 @@ def _label_task(session: Any, task_id: int, account: Account) -> assignments.Lab
 
 def skip_task(ws: Workspace, *, account: Account, task_id: int, reason: str = "skip") -> None:
     """Record that `account` skipped a labelling task (or was unsure): it is not offered
-    to them again, and their hold on it ends. Unknown task -> NotFoundError."""
+    to them again, and their hold on it ends. Unknown task -> NotFoundError; a task other
+    than the one handed to them last -> ConflictError (nobody steers what comes next by
+    skipping tasks by id)."""
     if reason not in ("skip", "unsure"):
         raise InvalidInputError(f"reason must be 'skip' or 'unsure', got {reason!r}")
     with ws.db.writing() as s:
-        _label_task(s, task_id, account)
+        if not _label_task(s, task_id, account).handed:
+            raise ConflictError(
+                f"task {task_id} was not handed to you: skip the task you were given"
+            )
         assignments.add_skip(s, worker_id=account.id, task_id=task_id, reason=reason)
         assignments.release_hold(s, worker_id=account.id)
         repo.audit(

@@ -730,7 +730,9 @@ def train(
     val = _validation_set(items, finals)
     if len(val) < 10 or val["label"].nunique() < 2:
         raise InvalidInputError(
-            f"project {project!r} needs labelled validation items of at least two classes"
+            f"project {project!r} needs at least 10 labelled validation items of two or more "
+            f"classes to choose a model on; it has {len(val)} of {val['label'].nunique()} "
+            "class(es)"
         )
     n_classes = len(record.classes)
     checkpoint = ws.settings.model_dir / project / f"v{next_version}.pt"
