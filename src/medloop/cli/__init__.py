@@ -25,6 +25,8 @@ def main() -> None:
         console.print(f"[bold red]error:[/] {escape(str(error))}")
         sys.exit(2)
     except ValidationError as error:  # a MEDLOOP_ setting of the wrong kind
+        if error.title != "Settings":
+            raise
         for problem in error.errors():
             name = "MEDLOOP_" + "_".join(str(part) for part in problem["loc"]).upper()
             console.print(f"[bold red]error:[/] {escape(name)}: {escape(problem['msg'])}")
