@@ -111,13 +111,18 @@ def next_task(
     status_code=201,
     responses={
         404: {},
-        409: {"description": "The task is closed, or you already answered its image"},
+        409: {
+            "description": "Not the task GET /api/tasks/next handed you last, the task is "
+            "closed, or you already answered its image"
+        },
     },
 )
 def answer(
     task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator
 ) -> schemas.AnswerPublic:
-    """Answer a task; committed before this returns. Gold questions get feedback.
+    """Answer the task `GET /api/tasks/next` handed you last (any other is a 409, so
+    nobody picks tasks or gold questions by id); committed before this returns. Gold
+    questions get feedback.
 
     A second answer to the same task (a double submit, even a concurrent one) is a 409
     and stores nothing: the first answer stands."""
