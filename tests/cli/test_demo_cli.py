@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from cli_support import run
+from medloop.cli.demo import _summary
 from medloop.config import Settings
 from medloop.store import repository as repo
 from medloop.workflows import Workspace, accounts, precision
-from medloop.workflows.demo import COHORT
+from medloop.workflows.annotate import PublishedRound
+from medloop.workflows.demo import COHORT, DemoResult
+from medloop.workflows.loop import IngestSummary
 
 TINY = (
     "--limit", "40", "--rounds", "1", "--per-round", "20", "--doctor-budget", "5",
@@ -83,3 +86,12 @@ def test_demo_says_when_the_port_is_taken_before_preparing(home: Path, monkeypat
         code, _, err = run(monkeypatch, capsys, "demo", "--port", port)
     assert code == 2 and port in err and "--port" in err
     assert not (home / "demo").exists()
+
+
+def test_a_demo_that_leaves_nothing_to_label_says_what_to_change(tmp_path: Path) -> None:
+    ingest = IngestSummary("p", ["a", "b"], 200, {"train": 140, "val": 30, "test": 30}, 0)
+    result = DemoResult(tmp_path, "p", ingest, [], [], PublishedRound(tasks=0, gold_tasks=0))
+    said = _summary(result).plain
+    assert "Published 0 open labelling tasks" in said and "a larger --limit" in said
+    busy = DemoResult(tmp_path, "p", ingest, [], [], PublishedRound(tasks=60, gold_tasks=6))
+    assert "a larger --limit" not in _summary(busy).plain

@@ -129,6 +129,11 @@ def _summary(result: DemoResult) -> Text:
         f"Published {result.published.tasks} open labelling tasks for people "
         f"({result.published.gold_tasks} gold questions)."
     )
+    if not result.published.tasks:
+        lines.append(
+            "The simulated rounds labelled every image, so people have nothing to label: "
+            "run the demo with a larger --limit, or fewer --rounds or --per-round."
+        )
     if result.cohort is not None:
         lines.append(
             f"Patients: {result.cohort.patients} of the GBSG2 breast-cancer trial in "
