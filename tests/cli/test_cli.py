@@ -193,6 +193,16 @@ def test_evaluate_scores_labelled_tasks_and_never_overwrites_an_input(
         monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(floats), "--json"
     )
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+    typo = tmp_path / "typo.csv"
+    typo.write_text("task,label\nt1,1\nt2,O\n")  # the letter O for 0
+    code, out, err = run(
+        monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(typo), "--json"
+    )
+    assert code == 0 and json.loads(out)["truth_not_among_classes"] == 1
+    assert "a truth label none of the answers uses" in " ".join(err.split())
+    assert "truth_not_among_classes" not in json.loads(
+        run(monkeypatch, capsys, "aggregate", str(answers), "--evaluate", str(truth), "--json")[1]
+    )
     before = answers.read_text()
     for target in (answers, floats):
         code, _, err = run(

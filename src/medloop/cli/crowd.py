@@ -16,6 +16,7 @@ from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
     app,
+    console,
     out,
     output_file,
     print_json,
@@ -67,7 +68,14 @@ def aggregate(
         frame.rename_axis("task").to_csv(output)
         report["output"] = str(output)
     if evaluate is not None:
-        report.update(workflows.score_labels(labels, truth_csv=evaluate))
+        report.update(
+            workflows.score_labels(labels, truth_csv=evaluate, classes=probabilities.columns)
+        )
+        if report.get("truth_not_among_classes"):
+            console.print(
+                f"[yellow]warning:[/] {report['truth_not_among_classes']} scored task(s) have "
+                f"a truth label none of the answers uses ({evaluate}): a typo scores as wrong"
+            )
     report["seconds"] = round(time.perf_counter() - started, 3)
     if as_json:
         print_json(report)

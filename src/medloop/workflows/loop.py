@@ -513,15 +513,28 @@ def aggregate_file(
     return model.fit_predict_proba(answers, known=known)
 
 
-def score_labels(labels: pd.Series, *, truth_csv: Path) -> dict[str, Any]:
+def score_labels(
+    labels: pd.Series, *, truth_csv: Path, classes: Sequence[Any] = ()
+) -> dict[str, Any]:
     """Accuracy of `labels` on the tasks of a truth CSV (task,label) whose label is not
-    blank; scoring only. Labels compare as text, with 1, 1.0 and " 1" the same label."""
+    blank; scoring only. Labels compare as text, with 1, 1.0 and " 1" the same label.
+    Given the answers' `classes`, scored tasks whose truth is none of them (a typo such
+    as "Cat" for "cat" scores as wrong) are counted as `truth_not_among_classes`."""
     truth = _read_csv(truth_csv, required=("task", "label")).set_index("task")["label"].dropna()
     common = truth.index.intersection(labels.index)
     if common.empty:
         raise InvalidInputError(f"{truth_csv}: no labelled task in common with the answers")
-    correct = _label_text(labels.loc[common]) == _label_text(truth.loc[common])
-    return {"accuracy": round_float(float(correct.mean())), "tasks_scored": len(common)}
+    expected = _label_text(truth.loc[common])
+    correct = _label_text(labels.loc[common]) == expected
+    report: dict[str, Any] = {
+        "accuracy": round_float(float(correct.mean())),
+        "tasks_scored": len(common),
+    }
+    if len(classes):
+        strange = ~expected.isin(set(_label_text(pd.Series(list(classes)))))
+        if strange.any():
+            report["truth_not_among_classes"] = int(strange.sum())
+    return report
 
 
 def _label_text(labels: pd.Series) -> pd.Series:
