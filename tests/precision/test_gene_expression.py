@@ -13,7 +13,7 @@ import pytest
 from cli_support import run as run_cli
 from medloop.cli import main
 from medloop.config import Settings
-from medloop.exceptions import IngestError, InvalidInputError, NotFittedError
+from medloop.exceptions import IngestError, InvalidInputError, NotFittedError, NotFoundError
 from medloop.ingest import pseudonymize
 from medloop.precision import GeneExpression, read_expression
 from medloop.store import repository as repo
@@ -181,3 +181,28 @@ def test_expression_import_and_a_gene_driven_risk_model(
     assert "gene:G29" not in out
     code, out, _ = run_cli(monkeypatch, capsys, "patients", "features", "-p", "onc", "--genes")
     assert code == 0 and "gene:G29" in out
+
+
+def test_a_refused_expression_file_leaves_nothing_half_imported(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clinical, expr = cohort(tmp_path)
+    pd.read_csv(expr).assign(mrn=lambda f: f["mrn"].where(f.index > 0, "NOBODY")).to_csv(
+        tmp_path / "stranger.csv", index=False
+    )
+    args = ["patients", "import", str(clinical), "-p", "onc", "--id-column", "mrn"]
+    monkeypatch.setattr(
+        sys, "argv", ["medloop", *args, "--expression", str(tmp_path / "stranger.csv")]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert "1 row(s) name patients who are not in 'onc'" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    ws = Workspace.open(Settings(home=home))
+    try:
+        with ws.db.session() as s, pytest.raises(NotFoundError):
+            repo.get_project(s, name="onc")  # the clinical table was not imported either
+    finally:
+        ws.close()

@@ -95,6 +95,15 @@ def patients_import(
         else:
             if id_column is None:
                 raise InvalidInputError("tables need --id-column")
+            if expression is not None and expression_ids is not None:  # before any import
+                workflows.precision.check_expression_rows(
+                    ws,
+                    project=project,
+                    path=expression,
+                    id_column=expression_ids,
+                    table=path,
+                    table_id_column=id_column,
+                )
             summary = workflows.precision.import_patients_table(
                 ws,
                 project=project,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -196,13 +196,7 @@ def import_expression(
     with ws.db.session() as s:
         record = _project(s, project, create=True)
         known = repo.known_patients(s, project_id=record.id, pseudonyms=matrix.index)
-        strangers = [i for i, p in enumerate(matrix.index) if p not in known]
-        if strangers:  # a row for nobody in the cohort would add a patient with genes only
-            raise IngestError(
-                path,
-                f"{len(strangers)} row(s) name patients who are not in {project!r} (the first "
-                f"is row {strangers[0] + 1} after the header); import their clinical data first",
-            )
+        _refuse_strangers(path, project, matrix.index, known)
         stored = prepo.find_latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
         blob = None if stored is None or refit else stored.blob_sha256
     genes: GeneExpression = (
@@ -244,6 +238,44 @@ def import_expression(
             },
         )
     return PatientImport(project, len(X), 0, values, path.name)
+
+
+def check_expression_rows(
+    ws: Workspace,
+    *,
+    project: str,
+    path: Path,
+    id_column: str,
+    table: Path | None = None,
+    table_id_column: str | None = None,
+) -> None:
+    """Refuse an expression matrix with rows for patients who are neither in the cohort
+    nor in the clinical `table` about to be imported with it: checked before that import,
+    so a refused matrix leaves nothing half imported."""
+    key = ws.settings.resolved_secret_key
+    matrix = read_expression(path, key=key, id_column=id_column)
+    coming = set()
+    if table is not None and table_id_column is not None:
+        ids = read_table(table, key=key, id_column=table_id_column, columns={})
+        coming = set(ids.index)
+    with ws.db.session() as s:
+        try:
+            record = _project(s, project, create=False)
+            known = set(repo.known_patients(s, project_id=record.id, pseudonyms=matrix.index))
+        except NotFoundError:
+            known = set()
+    _refuse_strangers(path, project, matrix.index, known | coming)
+
+
+def _refuse_strangers(path: Path, project: str, rows: pd.Index, known: Collection[str]) -> None:
+    """A matrix row for nobody in the cohort would add a patient with genes only."""
+    strangers = [i for i, p in enumerate(rows) if p not in known]
+    if strangers:
+        raise IngestError(
+            path,
+            f"{len(strangers)} row(s) name patients who are not in {project!r} (the first is "
+            f"row {strangers[0] + 1} after the header); import their clinical data first",
+        )
 
 
 def expression_features(ws: Workspace, *, project: str) -> pd.DataFrame:
