@@ -206,3 +206,12 @@ def test_a_refused_expression_file_leaves_nothing_half_imported(
             repo.get_project(s, name="onc")  # the clinical table was not imported either
     finally:
         ws.close()
+
+
+def test_gene_symbols_are_never_taken_for_identifiers(tmp_path: Path) -> None:
+    """A gene whose symbol reads like an identifier word (ZIP, a made-up one here) is read."""
+    pd.DataFrame({"mrn": ["A", "B"], "ZIP1": [1.0, 2.0], "TP53": [3.0, 4.0]}).to_csv(
+        tmp_path / "expr.csv", index=False
+    )
+    matrix = read_expression(tmp_path / "expr.csv", key=b"k", id_column="mrn")
+    assert list(matrix.columns) == ["ZIP1", "TP53"]

@@ -38,7 +38,7 @@ LINEAR_UNIT = "z-score"
 def read_expression(path: str | Path, *, key: bytes, id_column: str) -> pd.DataFrame:
     """Read a wide expression matrix (CSV or Parquet; one row per patient keyed by
     `id_column`, one numeric column per gene) indexed by the patients' pseudonyms."""
-    frame = read_table(path, key=key, id_column=id_column)
+    frame = read_table(path, key=key, id_column=id_column, named_identifiers=False)  # genes
     bad = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise IngestError(Path(path), f"expression columns must be numbers; not: {bad[:5]}")

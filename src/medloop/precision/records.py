@@ -91,14 +91,18 @@ def read_table(
     columns: Mapping[str, str] | None = None,
     text_columns: Sequence[str] = (),
     drop_columns: Sequence[str] = (),
+    named_identifiers: bool = True,
 ) -> pd.DataFrame:
     """Read a CSV or Parquet file of one row per patient into a frame indexed by pseudonym.
 
     `columns` maps source column -> feature name (only mapped columns are kept, plus the
     id); without it every column but `id_column` and `drop_columns` is kept. Text columns
-    are scrubbed (the patient's raw id counts as an identifier). Errors name the file and
-    the column, and the line where one is at fault: a CSV row with missing fields, or a
-    cell of text in a column of numbers ("abc" among ages; empty cells are missing values).
+    are scrubbed (the patient's raw id counts as an identifier). A kept column that looks
+    like an identifier is refused (`_check_not_identifying`; by its name too unless
+    `columns` chose it or `named_identifiers` is False, as for gene symbols). Errors name
+    the file and the column, and the line where one is at fault: a CSV row with missing
+    fields, or a cell of text in a column of numbers ("abc" among ages; empty cells are
+    missing values).
     """
     path = Path(path)
     if not path.is_file():
@@ -142,7 +146,8 @@ def read_table(
     scrubbed = {mapping[c] for c in text_columns}
     for source, target in mapping.items():
         if target not in scrubbed:
-            _check_not_identifying(path, source, frame[target], chosen=columns is not None, csv=csv)
+            chosen = columns is not None or not named_identifiers
+            _check_not_identifying(path, source, frame[target], chosen=chosen, csv=csv)
             _check_numbers(path, source, frame[target], csv=csv)
     for source in text_columns:
         target = mapping[source]
