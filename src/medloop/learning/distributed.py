@@ -174,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "checkpoint": str(args.output) if rank == 0 else None,
         }
         print(json.dumps(line), flush=True)
+        if launched:  # every rank done (rank 0 saved the checkpoint) before any tears down
+            dist.barrier()
     except MedloopError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
