@@ -10,7 +10,13 @@ import pytest
 
 from medloop.exceptions import IngestError
 from medloop.ingest import pseudonymize
-from medloop.precision import observations_to_wide, read_fhir_bundle, read_table, scrub_identifiers
+from medloop.precision import (
+    observations_to_wide,
+    read_fhir_bundle,
+    read_ids,
+    read_table,
+    scrub_identifiers,
+)
 
 KEY = b"test-key"
 
@@ -309,3 +315,16 @@ def test_one_identifying_cell_is_enough_to_refuse_a_column(
         read_table(path, key=b"k", id_column="id")
     kept = read_table(path, key=b"k", id_column="id", text_columns=["comment"])
     assert kept["comment"].iloc[3] == scrub_identifiers(cell, identifiers=["3"])  # as --text
+
+
+def test_read_ids_reads_only_the_id_column(tmp_path: Path) -> None:
+    """An id list for checks before an import: pseudonyms as `read_table` gives them,
+    without reading (or judging) the other columns."""
+    frame = pd.DataFrame({"mrn": ["A1", None, "B2"], "note": ["x", "y", "z"], "age": [1, 2, 3]})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        ids = read_ids(tmp_path / name, key=KEY, id_column="mrn")
+        assert list(ids) == [pseudonymize("A1", key=KEY), pseudonymize("B2", key=KEY)]
+    with pytest.raises(IngestError, match="missing id column 'id'"):
+        read_ids(tmp_path / "t.csv", key=KEY, id_column="id")

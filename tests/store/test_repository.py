@@ -197,3 +197,22 @@ def test_simulated_work_never_lands_on_a_persons_account(database: Database) -> 
         assert repo.ensure_users(s, usernames=["sim-1"], role=Role.DOCTOR, simulated=True) == (
             simulated
         )
+
+
+def test_items_in_project_reads_only_the_items_asked_about(database: Database) -> None:
+    with database.session() as s:
+        project = repo.create_project(s, name="a", classes=["x", "y"], n_channels=1)
+        other = repo.create_project(s, name="b", classes=["x", "y"], n_channels=1)
+        for record, n in ((project, 3), (other, 2)):
+            repo.add_items(
+                s,
+                project=record,
+                items=[
+                    repo.NewItem(f"{record.name}{i}", f"{record.name}{i}", "train")
+                    for i in range(n)
+                ],
+            )
+        mine = list(repo.items_frame(s, project_id=project.id).index)
+        theirs = list(repo.items_frame(s, project_id=other.id).index)
+        found = repo.items_in_project(s, project_id=project.id, item_ids=[*mine[:2], *theirs, 999])
+        assert found == set(mine[:2])

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from web_support import PEOPLE, build_project, open_tasks
 
@@ -15,7 +16,7 @@ from medloop import plots
 from medloop.annotation import wilson_interval
 from medloop.cli import main
 from medloop.config import Settings
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest import encode_png
 from medloop.store import repository as repo
 from medloop.types import LabelKind, Role, Split
@@ -153,7 +154,7 @@ def test_retrain_first_aggregates_what_people_answered_in_the_web(ws: Workspace)
     with ws.db.session() as s:
         user = repo.create_user(s, username="alice", role=Role.ANNOTATOR, password_hash="x")
         alice = Account(id=user.id, username="alice", role=Role.ANNOTATOR)
-    annotate.publish_tasks(ws, project="squares", k=3, redundancy=1, gold_rate=0.0)
+    annotate.publish_tasks(ws, project="squares", k=3, redundancy=1, gold_rate=0.0, round=2)
     answered = []
     while (task := annotate.next_task(ws, account=alice)) is not None:
         annotate.submit_answer(ws, account=alice, task_id=task.task_id, label="yes")
@@ -166,6 +167,8 @@ def test_retrain_first_aggregates_what_people_answered_in_the_web(ws: Workspace)
         project_id = repo.get_project(s, name="squares").id
         consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
     assert set(answered) <= set(consensus.index)
+    with ws.db.session() as s:  # the model belongs to the project's current round
+        assert [v.round for v in repo.model_versions(s, project_id=project_id)] == [2]
 
 
 def test_a_job_that_cannot_train_fails_with_the_domain_message(ws: Workspace) -> None:
@@ -232,3 +235,14 @@ def test_cli_export_coco(
         assert total == 2
     finally:
         workspace.close()
+
+
+def test_a_decision_about_an_item_of_another_project_is_refused(ws: Workspace) -> None:
+    _trainable_project(ws)
+    build_project(ws)  # "chest": its items are not the squares'
+    with ws.db.session() as s:
+        chest_item = int(
+            repo.items_frame(s, project_id=repo.get_project(s, name="chest").id).index[0]
+        )
+    with pytest.raises(NotFoundError, match=f"item {chest_item} is not in project 'squares'"):
+        record_decisions(ws, project="squares", decisions=pd.Series({chest_item: 0}), doctor="dr")

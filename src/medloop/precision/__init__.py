@@ -29,6 +29,7 @@ from medloop.precision.policy import (
 from medloop.precision.records import (
     PatientRecords,
     read_fhir_bundle,
+    read_ids,
     read_table,
     scrub_identifiers,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "observations_to_wide",
     "read_expression",
     "read_fhir_bundle",
+    "read_ids",
     "read_table",
     "scrub_identifiers",
     "survival_metrics",

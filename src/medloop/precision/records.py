@@ -105,23 +105,8 @@ def read_table(
     missing values).
     """
     path = Path(path)
-    if not path.is_file():
-        raise IngestError(path, "no such file")
-    csv = path.suffix.lower() in {".csv", ".txt"}
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            raw = pd.read_parquet(path)
-        elif csv:
-            _check_row_lengths(path)
-            raw = pd.read_csv(path, dtype={id_column: str})
-        else:
-            raise IngestError(path, "expected a .csv or .parquet file")
-    except IngestError:
-        raise
-    except Exception as error:  # parser and engine errors all mean "cannot read this file"
-        raise IngestError(path, f"cannot read table: {error}") from error
-    if id_column not in raw.columns:
-        raise IngestError(path, f"missing id column {id_column!r}; columns: {list(raw.columns)}")
+    raw = _read_raw(path, id_column=id_column)
+    csv = path.suffix.lower() in _CSV_SUFFIXES
     mapping = (
         dict(columns)
         if columns is not None
@@ -163,6 +148,40 @@ def read_table(
         raise IngestError(path, f"column {id_column!r} repeats a patient id ({where})")
     logger.info("read %d patients, %d columns from %s", len(frame), frame.shape[1], path.name)
     return frame
+
+
+_CSV_SUFFIXES = {".csv", ".txt"}
+
+
+def _read_raw(path: Path, *, id_column: str, only_ids: bool = False) -> pd.DataFrame:
+    """A CSV or Parquet file as read, the id column as text (`only_ids`: that column
+    alone, without reading the others); errors name the file."""
+    if not path.is_file():
+        raise IngestError(path, "no such file")
+    try:
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            raw = pd.read_parquet(path, columns=[id_column] if only_ids else None)
+        elif path.suffix.lower() in _CSV_SUFFIXES:
+            if not only_ids:
+                _check_row_lengths(path)
+            wanted = (lambda c: c == id_column) if only_ids else None
+            raw = pd.read_csv(path, dtype={id_column: str}, usecols=wanted)
+        else:
+            raise IngestError(path, "expected a .csv or .parquet file")
+    except IngestError:
+        raise
+    except Exception as error:  # parser and engine errors all mean "cannot read this file"
+        raise IngestError(path, f"cannot read table: {error}") from error
+    if id_column not in raw.columns:
+        raise IngestError(path, f"missing id column {id_column!r}; columns: {list(raw.columns)}")
+    return raw
+
+
+def read_ids(path: str | Path, *, key: bytes, id_column: str) -> pd.Index:
+    """The pseudonyms of the patients a CSV or Parquet file names in `id_column` (empty
+    ids left out), read without the rest of the file: for checks before an import."""
+    ids = _read_raw(Path(path), id_column=id_column, only_ids=True)[id_column].dropna()
+    return pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
 
 
 def _check_row_lengths(path: Path) -> None:

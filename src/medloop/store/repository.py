@@ -318,6 +318,13 @@ def ensure_patients(
     return existing
 
 
+def items_in_project(session: Session, *, project_id: int, item_ids: Iterable[int]) -> set[int]:
+    """Those of `item_ids` that are items of the project (without reading all of them)."""
+    wanted = [int(i) for i in item_ids]
+    query = select(Item.id).where(Item.project_id == project_id, Item.id.in_(wanted))
+    return set(session.scalars(query))
+
+
 def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     """All items of a project: index item id; split, reference_label, image_sha256, patient_id."""
     frame = select_frame(

@@ -169,9 +169,7 @@ def retrain_runner(ws: Workspace, job: JobView, report: Report) -> dict[str, Any
         report(0.0, f"consensus on {len(result.labels)} items; loading labels and images")
     except NotFoundError:  # no crowd answers yet: train on the final labels alone
         report(0.0, "no crowd answers yet; loading labels and images")
-    with ws.db.session() as s:  # the model belongs to the project's current round
-        round_now = repo.latest_round(s, project_id=repo.get_project(s, name=job.project).id)
-    metrics = train(ws, project=job.project, config=config, round=round_now, on_epoch=on_epoch)
+    metrics = train(ws, project=job.project, config=config, on_epoch=on_epoch)
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | None)}
 
 

@@ -283,15 +283,16 @@ def _store_folder(
             entity_id=record.id,
             detail={"source": source, "items": len(items)},
         )
-        stored = repo.items_frame(s, project_id=record.id)["reference_label"].dropna()
+        labelled = sum(i.reference_label is not None for i in items)
         finals = 0
-        if final_by is not None and len(stored):
+        if final_by is not None and labelled:
+            stored = repo.items_frame(s, project_id=record.id)["reference_label"].dropna()
             finals = write_decisions(
                 s, project=project, decisions=stored.astype(int), doctor=final_by
             )
         patients = len({i.patient_pseudonym for i in items if i.patient_pseudonym})
         return _summary(
-            record, [i.split for i in items], patients=patients, labelled=len(stored), finals=finals
+            record, [i.split for i in items], patients=patients, labelled=labelled, finals=finals
         )
 
 
@@ -500,7 +501,8 @@ def aggregate_file(
     if gold is not None:
         known = _read_csv(gold, required=("task", "label")).set_index("task")["label"].dropna()
         # the answers' own labels, by text: 1.0 in a gold file (floats, for a blank cell) is 1
-        labels = dict(zip(_label_text(answers["label"]), answers["label"], strict=True))
+        given = pd.Series(answers["label"].dropna().unique())
+        labels = dict(zip(_label_text(given), given, strict=True))
         text = _label_text(known)
         strange = text[~text.isin(list(labels))]
         if len(strange):
@@ -626,8 +628,8 @@ def write_decisions(
         raise InvalidInputError(
             f"label {bad.iloc[0]} is not a class of {project!r} (0..{n_classes - 1})"
         )
-    items = repo.items_frame(session, project_id=record.id)
-    unknown = decisions.index[~decisions.index.isin(items.index)]
+    found = repo.items_in_project(session, project_id=record.id, item_ids=decisions.index)
+    unknown = decisions.index[~decisions.index.isin(list(found))]
     if len(unknown):
         raise NotFoundError(f"item {unknown[0]} is not in project {project!r}")
     if simulated:
@@ -722,11 +724,12 @@ def train(
     *,
     project: str,
     config: Any = None,
-    round: int = 0,
+    round: int | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a new model version on the current labels, evaluate it on the test split,
-    store its predictions for every item and return its metrics."""
+    store its predictions for every item and return its metrics. The version belongs to
+    `round` (None: the project's current round, that of its newest tasks)."""
     from medloop.learning import TrainConfig, classification_metrics, train_classifier
 
     config = config or TrainConfig()
@@ -790,7 +793,7 @@ def train(
             checkpoint_path=str(checkpoint),
             n_train=len(targets),
             metrics=metrics,
-            round=round,
+            round=repo.latest_round(s, project_id=record.id) if round is None else round,
         )
         repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
         repo.audit(

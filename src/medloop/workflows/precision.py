@@ -40,6 +40,7 @@ from medloop.precision import (
     observations_to_wide,
     read_expression,
     read_fhir_bundle,
+    read_ids,
     read_table,
     survival_plot,
     survival_target,
@@ -253,18 +254,17 @@ def check_expression_rows(
     nor in the clinical `table` about to be imported with it: checked before that import,
     so a refused matrix leaves nothing half imported."""
     key = ws.settings.resolved_secret_key
-    matrix = read_expression(path, key=key, id_column=id_column)
+    rows = read_ids(path, key=key, id_column=id_column)  # the ids only: checks stay cheap
     coming = set()
     if table is not None and table_id_column is not None:
-        ids = read_table(table, key=key, id_column=table_id_column, columns={})
-        coming = set(ids.index)
+        coming = set(read_ids(table, key=key, id_column=table_id_column))
     with ws.db.session() as s:
         try:
             record = _project(s, project, create=False)
-            known = set(repo.known_patients(s, project_id=record.id, pseudonyms=matrix.index))
+            known = set(repo.known_patients(s, project_id=record.id, pseudonyms=rows))
         except NotFoundError:
             known = set()
-    _refuse_strangers(path, project, matrix.index, known | coming)
+    _refuse_strangers(path, project, rows, known | coming)
 
 
 def _refuse_strangers(path: Path, project: str, rows: pd.Index, known: Collection[str]) -> None:

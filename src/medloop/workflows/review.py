@@ -375,9 +375,9 @@ def decide(
     """Record a doctor's final label for an item (accept or correct), in the project's
     current round (its newest tasks' round). Unknown item (or not in `project`, where
     given) -> NotFoundError; label outside the classes -> InvalidInputError; an item that
-    already has a final label ->
-    ConflictError (nothing stored twice: two doctors deciding at once take turns on the
-    item's row, and the second finds the first's label)."""
+    already has a final label -> ConflictError (nothing stored twice: two doctors
+    deciding at once take turns on the item's row, and the second finds the first's
+    label)."""
     with ws.db.writing() as s:
         item = repo.get_item(s, item_id=item_id, lock=True)
         record = s.get(Project, item.project_id)
