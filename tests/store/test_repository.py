@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
 from medloop.exceptions import ConflictError, NotFoundError
 from medloop.store import Database
 from medloop.store import repository as repo
+from medloop.store.models import User
 from medloop.types import LabelKind, LabelSource, Role, TaskStatus
 
 
@@ -216,3 +217,31 @@ def test_items_in_project_reads_only_the_items_asked_about(database: Database) -
         theirs = list(repo.items_frame(s, project_id=other.id).index)
         found = repo.items_in_project(s, project_id=project.id, item_ids=[*mine[:2], *theirs, 999])
         assert found == set(mine[:2])
+
+
+def test_usernames_are_unique_whatever_their_case_in_the_database_too(
+    database: Database,
+) -> None:
+    with database.session() as s:
+        repo.create_user(s, username="dr_house", role=Role.DOCTOR)
+    with pytest.raises(ConflictError, match="already exists"), database.session() as s:
+        repo.create_user(s, username="DR_House", role=Role.DOCTOR)
+    # an insert that skips the look-up (two accounts added at once) meets the index
+    with pytest.raises(DBAPIError, match=r"(?i)unique"), database.engine.begin() as connection:
+        connection.execute(insert(User), [{"username": "DR_HOUSE", "role": "doctor"}])
+
+
+def test_migration_0011_refuses_usernames_differing_only_in_case(database: Database) -> None:
+    database.downgrade("0010")
+    with database.engine.begin() as connection:
+        connection.execute(
+            insert(User),
+            [{"username": name, "role": "doctor"} for name in ("dr_house", "DR_HOUSE")],
+        )
+    with pytest.raises(ConflictError, match="dr_house"):
+        database.migrate()
+    with database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM users WHERE username = 'DR_HOUSE'"))
+    database.migrate()
+    with database.session() as s:
+        assert repo.get_user(s, username="dr_house").role == "doctor"

@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -103,6 +104,10 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# dr_house and DR_HOUSE would be two doctors nobody tells apart (migration 0011).
+Index("uq_users_lower_username", func.lower(User.username), unique=True)
 
 
 class Task(Base):

@@ -172,7 +172,10 @@ def create_user(
         username=username, role=str(role), password_hash=password_hash, is_simulated=simulated
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()  # the unique index catches an account added meanwhile
+    except IntegrityError as error:
+        raise ConflictError(f"user {username!r} already exists") from error
     return user
 
 
