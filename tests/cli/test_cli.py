@@ -12,9 +12,13 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from sqlalchemy import select
 
 from cli_support import run
 from medloop.config import Settings
+from medloop.store.models import Item
+from medloop.workflows import Workspace
+from medloop.workflows.audit import audit_log
 
 
 def test_help_lists_every_command(monkeypatch, capsys) -> None:
@@ -247,6 +251,48 @@ def test_deid_command(tmp_path: Path, monkeypatch, capsys) -> None:
         monkeypatch, capsys, "deid", str(tmp_path / "missing.dcm"), str(tmp_path / "x.dcm")
     )
     assert code == 2 and "missing.dcm" in err
+
+
+def test_images_that_may_show_the_patient_are_refused_unless_checked(
+    home: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    source = Path(get_testdata_file("CT_small.dcm", download=False))
+    burned = pydicom.dcmread(source)
+    burned.BurnedInAnnotation = "YES"
+    burned.save_as(tmp_path / "burned.dcm")
+    code, _, err = run(monkeypatch, capsys, "deid", str(tmp_path / "burned.dcm"), "out.dcm")
+    assert code == 2 and "BurnedInAnnotation is YES" in " ".join(err.split())
+    assert not Path("out.dcm").exists()  # never stamped PatientIdentityRemoved
+    folder = tmp_path / "Doe_John_MRN4711"
+    folder.mkdir()
+    screenshot = pydicom.dcmread(source)
+    screenshot.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture, unstated
+    screenshot.save_as(folder / "Doe_John_19600101.dcm")
+    code, _, err = run(monkeypatch, capsys, "ingest", "dicom", str(folder), "-p", "sc")
+    assert code == 2 and "BurnedInAnnotation is not stated" in " ".join(err.split())
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "ingest",
+        "dicom",
+        str(folder),
+        "-p",
+        "sc",
+        "--classes",
+        "a,b",
+        "--pixels-checked",
+    )
+    assert code == 0, err
+    ws = Workspace.open(Settings())
+    try:
+        (entry,) = audit_log(ws, action="ingest").entries
+        with ws.db.session() as s:
+            (ref,) = s.scalars(select(Item.source_ref))
+    finally:
+        ws.close()
+    assert entry.detail["pixels_checked"] is True
+    stored = json.dumps(entry.detail) + ref
+    assert "Doe" not in stored and "MRN4711" not in stored and "19600101" not in stored
 
 
 def test_corrupt_image_folder_ingests_nothing(

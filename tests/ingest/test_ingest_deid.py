@@ -191,6 +191,7 @@ def test_synthetic_dataset_covers_sequences_names_and_overlays() -> None:
     ds.OtherPatientIDs = "SSN-123"
     ds.SOPInstanceUID = "1.2.826.0.1.99.1"
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.BurnedInAnnotation = "NO"
     item = Dataset()
     item.ReferencedSOPInstanceUID = "1.2.826.0.1.99.2"
     item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
@@ -219,3 +220,39 @@ def test_profile_table_is_known_to_pydicom() -> None:
     assert {BASIC_PROFILE[k] for k in ("PatientName", "StudyDate", "AccessionNumber")} == {"Z"}
     assert BASIC_PROFILE["PatientAddress"] == "X" and BASIC_PROFILE["StudyInstanceUID"] == "U"
     assert all(tag_for_keyword(k) is not None for k in BASIC_PROFILE)
+
+
+def test_text_in_reports_annotations_and_newer_rows_of_the_table_is_removed() -> None:
+    """Places an earlier hand-copied table missed: structured-report text, text drawn as
+    annotations, dates in another calendar, device labels, who edited the image, issuers,
+    and free text in attributes the table does not list."""
+    ds = _read("CT_small.dcm")
+    item = Dataset()
+    item.TextValue = "SECRET report: Patient John Doe, DOB 1925-01-01"
+    ds.ContentSequence = [item]
+    text = Dataset()
+    text.UnformattedTextValue = "SECRET Jane Roe"
+    layer = Dataset()
+    layer.TextObjectSequence = [text]
+    ds.GraphicAnnotationSequence = [layer]
+    ds.PatientBirthDateInAlternativeCalendar = "SECRET 1344-05-12"
+    ds.PatientDeathDateInAlternativeCalendar = "SECRET 1444-01-01"
+    ds.DeviceLabel = "SECRET ward 3 bed Roe"
+    ds.ModifiedImageDescription = "SECRET modified"
+    editor = Dataset()
+    editor.Manufacturer = "ACME"
+    editor.ContributionDescription = "SECRET edited by Dr Roe"
+    ds.ContributingEquipmentSequence = [editor]
+    issuer = Dataset()
+    issuer.LocalNamespaceEntityID = "SECRET General Hospital"
+    ds.IssuerOfAccessionNumberSequence = [issuer]
+    code = Dataset()
+    code.CodeValue = "SECRET-4711"
+    person = Dataset()
+    person.PersonIdentificationCodeSequence = [code]
+    ds.ParticipantSequence = [person]
+    ds.InterventionDescription = "SECRET given by Dr Roe"  # free text no row of the table names
+    out = deidentify(ds, key=KEY)
+    assert not [e for e in out.iterall() if "SECRET" in str(e.value)]
+    assert out.ContributingEquipmentSequence[0].Manufacturer == "ACME"  # technical: kept
+    assert out.ContentSequence == [] and out.GraphicAnnotationSequence == []

@@ -36,7 +36,10 @@ def folder(tmp_path: Path) -> Path:
     root = tmp_path / "dicoms"
     _copy("CT_small.dcm", root, "ct.dcm")
     _copy("MR_small.dcm", root, "mr")  # no extension: found by its DICM magic
-    _copy("SC_rgb_small_odd.dcm", root, "sub/rgb.DCM")
+    rgb = _copy("SC_rgb_small_odd.dcm", root, "sub/rgb.DCM")
+    checked = pydicom.dcmread(rgb)  # a secondary capture: refused until it says its pixels
+    checked.BurnedInAnnotation = "NO"  # carry no text
+    checked.save_as(rgb)
     (root / "readme.txt").write_text("not an image")
     return root
 
@@ -112,7 +115,7 @@ def test_no_pixel_data(folder: Path) -> None:
 def test_multiframe_rejected(folder: Path) -> None:
     _copy("examples_ybr_color.dcm", folder, "cine.dcm")
     with pytest.raises(IngestError, match=r"cine\.dcm: multi-frame"):
-        read_dicom_folder(folder, key=KEY)
+        read_dicom_folder(folder, key=KEY, pixels_checked=True)
 
 
 def test_corrupt_dicom(folder: Path) -> None:
@@ -164,4 +167,19 @@ def test_burned_in_annotations_never_reach_lay_annotators(folder: Path) -> None:
     dataset.BurnedInAnnotation = "YES"
     dataset.save_as(folder / "ct.dcm")
     with pytest.raises(IngestError, match=r"ct\.dcm: BurnedInAnnotation is YES"):
+        read_dicom_folder(folder, key=KEY, pixels_checked=True)  # stated: no one overrides it
+
+
+def test_images_that_often_show_names_need_a_person_to_check_them(folder: Path) -> None:
+    rgb = folder / "sub" / "rgb.DCM"
+    dataset = pydicom.dcmread(rgb)
+    del dataset.BurnedInAnnotation  # a secondary capture that does not say
+    dataset.save_as(rgb)
+    with pytest.raises(IngestError, match=r"rgb\.DCM: BurnedInAnnotation is not stated"):
         read_dicom_folder(folder, key=KEY)
+    assert len(read_dicom_folder(folder, key=KEY, pixels_checked=True)[1]) == 3
+    dataset.BurnedInAnnotation = "NO"
+    dataset.RecognizableVisualFeatures = "YES"  # a face: never for lay annotators
+    dataset.save_as(rgb)
+    with pytest.raises(IngestError, match="RecognizableVisualFeatures is YES"):
+        read_dicom_folder(folder, key=KEY, pixels_checked=True)

@@ -61,6 +61,14 @@ def ingest_medmnist(
     out.print(f"ingested {summary.items} items into {summary.project!r}: {summary.splits}")
 
 
+PixelsCheckedOpt = Annotated[
+    bool,
+    typer.Option(
+        help="A person has looked at these images and they show no name or other identifier: "
+        "accept secondary captures, ultrasound and photographs that do not state "
+        "BurnedInAnnotation (recorded in the audit log)."
+    ),
+]
 FinalByOpt = Annotated[
     str | None,
     typer.Option(
@@ -91,9 +99,20 @@ def ingest_dicom(
     classes: Annotated[str | None, typer.Option(help="Comma-separated class names.")] = None,
     final_by: FinalByOpt = None,
     seed: SeedOpt = 0,
+    pixels_checked: PixelsCheckedOpt = False,
 ) -> None:
-    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile)."""
-    _ingest_folder(workflows.ingest_dicom_folder, folder, project, labels, classes, final_by, seed)
+    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile); a file whose
+    pixels may show who the patient is (a face, burned-in text) is refused."""
+    _ingest_folder(
+        workflows.ingest_dicom_folder,
+        folder,
+        project,
+        labels,
+        classes,
+        final_by,
+        seed,
+        pixels_checked=pixels_checked,
+    )
 
 
 def _ingest_folder(
@@ -104,6 +123,7 @@ def _ingest_folder(
     classes: str | None,
     final_by: str | None,
     seed: int,
+    **options: bool,
 ) -> None:
     with workspace(pseudonymising(Settings())) as ws, progress_bar() as progress:
         summary = ingest(
@@ -115,6 +135,7 @@ def _ingest_folder(
             seed=seed,
             final_by=final_by,
             progress=progress,
+            **options,
         )
     out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
     if summary.final_labels:
@@ -130,15 +151,17 @@ def _ingest_folder(
 def deid(
     source: Annotated[Path, typer.Argument(help="DICOM file to de-identify.")],
     target: Annotated[Path, typer.Argument(help="Where to write the de-identified file.")],
+    pixels_checked: PixelsCheckedOpt = False,
 ) -> None:
-    """De-identify one DICOM file (PS3.15 basic profile; keyed patient pseudonym)."""
+    """De-identify one DICOM file (PS3.15 basic profile; keyed patient pseudonym); a file
+    whose pixels may show who the patient is (a face, burned-in text) is refused."""
     from medloop.ingest import deidentify_file
 
     if source.resolve() == target.resolve():
         raise InvalidInputError("refusing to overwrite the original; choose another OUT path")
     output_file(target)
     key = pseudonymising(Settings()).resolved_secret_key
-    pseudonym = deidentify_file(source, target, key=key)
+    pseudonym = deidentify_file(source, target, key=key, pixels_checked=pixels_checked)
     out.print(f"wrote {target} (patient pseudonym {pseudonym})")
 
 

@@ -13,6 +13,7 @@ from medloop.ingest.deid import (
     deidentify_file,
     deidentify_uid,
     dicom_to_bytes,
+    identifying_pixels,
     pseudonymize,
     read_dicom,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "dicom_image",
     "dicom_to_bytes",
     "encode_png",
+    "identifying_pixels",
     "load_image_file",
     "load_medmnist",
     "pseudonymize",

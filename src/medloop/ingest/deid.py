@@ -9,9 +9,10 @@ is never touched (burned-in text is *not* cleaned: the Clean Pixel Data option i
 applied).
 
 Where the table leaves a choice (X/Z, Z/D, X/Z/D) the empty value Z is used; X/D
-becomes X. Beyond the table, as a safety net, any remaining person name (PN), date
-(DA), date-time (DT) or time (TM) is emptied and public tags unknown to pydicom's
-dictionary are removed. Dates are removed, not shifted, so the output says
+becomes X; a dummy sequence (D) is emptied. Beyond the table, as a safety net, any
+remaining person name (PN), date (DA), date-time (DT), time (TM) or free text (LT, ST,
+UT, UC) is emptied and public tags unknown to pydicom's dictionary are removed. Dates
+are removed, not shifted, so the output says
 ``LongitudinalTemporalInformationModified = REMOVED``.
 
 >>> pseudonymize("12345", key=b"secret") == pseudonymize("12345", key=b"secret")
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydicom
-from pydicom.datadict import dictionary_has_tag, tag_for_keyword
+from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as _table
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -52,135 +54,33 @@ DEIDENTIFICATION_METHOD = "DICOM PS3.15 E.1 Basic Profile; keyed pseudonyms (med
 #: Code of the Basic Application Level Confidentiality Profile (PS3.16 CID 7050).
 BASIC_PROFILE_CODE = "113100"
 
-# PS3.15 Table E.1-1, Basic Profile column (compound codes resolved as the module
-# docstring says). X: remove, Z: empty, D: dummy value, U: keyed UID.
-_Z = """
-AccessionNumber AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
-AcquisitionTime BarcodeValue CalibrationDateTime ClinicalTrialCoordinatingCenterName
-ClinicalTrialProtocolName ClinicalTrialSiteID ClinicalTrialSiteName
-ClinicalTrialTimePointID ConsultingPhysicianName ContentCreatorName ContentDate
-ContentTime ContrastBolusAgent DeviceSerialNumber FillerOrderNumberImagingServiceRequest
-InstanceCreationTime InstitutionCodeSequence InstitutionName
-IssuerOfTheContainerIdentifierSequence IssuerOfTheSpecimenIdentifierSequence LabelText
-OperatorsName ParticipationDateTime PatientBirthDate PatientID PatientName PatientSex
-PatientSexNeutered PlacerOrderNumberImagingServiceRequest
-ReferencedPerformedProcedureStepSequence ReferencedStudySequence ReferringPhysicianName
-RequestedProcedureDescription ReviewDate ReviewerName ReviewTime ROIInterpreter
-SourceSerialNumber StationName StructureSetDate StructureSetTime StudyDate StudyID
-StudyTime TreatmentMachineName VerifyingObserverIdentificationCodeSequence
-"""
-_D = """
-ClinicalTrialProtocolEthicsCommitteeName ClinicalTrialProtocolID
-ClinicalTrialSponsorName ClinicalTrialSubjectID ClinicalTrialSubjectReadingID
-ContainerIdentifier Date DateTime DecayCorrectionDateTime FrameAcquisitionDateTime
-FrameReferenceDateTime PersonName RTPlanLabel SourceStrengthReferenceDate
-SourceStrengthReferenceTime SpecimenIdentifier StructureSetLabel Time
-TreatmentControlPointDate TreatmentControlPointTime VerifyingObserverName
-VerifyingObserverSequence VerifyingOrganization XRayDetectorID XRaySourceID
-"""
-_X = """
-AcquisitionComments AcquisitionDeviceProcessingDescription AcquisitionProtocolDescription
-ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID AdmittingDate
-AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription AdmittingTime
-AffectedSOPInstanceUID Allergies Arbitrary AuthorObserverSequence BeamDescription
-BranchOfService CameraOwnerName CassetteID ClinicalTrialProtocolEthicsCommitteeApprovalNumber
-ClinicalTrialSeriesDescription ClinicalTrialSeriesID ClinicalTrialTimePointDescription
-CommentsOnRadiationDose CommentsOnThePerformedProcedureStep
-ConfidentialityConstraintOnPatientDataDescription ConsultingPhysicianIdentificationSequence
-ContentCreatorIdentificationCodeSequence ContrastBolusStartTime ContrastBolusStopTime
-CountryOfResidence CreationDate CreationTime CurrentPatientLocation CurveDate CurveTime
-CustodialOrganizationSequence DataSetTrailingPadding DateOfLastCalibration
-DateOfLastDetectorCalibration DateOfSecondaryCapture DateTimeOfLastCalibration
-DerivationDescription DetectorID DeviceDescription DeviceSettingDescription
-DigitalSignaturesSequence DischargeDate DischargeDiagnosisDescription DischargeTime
-DistributionAddress DistributionName DoseReferenceDescription EthnicGroup FirstTreatmentDate
-FractionGroupDescription FrameComments GantryID GeneratorID GPSAltitude GPSAreaInformation
-GPSDateStamp GPSLatitude GPSLongitude GPSProcessingMethod GPSTimeStamp HumanPerformerName
-HumanPerformerOrganization IconImageSequence IdentifyingComments ImageComments
-ImagePresentationComments ImagingServiceRequestComments Impressions
-InstanceCoercionDateTime InstanceCreationDate InstanceOriginStatus InstitutionAddress
-InstitutionalDepartmentName InstitutionalDepartmentTypeCodeSequence
-InsurancePlanIdentification IntendedRecipientsOfResultsIdentificationSequence
-InterpretationApprovalDate InterpretationApprovalTime InterpretationApproverSequence
-InterpretationAuthor InterpretationDiagnosisDescription InterpretationID
-InterpretationIDIssuer InterpretationRecordedDate InterpretationRecordedTime
-InterpretationRecorder InterpretationText InterpretationTranscriber
-InterpretationTranscriptionDate InterpretationTranscriptionTime InterventionDrugStartTime
-InterventionDrugStopTime IssueDateOfImagingServiceRequest IssueTimeOfImagingServiceRequest
-IssuerOfAdmissionID IssuerOfAdmissionIDSequence IssuerOfPatientID IssuerOfServiceEpisodeID
-IssuerOfServiceEpisodeIDSequence LastMenstrualDate LensMake LensModel LensSerialNumber
-LensSpecification MAC MakerNote MedicalAlerts MedicalRecordLocator MilitaryRank
-ModifiedAttributesSequence ModifyingDeviceID MostRecentTreatmentDate
-NameOfPhysiciansReadingStudy NamesOfIntendedRecipientsOfResults NetworkID Occupation
-OperatorIdentificationSequence OrderCallbackPhoneNumber OrderCallbackTelecomInformation
-OrderEnteredBy OrderEntererLocation OriginalAttributesSequence Originator OtherPatientIDs
-OtherPatientIDsSequence OtherPatientNames OverlayDate OverlayTime ParticipantSequence
-PatientAddress PatientAge PatientBirthName PatientBirthTime PatientComments
-PatientInstitutionResidence PatientInsurancePlanCodeSequence PatientMotherBirthName
-PatientPrimaryLanguageCodeSequence PatientPrimaryLanguageModifierCodeSequence
-PatientReligiousPreference PatientSize PatientState PatientTelecomInformation
-PatientTelephoneNumbers PatientTransportArrangements PatientWeight PerformedLocation
-PerformedProcedureStepDescription PerformedProcedureStepEndDate
-PerformedProcedureStepEndDateTime PerformedProcedureStepEndTime PerformedProcedureStepID
-PerformedProcedureStepStartDate PerformedProcedureStepStartDateTime
-PerformedProcedureStepStartTime PerformedStationAETitle
-PerformedStationGeographicLocationCodeSequence PerformedStationName
-PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence
-PerformingPhysicianName PersonAddress PersonTelecomInformation PersonTelephoneNumbers
-PhysicianApprovingInterpretation PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
-PhysiciansReadingStudyIdentificationSequence PlateID PregnancyStatus PreMedication
-PrescriptionDescription PresentationCreationDate PresentationCreationTime ProtocolName
-RadiopharmaceuticalStartDateTime RadiopharmaceuticalStartTime
-RadiopharmaceuticalStopDateTime RadiopharmaceuticalStopTime
-ReasonForRequestedProcedureCodeSequence ReasonForStudy ReasonForTheImagingServiceRequest
-ReasonForTheRequestedProcedure ReasonForVisit ReasonForVisitCodeSequence ReceivingAE
-ReferencedDigitalSignatureSequence ReferencedPatientAliasSequence
-ReferencedPatientPhotoSequence ReferencedPatientSequence ReferencedSOPInstanceMACSequence
-ReferringPhysicianAddress ReferringPhysicianIdentificationSequence
-ReferringPhysicianTelephoneNumbers RegionOfResidence RequestAttributesSequence
-RequestedContrastAgent RequestedProcedureComments RequestedProcedureID
-RequestedProcedureLocation RequestingAE RequestingPhysician RequestingService
-ResponsibleOrganization ResponsiblePerson ResultsComments ResultsDistributionListSequence
-ResultsID ResultsIDIssuer RetrieveAETitle ROIDescription ROIGenerationDescription
-ROIObservationDescription ROIObservationLabel RTPlanDate RTPlanDescription RTPlanName
-RTPlanTime ScheduledAdmissionDate ScheduledAdmissionTime ScheduledDischargeDate
-ScheduledDischargeTime ScheduledHumanPerformersSequence ScheduledPatientInstitutionResidence
-ScheduledPerformingPhysicianIdentificationSequence ScheduledPerformingPhysicianName
-ScheduledProcedureStepDescription ScheduledProcedureStepEndDate
-ScheduledProcedureStepEndTime ScheduledProcedureStepID ScheduledProcedureStepLocation
-ScheduledProcedureStepStartDate ScheduledProcedureStepStartTime ScheduledStationAETitle
-ScheduledStationGeographicLocationCodeSequence ScheduledStationName
-ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-ScheduledStudyStartDate ScheduledStudyStartTime ScheduledStudyStopDate
-ScheduledStudyStopTime SeriesDate SeriesDescription SeriesTime ServiceEpisodeDescription
-ServiceEpisodeID SmokingStatus SpecialNeeds SpecimenAccessionNumber
-SpecimenDetailedDescription SpecimenShortDescription StationAETitle StructureSetDescription
-StructureSetName StudyArrivalDate StudyArrivalTime StudyComments StudyCompletionDate
-StudyCompletionTime StudyDescription StudyIDIssuer StudyReadDate StudyReadTime
-StudyVerifiedDate StudyVerifiedTime TextComments TextString TimeOfLastCalibration
-TimeOfLastDetectorCalibration TimeOfSecondaryCapture TimezoneOffsetFromUTC TopicAuthor
-TopicKeywords TopicSubject TopicTitle TransducerIdentificationSequence TreatmentDate
-TreatmentSites TreatmentTime UDISequence UniqueDeviceIdentifier VisitComments
-"""
-_U = """
-AcquisitionUID ConcatenationUID DeviceUID DimensionOrganizationUID DoseReferenceUID
-FailedSOPInstanceUIDList FiducialUID FrameOfReferenceUID InstanceCreatorUID
-IrradiationEventUID LargePaletteColorLookupTableUID ManufacturerDeviceClassUID
-MediaStorageSOPInstanceUID ObservationUID PaletteColorLookupTableUID PyramidUID
-ReferencedDoseReferenceUID ReferencedFrameOfReferenceUID ReferencedSOPInstanceUID
-ReferencedSOPInstanceUIDInFile RelatedFrameOfReferenceUID RequestedSOPInstanceUID
-SeriesInstanceUID SOPInstanceUID SourceFrameOfReferenceUID SpecimenUID
-StorageMediaFileSetUID StudyInstanceUID SynchronizationFrameOfReferenceUID TargetUID
-TemplateExtensionCreatorUID TemplateExtensionOrganizationUID TrackingUID TransactionUID UID
-"""
-
-#: Keyword -> action of the Basic Profile as applied here (PS3.15 Table E.1-1).
-BASIC_PROFILE: dict[str, Action] = {
-    **{k: "X" for k in _X.split()},
-    **{k: "Z" for k in _Z.split()},
-    **{k: "D" for k in _D.split()},
-    **{k: "U" for k in _U.split()},
+# PS3.15 Table E.1-1, Basic Profile column, as dicom-anonymizer ships it (its newest
+# edition of the standard's table, regenerated upstream with each release): a table kept in
+# step with the standard rather than a copy kept here by hand, which had missed
+# ContentSequence, GraphicAnnotationSequence and some 250 more. Compound codes are resolved
+# as the module docstring says; the sequences coded X/Z/U* (Referenced and Source Image
+# Sequence) are kept and cleaned item by item, their UIDs replaced.
+_TABLE_ACTIONS: dict[str, Action] = {
+    "X_TAGS": "X",
+    "Z_TAGS": "Z",
+    "D_TAGS": "D",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z",
+    "X_Z_TAGS": "Z",
+    "X_D_TAGS": "X",
+    "X_Z_D_TAGS": "Z",
 }
+#: Rows of Table E.1-1 the shipped table lacks.
+_BEYOND_TABLE: dict[str, Action] = {
+    "PatientBirthDateInAlternativeCalendar": "X",
+    "PatientDeathDateInAlternativeCalendar": "X",
+    "PatientAlternativeCalendar": "X",
+    "IssuerOfAccessionNumberSequence": "X",
+    "IssuerOfPatientIDQualifiersSequence": "X",
+    "CreatorVersionUID": "U",
+    "ContextGroupExtensionCreatorUID": "U",
+}
+
 
 # UI attributes naming classes, syntaxes or coding schemes, never an instance: kept.
 _KEEP_UID_KEYWORDS = frozenset(
@@ -238,7 +138,20 @@ _DUMMY_BY_VR: dict[str, Any] = {
     "UC": _DUMMY_TEXT,
     "UT": _DUMMY_TEXT,
 }
-_SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM"})
+#: Modalities whose images often carry text burned into their pixels.
+TEXT_PRONE_MODALITIES = {
+    "US": "ultrasound",
+    "XC": "external-camera photograph",
+    "ES": "endoscopy",
+    "OT": "other",
+    "DOC": "document",
+    "SC": "secondary capture",
+    "GM": "microscopy",
+    "SM": "slide microscopy",
+}
+#: UID prefix of the Secondary Capture image storage classes (screenshots, scans).
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT", "UC"})
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
@@ -252,11 +165,26 @@ def _tags(keywords: frozenset[str] | dict[str, Action]) -> dict[int, str]:
     return out
 
 
-_ACTION_BY_TAG: dict[int, Action] = {
-    tag: BASIC_PROFILE[keyword] for tag, keyword in _tags(BASIC_PROFILE).items()
-}
 _KEEP_UID_TAGS = frozenset(_tags(_KEEP_UID_KEYWORDS))
 _FILE_META_REMOVE_TAGS = frozenset(_tags(_FILE_META_REMOVE))
+
+
+def _table_actions() -> dict[int, Action]:
+    out: dict[int, Action] = {}
+    for category, action in _TABLE_ACTIONS.items():
+        for tag in getattr(_table, category):
+            if len(tag) == 2:  # the others are group masks: curves and overlays, dropped whole
+                out[(tag[0] << 16) | tag[1]] = action
+    for tag, keyword in _tags(_BEYOND_TABLE).items():
+        out[tag] = _BEYOND_TABLE[keyword]
+    return out
+
+
+_ACTION_BY_TAG: dict[int, Action] = _table_actions()
+#: Keyword -> action of the Basic Profile as applied here, for the attributes pydicom names.
+BASIC_PROFILE: dict[str, Action] = {
+    keyword: action for tag, action in _ACTION_BY_TAG.items() if (keyword := keyword_for_tag(tag))
+}
 
 
 def check_key(key: bytes) -> None:
@@ -308,18 +236,57 @@ def patient_identity(dataset: Dataset) -> str:
     raise InvalidInputError("dataset has no PatientID, PatientName or UID to pseudonymize")
 
 
-def deidentify(dataset: Dataset, *, key: bytes) -> Dataset:
+def identifying_pixels(dataset: Dataset, *, pixels_checked: bool = False) -> str | None:
+    """Why the pixels of `dataset` may show who the patient is, or None.
+
+    The profile never cleans pixels, so an image is refused when it says it shows
+    identifying features (RecognizableVisualFeatures, e.g. a face) or text
+    (BurnedInAnnotation YES), and, unless a person has checked its pixels
+    (`pixels_checked`), when it does not say and is of a kind that often carries the
+    patient's name burned in: secondary captures (screenshots, scans) and the
+    `TEXT_PRONE_MODALITIES`."""
+    if _stated(dataset, "RecognizableVisualFeatures") == "YES":
+        return (
+            "RecognizableVisualFeatures is YES: the image shows features (such as a face) "
+            "that identify the patient"
+        )
+    burned_in = _stated(dataset, "BurnedInAnnotation")
+    if burned_in == "YES":
+        return "BurnedInAnnotation is YES: its pixels may show who the patient is"
+    if burned_in or pixels_checked:
+        return None
+    modality = _stated(dataset, "Modality")
+    if str(dataset.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE):
+        kind = "secondary capture"
+    elif modality in TEXT_PRONE_MODALITIES:
+        kind = f"{modality} ({TEXT_PRONE_MODALITIES[modality]})"
+    else:
+        return None
+    return (
+        f"BurnedInAnnotation is not stated, and {kind} images often show the patient's name "
+        "in their pixels: state it (NO) once the pixels are checked, or confirm that they are"
+    )
+
+
+def _stated(dataset: Dataset, keyword: str) -> str:
+    return str(dataset.get(keyword, "") or "").strip().upper()
+
+
+def deidentify(dataset: Dataset, *, key: bytes, pixels_checked: bool = False) -> Dataset:
     """Return a de-identified copy of `dataset` (the input is not modified).
 
     PatientID and PatientName become ``pseudonymize(PatientID)``; see the module
     docstring for the rules. Adds PatientIdentityRemoved = YES, DeidentificationMethod,
     DeidentificationMethodCodeSequence (DCM 113100) and
-    LongitudinalTemporalInformationModified = REMOVED.
+    LongitudinalTemporalInformationModified = REMOVED. Raises `InvalidInputError` when
+    the pixels may identify the patient (`identifying_pixels`): the profile leaves
+    pixels as they are, so it could not claim the identity removed.
     """
     check_key(key)
     pseudonym = pseudonymize(patient_identity(dataset), key=key)
-    if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
-        logger.warning("BurnedInAnnotation is YES: pixel data may show identifying text")
+    reason = identifying_pixels(dataset, pixels_checked=pixels_checked)
+    if reason is not None:
+        raise InvalidInputError(reason)
     out = copy.deepcopy(dataset)
     if isinstance(out, FileDataset):
         out.filename = None  # the source path may itself name the patient
@@ -359,6 +326,8 @@ def _clean(ds: Dataset, key: bytes) -> None:
         action = _ACTION_BY_TAG.get(int(tag))
         if action == "X":
             del ds[tag]
+        elif action == "D" and elem.VR == "UI":  # a dummy UID: a keyed one
+            _replace_uids(elem, key)
         elif action in ("Z", "D"):
             _blank(elem, dummy=action == "D")
         elif elem.VR == "SQ":
@@ -455,15 +424,16 @@ def dicom_to_bytes(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def deidentify_file(src: Path, dst: Path, *, key: bytes) -> str:
+def deidentify_file(src: Path, dst: Path, *, key: bytes, pixels_checked: bool = False) -> str:
     """De-identify the DICOM file `src` into `dst`; return the patient pseudonym.
 
-    Raises `IngestError` naming `src` if it is not a readable DICOM file.
+    Raises `IngestError` naming `src` if it is not a readable DICOM file or its pixels
+    may identify the patient (`identifying_pixels`).
     """
     check_key(key)
     dataset = read_dicom(src)
     try:
-        out = deidentify(dataset, key=key)
+        out = deidentify(dataset, key=key, pixels_checked=pixels_checked)
     except InvalidInputError as exc:
         raise IngestError(src, str(exc)) from exc
     data = dicom_to_bytes(out)

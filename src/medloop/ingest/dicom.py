@@ -107,10 +107,13 @@ def read_dicom_folder(
     key: bytes,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
+    pixels_checked: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[str], list[DicomRecord]]:
     """De-identify and read every DICOM image under `folder` (recursively); `progress`
-    is called with (files read, files) as they are read.
+    is called with (files read, files) as they are read. A file whose pixels may show
+    who the patient is (`identifying_pixels`; `pixels_checked` says a person has looked
+    at the images of kinds that often do) is refused.
 
     A file is read when it ends in ``.dcm``/``.dicom`` or starts with the DICOM
     preamble + ``DICM``; other files (and hidden ones, the labels CSV, DICOMDIR) are
@@ -119,8 +122,8 @@ def read_dicom_folder(
     default ``folder/labels.csv`` when present, else everything is unlabelled.
 
     Returns the class list and the records sorted by ``source``. Raises `IngestError`
-    naming the file for unreadable DICOM, no pixel data, undecodable or multi-frame
-    images, duplicates (same SOP instance or identical pixels) and CSV problems.
+    naming the file for identifying pixels, unreadable DICOM, no pixel data, undecodable
+    or multi-frame images, duplicates (same SOP instance or identical pixels) and CSV problems.
     """
     check_key(key)
     folder = Path(folder)
@@ -154,15 +157,8 @@ def read_dicom_folder(
         dataset = read_dicom(path)
         if str(dataset.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
             continue
-        if str(dataset.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-            raise IngestError(
-                path,
-                "BurnedInAnnotation is YES: its pixels may show who the patient is, and lay "
-                "annotators must only see de-identified images; move it out of the folder "
-                "(or clean its pixels first)",
-            )
         try:
-            clean = deidentify(dataset, key=key)
+            clean = deidentify(dataset, key=key, pixels_checked=pixels_checked)
             image = dicom_image(clean)
         except InvalidInputError as exc:
             raise IngestError(path, str(exc)) from exc

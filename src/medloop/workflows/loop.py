@@ -168,7 +168,7 @@ def ingest_image_folder(
     for record, pseudonym, split in zip(dataset.records, pseudonyms, splits, strict=True):
         items.append(
             repo.NewItem(
-                source_ref=record.source,
+                source_ref=ws.file_ref("file", record.source),  # the name may name the patient
                 image_sha256=ws.blobs.put(encode_png(record.image)),
                 split=split,
                 reference_label=record.label,
@@ -182,7 +182,7 @@ def ingest_image_folder(
         classes=dataset.classes,
         n_channels=n_channels,
         items=items,
-        source=f"images:{folder.name}",
+        source=ws.file_ref("images", folder.name),
         final_by=final_by,
     )
 
@@ -196,16 +196,20 @@ def ingest_dicom_folder(
     classes: Sequence[str] | None = None,
     seed: int = 0,
     final_by: str | None = None,
+    pixels_checked: bool = False,
     progress: Progress = no_progress,
 ) -> IngestSummary:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile); labels
-    and `final_by` as in `ingest_image_folder`."""
+    and `final_by` as in `ingest_image_folder`. A file whose pixels may show who the
+    patient is is refused (`identifying_pixels`); `pixels_checked` (audited) says a person
+    has looked at the images that do not say whether they carry burned-in text."""
     _check_new_project(ws, name=project, final_by=final_by)
     class_names, records = read_dicom_folder(
         folder,
         key=ws.settings.resolved_secret_key,
         labels_csv=labels_csv,
         classes=classes,
+        pixels_checked=pixels_checked,
         progress=lambda done, total: progress("ingest: reading and de-identifying", done, total),
     )
     _check_classes(project, class_names)
@@ -229,7 +233,8 @@ def ingest_dicom_folder(
         classes=class_names,
         n_channels=1,
         items=items,
-        source=f"dicom:{folder.name}",
+        source=ws.file_ref("dicom", folder.name),
+        detail={"pixels_checked": True} if pixels_checked else {},
         final_by=final_by,
     )
 
@@ -269,6 +274,7 @@ def _store_folder(
     items: list[repo.NewItem],
     source: str,
     final_by: str | None = None,
+    detail: dict[str, object] | None = None,
 ) -> IngestSummary:
     """Store a folder's items as a new project, in one transaction; with `final_by`, the
     labelled items' labels become that person's final labels too."""
@@ -281,7 +287,7 @@ def _store_folder(
             action="ingest",
             entity="project",
             entity_id=record.id,
-            detail={"source": source, "items": len(items)},
+            detail={"source": source, "items": len(items), **(detail or {})},
         )
         labelled = sum(i.reference_label is not None for i in items)
         finals = 0

@@ -125,7 +125,11 @@ def import_patients_table(
             long = frame[column].dropna().rename("note").reset_index()
             long["name"] = column
             notes += prepo.add_observations(
-                s, project_id=record.id, frame=long, kind="tabular", source=path.name
+                s,
+                project_id=record.id,
+                frame=long,
+                kind="tabular",
+                source=ws.file_ref("file", path.name),
             )
         repo.audit(
             s,
@@ -133,7 +137,11 @@ def import_patients_table(
             action="import_patients",
             entity="project",
             entity_id=record.id,
-            detail={"patients": len(frame), "values": values, "source": path.name},
+            detail={
+                "patients": len(frame),
+                "values": values,
+                "source": ws.file_ref("file", path.name),
+            },
         )
     return PatientImport(project, len(frame), notes, values, path.name)
 
@@ -160,7 +168,11 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
             ("medication", records.medications),
         ):
             n += prepo.add_observations(
-                s, project_id=record.id, frame=frame, kind=kind, source=path.name
+                s,
+                project_id=record.id,
+                frame=frame,
+                kind=kind,
+                source=ws.file_ref("file", path.name),
             )
         values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
         repo.audit(
@@ -169,7 +181,11 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
             action="import_fhir",
             entity="project",
             entity_id=record.id,
-            detail={"patients": len(features), "facts": n, "source": path.name},
+            detail={
+                "patients": len(features),
+                "facts": n,
+                "source": ws.file_ref("file", path.name),
+            },
         )
     return PatientImport(project, len(features), n, values, path.name)
 
@@ -235,7 +251,7 @@ def import_expression(
                 "genes": X.shape[1],
                 "genes_in_file": matrix.shape[1],
                 "values": values,
-                "source": path.name,
+                "source": ws.file_ref("file", path.name),
             },
         )
     return PatientImport(project, len(X), 0, values, path.name)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from medloop.config import Settings
 from medloop.exceptions import ConfigError
+from medloop.ingest.deid import pseudonymize
 from medloop.store import BlobStore, Database
 
 T = TypeVar("T")
@@ -82,6 +83,13 @@ class Workspace:
             while len(self.recently_used) > RECENT_LIMIT:
                 self.recently_used.popitem(last=False)
         return value
+
+    def file_ref(self, kind: str, name: str) -> str:
+        """How an imported file or folder is named in the store and the audit log:
+        `kind` and a keyed pseudonym of `name`, never the name itself (a hospital's export
+        is often named after its patient). The same name under the same key gives the
+        same reference, so whoever holds the key can tell which file it was."""
+        return f"{kind}:{pseudonymize(name, key=self.settings.resolved_secret_key, prefix='F')}"
 
     def close(self) -> None:
         self.db.dispose()
