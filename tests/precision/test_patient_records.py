@@ -279,7 +279,7 @@ def test_fhir_text_values_are_scrubbed_facts_and_never_numbers(tmp_path: Path) -
     ]  # fmt: skip
     records = read_fhir_bundle(write(tmp_path, data), key=KEY)
     values = records.observations.set_index("code")["value"]
-    assert values["home"] == "Lives with [REDACTED] [REDACTED] jr, call [PHONE]"
+    assert values["home"] == "Lives with [REDACTED] [REDACTED] jr, call [REDACTED]"  # their phone
     assert values["72166-2"] == "Smokes tobacco daily"
     wide = observations_to_wide(records.observations)
     assert list(wide.columns) == ["718-7"] and wide.iloc[0, 0] == 13.5
@@ -328,3 +328,88 @@ def test_read_ids_reads_only_the_id_column(tmp_path: Path) -> None:
         assert list(ids) == [pseudonymize("A1", key=KEY), pseudonymize("B2", key=KEY)]
     with pytest.raises(IngestError, match="missing id column 'id'"):
         read_ids(tmp_path / "t.csv", key=KEY, id_column="id")
+
+
+def test_numbers_that_identify_the_patient_are_refused(tmp_path: Path) -> None:
+    """Record numbers and dates written as numbers must not become features either;
+    follow-up days, ages and counts, unique or not, stay features."""
+    n = 30
+    base = pd.DataFrame(
+        {
+            "id": [f"A{i}" for i in range(n)],
+            "time_days": [100 + 37 * i for i in range(n)],  # one value each: a measurement
+            "pnodes": [i % 7 for i in range(n)],
+        }
+    )
+    refusals = {
+        "hospital_number": [9_000_000 + 37 * i for i in range(n)],
+        "identifier": [4_820_000_000 + 7919 * i for i in range(n)],
+        "born": [19480513 + i for i in range(n)],
+        "post_code": [2139] * n,
+    }
+    for column, values in refusals.items():
+        path = tmp_path / f"{column}.csv"
+        base.assign(**{column: values}).to_csv(path, index=False)
+        with pytest.raises(IngestError, match=rf"column '{column}' looks like an identifier"):
+            read_table(path, key=b"k", id_column="id")
+    base.to_csv(tmp_path / "ok.csv", index=False)
+    assert list(read_table(tmp_path / "ok.csv", key=b"k", id_column="id").columns) == [
+        "time_days", "pnodes",
+    ]  # fmt: skip
+
+
+def test_notes_are_scrubbed_of_what_the_import_leaves_out(tmp_path: Path) -> None:
+    """`--drop name --text notes`: the dropped name (and record number) is scrubbed from
+    that patient's notes, not only the id."""
+    frame = pd.DataFrame(
+        {
+            "id": ["A1", "A2"],
+            "name": ["Jane Roe", "Alonso Quixote"],
+            "notes": ["Jane Roe admitted; Jane lives with daughter", "Quixote, MRN 4712, stable"],
+            "mrn": ["4711", "4712"],
+            "age": [54, 61],
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    read = read_table(
+        tmp_path / "t.csv",
+        key=b"k",
+        id_column="id",
+        drop_columns=["name", "mrn"],
+        text_columns=["notes"],
+    )
+    assert list(read["notes"]) == [
+        "[REDACTED] admitted; [REDACTED] lives with daughter",
+        "[REDACTED], MRN [REDACTED], stable",
+    ]
+
+
+def test_fhir_names_and_coded_text_are_scrubbed_of_the_patients_own_words(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(BUNDLE))
+    data["entry"][0]["resource"]["address"] = [
+        {"line": ["Rosebank Cottage"], "city": "Little Whinging", "postalCode": "KT22 7AA"}
+    ]
+    data["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Condition", "id": "c9", "subject": {"reference": "Patient/pat1"},
+                "code": {"text": "Fall at Rosebank Cottage (Waylon Smithers, MRN-778899)"},
+            }
+        }
+    )  # fmt: skip
+    data["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Observation", "id": "o9", "status": "final",
+                "subject": {"reference": "Patient/pat1"},
+                "code": {"coding": [{"code": "1", "display": "Patient Health Questionnaire"}]},
+                "valueString": "Lives alone at Rosebank Cottage, Little Whinging",
+            }
+        }
+    )  # fmt: skip
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    text = records.conditions.to_string() + records.observations.to_string()
+    for own in ("Rosebank", "Whinging", "Smithers", "778899"):
+        assert own not in text
+    names = set(records.observations["name"])
+    assert "Patient Health Questionnaire" in names  # a terminology's name is not free text

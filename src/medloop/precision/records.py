@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medloop.exceptions import IngestError, InvalidInputError
@@ -62,13 +63,24 @@ def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> s
     """
     if text is None:
         return None
-    out = str(text)
-    for ident in sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True):
-        out = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", "[REDACTED]", out, flags=re.IGNORECASE)
+    out = _redact(str(text), identifiers)
     out = _TITLED_NAME.sub(lambda m: f"{m.group(1)} [NAME]", out)
     for placeholder, pattern in _PATTERNS:
         out = pattern.sub(placeholder, out)
     return out
+
+
+def _redact(text: str, identifiers: Iterable[str]) -> str:
+    """`text` with each of `identifiers` (case-insensitive, whole words) as [REDACTED]."""
+    for ident in sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", "[REDACTED]", text, flags=re.IGNORECASE)
+    return text
+
+
+def _redact_name(name: str | None, identifiers: Iterable[str]) -> str | None:
+    """A coded concept's name with the patient's own identifiers redacted (only those: a
+    terminology's names, "Patient Health Questionnaire", are not free text)."""
+    return None if name is None else _redact(name, identifiers)
 
 
 #: A capitalised name after a title or "pt"/"patient" ("Dr Smith", "pt John Doe"): the
@@ -134,12 +146,14 @@ def read_table(
             chosen = columns is not None or not named_identifiers
             _check_not_identifying(path, source, frame[target], chosen=chosen, csv=csv)
             _check_numbers(path, source, frame[target], csv=csv)
-    for source in text_columns:
-        target = mapping[source]
-        frame[target] = [
-            scrub_identifiers(None if pd.isna(v) else str(v), identifiers=[str(i)])
-            for v, i in zip(frame[target], ids, strict=True)
-        ]
+    if text_columns:
+        private = _row_identifiers(raw, ids, left_out=[c for c in raw.columns if c not in mapping])
+        for source in text_columns:
+            target = mapping[source]
+            frame[target] = [
+                scrub_identifiers(None if pd.isna(v) else str(v), identifiers=row)
+                for v, row in zip(frame[target], private, strict=True)
+            ]
     frame.index = pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
     repeated = frame.index.duplicated()
     if repeated.any():
@@ -151,6 +165,19 @@ def read_table(
 
 
 _CSV_SUFFIXES = {".csv", ".txt"}
+#: Words shorter than this in a left-out column are not scrubbed from notes ("F", "54").
+_MIN_SCRUBBED = 3
+
+
+def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) -> list[list[str]]:
+    """Each row's identifiers for scrubbing its text: the raw id, and every value of the
+    columns left out of the import (a dropped name, a record number) with its words."""
+    rows = []
+    for position, raw_id in enumerate(ids):
+        values = [str(v) for v in raw[left_out].iloc[position] if not pd.isna(v)]
+        words = [w for v in values for w in [v, *v.split()] if len(w) >= _MIN_SCRUBBED]
+        rows.append([str(raw_id), *words])
+    return rows
 
 
 def _read_raw(path: Path, *, id_column: str, only_ids: bool = False) -> pd.DataFrame:
@@ -202,9 +229,21 @@ def _check_row_lengths(path: Path) -> None:
 IDENTIFYING_WORDS = frozenset(
     {"name", "surname", "dob", "birthdate", "birthday", "email", "mail", "phone", "telephone",
      "mobile", "fax", "address", "street", "zip", "zipcode", "postcode", "ssn", "mrn",
-     "passport"}
+     "passport", "nhs", "nino"}
 )  # fmt: skip
-_IDENTIFYING_PAIRS = (("birth", "date"), ("postal", "code"), ("social", "security"))
+_IDENTIFYING_PAIRS = (
+    ("birth", "date"),
+    ("birth", "dt"),
+    ("postal", "code"),
+    ("post", "code"),
+    ("social", "security"),
+    ("national", "insurance"),
+    ("insurance", "number"),
+    ("hospital", "number"),
+    ("patient", "number"),
+    ("record", "number"),
+    ("medical", "record"),
+)
 #: What a cell that matches one of the scrubbing patterns holds.
 _HELD = {
     "[EMAIL]": "an e-mail address",
@@ -239,6 +278,8 @@ def _check_not_identifying(
     why = None
     if not chosen and identifying_name(column):
         why = "its name says it identifies the patient"
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        why = _identifying_numbers(values.dropna().astype(float))
     elif not pd.api.types.is_numeric_dtype(values):
         present = values.dropna().astype(str)
         checks = [(what, present.str.contains(_PATTERN[tag])) for tag, what in _HELD.items()]
@@ -257,6 +298,33 @@ def _check_not_identifying(
         if not chosen:
             ways += ", or choose the columns to import (--map SOURCE=FEATURE)"
         raise IngestError(path, f"column {column!r} looks like an identifier ({why}); {ways}")
+
+
+#: Integers of at least this many digits, one per patient, are record numbers, not counts.
+RECORD_NUMBER_DIGITS = 6
+
+
+def _identifying_numbers(present: pd.Series) -> str | None:
+    """Why a column of numbers identifies patients, or None: whole numbers that read as
+    dates (19480513), or long whole numbers each patient has their own of (a hospital
+    number, a national insurance number). Counts, days and lab values are left alone."""
+    if present.empty or not np.all(np.mod(present, 1) == 0):
+        return None
+    whole = present.astype("int64")
+    days, months = whole % 100, whole // 100 % 100
+    if (
+        whole.between(18000101, 21001231).all()
+        and months.between(1, 12).all()
+        and (days.between(1, 31).all())
+    ):
+        return "its numbers are dates written as YYYYMMDD"
+    unique = len(present) >= 10 and whole.nunique() >= UNIQUE_SHARE * len(present)
+    if unique and whole.abs().median() >= 10 ** (RECORD_NUMBER_DIGITS - 1):
+        return (
+            f"nearly every patient has a number of their own, {RECORD_NUMBER_DIGITS} digits "
+            "or more: a record number"
+        )
+    return None
 
 
 def _check_numbers(path: Path, column: str, values: pd.Series, *, csv: bool) -> None:
@@ -330,8 +398,21 @@ def _value(obs: Any, private: Iterable[str]) -> tuple[Any, str | None]:
         return scrub_identifiers(obs.valueString, identifiers=private), None
     if obs.valueCodeableConcept is not None:
         code, _, display = _coding(obs.valueCodeableConcept)
-        return display or code, None
+        return _redact_name(display, private) or code, None
     return None, None
+
+
+def _own_words(patient: Any) -> list[str]:
+    """What a Patient resource says about who the patient is, as text to scrub from every
+    other text of theirs: names (with prefixes and suffixes), address parts, phone and
+    e-mail."""
+    parts: list[str | None] = []
+    for n in patient.name or []:
+        parts += [*(n.given or []), *(n.prefix or []), *(n.suffix or []), n.family, n.text]
+    for a in patient.address or []:
+        parts += [*(a.line or []), a.city, a.district, a.postalCode, a.text]
+    parts += [t.value for t in patient.telecom or []]
+    return [p for p in parts if p]
 
 
 def _subject(resource: Any, path: Path) -> str:
@@ -380,10 +461,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         pseudonym = pseudonymize(str(raw_id), key=key)
         if any(p["patient"] == pseudonym for p in patients):
             raise IngestError(path, f"two Patient resources are one patient ({res.id!r})")
-        names = [
-            part for n in (res.name or []) for part in [*(n.given or []), n.family, n.text] if part
-        ]
-        private = [*idents, *([res.id] if res.id else []), *names]
+        private = [*idents, *([res.id] if res.id else []), *_own_words(res)]
         for ref in (f"Patient/{res.id}" if res.id else None, full_url):
             if ref:
                 pseudonyms[ref] = pseudonym
@@ -411,6 +489,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         patient, private = pseudonyms[ref], identifiers[ref]
         if kind == "Observation":
             code, system, name = _coding(res.code)
+            name = _redact_name(name, private)
             value, unit = _value(res, private)
             observations.append(
                 {
@@ -426,6 +505,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
             )
         elif kind == "Condition":
             code, system, name = _coding(res.code)
+            name = _redact_name(name, private)
             conditions.append(
                 {
                     "patient": patient,
@@ -438,6 +518,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
             )
         else:
             code, system, name = _coding(res.medicationCodeableConcept)
+            name = _redact_name(name, private)
             start = res.effectiveDateTime or (
                 res.effectivePeriod.start if res.effectivePeriod else None
             )
