@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from browser_support import CLASSES, PASSWORD, Server
 from sqlalchemy import select
 
 from medloop.store import assignments
-from medloop.store.models import Answer, AnswerBox, AuditEntry, User
+from medloop.store.models import Answer, AnswerBox, AuditEntry, Item, ItemLabel, Task, User
 from medloop.workflows import accounts, aggregate, annotate
+from medloop.workflows.loop import write_decisions
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect: Any = sync_api.expect
@@ -174,12 +176,23 @@ def test_annotator_labels_by_keyboard_draws_a_box_skips_and_zooms(
     assert ("task.skip", third) in actions and ("task.unsure", fourth) in actions
     assert fifth not in (first, second, third, fourth), "skipped tasks are not offered again"
 
+    # a held key (auto-repeat: keydown after keydown) answers one image, not every one
+    # that loads while it is down
+    page.keyboard.down("1")
+    for _ in range(12):
+        page.wait_for_timeout(50)
+        page.keyboard.down("1")
+    page.keyboard.up("1")
+    current_task(page, previous=fifth)
+    assert len(answers_of(server, "ann")) == 3
+
     # answer the rest: with no image left, the viewer and its controls go away
     workspace = page.locator("#workspace")
     for _ in range(6):
         shown = workspace.get_attribute("data-task")
         if shown is None:
             break
+        current_task(page)  # answers wait until the image is on screen
         page.keyboard.press("1")
         expect(workspace).not_to_have_attribute("data-task", shown)
     expect(page.locator("#status")).to_have_text(re.compile("No image is waiting for you"))
@@ -232,6 +245,14 @@ def test_doctor_accepts_and_corrects_in_the_review_pages(
     other = page.locator("form.choices button:not(.primary)").first
     corrected = str(other.get_attribute("value"))
     key = str(other.get_attribute("data-key"))
+    page.keyboard.down(key)  # held down (auto-repeat) it is still one press: it only picks
+    for _ in range(8):
+        page.wait_for_timeout(50)
+        page.keyboard.down(key)
+    page.keyboard.up(key)
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(f"{server.url}/review/{second}")
+    page.keyboard.press("Escape")
     page.keyboard.press(key)  # a final label cannot be undone: the first press only picks
     expect(other).to_have_class(re.compile("armed"))
     expect(page.locator("#decision-hint")).to_contain_text(f"Press {key} again or Enter")
@@ -279,6 +300,66 @@ def test_an_annotator_whose_session_ended_is_told_how_to_go_on(
     assert answers_of(server, "ann") == before
     status.get_by_role("link", name="Sign in again").click()
     expect(page).to_have_url(f"{server.url}/login")
+
+
+def test_a_check_question_answered_wrongly_stays_on_screen_until_next(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    ws = server.workspace()
+    try:  # a doctor's final label on a training item makes it a check question
+        with ws.db.session() as s:
+            asked = select(Task.item_id)
+            untouched = (Item.split == "train") & Item.id.not_in(asked)
+            item = s.scalar(select(Item.id).where(untouched).order_by(Item.id))
+            write_decisions(s, project="chest", decisions=pd.Series({item: 1}), doctor="dora")
+        published = annotate.publish_tasks(
+            ws, project="chest", k=1, strategy="random", redundancy=1, gold_rate=0.5
+        )
+        # someone new: nobody is asked a check question on an item they labelled before
+        accounts.add_user(ws, username="cleo", role="annotator", password=PASSWORD)
+    finally:
+        ws.close()
+    assert published.gold_tasks == 1
+    login(page, server, "cleo")
+    workspace = page.locator("#workspace")
+    wrong = None
+    while workspace.get_attribute("data-task") is not None:
+        shown = current_task(page)
+        expected = gold_label(server, shown)
+        if expected is None:
+            page.keyboard.press("2")
+            expect(workspace).not_to_have_attribute("data-task", str(shown))
+            continue
+        wrong = 1 - expected
+        page.keyboard.press(str(wrong + 1))
+        said = f"expected answer was {CLASSES[expected]}"
+        expect(page.locator("#feedback")).to_have_text(re.compile(said))
+        page.screenshot(path=artifacts / "07-check-question-feedback.png")
+        page.keyboard.press(str(expected + 1))  # no second answer while the feedback is up
+        page.wait_for_timeout(400)
+        expect(workspace).to_have_attribute("data-task", str(shown))
+        page.keyboard.press("n")
+        expect(workspace).not_to_have_attribute("data-task", str(shown))
+        expect(page.locator("#feedback-next")).to_be_hidden()
+    answers = answers_of(server, "cleo")
+    gold = [label for task, label, _ in answers if gold_label(server, task) is not None]
+    assert wrong is not None and gold == [wrong]
+
+
+def gold_label(server: Server, task_id: int) -> int | None:
+    """The final label a check question expects (None for an ordinary task)."""
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            task = s.get(Task, task_id)
+            if task is None or not task.is_gold:
+                return None
+            final = select(ItemLabel.label).where(
+                ItemLabel.item_id == task.item_id, ItemLabel.kind == "final"
+            )
+            return s.scalar(final.order_by(ItemLabel.id.desc()))
+    finally:
+        ws.close()
 
 
 def test_doctor_pages_fit_a_phone_and_the_queue_keeps_the_keyboard_focus(

@@ -4,7 +4,7 @@
   var csrf = document.querySelector('meta[name="csrf-token"]').content;
   var $ = function (id) { return document.getElementById(id); };
   var viewer = window.medloopViewer($("viewer"), $("stage"), $("image"));
-  var task = null, busy = false;
+  var task = null, busy = false, continuing = false;
 
   function api(method, url, body) {
     var options = { method: method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } };
@@ -76,8 +76,24 @@
     renderChoices();
   }
 
+  /* An answer counts only for an image its person has seen: answers wait until the image
+     is on screen, and a moment more, so that a held key or a quick second tap cannot
+     answer the next image unseen. */
+  var SEEN_MS = 250;
+  function onScreen(image) {
+    return new Promise(function (resolve) {
+      if (image.complete && image.naturalWidth > 0) { resolve(); return; }
+      image.addEventListener("load", resolve, { once: true });
+      image.addEventListener("error", resolve, { once: true });
+    }).then(function () {
+      return new Promise(function (resolve) { setTimeout(resolve, SEEN_MS); });
+    });
+  }
+
   function load() {
     busy = true;
+    continuing = false;
+    $("feedback-next").hidden = true;
     status("Loading the next image…");
     api("GET", "/api/tasks/next").then(checked).then(function (response) {
       if (response.status === 204) {
@@ -92,14 +108,22 @@
         $("image").src = next.image_url;
         $("image").alt = "Image to label, task " + next.task_id;  /* a new image is announced */
         showTask(next);
-        status("Which of these does the image show?");
+        return onScreen($("image")).then(function () {
+          status("Which of these does the image show?");
+        });
       });
     }).catch(report)
       .finally(function () { busy = false; });
   }
 
+  /* A check question answered wrongly keeps its image on screen, with the expected
+     answer, until its person goes on (`continuing`). */
+  function goOn() {
+    if (continuing) load();
+  }
+
   function answer(label) {
-    if (!task || busy) return;
+    if (!task || busy || continuing) return;
     busy = true;
     var body = { label: label };
     var box = viewer.box();
@@ -113,26 +137,36 @@
         feedback.className = "feedback";
         feedback.textContent = "";
         if (response.status === 409) {
-          feedback.textContent = "Not saved: that image was already answered (perhaps in"
-            + " another window), or has all the answers it needs. On to the next one.";
+          feedback.textContent = "Not saved: " + (data.detail || "this image is no longer yours to"
+            + " answer") + ". On to the next one.";
+        } else if (data.gold && data.gold.correct) {
+          feedback.classList.add("good");
+          feedback.textContent = "The last image was a check question: you were right!";
         } else if (data.gold) {
-          feedback.classList.add(data.gold.correct ? "good" : "bad");
-          feedback.textContent = data.gold.correct
-            ? "The last image was a check question: you were right!"
-            : "The last image was a check question: the expected answer was "
-              + data.gold.expected + ".";
+          feedback.classList.add("bad");
+          feedback.textContent = "This image was a check question: the expected answer was "
+            + data.gold.expected + ". Have another look, then go on.";
+          return true;
         }
+        return false;
       });
-    }).then(function () { busy = false; load(); })
-      .catch(report);
+    }).then(function (wait) {
+      busy = false;
+      if (!wait) { load(); return; }
+      continuing = true;
+      status("");
+      $("feedback-next").hidden = false;
+      $("feedback-next").focus();
+    }).catch(report);
   }
 
   function skip(reason) {
-    if (!task || busy) return;
+    if (!task || busy || continuing) return;
     busy = true;
     api("POST", "/api/tasks/" + task.task_id + "/skip", { reason: reason })
       .then(checked)
       .then(function (response) {
+        if (response.status === 409) { busy = false; load(); return; }  /* not ours any more */
         if (!response.ok) throw new Error("could not skip (" + response.status + ")");
         countDown();
         busy = false; load();
@@ -156,9 +190,15 @@
   $("reset-view").addEventListener("click", function () {
     $("contrast").value = 100; $("brightness").value = 100; viewer.reset();
   });
+  $("feedback-next").addEventListener("click", goOn);
   document.addEventListener("keydown", function (event) {
     if (event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat) return;  /* a held key answers once */
     var key = event.key.toLowerCase();
+    if (continuing) {
+      if (key === "n") goOn();  /* Enter and Space press the focused Next button */
+      return;
+    }
     if (task && /^[1-9]$/.test(key) && +key <= task.choices.length) answer(task.choices[+key - 1]);
     else if (key === "s") skip("skip");
     else if (key === "u") skip("unsure");

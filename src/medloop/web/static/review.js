@@ -59,6 +59,7 @@
     var tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat) return;  /* a held key is one press: it must not arm and then sign */
     if (event.key === "r" || event.key === "R") { viewer.reset(); return; }
     if ((event.key === "g" || event.key === "G") && toggle) { toggle.click(); return; }
     if (event.key === "f" || event.key === "F") {
