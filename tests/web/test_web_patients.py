@@ -233,7 +233,13 @@ def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> 
     assert done.status_code == 303 and "project=trial+cohort" in done.headers["location"]
     page = site.client.get(done.headers["location"])
     assert "prefers to wait" in page.text
+    # decided once: the page says so instead of offering the form again
+    assert "Overridden: no treatment, by dora" in page.text and 'class="decision"' not in page.text
     accept = {**form, "decision": "accept", "treatment": "treat", "csrf_token": csrf}
+    again = site.client.post(url, data=accept, follow_redirects=False)
+    assert again.status_code == 409 and "already decided" in again.text
+    fresh = wf.recommend(site.ws, project=COHORT, patient=patient)
+    accept["recommendation_id"] = str(fresh.recommendation_id)
     accepted = site.client.post(url, data=accept, follow_redirects=False)
     assert accepted.status_code == 303
     with site.ws.db.session() as s:

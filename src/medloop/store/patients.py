@@ -314,11 +314,29 @@ def add_recommendation(
     return rec
 
 
-def get_recommendation(session: Session, *, recommendation_id: int) -> Recommendation:
-    rec = session.get(Recommendation, recommendation_id)
+def get_recommendation(
+    session: Session, *, recommendation_id: int, lock: bool = False
+) -> Recommendation:
+    """The recommendation; with `lock`, its row stays locked until the transaction ends
+    (PostgreSQL), so that doctors deciding on it take turns."""
+    rec = session.get(Recommendation, recommendation_id, with_for_update=lock)
     if rec is None:
         raise NotFoundError(f"no recommendation {recommendation_id}")
     return rec
+
+
+def decision_on(
+    session: Session, *, recommendation_id: int
+) -> tuple[TreatmentDecision, str] | None:
+    """The decision taken on a recommendation, with its doctor's username, if any."""
+    row = session.execute(
+        select(TreatmentDecision, User.username)
+        .join(User, User.id == TreatmentDecision.doctor_id)
+        .where(TreatmentDecision.recommendation_id == recommendation_id)
+        .order_by(TreatmentDecision.id)
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 def latest_recommendation(session: Session, *, patient_id: int) -> Recommendation | None:

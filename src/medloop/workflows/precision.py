@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from medloop.exceptions import IngestError, InvalidInputError, NotFoundError
+from medloop.exceptions import ConflictError, IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
     CLEAR_BENEFIT,
@@ -998,14 +998,23 @@ def decide(
 
     Accepting "no clear benefit" needs the chosen `treatment`; an override needs both
     `treatment` and `reason`. Only an existing user with the doctor role may decide. With
-    `patient` (a pseudonym), the recommendation must be that patient's.
+    `patient` (a pseudonym), the recommendation must be that patient's. A recommendation
+    is decided once (ConflictError after that, also when two doctors decide at the same
+    moment): to decide again, compute a new one.
     """
-    with ws.db.session() as s:
-        rec = prepo.get_recommendation(s, recommendation_id=recommendation_id)
+    with ws.db.writing() as s:
+        rec = prepo.get_recommendation(s, recommendation_id=recommendation_id, lock=True)
         owner = s.get(Patient, rec.patient_id)
         if patient is not None and (owner is None or owner.pseudonym != patient):
             raise InvalidInputError(
                 f"recommendation {recommendation_id} is not about patient {patient!r}"
+            )
+        taken = prepo.decision_on(s, recommendation_id=recommendation_id)
+        if taken is not None:
+            row, by = taken
+            raise ConflictError(
+                f"recommendation {recommendation_id} was already decided ({row.decision}: "
+                f"{row.treatment}, by {by}); compute a new recommendation to decide again"
             )
         user = repo.get_user_in_role(s, username=doctor, roles=[Role.DOCTOR])
         options = list(rec.detail.get("options") or [])
