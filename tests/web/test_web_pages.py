@@ -10,7 +10,8 @@ from web_support import PASSWORD, Site
 
 from medloop.store import repository as repo
 from medloop.types import LabelKind
-from medloop.workflows import accounts, aggregate
+from medloop.web.routes import pages
+from medloop.workflows import accounts, aggregate, review
 
 
 def form_token(html: str) -> str:
@@ -87,7 +88,7 @@ def test_annotator_workspace_and_cookie_api_calls_need_csrf(site: Site) -> None:
         assert site.client.get(asset).status_code == 200
 
 
-def test_doctor_reviews_in_the_page(site: Site) -> None:
+def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("alice", "bob"):
         headers = site.headers(name)
         while (response := site.client.get("/api/tasks/next", headers=headers)).status_code == 200:
@@ -101,6 +102,16 @@ def test_doctor_reviews_in_the_page(site: Site) -> None:
     queue = site.client.get("/review")
     assert queue.status_code == 200
     item_id = int(re.findall(r'href="/review/(\d+)"', queue.text)[0])
+    # the count is the whole queue's, and a page too short for it leads to the rest
+    waiting = len(review.review_entries(site.ws, limit=None))
+    assert waiting >= 2 and f"{waiting} items waiting" in queue.text
+    monkeypatch.setattr(pages, "QUEUE_PAGE", 1)
+    first = site.client.get("/review").text
+    assert f"{waiting} items waiting" in first and "Showing 1\u20131." in first
+    assert 'href="/review?offset=1">Next' in first and "Previous" not in first
+    second = site.client.get("/review", params={"offset": 1}).text
+    assert re.findall(r'href="/review/(\d+)"', second) != [str(item_id)]
+    assert "<td>2</td>" in second and 'href="/review?offset=0">Previous' in second
     page = site.client.get(f"/review/{item_id}")
     assert page.status_code == 200
     assert "alice" in page.text and "bob" in page.text and "Accept" in page.text

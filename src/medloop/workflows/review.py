@@ -73,10 +73,11 @@ def _name(classes: list[str], value: Any) -> str | None:
 
 
 def review_entries(
-    ws: Workspace, *, project: str | None = None, limit: int = 50
+    ws: Workspace, *, project: str | None = None, limit: int | None = 50
 ) -> list[ReviewEntry]:
     """The review queue across projects (or one): items a labelling plan asked a doctor
-    about first, then highest score first, ties by item id."""
+    about first, then highest score first, ties by item id; the first `limit` (None:
+    all of it)."""
     with ws.db.session() as s:
         if project:
             projects = [repo.get_image_project(s, name=project)]
@@ -90,7 +91,8 @@ def review_entries(
         queue = review_queue(ws, project=name, limit=None if requested else limit)
         if requested and not queue.empty:
             asked = queue.index.isin(list(requested))
-            queue = pd.concat([queue[asked], queue[~asked].head(limit)])
+            rest = queue[~asked]
+            queue = pd.concat([queue[asked], rest if limit is None else rest.head(limit)])
         with ws.db.session() as s:
             flagged = flags.open_flags_for(s, item_ids=[int(i) for i in queue.index])
         for item_id, row in queue.iterrows():
@@ -128,6 +130,31 @@ def review_entries(
             )
     entries.sort(key=lambda e: (not e.requested, -e.score, e.item_id))
     return entries[:limit]
+
+
+@dataclass(frozen=True)
+class ReviewQueuePage:
+    """Entries `offset` to `offset + len(entries)` of a review queue `total` items long,
+    `flagged` of them flagged for a second look."""
+
+    entries: list[ReviewEntry]
+    total: int
+    flagged: int
+    offset: int
+    size: int
+
+
+def review_queue_page(ws: Workspace, *, offset: int = 0, size: int = 200) -> ReviewQueuePage:
+    """One page of the whole review queue (`review_entries`), with its length: the queue is
+    ranked whole anyway, so counting it costs nothing more."""
+    everything = review_entries(ws, limit=None)
+    return ReviewQueuePage(
+        entries=everything[offset : offset + size],
+        total=len(everything),
+        flagged=sum(e.flag_reason is not None for e in everything),
+        offset=offset,
+        size=size,
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from medloop.exceptions import MedloopError
@@ -129,10 +129,19 @@ def annotate_page(request: Request, ws: WS, account: AnnotatorPage) -> Response:
     return render(request, "annotate.html", account, progress=progress, waiting=waiting)
 
 
+#: Items on one page of the review queue.
+QUEUE_PAGE = 200
+
+
 @router.get("/review")
-def review_page(request: Request, ws: WS, account: ReviewerPage) -> Response:
-    entries = review.review_entries(ws, limit=200)
-    return render(request, "review_queue.html", account, entries=entries)
+def review_page(
+    request: Request,
+    ws: WS,
+    account: ReviewerPage,
+    offset: Annotated[int, Query(ge=0, description="Queue items to skip.")] = 0,
+) -> Response:
+    page = review.review_queue_page(ws, offset=offset, size=QUEUE_PAGE)
+    return render(request, "review_queue.html", account, queue=page, entries=page.entries)
 
 
 @router.get("/review/{item_id}")
