@@ -120,3 +120,24 @@ def test_cross_validation_copes_with_a_small_cohort(seed: int) -> None:
     )
     assert all(np.isfinite(result[k]) for k in ("cindex", "mean_auc", "ibs"))
     assert result["calibration"]["n"].sum() == 20
+
+
+def test_a_bootstrap_band_needs_two_patients_with_the_event_and_never_hangs() -> None:
+    """Every resample redrawn until it had two events: with none in the cohort the loop
+    never ended, with one it counted the same patient drawn twice."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.normal(60, 10, 40)})
+    times = rng.uniform(1, 100, 40)
+    for events in (0, 1):
+        y = survival_target(times, [1] * events + [0] * (40 - events))
+        with pytest.raises(InvalidInputError, match="at least 2 patients with the event"):
+            bootstrap_band(X, y, X.head(2), [10.0], method="cox", n_bootstrap=5)
+
+
+def test_a_target_with_its_fields_the_other_way_round_is_refused() -> None:
+    """(time, event) read by position gave every patient an observed survival of 0."""
+    flipped = np.zeros(3, dtype=[("time", float), ("event", bool)])
+    with pytest.raises(InvalidInputError, match=r"fields \(event: bool, time: number\)"):
+        SurvivalModel("cox").fit(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), flipped)
+    with pytest.raises(InvalidInputError, match="finite"):
+        survival_target([1.0, np.inf], [1, 0])

@@ -107,3 +107,17 @@ def test_potential_outcomes_per_arm_with_intervals(learner: str) -> None:
         np.testing.assert_allclose(
             arms["treated"] - arms["control"], model.effect(patients), atol=1e-9
         )
+
+
+def test_no_interval_means_no_clear_call_and_bad_settings_are_refused() -> None:
+    """Without bootstrap refits there is no interval, so nothing is a clear benefit or
+    harm (the sign of a noisy point estimate was called clear for every patient)."""
+    X, t, y, _ = planted(n=300)
+    frame = TreatmentEffects("t", "linear", n_bootstrap=0).fit(X, t, y).estimate(X)
+    assert frame[["lower", "upper"]].isna().all().all()
+    assert set(frame["recommendation"]) == {NO_CLEAR_BENEFIT}
+    outcomes = TreatmentEffects("t", "linear", n_bootstrap=0).fit(X, t, y).potential_outcomes(X)
+    assert outcomes["treated_lower"].isna().all()
+    for bad in ({"n_bootstrap": -3}, {"alpha": 2.0}, {"alpha": 0.0}):
+        with pytest.raises(InvalidInputError, match=r"n_bootstrap|alpha"):
+            TreatmentEffects("t", "linear", **bad).fit(X, t, y)

@@ -90,6 +90,14 @@ class TreatmentEffects:
         (fits done, 1 + n_bootstrap) after each."""
         _option(self.learner, LEARNERS, "learner")
         _option(self.base, BASES, "base")
+        if (
+            isinstance(self.n_bootstrap, bool)
+            or not isinstance(self.n_bootstrap, int)
+            or (self.n_bootstrap < 0)
+        ):
+            raise InvalidInputError(f"n_bootstrap must be 0 or more, got {self.n_bootstrap!r}")
+        if not 0 < self.alpha < 1:
+            raise InvalidInputError(f"alpha must be between 0 and 1, got {self.alpha!r}")
         X = _frame(X)
         t = np.asarray(treatment)
         y = np.asarray(outcome, dtype=float)
@@ -212,8 +220,8 @@ class TreatmentEffects:
     def estimate(self, X: pd.DataFrame) -> pd.DataFrame:
         """Columns benefit, lower, upper, clear_benefit, recommendation (indexed like X).
 
-        The interval is the bootstrap percentile interval; with `n_bootstrap=0` it is
-        degenerate (lower = upper = benefit).
+        The interval is the bootstrap percentile interval; with `n_bootstrap=0` there is
+        none (lower and upper are NaN), so no benefit or harm is called clear.
         """
         Xa = self._check_fitted(X)
         point = self._effect(self.models_, Xa)
@@ -222,7 +230,7 @@ class TreatmentEffects:
             lower = np.quantile(draws, self.alpha / 2, axis=0)
             upper = np.quantile(draws, 1 - self.alpha / 2, axis=0)
         else:
-            lower = upper = point
+            lower = upper = np.full(len(point), np.nan)
         frame = pd.DataFrame({"benefit": point, "lower": lower, "upper": upper}, index=X.index)
         frame["clear_benefit"] = frame["lower"] > 0
         frame["recommendation"] = np.select(
@@ -244,19 +252,19 @@ class TreatmentEffects:
     def potential_outcomes(self, X: pd.DataFrame) -> pd.DataFrame:
         """The expected outcome under each arm with its bootstrap interval (for binary
         outcomes: the probability), indexed like X. Columns: control, control_lower,
-        control_upper, treated, treated_lower, treated_upper."""
+        control_upper, treated, treated_lower, treated_upper (NaN without a bootstrap)."""
         Xa = self._check_fitted(X)
         mu0, mu1 = self._outcomes(self.models_, Xa)
         frame = pd.DataFrame({"control": mu0, "treated": mu1}, index=X.index)
-        for arm, point in (("control", mu0), ("treated", mu1)):
+        for arm in ("control", "treated"):
             if self.boot_models_:
                 draws = np.vstack(
                     [self._outcomes(m, Xa)[arm == "treated"] for m in self.boot_models_]
                 )
                 frame[f"{arm}_lower"] = np.quantile(draws, self.alpha / 2, axis=0)
                 frame[f"{arm}_upper"] = np.quantile(draws, 1 - self.alpha / 2, axis=0)
-            else:
-                frame[f"{arm}_lower"] = frame[f"{arm}_upper"] = point
+            else:  # no bootstrap, no interval
+                frame[f"{arm}_lower"] = frame[f"{arm}_upper"] = np.nan
         order = [f"{a}{s}" for a in ("control", "treated") for s in ("", "_lower", "_upper")]
         return frame[order]
 

@@ -45,8 +45,8 @@ def survival_target(time: Any, event: Any) -> np.ndarray:
     event = np.asarray(event)
     if len(time) != len(event):
         raise InvalidInputError("time and event need the same length")
-    if np.isnan(time).any() or (time < 0).any():
-        raise InvalidInputError("survival times must be non-negative numbers")
+    if not np.isfinite(time).all() or (time < 0).any():
+        raise InvalidInputError("survival times must be finite, non-negative numbers")
     if not np.isin(event, (0, 1, True, False)).all():
         raise InvalidInputError("event must be 0/1 (1 = the event happened)")
     y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
@@ -54,10 +54,21 @@ def survival_target(time: Any, event: Any) -> np.ndarray:
     return y
 
 
+#: Patients with the event a survival fit (and each bootstrap resample) needs at least.
+MIN_EVENTS = 2
+#: Resamples drawn per bootstrap refit at most before giving up on too few events.
+MAX_REDRAWS = 20
+
+
 def _fields(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(event, time) of a scikit-survival target: fields (event: bool, time: number), in
+    that order, as `survival_target` builds it."""
     names = y.dtype.names
-    if names is None or len(names) != 2:
-        raise InvalidInputError("y must be a structured array (event, time)")
+    if names is None or len(names) != 2 or y.dtype[0] != np.bool_ or y.dtype[1].kind not in "fiu":
+        raise InvalidInputError(
+            "y must be a structured array with fields (event: bool, time: number), as "
+            "survival_target(time, event) builds it"
+        )
     return np.asarray(y[names[0]], bool), np.asarray(y[names[1]], float)
 
 
@@ -126,7 +137,7 @@ class SurvivalModel:
         event, time = _fields(y)
         if len(X) != len(y):
             raise InvalidInputError("X and y need the same number of rows")
-        if event.sum() < 2:
+        if event.sum() < MIN_EVENTS:
             raise InvalidInputError("need at least two events to fit a survival model")
         self.feature_names_ = list(X.columns)
         Xa = X.to_numpy(dtype=float)
@@ -187,18 +198,32 @@ def bootstrap_band(
     """
     if n_bootstrap < 2:
         raise InvalidInputError("a bootstrap band needs n_bootstrap >= 2")
+    if not 0 < alpha < 1:
+        raise InvalidInputError(f"alpha must be between 0 and 1, got {alpha!r}")
     event, _ = _fields(y)
+    if event.sum() < MIN_EVENTS:
+        raise InvalidInputError(
+            f"a bootstrap band needs at least {MIN_EVENTS} patients with the event, "
+            f"got {int(event.sum())}"
+        )
     times = np.asarray(times, dtype=float)
     rng = np.random.default_rng(seed)
     draws: list[np.ndarray] = []
-    while len(draws) < n_bootstrap:
+    for _ in range(MAX_REDRAWS * n_bootstrap):
+        if len(draws) == n_bootstrap:
+            break
         rows = rng.choice(len(y), len(y))
-        if event[rows].sum() < 2:
+        if np.unique(rows[event[rows]]).size < MIN_EVENTS:  # distinct patients, not copies
             continue
         refit = SurvivalModel(method, seed=seed + len(draws)).fit(X.iloc[rows], y[rows])
         draws.append(refit.predict_survival(X_new, times).to_numpy())
         if progress is not None:
             progress(len(draws), n_bootstrap)
+    if len(draws) < n_bootstrap:
+        raise InvalidInputError(
+            f"too few events for a bootstrap band: {MAX_REDRAWS * n_bootstrap} resamples "
+            f"gave {len(draws)} with {MIN_EVENTS} or more"
+        )
     stacked = np.stack(draws)
     lower = np.quantile(stacked, alpha / 2, axis=0)
     upper = np.quantile(stacked, 1 - alpha / 2, axis=0)

@@ -859,7 +859,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         X = bundle["table"].transform(frame)
         effects: TreatmentEffects = bundle["model"]
         row = effects.estimate(X).iloc[0]
-        benefit, lower, upper = float(row["benefit"]), float(row["lower"]), float(row["upper"])
+        benefit = float(row["benefit"])
+        lower, upper = _or_none(row["lower"]), _or_none(row["upper"])
         text = str(row["recommendation"])
         treated, control = bundle["treated"], bundle["control"]
         options = [treated, control]
@@ -950,6 +951,12 @@ def _survival_curve(
     return survival
 
 
+def _or_none(value: Any) -> float | None:
+    """An interval's end, or None where the model kept no interval (NaN)."""
+    number = float(value)
+    return None if np.isnan(number) else number
+
+
 def _option_estimates(
     effects: TreatmentEffects, X: pd.DataFrame, row: pd.Series, *, treated: str, control: str
 ) -> list[dict[str, Any]]:
@@ -963,11 +970,11 @@ def _option_estimates(
             {
                 "option": option,
                 "event_free": float(arms[arm]),
-                "event_free_lower": float(arms[f"{arm}_lower"]),
-                "event_free_upper": float(arms[f"{arm}_upper"]),
+                "event_free_lower": _or_none(arms[f"{arm}_lower"]),
+                "event_free_upper": _or_none(arms[f"{arm}_upper"]),
                 "benefit": 0.0 if reference else float(row["benefit"]),
-                "benefit_lower": 0.0 if reference else float(row["lower"]),
-                "benefit_upper": 0.0 if reference else float(row["upper"]),
+                "benefit_lower": 0.0 if reference else _or_none(row["lower"]),
+                "benefit_upper": 0.0 if reference else _or_none(row["upper"]),
                 "verdict": "reference" if reference else str(row["recommendation"]),
             }
         )
@@ -1009,6 +1016,7 @@ def decide(
             raise InvalidInputError(
                 f"recommendation {recommendation_id} is not about patient {patient!r}"
             )
+        user = repo.get_user_in_role(s, username=doctor, roles=[Role.DOCTOR])
         taken = prepo.decision_on(s, recommendation_id=recommendation_id)
         if taken is not None:
             row, by = taken
@@ -1016,7 +1024,6 @@ def decide(
                 f"recommendation {recommendation_id} was already decided ({row.decision}: "
                 f"{row.treatment}, by {by}); compute a new recommendation to decide again"
             )
-        user = repo.get_user_in_role(s, username=doctor, roles=[Role.DOCTOR])
         options = list(rec.detail.get("options") or [])
         if not options:
             raise InvalidInputError(
