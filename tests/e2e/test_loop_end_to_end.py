@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -11,6 +14,7 @@ from medloop.exceptions import InvalidInputError
 from medloop.learning import TrainConfig
 from medloop.store import repository as repo
 from medloop.types import LabelKind, LabelSource, Strategy
+from medloop.workflows.explain import model_ref
 
 
 @pytest.fixture
@@ -51,6 +55,10 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     assert set(finals["source"]) == {LabelSource.DOCTOR}
     assert [v.version for v in versions] == [1, 2]
     assert all(v.metrics["test_auc"] > 0.5 for v in versions)
+    # each version has a file of its own, named relative to the home's model folder
+    assert [v.checkpoint_path for v in versions] == [f"pneumoniamnist/v{n}.pt" for n in (1, 2)]
+    folder = ws.settings.model_dir / "pneumoniamnist"
+    assert sorted(p.name for p in folder.iterdir()) == ["v1.pt", "v2.pt"]
     assert (audit["action"] == "label.final").sum() == 30
     assert tasks["is_gold"].sum() > 0
     # the review queue never offers an item that already has a final label
@@ -61,6 +69,30 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     signed = targets.loc[finals.index]
     expected = pd.get_dummies(finals["label"]).reindex(columns=[0, 1], fill_value=False)
     assert (signed.to_numpy() == expected.to_numpy(dtype=float)).all()
+
+
+def test_a_copied_home_keeps_its_models(ws: workflows.Workspace, tmp_path: Path) -> None:
+    """A home is self-contained: restored from a copy (or opened from another folder) it
+    reads its own checkpoints, also those of rows that stored the path they had then."""
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=100)
+    loop = workflows.LoopSettings(rounds=1, per_round=60, doctor_budget=10, seed=0)
+    workflows.run_loop(
+        ws, project="pneumoniamnist", settings=loop, train_config=TrainConfig(max_epochs=1)
+    )
+    with ws.db.session() as s:  # as rows were written before: the absolute path then
+        (version,) = repo.model_versions(s, project_id=1)
+        version.checkpoint_path = str(ws.settings.model_dir / "pneumoniamnist" / "v1.pt")
+    ws.close()
+    copy = tmp_path / "restored"
+    shutil.copytree(ws.settings.home, copy)
+    shutil.rmtree(ws.settings.model_dir)  # the original home is gone
+    restored = workflows.Workspace.open(Settings(home=copy))
+    try:
+        ref = model_ref(restored, project="pneumoniamnist")
+        assert ref.checkpoint == copy / "models" / "pneumoniamnist" / "v1.pt"
+        assert ref.checkpoint.exists()
+    finally:
+        restored.close()
 
 
 def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace) -> None:

@@ -55,7 +55,7 @@ def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> Mod
     return ModelRef(
         project=project,
         version=chosen.version,
-        checkpoint=Path(chosen.checkpoint_path),
+        checkpoint=ws.checkpoint(chosen.checkpoint_path),
         classes=classes,
     )
 

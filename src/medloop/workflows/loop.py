@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -360,7 +361,7 @@ def select_items(
         from medloop.learning import TrainedClassifier, acquire
 
         chosen = acquire(
-            TrainedClassifier.load(Path(model.checkpoint_path)),
+            TrainedClassifier.load(ws.checkpoint(model.checkpoint_path)),
             load_images(ws, shas=pool["image_sha256"].tolist()),
             k,
             strategy,
@@ -748,7 +749,6 @@ def train(
         record = repo.get_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-        next_version = len(repo.model_versions(s, project_id=record.id)) + 1
     val = _validation_set(items, finals)
     if len(val) < 10 or val["label"].nunique() < 2:
         raise InvalidInputError(
@@ -757,7 +757,9 @@ def train(
             "class(es)"
         )
     n_classes = len(record.classes)
-    checkpoint = ws.settings.model_dir / project / f"v{next_version}.pt"
+    # A name of its own while it trains: a training started meanwhile (another command, a
+    # retrain job) gets the next version number, and must not write over this file.
+    checkpoint = ws.settings.model_dir / project / f"training-{uuid.uuid4().hex}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     images = load_images(ws, shas=items["image_sha256"].tolist())  # decoded once, indexed below
     started = time.perf_counter()
@@ -790,17 +792,20 @@ def train(
             probabilities.loc[test.index].to_numpy(), test["reference_label"].to_numpy(dtype=int)
         )
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
-    with ws.db.session() as s:
+    with ws.db.writing() as s:
         record = repo.get_project(s, name=project)
         version = repo.add_model_version(
             s,
             project_id=record.id,
             network=classifier.config.network,
-            checkpoint_path=str(checkpoint),
+            checkpoint_path=checkpoint.name,
             n_train=len(targets),
             metrics=metrics,
             round=repo.latest_round(s, project_id=record.id) if round is None else round,
         )
+        # Stored relative to the home's model folder: a copied or restored home keeps it.
+        version.checkpoint_path = f"{project}/v{version.version}.pt"
+        checkpoint.replace(ws.checkpoint(version.checkpoint_path))
         repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
         repo.audit(
             s,

@@ -6,6 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -90,6 +91,15 @@ class Workspace:
         is often named after its patient). The same name under the same key gives the
         same reference, so whoever holds the key can tell which file it was."""
         return f"{kind}:{pseudonymize(name, key=self.settings.resolved_secret_key, prefix='F')}"
+
+    def checkpoint(self, stored: str) -> Path:
+        """The file of a model version's checkpoint as stored in its row: relative to this
+        home's model folder (``<project>/v3.pt``). Rows written before that hold the path
+        the file had then; the same ``<project>/<file>`` under this home's model folder is
+        read where that is there (a home copied, restored or opened from elsewhere)."""
+        path = Path(stored)
+        here = self.settings.model_dir / Path(*path.parts[-2:])
+        return path if path.is_absolute() and path.exists() and not here.exists() else here
 
     def close(self) -> None:
         self.db.dispose()
