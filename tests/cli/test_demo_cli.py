@@ -74,8 +74,24 @@ def test_demo_never_deletes_a_folder_that_is_not_a_medloop_home(
     precious.mkdir()
     (precious / "chapter1.tex").write_text("keep me")
     code, _, err = run(monkeypatch, capsys, "demo", "--home", str(precious), *TINY)
-    assert code == 2 and "not a medloop home" in err
+    assert code == 2 and "not a demo home" in err
     assert (precious / "chapter1.tex").read_text() == "keep me"
+
+
+def test_demo_never_deletes_a_real_medloop_home(tmp_path: Path, monkeypatch, capsys) -> None:
+    real = tmp_path / "hospital"
+    ws = Workspace.open(Settings(home=real))
+    try:
+        accounts.add_user(ws, username="dr_house", role="doctor", password="a-long-passphrase-1")
+    finally:
+        ws.close()
+    code, _, err = run(monkeypatch, capsys, "demo", "--home", str(real), *TINY)
+    assert code == 2 and "a medloop home that is not a demo's" in " ".join(err.split())
+    ws = Workspace.open(Settings(home=real))
+    try:
+        assert accounts.authenticate(ws, username="dr_house", password="a-long-passphrase-1")
+    finally:
+        ws.close()
 
 
 def test_demo_says_when_the_port_is_taken_before_preparing(home: Path, monkeypatch, capsys) -> None:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,16 +133,37 @@ def demo_settings(base: Settings, *, home: Path | None = None) -> Settings:
     )
 
 
+#: The file that marks a folder as a demo home, which the next demo may delete.
+DEMO_MARKER = ".medloop-demo"
+
+
 def reset_home(home: Path) -> None:
-    """Delete an earlier demo home; refuse a non-empty folder that holds no medloop database."""
+    """Delete an earlier demo home; refuse any other non-empty folder, a real medloop home
+    above all (its patients, labels and models are not the demo's to delete)."""
     if not home.exists():
         return
-    if not home.is_dir() or (any(home.iterdir()) and not (home / DB_FILE).exists()):
-        raise ConflictError(
-            f"{home} exists and is not a medloop home; the demo will not delete it "
-            "(choose another --home)"
-        )
-    shutil.rmtree(home)
+    if home.is_dir() and (not any(home.iterdir()) or _is_demo_home(home)):
+        shutil.rmtree(home)
+        return
+    what = "a medloop home that is not a demo's" if (home / DB_FILE).exists() else "not a demo home"
+    raise ConflictError(
+        f"{home} exists and is {what}; the demo will not delete it (choose another --home)"
+    )
+
+
+def _is_demo_home(home: Path) -> bool:
+    """Marked by the demo that made it; or made before the marker, with the demo's admin."""
+    if (home / DEMO_MARKER).exists():
+        return True
+    database = home / DB_FILE
+    if not database.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            query = "SELECT 1 FROM users WHERE username = ?"
+            return connection.execute(query, (DEMO_ROLES[-1].username,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def prepare_demo(
@@ -157,6 +180,7 @@ def prepare_demo(
     """
     reset_home(settings.home)
     ws = workflows.Workspace.open(settings)
+    (settings.home / DEMO_MARKER).write_text("made by `medloop demo`; the next demo replaces it\n")
     try:
         return _prepare(ws, options, progress, on_round, train_config)
     finally:
