@@ -145,3 +145,24 @@ def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database
         "Pbbb": {"recommendation": "treat", "risk": 0.5, "benefit": None, "decisions": 0},
         "Pccc": {"recommendation": None, "risk": None, "benefit": None, "decisions": 0},
     }
+
+
+def test_long_text_is_kept_or_refused_the_same_way_on_both_databases(database: Database) -> None:
+    """Notes, text values and reasons are free text (migration 0012); a feature name past
+    its column's length is a clear error on SQLite too, not a database error on PostgreSQL."""
+    note = "Discussed hormone therapy and its side effects at length. " * 60  # 3,540 chars
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        facts = pd.DataFrame({"patient": ["Paaa"], "code": ["x"], "value": [note], "note": [note]})
+        prepo.add_observations(s, project_id=project.id, frame=facts, kind="tabular", source="f")
+        project_id = project.id
+    with database.session() as s:
+        stored = prepo.observations_frame(s, project_id=project_id, pseudonym="Paaa")
+        assert stored["note"].iloc[0] == note and stored["value_text"].iloc[0] == note
+    long_name = "a_feature_name_exported_by_a_laboratory_system_" * 3
+    frame = pd.DataFrame({long_name: [1.0]}, index=["Paaa"])
+    with (
+        pytest.raises(InvalidInputError, match=r"patient_features\.name holds at most 100"),
+        database.session() as s,
+    ):
+        prepo.upsert_features(s, project_id=project_id, frame=frame)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,9 +12,11 @@ from typing import Any
 import pandas as pd
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Executable, create_engine, event
+from sqlalchemy import Engine, Executable, String, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from medloop.exceptions import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,23 @@ def plain_execute(session: Session, statement: Executable, params: Any = None) -
     callers unpack rows as they would from `Session.execute`.)"""
     session.flush()
     return session.connection().execute(statement, params)
+
+
+def check_lengths(model: type[Any], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse text longer than its column of `model`'s table holds, naming the column and
+    its limit: SQLite stores it whatever the declared length, PostgreSQL refuses the whole
+    write with a database error, so the same input must fail the same clear way on both."""
+    table: Table = model.__table__
+    for column in table.columns:
+        limit = getattr(column.type, "length", None)
+        if not isinstance(column.type, String) or limit is None:
+            continue
+        longest = max((len(v) for r in rows if isinstance(v := r.get(column.name), str)), default=0)
+        if longest > limit:
+            raise InvalidInputError(
+                f"{table.name}.{column.name} holds at most {limit} characters; "
+                f"a value has {longest}"
+            )
 
 
 def select_frame(session: Session, statement: Executable, columns: Sequence[str]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -251,10 +252,10 @@ class PatientObservation(Base):
     system: Mapped[str | None] = mapped_column(String(200))
     name: Mapped[str | None] = mapped_column(String(200))
     value: Mapped[float | None] = mapped_column(Float)
-    value_text: Mapped[str | None] = mapped_column(String(500))
+    value_text: Mapped[str | None] = mapped_column(Text)  # free text (migration 0012)
     unit: Mapped[str | None] = mapped_column(String(50))
     observed_at: Mapped[str | None] = mapped_column(String(40))
-    note: Mapped[str | None] = mapped_column(String(2000))
+    note: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -325,7 +326,7 @@ class TreatmentDecision(Base):
     doctor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     decision: Mapped[str] = mapped_column(String(10))
     treatment: Mapped[str] = mapped_column(String(100))
-    reason: Mapped[str | None] = mapped_column(String(1000))
+    reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.store import repository
-from medloop.store.db import select_frame
+from medloop.store.db import check_lengths, select_frame
 from medloop.store.models import (
     Patient,
     PatientFeature,
@@ -64,7 +64,7 @@ def _split_value(value: Any) -> tuple[float | None, str | None]:
         return float(value), None
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value), None
-    return None, str(value)[:500]
+    return None, str(value)
 
 
 def add_observations(
@@ -97,6 +97,7 @@ def add_observations(
             }
         )
     if rows:
+        check_lengths(PatientObservation, rows)
         session.execute(insert(PatientObservation), rows)
     return len(rows)
 
@@ -175,6 +176,7 @@ def upsert_features(
                 }
             )
     if rows:
+        check_lengths(PatientFeature, rows)
         session.execute(insert(PatientFeature), rows)
     return len(rows)
 
@@ -417,13 +419,15 @@ def add_decision(
     if decision == "override" and not (reason and reason.strip()):
         raise InvalidInputError("an override needs a reason")
     get_recommendation(session, recommendation_id=recommendation_id)
-    row = TreatmentDecision(
-        recommendation_id=recommendation_id,
-        doctor_id=doctor_id,
-        decision=decision,
-        treatment=treatment,
-        reason=reason.strip() if reason else None,
-    )
+    values = {
+        "recommendation_id": recommendation_id,
+        "doctor_id": doctor_id,
+        "decision": decision,
+        "treatment": treatment,
+        "reason": reason.strip() if reason else None,
+    }
+    check_lengths(TreatmentDecision, [values])
+    row = TreatmentDecision(**values)
     session.add(row)
     session.flush()
     return row
