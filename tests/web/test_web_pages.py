@@ -118,6 +118,14 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
     assert site.client.get("/annotate").status_code == 403
     missing = site.client.post(f"/review/{item_id}", data={"label": "normal"})
     assert missing.status_code == 403
+    # a form from before the latest sign-in: said as such, not as a matter of role
+    stale = site.client.post(
+        f"/review/{item_id}",
+        data={"label": "normal", "csrf_token": "from-an-earlier-session"},
+        headers={"Accept": "text/html"},
+    )
+    assert stale.status_code == 403 and "This page is out of date" in stale.text
+    assert "Not for your role" not in stale.text and "Reload the page" in stale.text
     decided = site.client.post(
         f"/review/{item_id}",
         data={"label": "normal", "csrf_token": csrf},

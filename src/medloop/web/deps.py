@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from medloop.types import REVIEWER_ROLES, Role
+from medloop.web.errors import STALE_PAGE
 from medloop.web.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -56,7 +57,7 @@ async def check_csrf(request: Request, ws: Workspace, session_token: str) -> Non
         value = (await request.form()).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not sent or not hmac.compare_digest(sent, csrf_token(ws, session_token)):
-        raise HTTPException(403, detail="missing or invalid CSRF token")
+        raise HTTPException(403, detail=STALE_PAGE)
 
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

@@ -46,6 +46,12 @@ def status_for(error: MedloopError) -> int:
 
 #: Titles of error pages by status code.
 PAGE_TITLES = {401: "Please sign in", 403: "Not for your role", 404: "Not found"}
+#: A form's CSRF token is missing or from another session: most often a page opened
+#: before signing in again (in another tab); nothing is wrong with the person's role.
+STALE_PAGE = (
+    "missing or invalid CSRF token: this page was opened before your latest sign-in, or in "
+    "another session; nothing was saved. Reload the page and try again."
+)
 
 
 def wants_page(request: Request) -> bool:
@@ -64,7 +70,11 @@ def _error_page(request: Request, status_code: int, message: str) -> Response:
     session = request.cookies.get(SESSION_COOKIE)
     ws = request.app.state.ws
     account = account_for_token(ws, session, purpose="session") if session else None
-    title = PAGE_TITLES.get(status_code, "Cannot do that")
+    title = (
+        "This page is out of date"
+        if message == STALE_PAGE
+        else PAGE_TITLES.get(status_code, "Cannot do that")
+    )
     return message_page(request, account, status_code=status_code, title=title, message=message)
 
 
