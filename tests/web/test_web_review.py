@@ -139,6 +139,9 @@ def test_flag_through_the_api(any_site: Site) -> None:
     with site.ws.db.session() as s:
         assert item not in assignments.final_labels_for(s, item_ids=[item]), "never a label"
     assert audit_actions(site, item).count("review.flag") == 1
+    with site.ws.db.session() as s:
+        detail = s.scalar(select(AuditEntry.detail).where(AuditEntry.action == "review.flag"))
+    assert detail["reason"] == "needs a second opinion", "the audit trail says why"
     no_flag = f"/api/review/{other}/flag"
     assert site.client.delete(no_flag).status_code == 401
     assert site.client.delete(no_flag, headers=site.headers("alice")).status_code == 403

@@ -155,7 +155,10 @@ def _entropy(probabilities: Sequence[float]) -> float:
 def _projects(session: Any, project: str | None) -> list[assignments.ProjectChoices]:
     found = assignments.project_choices(session, name=project)
     if project is not None and not found:
-        repo.get_project(session, name=project)  # raises NotFoundError naming the projects
+        try:
+            repo.get_project(session, name=project)
+        except NotFoundError:  # not naming the others: annotators need not know the cohorts
+            raise NotFoundError(f"no labelling project named {project!r}") from None
     return found
 
 

@@ -475,7 +475,7 @@ def flag_item(ws: Workspace, *, account: Account, item_id: int, reason: str) -> 
                 action="review.flag",
                 entity="item",
                 entity_id=item_id,
-                detail={"flag": flag_id, "project": project.id},
+                detail={"flag": flag_id, "project": project.id, "reason": text},
             )
             name = project.name
     except IntegrityError as error:  # a concurrent flag on the same item won the race
