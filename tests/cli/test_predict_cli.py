@@ -15,8 +15,8 @@ from pydicom.data import get_testdata_file
 from cli_support import run
 from medloop.exceptions import InvalidInputError
 from medloop.ingest import decode_png, load_image_file
+from medloop.learning.data import prepare_images
 from medloop.learning.ensemble import EnsembleClassifier, load_checkpoint, train_ensemble
-from medloop.learning.inference import prepare_images
 from medloop.learning.train import TrainConfig, train_classifier
 from medloop.workflows import predict as predicting
 

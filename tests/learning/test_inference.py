@@ -10,11 +10,11 @@ import torch
 from test_train import separable
 
 from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.learning.data import prepare_images
 from medloop.learning.inference import (
     ScriptedClassifier,
     compare_runtimes,
     export_torchscript,
-    prepare_images,
     quantize_linear,
 )
 from medloop.learning.train import TrainConfig, TrainedClassifier, train_classifier

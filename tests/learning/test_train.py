@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
+from medloop.learning.data import prepare_images
 from medloop.learning.metrics import classification_metrics
 from medloop.learning.train import TrainConfig, TrainedClassifier, train_classifier
 
@@ -47,6 +49,18 @@ def test_learns_a_separable_problem(
     assert proba.shape == (64, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert (proba.argmax(axis=1) == toy["yt"]).mean() == 1.0
+
+
+def test_images_of_another_size_are_brought_to_the_training_size(
+    toy: dict[str, np.ndarray], toy_model: TrainedClassifier
+) -> None:
+    """The network pools adaptively, so it took 24 x 24 images of a 12 x 12 model as they
+    were; they are resized to what it learnt on, as `prepare_images` does."""
+    larger = np.stack([np.asarray(Image.fromarray(i).resize((24, 24))) for i in toy["xt"]])
+    resized = prepare_images(list(larger), in_channels=1, image_size=(12, 12))
+    np.testing.assert_allclose(
+        toy_model.predict_proba(larger), toy_model.predict_proba(resized), atol=1e-6
+    )
 
 
 def test_history_and_best_epoch_weights_are_kept(

@@ -31,9 +31,11 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
+from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
 from medloop.exceptions import InvalidInputError
+from medloop.ingest.images import check_image_array
 
 IMAGE = "image"
 TARGET = "target"
@@ -229,3 +231,35 @@ def tta_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
         )
         views.append(warp(images, theta))
     return views
+
+
+def prepare_images(
+    images: Sequence[np.ndarray], *, in_channels: int, image_size: Sequence[int] | None
+) -> np.ndarray:
+    """Bring uint8 images of any size, grey or RGB, to what a model takes.
+
+    RGB becomes grey (ITU-R 601 luma, Pillow "L") for one-channel models and grey is
+    repeated for three-channel ones; every image is resized (bilinear, antialiased) to
+    `image_size` (H, W). Returns (N, H, W) or (N, H, W, 3) uint8.
+    """
+    if in_channels not in (1, 3):
+        raise InvalidInputError(f"only 1- or 3-channel models are supported; got {in_channels}")
+    prepared = []
+    for image in images:
+        check_image_array(image)
+        picture = Image.fromarray(image)
+        if in_channels == 1 and image.ndim == 3:
+            picture = picture.convert("L")
+        elif in_channels == 3 and image.ndim == 2:
+            picture = picture.convert("RGB")
+        if image_size is not None:
+            height, width = int(image_size[0]), int(image_size[1])
+            if picture.size != (width, height):
+                picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+        prepared.append(np.asarray(picture, dtype=np.uint8))
+    if not prepared:
+        raise InvalidInputError("no images to prepare")
+    shapes = {p.shape for p in prepared}
+    if len(shapes) > 1:
+        raise InvalidInputError(f"images differ in size {sorted(shapes)}; give an image_size")
+    return np.stack(prepared)

@@ -31,11 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from medloop.exceptions import InvalidInputError, NotFoundError
-from medloop.ingest.images import check_image_array
 from medloop.learning.data import images_to_tensor
 from medloop.learning.ensemble import Classifier, EnsembleClassifier
 from medloop.learning.train import torch_threads
@@ -171,38 +169,6 @@ def predict_batched(
     if not outputs:
         return np.zeros((0, 0), dtype=np.float64)
     return torch.cat(outputs).numpy()
-
-
-def prepare_images(
-    images: Sequence[np.ndarray], *, in_channels: int, image_size: Sequence[int] | None
-) -> np.ndarray:
-    """Bring uint8 images of any size, grey or RGB, to what a model takes.
-
-    RGB becomes grey (ITU-R 601 luma, Pillow "L") for one-channel models and grey is
-    repeated for three-channel ones; every image is resized (bilinear, antialiased) to
-    `image_size` (H, W). Returns (N, H, W) or (N, H, W, 3) uint8.
-    """
-    if in_channels not in (1, 3):
-        raise InvalidInputError(f"only 1- or 3-channel models are supported; got {in_channels}")
-    prepared = []
-    for image in images:
-        check_image_array(image)
-        picture = Image.fromarray(image)
-        if in_channels == 1 and image.ndim == 3:
-            picture = picture.convert("L")
-        elif in_channels == 3 and image.ndim == 2:
-            picture = picture.convert("RGB")
-        if image_size is not None:
-            height, width = int(image_size[0]), int(image_size[1])
-            if picture.size != (width, height):
-                picture = picture.resize((width, height), Image.Resampling.BILINEAR)
-        prepared.append(np.asarray(picture, dtype=np.uint8))
-    if not prepared:
-        raise InvalidInputError("no images to prepare")
-    shapes = {p.shape for p in prepared}
-    if len(shapes) > 1:
-        raise InvalidInputError(f"images differ in size {sorted(shapes)}; give an image_size")
-    return np.stack(prepared)
 
 
 def is_torchscript(path: Path) -> bool:

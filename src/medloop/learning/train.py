@@ -49,6 +49,7 @@ from medloop.learning.data import (
     images_to_tensor,
     make_dataset,
     make_loader,
+    prepare_images,
     repeat_dataset,
     tta_views,
 )
@@ -249,6 +250,12 @@ class TrainedClassifier:
     ) -> np.ndarray:
         if batch_size < 1:
             raise InvalidInputError("batch_size must be >= 1")
+        if self.image_size is not None and tuple(images.shape[1:3]) != self.image_size:
+            # the network pools adaptively and would take any size, but what it learnt
+            # is at the training images' scale
+            images = prepare_images(
+                list(images), in_channels=self.in_channels, image_size=self.image_size
+            )
         x = images_to_tensor(images, in_channels=self.in_channels)
         captured: list[torch.Tensor] = []
         hook = None

@@ -90,8 +90,8 @@ def gradcam_overlay(ws: Workspace, *, item_id: int, label: str | None = None) ->
     `label` names the class to explain (default: the class the model predicts). Raises
     `NotFoundError` for an unknown item or a project without a model.
     """
+    from medloop.learning.data import prepare_images
     from medloop.learning.explain import gradcam, overlay_png
-    from medloop.learning.inference import prepare_images
 
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)

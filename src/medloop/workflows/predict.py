@@ -221,7 +221,7 @@ def predict_files(
     An unreadable file raises `IngestError` naming it before the CSV is written; with
     `skip_unreadable` it is logged, left out and listed in the summary's `skipped`.
     `progress` is called with ("predicting", files done, files)."""
-    from medloop.learning.inference import prepare_images
+    from medloop.learning.data import prepare_images
 
     if overlays is not None and model.classifier is None:
         raise InvalidInputError("Grad-CAM overlays need a checkpoint, not a TorchScript export")
