@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,24 @@ def test_torchscript_export_round_trips(
     plain = torch.jit.load(str(path))
     x = torch.from_numpy(images[:, None].astype(np.float32) / 255.0)
     np.testing.assert_allclose(plain(x).numpy(), proba, atol=1e-3 if quantize else 1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_the_exported_file_averages_the_same_test_time_views(
+    model: TrainedClassifier, tmp_path: Path
+) -> None:
+    """The temperature and cut were fitted on logits averaged over `tta` views: the file
+    averages them too (it ran the bare network, 0.12 off with tta=4)."""
+    images, _ = separable(20, 2)
+    with_views = copy.copy(model)
+    with_views.config = dataclasses.replace(model.config, tta=4)
+    with_views.temperature = 100.0  # the toy problem's probabilities are all but 0 or 1
+    assert np.abs(with_views.predict_logits(images) - model.predict_logits(images)).max() > 0.1
+    loaded = ScriptedClassifier.load(export_torchscript(with_views, tmp_path / "m.ts"))
+    assert loaded.info["tta"] == 4
+    np.testing.assert_allclose(
+        loaded.predict_proba(images, batch_size=7), with_views.predict_proba(images), atol=1e-5
+    )
 
 
 def test_quantisation_replaces_only_linear_layers(model: TrainedClassifier) -> None:

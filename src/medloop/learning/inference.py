@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from medloop.exceptions import InvalidInputError, NotFoundError
-from medloop.learning.data import images_to_tensor
+from medloop.learning.data import images_to_tensor, tta_views
 from medloop.learning.ensemble import Classifier, EnsembleClassifier
 from medloop.learning.train import torch_threads
 
@@ -70,6 +70,19 @@ class MeanLogits(nn.Module):
         return torch.stack([network(x) for network in self.networks]).mean(dim=0)
 
 
+class MeanOverViews(nn.Module):
+    """A network's logits averaged over the first `n` test-time views (`tta_views`), as
+    the model's own predictions average them; its temperature and cut were fitted so."""
+
+    def __init__(self, network: nn.Module, n: int) -> None:
+        super().__init__()
+        self.network = network
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.network(view) for view in tta_views(x, self.n)]).mean(dim=0)
+
+
 def logit_network(model: Classifier) -> nn.Module:
     """The module computing `model`'s raw logits (an ensemble's: `MeanLogits`)."""
     if isinstance(model, EnsembleClassifier):
@@ -101,6 +114,8 @@ def probability_model(model: Classifier, *, quantize: bool = False) -> Probabili
     network = copy.deepcopy(logit_network(model)).eval()
     if quantize:
         network = quantize_linear(network)
+    if model.config.tta > 1:
+        network = MeanOverViews(network, model.config.tta)
     return ProbabilityModel(network, model.temperature).eval()
 
 
@@ -128,6 +143,7 @@ def metadata(model: Classifier, *, quantized: bool) -> dict[str, Any]:
         "temperature": model.temperature,
         "threshold": model.threshold,
         "quantized": quantized,
+        "tta": model.config.tta,
         "members": len(model.members) if isinstance(model, EnsembleClassifier) else 1,
     }
 
