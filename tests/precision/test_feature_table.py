@@ -51,11 +51,28 @@ def test_units_missing_values_and_categories() -> None:
     new = pd.DataFrame(
         {"age": [40.0], "hb": [12.0], "smoker": ["yes"], "stage": ["IV"], "nodes": [1.0]}
     )
-    assert list(ft.transform(new).columns) == ft.columns_  # unseen category: all zeros
+    # an unseen category read as all zeros would be the reference: stage IV as stage I
+    with pytest.raises(InvalidInputError, match=r"'IV' is not among the categories"):
+        ft.transform(new)
+    assert list(ft.transform(new.assign(stage=["II"])).columns) == ft.columns_
     described = ft.describe().set_index("name")
     assert described.loc["hb", "unit"] == "g/L"
     assert described.loc["hb", "missing_rate"] == pytest.approx(1 / 3)
     assert described.loc["hb", "group"] == "laboratory"
+
+
+def test_categories_are_matched_by_value_and_yes_no_columns_hold_0_or_1() -> None:
+    """Grade 2 read as 2, 2.0 (a column with gaps) or "2.0" is one category; a gap is its
+    own indicator, not the reference; a yes/no column holding 7 is an error."""
+    grades = Feature("grade", kind="categorical")
+    ft = FeatureTable([grades]).fit(pd.DataFrame({"grade": [1, 2, 3, 2]}))
+    as_floats = ft.transform(pd.DataFrame({"grade": [1.0, 2.0, 3.0]}))
+    as_text = ft.transform(pd.DataFrame({"grade": ["1", "2.0", "3"]}))
+    assert as_floats["grade=2"].tolist() == [0.0, 1.0, 0.0] == as_text["grade=2"].tolist()
+    gaps = FeatureTable([grades]).fit(pd.DataFrame({"grade": [1.0, 2.0, np.nan, 3.0]}))
+    assert gaps.transform(pd.DataFrame({"grade": [np.nan]}))["grade_missing"].tolist() == [1.0]
+    with pytest.raises(InvalidInputError, match="yes/no"):
+        FeatureTable([Feature("smoker", kind="binary")]).fit(pd.DataFrame({"smoker": [0, 1, 7]}))
 
 
 def test_errors() -> None:

@@ -14,6 +14,7 @@ same shape, group "genomic".
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -100,13 +101,16 @@ class FeatureTable:
         for f in self.features:
             col = frame[f.name]
             if f.kind == "categorical":
-                out[f.name] = col.astype("string")
+                out[f.name] = col.map(_category).astype("string")
                 continue
             try:
                 num = pd.to_numeric(col.map(_binary) if f.kind == "binary" else col)
             except (ValueError, TypeError) as error:
                 raise InvalidInputError(f"column {f.name!r}: not numeric ({error})") from error
             num = num.astype(float)
+            if f.kind == "binary" and not num.dropna().isin((0.0, 1.0)).all():
+                odd = num.dropna()[~num.dropna().isin((0.0, 1.0))].iloc[0]
+                raise InvalidInputError(f"column {f.name!r} is yes/no (0/1), but holds {odd:g}")
             if f.source_unit and f.unit:
                 num = pd.Series(convert_unit(num, f.source_unit, f.unit), index=num.index)
             if f.log1p:
@@ -135,7 +139,16 @@ class FeatureTable:
         for f in self.features:
             col = raw[f.name]
             if f.kind == "categorical":
-                for cat in self.categories_[f.name][1:]:  # first category is the reference
+                known = [_category(c) for c in self.categories_[f.name]]
+                unseen = col.dropna()[~col.dropna().isin(known)]
+                if not unseen.empty:  # all zeros would read as the reference category
+                    raise InvalidInputError(
+                        f"column {f.name!r}: {unseen.iloc[0]!r} is not among the categories "
+                        f"the model was trained on {known}; retrain it on patients with it"
+                    )
+                if self.missing_indicators and self.missing_rate_.get(f.name, 0.0) > 0:
+                    parts[f"{f.name}_missing"] = col.isna().astype(float)
+                for cat in known[1:]:  # the first category is the reference
                     parts[f"{f.name}={cat}"] = (col == cat).fillna(False).astype(float)
                 continue
             if self.missing_indicators and self.missing_rate_.get(f.name, 0.0) > 0:
@@ -161,6 +174,17 @@ class FeatureTable:
             row["fill_value"] = getattr(self, "medians_", {}).get(f.name)
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _category(value: object) -> object:
+    """One spelling per category: grade 2 read as an integer, as 2.0 (a column with gaps)
+    or as the text "2.0" is the category "2"; text is stripped."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    text = str(value).strip()
+    return re.sub(r"^(-?\d+)\.0+$", r"\1", text)
 
 
 def _binary(value: object) -> object:
