@@ -60,3 +60,11 @@ def test_model_must_cover_the_answers() -> None:
     model = DawidSkene().fit(answers[answers["task"] < 100])
     with pytest.raises(InvalidInputError, match="not fitted"):
         worker_reliability(answers, model=model)
+
+
+def test_gold_on_a_task_nobody_answered_is_not_a_foreign_model() -> None:
+    answers, truth, _ = _crowd(3)
+    model = DawidSkene().fit(answers)
+    gold = pd.concat([truth.iloc[:50], pd.Series({10_000: 1})])  # one task not yet answered
+    table = worker_reliability(answers, known=gold, model=model)
+    assert table["n_gold"].eq(50).all() and table["model_accuracy"].notna().all()

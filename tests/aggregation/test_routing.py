@@ -75,3 +75,13 @@ def test_confusion_matrices_from_models(factory: type) -> None:
     assert list(workers) == ["a", "b", "c"]
     assert errors.shape == (3, 2, 2)
     assert np.allclose(errors.sum(axis=2), 1.0)
+
+
+def test_a_task_without_an_answer_count_is_refused_not_counted_as_none() -> None:
+    """Counts given by position (a list) lost their tasks and read as 0 answers, so unsure
+    tasks past max_answers kept going to the crowd instead of a doctor."""
+    probas = pd.DataFrame({0: [0.5, 0.6], 1: [0.5, 0.4]}, index=["a", "b"])
+    with pytest.raises(InvalidInputError, match=r"no count for 2 task\(s\)"):
+        route_tasks(probas, [9, 9], max_answers=7)
+    routes = route_tasks(probas, {"a": 9, "b": 9}, max_answers=7)
+    assert routes.tolist() == ["doctor", "doctor"]

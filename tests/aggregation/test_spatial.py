@@ -101,3 +101,18 @@ def test_staple_recovers_truth_and_rater_quality() -> None:
 def test_staple_bad_input() -> None:
     with pytest.raises(InvalidInputError, match="binary"):
         staple(np.full((2, 4, 4), 0.5))
+
+
+def test_inverted_boxes_bad_skills_and_out_of_range_staple_settings_are_refused() -> None:
+    box = {"task": [1, 1], "worker": ["a", "b"], "x0": [5, 5], "y0": [5, 5]}
+    inverted = pd.DataFrame({**box, "x1": [1, 1], "y1": [1, 1]})
+    with pytest.raises(InvalidInputError, match="x1 < x0 or y1 < y0"):
+        fuse_boxes(inverted)
+    fine = pd.DataFrame({**box, "x1": [9, 9], "y1": [9, 9]})
+    with pytest.raises(InvalidInputError, match="skills must be finite"):
+        fuse_boxes(fine, skills=pd.Series({"a": np.nan, "b": 0.9}))
+    masks = np.zeros((2, 4, 4), dtype=bool)
+    masks[:, 1:3, 1:3] = True
+    for bad in ({"prior": 5.0}, {"init_sensitivity": 3.0}, {"init_specificity": 0.0}):
+        with pytest.raises(InvalidInputError, match="strictly between 0 and 1"):
+            staple(masks, **bad)

@@ -100,3 +100,9 @@ def test_hybrid_is_coreset_at_cold_start_and_uncertain_later(model: TrainedClass
 def test_unknown_strategy_suggests_a_name(model: TrainedClassifier) -> None:
     with pytest.raises(UnknownOptionError, match="coreset"):
         acquire(model, _blobs(4, 0)[0], 1, "corset")
+
+
+def test_kcenter_refuses_embeddings_that_are_not_numbers() -> None:
+    """A NaN row won the first pick, then an already covered row the second."""
+    with pytest.raises(InvalidInputError, match="finite"):
+        kcenter_greedy(np.array([[0.0], [np.nan], [3.0]]), 2, labelled=np.array([[0.0]]))

@@ -94,3 +94,5 @@ def test_expected_calibration_error_known_answer() -> None:
     proba = np.array([[0.8, 0.2], [0.8, 0.2]])
     assert expected_calibration_error(proba, np.array([0, 1])) == pytest.approx(0.3)
     assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+    with pytest.raises(InvalidInputError, match="bins"):  # 0 bins read as perfectly calibrated
+        expected_calibration_error(proba, np.array([0, 1]), bins=0)

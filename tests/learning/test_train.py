@@ -180,11 +180,12 @@ def test_marginal_loss_on_one_hot_likelihoods_is_cross_entropy(
 
 def test_marginal_loss_learns_through_noisy_answers(toy: dict[str, np.ndarray]) -> None:
     # Each item's "crowd" said the wrong class a third of the time; the likelihood rows
-    # say only 0.7 vs 0.3. The network's own belief must settle the rule.
+    # say only 0.7 vs 0.3. The network's own belief must settle the rule. Likelihoods
+    # need not sum to 1 (posteriors over priors do not): here each row sums to 3.
     y = toy["y"].copy()
     flipped = np.arange(len(y)) % 3 == 0
     y[flipped] = 1 - y[flipped]
-    likelihood = np.where(np.eye(2)[y] == 1, 0.7, 0.3)
+    likelihood = np.where(np.eye(2)[y] == 1, 2.1, 0.9)
     model = train_classifier(
         toy["x"],
         likelihood,

@@ -82,3 +82,22 @@ def test_gbsg2_split_is_the_evaluation_guide_split() -> None:
     assert (len(X_train), len(X_test), len(y)) == (514, 172, 686)
     # stratified on the event indicator
     assert abs(y_train["cens"].mean() - y_test["cens"].mean()) < 0.01
+
+
+def test_policies_are_decisions_and_inputs_are_finite() -> None:
+    """A policy given as probabilities was cast to 0 (0.9 read as "do not treat"); NaN
+    outcomes gave an all-NaN estimate, NaN times an ordinary-looking hazard ratio."""
+    y, t = np.array([1.0, 0.0, 1.0, 0.0]), np.array([1, 0, 1, 0])
+    with pytest.raises(InvalidInputError, match=r"decide 0 \(do not treat\) or 1"):
+        ipw_policy_value(y, t, np.array([0.9, 0.1, 0.9, 0.1]), np.full(4, 0.5))
+    with pytest.raises(InvalidInputError, match="finite"):
+        ipw_policy_value(np.array([1.0, np.nan, 1.0, 0.0]), t, t, np.full(4, 0.5))
+    with pytest.raises(InvalidInputError, match="finite"):
+        cox_hazard_ratio(np.array([1.0, np.nan, 3.0]), np.array([1, 1, 0]), np.array([0, 1, 0]))
+
+
+def test_complete_separation_is_said_not_a_non_varying_covariate() -> None:
+    rng = np.random.default_rng(0)
+    exposed = np.r_[np.ones(20), np.zeros(20)]
+    with pytest.raises(InvalidInputError, match="complete separation"):
+        cox_hazard_ratio(rng.uniform(1, 10, 40), exposed.astype(bool), exposed)

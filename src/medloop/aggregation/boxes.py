@@ -39,6 +39,14 @@ def _validate(marks: pd.DataFrame, coords: Sequence[str]) -> pd.DataFrame:
     if not np.isfinite(values).all() or clean[["task", "worker"]].isna().any().any():
         raise InvalidInputError("marks must have tasks, workers and finite coordinates")
     clean[list(coords)] = values
+    if tuple(coords) == BOX_COLUMNS:
+        inverted = (values[:, 2] < values[:, 0]) | (values[:, 3] < values[:, 1])
+        if inverted.any():
+            row = int(np.argmax(inverted))
+            raise InvalidInputError(
+                f"box {row} has x1 < x0 or y1 < y0 ({values[row].tolist()}): boxes are "
+                "(x0, y0) top left, (x1, y1) bottom right"
+            )
     return clean
 
 
@@ -71,6 +79,9 @@ def _fuse(
     _, cluster = csgraph.connected_components(graph, directed=False)
     weight = np.ones(n)
     if skills is not None:
+        given = pd.to_numeric(pd.Series(skills), errors="coerce")
+        if not (np.isfinite(given).all() and (given >= 0).all()):
+            raise InvalidInputError("skills must be finite numbers >= 0, one per worker")
         weight = marks["worker"].map(skills).fillna(skills.mean()).to_numpy(dtype=float)
         weight = np.clip(weight, 1e-6, None)
     frame = marks[["task", "worker", *coords]].assign(_cluster=cluster, _w=weight)

@@ -24,8 +24,13 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import sparse
 
-from medloop.aggregation.base import Aggregator, EncodedAnswers, start_posteriors
-from medloop.exceptions import InvalidInputError
+from medloop.aggregation.base import (
+    Aggregator,
+    EncodedAnswers,
+    check_non_negative,
+    check_positive_int,
+    start_posteriors,
+)
 from medloop.types import look_up_option
 
 logger = logging.getLogger(__name__)
@@ -98,16 +103,9 @@ class DawidSkene(Aggregator):
         self.diagonal_prior = diagonal_prior
 
     def _check_params(self) -> None:
-        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, int | np.integer):
-            raise InvalidInputError(f"n_iter must be an integer, got {self.n_iter!r}")
-        if self.n_iter < 1:
-            raise InvalidInputError(f"n_iter must be >= 1, got {self.n_iter}")
-        if not np.isfinite(self.tol) or self.tol < 0:
-            raise InvalidInputError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        for name in ("prior", "diagonal_prior"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_positive_int("n_iter", self.n_iter)
+        for name in ("tol", "prior", "diagonal_prior"):
+            check_non_negative(name, getattr(self, name))
         look_up_option(self.initial, Initial)
 
     def _fit_proba(self, data: EncodedAnswers) -> npt.NDArray[np.float64]:

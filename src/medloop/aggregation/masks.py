@@ -55,10 +55,17 @@ def staple(
         raise InvalidInputError("masks must be binary (0/1 or bool)")
     if n_iter < 1:
         raise InvalidInputError(f"n_iter must be >= 1, got {n_iter}")
+    for name, value in (
+        ("prior", 0.5 if prior is None else prior),
+        ("init_sensitivity", init_sensitivity),
+        ("init_specificity", init_specificity),
+    ):
+        if not 0.0 < value < 1.0:  # a probability; 0 or 1 would pin it there
+            raise InvalidInputError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     shape = data.shape[1:]
     d = data.reshape(data.shape[0], -1).astype(float)  # raters x pixels
     f = float(d.mean()) if prior is None else float(prior)
-    if not 0.0 < f < 1.0:
+    if not 0.0 < f < 1.0:  # every rater's mask empty (or full): the estimate's bounds
         f = float(np.clip(f, 1e-6, 1 - 1e-6))
     eps = 1e-9
     p = np.full(d.shape[0], init_sensitivity)

@@ -52,7 +52,8 @@ def worker_reliability(
         probas = model.probas_
         if list(probas.columns) != list(data.classes):
             probas = probas.reindex(columns=pd.Index(data.classes), fill_value=0.0)
-        missing = data.tasks.difference(probas.index)
+        answered = data.tasks[np.unique(data.task)]  # gold may name tasks nobody answered
+        missing = answered.difference(probas.index)
         if len(missing):
             raise InvalidInputError(
                 f"the model was not fitted on these answers: {len(missing)} task(s) unknown"

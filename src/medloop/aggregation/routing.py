@@ -49,7 +49,14 @@ def route_tasks(
     if max_answers < 1:
         raise InvalidInputError(f"max_answers must be >= 1, got {max_answers}")
     top = confidence(probas)
-    counts = pd.Series(n_answers, dtype=float).reindex(top.index).fillna(0.0)
+    given = pd.Series(n_answers, dtype=float)
+    absent = top.index.difference(given.index)
+    if len(absent):  # counted as 0, an unsure task would go to the crowd for ever
+        raise InvalidInputError(
+            f"n_answers has no count for {len(absent)} task(s) of probas, e.g. "
+            f"{list(absent[:3])}: give a count per task, keyed by task"
+        )
+    counts = given.reindex(top.index)
     route = np.where(
         top >= confident,
         Route.DONE.value,

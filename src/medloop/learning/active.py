@@ -108,6 +108,8 @@ def kcenter_greedy(
     x = np.asarray(pool, dtype=np.float64)
     if x.ndim != 2:
         raise InvalidInputError(f"pool must be a 2-D array (N, D); got {x.shape}")
+    if not np.isfinite(x).all() or (labelled is not None and not np.isfinite(labelled).all()):
+        raise InvalidInputError("embeddings must be finite numbers (a NaN row wins every pick)")
     n = x.shape[0]
     k = min(int(k), n)
     chosen: list[int] = []

@@ -254,6 +254,8 @@ def expected_calibration_error(
     probabilities: np.ndarray, labels: np.ndarray, *, bins: int = 10
 ) -> float:
     """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise InvalidInputError(f"bins must be a whole number >= 1, got {bins!r}")
     proba = check_probabilities(probabilities)
     y = check_labels(labels, n_classes=proba.shape[1], n=proba.shape[0])
     if y.size == 0:

@@ -436,8 +436,12 @@ def check_label_thresholds(
     return cuts
 
 
-def _as_targets(targets: np.ndarray, *, n: int, n_classes: int) -> torch.Tensor:
-    """Int labels (N,) or (N, 1), or soft labels (N, K), as float32 (N, K) distributions."""
+def _as_targets(
+    targets: np.ndarray, *, n: int, n_classes: int, likelihoods: bool = False
+) -> torch.Tensor:
+    """Int labels (N,) or (N, 1), or soft labels (N, K), as float32 (N, K) distributions.
+    With `likelihoods` (the marginal loss) a row need not sum to 1: it is any finite,
+    non-negative likelihood with a positive sum, scaled to 1 (the loss ignores the scale)."""
     arr = np.asarray(targets)
     if arr.ndim == 2 and arr.shape[1] != 1:
         if arr.shape[0] != n:
@@ -446,6 +450,13 @@ def _as_targets(targets: np.ndarray, *, n: int, n_classes: int) -> torch.Tensor:
             raise InvalidInputError(
                 f"soft targets have {arr.shape[1]} columns but n_classes is {n_classes}"
             )
+        if likelihoods:
+            values = np.asarray(arr, dtype=np.float64)
+            if not np.isfinite(values).all() or (values < 0).any() or (values.sum(1) <= 0).any():
+                raise InvalidInputError(
+                    "likelihood targets must be finite, >= 0, with a positive sum per row"
+                )
+            arr = values / values.sum(axis=1, keepdims=True)
         soft = check_probabilities(arr, name="soft targets")
         soft = np.clip(soft, 0.0, None)
         return torch.from_numpy((soft / soft.sum(axis=1, keepdims=True)).astype(np.float32))
@@ -644,7 +655,9 @@ def train_classifier(
             check_multilabels(train_targets, n_labels=n_classes, n=n).astype(np.float32)
         )
     else:
-        targets = _as_targets(train_targets, n=n, n_classes=n_classes)
+        targets = _as_targets(
+            train_targets, n=n, n_classes=n_classes, likelihoods=config.loss == "marginal"
+        )
     weights = _as_weights(sample_weights, n=n)
     x_val = images_to_tensor(val_images, in_channels=in_channels).contiguous(
         memory_format=torch.channels_last

@@ -50,15 +50,29 @@ def _check(outcome: np.ndarray, treatment: np.ndarray, *others: np.ndarray) -> N
         raise InvalidInputError("outcome, treatment, policy and propensity need equal lengths")
     if not np.isin(treatment, (0, 1)).all():
         raise InvalidInputError("treatment must be 0/1")
+    if not np.isfinite(outcome).all():
+        raise InvalidInputError("outcomes must be finite numbers (no missing values)")
+
+
+def _decisions(policy: np.ndarray, what: str = "policy") -> np.ndarray:
+    """A policy's decisions as 0/1 ints; anything else (a probability 0.9, a 2) is refused,
+    since casting would read 0.9 as "do not treat"."""
+    values = np.asarray(policy, float)
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise InvalidInputError(
+            f"the {what} must decide 0 (do not treat) or 1 (treat) for each patient"
+        )
+    return values.astype(int)
 
 
 def ipw_terms(
     outcome: np.ndarray, treatment: np.ndarray, policy: np.ndarray, propensity: np.ndarray
 ) -> np.ndarray:
     """Per-patient IPW contributions: 1[T = pi(X)] * Y / P(T | X)."""
-    outcome, treatment = np.asarray(outcome, float), np.asarray(treatment, int)
-    policy, propensity = np.asarray(policy, int), np.asarray(propensity, float)
+    outcome, treatment = np.asarray(outcome, float), np.asarray(treatment)
+    policy, propensity = _decisions(policy), np.asarray(propensity, float)
     _check(outcome, treatment, policy, propensity)
+    treatment = treatment.astype(int)
     if ((propensity <= 0) | (propensity >= 1)).any():
         raise InvalidInputError("propensities must lie strictly between 0 and 1")
     p_received = np.where(treatment == 1, propensity, 1 - propensity)
@@ -122,7 +136,7 @@ def cross_fitted_policy_value(
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for k, (train, test) in enumerate(folds.split(X, treatment * 2 + (outcome > 0))):
         rule = learner(X.iloc[train], treatment[train], outcome[train])
-        policy[test] = np.asarray(rule(X.iloc[test]), dtype=int)
+        policy[test] = _decisions(rule(X.iloc[test]), "learned rule")
         if propensity is None:
             prop[test] = treatment[train].mean()
         elif np.isscalar(propensity):
@@ -159,6 +173,10 @@ class HazardRatio:
     se: float
 
 
+#: |log hazard ratio| beyond which the fit has run off (a hazard ratio past e^20).
+MAX_LOG_HR = 20.0
+
+
 def cox_hazard_ratio(
     time: np.ndarray,
     event: np.ndarray,
@@ -178,6 +196,8 @@ def cox_hazard_ratio(
     x = np.asarray(covariate, float)
     if not (len(time) == len(event) == len(x)):
         raise InvalidInputError("time, event and covariate need equal lengths")
+    if not (np.isfinite(time).all() and np.isfinite(x).all()):
+        raise InvalidInputError("times and the covariate must be finite numbers")
     if not event.any():
         raise InvalidInputError("no events: the hazard ratio is undefined")
     order = np.argsort(-time, kind="stable")  # descending time: risk sets are prefixes
@@ -194,12 +214,21 @@ def cox_hazard_ratio(
         mean = s1 / s0
         grad = float(np.sum(d * (x - mean)))
         info = float(np.sum(d * (s2 / s0 - mean**2)))
-        if info <= 0:
+        if info <= 0 and beta == 0.0:
             raise InvalidInputError("the covariate does not vary among patients at risk")
+        if info <= 0 or not np.isfinite(beta):
+            break  # separation: the estimate runs off to infinity
         step = grad / info
         beta += step
         if abs(step) < 1e-10:
             break
+    else:
+        info = 0.0  # no convergence in max_iter steps
+    if not info > 0 or abs(beta) > MAX_LOG_HR:
+        raise InvalidInputError(
+            "the hazard ratio does not converge: every event falls in one group (complete "
+            "separation), so the estimate is infinite"
+        )
     se = float(1 / np.sqrt(info))
     z = float(stats.norm.ppf(1 - alpha / 2))
     return HazardRatio(
