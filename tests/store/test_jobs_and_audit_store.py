@@ -137,3 +137,12 @@ def test_migration_0004_goes_down_and_up_and_keeps_the_audit_log_append_only(
         repo.audit(s, actor="adam", action="create", entity="project")
     with pytest.raises(DBAPIError), database.session() as s:
         s.execute(text("UPDATE audit_log SET actor = 'x'"))
+
+
+def test_one_process_at_a_time_holds_the_job_runner_lock(database: Database) -> None:
+    first, second = job_store.RunnerLock(database), job_store.RunnerLock(database)
+    assert first.acquire() and first.acquire(), "taken, and held"
+    assert not second.acquire(), "a second server waits"
+    first.release()
+    assert second.acquire(), "and takes it once the first is gone"
+    second.release()

@@ -239,6 +239,7 @@ def test_a_job_left_running_by_a_dead_server_is_failed_at_start(site: Site) -> N
         project_id = repo.get_project(s, name="chest").id
         job_id = job_store.add_job(s, kind="train", project_id=project_id, requested_by="dora").id
         job_store.claim_next_job(s)
+    site.client.app.state.jobs.stop()  # its server is gone: the job runner's lock is free
     with TestClient(create_app(site.ws.settings, workspace=site.ws)) as client:
         body = client.get(f"/api/jobs/{job_id}", headers=site.headers("dora")).json()
     assert body["status"] == "failed"

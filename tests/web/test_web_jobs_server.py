@@ -58,6 +58,46 @@ def test_a_job_killed_with_its_server_is_failed_after_restart(tmp_path: Path) ->
         stop_server(server)
 
 
+def test_a_second_server_on_the_database_leaves_the_first_ones_job_alone(
+    tmp_path: Path,
+) -> None:
+    """Starting, it used to fail every running job as interrupted (the first server's
+    still training) and run a second retrain beside it: two models then wrote one file.
+    Only the holder of the job runner's lock runs jobs; the other takes over when it stops."""
+    home, port, base = _home_with_a_trainable_project(tmp_path)
+    first = start_server(home, secret=SECRET, port=port)
+    second_port = free_port()
+    second_base = f"http://127.0.0.1:{second_port}"
+    second = None
+    try:
+        token = call(f"{base}/api/auth/login", {"username": "adam", "password": PASSWORD})["token"]
+        job: dict[str, Any] = call(f"{base}/api/jobs/retrain", {"project": "squares"}, token)
+        deadline = time.monotonic() + 60
+        while job["status"] == "queued":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+            job = call(f"{base}/api/jobs/{job['id']}", token=token)
+        second = start_server(home, secret=SECRET, port=second_port)
+        seen = call(f"{second_base}/api/jobs/{job['id']}", token=token)
+        assert seen["status"] in ("running", "succeeded"), seen
+        while job["status"] == "running":
+            assert time.monotonic() < deadline + 60, job
+            time.sleep(0.2)
+            job = call(f"{base}/api/jobs/{job['id']}", token=token)
+        assert job["status"] == "succeeded" and job["error"] is None, job
+        stop_server(first)  # the second takes the jobs over
+        queued = call(f"{second_base}/api/jobs/retrain", {"project": "squares"}, token)
+        while queued["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline + 180, queued
+            time.sleep(0.2)
+            queued = call(f"{second_base}/api/jobs/{queued['id']}", token=token)
+        assert queued["status"] == "succeeded", queued
+    finally:
+        stop_server(first)
+        if second is not None:
+            stop_server(second)
+
+
 def _children(pid: int) -> list[int]:
     """The server worker processes under `pid` (not multiprocessing's resource tracker)."""
     found = []

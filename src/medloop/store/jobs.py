@@ -7,12 +7,16 @@ concurrent requests cannot both start training.
 
 from __future__ import annotations
 
-from typing import Any
+import fcntl
+import os
+from pathlib import Path
+from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import NotFoundError
+from medloop.store.db import Database
 from medloop.store.models import Job, utcnow
 from medloop.types import JobStatus
 
@@ -112,3 +116,69 @@ def fail_running_jobs(session: Session, *, error: str) -> list[int]:
     for job_id in ids:
         finish_job(session, job_id=job_id, status=JobStatus.FAILED, error=error)
     return ids
+
+
+#: PostgreSQL advisory-lock key of the job runner (any constant the deployment leaves free).
+RUNNER_LOCK_KEY = 0x6D6C6A6F62  # "mljob"
+
+
+class RunnerLock:
+    """Held by the one process that runs a database's background jobs: a session advisory
+    lock on PostgreSQL, an exclusive lock on a file beside a SQLite database. Both end
+    with the process that holds them, so a server that stops or dies frees the lock for
+    the next, and a second server on the same database neither runs jobs beside the
+    first nor fails the first one's running job as interrupted."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._connection: Connection | None = None
+        self._file: IO[str] | None = None
+        database = db.engine.url.database
+        self._path = (
+            Path(f"{database}.jobs.lock")
+            if db.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
+
+    @property
+    def held(self) -> bool:
+        return self._connection is not None or self._file is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; True while this process holds it."""
+        if self.held:
+            return True
+        if self.db.engine.dialect.name == "postgresql":
+            connection = self.db.engine.connect()
+            query = text("SELECT pg_try_advisory_lock(:key)")
+            taken = bool(connection.execute(query, {"key": RUNNER_LOCK_KEY}).scalar())
+            connection.commit()  # a session lock outlives the transaction
+            if taken:
+                self._connection = connection
+            else:
+                connection.close()
+            return taken
+        if self._path is None:  # an in-memory database lives in this process only
+            self._file = open(os.devnull)  # noqa: SIM115 - held until release()
+            return True
+        handle = self._path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._connection is not None:
+            # closing alone would return the session, lock and all, to the pool
+            self._connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": RUNNER_LOCK_KEY}
+            )
+            self._connection.commit()
+            self._connection.close()
+            self._connection = None
+        if self._file is not None:
+            self._file.close()  # closing the file drops its lock
+            self._file = None

@@ -226,9 +226,10 @@ def _finish(
 class JobWorker:
     """A daemon thread that runs queued jobs one at a time.
 
-    `start()` first fails jobs a previous server left running; `wake()` makes the worker
-    look for work now (it also looks every `poll_seconds`); `stop()` asks it to end after
-    the current job and waits up to `timeout` seconds.
+    Of the servers on one database, only the holder of its `RunnerLock` runs jobs; on
+    taking the lock, a worker first fails jobs a stopped server left running. `wake()`
+    makes the worker look for work now (it also looks every `poll_seconds`); `stop()` asks
+    it to end after the current job and waits up to `timeout` seconds.
     """
 
     def __init__(
@@ -244,9 +245,12 @@ class JobWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Only its holder runs jobs (another server on the database waits for it).
+        self._lock = job_store.RunnerLock(ws.db)
 
     def start(self) -> None:
-        recover_interrupted(self.ws)
+        if self._lock.acquire():  # at once where it is free: tests and callers see it so
+            recover_interrupted(self.ws)
         self._thread = threading.Thread(target=self._loop, name="medloop-jobs", daemon=True)
         self._thread.start()
 
@@ -258,9 +262,21 @@ class JobWorker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self._lock.release()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if not self._lock.held:
+                try:
+                    if self._lock.acquire():  # the server that held it has stopped
+                        recover_interrupted(self.ws)
+                except Exception:
+                    logger.exception("job worker: could not take the job runner's lock")
+                if not self._lock.held:
+                    self._wake.wait(self.poll_seconds)
+                    self._wake.clear()
+                    continue
             try:
                 ran = run_next_job(self.ws, runners=self.runners)
             except Exception:  # e.g. the database is briefly unreachable
