@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.store import Database
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
+from medloop.store.models import PatientFeature
 from medloop.types import Role
 
 
@@ -166,3 +168,26 @@ def test_long_text_is_kept_or_refused_the_same_way_on_both_databases(database: D
         database.session() as s,
     ):
         prepo.upsert_features(s, project_id=project_id, frame=frame)
+
+
+def test_a_feature_keeps_one_unit(database: Database) -> None:
+    """New patients' ages in months beside 150 in years were stored under 'months' for
+    all; an import without units erased the recorded ones."""
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        years = pd.DataFrame({"age": [50.0, 60.0]}, index=["Paaa", "Pbbb"])
+        prepo.upsert_features(s, project_id=project.id, frame=years, units={"age": "years"})
+        project_id = project.id
+    months = pd.DataFrame({"age": [600.0]}, index=["Pccc"])
+    with (
+        pytest.raises(InvalidInputError, match=r"'age' is in 'years'.*gives 'months'"),
+        database.session() as s,
+    ):
+        prepo.upsert_features(s, project_id=project_id, frame=months, units={"age": "months"})
+    with database.session() as s:  # no unit given: the feature keeps its own
+        prepo.upsert_features(s, project_id=project_id, frame=years.head(1))
+        assert {u for (u,) in s.execute(select(PatientFeature.unit)).all()} == {"years"}
+        # every patient again, in another unit: a correction, not a mix
+        prepo.upsert_features(s, project_id=project_id, frame=years * 12, units={"age": "months"})
+        units = {u for (u,) in s.execute(select(PatientFeature.unit)).all()}
+    assert units == {"months"}

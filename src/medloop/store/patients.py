@@ -148,13 +148,32 @@ def upsert_features(
     units: Mapping[str, str] | None = None,
 ) -> int:
     """Store a wide frame (index pseudonym, one column per feature) as current values,
-    replacing earlier values of the same features. Returns the number of values."""
-    units = units or {}
+    replacing earlier values of the same features. Returns the number of values.
+
+    A feature has one unit in a project: a unit that differs from the one the project's
+    other patients' values are in is refused (they would be mixed, 150 ages in years and
+    20 in months, under one unit); a feature given no unit keeps the one it has."""
+    units = dict(units or {})
     ids = repository.ensure_patients(session, project_id=project_id, pseudonyms=frame.index)
     names = [str(c) for c in frame.columns]
     if not names or frame.empty:
         return 0
     patient_ids = [ids[str(p)] for p in frame.index]
+    kept = session.execute(
+        select(PatientFeature.name, PatientFeature.unit, PatientFeature.patient_id)
+        .join(Patient, Patient.id == PatientFeature.patient_id)
+        .where(Patient.project_id == project_id, PatientFeature.name.in_(names))
+        .where(PatientFeature.unit.is_not(None))
+    ).all()
+    importing = set(patient_ids)
+    for name, unit, patient_id in kept:
+        given = units.setdefault(name, str(unit))
+        if given != unit and patient_id not in importing:
+            raise InvalidInputError(
+                f"feature {name!r} is in {unit!r} for patients already imported, and this "
+                f"import gives {given!r}: convert the values (or import every patient again "
+                f"with --unit {name}={given})"
+            )
     session.execute(
         delete(PatientFeature).where(
             PatientFeature.patient_id.in_(patient_ids), PatientFeature.name.in_(names)
