@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
-from medloop.exceptions import ConflictError, NotFoundError
+from medloop.exceptions import ConfigError, ConflictError, NotFoundError
 from medloop.store import Database
 from medloop.store import repository as repo
 from medloop.store.models import User
@@ -245,3 +247,27 @@ def test_migration_0011_refuses_usernames_differing_only_in_case(database: Datab
     database.migrate()
     with database.session() as s:
         assert repo.get_user(s, username="dr_house").role == "doctor"
+
+
+def test_a_database_newer_than_the_code_says_so(database: Database) -> None:
+    """A software rollback met a 320-line traceback ending in "Can't locate revision"."""
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with pytest.raises(ConfigError, match=r"at migration 0099, newer than this medloop"):
+        database.migrate()
+
+
+def test_commands_starting_together_on_an_older_schema_take_turns(database: Database) -> None:
+    """Several processes upgrading at once: one crashed adding a column that another had
+    just added (PostgreSQL; SQLite lets one writer in anyway)."""
+    database.downgrade("0005")
+    others = [Database(database.url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(others)) as pool:
+            list(pool.map(lambda db: db.migrate(), others))
+    finally:
+        for other in others:
+            other.dispose()
+    with database.engine.connect() as connection:
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == "0012"

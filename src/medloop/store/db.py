@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,15 +13,19 @@ from typing import Any
 import pandas as pd
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Executable, String, Table, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, Executable, String, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import ConfigError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory-lock key taken while migrating (any constant left free).
+MIGRATION_LOCK_KEY = 0x6D6C6D6967  # "mlmig"
 
 
 def make_engine(url: str) -> Engine:
@@ -111,10 +116,37 @@ class Database:
 
     def _run_migrations(self, step: Callable[[Config, str], None], revision: str) -> None:
         config = alembic_config()
-        with self.engine.begin() as connection:
+        with self._migration_turn(), self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # commands starting together on an older schema take turns: the later ones
+                # find it upgraded (without the lock, one added the same column again)
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            current = MigrationContext.configure(connection).get_current_revision()
+            scripts = ScriptDirectory.from_config(config)
+            known = {script.revision for script in scripts.walk_revisions()}
+            if current is not None and current not in known:
+                raise ConfigError(
+                    f"the database's schema is at migration {current}, newer than this medloop "
+                    f"knows (up to {scripts.get_current_head()}): upgrade medloop, or use "
+                    "another database"
+                )
             config.attributes["connection"] = connection
             step(config, revision)
         logger.info("database schema at %s", revision)
+
+    @contextmanager
+    def _migration_turn(self) -> Iterator[None]:
+        """On a SQLite file, processes migrating it take turns on a lock file beside it
+        (PostgreSQL takes an advisory lock in the migration's own transaction)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            yield
+            return
+        with Path(f"{database}.migrate.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     @contextmanager
     def session(self) -> Iterator[Session]:
