@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from medloop.exceptions import ConfigError, ConflictError, NotFoundError
 from medloop.store import Database
 from medloop.store import repository as repo
-from medloop.store.models import User
+from medloop.store.models import Item, User
 from medloop.types import LabelKind, LabelSource, Role, TaskStatus
 
 
@@ -271,3 +272,30 @@ def test_commands_starting_together_on_an_older_schema_take_turns(database: Data
     with database.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version == "0012"
+
+
+def test_a_locked_row_makes_another_process_wait(database: Database) -> None:
+    """Deciding on an item (or a recommendation) checks, then writes: a second process
+    must wait between the two, on SQLite too, where SELECT ... FOR UPDATE is ignored."""
+    with database.session() as s:
+        project = repo.create_project(s, name="p", classes=["a", "b"], n_channels=1)
+        repo.add_items(s, project=project, items=[repo.NewItem("x.png", "a" * 64, "train")])
+        item_id = s.scalar(select(Item.id))
+    other = Database(database.url)  # another process: its own engine and write turn
+    waited = threading.Event()
+    try:
+        with database.session() as s:
+            repo.lock_row(s, Item, item_id)
+
+            def second() -> None:
+                with other.session() as t:
+                    repo.get_item(t, item_id=item_id, lock=True)
+                waited.set()
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            assert not waited.wait(0.5), "the second writer waits for the first"
+        thread.join(10)
+        assert waited.is_set(), "and goes on once the first has committed"
+    finally:
+        other.dispose()

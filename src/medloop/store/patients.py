@@ -338,9 +338,11 @@ def add_recommendation(
 def get_recommendation(
     session: Session, *, recommendation_id: int, lock: bool = False
 ) -> Recommendation:
-    """The recommendation; with `lock`, its row stays locked until the transaction ends
-    (PostgreSQL), so that doctors deciding on it take turns."""
-    rec = session.get(Recommendation, recommendation_id, with_for_update=lock)
+    """The recommendation; with `lock`, its row stays locked until the transaction ends,
+    so that doctors deciding on it take turns (`repository.lock_row`)."""
+    if lock:
+        repository.lock_row(session, Recommendation, recommendation_id)
+    rec = session.get(Recommendation, recommendation_id)
     if rec is None:
         raise NotFoundError(f"no recommendation {recommendation_id}")
     return rec

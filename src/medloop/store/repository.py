@@ -341,10 +341,23 @@ def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     return frame.set_index("item")
 
 
+def lock_row(session: Session, model: type[Any], row_id: int) -> None:
+    """Hold `model`'s row `row_id` until the transaction ends, so that writers deciding
+    about it take turns, in this process or another: a write that changes nothing takes
+    the row's lock on PostgreSQL and the database's write lock on SQLite (where a
+    `SELECT ... FOR UPDATE` is ignored and reads start no transaction)."""
+    session.execute(
+        update(model).where(model.id == row_id).values(id=model.id),
+        execution_options={"synchronize_session": False},
+    )
+
+
 def get_item(session: Session, *, item_id: int, lock: bool = False) -> Item:
-    """The item; with `lock`, its row stays locked until the transaction ends, so that
-    writers deciding about it take turns (PostgreSQL; SQLite has one writer anyway)."""
-    item = session.get(Item, item_id, with_for_update=lock)
+    """The item; with `lock`, its row stays locked until the transaction ends
+    (`lock_row`)."""
+    if lock:
+        lock_row(session, Item, item_id)
+    item = session.get(Item, item_id)
     if item is None:
         raise NotFoundError(f"no item with id {item_id}")
     return item
