@@ -183,3 +183,8 @@ def test_images_that_often_show_names_need_a_person_to_check_them(folder: Path) 
     dataset.save_as(rgb)
     with pytest.raises(IngestError, match="RecognizableVisualFeatures is YES"):
         read_dicom_folder(folder, key=KEY, pixels_checked=True)
+    del dataset.BurnedInAnnotation, dataset.RecognizableVisualFeatures
+    dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # ophthalmic photography
+    dataset.save_as(rgb)
+    with pytest.raises(IngestError, match=r"visible-light photograph.*--pixels-checked"):
+        read_dicom_folder(folder, key=KEY)

@@ -70,6 +70,19 @@ def test_the_exported_file_averages_the_same_test_time_views(
     )
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_the_exported_file_takes_images_of_another_size_as_the_model_does(
+    model: TrainedClassifier, tmp_path: Path
+) -> None:
+    images, _ = separable(10, 2)
+    larger = np.stack([np.kron(i, np.ones((2, 2), dtype=np.uint8)) for i in images])  # 24 x 24
+    resized = prepare_images(list(larger), in_channels=1, image_size=(12, 12))
+    soft = copy.copy(model)
+    soft.temperature = 100.0  # the toy problem's probabilities are all but 0 or 1
+    loaded = ScriptedClassifier.load(export_torchscript(soft, tmp_path / "m.ts"))
+    np.testing.assert_allclose(loaded.predict_proba(larger), soft.predict_proba(resized), atol=1e-5)
+
+
 def test_quantisation_replaces_only_linear_layers(model: TrainedClassifier) -> None:
     quantized = quantize_linear(model.network)
     kinds = {type(m).__module__ for m in quantized.modules()}

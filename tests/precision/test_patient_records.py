@@ -356,6 +356,14 @@ def test_numbers_that_identify_the_patient_are_refused(tmp_path: Path) -> None:
     assert list(read_table(tmp_path / "ok.csv", key=b"k", id_column="id").columns) == [
         "time_days", "pnodes",
     ]  # fmt: skip
+    # platelets per microlitre: six digits, one value each, a measurement all the same
+    platelets = [150_000 + 7_000 * i for i in range(n)]
+    base.assign(platelets=platelets).to_csv(tmp_path / "lab.csv", index=False)
+    assert "platelets" in read_table(tmp_path / "lab.csv", key=b"k", id_column="id").columns
+    # a column chosen by name is the user's to vouch for, as the refusal says
+    path = tmp_path / "identifier.csv"
+    chosen = read_table(path, key=b"k", id_column="id", columns={"identifier": "lab_code"})
+    assert list(chosen.columns) == ["lab_code"]
 
 
 def test_notes_are_scrubbed_of_what_the_import_leaves_out(tmp_path: Path) -> None:
@@ -363,11 +371,15 @@ def test_notes_are_scrubbed_of_what_the_import_leaves_out(tmp_path: Path) -> Non
     that patient's notes, not only the id."""
     frame = pd.DataFrame(
         {
-            "id": ["A1", "A2"],
-            "name": ["Jane Roe", "Alonso Quixote"],
-            "notes": ["Jane Roe admitted; Jane lives with daughter", "Quixote, MRN 4712, stable"],
-            "mrn": ["4711", "4712"],
-            "age": [54, 61],
+            "id": ["A1", "A2", "A3"],
+            "name": ["Jane Roe", "Alonso Quixote", "Wei Li"],
+            "notes": [
+                "Jane Roe admitted; Jane lives with daughter",
+                "Quixote, MRN 4712, stable",
+                "Li reports pain, 54 mg given",
+            ],
+            "mrn": ["4711", "4712", "4713"],
+            "age": [54, 61, 54],
         }
     )
     frame.to_csv(tmp_path / "t.csv", index=False)
@@ -381,6 +393,7 @@ def test_notes_are_scrubbed_of_what_the_import_leaves_out(tmp_path: Path) -> Non
     assert list(read["notes"]) == [
         "[REDACTED] admitted; [REDACTED] lives with daughter",
         "[REDACTED], MRN [REDACTED], stable",
+        "[REDACTED] reports pain, 54 mg given",  # a two-letter name too
     ]
 
 

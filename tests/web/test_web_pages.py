@@ -112,6 +112,8 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
     second = site.client.get("/review", params={"offset": 1}).text
     assert re.findall(r'href="/review/(\d+)"', second) != [str(item_id)]
     assert "<td>2</td>" in second and 'href="/review?offset=0">Previous' in second
+    past = site.client.get("/review", params={"offset": waiting + 5}).text  # queue shrank
+    assert f"Showing {waiting}\u2013{waiting}." in past and "Nothing waits" not in past
     page = site.client.get(f"/review/{item_id}")
     assert page.status_code == 200
     assert "alice" in page.text and "bob" in page.text and "Accept" in page.text

@@ -66,7 +66,7 @@ PixelsCheckedOpt = Annotated[
     typer.Option(
         help="A person has looked at these images and they show no name or other identifier: "
         "accept secondary captures, ultrasound and photographs that do not state "
-        "BurnedInAnnotation (recorded in the audit log)."
+        "BurnedInAnnotation (an ingest records it in the audit log)."
     ),
 ]
 FinalByOpt = Annotated[

@@ -148,9 +148,15 @@ TEXT_PRONE_MODALITIES = {
     "SC": "secondary capture",
     "GM": "microscopy",
     "SM": "slide microscopy",
+    "OP": "ophthalmic photograph",
 }
-#: UID prefix of the Secondary Capture image storage classes (screenshots, scans).
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+#: SOP class UID (or its prefix, ending in a dot) -> the kind of image it stores, for the
+#: classes whose images often show text: screenshots, scans and photographs.
+TEXT_PRONE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.7.": "secondary capture",
+    "1.2.840.10008.5.1.4.1.1.77.1.": "visible-light photograph",
+}
 _SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT", "UC"})
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
@@ -256,15 +262,22 @@ def identifying_pixels(dataset: Dataset, *, pixels_checked: bool = False) -> str
     if burned_in or pixels_checked:
         return None
     modality = _stated(dataset, "Modality")
-    if str(dataset.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE):
-        kind = "secondary capture"
+    sop_class = str(dataset.get("SOPClassUID", ""))
+    classes = [
+        k
+        for u, k in TEXT_PRONE_CLASSES.items()
+        if sop_class == u or (u.endswith(".") and sop_class.startswith(u))
+    ]
+    if classes:
+        kind = classes[0]
     elif modality in TEXT_PRONE_MODALITIES:
         kind = f"{modality} ({TEXT_PRONE_MODALITIES[modality]})"
     else:
         return None
     return (
         f"BurnedInAnnotation is not stated, and {kind} images often show the patient's name "
-        "in their pixels: state it (NO) once the pixels are checked, or confirm that they are"
+        "in their pixels: state it (NO) once the pixels are checked, or confirm that they "
+        "are (--pixels-checked)"
     )
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from medloop.exceptions import InvalidInputError, NotFoundError
-from medloop.learning.data import images_to_tensor, tta_views
+from medloop.learning.data import images_to_tensor, prepare_images, tta_views
 from medloop.learning.ensemble import Classifier, EnsembleClassifier
 from medloop.learning.train import torch_threads
 
@@ -222,8 +222,13 @@ class ScriptedClassifier:
         return int(self.info["n_classes"])
 
     def predict_proba(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """Calibrated probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C)."""
-        x = images_to_tensor(images, in_channels=int(self.info["in_channels"]))
+        """Calibrated probabilities (N, K) for uint8 images (N, H, W) or (N, H, W, C),
+        brought to the model's input size first as `TrainedClassifier` does."""
+        size = self.info.get("image_size")
+        channels = int(self.info["in_channels"])
+        if size and len(images) and tuple(np.asarray(images).shape[1:3]) != tuple(size):
+            images = prepare_images(list(images), in_channels=channels, image_size=size)
+        x = images_to_tensor(images, in_channels=channels)
         if x.shape[0] == 0:
             return np.zeros((0, self.n_classes), dtype=np.float64)
         return predict_batched(self.module, x, batch_size=batch_size)

@@ -165,8 +165,10 @@ def read_table(
 
 
 _CSV_SUFFIXES = {".csv", ".txt"}
-#: Words shorter than this in a left-out column are not scrubbed from notes ("F", "54").
+#: Words shorter than this in a left-out column are not scrubbed from notes ("F", "54");
+#: names as short as two letters are ("Li", "Ng").
 _MIN_SCRUBBED = 3
+_MIN_SCRUBBED_NAME = 2
 
 
 def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) -> list[list[str]]:
@@ -175,7 +177,12 @@ def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) 
     rows = []
     for position, raw_id in enumerate(ids):
         values = [str(v) for v in raw[left_out].iloc[position] if not pd.isna(v)]
-        words = [w for v in values for w in [v, *v.split()] if len(w) >= _MIN_SCRUBBED]
+        words = [
+            w
+            for v in values
+            for w in [v, *v.split()]
+            if len(w) >= (_MIN_SCRUBBED_NAME if w.isalpha() else _MIN_SCRUBBED)
+        ]
         rows.append([str(raw_id), *words])
     return rows
 
@@ -279,7 +286,9 @@ def _check_not_identifying(
     if not chosen and identifying_name(column):
         why = "its name says it identifies the patient"
     elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        why = _identifying_numbers(values.dropna().astype(float))
+        # a column chosen by name (--map, a gene matrix) is the user's to vouch for:
+        # platelets per microlitre or read counts are large numbers too
+        why = None if chosen else _identifying_numbers(values.dropna().astype(float))
     elif not pd.api.types.is_numeric_dtype(values):
         present = values.dropna().astype(str)
         checks = [(what, present.str.contains(_PATTERN[tag])) for tag, what in _HELD.items()]
@@ -301,7 +310,7 @@ def _check_not_identifying(
 
 
 #: Integers of at least this many digits, one per patient, are record numbers, not counts.
-RECORD_NUMBER_DIGITS = 6
+RECORD_NUMBER_DIGITS = 7
 
 
 def _identifying_numbers(present: pd.Series) -> str | None:

@@ -148,6 +148,8 @@ def review_queue_page(ws: Workspace, *, offset: int = 0, size: int = 200) -> Rev
     """One page of the whole review queue (`review_entries`), with its length: the queue is
     ranked whole anyway, so counting it costs nothing more."""
     everything = review_entries(ws, limit=None)
+    if everything and offset >= len(everything):  # the queue shrank under this page
+        offset = (len(everything) - 1) // size * size
     return ReviewQueuePage(
         entries=everything[offset : offset + size],
         total=len(everything),
