@@ -794,6 +794,7 @@ def train(
         metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
     with ws.db.writing() as s:
         record = repo.get_project(s, name=project)
+        repo.lock_row(s, Project, record.id)  # trainings finishing together take turns
         version = repo.add_model_version(
             s,
             project_id=record.id,
