@@ -100,11 +100,15 @@ def test_annotators_get_403_on_dashboard_audit_export_and_retrain(site: Site) ->
 
 def test_pages_are_role_isolated(site: Site) -> None:
     for url in ("/dashboard", "/audit"):
-        assert site.client.get(url, follow_redirects=False).headers["location"] == "/login"
-    # a panel's htmx request, signed out, loads the login page as the whole page
+        location = site.client.get(url, follow_redirects=False).headers["location"]
+        assert location == f"/login?next=%2F{url[1:]}", "back to the page after signing in"
+    # a panel's htmx request, signed out, loads the login page as the whole page, and
+    # leads back to the page the panel is on
+    page = {"HX-Request": "true", "HX-Current-URL": "http://testserver/dashboard?project=chest"}
     for url in ("/dashboard/plan?project=chest", "/dashboard/job?project=chest"):
-        panel = site.client.get(url, headers={"HX-Request": "true"}, follow_redirects=False)
-        assert panel.status_code == 401 and panel.headers["HX-Redirect"] == "/login", url
+        panel = site.client.get(url, headers=page, follow_redirects=False)
+        assert panel.status_code == 401, url
+        assert panel.headers["HX-Redirect"] == "/login?next=%2Fdashboard%3Fproject%3Dchest"
     csrf = sign_in(site.client, "alice")
     for url in (
         "/dashboard",

@@ -40,7 +40,8 @@ def sign_in(client: TestClient, username: str) -> str:
 def test_pages_need_a_login(site: Site) -> None:
     for url in ("/", "/annotate", "/review", "/review/1"):
         response = site.client.get(url, follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == "/login"
+        back = "" if url == "/" else "?next=" + url.replace("/", "%2F")
+        assert response.status_code == 303 and response.headers["location"] == f"/login{back}"
 
 
 def test_login_form_needs_its_csrf_token_and_the_right_password(site: Site) -> None:
@@ -140,6 +141,61 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
     assert int(finals.loc[item_id, "label"]) == 0
     twice = site.client.post(f"/review/{item_id}", data={"label": "normal", "csrf_token": csrf})
     assert twice.status_code == 409
+
+
+def test_a_form_sent_after_the_session_ended_says_so_and_signing_in_leads_back(
+    site: Site,
+) -> None:
+    """A doctor's decision sent after signing out elsewhere went to a plain sign-in page
+    with no word that nothing was saved, and signing in landed on the queue."""
+    csrf = sign_in(site.client, "dora")
+    site.client.cookies.delete("medloop_session")  # the session ended meanwhile
+    sent = site.client.post(
+        "/review/1",
+        data={"label": "normal", "csrf_token": csrf},
+        headers={"Referer": "http://testserver/review/1"},
+        follow_redirects=False,
+    )
+    assert sent.headers["location"] == "/login?next=%2Freview%2F1&ended=1"
+    page = site.client.get(sent.headers["location"]).text
+    assert "what you sent was not saved" in page and 'name="next" value="/review/1"' in page
+    wrong = site.client.post(
+        "/login",
+        data={
+            "username": "dora",
+            "password": "not-it",
+            "csrf_token": form_token(page),
+            "next": "/review/1",
+        },
+    )
+    assert 'name="username" autocomplete="username" required value="dora"' in wrong.text
+    assert 'name="next" value="/review/1"' in wrong.text
+    back = site.client.post(
+        "/login",
+        data={
+            "username": "dora",
+            "password": PASSWORD,
+            "csrf_token": form_token(wrong.text),
+            "next": "/review/1",
+        },
+        follow_redirects=False,
+    )
+    assert back.headers["location"] == "/review/1"
+    # never to another site
+    site.client.cookies.delete("medloop_session")
+    page = site.client.get("/login", params={"next": "//evil.example/x"}).text
+    assert 'name="next"' not in page
+    away = site.client.post(
+        "/login",
+        data={
+            "username": "dora",
+            "password": PASSWORD,
+            "csrf_token": form_token(page),
+            "next": "https://evil.example/",
+        },
+        follow_redirects=False,
+    )
+    assert away.headers["location"] == "/"
 
 
 def test_logout_ends_the_session(site: Site) -> None:

@@ -121,7 +121,8 @@ def test_annotators_never_reach_patients(site: Site, cohort: list[str]) -> None:
         == 403
     )
     assert site.client.get("/api/patients", params=q).status_code == 401  # no credentials
-    assert site.client.get("/patients", follow_redirects=False).headers["location"] == "/login"
+    location = site.client.get("/patients", follow_redirects=False).headers["location"]
+    assert location == "/login?next=%2Fpatients"
     csrf = sign_in(site.client, "alice")
     assert 'href="/patients"' not in site.client.get("/annotate").text  # not in the nav
     for url in ("/patients", f"/patients/{patient}", f"/patients/{patient}/survival.png"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -42,11 +43,38 @@ def render(
 
 
 def to_login(request: Request | None = None) -> Response:
-    """Signed out: on to the login page. An htmx request (a dashboard panel) is told to
-    load it as the whole page: a redirect would be followed inside the panel."""
+    """Signed out: on to the login page, which leads back to the page asked for
+    (`next`); a form sent without a session is said to be not saved (`ended`), and leads
+    back to the page it was sent from. An htmx request (a dashboard panel) is told to load
+    the login page as the whole page: a redirect would be followed inside the panel."""
+    target = "/login"
+    if request is not None:
+        sent = request.method not in ("GET", "HEAD")
+        if request.headers.get("HX-Request"):  # a panel: back to the page it is on
+            asked = request.headers.get("HX-Current-URL", "")
+        else:
+            asked = request.headers.get("referer", "") if sent else str(request.url)
+        page = urlsplit(asked)
+        back = page.path + (f"?{page.query}" if page.query else "")
+        same_site = page.netloc in ("", request.url.netloc)
+        params = {"next": back} if same_site and local_path(back) and back != "/" else {}
+        if sent:
+            params["ended"] = "1"
+        if params:
+            target += "?" + urlencode(params)
     if request is not None and request.headers.get("HX-Request"):
-        return Response(status_code=401, headers={"HX-Redirect": "/login"})
-    return RedirectResponse("/login", status_code=303)
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def local_path(path: str) -> bool:
+    """A path on this site to go back to after signing in (never another site's URL)."""
+    return (
+        path.startswith("/")
+        and not path.startswith("//")
+        and not any(c in path for c in "\\\r\n")
+        and not path.startswith("/login")
+    )
 
 
 def message_page(

@@ -21,6 +21,7 @@ from medloop.web.rendering import (
     PageAccount,
     ReviewerPage,
     error_page,
+    local_path,
     render,
     to_login,
 )
@@ -47,13 +48,32 @@ def home(account: PageAccount) -> Response:
     return RedirectResponse(LANDING[account.role], 303)
 
 
+#: Said on the sign-in page when a form came in without a session.
+SESSION_ENDED = "Your session ended, so what you sent was not saved. Sign in to go on."
+
+
 @router.get("/login")
-def login_page(request: Request, account: PageAccount) -> Response:
-    """The sign-in form; someone already signed in goes to their work instead."""
+def login_page(
+    request: Request,
+    account: PageAccount,
+    next: Annotated[str, Query(max_length=2000)] = "",
+    ended: bool = False,
+) -> Response:
+    """The sign-in form, leading back to `next` (a page on this site); someone already
+    signed in goes there, or to their work, instead."""
+    back = next if local_path(next) else ""
     if account is not None:
-        return RedirectResponse(LANDING[account.role], 303)
+        return RedirectResponse(back or LANDING[account.role], 303)
     token = new_login_csrf()
-    response = render(request, "login.html", account, login_csrf=token, error=None)
+    response = render(
+        request,
+        "login.html",
+        account,
+        login_csrf=token,
+        error=SESSION_ENDED if ended else None,
+        next=back,
+        username="",
+    )
     _login_cookie(request, response, token)
     return response
 
@@ -76,6 +96,7 @@ def login(
     username: Annotated[str, Form(max_length=100)],
     password: Annotated[str, Form(max_length=1000)],
     csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     error = None
@@ -90,7 +111,7 @@ def login(
         if account is not None:
             limiter.succeeded(username, client)
             session = accounts.issue_token(ws, account, purpose="session")
-            redirect = RedirectResponse("/", status_code=303)
+            redirect = RedirectResponse(next if local_path(next) else "/", status_code=303)
             redirect.set_cookie(
                 SESSION_COOKIE,
                 session,
@@ -105,7 +126,14 @@ def login(
         error, status_code = "Wrong username or password.", 401
     token = new_login_csrf()
     response = render(
-        request, "login.html", None, status_code=status_code, login_csrf=token, error=error
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        login_csrf=token,
+        error=error,
+        next=next if local_path(next) else "",
+        username=username,  # kept: only the password is typed again
     )
     _login_cookie(request, response, token)
     return response
