@@ -151,6 +151,21 @@ def test_annotators_cannot_open_items_never_put_to_them(site: Site) -> None:
     )
 
 
+def test_an_annotator_opens_only_the_images_handed_to_them(site: Site) -> None:
+    """Every image put to lay annotators could be read by id (60 for someone handed 3)."""
+    alice = site.headers("alice")
+    with site.ws.db.session() as s:
+        tasks = repo.tasks_frame(s, project_id=repo.get_project(s, name="chest").id)
+    task = site.client.get("/api/tasks/next", headers=alice).json()
+    others = [int(i) for i in set(tasks["item"]) if i != task["item_id"]]
+    assert others, "other items are out for labelling"
+    image = site.client.get(task["image_url"], headers=alice)
+    assert image.status_code == 200 and image.headers["cache-control"] == "no-store"
+    assert site.client.get(f"/api/items/{others[0]}/image", headers=alice).status_code == 404
+    site.client.post(f"/api/tasks/{task['task_id']}/answer", headers=alice, json={"label": 1})
+    assert site.client.get(task["image_url"], headers=alice).status_code == 200, "answered"
+
+
 def test_answer_is_stored_once_and_double_submit_is_409(any_site: Site) -> None:
     site = any_site
     headers = site.headers("alice")

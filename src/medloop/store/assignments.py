@@ -388,12 +388,18 @@ def item_answers(session: Session, *, item_id: int) -> list[ItemAnswer]:
     ]
 
 
-def item_has_label_task(session: Session, *, item_id: int) -> bool:
-    """Whether the item has ever been put in front of lay annotators."""
-    found = session.scalar(
-        select(Task.id).where(Task.item_id == item_id, Task.kind == str(TaskKind.LABEL)).limit(1)
+def item_handed_to(session: Session, *, item_id: int, worker_id: int) -> bool:
+    """Whether the item is on the task `worker_id` holds now, or on one they answered:
+    the images a lay annotator has been shown."""
+    held = (
+        select(TaskHold.task_id)
+        .join(Task, Task.id == TaskHold.task_id)
+        .where(TaskHold.worker_id == worker_id, Task.item_id == item_id)
     )
-    return found is not None
+    answered = select(Answer.id).where(Answer.worker_id == worker_id, Answer.item_id == item_id)
+    return session.scalar(held.limit(1)) is not None or (
+        session.scalar(answered.limit(1)) is not None
+    )
 
 
 _NEWEST_MODEL = select(func.max(ModelVersion.id)).where(

@@ -415,14 +415,14 @@ def open_task_count(ws: Workspace, *, account: Account, project: str | None = No
 
 
 def item_image(ws: Workspace, *, account: Account, item_id: int) -> bytes:
-    """The de-identified PNG of an item. Annotators may only open items that were put to
-    lay annotators; other roles may open any item, and each such read is audited (an
-    annotator's reads are bounded by the tasks put to lay annotators). Unknown or hidden
-    -> NotFoundError."""
+    """The de-identified PNG of an item. An annotator may open only the items handed to
+    them (the task they hold, those they answered), not every image put to lay annotators
+    by its id; other roles may open any item, and each such read is audited. Unknown or
+    hidden -> NotFoundError."""
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)
         if account.role == Role.ANNOTATOR:
-            if not assignments.item_has_label_task(s, item_id=item_id):
+            if not assignments.item_handed_to(s, item_id=item_id, worker_id=account.id):
                 raise NotFoundError(f"no item with id {item_id}")
         else:
             repo.audit(

@@ -181,7 +181,7 @@ def item_image(item_id: Id, ws: WS, account: CurrentAccount) -> Response:
     return Response(
         data,
         media_type="image/png",
-        headers={"Cache-Control": "private, max-age=3600"},
+        headers={"Cache-Control": "no-store"},  # not kept in a shared browser after sign-out
     )
 
 
