@@ -68,3 +68,22 @@ def test_pseudonymising_with_the_development_key_is_warned_about(cli: Run, tmp_p
     monkeypatch.setenv("MEDLOOP_SECRET_KEY", "a-private-key")
     code, _, err = run(monkeypatch, capsys, "deid", str(source), str(tmp_path / "b.dcm"))
     assert code == 0 and "MEDLOOP_SECRET_KEY" not in err
+
+
+def test_serving_beyond_this_machine_needs_a_private_key(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the public development key, anyone holding the raw ids could recompute the
+    pseudonyms (a brute force over a million MRNs takes a second)."""
+    monkeypatch.delenv("MEDLOOP_SECRET_KEY", raising=False)
+    served: list[str] = []
+    monkeypatch.setattr("medloop.cli.web.run_server", lambda s, host, **_: served.append(host))
+    code, _, err = run(monkeypatch, capsys, "serve", "--host", "0.0.0.0")
+    assert code == 2 and "MEDLOOP_SECRET_KEY is not set" in " ".join(err.split())
+    assert served == []
+    code, _, err = run(monkeypatch, capsys, "serve")  # this machine only: a warning
+    assert code == 0 and served == ["127.0.0.1"]
+    assert "development key" in " ".join(err.split())
+    monkeypatch.setenv("MEDLOOP_SECRET_KEY", "x" * 40)
+    code, _, _ = run(monkeypatch, capsys, "serve", "--host", "0.0.0.0")
+    assert code == 0 and served[-1] == "0.0.0.0"

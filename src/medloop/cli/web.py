@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -21,10 +22,11 @@ from medloop.cli.common import (
     console,
     out,
     output_file,
+    pseudonymising,
     workspace,
 )
 from medloop.config import Settings
-from medloop.exceptions import InvalidInputError
+from medloop.exceptions import ConfigError, InvalidInputError
 from medloop.types import RECOMMENDED_STRATEGY, Role
 
 export_app = typer.Typer(
@@ -59,8 +61,23 @@ def serve(
 ) -> None:
     """Serve the web platform (pages and the JSON API, docs at /docs)."""
     settings = Settings()
+    if settings.uses_development_key and not _loopback(host):
+        raise ConfigError(
+            f"serving on {host} makes this home reachable from other machines, but "
+            "MEDLOOP_SECRET_KEY is not set: its patients' pseudonyms would be keyed by the "
+            "public development key; set a private key of 32+ characters first"
+        )
+    pseudonymising(settings)  # warns while the development key is in use
     console.print(f"medloop serving {settings.home.resolve()} on http://{host}:{port}")
     run_server(settings, host=host, port=port, workers=workers)
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def run_server(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
