@@ -226,6 +226,8 @@ def test_retrain_button_polls_with_htmx_and_survives_a_reload(site: Site, gate: 
         time.sleep(0.05)
     assert "hx-trigger" not in fragment, "polling stops when the job is done"
     assert "Model version 7" in fragment
+    polled = site.client.get("/dashboard/job?project=chest", headers={"HX-Request": "true"})
+    assert polled.headers["HX-Refresh"] == "true", "the page reloads to show the new model"
     with site.ws.db.session() as s:  # each project its own panel
         repo.create_project(s, name="skin", classes=["benign", "malignant"], n_channels=3)
     other = site.client.get("/dashboard/job?project=skin").text

@@ -125,7 +125,12 @@ def job_panel(
         job = jobs.latest_job(ws, project=project)
     except MedloopError as error:
         return error_page(request, account, error)
-    return render(request, "_job.html", account, job=job)
+    response = render(request, "_job.html", account, job=job)
+    if request.headers.get("HX-Request") and job is not None and job.status == "succeeded":
+        # the poll that sees the new model: the whole page (model table, learning curve,
+        # progress) reloads to show it; the page it loads polls no more
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @router.post("/dashboard/retrain")
