@@ -34,6 +34,15 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
     assert tasks.loc[second, ["status", "required_answers"]].tolist() == ["open", 3]
     assert tasks.loc[third, "kind"] == TaskKind.REVIEW
     with database.session() as s:
+        # the same plan published again asks nothing more and says so; a smaller one does
+        # not lower what is pending
+        again = repo.request_answers(
+            s, project_id=project_id, item_ids=[first, second], answers=[2, 1]
+        )
+        assert again == 0
+        tasks = repo.tasks_frame(s, project_id=project_id).set_index("item")
+    assert tasks.loc[[first, second], "required_answers"].tolist() == [3, 3]
+    with database.session() as s:
         # a decision on the item answers its open request instead of opening another
         assert repo.review_tasks(s, project_id=project_id, item_ids=[third]) == review
         dora = repo.create_user(s, username="dora", role=Role.DOCTOR, password_hash=None).id

@@ -417,8 +417,10 @@ def request_answers(
     session: Session, *, project_id: int, item_ids: Sequence[int], answers: Sequence[int]
 ) -> int:
     """Ask for `answers` more lay answers on each item: its newest ordinary labelling task
-    opens again for that many more (people who answered it are not asked again), or a
-    new task is created where the item has none. Returns the tasks opened."""
+    opens again until it has that many more than now (people who answered it are not
+    asked again), or a new task is created where the item has none. A request already
+    pending is not asked again: a task that still waits for as many is left as it is.
+    Returns the tasks opened or asked for more."""
     wanted = {int(i): int(n) for i, n in zip(item_ids, answers, strict=True) if n > 0}
     if not wanted:
         return 0
@@ -429,15 +431,25 @@ def request_answers(
         pick=func.max,
         where=(Task.kind == str(TaskKind.LABEL)) & Task.is_gold.is_(False),
     )
-    if newest:
+    counts = {
+        int(task): (int(given), int(required))
+        for task, given, required in session.execute(
+            select(Task.id, Task.answer_count, Task.required_answers).where(
+                Task.id.in_(list(newest.values()))
+            )
+        )
+    }
+    raised = [
+        {"task": task, "required": counts[task][0] + wanted[item]}
+        for item, task in newest.items()
+        if counts[task][0] + wanted[item] > counts[task][1]
+    ]
+    if raised:
         session.execute(
             update(_TASKS)
             .where(_TASKS.c.id == bindparam("task"))
-            .values(
-                required_answers=_TASKS.c.answer_count + bindparam("more"),
-                status=str(TaskStatus.OPEN),
-            ),
-            [{"task": task, "more": wanted[item]} for item, task in newest.items()],
+            .values(required_answers=bindparam("required"), status=str(TaskStatus.OPEN)),
+            raised,
         )
     fresh = [item for item in wanted if item not in newest]
     create_tasks(
@@ -446,7 +458,7 @@ def request_answers(
         item_ids=fresh,
         required_answers=[wanted[item] for item in fresh],
     )
-    return len(wanted)
+    return len(raised) + len(fresh)
 
 
 _OPEN_REVIEW = (Task.kind == str(TaskKind.REVIEW)) & (Task.status == str(TaskStatus.OPEN))
