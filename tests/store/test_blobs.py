@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import BlobStore
 
 
@@ -24,3 +24,15 @@ def test_bad_and_missing_digests(tmp_path: Path) -> None:
         blobs.get("../../etc/passwd")
     with pytest.raises(NotFoundError):
         blobs.get("0" * 64)
+
+
+def test_a_damaged_blob_is_an_error_and_storing_the_bytes_again_repairs_it(
+    tmp_path: Path,
+) -> None:
+    blobs = BlobStore(tmp_path)
+    sha = blobs.put(b"image bytes")
+    blobs.path(sha).write_bytes(b"image byt\x00s")  # a bit flipped on disk
+    with pytest.raises(ConflictError, match="is damaged"):
+        blobs.get(sha)
+    assert blobs.put(b"image bytes") == sha  # ingesting the source again
+    assert blobs.get(sha) == b"image bytes"
