@@ -229,3 +229,14 @@ def test_warm_start_reaches_the_same_answer(make: Factory) -> None:
     # a probability frame works as well as a fitted aggregator
     again = make().fit(TOY, init=earlier.probas_)
     assert again.labels_.to_dict() == TOY_TRUTH
+
+
+def test_repeated_answers_of_one_worker_are_said(caplog: pytest.LogCaptureFixture) -> None:
+    """One annotator submitting the same task four times outvotes the others in every
+    aggregator; crowd exports hold such repeats, so they are reported, not refused."""
+    answers = pd.DataFrame(
+        {"task": [1, 1, 1, 1, 1, 1], "worker": list("abcccc"), "label": [0, 0, 1, 1, 1, 1]}
+    )
+    with caplog.at_level("WARNING", logger="medloop.aggregation.base"):
+        MajorityVote().fit(answers)
+    assert "3 answers repeat a (task, worker) pair" in caplog.text

@@ -206,6 +206,13 @@ def encode_answers(
         )
     task_codes, tasks = _factorize(task_values)
     worker_codes, workers = _factorize(data["worker"])
+    repeated = int(data.duplicated(["task", "worker"]).sum())
+    if repeated:  # real crowd exports hold them (ZenCrowd: 1,035): said, not refused
+        logger.warning(
+            "%d answers repeat a (task, worker) pair already answered; each counts as one "
+            "more vote: drop or weight them (column 'weight') if that is not meant",
+            repeated,
+        )
     label_codes = raw_to_class[np.asarray(raw_codes, dtype=np.intp)]
     weight = (
         data["weight"].to_numpy(dtype=float)
