@@ -139,8 +139,17 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
         project = repo.get_project(s, name="chest")
         finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
     assert int(finals.loc[item_id, "label"]) == 0
-    twice = site.client.post(f"/review/{item_id}", data={"label": "normal", "csrf_token": csrf})
-    assert twice.status_code == 409
+    # a second decision (another doctor's, sent at the same moment) is not saved, and
+    # its doctor sees what was signed instead of a bare "already has a final label"
+    twice = site.client.post(
+        f"/review/{item_id}",
+        data={"label": "pneumonia", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert twice.headers["location"] == f"/review/{item_id}?taken=1"
+    shown = site.client.get(twice.headers["location"]).text
+    assert "Another doctor signed this item" in shown
+    assert "Final label: <strong>normal</strong>" in shown
 
 
 def test_a_form_sent_after_the_session_ended_says_so_and_signing_in_leads_back(

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from medloop.exceptions import MedloopError
+from medloop.exceptions import ConflictError, MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Limiter
 from medloop.web.rendering import (
@@ -173,7 +173,9 @@ def review_page(
 
 
 @router.get("/review/{item_id}")
-def review_item_page(request: Request, item_id: Id, ws: WS, account: ReviewerPage) -> Response:
+def review_item_page(
+    request: Request, item_id: Id, ws: WS, account: ReviewerPage, taken: bool = False
+) -> Response:
     try:
         detail = review.review_detail(ws, item_id=item_id, actor=account.username)
     except MedloopError as error:
@@ -187,6 +189,7 @@ def review_item_page(request: Request, item_id: Id, ws: WS, account: ReviewerPag
         gradcam_url=gradcam_url(item_id),
         flag_reasons=FLAG_REASONS,
         error=None,
+        taken=taken and detail.final_label is not None,
     )
 
 
@@ -200,6 +203,8 @@ def review_decide(
 ) -> Response:
     try:
         review.decide(ws, account=account, item_id=item_id, label=label)
+    except ConflictError:  # signed by someone else meanwhile: show them what was signed
+        return RedirectResponse(f"/review/{item_id}?taken=1", status_code=303)
     except MedloopError as error:
         return error_page(request, account, error)
     return _next_item(ws)
