@@ -6,7 +6,7 @@ import fcntl
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +144,13 @@ class Database:
         if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
             yield
             return
-        with Path(f"{database}.migrate.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        with ExitStack() as stack:
+            try:
+                handle = stack.enter_context(Path(f"{database}.migrate.lock").open("a"))
+            except OSError:  # a read-only home: nothing can be migrated there anyway
+                handle = None
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
             yield
 
     @contextmanager

@@ -161,7 +161,10 @@ class RunnerLock:
         if self._path is None:  # an in-memory database lives in this process only
             self._file = open(os.devnull)  # noqa: SIM115 - held until release()
             return True
-        handle = self._path.open("a")
+        try:
+            handle = self._path.open("a")
+        except OSError:  # a read-only home runs no jobs
+            return False
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
