@@ -95,6 +95,25 @@ def test_a_copied_home_keeps_its_models(ws: workflows.Workspace, tmp_path: Path)
         restored.close()
 
 
+def test_a_failed_training_leaves_no_file_behind(
+    ws: workflows.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=100)
+    loop = workflows.LoopSettings(rounds=1, per_round=60, doctor_budget=10, seed=0)
+    workflows.run_loop(
+        ws, project="pneumoniamnist", settings=loop, train_config=TrainConfig(max_epochs=1)
+    )
+
+    def fails_while_storing(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(repo, "save_predictions", fails_while_storing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        workflows.train(ws, project="pneumoniamnist", config=TrainConfig(max_epochs=1))
+    folder = ws.settings.model_dir / "pneumoniamnist"
+    assert sorted(p.name for p in folder.iterdir()) == ["v1.pt"], "no training-*.pt, no v2"
+
+
 def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace) -> None:
     workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=200)
     loop = workflows.LoopSettings(

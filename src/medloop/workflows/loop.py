@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -763,61 +764,71 @@ def train(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     images = load_images(ws, shas=items["image_sha256"].tolist())  # decoded once, indexed below
     started = time.perf_counter()
-    classifier = train_classifier(
-        images[items.index.get_indexer(targets.index)],
-        targets.to_numpy(dtype=np.float32),
-        images[items.index.get_indexer(val.index)],
-        val["label"].to_numpy(dtype=int),
-        n_classes=n_classes,
-        config=config,
-        checkpoint_path=checkpoint,
-        on_epoch=on_epoch,
-    )
-    train_seconds = time.perf_counter() - started
-    all_probs = classifier.predict_proba(images)
-    probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
-    test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
-    metrics: dict[str, Any] = {
-        "n_train": len(targets),
-        "train_seconds": round_float(train_seconds),
-        "best_epoch": classifier.best_epoch,
-        "epochs": len(classifier.history),
-    }
-    val_metrics = classification_metrics(
-        probabilities.loc[val.index].to_numpy(), val["label"].to_numpy(dtype=int)
-    )
-    metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
-    if len(test):
-        test_metrics = classification_metrics(
-            probabilities.loc[test.index].to_numpy(), test["reference_label"].to_numpy(dtype=int)
+    with _discarded_on_failure(checkpoint):  # a failed training leaves no file
+        classifier = train_classifier(
+            images[items.index.get_indexer(targets.index)],
+            targets.to_numpy(dtype=np.float32),
+            images[items.index.get_indexer(val.index)],
+            val["label"].to_numpy(dtype=int),
+            n_classes=n_classes,
+            config=config,
+            checkpoint_path=checkpoint,
+            on_epoch=on_epoch,
         )
-        metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
-    with ws.db.writing() as s:
-        record = repo.get_project(s, name=project)
-        repo.lock_row(s, Project, record.id)  # trainings finishing together take turns
-        version = repo.add_model_version(
-            s,
-            project_id=record.id,
-            network=classifier.config.network,
-            checkpoint_path=checkpoint.name,
-            n_train=len(targets),
-            metrics=metrics,
-            round=repo.latest_round(s, project_id=record.id) if round is None else round,
+        train_seconds = time.perf_counter() - started
+        all_probs = classifier.predict_proba(images)
+        probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
+        test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
+        metrics: dict[str, Any] = {
+            "n_train": len(targets),
+            "train_seconds": round_float(train_seconds),
+            "best_epoch": classifier.best_epoch,
+            "epochs": len(classifier.history),
+        }
+        val_metrics = classification_metrics(
+            probabilities.loc[val.index].to_numpy(), val["label"].to_numpy(dtype=int)
         )
-        # Stored relative to the home's model folder: a copied or restored home keeps it.
-        version.checkpoint_path = f"{project}/v{version.version}.pt"
-        checkpoint.replace(ws.checkpoint(version.checkpoint_path))
-        repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
-        repo.audit(
-            s,
-            actor=SYSTEM,
-            action="model.train",
-            entity="model_version",
-            entity_id=version.id,
-            detail={"round": round, "n_train": len(targets)},
-        )
-        metrics["version"] = version.version
+        metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
+        if len(test):
+            truth = test["reference_label"].to_numpy(dtype=int)
+            test_metrics = classification_metrics(probabilities.loc[test.index].to_numpy(), truth)
+            metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+        with ws.db.writing() as s:
+            record = repo.get_project(s, name=project)
+            repo.lock_row(s, Project, record.id)  # trainings finishing together take turns
+            version = repo.add_model_version(
+                s,
+                project_id=record.id,
+                network=classifier.config.network,
+                checkpoint_path=checkpoint.name,
+                n_train=len(targets),
+                metrics=metrics,
+                round=repo.latest_round(s, project_id=record.id) if round is None else round,
+            )
+            # Stored relative to the home's model folder: a copied or restored home keeps it.
+            version.checkpoint_path = f"{project}/v{version.version}.pt"
+            repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
+            repo.audit(
+                s,
+                actor=SYSTEM,
+                action="model.train",
+                entity="model_version",
+                entity_id=version.id,
+                detail={"round": round, "n_train": len(targets)},
+            )
+            metrics["version"] = version.version
+            checkpoint.replace(ws.checkpoint(version.checkpoint_path))  # last, before commit
     return metrics
+
+
+@contextmanager
+def _discarded_on_failure(path: Path) -> Iterator[None]:
+    """Delete `path` if the block fails (a training's checkpoint before it is stored)."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def round_float(value: float, digits: int = 4) -> float:
