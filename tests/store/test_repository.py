@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -299,3 +302,21 @@ def test_a_locked_row_makes_another_process_wait(database: Database) -> None:
         assert waited.is_set(), "and goes on once the first has committed"
     finally:
         other.dispose()
+
+
+def test_an_upgrade_of_a_sqlite_database_keeps_a_copy_from_before(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any command upgraded an older database silently, with no way back."""
+    db = Database(f"sqlite:///{tmp_path / 'medloop.db'}")
+    try:
+        db.migrate()
+        db.downgrade("0010")
+        with caplog.at_level("WARNING", logger="medloop.store.db"):
+            db.migrate()
+    finally:
+        db.dispose()
+    copy = tmp_path / "medloop.db.before-0010"
+    with closing(sqlite3.connect(copy)) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0010",)
+    assert "upgraded from migration 0010" in caplog.text and str(copy) in caplog.text

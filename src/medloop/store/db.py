@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,27 @@ class Database:
                     f"knows (up to {scripts.get_current_head()}): upgrade medloop, or use "
                     "another database"
                 )
+            head = scripts.get_current_head()
+            if step is command.upgrade and current is not None and current != head:
+                self._back_up(before=current)
             config.attributes["connection"] = connection
             step(config, revision)
+        if step is command.upgrade and current is not None and current != head:
+            logger.warning("database schema upgraded from migration %s to %s", current, head)
         logger.info("database schema at %s", revision)
+
+    def _back_up(self, *, before: str) -> None:
+        """Copy a SQLite database before an upgrade changes it, beside it as
+        ``<file>.before-<revision>`` (PostgreSQL has its own backups: pg_dump)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+            return
+        target = Path(f"{database}.before-{before}")
+        if target.exists():
+            return
+        with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(target)) as copy:
+            source.backup(copy)  # consistent even while others read it
+        logger.warning("backed up the database to %s before upgrading it", target)
 
     @contextmanager
     def _migration_turn(self) -> Iterator[None]:
