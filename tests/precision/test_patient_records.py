@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -426,3 +427,14 @@ def test_fhir_names_and_coded_text_are_scrubbed_of_the_patients_own_words(tmp_pa
         assert own not in text
     names = set(records.observations["name"])
     assert "Patient Health Questionnaire" in names  # a terminology's name is not free text
+
+
+def test_patients_of_90_or_more_share_one_birth_year(tmp_path: Path) -> None:
+    """HIPAA Safe Harbor counts ages over 89 as identifying: 1925 was stored as it was."""
+    data = json.loads(json.dumps(BUNDLE))
+    data["entry"][0]["resource"]["birthDate"] = "1925-01-01"
+    oldest = datetime.date.today().year - 90
+    (year,) = read_fhir_bundle(write(tmp_path, data), key=KEY).patients["birth_year"]
+    assert year == oldest
+    younger = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY).patients["birth_year"]
+    assert younger.tolist() == [1961]

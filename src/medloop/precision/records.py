@@ -15,6 +15,7 @@ Frames (one row per fact, `patient` is the pseudonym):
 from __future__ import annotations
 
 import csv as csv_module
+import datetime
 import json
 import logging
 import re
@@ -411,6 +412,19 @@ def _value(obs: Any, private: Iterable[str]) -> tuple[Any, str | None]:
     return None, None
 
 
+#: Patients this old or older share one birth year (HIPAA Safe Harbor: ages over 89 are
+#: identifying, so they are one group, "90 or older").
+OLDEST_AGE = 90
+
+
+def _safe_harbor_year(born: Any) -> int | None:
+    """A birth year, with the patients of `OLDEST_AGE` or more given the year that age
+    begins this year."""
+    if born is None:
+        return None
+    return max(int(born.year), datetime.date.today().year - OLDEST_AGE)
+
+
 def _own_words(patient: Any) -> list[str]:
     """What a Patient resource says about who the patient is, as text to scrub from every
     other text of theirs: names (with prefixes and suffixes), address parts, phone and
@@ -479,7 +493,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
             {
                 "patient": pseudonym,
                 "sex": res.gender,
-                "birth_year": res.birthDate.year if res.birthDate else None,
+                "birth_year": _safe_harbor_year(res.birthDate),
                 "deceased": bool(res.deceasedBoolean or res.deceasedDateTime),
             }
         )
