@@ -21,12 +21,13 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.visualize import GradCAM
 from PIL import Image
 
 from medloop.exceptions import InvalidInputError, UnknownOptionError
 from medloop.ingest.images import check_image_array, encode_png
-from medloop.learning.data import images_to_tensor
+from medloop.learning.data import images_to_tensor, prepare_images
 from medloop.learning.ensemble import Classifier, EnsembleClassifier
 from medloop.learning.train import TrainedClassifier
 
@@ -83,6 +84,11 @@ def gradcam(
     """
     if batch_size < 1:
         raise InvalidInputError("batch_size must be >= 1")
+    shown = tuple(np.asarray(images).shape[1:3])
+    size = model.image_size
+    if size is not None and len(images) and shown != tuple(size):
+        # explained at the scale the network learnt, as it predicts; mapped back after
+        images = prepare_images(list(images), in_channels=model.in_channels, image_size=size)
     x = images_to_tensor(images, in_channels=model.in_channels)
     n = int(x.shape[0])
     if classes is None:
@@ -97,6 +103,13 @@ def gradcam(
         raise InvalidInputError(f"classes must lie in [0, {model.n_classes})")
     members = model.members if isinstance(model, EnsembleClassifier) else [model]
     maps = np.mean([_member_maps(m, x, wanted, batch_size) for m in members], axis=0)
+    if n and tuple(maps.shape[1:3]) != shown:
+        maps = F.interpolate(
+            torch.from_numpy(np.asarray(maps, dtype=np.float32))[:, None],
+            size=shown,
+            mode="bilinear",
+            align_corners=False,
+        )[:, 0].numpy()
     logger.debug("grad-cam for %d images (%d networks)", n, len(members))
     return np.asarray(maps, dtype=np.float32)
 
