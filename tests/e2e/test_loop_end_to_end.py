@@ -104,6 +104,15 @@ def test_a_failed_training_leaves_no_file_behind(
         ws, project="pneumoniamnist", settings=loop, train_config=TrainConfig(max_epochs=1)
     )
 
+    # trained outside a round: the version and its audit entry name the current round
+    metrics = workflows.train(ws, project="pneumoniamnist", config=TrainConfig(max_epochs=1))
+    with ws.db.session() as s:
+        log = repo.audit_frame(s)
+        (newest,) = [v for v in repo.model_versions(s, project_id=1) if v.version == 2]
+    assert metrics["version"] == 2 and newest.checkpoint_path == "pneumoniamnist/v2.pt"
+    trained = log[(log["action"] == "model.train") & (log["entity_id"] == str(newest.id))]
+    assert trained["detail"].iloc[0]["round"] == newest.round == 0
+
     def fails_while_storing(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk full")
 
@@ -111,7 +120,7 @@ def test_a_failed_training_leaves_no_file_behind(
     with pytest.raises(RuntimeError, match="disk full"):
         workflows.train(ws, project="pneumoniamnist", config=TrainConfig(max_epochs=1))
     folder = ws.settings.model_dir / "pneumoniamnist"
-    assert sorted(p.name for p in folder.iterdir()) == ["v1.pt"], "no training-*.pt, no v2"
+    assert sorted(p.name for p in folder.iterdir()) == ["v1.pt", "v2.pt"], "no training-*.pt"
 
 
 def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace) -> None:

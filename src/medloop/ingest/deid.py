@@ -150,12 +150,11 @@ TEXT_PRONE_MODALITIES = {
     "SM": "slide microscopy",
     "OP": "ophthalmic photograph",
 }
-#: SOP class UID (or its prefix, ending in a dot) -> the kind of image it stores, for the
-#: classes whose images often show text: screenshots, scans and photographs.
+#: SOP class UID roots (the class and those below it) -> the kind of image they store, for
+#: the classes whose images often show text: screenshots, scans and photographs.
 TEXT_PRONE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.7.": "secondary capture",
-    "1.2.840.10008.5.1.4.1.1.77.1.": "visible-light photograph",
+    "1.2.840.10008.5.1.4.1.1.77.1": "visible-light photograph",
 }
 _SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT", "UC"})
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -264,9 +263,7 @@ def identifying_pixels(dataset: Dataset, *, pixels_checked: bool = False) -> str
     modality = _stated(dataset, "Modality")
     sop_class = str(dataset.get("SOPClassUID", ""))
     classes = [
-        k
-        for u, k in TEXT_PRONE_CLASSES.items()
-        if sop_class == u or (u.endswith(".") and sop_class.startswith(u))
+        k for u, k in TEXT_PRONE_CLASSES.items() if sop_class == u or sop_class.startswith(f"{u}.")
     ]
     if classes:
         kind = classes[0]

@@ -176,8 +176,8 @@ def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) 
     """Each row's identifiers for scrubbing its text: the raw id, and every value of the
     columns left out of the import (a dropped name, a record number) with its words."""
     rows = []
-    for position, raw_id in enumerate(ids):
-        values = [str(v) for v in raw[left_out].iloc[position] if not pd.isna(v)]
+    for raw_id, row in zip(ids, raw[left_out].itertuples(index=False), strict=True):
+        values = [str(v) for v in row if not pd.isna(v)]
         words = [
             w
             for v in values
@@ -325,7 +325,7 @@ def _identifying_numbers(present: pd.Series) -> str | None:
     if (
         whole.between(18000101, 21001231).all()
         and months.between(1, 12).all()
-        and (days.between(1, 31).all())
+        and days.between(1, 31).all()
     ):
         return "its numbers are dates written as YYYYMMDD"
     unique = len(present) >= 10 and whole.nunique() >= UNIQUE_SHARE * len(present)

@@ -159,16 +159,23 @@ def upsert_features(
     if not names or frame.empty:
         return 0
     patient_ids = [ids[str(p)] for p in frame.index]
-    kept = session.execute(
-        select(PatientFeature.name, PatientFeature.unit, PatientFeature.patient_id)
-        .join(Patient, Patient.id == PatientFeature.patient_id)
-        .where(Patient.project_id == project_id, PatientFeature.name.in_(names))
-        .where(PatientFeature.unit.is_not(None))
+    in_project = (Patient.id == PatientFeature.patient_id) & (Patient.project_id == project_id)
+    stored = session.execute(
+        select(PatientFeature.name, PatientFeature.unit)
+        .distinct()
+        .join(Patient, in_project)
+        .where(PatientFeature.name.in_(names), PatientFeature.unit.is_not(None))
     ).all()
-    importing = set(patient_ids)
-    for name, unit, patient_id in kept:
+    for name, unit in stored:
         given = units.setdefault(name, str(unit))
-        if given != unit and patient_id not in importing:
+        if given == unit:
+            continue
+        holders = session.scalars(
+            select(PatientFeature.patient_id)
+            .join(Patient, in_project)
+            .where(PatientFeature.name == name, PatientFeature.unit == unit)
+        )
+        if set(holders) - set(patient_ids):  # not all of them are imported again now
             raise InvalidInputError(
                 f"feature {name!r} is in {unit!r} for patients already imported, and this "
                 f"import gives {given!r}: convert the values (or import every patient again "

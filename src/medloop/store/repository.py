@@ -757,22 +757,29 @@ def add_model_version(
     n_train: int,
     metrics: dict[str, Any],
     round: int = 0,
+    version: int | None = None,
 ) -> ModelVersion:
-    latest = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project_id)
-    )
-    version = ModelVersion(
+    """Store a model version: number `version` (None: `next_model_version`)."""
+    row = ModelVersion(
         project_id=project_id,
-        version=(latest or 0) + 1,
+        version=next_model_version(session, project_id=project_id) if version is None else version,
         network=network,
         checkpoint_path=checkpoint_path,
         n_train=n_train,
         metrics=metrics,
         round=round,
     )
-    session.add(version)
+    session.add(row)
     session.flush()
-    return version
+    return row
+
+
+def next_model_version(session: Session, *, project_id: int) -> int:
+    """The number the project's next model version gets (its newest + 1)."""
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.project_id == project_id)
+    )
+    return int(latest or 0) + 1
 
 
 def model_versions(session: Session, *, project_id: int) -> list[ModelVersion]:

@@ -796,17 +796,20 @@ def train(
         with ws.db.writing() as s:
             record = repo.get_project(s, name=project)
             repo.lock_row(s, Project, record.id)  # trainings finishing together take turns
+            number = repo.next_model_version(s, project_id=record.id)
+            if round is None:
+                round = repo.latest_round(s, project_id=record.id)
             version = repo.add_model_version(
                 s,
                 project_id=record.id,
                 network=classifier.config.network,
-                checkpoint_path=checkpoint.name,
+                # relative to the home's model folder: a copied or restored home keeps it
+                checkpoint_path=f"{project}/v{number}.pt",
                 n_train=len(targets),
                 metrics=metrics,
-                round=repo.latest_round(s, project_id=record.id) if round is None else round,
+                round=round,
+                version=number,
             )
-            # Stored relative to the home's model folder: a copied or restored home keeps it.
-            version.checkpoint_path = f"{project}/v{version.version}.pt"
             repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
             repo.audit(
                 s,
@@ -816,7 +819,7 @@ def train(
                 entity_id=version.id,
                 detail={"round": round, "n_train": len(targets)},
             )
-            metrics["version"] = version.version
+            metrics["version"] = number
             checkpoint.replace(ws.checkpoint(version.checkpoint_path))  # last, before commit
     return metrics
 

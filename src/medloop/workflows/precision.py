@@ -115,6 +115,7 @@ def import_patients_table(
         drop_columns=drop_columns,
     )
     text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
+    source = ws.file_ref("file", path.name)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
         # text columns are notes, never features: an earlier import's raw value goes too
@@ -129,7 +130,7 @@ def import_patients_table(
                 project_id=record.id,
                 frame=long,
                 kind="tabular",
-                source=ws.file_ref("file", path.name),
+                source=source,
             )
         repo.audit(
             s,
@@ -140,7 +141,7 @@ def import_patients_table(
             detail={
                 "patients": len(frame),
                 "values": values,
-                "source": ws.file_ref("file", path.name),
+                "source": source,
             },
         )
     return PatientImport(project, len(frame), notes, values, path.name)
@@ -158,6 +159,7 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
         has = set(records.conditions.loc[records.conditions["code"] == code, "patient"])
         flags[f"condition:{code}"] = [1.0 if p in has else 0.0 for p in flags.index]
     features = features.join(wide, how="left").join(flags, how="left")
+    source = ws.file_ref("file", path.name)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
         repo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
@@ -172,7 +174,7 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
                 project_id=record.id,
                 frame=frame,
                 kind=kind,
-                source=ws.file_ref("file", path.name),
+                source=source,
             )
         values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
         repo.audit(
@@ -184,7 +186,7 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
             detail={
                 "patients": len(features),
                 "facts": n,
-                "source": ws.file_ref("file", path.name),
+                "source": source,
             },
         )
     return PatientImport(project, len(features), n, values, path.name)
