@@ -24,9 +24,10 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
         opened = repo.request_answers(
             s, project_id=project_id, item_ids=[first, second], answers=[2, 3]
         )
-        assert opened == 2
+        assert opened == repo.AnswerRequest(tasks=2, answers=5)
         review = repo.review_tasks(s, project_id=project_id, item_ids=[third])
         assert repo.requested_reviews(s, project_id=project_id) == {third}
+        assert repo.pending_items(s, project_id=project_id) == {first, second, third}
     with database.session() as s:
         tasks = repo.tasks_frame(s, project_id=project_id).set_index("item")
     # the answered task opens again for two more; the unanswered item gets a task of three
@@ -39,9 +40,13 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
         again = repo.request_answers(
             s, project_id=project_id, item_ids=[first, second], answers=[2, 1]
         )
-        assert again == 0
+        assert again == repo.AnswerRequest(0, 0)
+        # one more than pending on the first item asks for that one only
+        assert repo.request_answers(
+            s, project_id=project_id, item_ids=[first], answers=[3]
+        ) == repo.AnswerRequest(1, 1)
         tasks = repo.tasks_frame(s, project_id=project_id).set_index("item")
-    assert tasks.loc[[first, second], "required_answers"].tolist() == [3, 3]
+    assert tasks.loc[[first, second], "required_answers"].tolist() == [4, 3]
     with database.session() as s:
         # a decision on the item answers its open request instead of opening another
         assert repo.review_tasks(s, project_id=project_id, item_ids=[third]) == review
@@ -51,3 +56,4 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
         )
     with database.session() as s:
         assert repo.requested_reviews(s, project_id=project_id) == set()
+        assert repo.pending_items(s, project_id=project_id) == {first, second}

@@ -148,12 +148,18 @@ def test_publishing_opens_more_answers_and_puts_review_requests_first(ws: Worksp
     assert int(lay.index[0]) not in {t.item_id for t in offered}
     assert audit["action"].tolist().count("plan.publish") == 1
 
+    # until those answers and decisions come in, planning again leaves the items out
+    again = plan_requests(ws, project="chest", budget=40.0, doctor_cost=10.0)
+    assert again.pending == len(lay) + len(doctor)
+    assert not set(again.requests.index) & set(plan.requests.index)
+    assert again.summary()["pending_items"] == again.pending
+
     queue = review_entries(ws, project="chest", limit=5)
     head = [e.item_id for e in queue[: len(doctor)]]
     assert sorted(head) == sorted(int(i) for i in doctor.index)
     assert all(e.requested and e.reason.startswith(REQUESTED) for e in queue[: len(doctor)])
-    # publishing again asks nobody twice
-    assert publish_plan(ws, project="chest", plan=plan, actor="dora").review_requests == 0
+    # publishing again asks nobody twice, and says so
+    assert publish_plan(ws, project="chest", plan=plan, actor="dora") == PublishedPlan(0, 0, 0)
     # a decision answers the request: no second review task, and the item leaves the head
     decided = int(doctor.index[0])
     record_decisions(ws, project="chest", decisions=pd.Series({decided: 1}), doctor="dora")

@@ -413,17 +413,25 @@ def _task_per_item(
     return {int(item): int(task) for item, task in rows}
 
 
+@dataclass(frozen=True)
+class AnswerRequest:
+    """What `request_answers` asked for: tasks opened or raised, and lay answers added."""
+
+    tasks: int
+    answers: int
+
+
 def request_answers(
     session: Session, *, project_id: int, item_ids: Sequence[int], answers: Sequence[int]
-) -> int:
+) -> AnswerRequest:
     """Ask for `answers` more lay answers on each item: its newest ordinary labelling task
     opens again until it has that many more than now (people who answered it are not
     asked again), or a new task is created where the item has none. A request already
-    pending is not asked again: a task that still waits for as many is left as it is.
-    Returns the tasks opened or asked for more."""
+    pending is not asked again: a task that still waits for as many is left as it is,
+    and only what is asked beyond what is pending counts."""
     wanted = {int(i): int(n) for i, n in zip(item_ids, answers, strict=True) if n > 0}
     if not wanted:
-        return 0
+        return AnswerRequest(0, 0)
     newest = _task_per_item(
         session,
         project_id=project_id,
@@ -440,7 +448,7 @@ def request_answers(
         )
     }
     raised = [
-        {"task": task, "required": counts[task][0] + wanted[item]}
+        {"task": task, "required": counts[task][0] + wanted[item], "before": counts[task][1]}
         for item, task in newest.items()
         if counts[task][0] + wanted[item] > counts[task][1]
     ]
@@ -458,7 +466,20 @@ def request_answers(
         item_ids=fresh,
         required_answers=[wanted[item] for item in fresh],
     )
-    return len(raised) + len(fresh)
+    added = sum(r["required"] - r["before"] for r in raised) + sum(wanted[i] for i in fresh)
+    return AnswerRequest(len(raised) + len(fresh), added)
+
+
+def pending_items(session: Session, *, project_id: int) -> set[int]:
+    """Items with a request still open: an ordinary labelling task waiting for answers,
+    or a review request waiting for a doctor."""
+    waiting = ((Task.kind == str(TaskKind.LABEL)) & Task.is_gold.is_(False)) | (
+        Task.kind == str(TaskKind.REVIEW)
+    )
+    query = select(Task.item_id).where(
+        Task.project_id == project_id, Task.status == str(TaskStatus.OPEN), waiting
+    )
+    return set(session.scalars(query.distinct()))
 
 
 _OPEN_REVIEW = (Task.kind == str(TaskKind.REVIEW)) & (Task.status == str(TaskStatus.OPEN))

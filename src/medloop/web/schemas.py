@@ -191,6 +191,9 @@ class LabellingPlanPublic(BaseModel):
     doctor_cost: float
     cost: float
     candidates: int = Field(description="Open items considered.")
+    pending_items: int = Field(
+        description="Undecided items left out: their earlier requests are still open."
+    )
     crowd_items: int
     lay_answers: int
     doctor_items: int

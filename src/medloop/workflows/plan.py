@@ -6,8 +6,10 @@ annotator's confusion matrix, folds in the model's probabilities for the beliefs
 hands both to `medloop.aggregation.allocation.plan_labelling`: the beliefs judge how
 likely each label is wrong, the crowd posterior says which label the item keeps.
 
-Only training items without a final label are planned; items nobody has answered yet
-take part when the model has a prediction for them (unless `unanswered=False`).
+Only training items without a final label are planned, and none whose earlier request is
+still open (lay answers not all in, or a doctor not yet decided): asking again before
+those come in would pay twice for one question. Items nobody has answered yet take part
+when the model has a prediction for them (unless `unanswered=False`).
 Planning writes nothing; `publish_plan` turns a plan into work for people: its lay
 requests open labelling tasks for more answers, its doctor requests become review
 requests that head the doctors' queue until decided. The loop's cost-aware rounds carry
@@ -40,13 +42,15 @@ DEFAULT_LAY_ACCURACY = 0.7
 
 @dataclass(frozen=True)
 class LabellingPlan:
-    """The chosen requests (`requests`: item x action, answers, cost, risk, ...) and totals."""
+    """The chosen requests (`requests`: item x action, answers, cost, risk, ...) and totals;
+    `pending` open items were left out because their earlier requests are still open."""
 
     requests: pd.DataFrame
     budget: float
     candidates: int
     lay_cost: float
     doctor_cost: float
+    pending: int = 0
 
     def summary(self) -> dict[str, float | int]:
         """Totals a person reads first: what is asked of whom, at what cost, for what."""
@@ -59,6 +63,7 @@ class LabellingPlan:
             "doctor_cost": self.doctor_cost,
             "cost": round(float(requests["cost"].sum()), 4),
             "candidates": self.candidates,
+            "pending_items": self.pending,
             "crowd_items": len(crowd),
             "lay_answers": int(crowd["answers"].sum()),
             "doctor_items": len(doctor),
@@ -86,13 +91,15 @@ def plan_requests(
         items = repo.items_frame(s, project_id=record.id)
         answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        pending = repo.pending_items(s, project_id=record.id)
         model = repo.latest_model_version(s, project_id=record.id)
         predictions = (
             repo.predictions_frame(s, model_version_id=model.id, n_classes=len(classes))
             if model is not None
             else None
         )
-    open_items = items.index[(items["split"] == Split.TRAIN) & ~items.index.isin(finals.index)]
+    undecided = items.index[(items["split"] == Split.TRAIN) & ~items.index.isin(finals.index)]
+    open_items = undecided[~undecided.isin(list(pending))]
     if answers.empty:
         crowd = pd.DataFrame(columns=classes, dtype=float)
         crowd_prior = np.full(len(classes), 1.0 / len(classes))
@@ -124,7 +131,14 @@ def plan_requests(
         budget=budget,
         max_lay_answers=max_lay_answers,
     )
-    return LabellingPlan(requests.rename_axis("item"), budget, len(beliefs), lay_cost, doctor_cost)
+    return LabellingPlan(
+        requests.rename_axis("item"),
+        budget,
+        len(beliefs),
+        lay_cost,
+        doctor_cost,
+        pending=len(undecided) - len(open_items),
+    )
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,7 @@ def publish_plan(ws: Workspace, *, project: str, plan: LabellingPlan, actor: str
         doctor = doctor[~doctor.index.isin(finals.index)]
         already = repo.requested_reviews(s, project_id=record.id)
         new_reviews = [int(i) for i in doctor.index if int(i) not in already]
-        tasks = repo.request_answers(
+        asked = repo.request_answers(
             s,
             project_id=record.id,
             item_ids=[int(i) for i in crowd.index],
@@ -166,7 +180,7 @@ def publish_plan(ws: Workspace, *, project: str, plan: LabellingPlan, actor: str
             kind=TaskKind.REVIEW,
             round=repo.latest_round(s, project_id=record.id),
         )
-        published = PublishedPlan(tasks, int(crowd["answers"].sum()), len(new_reviews))
+        published = PublishedPlan(asked.tasks, asked.answers, len(new_reviews))
         repo.audit(
             s,
             actor=actor,
