@@ -4,10 +4,14 @@ development key is said out loud."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.data import get_testdata_file
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from cli_support import run
 from medloop.config import Settings
@@ -87,3 +91,33 @@ def test_serving_beyond_this_machine_needs_a_private_key(
     monkeypatch.setenv("MEDLOOP_SECRET_KEY", "x" * 40)
     code, _, _ = run(monkeypatch, capsys, "serve", "--host", "0.0.0.0")
     assert code == 0 and served[-1] == "0.0.0.0"
+
+
+@pytest.fixture
+def disk_full_later() -> Iterator[Callable[[], None]]:
+    """Call it, and every new SQLite connection may not grow its database: a full disk,
+    as SQLite meets one (SQLITE_FULL)."""
+
+    def no_room(connection: Any, _record: Any) -> None:
+        connection.execute("PRAGMA max_page_count = 1")  # raised to the current size
+
+    yield lambda: event.listen(Engine, "connect", no_room)
+    if event.contains(Engine, "connect", no_room):
+        event.remove(Engine, "connect", no_room)
+
+
+def test_a_full_disk_is_one_line_and_nothing_half_written(
+    cli: Run, tmp_path: Path, disk_full_later: Callable[[], None]
+) -> None:
+    monkeypatch, capsys = cli
+    table = tmp_path / "cohort.csv"
+    rows = [f"p{i},{40 + i % 30},{'x' * 200}" for i in range(2000)]
+    table.write_text("id,age,remark\n" + "\n".join(rows) + "\n")
+    imported = ("patients", "import", str(table), "-p", "c", "--id-column", "id")
+    assert run(monkeypatch, capsys, "init")[0] == 0
+    disk_full_later()
+    code, _, err = run(monkeypatch, capsys, *imported, "--text", "remark")
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert "the database could not be written: database or disk is full" in said
+    assert "The failed write was undone" in said
