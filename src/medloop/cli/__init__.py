@@ -9,7 +9,6 @@ import sys
 
 from pydantic import ValidationError
 from rich.markup import escape
-from sqlalchemy.exc import OperationalError
 
 from medloop.cli import crowd, demo, inference, learning, loop, precision, web  # noqa: F401  (register commands)
 from medloop.cli.common import app, console
@@ -41,9 +40,13 @@ def main() -> None:
             name = "MEDLOOP_" + "_".join(str(part) for part in problem["loc"]).upper()
             console.print(f"[bold red]error:[/] {escape(name)}: {escape(problem['msg'])}")
         sys.exit(2)
-    except OperationalError as error:  # the database's disk is full or read-only
-        reason = str(error.orig).strip()
-        if not any(failure in reason.lower() for failure in STORAGE_FAILURES):
+    except OSError as error:  # a file that cannot be read or written: no traceback
+        where = f"{error.filename}: " if error.filename else ""
+        console.print(f"[bold red]error:[/] {escape(where + str(error.strerror or error))}")
+        sys.exit(2)
+    except Exception as error:
+        reason = _storage_failure(error)
+        if reason is None:
             raise
         console.print(
             f"[bold red]error:[/] the database could not be written: {escape(reason)}. "
@@ -51,7 +54,14 @@ def main() -> None:
             "and run the command again."
         )
         sys.exit(2)
-    except OSError as error:  # a file that cannot be read or written: no traceback
-        where = f"{error.filename}: " if error.filename else ""
-        console.print(f"[bold red]error:[/] {escape(where + str(error.strerror or error))}")
-        sys.exit(2)
+
+
+def _storage_failure(error: Exception) -> str | None:
+    """The database's own words when `error` is its storage failing (a full or read-only
+    disk), else None. SQLAlchemy is looked up, not imported: a command that never opened
+    the database did not load it, and `medloop --help` must stay light."""
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is None or not isinstance(error, sqlalchemy_errors.OperationalError):
+        return None
+    reason = str(error.orig).strip()
+    return reason if any(failure in reason.lower() for failure in STORAGE_FAILURES) else None
