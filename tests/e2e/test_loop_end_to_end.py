@@ -64,6 +64,21 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     # the review queue never offers an item that already has a final label
     queue = workflows.review_queue(ws, project="pneumoniamnist")
     assert not queue.index.isin(finals.index).any()
+    # reported accuracy and the queue's model label are the model's own decisions, at
+    # the threshold it chose on validation (not its argmax)
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="pneumoniamnist")
+        newest = repo.latest_model_version(s, project_id=project.id)
+        assert newest is not None
+        predictions = repo.predictions_frame(s, model_version_id=newest.id, n_classes=2)
+        items = repo.items_frame(s, project_id=project.id)
+    cut = newest.metrics["threshold"]
+    decided = (predictions[1] >= cut).astype(int)
+    test = items[items["split"] == "test"]
+    hits = decided.loc[test.index] == test["reference_label"].astype(int)
+    assert newest.metrics["test_acc"] == pytest.approx(hits.mean())
+    assert "test_acc_argmax" in newest.metrics and "val_acc_argmax" in newest.metrics
+    assert (queue["model_label"] == decided.loc[queue.index]).all()
     # the next model learns from the doctors: their labels are hard targets
     targets = workflows.training_targets(ws, project="pneumoniamnist")
     signed = targets.loc[finals.index]

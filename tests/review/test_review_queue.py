@@ -112,3 +112,23 @@ def test_negative_weight_raises() -> None:
     crowd = pd.DataFrame({"x": [0.5], "y": [0.5]})
     with pytest.raises(InvalidInputError):
         rank_for_review(crowd, disagreement_weight=-1.0)
+
+
+def test_a_binary_model_decides_at_its_threshold(crowd: pd.DataFrame) -> None:
+    """The queue shows what the model decides, at the cut it was tuned to, not its argmax:
+    at a cut of 0.3, p(pneumonia) 0.4 is a pneumonia call, and 0.2 is not."""
+    model = pd.DataFrame(
+        {"normal": [0.6, 0.8, 0.9, 0.1], "pneumonia": [0.4, 0.2, 0.1, 0.9]},
+        index=["c", "b", "d", "a"],
+    )
+    at_half = rank_for_review(crowd, model)
+    at_cut = rank_for_review(crowd, model, model_threshold=0.3)
+    assert at_half.loc["c", "model_label"] == "normal"
+    assert at_cut.loc["c", "model_label"] == "pneumonia"
+    assert at_cut.loc["c", "model_confidence"] == pytest.approx(0.4)  # of its decision
+    assert at_cut.loc[["b", "d", "a"], "model_label"].tolist() == ["normal", "normal", "pneumonia"]
+    # the crowd says normal for c (0.5 / 0.5 -> the first class): now they differ
+    assert "disagree" in at_cut.loc["c", "reason"] and "disagree" not in at_half.loc["c", "reason"]
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(InvalidInputError, match="model_threshold"):
+            rank_for_review(crowd, model, model_threshold=bad)

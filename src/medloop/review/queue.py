@@ -101,12 +101,16 @@ def rank_for_review(
     *,
     disagreement_weight: float = 1.0,
     uncertainty_weight: float = 1.0,
+    model_threshold: float = 0.5,
 ) -> pd.DataFrame:
     """Rank crowd-labelled items for doctor review (see the module docstring for the score).
 
     `crowd_proba` and `model_proba` are items x classes with the same class columns
     (in any order); the model may lack some items (or be None); model rows for items
-    the crowd has not labelled are ignored. Returns one row per crowd item with
+    the crowd has not labelled are ignored. A binary model decides class 1 (the second
+    column) where its probability is at least `model_threshold`, the cut it was tuned
+    to on validation; `model_label` is that decision and `model_confidence` the
+    probability of it. Returns one row per crowd item with
     columns crowd_label, crowd_confidence, model_label, model_confidence (None / NaN
     without a model prediction), disagreement, uncertainty, score, reason,
     crowd_uncertainty, model_uncertainty.
@@ -117,6 +121,8 @@ def rank_for_review(
     ):
         if not (math.isfinite(weight) and weight >= 0):
             raise InvalidInputError(f"{weight_name} must be finite and >= 0; got {weight}")
+    if not 0.0 < model_threshold < 1.0:
+        raise InvalidInputError(f"model_threshold must be in (0, 1); got {model_threshold}")
     crowd = _check_frame(crowd_proba, name="crowd_proba")
     classes = list(crowd_proba.columns)
     items = crowd_proba.index
@@ -141,7 +147,10 @@ def rank_for_review(
     crowd_idx = crowd.argmax(axis=1)
     crowd_unc = _normalised_entropy(crowd)
     model_filled = np.where(has_model[:, None], model, crowd)
-    model_idx = model_filled.argmax(axis=1)
+    if len(classes) == 2:  # the model's own decision, at its threshold
+        model_idx = (model_filled[:, 1] >= model_threshold).astype(np.intp)
+    else:
+        model_idx = model_filled.argmax(axis=1)
     model_unc = np.where(has_model, _normalised_entropy(model_filled), np.nan)
     disagreement = np.where(has_model, 0.5 * np.abs(crowd - model_filled).sum(axis=1), 0.0)
     uncertainty = np.where(has_model, (crowd_unc + np.nan_to_num(model_unc)) / 2.0, crowd_unc)
@@ -165,7 +174,7 @@ def rank_for_review(
                 index=items,
                 dtype=object,
             ),
-            "model_confidence": np.where(has_model, model_filled.max(axis=1), np.nan),
+            "model_confidence": np.where(has_model, model_filled[np.arange(n), model_idx], np.nan),
             "disagreement": disagreement,
             "uncertainty": uncertainty,
             "score": score,

@@ -39,7 +39,7 @@ from medloop.ingest import (
 from medloop.review import rank_for_review
 from medloop.store import flags
 from medloop.store import repository as repo
-from medloop.store.models import Project
+from medloop.store.models import ModelVersion, Project
 from medloop.types import (
     RECOMMENDED_STRATEGY,
     REVIEWER_ROLES,
@@ -575,6 +575,13 @@ def _read_csv(path: Path, *, required: Sequence[str]) -> pd.DataFrame:
 # --- review ------------------------------------------------------------------------------
 
 
+def model_threshold(model: ModelVersion | None) -> float:
+    """The cut on p(class 1) a binary model version decides with; 0.5 for other models
+    and for versions trained before their cut was stored."""
+    cut = None if model is None else model.metrics.get("threshold")
+    return 0.5 if cut is None else float(cut)
+
+
 def review_queue(ws: Workspace, *, project: str, limit: int | None = None) -> pd.DataFrame:
     """Items with a consensus but no final label, ranked for a doctor's attention."""
     with ws.db.session() as s:
@@ -596,7 +603,7 @@ def review_queue(ws: Workspace, *, project: str, limit: int | None = None) -> pd
     )
     if predictions is not None:
         predictions = predictions.loc[predictions.index.isin(crowd.index)]
-    ranked = rank_for_review(crowd, predictions)
+    ranked = rank_for_review(crowd, predictions, model_threshold=model_threshold(model))
     return ranked.head(limit) if limit is not None else ranked
 
 
@@ -778,21 +785,27 @@ def train(
         train_seconds = time.perf_counter() - started
         all_probs = classifier.predict_proba(images)
         probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
+        decisions = pd.Series(classifier.decide(all_probs), index=items.index)
         test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
         metrics: dict[str, Any] = {
             "n_train": len(targets),
             "train_seconds": round_float(train_seconds),
             "best_epoch": classifier.best_epoch,
             "epochs": len(classifier.history),
+            # binary: the cut on p(class 1) the model decides with (chosen on validation)
+            "threshold": classifier.threshold if n_classes == 2 else None,
         }
-        val_metrics = classification_metrics(
-            probabilities.loc[val.index].to_numpy(), val["label"].to_numpy(dtype=int)
-        )
-        metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
+        scored = [("val", val.index, val["label"])]
         if len(test):
-            truth = test["reference_label"].to_numpy(dtype=int)
-            test_metrics = classification_metrics(probabilities.loc[test.index].to_numpy(), truth)
-            metrics.update({f"test_{k}": v for k, v in test_metrics.items()})
+            scored.append(("test", test.index, test["reference_label"]))
+        for split, index, labels in scored:
+            truth = labels.to_numpy(dtype=int)
+            split_metrics = classification_metrics(probabilities.loc[index].to_numpy(), truth)
+            # `acc` is the accuracy of the model's decisions (at its threshold), as
+            # `predict` and the review pages make them; the argmax's is kept beside it
+            split_metrics["acc_argmax"] = split_metrics["acc"]
+            split_metrics["acc"] = float(np.mean(decisions.loc[index].to_numpy() == truth))
+            metrics.update({f"{split}_{k}": v for k, v in split_metrics.items()})
         with ws.db.writing() as s:
             record = repo.get_project(s, name=project)
             repo.lock_row(s, Project, record.id)  # trainings finishing together take turns

@@ -33,7 +33,7 @@ from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource
 from medloop.workflows.accounts import Account
 from medloop.workflows.annotate import label_index
-from medloop.workflows.loop import review_queue, write_decisions
+from medloop.workflows.loop import model_threshold, review_queue, write_decisions
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,14 @@ def _number(value: Any) -> float | None:
     if value is None or bool(pd.isna(value)):
         return None
     return round(float(value), 4)
+
+
+def _decision(probabilities: list[float], threshold: float) -> int:
+    """The class a model decides on: a binary model's at its threshold, else the argmax
+    (as `medloop.review.rank_for_review` decides)."""
+    if len(probabilities) == 2:
+        return int(probabilities[1] >= threshold)
+    return max(range(len(probabilities)), key=probabilities.__getitem__)
 
 
 def _name(classes: list[str], value: Any) -> str | None:
@@ -231,7 +239,9 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
         predictions = assignments.latest_predictions_for(
             s, project_id=project.id, item_ids=[item_id]
         )
-        has_model = repo.latest_model_version(s, project_id=project.id) is not None
+        latest = repo.latest_model_version(s, project_id=project.id)
+        has_model = latest is not None
+        cut = model_threshold(latest)
         open_flag = flags.open_flags_for(s, item_ids=[item_id]).get(item_id)
         evidence = _worker_evidence(ws, s, project_id=project.id, n_classes=len(classes))
     reliability, estimates = evidence.scored, evidence.estimates
@@ -244,9 +254,7 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
         choices=classes,
         consensus_label=None if row is None else classes[int(row["label"])],
         consensus_probabilities=None if row is None else [float(p) for p in row["probabilities"]],
-        model_label=None
-        if model is None
-        else classes[max(range(len(model)), key=model.__getitem__)],
+        model_label=None if model is None else classes[_decision(model, cut)],
         model_probabilities=model,
         final_label=classes[finals[item_id]] if item_id in finals else None,
         answers=[
