@@ -32,6 +32,12 @@ def learning_curve(rounds: Sequence[dict[str, Any]], path: Path, *, title: str) 
         label="loop labels (crowd + doctors)",
     )
     right.plot(
+        labelled,
+        [r["majority_vote_doctors_accuracy"] for r in rounds],
+        "^:",
+        label="majority vote + the same doctors",
+    )
+    right.plot(
         labelled, [r["majority_vote_accuracy"] for r in rounds], "s--", label="majority vote"
     )
     right.set_xlabel("labelled items")

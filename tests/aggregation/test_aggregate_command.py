@@ -50,7 +50,9 @@ def test_default_method_with_gold_output_and_evaluation(
     assert code == 0
     report = json.loads(out)
     assert report["method"] == DEFAULT_METHOD.value
-    assert report["accuracy"] == 1.0 and report["tasks_scored"] == 5
+    # t1's label was given to the fit: scoring it would score the answer key itself
+    assert report["accuracy"] == 1.0 and report["tasks_scored"] == 4
+    assert report["known_left_out"] == 1
     assert report["seconds"] >= 0
     lines = files["output"].read_text().splitlines()
     assert lines[0] == "task,label,p_no,p_yes"
@@ -111,3 +113,15 @@ def test_gold_labels_must_be_the_answers_labels(
     gold.write_text("task,label\nt2,7\n")
     code, _, err = run(monkeypatch, capsys, "aggregate", str(answers), "--gold", str(gold))
     assert code == 2 and "label '7' (task 't2') is not among the answers' labels" in err
+
+
+def test_a_truth_file_of_known_tasks_only_scores_nothing(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Evaluating on the very labels given with --gold is refused, not reported as 1.0."""
+    gold = str(files["gold"])
+    code, _, err = run(
+        monkeypatch, capsys, "aggregate", str(files["answers"]), "--gold", gold, "--evaluate", gold
+    )
+    assert code == 2
+    assert "other than the known (gold) ones" in " ".join(err.split())

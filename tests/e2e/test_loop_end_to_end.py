@@ -43,6 +43,9 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     assert last.test_auc > 0.85, last
     # doctors' decisions and reliability-weighted aggregation beat plain majority vote
     assert last.consensus_accuracy > last.majority_vote_accuracy
+    # the doctors' part is shown apart (tests/workflows/test_label_quality.py)
+    assert last.unreviewed_items == last.labelled_items - last.doctor_labels
+    assert last.majority_vote_doctors_accuracy >= last.majority_vote_accuracy
 
     with ws.db.session() as s:
         project = repo.get_project(s, name="pneumoniamnist")

@@ -40,7 +40,10 @@ def aggregate(
     ] = None,
     gold: Annotated[Path | None, typer.Option(help="Known labels CSV (task,label).")] = None,
     output: Annotated[Path | None, typer.Option(help="Write task,label,p_* CSV.")] = None,
-    evaluate: Annotated[Path | None, typer.Option(help="Truth CSV to score only.")] = None,
+    evaluate: Annotated[
+        Path | None,
+        typer.Option(help="Truth CSV to score only (tasks known to the fit are left out)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Aggregate answers into consensus labels (a CSV file, or a project's crowd answers)."""
@@ -53,11 +56,10 @@ def aggregate(
     if project is not None:
         with workspace() as ws:
             result = workflows.aggregate(ws, project=project, method=method)
-        probabilities = result.probabilities
     else:
         assert answers is not None
-        probabilities = workflows.aggregate_file(answers, method=method, gold=gold)
-    labels = probabilities.idxmax(axis=1)
+        result = workflows.aggregate_file(answers, method=method, gold=gold)
+    probabilities, labels = result.probabilities, result.labels
     report: dict[str, Any] = {
         "method": look_up_option(method or DEFAULT_AGGREGATION, AggregationMethod).value,
         "tasks": len(labels),
@@ -69,7 +71,9 @@ def aggregate(
         report["output"] = str(output)
     if evaluate is not None:
         report.update(
-            workflows.score_labels(labels, truth_csv=evaluate, classes=probabilities.columns)
+            workflows.score_labels(
+                labels, truth_csv=evaluate, classes=probabilities.columns, known=result.known
+            )
         )
         if report.get("truth_not_among_classes"):
             console.print(

@@ -122,7 +122,8 @@ def _summary(result: DemoResult) -> Text:
             f"After {len(result.rounds)} simulated round(s): {last.labelled_items} images labelled "
             f"by {last.crowd_answers} lay answers and {last.doctor_labels} doctor reviews; "
             f"label accuracy {last.consensus_accuracy:.3f} (majority vote "
-            f"{last.majority_vote_accuracy:.3f}); model v{last.model_version} test AUC "
+            f"{last.majority_vote_accuracy:.3f}, with the same doctor reviews "
+            f"{last.majority_vote_doctors_accuracy:.3f}); model v{last.model_version} test AUC "
             f"{last.test_auc:.3f}, accuracy {last.test_acc:.3f}."
         )
     lines.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -452,9 +452,14 @@ def collect_crowd_answers(
 
 @dataclass(frozen=True)
 class AggregationResult:
+    """Consensus labels and class probabilities per task; `known` are the tasks whose
+    labels were given (final labels, gold) and clamp the fit: they are right by
+    construction, so a score of the result leaves them out."""
+
     labels: pd.Series
     probabilities: pd.DataFrame
     worker_accuracy: pd.Series
+    known: pd.Index = field(default_factory=pd.Index)
 
 
 def aggregate(
@@ -494,16 +499,15 @@ def aggregate(
             detail={"items": len(labels), "method": name.value, "round": round},
         )
         worker_accuracy = getattr(model, "worker_accuracy_", pd.Series(dtype=float))
-    return AggregationResult(labels, probabilities, worker_accuracy)
+    return AggregationResult(labels, probabilities, worker_accuracy, finals.index)
 
 
 def aggregate_file(
     answers_csv: Path, *, method: str | None = None, gold: Path | None = None
-) -> pd.DataFrame:
+) -> AggregationResult:
     """Aggregate an answers CSV (task,worker,label); `gold` (task,label) labels are known
     and used for fitting. `method` names a registered aggregator (None: the recommended
-    default). A gold label must be one of the answers' labels (a blank one is skipped).
-    Returns class probabilities (index task, columns classes)."""
+    default). A gold label must be one of the answers' labels (a blank one is skipped)."""
     answers = _read_csv(answers_csv, required=("task", "worker", "label"))
     known = None
     if gold is not None:
@@ -520,26 +524,44 @@ def aggregate_file(
             )
         known = text.map(labels)
     model = make_aggregator(method)
-    return model.fit_predict_proba(answers, known=known)
+    probabilities = model.fit_predict_proba(answers, known=known)
+    return AggregationResult(
+        labels=probabilities.idxmax(axis=1),
+        probabilities=probabilities,
+        worker_accuracy=getattr(model, "worker_accuracy_", pd.Series(dtype=float)),
+        known=pd.Index([]) if known is None else known.index,
+    )
 
 
 def score_labels(
-    labels: pd.Series, *, truth_csv: Path, classes: Sequence[Any] = ()
+    labels: pd.Series,
+    *,
+    truth_csv: Path,
+    classes: Sequence[Any] = (),
+    known: Collection[Any] = (),
 ) -> dict[str, Any]:
     """Accuracy of `labels` on the tasks of a truth CSV (task,label) whose label is not
     blank; scoring only. Labels compare as text, with 1, 1.0 and " 1" the same label.
-    Given the answers' `classes`, scored tasks whose truth is none of them (a typo such
-    as "Cat" for "cat" scores as wrong) are counted as `truth_not_among_classes`."""
+    Tasks whose labels were `known` to the fit are left out (counted as
+    `known_left_out`): scoring them would score the answer key against itself. Given the
+    answers' `classes`, scored tasks whose truth is none of them (a typo such as "Cat"
+    for "cat" scores as wrong) are counted as `truth_not_among_classes`."""
     truth = _read_csv(truth_csv, required=("task", "label")).set_index("task")["label"].dropna()
-    common = truth.index.intersection(labels.index)
+    answered = truth.index.intersection(labels.index)
+    common = answered.difference(pd.Index(list(known)), sort=False)
     if common.empty:
-        raise InvalidInputError(f"{truth_csv}: no labelled task in common with the answers")
+        raise InvalidInputError(
+            f"{truth_csv}: no labelled task in common with the answers"
+            + (" other than the known (gold) ones" if len(answered) else "")
+        )
     expected = _label_text(truth.loc[common])
     correct = _label_text(labels.loc[common]) == expected
     report: dict[str, Any] = {
         "accuracy": round_float(float(correct.mean())),
         "tasks_scored": len(common),
     }
+    if len(answered) > len(common):
+        report["known_left_out"] = len(answered) - len(common)
     if len(classes):
         strange = ~expected.isin(set(_label_text(pd.Series(list(classes)))))
         if strange.any():
@@ -872,8 +894,14 @@ def evaluate(ws: Workspace, *, project: str, version: int | None = None) -> dict
 
 
 def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
-    """How good are the labels of labelled training items, against the reference labels:
-    the loop's current labels (final, else consensus) and plain majority vote."""
+    """How good are the labels of labelled training items, against the reference labels.
+
+    `consensus_accuracy` is the loop's current labels (final, else consensus);
+    `majority_vote_accuracy` plain majority vote of the crowd alone; and, so that the
+    doctors' part is not credited to the aggregation, `majority_vote_doctors_accuracy`
+    is majority vote with the same final labels where doctors signed, and the
+    `unreviewed_*` figures compare consensus and majority vote on the items no doctor
+    signed (`unreviewed_items`)."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
@@ -883,18 +911,22 @@ def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
     crowd = answers[(answers["source"] == LabelSource.CROWD) & ~answers["is_gold"]]
     labelled = pd.Index(sorted(set(crowd["task"])), name="item")
     reference = items.loc[labelled, "reference_label"]
-    current = consensus["label"].reindex(labelled)
     signed = labelled.isin(finals.index)
-    current[signed] = finals.loc[labelled[signed], "label"]
+    signed_labels = finals.loc[labelled[signed], "label"]
     majority = (
         MajorityVote(classes=list(range(len(record.classes))))
         .fit_predict(crowd[["task", "worker", "label"]])
         .reindex(labelled)
     )
-    scored = reference.notna()
+    current = consensus["label"].reindex(labelled)
+    current[signed] = signed_labels
+    majority_doctors = majority.copy()
+    majority_doctors[signed] = signed_labels
+    scored = reference.notna().to_numpy()
+    unreviewed = scored & ~signed
 
-    def accuracy(labels: pd.Series) -> float:
-        return round_float(float((labels[scored] == reference[scored]).mean()))
+    def accuracy(labels: pd.Series, among: np.ndarray = scored) -> float:
+        return round_float(float((labels[among] == reference[among]).mean()))
 
     return {
         "labelled_items": len(labelled),
@@ -902,6 +934,10 @@ def label_quality(ws: Workspace, *, project: str) -> dict[str, Any]:
         "doctor_labels": int((answers["source"] == LabelSource.DOCTOR).sum()),
         "consensus_accuracy": accuracy(current),
         "majority_vote_accuracy": accuracy(majority),
+        "majority_vote_doctors_accuracy": accuracy(majority_doctors),
+        "unreviewed_items": int(unreviewed.sum()),
+        "unreviewed_consensus_accuracy": accuracy(current, unreviewed),
+        "unreviewed_majority_vote_accuracy": accuracy(majority, unreviewed),
     }
 
 
@@ -939,6 +975,17 @@ class LoopSettings:
         )
 
 
+#: The `label_quality` figures a round reports.
+_QUALITY_FIGURES = (
+    "consensus_accuracy",
+    "majority_vote_accuracy",
+    "majority_vote_doctors_accuracy",
+    "unreviewed_items",
+    "unreviewed_consensus_accuracy",
+    "unreviewed_majority_vote_accuracy",
+)
+
+
 @dataclass
 class RoundReport:
     round: int
@@ -947,6 +994,10 @@ class RoundReport:
     doctor_labels: int
     consensus_accuracy: float
     majority_vote_accuracy: float
+    majority_vote_doctors_accuracy: float
+    unreviewed_items: int
+    unreviewed_consensus_accuracy: float
+    unreviewed_majority_vote_accuracy: float
     test_auc: float
     test_acc: float
     val_auc: float
@@ -1050,8 +1101,7 @@ def run_loop(
             labelled_items=quality["labelled_items"],
             crowd_answers=quality["crowd_answers"],
             doctor_labels=quality["doctor_labels"],
-            consensus_accuracy=quality["consensus_accuracy"],
-            majority_vote_accuracy=quality["majority_vote_accuracy"],
+            **{key: quality[key] for key in _QUALITY_FIGURES},
             test_auc=round_float(metrics.get("test_auc", float("nan"))),
             test_acc=round_float(metrics.get("test_acc", float("nan"))),
             val_auc=round_float(metrics["val_auc"]),
