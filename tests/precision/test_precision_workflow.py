@@ -670,9 +670,29 @@ def test_patients_without_outcome_get_an_interval_and_later_ones_are_told_why_no
         page = wf.patient_record(ws, project="trial", patient=view.patient)
         assert page["recommendation"]["risk_interval_missing"] == view.risk_interval_missing
 
+        # a corrected record: the interval computed for the old values is not shown with
+        # the risk of the new ones (it was drawn beside a risk far outside it)
+        corrected = rows.iloc[[220]].assign(marker=rows.loc[220, "marker"] + 3.0)
+        corrected.to_csv(tmp_path / "corrected.csv", index=False)
+        wf.import_patients_table(
+            ws, project="trial", path=tmp_path / "corrected.csv", id_column="mrn"
+        )
+        risks = wf.predict_risk(ws, project="trial", patients=["MRN000220", "MRN000221"])
+        changed, same = (
+            wf.resolve_patient(ws, project="trial", patient=f"MRN00022{i}") for i in (0, 1)
+        )
+        assert risks["risk_lower"].isna().to_dict() == {changed: True, same: False}
+        view = wf.recommend(ws, project="trial", patient="MRN000220")
+        assert view.risk_lower is None and view.risk_interval_missing == (
+            "the patient's record changed after risk model v1 was trained; "
+            "retrain it for an interval"
+        )
+        assert "lower" not in view.survival
+
         train()
         view = wf.recommend(ws, project="trial", patient="MRN000245")
         assert view.risk_lower is not None and view.risk_interval_missing is None
+        assert wf.recommend(ws, project="trial", patient="MRN000220").risk_lower is not None
     finally:
         ws.close()
 

@@ -430,10 +430,12 @@ def train_risk(
     }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
+        X_cohort = table.transform(cohort)
+        bundle["interval_rows"] = _row_digests(X_cohort)
         bundle["band"] = bootstrap_band(  # for everyone, patients without follow-up too
             X_all,
             y,
-            table.transform(cohort),
+            X_cohort,
             bundle["times"],
             method=method,
             n_bootstrap=n_bootstrap,
@@ -554,11 +556,13 @@ def train_risk_classifier(
     intervals = "risk classifier: bootstrap refits for the risk intervals"
     if n_bootstrap:
         progress(intervals, n_splits + 1, fits)
+        X_cohort = table.transform(cohort)
+        bundle["interval_rows"] = _row_digests(X_cohort)
         bundle["interval"] = bootstrap_risk_interval(  # for everyone, outcome unknown too
             model,
             X,
             y,
-            table.transform(cohort),
+            X_cohort,
             n_bootstrap=n_bootstrap,
             seed=seed,
             progress=lambda done, _total: progress(intervals, n_splits + 1 + done, fits),
@@ -716,11 +720,30 @@ def _risk_frame(
         out["time_unit"] = units.get(str(target.get("time")))
         out["risk_score"] = model.predict_risk(X)
     interval = interval.reindex(out.index)
+    interval.loc[_interval_changed(bundle, X).to_numpy()] = np.nan
     out.insert(1, "risk_lower", interval["lower"].astype(float))
     out.insert(2, "risk_upper", interval["upper"].astype(float))
     out["model_kind"] = version.kind
     out["model_version"] = version.version
     return out
+
+
+def _row_digests(X: pd.DataFrame) -> pd.Series:
+    """One number per patient (index kept) for their feature row: an interval computed
+    for a row holds for that row only."""
+    digests = pd.util.hash_pandas_object(X.round(9), index=False)
+    return pd.Series(digests.to_numpy(), index=X.index)
+
+
+def _interval_changed(bundle: Mapping[str, Any], X: pd.DataFrame) -> pd.Series:
+    """Per patient of `X`: True where the model kept an interval for them but their
+    features have changed since (a corrected record), so that interval is not theirs now.
+    False for models trained before the rows were kept."""
+    kept: pd.Series | None = bundle.get("interval_rows")
+    if kept is None:
+        return pd.Series(False, index=X.index)
+    before = kept.reindex(X.index)
+    return before.notna() & (before != _row_digests(X))
 
 
 def _band_at(bundle: Mapping[str, Any], horizon: float) -> pd.DataFrame:
@@ -844,7 +867,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         if not pd.isna(row["risk_lower"]):
             risk_interval = [float(row["risk_lower"]), float(row["risk_upper"])]
         else:
-            detail["risk_interval_missing"] = _missing_interval(bundle, risk_version)
+            changed = bool(_interval_changed(bundle, X).iloc[0])
+            detail["risk_interval_missing"] = _missing_interval(bundle, risk_version, changed)
         risk_drivers = _risk_drivers(bundle, X)
         detail["risk_interval"] = risk_interval
         if risk_version.kind == SURVIVAL:
@@ -926,8 +950,15 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     )
 
 
-def _missing_interval(bundle: Mapping[str, Any], version: RiskModelVersion) -> str:
+def _missing_interval(
+    bundle: Mapping[str, Any], version: RiskModelVersion, changed: bool = False
+) -> str:
     """Why a patient's risk comes without an interval, said so a doctor knows what to do."""
+    if changed:
+        return (
+            f"the patient's record changed after risk model v{version.version} was trained; "
+            "retrain it for an interval"
+        )
     if "band" in bundle or "interval" in bundle:
         return (
             f"the patient was added after risk model v{version.version} was trained; "
@@ -947,7 +978,8 @@ def _survival_curve(
     curve = model.predict_survival(X, times).iloc[0]
     survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
     band = bundle.get("band")
-    if band is not None and pseudonym in band[0].index:
+    current = band is not None and not _interval_changed(bundle, X).iloc[0]
+    if band is not None and current and pseudonym in band[0].index:
         survival["lower"] = band[0].loc[pseudonym].round(4).tolist()
         survival["upper"] = band[1].loc[pseudonym].round(4).tolist()
     return survival
