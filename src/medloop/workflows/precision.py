@@ -147,13 +147,27 @@ def import_patients_table(
     return PatientImport(project, len(frame), notes, values, path.name)
 
 
+def _common_units(observations: pd.DataFrame) -> dict[str, str]:
+    """Per observation code, the unit most of its values come in: values in another unit
+    are converted to it (or the import refused), so one feature never holds g/dL beside
+    g/L. Ties go to the unit seen first."""
+    given = observations.dropna(subset=["unit"])
+    return {
+        str(code): str(units.value_counts(sort=False).idxmax())
+        for code, units in given.groupby("code", sort=False)["unit"]
+    }
+
+
 def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:
     """Import a FHIR R4 bundle: facts as observations; demographics, latest numeric
     observation per code and condition flags (`condition:<code>` = 1) as features."""
     records = read_fhir_bundle(path, key=ws.settings.resolved_secret_key)
     features = records.patients.set_index("patient")[["sex", "birth_year"]]
-    wide = observations_to_wide(records.observations)
-    units = records.observations.dropna(subset=["unit"]).groupby("code")["unit"].last().to_dict()
+    units = _common_units(records.observations)
+    try:
+        wide = observations_to_wide(records.observations, units=units)
+    except InvalidInputError as error:  # a code in units that do not convert
+        raise IngestError(path, str(error)) from error
     flags = pd.DataFrame(index=features.index)
     for code in records.conditions["code"].dropna().unique():
         has = set(records.conditions.loc[records.conditions["code"] == code, "patient"])
