@@ -88,6 +88,36 @@ def test_errors() -> None:
         convert_unit(1.0, "kg", "mmol/L")
 
 
+def test_notes_say_what_was_filled_in_and_what_lies_outside_the_training_range() -> None:
+    """A doctor reads a risk with what the model was not told (a missing value it filled
+    in) and where it extrapolates; a patient with no value at all for a feature (the
+    column absent from their one-row frame) is scored as missing, not refused."""
+    ft = table().fit(raw())
+    assert ft.ranges_["hb"] == (130.0, 150.0)  # in the model's unit
+    assert ft.ranges_["nodes"] == (0.0, 9.0)  # before log1p
+    new = pd.DataFrame(
+        {"age": [250.0, 55.0], "hb": [14.0, 14.0], "smoker": ["no", "no"], "stage": ["I", "I"]},
+        index=["q1", "q2"],
+    )
+    X = ft.transform(new)  # no "nodes" column
+    assert X["nodes"].tolist() == pytest.approx([np.log(4.0)] * 2)  # the median, 3
+    notes = ft.notes(new)
+    assert notes["q1"] == [
+        "age 250 year lies outside the values the model learnt from (50 to 60 year): "
+        "its answer there is an extrapolation",
+        "nodes is missing: the model assumed 3, the cohort's median",
+    ]
+    assert notes["q2"] == ["nodes is missing: the model assumed 3, the cohort's median"]
+    assert ft.notes(raw().iloc[:2]) == {  # in the model's unit
+        "p2": ["hb is missing: the model assumed 140 g/L, the cohort's median"]
+    }
+    assert ft.notes(raw().iloc[:1]) == {}
+    assert ft.notes(raw().iloc[[2]])["p3"] == [
+        "age is missing: the model assumed 55 year, the cohort's median",
+        "stage is missing: the model knows it as missing",
+    ]
+
+
 def test_observations_to_wide_takes_latest_and_converts_units() -> None:
     obs = pd.DataFrame(
         {

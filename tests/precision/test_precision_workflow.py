@@ -713,3 +713,46 @@ def test_a_column_imported_again_as_text_is_no_longer_a_feature(tmp_path: Path) 
             assert "note" not in prepo.features_frame(s, project_id=project_id).columns
     finally:
         ws.close()
+
+
+def test_a_patient_missing_a_feature_or_out_of_range_is_scored_with_notes(
+    tmp_path: Path,
+) -> None:
+    """recommend refused a patient without a value for a feature ('missing columns'),
+    while predict_risk silently filled it in; both now score them and say what they
+    filled in, and where the model extrapolates."""
+    rows = pd.read_csv(trial_csv(tmp_path / "all.csv", n=200))
+    rows.iloc[:198].to_csv(tmp_path / "first.csv", index=False)
+    later = rows.iloc[198:].copy()
+    later["marker"] = [np.nan, 0.5]
+    later["age"] = [61.0, 250.0]
+    later.to_csv(tmp_path / "later.csv", index=False)
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "first.csv", id_column="mrn")
+        wf.train_risk(
+            ws, project="trial", time_column="time", event_column="event", exclude=["tx"],
+            method="cox", n_bootstrap=0,
+        )  # fmt: skip
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "later.csv", id_column="mrn")
+        no_marker = wf.recommend(ws, project="trial", patient="MRN000198")
+        assert no_marker.risk is not None
+        assert len(no_marker.feature_notes) == 1
+        assert no_marker.feature_notes[0].startswith("marker is missing: the model assumed ")
+        old = wf.recommend(ws, project="trial", patient="MRN000199")
+        low, high = rows["age"].iloc[:198].min(), rows["age"].iloc[:198].max()
+        assert old.feature_notes == [
+            f"age 250 lies outside the values the model learnt from ({low:g} to {high:g}): "
+            "its answer there is an extrapolation"
+        ]
+        page = wf.patient_record(ws, project="trial", patient=old.patient)
+        assert page["recommendation"]["feature_notes"] == old.feature_notes
+        risks = wf.predict_risk(
+            ws, project="trial", patients=["MRN000198", "MRN000199", "MRN000000"]
+        )
+        notes = risks["notes"].to_dict()
+        assert notes[no_marker.patient] == no_marker.feature_notes[0]
+        assert notes[old.patient] == old.feature_notes[0]
+        assert pd.isna(notes[wf.resolve_patient(ws, project="trial", patient="MRN000000")])
+    finally:
+        ws.close()

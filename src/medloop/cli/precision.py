@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 
 from medloop import workflows
 from medloop.cli.common import (
@@ -15,6 +16,7 @@ from medloop.cli.common import (
     SeedOpt,
     app,
     bench_app,
+    console,
     frame_records,
     out,
     output_file,
@@ -338,9 +340,12 @@ def risk_predict(
             "95% bootstrap interval": "none (retrain the model for one)"
             if pd.isna(row["risk_lower"])
             else f"{100 * row['risk_lower']:.1f}-{100 * row['risk_upper']:.1f}%",
+            "notes": row.get("notes") or "",
         }
         for patient_id, row in frame.iterrows()
     ]
+    if "notes" not in frame or not frame["notes"].notna().any():
+        rows = [{k: v for k, v in row.items() if k != "notes"} for row in rows]
     out.print(table(title, rows))
 
 
@@ -394,6 +399,8 @@ def recommend(
         print_json(result)
         return
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
+    for note in view.feature_notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if view.risk is not None:
         notes = []
         if view.risk_lower is not None and view.risk_upper is not None:

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,8 @@ class FeatureTable:
     """Raw per-patient frame -> numeric feature matrix, documented by `describe()`.
 
     Learned: `medians_` (numeric fill values), `categories_` (per categorical feature),
-    `missing_rate_`, `columns_` (output column order).
+    `missing_rate_`, `ranges_` (each numeric feature's lowest and highest value, in its
+    unit), `columns_` (output column order).
     """
 
     def __init__(self, features: Sequence[Feature], *, missing_indicators: bool = True) -> None:
@@ -106,16 +107,7 @@ class FeatureTable:
             if f.kind == "categorical":
                 out[f.name] = col.map(_category).astype("string")
                 continue
-            try:
-                num = pd.to_numeric(col.map(_binary) if f.kind == "binary" else col)
-            except (ValueError, TypeError) as error:
-                raise InvalidInputError(f"column {f.name!r}: not numeric ({error})") from error
-            num = num.astype(float)
-            if f.kind == "binary" and not num.dropna().isin((0.0, 1.0)).all():
-                odd = num.dropna()[~num.dropna().isin((0.0, 1.0))].iloc[0]
-                raise InvalidInputError(f"column {f.name!r} is yes/no (0/1), but holds {odd:g}")
-            if f.source_unit and f.unit:
-                num = pd.Series(convert_unit(num, f.source_unit, f.unit), index=num.index)
+            num = _number(col, f)
             if f.log1p:
                 if (num.dropna() < 0).any():
                     raise InvalidInputError(f"column {f.name!r}: log1p needs values >= 0")
@@ -128,14 +120,51 @@ class FeatureTable:
         self.missing_rate_ = raw.isna().mean().to_dict()
         self.medians_: dict[str, float] = {}
         self.categories_: dict[str, list[str]] = {}
+        self.ranges_: dict[str, tuple[float, float]] = {}
         for f in self.features:
             if f.kind == "categorical":
                 self.categories_[f.name] = sorted(raw[f.name].dropna().unique().tolist())
             else:
                 median = raw[f.name].median()
                 self.medians_[f.name] = 0.0 if pd.isna(median) else float(median)
+                seen = _number(frame[f.name], f).dropna()
+                if len(seen):
+                    self.ranges_[f.name] = (float(seen.min()), float(seen.max()))
         self.columns_ = list(self._encode(raw).columns)
         return self
+
+    def notes(self, frame: pd.DataFrame) -> dict[Any, list[str]]:
+        """Per patient (index of `frame`) with something to note, what a doctor reading
+        the model's answer should know about the values it saw: a missing feature, and
+        the value it was filled with, and numbers outside the range the model was trained
+        on, where its answer is an extrapolation."""
+        notes: dict[Any, list[str]] = {}
+        for f in self.features:
+            col = frame[f.name] if f.name in frame.columns else pd.Series(np.nan, frame.index)
+            for patient in col.index[col.isna()]:
+                notes.setdefault(patient, []).append(self._missing_note(f))
+            if f.name not in getattr(self, "ranges_", {}) or f.kind != "numeric":
+                continue
+            low, high = self.ranges_[f.name]
+            values = _number(col, f)
+            unit = f" {f.unit}" if f.unit else ""
+            for patient, value in values[(values < low) | (values > high)].items():
+                notes.setdefault(patient, []).append(
+                    f"{f.name} {value:g}{unit} lies outside the values the model learnt "
+                    f"from ({low:g} to {high:g}{unit}): its answer there is an extrapolation"
+                )
+        return notes
+
+    def _missing_note(self, feature: Feature) -> str:
+        if feature.kind == "categorical":
+            if self.missing_indicators and self.missing_rate_.get(feature.name, 0.0) > 0:
+                return f"{feature.name} is missing: the model knows it as missing"
+            reference = self.categories_[feature.name][:1] or ["none"]
+            return f"{feature.name} is missing: the model read it as {reference[0]!r}"
+        fill = self.medians_[feature.name]
+        fill = float(np.expm1(fill)) if feature.log1p else fill
+        unit = f" {feature.unit}" if feature.unit else ""
+        return f"{feature.name} is missing: the model assumed {fill:g}{unit}, the cohort's median"
 
     def _encode(self, raw: pd.DataFrame) -> pd.DataFrame:
         parts: dict[str, pd.Series] = {}
@@ -160,8 +189,12 @@ class FeatureTable:
         return pd.DataFrame(parts, index=raw.index)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature matrix of `frame`; a feature it lacks altogether (a patient with
+        no value for it) is missing and filled as at fit (`notes` says so)."""
         if not hasattr(self, "columns_"):
             raise NotFittedError("FeatureTable is not fitted; call fit first")
+        absent = [f.name for f in self.features if f.name not in frame.columns]
+        frame = frame.assign(**{name: np.nan for name in absent}) if absent else frame
         return self._encode(self._raw(frame)).reindex(columns=self.columns_, fill_value=0.0)
 
     def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -177,6 +210,21 @@ class FeatureTable:
             row["fill_value"] = getattr(self, "medians_", {}).get(f.name)
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _number(col: pd.Series, feature: Feature) -> pd.Series:
+    """A numeric or yes/no column as floats in the feature's unit (before any log1p)."""
+    try:
+        num = pd.to_numeric(col.map(_binary) if feature.kind == "binary" else col)
+    except (ValueError, TypeError) as error:
+        raise InvalidInputError(f"column {feature.name!r}: not numeric ({error})") from error
+    num = num.astype(float)
+    if feature.kind == "binary" and not num.dropna().isin((0.0, 1.0)).all():
+        odd = num.dropna()[~num.dropna().isin((0.0, 1.0))].iloc[0]
+        raise InvalidInputError(f"column {feature.name!r} is yes/no (0/1), but holds {odd:g}")
+    if feature.source_unit and feature.unit:
+        num = pd.Series(convert_unit(num, feature.source_unit, feature.unit), index=num.index)
+    return num
 
 
 def _category(value: object) -> object:

@@ -400,7 +400,7 @@ def train_risk(
     """Train a survival model on the stored features: metrics out of fold over `n_splits`
     folds stratified on the event (C-index, mean time-dependent AUC, IBS, each with its
     spread across folds; the stored version also keeps the calibration at the horizon,
-    the median follow-up, of every patient's out-of-fold prediction), then refit on
+    the median time on record, of every patient's out-of-fold prediction), then refit on
     everyone with follow-up and register it. `n_bootstrap` refits on resamples give every
     patient of the cohort, followed up or not, a 95% band of the survival curve (and of
     the risk); patients added after training get none until the next training.
@@ -708,7 +708,11 @@ def _risk_table(
 ) -> pd.DataFrame:
     """`predict_risk`'s table for the patients of a feature frame already read."""
     bundle = _load(ws, version.blob_sha256)
-    return _risk_frame(bundle, version, bundle["table"].transform(frame), units)
+    table: FeatureTable = bundle["table"]
+    out = _risk_frame(bundle, version, table.transform(frame), units)
+    notes = table.notes(frame)
+    out["notes"] = ["; ".join(notes.get(patient, [])) or None for patient in out.index]
+    return out
 
 
 def _risk_frame(
@@ -806,14 +810,16 @@ def _risk_drivers(bundle: Mapping[str, Any], X: pd.DataFrame) -> list[dict[str, 
 class RecommendationView:
     """What a doctor sees for one patient (ids and numbers, no personal data).
 
-    `risk` is P(event by the survival model's horizon, the median follow-up), or, for a
+    `risk` is P(event by the survival model's horizon, the median time on record), or, for a
     cohort with an outcome classifier instead, P(`outcome` = 1), with its bootstrap
     interval (`risk_interval_missing` says why there is none); `risk_drivers` the
     features that move it most from the average patient's;
     `benefit` the estimated gain in P(event-free) from treatment, with its interval;
     `option_estimates` one row per option: expected P(event-free) with its interval, and
     the benefit over the reference option (the control) with its interval and verdict
-    ("no clear benefit" when the interval covers zero)."""
+    ("no clear benefit" when the interval covers zero); `feature_notes` what to know
+    about the values the models saw (missing ones filled in, numbers outside the range
+    they learnt from)."""
 
     recommendation_id: int
     patient: str
@@ -834,6 +840,7 @@ class RecommendationView:
     drivers: list[dict[str, Any]] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     option_estimates: list[dict[str, Any]] = field(default_factory=list)
+    feature_notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -873,8 +880,10 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     risk_drivers: list[dict[str, Any]] = []
     estimates: list[dict[str, Any]] = []
     survival: dict[str, list[float]] = {}
+    notes: list[str] = []
     if risk_version is not None:
         bundle = _load(ws, risk_version.blob_sha256)
+        notes += bundle["table"].notes(frame).get(pseudonym, [])
         X = bundle["table"].transform(frame)
         row = _risk_frame(bundle, risk_version, X, units).iloc[0]
         risk = float(row["risk"])
@@ -896,6 +905,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             detail["classifier_version"] = risk_version.version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
+        notes += [n for n in bundle["table"].notes(frame).get(pseudonym, []) if n not in notes]
         X = bundle["table"].transform(frame)
         effects: TreatmentEffects = bundle["model"]
         row = effects.estimate(X).iloc[0]
@@ -917,6 +927,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             "options": options,
             "option_estimates": estimates,
             "suggested": suggested,
+            "feature_notes": notes,
         }
     )
     with ws.db.session() as s:
@@ -961,6 +972,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         drivers=drivers,
         options=options,
         option_estimates=estimates,
+        feature_notes=notes,
     )
 
 
@@ -1393,6 +1405,7 @@ def list_patients(
                     "model_risk": risk.get("risk"),
                     "model_risk_lower": risk.get("risk_lower"),
                     "model_risk_upper": risk.get("risk_upper"),
+                    "model_risk_notes": risk.get("notes"),
                     "outcome": risk.get("outcome"),
                     "horizon": risk.get("horizon"),
                     "time_unit": risk.get("time_unit"),
