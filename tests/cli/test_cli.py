@@ -314,6 +314,13 @@ def test_corrupt_image_folder_ingests_nothing(
     code, _, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
     assert code == 2 and "needs at least two classes" in err and "--classes" in err
     assert not list((home / "blobs").rglob("*.*")), "nothing stored for an ingest that failed"
+    # a class a spreadsheet would run as a formula once exported (CSV injection)
+    (folder / "labels.csv").write_text(
+        "file,label,patient_id\n0.png,a,p1\n1.png,=cmd|' /C calc'!A0,p1\n2.png,a,p2\n"
+    )
+    code, _, err = run(monkeypatch, capsys, "ingest", "images", str(folder), "-p", "x")
+    assert code == 2 and "would run as a formula" in " ".join(err.split())
+    assert not list((home / "blobs").rglob("*.*")), "nothing stored for an ingest that failed"
     (folder / "labels.csv").write_bytes(labels)
     (folder / "labels.csv").write_text(
         "file,label,patient_id\n0.png,a,p1\n1.png,b,p1\n2.png,a,p2\n3.png,b,p3\n"

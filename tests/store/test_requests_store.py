@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from store_support import project_with_items
 
+from medloop.exceptions import InvalidInputError
 from medloop.store import Database
 from medloop.store import repository as repo
 from medloop.types import LabelSource, Role, TaskKind
@@ -57,3 +59,12 @@ def test_more_answers_reopen_the_items_task_and_review_requests_are_answered(
     with database.session() as s:
         assert repo.requested_reviews(s, project_id=project_id) == set()
         assert repo.pending_items(s, project_id=project_id) == {first, second}
+
+
+def test_class_names_a_spreadsheet_would_run_are_refused(database: Database) -> None:
+    for bad in ("=1+1", "@SUM(A1)", "+cmd|' /C calc'!A0", "-x", "\tname"):
+        with pytest.raises(InvalidInputError, match="would run as a formula"):
+            repo.check_class_names(["ok", bad])
+    repo.check_class_names(["-1", "+1", "a-b", "1e3"])  # numbers and inner signs are fine
+    with database.session() as s, pytest.raises(InvalidInputError, match="formula"):
+        repo.create_project(s, name="p", classes=["a", "=b"], n_channels=1)

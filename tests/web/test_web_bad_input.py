@@ -347,3 +347,18 @@ def test_refused_requests_never_echo_what_was_sent(site: Site) -> None:
     for refused in refusals:
         assert refused.status_code == 422
         assert secret not in refused.text and refused.json()["detail"][0]["msg"]
+
+
+def test_a_nul_character_is_refused_not_a_server_error(any_site: Site) -> None:
+    """PostgreSQL cannot store a NUL in text (SQLite can): before, a username or project
+    name holding one was a 500, even before signing in, with the SQL in the log."""
+    client = any_site.client
+    login = client.post("/api/auth/login", json={"username": "al\x00ice", "password": "x" * 8})
+    assert login.status_code in (401, 422), login.text
+    doctor = any_site.headers("dora")
+    queue = client.get("/api/review/queue", params={"project": "ch\x00est"}, headers=doctor)
+    assert queue.status_code in (404, 422), queue.text
+    page = client.get(
+        "/review", params={"project": "ch\x00est"}, headers={**doctor, "Accept": "text/html"}
+    )
+    assert page.status_code in (200, 404, 422), page.text

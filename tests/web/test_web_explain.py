@@ -61,6 +61,12 @@ def test_gradcam_overlay_for_reviewers_only(site: Site) -> None:
     assert response.headers["content-type"] == "image/png"
     picture = decode_png(response.content)
     assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[0] >= 224
+    # it shows the image: audited like the image itself, and never kept by the browser
+    assert response.headers["cache-control"] == "no-store"
+    with site.ws.db.session() as s:
+        log = repo.audit_frame(s)
+    reads = log[log["action"] == "item.gradcam"]
+    assert reads[["actor", "entity_id"]].values.tolist() == [["dora", str(item)]]
     pointers = list((site.ws.settings.model_dir / "chest" / "v1.gradcam").glob("*.sha256"))
     assert [p.name for p in pointers] == [f"{item}-predicted.sha256"]
     assert site.ws.blobs.exists(pointers[0].read_text())

@@ -105,6 +105,28 @@ def audit_frame(session: Session, *, limit: int = 1000) -> pd.DataFrame:
 # --- projects ----------------------------------------------------------------------------
 
 
+def check_class_names(classes: Sequence[str]) -> None:
+    """Refuse a class name a spreadsheet would run as a formula when an export is opened
+    (CSV injection: "=cmd|' /C calc'!A0"): one starting with = or @, a tab or a carriage
+    return, or with + or - where it is not a number ("-1" is a fine class)."""
+    for name in classes:
+        text = str(name)
+        signed = text[:1] in ("+", "-")
+        if text[:1] in ("=", "@", "\t", "\r") or (signed and not _is_number(text)):
+            raise InvalidInputError(
+                f"class name {text!r} would run as a formula when an export is opened in a "
+                "spreadsheet; rename it (e.g. without its first character)"
+            )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def create_project(
     session: Session, *, name: str, classes: Sequence[str], n_channels: int
 ) -> Project:
@@ -112,6 +134,7 @@ def create_project(
         raise InvalidInputError("project name must not be empty")
     if len(classes) < 2:
         raise InvalidInputError(f"project {name!r} needs at least two classes, got {classes}")
+    check_class_names(classes)
     if session.scalar(select(Project).where(Project.name == name)) is not None:
         raise ConflictError(f"project {name!r} already exists")
     project = Project(name=name, classes=list(classes), n_channels=n_channels)

@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from medloop.exceptions import (
@@ -113,6 +114,24 @@ async def _invalid_request(request: Request, error: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+#: Said when the database refuses a value SQLite would take (PostgreSQL: a NUL character
+#: in text, a number out of range).
+UNSTORABLE = (
+    "the request holds a value the database cannot store (such as a NUL character, or a "
+    "number out of range)"
+)
+
+
+async def _unstorable(request: Request, error: Exception) -> Response:
+    """The request's fault, said as a 422: not a 500 with the statement and its
+    parameters (a password, a patient's data) in the server's log."""
+    assert isinstance(error, DataError)
+    logger.warning("refused a value the database cannot store: %s", type(error.orig).__name__)
+    if wants_page(request):
+        return _error_page(request, 422, UNSTORABLE)
+    return JSONResponse({"detail": UNSTORABLE}, status_code=422)
+
+
 class PageStop(Exception):
     """Raised by a page's account dependency (`web.rendering`): answer with `response`
     (to the login page, or a 403 page) instead of the page."""
@@ -132,3 +151,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PageStop, _page_stop)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DataError, _unstorable)

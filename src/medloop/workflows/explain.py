@@ -84,11 +84,14 @@ def _write_pointer(path: Path, sha256: str) -> None:
     os.replace(tmp, path)
 
 
-def gradcam_overlay(ws: Workspace, *, item_id: int, label: str | None = None) -> bytes:
+def gradcam_overlay(
+    ws: Workspace, *, item_id: int, label: str | None = None, actor: str | None = None
+) -> bytes:
     """PNG of the item's image with the Grad-CAM heat map of the project's newest model.
 
-    `label` names the class to explain (default: the class the model predicts). Raises
-    `NotFoundError` for an unknown item or a project without a model.
+    `label` names the class to explain (default: the class the model predicts); the read
+    is audited under `actor` (it shows the image). Raises `NotFoundError` for an unknown
+    item or a project without a model.
     """
     from medloop.learning.data import prepare_images
     from medloop.learning.explain import gradcam, overlay_png
@@ -101,6 +104,13 @@ def gradcam_overlay(ws: Workspace, *, item_id: int, label: str | None = None) ->
     ref = model_ref(ws, project=name)
     if label is not None and label not in ref.classes:
         raise InvalidInputError(f"{label!r} is not a class of {name!r}; classes: {ref.classes}")
+    if actor is not None:
+        with ws.db.session() as s:
+            detail = {"label": label} if label is not None else None
+            repo.audit(
+                s, actor=actor, action="item.gradcam", entity="item", entity_id=item_id,
+                detail=detail,
+            )  # fmt: skip
     target = "predicted" if label is None else str(ref.classes.index(label))
     pointer = ref.checkpoint.with_suffix(".gradcam") / f"{item_id}-{target}.sha256"
     if pointer.is_file():

@@ -242,12 +242,14 @@ def ingest_dicom_folder(
 
 
 def _check_classes(project: str, classes: Sequence[str]) -> None:
-    """Fail before any image is stored when the project would have fewer than two classes."""
+    """Fail before any image is stored when the project would have fewer than two classes,
+    or a class name a spreadsheet would run as a formula."""
     if len(classes) < 2:
         raise InvalidInputError(
             f"project {project!r} needs at least two classes, got {list(classes)}: name them "
             "with --classes A,B or in a labels CSV (file,label)"
         )
+    repo.check_class_names(classes)
 
 
 def _check_new_project(ws: Workspace, *, name: str, final_by: str | None = None) -> None:

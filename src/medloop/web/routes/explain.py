@@ -23,12 +23,13 @@ Id = Annotated[int, Path(ge=1, le=2**53)]
 def gradcam_png(
     item_id: Id,
     ws: WS,
-    _account: Reviewer,
+    account: Reviewer,
     label: Annotated[
         str | None, Query(max_length=100, description="Class to explain (default: predicted).")
     ] = None,
 ) -> Response:
     """The item's image with the Grad-CAM heat map of its project's newest model (doctors
-    and admins; 404 while the project has no model)."""
-    png = explain.gradcam_overlay(ws, item_id=item_id, label=label)
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    and admins; 404 while the project has no model). Each read is audited and, as the
+    image itself, never stored by the browser (a shared workstation keeps no copy)."""
+    png = explain.gradcam_overlay(ws, item_id=item_id, label=label, actor=account.username)
+    return Response(png, media_type="image/png")
