@@ -27,6 +27,19 @@ def test_failures_are_counted_per_key_pruned_and_cleared(database: Database) -> 
         assert logins.failures_since(s, key="b", since=0.0) == [25.0]
 
 
+def test_a_recorded_attempt_can_be_taken_back_by_its_id(database: Database) -> None:
+    with database.session() as s:
+        logins.take_turn(s, key="a")  # an advisory lock on PostgreSQL, nothing on SQLite
+        first = logins.record_failure(s, key="a", at=10.0)
+        second = logins.record_failure(s, key="a", at=20.0)
+        assert first != second
+    with database.session() as s:
+        logins.remove_failures(s, ids=[first])
+        logins.remove_failures(s, ids=[])
+    with database.session() as s:
+        assert logins.failures_since(s, key="a", since=0.0) == [20.0]
+
+
 # Neither dialect reflects uq_users_lower_username (an expression index, migration 0011);
 # test_repository checks it is there.
 @pytest.mark.filterwarnings("ignore:.*expression-based index")

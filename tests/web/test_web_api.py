@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 from web_support import CLASSES, PASSWORD, Site, open_tasks
@@ -14,7 +16,7 @@ from medloop.store import repository as repo
 from medloop.store.models import Answer, AnswerBox, AuditEntry, LoginFailure, Task
 from medloop.types import LabelKind
 from medloop.web import create_app
-from medloop.web.security import LoginLimiter
+from medloop.web.security import LoginLimiter, LoginRefused
 from medloop.workflows import aggregate
 
 
@@ -542,7 +544,8 @@ def test_failed_logins_are_counted_across_server_processes_and_restarts(site: Si
         assert fail(restarted) == 429
     with site.ws.db.session() as s:
         keys = s.scalars(select(LoginFailure.key)).all()
-    assert len(keys) == 5 and all("bob" not in key for key in keys)
+    # each failure counts for (bob, client) and for the client; refused attempts not at all
+    assert sorted(Counter(keys).values()) == [5, 5] and all("bob" not in key for key in keys)
     # a success clears the count
     with site.ws.db.session() as s:
         s.execute(delete(LoginFailure))
@@ -555,13 +558,17 @@ def test_failed_logins_are_counted_across_server_processes_and_restarts(site: Si
 def test_old_failures_are_forgotten(site: Site) -> None:
     limiter = LoginLimiter(site.ws, max_failures=2, window=60.0, clock=lambda: now)
     now = 1000.0
-    limiter.failed("carol", "1.2.3.4")
+    limiter.reserve("carol", "1.2.3.4")  # an attempt counts as failed until it succeeds
     now = 1030.0
-    limiter.failed("carol", "1.2.3.4")
-    assert limiter.retry_after("carol", "1.2.3.4") == 31  # the first expires at 1060
-    assert limiter.retry_after("carol", "5.6.7.8") == 0  # per client
+    limiter.reserve("carol", "1.2.3.4")
+    with pytest.raises(LoginRefused) as refused:
+        limiter.reserve("carol", "1.2.3.4")
+    assert refused.value.retry_after == 31  # the first expires at 1060
+    limiter.reserve("carol", "5.6.7.8")  # per client
     now = 1061.0
-    assert limiter.retry_after("carol", "1.2.3.4") == 0
-    limiter.failed("dave", "1.2.3.4")  # a new failure forgets what is past the window
+    limiter.reserve("carol", "1.2.3.4")
+    limiter.reserve("dave", "9.9.9.9")  # a new attempt forgets what is past the window
     with site.ws.db.session() as s:
-        assert len(s.scalars(select(LoginFailure.failed_at)).all()) == 2
+        # (carol, 1.2.3.4) at 1030 and 1061, (carol, 5.6.7.8) at 1030, dave at 1061: each
+        # for its pair and its client
+        assert len(s.scalars(select(LoginFailure.failed_at)).all()) == 8

@@ -8,14 +8,43 @@ are Unix seconds.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, select
+from collections.abc import Collection
+
+from sqlalchemy import delete, exists, select, text
 from sqlalchemy.orm import Session
 
 from medloop.store.models import LoginFailure, RevokedToken
 
+#: PostgreSQL advisory locks `(LOGIN_LOCK_SPACE, hashtext(key))` order the attempts that
+#: share a key (any fixed number: "mllg"); the two-key form never meets the one-key locks.
+LOGIN_LOCK_SPACE = 0x6D6C6C67
 
-def record_failure(session: Session, *, key: str, at: float) -> None:
-    session.add(LoginFailure(key=key, failed_at=at))
+
+def take_turn(session: Session, *, key: str) -> None:
+    """Let transactions that count `key`'s failures take turns until they end.
+
+    Without it, two READ COMMITTED transactions on PostgreSQL that each record an attempt
+    and then count could both miss the other's uncommitted row, and both pass the limit.
+    SQLite lets one writer in at a time already: the caller's first write waits there."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": LOGIN_LOCK_SPACE, "key": key},
+        )
+
+
+def record_failure(session: Session, *, key: str, at: float) -> int:
+    """Store one failure of `key` at `at`; returns its id (to take it back)."""
+    failure = LoginFailure(key=key, failed_at=at)
+    session.add(failure)
+    session.flush()
+    return failure.id
+
+
+def remove_failures(session: Session, *, ids: Collection[int]) -> None:
+    """Forget the failures with these ids (attempts that turned out not to fail)."""
+    if ids:
+        session.execute(delete(LoginFailure).where(LoginFailure.id.in_(list(ids))))
 
 
 def failures_since(session: Session, *, key: str, since: float) -> list[float]:

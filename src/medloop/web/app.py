@@ -37,18 +37,23 @@ SECURITY_HEADERS = {
 }
 DOCS_PATHS = {"/docs", "/redoc", "/docs/oauth2-redirect"}
 DOCS_STATIC = "/static/docs"
+#: Sent in production on HTTPS responses: browsers then use HTTPS only for a year
+#: (RFC 6797; over plain HTTP the header would be ignored, and a development server on
+#: plain HTTP must stay reachable).
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 #: Responses that set no caching of their own are never stored (pages show patients'
 #: data: after signing out, Back must not bring them back from the browser's cache).
 NO_STORE = ("Cache-Control", "no-store")
 
 
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS`, and `NO_STORE` outside /static, to every HTTP response
-    that does not set them itself (plain ASGI: a `BaseHTTPMiddleware` costs each request a
-    task group and a body stream)."""
+    """Adds `SECURITY_HEADERS`, `NO_STORE` outside /static, and with `hsts` `HSTS` on
+    HTTPS, to every HTTP response that does not set them itself (plain ASGI: a
+    `BaseHTTPMiddleware` costs each request a task group and a body stream)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,6 +61,7 @@ class SecurityHeaders:
             return
         docs = scope["path"] in DOCS_PATHS  # Swagger UI needs its inline script
         static = scope["path"].startswith("/static/")
+        hsts = self.hsts and scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,6 +71,8 @@ class SecurityHeaders:
                         headers.setdefault(name, value)
                 if not static:
                     headers.setdefault(*NO_STORE)
+                if hsts:
+                    headers.setdefault(*HSTS)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -105,7 +113,7 @@ def create_app(
     app.state.limiter = LoginLimiter(ws)
     errors.install(app)
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=ws.settings.environment == "production")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(explain.router)

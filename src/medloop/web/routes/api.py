@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from medloop import __version__
 from medloop.web import schemas
 from medloop.web.deps import WS, Annotator, Bearer, CurrentAccount, Limiter, Reviewer
-from medloop.web.security import SESSION_COOKIE
+from medloop.web.security import SESSION_COOKIE, LoginRefused
 from medloop.workflows import accounts, annotate, export, review
 
 router = APIRouter(prefix="/api")
@@ -23,6 +23,13 @@ ProjectQuery = Annotated[
 
 def image_url(item_id: int) -> str:
     return f"/api/items/{item_id}/image"
+
+
+#: Why a login was refused before its password was checked, by status code.
+LOGIN_REFUSED = {
+    429: "too many failed logins; try again later",
+    503: "too many logins at once; try again in a moment",
+}
 
 
 def client_of(request: Request) -> str:
@@ -40,25 +47,26 @@ def health(ws: WS) -> schemas.HealthPublic:
 @router.post(
     "/auth/login",
     tags=["auth"],
-    responses={401: {"description": "Wrong username or password"}, 429: {}},
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many failed logins (see Retry-After)"},
+        503: {"description": "Too many logins at once (see Retry-After)"},
+    },
 )
 def login(
     body: schemas.LoginCreate, request: Request, ws: WS, limiter: Limiter
 ) -> schemas.TokenPublic:
     """Exchange a username and password for a bearer token."""
-    client = client_of(request)
-    wait = limiter.retry_after(body.username, client)
-    if wait:
+    try:
+        account = limiter.authenticate(body.username, body.password, client_of(request))
+    except LoginRefused as refused:
         raise HTTPException(
-            429,
-            detail="too many failed logins; try again later",
-            headers={"Retry-After": str(wait)},
-        )
-    account = accounts.authenticate(ws, username=body.username, password=body.password)
+            refused.status,
+            detail=LOGIN_REFUSED[refused.status],
+            headers={"Retry-After": str(refused.retry_after)},
+        ) from None
     if account is None:
-        limiter.failed(body.username, client)
         raise HTTPException(401, detail="wrong username or password")
-    limiter.succeeded(body.username, client)
     token = accounts.issue_token(ws, account, purpose="api")
     return schemas.TokenPublic(
         token=token, expires_in=accounts.TOKEN_TTL, username=account.username, role=account.role

@@ -29,6 +29,7 @@ from medloop.web.routes.api import Id, client_of, gradcam_url, image_url
 from medloop.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    LoginRefused,
     new_login_csrf,
 )
 from medloop.workflows import accounts, annotate, review
@@ -48,6 +49,11 @@ def home(account: PageAccount) -> Response:
     return RedirectResponse(LANDING[account.role], 303)
 
 
+#: Said on the sign-in page when a login was refused before its password was checked.
+LOGIN_REFUSED = {
+    429: "Too many failed logins; try again in a few minutes.",
+    503: "Too many people are signing in at once; please try again in a moment.",
+}
 #: Said on the sign-in page when a form came in without a session.
 SESSION_ENDED = "Your session ended, so what you sent was not saved. Sign in to go on."
 
@@ -79,7 +85,11 @@ def login_page(
 
 
 def _secure(request: Request) -> bool:
-    return bool(request.app.state.ws.settings.environment == "production")
+    """Whether cookies are sent over HTTPS only: in production, and whenever this request
+    came over HTTPS (a deployment that did not say it is production)."""
+    return (
+        request.app.state.ws.settings.environment == "production" or request.url.scheme == "https"
+    )
 
 
 def _login_cookie(request: Request, response: Response, token: str) -> None:
@@ -101,15 +111,17 @@ def login(
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     error = None
     status_code = 200
-    client = client_of(request)
+    headers: dict[str, str] = {}
     if not expected or not hmac.compare_digest(expected, csrf_token):
         error, status_code = "Your login form expired; please try again.", 403
-    elif limiter.retry_after(username, client):
-        error, status_code = "Too many failed logins; try again in a few minutes.", 429
     else:
-        account = accounts.authenticate(ws, username=username, password=password)
+        try:
+            account = limiter.authenticate(username, password, client_of(request))
+        except LoginRefused as refused:
+            account, status_code = None, refused.status
+            headers["Retry-After"] = str(refused.retry_after)
+            error = LOGIN_REFUSED[refused.status]
         if account is not None:
-            limiter.succeeded(username, client)
             session = accounts.issue_token(ws, account, purpose="session")
             redirect = RedirectResponse(next if local_path(next) else "/", status_code=303)
             redirect.set_cookie(
@@ -122,8 +134,8 @@ def login(
             )
             redirect.delete_cookie(LOGIN_CSRF_COOKIE)
             return redirect
-        limiter.failed(username, client)
-        error, status_code = "Wrong username or password.", 401
+        if error is None:
+            error, status_code = "Wrong username or password.", 401
     token = new_login_csrf()
     response = render(
         request,
@@ -135,6 +147,7 @@ def login(
         next=next if local_path(next) else "",
         username=username,  # kept: only the password is typed again
     )
+    response.headers.update(headers)
     _login_cookie(request, response, token)
     return response
 
