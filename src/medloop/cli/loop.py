@@ -385,7 +385,6 @@ ROUND_COLUMNS = {
     "crowd_answers": "answers",
     "doctor_labels": "doctor",
     "majority_vote_accuracy": "MV acc",
-    "majority_vote_doctors_accuracy": "MV+doctor acc",
     "consensus_accuracy": "loop acc",
     "test_auc": "test AUC",
     "test_acc": "test acc",
