@@ -104,13 +104,21 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             project="trial",
             treatment_column="tx",
             event_column="event",
-            exclude=["time"],
+            time_column="time",
             base="linear",
             n_bootstrap=20,
             progress=record,
         )
         assert effects.version == 1 and "marker" in effects.features
+        assert "time" not in effects.features
         assert calls == [("effects model", done, 21) for done in range(22)]
+        with ws.db.session() as s:
+            stored = wf._current_models(s, project_id=1)
+        target = stored[wf.EFFECTS].target
+        # event-free by the survival model's horizon; those censored before it left out
+        assert target["horizon"] == stored["survival"].target["horizon"]
+        assert target["time"] == "time" and target["censored_before"] > 0
+        assert effects.n_train == 240 - target["censored_before"]
         predicted = wf.predict_risk(ws, project="trial")
         assert len(predicted) == 240 and predicted["risk"].between(0, 1).all()
         view = wf.recommend(ws, project="trial", patient="MRN000001")  # raw id is resolved
@@ -134,6 +142,8 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
         assert strongest["factor"] == pytest.approx(np.exp(strongest["contribution"]))
         assert strongest["factor"] > 2  # the planted risk factor, at this patient's value
         assert view.benefit_lower <= view.benefit <= view.benefit_upper
+        assert view.effect_horizon == view.horizon
+        assert view.effect_outcome == f"event-free by {view.horizon:g} time units"
         assert view.options == ["treat", "no treatment"]
         assert view.drivers and view.drivers[0]["feature"]
         with ws.db.session() as s:
@@ -255,7 +265,9 @@ def test_cli_patients_risk_recommend(
     code, out, _ = run("recommend", "MRN000002", "-p", "trial")
     risk = f"risk of the event by {result['horizon']:g} days: {100 * result['risk']:.1f}%"
     assert code == 0 and risk in out and "'survival'" not in out  # no data dump
-    assert f"{100 * result['benefit']:+.1f} points of P(event-free)" in out
+    assert result["effect_horizon"] == result["horizon"]  # the same time as the risk's
+    event_free = f"P(event-free by {result['horizon']:g} days)"
+    assert f"{100 * result['benefit']:+.1f} points of {event_free}" in out
     assert f"{100 * result['drivers'][0]['contribution']:+.1f}" in out
     code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "no treatment")
     assert code == 2 and "--doctor" in err
@@ -447,6 +459,8 @@ def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> 
         "logistic",
         "effects",
     )
+    code, _, err = cli(*train, "--treatment", "tx", "--effects-horizon", "300")
+    assert code == 2 and "--effects-horizon is for the effects of --treatment on survival" in err
     code, out, _ = cli(*train, "--method", "gbm")
     assert code == 0 and "classifier of event, out of fold, over 5 stratified folds: AUC" in out
     code, out, _ = cli("risk", "predict", "-p", "c", "--top", "1", "--json")
@@ -460,9 +474,86 @@ def test_cli_trains_and_uses_an_outcome_classifier(tmp_path: Path, cli: Cli) -> 
     interval = f"{100 * top['risk_lower']:.1f}-{100 * top['risk_upper']:.1f}%"
     expected = f"risk of event: {100 * top['risk']:.1f}% (95% bootstrap interval {interval};"
     assert code == 0 and f"{expected} calibrated classifier)" in out
+    assert "points of P(free of the event during follow-up)" in out  # no time, no horizon
     assert "what drives the risk" in out and "marker" in out
     code, _, err = cli(*train, "--method", "cox")
     assert code == 2 and "cox" in err
+
+
+def null_trial_csv(path: Path, n: int = 400, seed: int = 0) -> Path:
+    """A randomised trial where treatment does nothing to the event time, but the treated
+    drop out much earlier (censored over 100-1500 days, the controls over 1500-2500)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    tx = np.arange(n) % 2
+    event_time = rng.exponential(1000 * np.exp(-0.7 * x1))
+    censor = np.where(tx == 1, rng.uniform(100, 1500, n), rng.uniform(1500, 2500, n))
+    pd.DataFrame(
+        {
+            "id": [f"N{i:04d}" for i in range(n)],
+            "x1": x1.round(3),
+            "x2": x2.round(3),
+            "tx": tx,
+            "time": np.minimum(event_time, censor).round(1),
+            "event": (event_time <= censor).astype(int),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_earlier_dropout_of_the_treated_is_no_benefit(tmp_path: Path, cli: Cli) -> None:
+    """The audit's simulated trial: "no event during the patient's own follow-up" made
+    the treated look better because fewer of their events were seen ("treat: clear
+    benefit" for 25 of 40 patients). Event-free by the risk model's horizon, with
+    censoring weights per arm, finds no benefit."""
+    csv = null_trial_csv(tmp_path / "null.csv")
+    code, _, err = cli("patients", "import", str(csv), "-p", "null", "--id-column", "id",
+                       "--unit", "time=days")  # fmt: skip
+    assert code == 0, err
+    code, _, err = cli("risk", "train", "-p", "null", "--treatment", "tx", "--method", "cox",
+                       "--base", "linear", "--bootstrap", "0")  # fmt: skip
+    assert code == 0, err
+    ws = Workspace.open(Settings())
+    try:
+        views = [wf.recommend(ws, project="null", patient=f"N{i:04d}") for i in range(40)]
+    finally:
+        ws.close()
+    benefit = np.array([v.benefit for v in views])
+    lower = np.array([v.benefit_lower for v in views])
+    upper = np.array([v.benefit_upper for v in views])
+    clear = sum(v.recommendation == wf.CLEAR_BENEFIT for v in views)
+    assert clear <= 4, f"clear benefit for {clear} of 40 patients of a null trial"
+    assert abs(benefit.mean()) < 0.05 and lower.mean() < 0 < upper.mean()
+    horizon = views[0].horizon
+    assert views[0].effect_horizon == horizon
+    code, out, _ = cli("recommend", "N0001", "-p", "null")
+    assert code == 0 and f"points of P(event-free by {horizon:g} days)" in out
+
+
+def test_the_effects_horizon_can_be_chosen_and_is_refused_past_the_follow_up(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="n", path=null_trial_csv(tmp_path / "n.csv", n=200), id_column="id"
+        )
+        common = {"project": "n", "treatment_column": "tx", "event_column": "event"}
+        with pytest.raises(InvalidInputError, match="horizon needs the follow-up time"):
+            wf.train_effects(ws, **common, horizon=300.0, exclude=["time"])
+        # the treated are all censored by 1500 days
+        refusal = r"at least 5 treated and 5 control patients followed up to the horizon \(1600\)"
+        with pytest.raises(InvalidInputError, match=refusal):
+            wf.train_effects(ws, **common, time_column="time", horizon=1600.0)
+        wf.train_effects(ws, **common, time_column="time", horizon=300.0, n_bootstrap=0)
+        view = wf.recommend(ws, project="n", patient="N0003")
+        assert view.horizon is None  # no risk model: the effects model says its own time
+        assert (view.effect_horizon, view.effect_outcome) == (300.0, "event-free by 300 time units")
+        page = wf.patient_record(ws, project="n", patient="N0003")
+        assert page["recommendation"]["effect_outcome"] == "event-free by 300 time units"
+        assert set(page["outcome"]) == {"time", "event", "tx"}  # time: the effects' target
+    finally:
+        ws.close()
 
 
 def test_the_feature_table_is_documented(

@@ -1,10 +1,12 @@
-"""Meta-learners recover a planted heterogeneous effect; intervals say "no clear benefit"."""
+"""Meta-learners recover a planted heterogeneous effect; intervals say "no clear benefit";
+on censored follow-up, "event-free by a horizon" with censoring weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from sksurv.nonparametric import kaplan_meier_estimator
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
 from medloop.precision import (
@@ -12,6 +14,7 @@ from medloop.precision import (
     CLEAR_HARM,
     NO_CLEAR_BENEFIT,
     TreatmentEffects,
+    event_free_by,
 )
 
 
@@ -121,3 +124,126 @@ def test_no_interval_means_no_clear_call_and_bad_settings_are_refused() -> None:
     for bad in ({"n_bootstrap": -3}, {"alpha": 2.0}, {"alpha": 0.0}):
         with pytest.raises(InvalidInputError, match=r"n_bootstrap|alpha"):
             TreatmentEffects("t", "linear", **bad).fit(X, t, y)
+
+
+def censored_trial(
+    effect: float, n: int = 600, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Randomised 1:1 trial with follow-up in days: event hazard exp(0.7 * x1) / 1000,
+    divided by e^effect for the treated with x1 > 0; the treated drop out much earlier
+    (censored uniformly over 100-1500 days, the controls over 1500-2500). Returns X,
+    treatment, time, event and each patient's true gain in P(event-free by 500 days)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 2)), columns=["x1", "x2"])
+    t = np.arange(n) % 2
+    rate = np.exp(0.7 * X["x1"].to_numpy()) / 1000
+    treated_rate = rate * np.exp(-effect * (X["x1"].to_numpy() > 0))
+    event_time = rng.exponential(1 / np.where(t == 1, treated_rate, rate))
+    censor = np.where(t == 1, rng.uniform(100, 1500, n), rng.uniform(1500, 2500, n))
+    gain = np.exp(-treated_rate * 500) - np.exp(-rate * 500)
+    return X, t, np.minimum(event_time, censor), event_time <= censor, gain
+
+
+def test_event_free_by_is_kaplan_meier_within_each_arm() -> None:
+    """Known answer: each arm's weighted share event-free by the horizon, over all its
+    patients, is its Kaplan-Meier survival there (the IPCW identity); patients censored
+    before the horizon have no outcome."""
+    _, t, time, event, _ = censored_trial(effect=0.0)
+    outcome, weight = event_free_by(time, event, t, horizon=500.0)
+    unknown = np.isnan(outcome)
+    np.testing.assert_array_equal(unknown, ~event & (time < 500))
+    np.testing.assert_array_equal(np.isnan(weight), unknown)
+    np.testing.assert_array_equal(outcome[~unknown], (time[~unknown] > 500).astype(float))
+    assert (weight[~unknown] >= 1).all()
+    for arm in (0, 1):
+        rows = t == arm
+        km_time, km_survival = kaplan_meier_estimator(event[rows], time[rows])
+        at = km_survival[np.searchsorted(km_time, 500.0, side="right") - 1]
+        assert np.nansum((outcome * weight)[rows]) / rows.sum() == pytest.approx(at, abs=1e-9)
+    # the controls drop out after 1500 days only: nobody of them is reweighted by 500
+    np.testing.assert_allclose(weight[(t == 0) & ~unknown], 1.0)
+    assert unknown[t == 1].sum() > 30 and not unknown[t == 0].any()
+    with pytest.raises(
+        InvalidInputError,
+        match=r"need at least 5 treated and 5 control patients followed up to the horizon "
+        r"\(1600\); 0 treated",
+    ):
+        event_free_by(time, event, t, horizon=1600.0)
+    with pytest.raises(InvalidInputError, match="positive"):
+        event_free_by(time, event, t, horizon=0.0)
+
+
+def test_no_effect_with_the_treated_dropping_out_early_is_no_benefit() -> None:
+    """The audit's trial: treatment does nothing, but the treated are censored earlier,
+    so fewer of their events are seen. "No event during follow-up" called that a clear
+    benefit for most patients; event-free by the horizon with censoring weights does not."""
+    X, t, time, event, _ = censored_trial(effect=0.0)
+    naive = TreatmentEffects("t", "linear", n_bootstrap=10).fit(X, t, 1.0 - event)
+    assert (naive.estimate(X)["recommendation"] == CLEAR_BENEFIT).mean() > 0.9  # the bug
+    outcome, weight = event_free_by(time, event, t, horizon=500.0)
+    known = ~np.isnan(outcome)
+    model = TreatmentEffects("t", "linear", n_bootstrap=30).fit(
+        X[known], t[known], outcome[known], sample_weight=weight[known]
+    )
+    table = model.estimate(X)
+    assert abs(table["benefit"].mean()) < 0.03
+    assert table["lower"].mean() < 0 < table["upper"].mean()
+    assert (table["recommendation"] == CLEAR_BENEFIT).mean() < 0.1
+
+
+@pytest.mark.parametrize("learner", ["t", "s", "x"])
+def test_a_planted_effect_is_recovered_despite_the_dropout(learner: str) -> None:
+    X, t, time, event, gain = censored_trial(effect=1.5)
+    outcome, weight = event_free_by(time, event, t, horizon=500.0)
+    known = ~np.isnan(outcome)
+    model = TreatmentEffects(learner, "linear", n_bootstrap=20).fit(
+        X[known], t[known], outcome[known], sample_weight=weight[known]
+    )
+    table = model.estimate(X)
+    assert np.corrcoef(table["benefit"], gain)[0, 1] > 0.8
+    assert table["benefit"].mean() == pytest.approx(gain.mean(), abs=0.03)
+    helped = X["x1"].to_numpy() > 1  # gain about +0.3: clear for nearly all of them
+    assert (table.loc[helped, "recommendation"] == CLEAR_BENEFIT).mean() > 0.9
+    unhelped = X["x1"].to_numpy() < -1  # no gain (a linear model smooths the step at 0)
+    assert abs(table.loc[unhelped, "benefit"].mean()) < 0.05
+    assert (table.loc[unhelped, "recommendation"] == CLEAR_BENEFIT).mean() < 0.2
+
+
+@pytest.mark.parametrize("base", ["linear", "gbm"])
+@pytest.mark.parametrize("learner", ["t", "s", "x"])
+def test_sample_weight_reaches_every_base_model(learner: str, base: str) -> None:
+    """A weight of zero is the same fit as leaving the row out (the pipeline's scaler
+    and model, the X-learner's effect models), and rows weighted zero count for nothing
+    in the bootstrap refits either."""
+    X, t, y, _ = planted(n=300)
+    half = np.arange(len(X)) % 2 == 0
+    for out in (y, (y > 0).astype(float)):
+        weighted = (
+            TreatmentEffects(learner, base, n_bootstrap=0)
+            .fit(X, t, out, sample_weight=half.astype(float))
+            .effect(X)
+        )
+        dropped = TreatmentEffects(learner, base, n_bootstrap=0).fit(X[half], t[half], out[half])
+        if base == "linear":
+            np.testing.assert_allclose(weighted, dropped.effect(X), atol=1e-9)
+        else:  # a tree's split points still see rows weighted zero: close, not equal
+            unweighted = TreatmentEffects(learner, base, n_bootstrap=0).fit(X, t, out)
+            gap = np.abs(weighted - dropped.effect(X)).mean()
+            assert gap < 0.25 * np.abs(unweighted.effect(X) - dropped.effect(X)).mean()
+    # the other half gets a huge effect that only the weights hide, in every refit too
+    spoiled = np.where(half, y, y + 100.0 * t)
+    model = TreatmentEffects(learner, base, n_bootstrap=4, seed=1).fit(
+        X, t, spoiled, sample_weight=half.astype(float)
+    )
+    assert model.estimate(X)[["benefit", "lower", "upper"]].abs().max().max() < 20
+
+
+def test_bad_sample_weights_are_refused() -> None:
+    X, t, y, _ = planted(n=60)
+    for bad in (np.ones(10), -np.ones(60), np.full(60, np.nan)):
+        with pytest.raises(InvalidInputError, match="sample_weight"):
+            TreatmentEffects("t", "linear", n_bootstrap=0).fit(X, t, y, sample_weight=bad)
+    few_treated = np.where(t == 1, 0.0, 1.0)
+    few_treated[np.flatnonzero(t == 1)[:4]] = 1.0  # 4 treated patients count
+    with pytest.raises(InvalidInputError, match="at least 5 treated and 5 control"):
+        TreatmentEffects("t", "linear", n_bootstrap=0).fit(X, t, y, sample_weight=few_treated)

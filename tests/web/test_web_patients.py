@@ -68,7 +68,7 @@ def cohort(site: Site, tmp_path: Path) -> list[str]:
         project=COHORT,
         treatment_column="tx",
         event_column="event",
-        exclude=["time"],
+        time_column="time",
         base="linear",
         n_bootstrap=20,
     )
@@ -167,6 +167,8 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     assert f"Risk of the event by {view.horizon:g} days" in text
     assert view.risk_lower <= view.risk <= view.risk_upper
     assert f"{100 * view.benefit_lower:+.1f} to {100 * view.benefit_upper:+.1f} pts" in text
+    # the options are event-free by the same time as the risk, and say so
+    assert f"<th>P(event-free by {view.horizon:g} days)</th>" in text
     assert view.recommendation in text
     assert all(d["feature"] in text for d in view.drivers)
     assert 'name="decision" value="override"' in text and 'name="csrf_token"' in text
@@ -335,6 +337,36 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     page = site.client.get("/patients", params={**q, "order": "risk", "offset": 50}).text
     assert "highest risk first (" in page and "order=risk&amp;offset=100" in page
     assert ranked[50] in page and ranked[49] not in page
+
+
+def test_an_effects_model_without_follow_up_time_says_what_it_predicts(
+    site: Site, tmp_path: Path
+) -> None:
+    ws = site.ws
+    name = "event only"
+    wf.import_patients_table(ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn")
+    wf.train_effects(
+        ws,
+        project=name,
+        treatment_column="tx",
+        event_column="event",
+        exclude=["time"],
+        base="linear",
+        n_bootstrap=0,
+    )
+    patient = wf.list_patients(ws, project=name, viewer="setup")[0]["patient"]
+    view = wf.recommend(ws, project=name, patient=patient)
+    assert view.effect_outcome == "free of the event during follow-up"
+    sign_in(site.client, "dora")
+    page = site.client.get(f"/patients/{patient}", params={"project": name}).text
+    assert "<th>P(free of the event during follow-up)</th>" in page
+    body = site.client.post(
+        f"/api/patients/{patient}/recommendation",
+        params={"project": name},
+        headers=site.headers("dora"),
+    ).json()
+    assert body["effect_outcome"] == "free of the event during follow-up"
+    assert body["effect_horizon"] is None
 
 
 def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path: Path) -> None:

@@ -197,6 +197,13 @@ def risk_train(
         ),
     ] = None,
     learner: Annotated[str, typer.Option(help="Effects meta-learner: t, s or x.")] = "t",
+    effects_horizon: Annotated[
+        float | None,
+        typer.Option(
+            help="Effects outcome: event-free by this time (default: the survival model's "
+            "horizon, the median follow-up).",
+        ),
+    ] = None,
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
     bootstrap: Annotated[
         int,
@@ -209,6 +216,10 @@ def risk_train(
     (and, with --treatment, a treatment-effect model)."""
     excluded = list(exclude or [])
     left_out = [*excluded, *([treatment] if treatment else [])]
+    if effects_horizon is not None and (outcome is not None or not treatment):
+        raise InvalidInputError(
+            "--effects-horizon is for the effects of --treatment on survival data"
+        )
     with open_workspace() as ws, progress_bar() as progress:
         if outcome is None:
             risk = workflows.precision.train_risk(
@@ -241,6 +252,9 @@ def risk_train(
                     project=project,
                     treatment_column=treatment,
                     event_column=outcome or event,
+                    # follow-up time (survival data): the outcome is event-free by a horizon
+                    time_column=None if outcome else time,
+                    horizon=effects_horizon,
                     exclude=[*excluded, time],
                     learner=learner,
                     base=base,
@@ -434,7 +448,8 @@ def recommend(
             else f" (95% interval {100 * low:+.1f} to {100 * high:+.1f})"
         )
         out.print(
-            f"benefit of treatment {100 * view.benefit:+.1f} points of P(event-free){interval}"
+            f"benefit of treatment {100 * view.benefit:+.1f} points of "
+            f"P({view.effect_outcome}){interval}"
         )
         drivers = [
             {

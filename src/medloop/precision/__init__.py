@@ -3,9 +3,9 @@ effects and their off-policy evaluation. Pure library code over DataFrames and a
 
 Modules: `records` (tabular + FHIR import, free-text scrubbing), `features` (documented
 feature table), `genes` (gene-expression features), `risk` (calibrated classifiers),
-`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals),
-`drivers` (what moves one patient's estimate), `policy` (IPW policy value, Cox hazard
-ratio), `benchmark` (GBSG2 and ACTG 320).
+`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals,
+censoring weights), `drivers` (what moves one patient's estimate), `policy` (IPW policy
+value, Cox hazard ratio), `benchmark` (GBSG2 and ACTG 320).
 """
 
 from medloop.precision.drivers import LinearSurrogate
@@ -14,6 +14,7 @@ from medloop.precision.effects import (
     CLEAR_HARM,
     NO_CLEAR_BENEFIT,
     TreatmentEffects,
+    event_free_by,
     treat_if_benefit,
 )
 from medloop.precision.features import Feature, FeatureTable, convert_unit, observations_to_wide
@@ -46,6 +47,7 @@ from medloop.precision.survival import (
     calibration_plot,
     calibration_table,
     cross_validate_survival,
+    followup_horizon,
     survival_metrics,
     survival_plot,
     survival_target,
@@ -77,6 +79,8 @@ __all__ = [
     "cross_fitted_policy_value",
     "cross_validate_risk",
     "cross_validate_survival",
+    "event_free_by",
+    "followup_horizon",
     "ipw_policy_value",
     "observations_to_wide",
     "read_expression",

@@ -2,10 +2,12 @@
 
 `TreatmentEffects` estimates, for each patient, the benefit of treatment over control
 (`outcome` must be "higher is better", e.g. 1 - event) with a T-, S- or X-learner over a
-logistic/ridge or gradient-boosting base model. Intervals come from refitting on
-bootstrap resamples; when an interval covers zero the recommendation is
-"no clear benefit". `drivers` explains each estimate by how far it moves when one
-feature is set to the cohort's mean.
+logistic/ridge or gradient-boosting base model, optionally with per-patient weights.
+Intervals come from refitting on bootstrap resamples; when an interval covers zero the
+recommendation is "no clear benefit". `drivers` explains each estimate by how far it
+moves when one feature is set to the cohort's mean. `event_free_by` turns censored
+follow-up into the outcome "event-free by a horizon" with inverse probability of
+censoring weights, the way to fit these learners on survival data.
 
 >>> rng = np.random.default_rng(0)
 >>> X = pd.DataFrame({"x": rng.normal(size=400)})
@@ -27,11 +29,13 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sksurv.nonparametric import CensoringDistributionEstimator
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
 from medloop.precision.drivers import drivers_frame
+from medloop.precision.survival import survival_target
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ BASES: tuple[str, ...] = ("linear", "gbm")
 CLEAR_BENEFIT = "treat: clear benefit"
 NO_CLEAR_BENEFIT = "no clear benefit"
 CLEAR_HARM = "do not treat: clear harm"
+#: Patients per arm a fit needs at least (with weights: with a positive weight).
+MIN_PER_ARM = 5
 
 
 def _option(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -56,7 +62,9 @@ class TreatmentEffects:
 
     Parameters: `learner` t/s/x; `base` "linear" (logistic or ridge) or "gbm"
     (gradient boosting, single-threaded); `n_bootstrap` refits for the interval (0: none);
-    `alpha` for the (1 - alpha) interval; `seed`.
+    `alpha` for the (1 - alpha) interval; `seed`. `fit` takes an optional
+    `sample_weight` (e.g. `event_free_by`'s censoring weights), passed to every base
+    model, bootstrap refits and the X-learner's effect models included.
     Learned: `binary_` (outcome is 0/1: effects are risk differences), `feature_names_`,
     `models_` (full-data fit), `boot_models_`, `mean_` (each feature's mean, for drivers).
     """
@@ -84,10 +92,12 @@ class TreatmentEffects:
         treatment: np.ndarray | pd.Series,
         outcome: np.ndarray | pd.Series,
         *,
+        sample_weight: np.ndarray | pd.Series | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> TreatmentEffects:
-        """Fit the learner, then its `n_bootstrap` refits; `progress` is called with
-        (fits done, 1 + n_bootstrap) after each."""
+        """Fit the learner, then its `n_bootstrap` refits (each resample keeps its rows'
+        `sample_weight`); `progress` is called with (fits done, 1 + n_bootstrap) after
+        each."""
         _option(self.learner, LEARNERS, "learner")
         _option(self.base, BASES, "base")
         if (
@@ -106,14 +116,20 @@ class TreatmentEffects:
         if not np.isin(t, (0, 1)).all():
             raise InvalidInputError("treatment must be 0 (control) or 1 (treated)")
         t = t.astype(int)
-        if min((t == 0).sum(), (t == 1).sum()) < 5:
-            raise InvalidInputError("need at least 5 treated and 5 control patients")
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if w is not None and (len(w) != len(X) or not np.isfinite(w).all() or (w < 0).any()):
+            raise InvalidInputError("sample_weight needs one finite, non-negative weight per row")
+        counted = t if w is None else t[w > 0]  # a zero weight leaves the row out
+        if min((counted == 0).sum(), (counted == 1).sum()) < MIN_PER_ARM:
+            raise InvalidInputError(
+                f"need at least {MIN_PER_ARM} treated and {MIN_PER_ARM} control patients"
+            )
         if np.isnan(y).any() or X.isna().any().any():
             raise InvalidInputError("X and outcome must not contain missing values")
         self.binary_ = bool(np.isin(y, (0.0, 1.0)).all())
         self.feature_names_ = list(X.columns)
         Xa = X.to_numpy(dtype=float)
-        self.models_ = self._fit_once(Xa, t, y)
+        self.models_ = self._fit_once(Xa, t, y, w)
         if progress is not None:
             progress(1, 1 + self.n_bootstrap)
         rng = np.random.default_rng(self.seed)
@@ -123,7 +139,9 @@ class TreatmentEffects:
             rows = np.concatenate(
                 [rng.choice(idx_t, len(idx_t)), rng.choice(idx_c, len(idx_c))]
             )  # resample within arms so both arms stay present
-            self.boot_models_.append(self._fit_once(Xa[rows], t[rows], y[rows]))
+            self.boot_models_.append(
+                self._fit_once(Xa[rows], t[rows], y[rows], None if w is None else w[rows])
+            )
             if progress is not None:
                 progress(1 + len(self.boot_models_), 1 + self.n_bootstrap)
         tau = self._effect(self.models_, Xa)
@@ -161,11 +179,11 @@ class TreatmentEffects:
             return np.asarray(model.predict_proba(X)[:, classes.index(1.0)])
         return np.asarray(model.predict(X), dtype=float)
 
-    def _fit_outcome(self, X: np.ndarray, y: np.ndarray) -> Any:
+    def _fit_outcome(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Any:
         model = clone(self._outcome_model())
         if self.binary_ and len(np.unique(y)) < 2:
             return _Constant(float(y[0]))
-        return model.fit(X, y)
+        return _fit(model, X, y, w)
 
     def _s_design(self, X: np.ndarray, t: np.ndarray) -> np.ndarray:
         t = t.reshape(-1, 1).astype(float)
@@ -173,18 +191,22 @@ class TreatmentEffects:
             return np.hstack([X, t, X * t])
         return np.hstack([X, t])
 
-    def _fit_once(self, X: np.ndarray, t: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    def _fit_once(
+        self, X: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray | None
+    ) -> dict[str, Any]:
         if self.learner == "s":
-            return {"s": self._fit_outcome(self._s_design(X, t), y)}
-        mu0 = self._fit_outcome(X[t == 0], y[t == 0])
-        mu1 = self._fit_outcome(X[t == 1], y[t == 1])
+            return {"s": self._fit_outcome(self._s_design(X, t), y, w)}
+        treated, control = t == 1, t == 0
+        w1, w0 = (None, None) if w is None else (w[treated], w[control])
+        mu0 = self._fit_outcome(X[control], y[control], w0)
+        mu1 = self._fit_outcome(X[treated], y[treated], w1)
         models: dict[str, Any] = {"mu0": mu0, "mu1": mu1}
         if self.learner == "x":
-            d1 = y[t == 1] - self._predict(mu0, X[t == 1])
-            d0 = self._predict(mu1, X[t == 0]) - y[t == 0]
-            models["tau1"] = clone(self._effect_model()).fit(X[t == 1], d1)
-            models["tau0"] = clone(self._effect_model()).fit(X[t == 0], d0)
-            models["g"] = float(t.mean())
+            d1 = y[treated] - self._predict(mu0, X[treated])
+            d0 = self._predict(mu1, X[control]) - y[control]
+            models["tau1"] = _fit(clone(self._effect_model()), X[treated], d1, w1)
+            models["tau0"] = _fit(clone(self._effect_model()), X[control], d0, w0)
+            models["g"] = float(np.average(t, weights=w))  # the treated share, weighted
         return models
 
     def _effect(self, models: dict[str, Any], X: np.ndarray) -> np.ndarray:
@@ -297,6 +319,67 @@ class _Constant:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.full(len(X), self.value)
+
+
+def _fit(model: Any, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> Any:
+    """`model.fit` with `weight` as sample_weight; a pipeline takes it once per step, under
+    the step's name (the scaler too: a zero weight then leaves a row out entirely)."""
+    if weight is None:
+        return model.fit(X, y)
+    if isinstance(model, Pipeline):
+        return model.fit(X, y, **{f"{name}__sample_weight": weight for name, _ in model.steps})
+    return model.fit(X, y, sample_weight=weight)
+
+
+def event_free_by(
+    time: np.ndarray | pd.Series,
+    event: np.ndarray | pd.Series,
+    treatment: np.ndarray | pd.Series,
+    *,
+    horizon: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The outcome "event-free by `horizon`" from censored follow-up, with inverse
+    probability of censoring weights: (outcome, weight), one per patient.
+
+    outcome is 0 for an event by the horizon and 1 for a patient followed beyond it (or
+    censored at it) without one; a patient censored before the horizon has no known
+    outcome (NaN, weight NaN) and is left out. The others are weighted by
+    1 / G(min(time, horizon)), G the Kaplan-Meier survival of censoring estimated within
+    each arm, since dropout may differ by arm: without the weights, an arm censored
+    earlier loses its later events and looks better than it is. Refused when an arm has
+    fewer than 5 patients still followed at the horizon.
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event).astype(bool)
+    t = np.asarray(treatment).astype(int)
+    if not len(time) == len(event) == len(t):
+        raise InvalidInputError("time, event and treatment need the same length")
+    if not np.isfinite(horizon) or horizon <= 0:
+        raise InvalidInputError(f"the horizon must be a positive time, got {horizon!r}")
+    followed = time >= horizon
+    at_risk = [int((followed & (t == arm)).sum()) for arm in (1, 0)]
+    if min(at_risk) < MIN_PER_ARM:
+        raise InvalidInputError(
+            f"need at least {MIN_PER_ARM} treated and {MIN_PER_ARM} control patients followed "
+            f"up to the horizon ({horizon:g}); {at_risk[0]} treated and {at_risk[1]} control "
+            "are: choose an earlier horizon"
+        )
+    happened = event & (time <= horizon)
+    known = happened | followed
+    outcome = np.where(known, np.where(happened, 0.0, 1.0), np.nan)
+    weight = np.full(len(time), np.nan)
+    for arm in (0, 1):
+        rows = t == arm
+        censoring = CensoringDistributionEstimator().fit(survival_target(time[rows], event[rows]))
+        at = rows & known
+        uncensored = censoring.predict_proba(np.minimum(time[at], horizon))
+        if (uncensored <= 0).any():  # everyone left at some time was censored there
+            raise InvalidInputError(
+                f"the {('control', 'treated')[arm]} arm's follow-up ends by the horizon "
+                f"({horizon:g}): choose an earlier horizon"
+            )
+        weight[at] = 1.0 / uncensored
+    return outcome, weight
 
 
 def _frame(X: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,12 @@ def survival_target(time: Any, event: Any) -> np.ndarray:
     return y
 
 
+def followup_horizon(time: Any) -> float:
+    """The horizon a cohort's risk is stated at: the median follow-up time (half the
+    patients are still followed there, so the risk by then is well estimated)."""
+    return float(np.median(np.asarray(time, dtype=float)))
+
+
 #: Patients with the event a survival fit (and each bootstrap resample) needs at least.
 MIN_EVENTS = 2
 #: Resamples drawn per bootstrap refit at most before giving up on too few events.

@@ -45,7 +45,9 @@ from medloop.precision import (
     survival_plot,
     survival_target,
 )
+from medloop.precision.effects import event_free_by
 from medloop.precision.genes import PREFIX as GENE_PREFIX
+from medloop.precision.survival import followup_horizon
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, RiskModelVersion
@@ -416,7 +418,7 @@ def train_risk(
     # The table learns fill values and categories, never the outcome: fitted on everyone.
     table = _feature_table(frame, drop).fit(frame)
     X_all = table.transform(frame)
-    horizon = float(np.median(y["time"]))
+    horizon = followup_horizon(y["time"])
     fits = n_splits + 1 + n_bootstrap
     stage = "risk model: cross-validation, then the final fit"
     progress(stage, 0, fits)
@@ -603,6 +605,8 @@ def train_effects(
     project: str,
     treatment_column: str,
     event_column: str,
+    time_column: str | None = None,
+    horizon: float | None = None,
     exclude: Sequence[str] = (),
     learner: str = "t",
     base: str = "gbm",
@@ -612,22 +616,47 @@ def train_effects(
     control: str = "no treatment",
     progress: Progress = no_progress,
 ) -> TrainedModel:
-    """Train a treatment-effect model (outcome: free of the event during follow-up) on
-    randomised data; `treatment_column` is 0/1. `progress` counts the fits ("effects
-    model: ...", 1 + n_bootstrap)."""
+    """Train a treatment-effect model on randomised data; `treatment_column` is 0/1.
+
+    With a follow-up `time_column` the outcome is "event-free by `horizon`" (default:
+    the horizon of the cohort's survival model of the same time and event, else the
+    same rule, the median follow-up), patients censored before it left out and the
+    others weighted by the inverse probability of censoring within their arm
+    (`event_free_by`); without one, "free of the event during follow-up" (a 0/1
+    outcome). `progress` counts the fits ("effects model: ...", 1 + n_bootstrap)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
-    _outcome_columns(frame, treatment_column, event_column)
-    frame = frame.dropna(subset=[treatment_column, event_column])
-    table = _feature_table(frame, [treatment_column, event_column, *exclude]).fit(frame)
-    outcome = 1.0 - frame[event_column].astype(float).to_numpy()
+        survival = prepo.find_latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
+    columns = [treatment_column, event_column, *([time_column] if time_column else [])]
+    _outcome_columns(frame, *columns)
+    if horizon is not None and time_column is None:
+        raise InvalidInputError("a horizon needs the follow-up time column (time_column)")
+    cohort, frame = frame, frame.dropna(subset=columns)
+    table = _feature_table(frame, [*columns, *exclude]).fit(frame)
+    target: dict[str, Any] = {"treatment": treatment_column, "event": event_column}
+    weight = None
+    if time_column is None:
+        outcome = 1.0 - frame[event_column].astype(float).to_numpy()
+    else:
+        if horizon is None:
+            horizon = _default_horizon(survival, cohort, time=time_column, event=event_column)
+        time, event = frame[time_column].to_numpy(float), frame[event_column].to_numpy()
+        outcome, weight = event_free_by(
+            time, event, frame[treatment_column].to_numpy(), horizon=horizon
+        )
+        known = ~np.isnan(outcome)
+        target.update(
+            {"time": time_column, "horizon": horizon, "censored_before": int((~known).sum())}
+        )
+        frame, outcome, weight = frame[known], outcome[known], weight[known]
     stage = "effects model: fit and bootstrap refits"
     progress(stage, 0, 1 + n_bootstrap)
     model = TreatmentEffects(learner, base, n_bootstrap=n_bootstrap, seed=seed).fit(
         table.transform(frame),
         frame[treatment_column].to_numpy(),
         outcome,
+        sample_weight=weight,
         progress=lambda done, total: progress(stage, done, total),
     )
     blob = _save(ws, {"table": table, "model": model, "treated": treated, "control": control})
@@ -640,12 +669,7 @@ def train_effects(
             blob_sha256=blob,
             n_train=len(frame),
             features=table.columns_,
-            target={
-                "treatment": treatment_column,
-                "event": event_column,
-                "treated": treated,
-                "control": control,
-            },
+            target={**target, "treated": treated, "control": control},
         )
         repo.audit(
             s,
@@ -656,6 +680,18 @@ def train_effects(
             detail={"kind": EFFECTS, "version": version.version},
         )
         return TrainedModel(EFFECTS, version.version, version.method, len(frame), table.columns_)
+
+
+def _default_horizon(
+    survival: RiskModelVersion | None, cohort: pd.DataFrame, *, time: str, event: str
+) -> float:
+    """An effects model's horizon by default: that of the cohort's survival model of the
+    same time and event (so that a patient's page speaks of one time), else the same
+    rule (`followup_horizon`) on the patients such a model learns from."""
+    stated = {} if survival is None else (survival.target or {})
+    if (stated.get("time"), stated.get("event")) == (time, event) and "horizon" in stated:
+        return float(stated["horizon"])
+    return followup_horizon(cohort.dropna(subset=[time, event])[time])
 
 
 def predict_risk(
@@ -814,12 +850,14 @@ class RecommendationView:
     cohort with an outcome classifier instead, P(`outcome` = 1), with its bootstrap
     interval (`risk_interval_missing` says why there is none); `risk_drivers` the
     features that move it most from the average patient's;
-    `benefit` the estimated gain in P(event-free) from treatment, with its interval;
-    `option_estimates` one row per option: expected P(event-free) with its interval, and
-    the benefit over the reference option (the control) with its interval and verdict
-    ("no clear benefit" when the interval covers zero); `feature_notes` what to know
-    about the values the models saw (missing ones filled in, numbers outside the range
-    they learnt from)."""
+    `benefit` the estimated gain in P(`effect_outcome`) from treatment, with its interval,
+    `effect_outcome` saying what the effects model predicts ("event-free by 1084 days",
+    by its `effect_horizon`, or "free of the event during follow-up" without follow-up
+    time); `option_estimates` one row per option: expected P(`effect_outcome`) with its
+    interval, and the benefit over the reference option (the control) with its interval
+    and verdict ("no clear benefit" when the interval covers zero); `feature_notes` what
+    to know about the values the models saw (missing ones filled in, numbers outside the
+    range they learnt from)."""
 
     recommendation_id: int
     patient: str
@@ -837,6 +875,8 @@ class RecommendationView:
     benefit: float | None = None
     benefit_lower: float | None = None
     benefit_upper: float | None = None
+    effect_outcome: str | None = None
+    effect_horizon: float | None = None
     drivers: list[dict[str, Any]] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     option_estimates: list[dict[str, Any]] = field(default_factory=list)
@@ -919,6 +959,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
         estimates = _option_estimates(effects, X, row, treated=treated, control=control)
         detail["effects_model_version"] = versions[EFFECTS].version
+        detail.update(_effect_outcome(versions[EFFECTS], units))
     detail.update(
         {
             "survival": survival,
@@ -969,6 +1010,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         benefit=benefit,
         benefit_lower=lower,
         benefit_upper=upper,
+        effect_outcome=detail.get("effect_outcome"),
+        effect_horizon=detail.get("effect_horizon"),
         drivers=drivers,
         options=options,
         option_estimates=estimates,
@@ -1017,11 +1060,27 @@ def _or_none(value: Any) -> float | None:
     return None if np.isnan(number) else number
 
 
+def _effect_outcome(version: RiskModelVersion, units: Mapping[str, str]) -> dict[str, Any]:
+    """What an effects model predicts the probability of, said as the risk is ("event-free
+    by 1084 days"), with its horizon and time unit; "free of the event during follow-up"
+    for a model without a horizon (no follow-up time, or trained before there was one)."""
+    target = version.target or {}
+    if target.get("horizon") is None:
+        return {"effect_outcome": "free of the event during follow-up", "effect_horizon": None}
+    horizon, unit = float(target["horizon"]), units.get(str(target.get("time")))
+    return {
+        "effect_outcome": f"event-free by {horizon:g} {unit or 'time units'}",
+        "effect_horizon": horizon,
+        "effect_time_unit": unit,
+    }
+
+
 def _option_estimates(
     effects: TreatmentEffects, X: pd.DataFrame, row: pd.Series, *, treated: str, control: str
 ) -> list[dict[str, Any]]:
-    """Per option: expected outcome (P(event-free)) with its interval, and the benefit over
-    the control with its interval and verdict (the control is the reference)."""
+    """Per option: expected outcome (P(event-free by the horizon), or free of the event
+    during follow-up) with its interval, and the benefit over the control with its
+    interval and verdict (the control is the reference)."""
     arms = effects.potential_outcomes(X).iloc[0]
     out = []
     for option, arm in ((treated, "treated"), (control, "control")):
@@ -1183,7 +1242,7 @@ def _target_roles(models: Mapping[str, RiskModelVersion]) -> dict[str, str]:
     keys = {
         SURVIVAL: ("time", "event"),
         CLASSIFICATION: ("outcome",),
-        EFFECTS: ("treatment", "event"),
+        EFFECTS: ("treatment", "event", "time"),
     }
     roles: dict[str, str] = {}
     for kind, version in models.items():

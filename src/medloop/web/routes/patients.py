@@ -87,6 +87,8 @@ class RecommendationPublic(BaseModel):
     benefit: float | None
     benefit_lower: float | None
     benefit_upper: float | None
+    effect_outcome: str | None = None
+    effect_horizon: float | None = None
     drivers: list[dict[str, Any]]
     options: list[str]
     option_estimates: list[dict[str, Any]]
