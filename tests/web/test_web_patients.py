@@ -312,7 +312,7 @@ def test_the_list_pages_through_the_whole_cohort_with_the_models_risk(
     assert "No patients on this page: trial cohort has 160." in beyond and "yet" not in beyond
     predicted = wf.predict_risk(site.ws, project=COHORT, patients=cohort[150:])
     horizon = float(predicted["horizon"].iloc[0])
-    assert f"Risk by {horizon:g} days, the median follow-up (current model)" in last
+    assert f"Risk by {horizon:g} days, the cohort's median time on record (current model)" in last
     risk, low, high = 100 * predicted.loc[cohort[150], ["risk", "risk_lower", "risk_upper"]]
     interval = f'<small class="interval">({low:.0f}\u2013{high:.0f}%)</small>'
     assert f"<td>{risk:.0f}% {interval}</td>" in last

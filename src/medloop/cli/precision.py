@@ -201,7 +201,7 @@ def risk_train(
         float | None,
         typer.Option(
             help="Effects outcome: event-free by this time (default: the survival model's "
-            "horizon, the median follow-up).",
+            "horizon, the median time on record).",
         ),
     ] = None,
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",

@@ -55,8 +55,9 @@ def survival_target(time: Any, event: Any) -> np.ndarray:
 
 
 def followup_horizon(time: Any) -> float:
-    """The horizon a cohort's risk is stated at: the median follow-up time (half the
-    patients are still followed there, so the risk by then is well estimated)."""
+    """The horizon a cohort's risk is stated at: the median time on record, event or
+    censoring (half the patients are still followed, event-free, there, so the risk by
+    then is well estimated; not the median follow-up, which counts events as followed)."""
     return float(np.median(np.asarray(time, dtype=float)))
 
 

@@ -620,7 +620,7 @@ def train_effects(
 
     With a follow-up `time_column` the outcome is "event-free by `horizon`" (default:
     the horizon of the cohort's survival model of the same time and event, else the
-    same rule, the median follow-up), patients censored before it left out and the
+    same rule, the median time on record), patients censored before it left out and the
     others weighted by the inverse probability of censoring within their arm
     (`event_free_by`); without one, "free of the event during follow-up" (a 0/1
     outcome). `progress` counts the fits ("effects model: ...", 1 + n_bootstrap)."""
