@@ -72,6 +72,25 @@ def test_a_weight_of_two_counts_as_the_answer_given_twice() -> None:
     pd.testing.assert_frame_equal(by_weight, by_copies, atol=1e-4)
 
 
+def test_a_warm_start_from_an_earlier_fit_gives_the_cold_answer() -> None:
+    """Stopped when no posterior moved by 5e-3, warm and cold fits differed by 1e-2."""
+    rng = np.random.default_rng(1)
+    skill = rng.uniform(0.4, 0.9, 20)
+    truth = rng.integers(0, 3, 300)
+    task = np.repeat(np.arange(300), 3)
+    worker = np.concatenate([rng.choice(20, 3, replace=False) for _ in range(300)])
+    right = rng.random(len(task)) < skill[worker]
+    wrong = (truth[task] + rng.integers(1, 3, len(task))) % 3
+    answers = pd.DataFrame(
+        {"task": task, "worker": worker, "label": np.where(right, truth[task], wrong)}
+    )
+    earlier = MinimaxEntropy().fit(answers[answers["task"] < 250])
+    warm = MinimaxEntropy().fit(answers, init=earlier)
+    cold = MinimaxEntropy().fit(answers)
+    assert cold.converged_
+    assert np.abs(warm.probas_ - cold.probas_).to_numpy().max() < 1e-3
+
+
 def test_deterministic_and_in_the_registry() -> None:
     answers, _ = _crowd(50, seed=3)
     first = MinimaxEntropy().fit_predict_proba(answers)

@@ -316,6 +316,17 @@ def normalize_log(joint: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(probas / probas.sum(axis=1, keepdims=True), dtype=float)
 
 
+def log_not_converged(name: str, n_iter: int, shift: float, tol: float) -> None:
+    """Warn that EM stopped at its iteration cap with posteriors still moving."""
+    logger.warning(
+        "%s stopped at n_iter=%d before converging: a posterior still moved by %.2g > tol=%.2g",
+        name,
+        n_iter,
+        shift,
+        tol,
+    )
+
+
 def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
     """Validate an integer hyper-parameter."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):

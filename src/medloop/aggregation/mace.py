@@ -22,6 +22,7 @@ from medloop.aggregation.base import (
     check_non_negative,
     check_positive_int,
     clamp_known,
+    log_not_converged,
     normalize_log,
     safe_log,
     start_posteriors,
@@ -35,7 +36,7 @@ class MACE(Aggregator):
 
     Parameters
     ----------
-    n_iter: maximum number of EM iterations.
+    n_iter: maximum number of EM iterations (reaching it is logged as a warning).
     tol: stop when no posterior moves by more than ``tol``.
     competent_prior, spam_prior: Beta pseudo-counts of competent and spammed answers.
     spam_label_prior: Dirichlet pseudo-count per label of each spam distribution.
@@ -55,7 +56,7 @@ class MACE(Aggregator):
 
     def __init__(
         self,
-        n_iter: int = 100,
+        n_iter: int = 1000,
         tol: float = 1e-6,
         *,
         competent_prior: float = 2.0,
@@ -121,6 +122,8 @@ class MACE(Aggregator):
             posteriors = updated
             if shift <= tol:
                 break
+        else:
+            log_not_converged("MACE", iteration, shift, tol)
         classes = pd.Index(data.classes, name="label")
         self.competence_: pd.Series = pd.Series(competence, index=data.workers, name="competence")
         self.spam_: pd.DataFrame = pd.DataFrame(spam, index=data.workers, columns=classes)

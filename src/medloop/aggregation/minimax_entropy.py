@@ -36,6 +36,7 @@ from medloop.aggregation.base import (
     check_non_negative,
     check_positive_int,
     clamp_known,
+    log_not_converged,
     normalize_log,
     start_posteriors,
 )
@@ -114,7 +115,7 @@ class MinimaxEntropy(Aggregator):
 
     Parameters
     ----------
-    n_iter: maximum number of EM iterations.
+    n_iter: maximum number of EM iterations (reaching it is logged as a warning).
     tol: stop when no posterior moves by more than ``tol``.
     m_step_iter: L-BFGS iterations per M-step.
     worker_penalty: L2 penalty on worker logits (None: K^2 / 4).
@@ -143,8 +144,8 @@ class MinimaxEntropy(Aggregator):
 
     def __init__(
         self,
-        n_iter: int = 50,
-        tol: float = 5e-3,
+        n_iter: int = 1000,
+        tol: float = 1e-6,
         *,
         m_step_iter: int = 25,
         worker_penalty: float | None = None,
@@ -188,7 +189,7 @@ class MinimaxEntropy(Aggregator):
         posteriors = start_posteriors(data)
         start_worker = np.broadcast_to(logits.centre, (data.n_workers, k, k))
         x = np.concatenate([start_worker.ravel(), np.zeros(data.n_tasks * k * k)])
-        converged = False
+        converged, shift = False, np.inf
         iteration = 0
         while iteration < n_iter:
             iteration += 1
@@ -210,6 +211,8 @@ class MinimaxEntropy(Aggregator):
             if shift <= tol:
                 converged = True
                 break
+        if not converged:
+            log_not_converged("MinimaxEntropy", iteration, shift, tol)
         worker, task = logits.split(x)
         self._store_model(data, worker, task, iteration, converged)
         return posteriors

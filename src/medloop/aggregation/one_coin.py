@@ -23,6 +23,7 @@ from medloop.aggregation.base import (
     check_non_negative,
     check_positive_int,
     clamp_known,
+    log_not_converged,
     normalize_log,
     safe_log,
     start_posteriors,
@@ -54,7 +55,7 @@ class OneCoinDawidSkene(Aggregator):
 
     Parameters
     ----------
-    n_iter: maximum number of EM iterations.
+    n_iter: maximum number of EM iterations (reaching it is logged as a warning).
     tol: stop when no posterior moves by more than ``tol``.
     correct_prior, wrong_prior: Beta pseudo-counts of right and wrong answers per worker.
     classes: labels to include even when nobody chose them.
@@ -72,7 +73,7 @@ class OneCoinDawidSkene(Aggregator):
 
     def __init__(
         self,
-        n_iter: int = 100,
+        n_iter: int = 1000,
         tol: float = 1e-6,
         *,
         correct_prior: float = 2.0,
@@ -113,6 +114,8 @@ class OneCoinDawidSkene(Aggregator):
             posteriors = updated
             if shift <= tol:
                 break
+        else:
+            log_not_converged("OneCoinDawidSkene", iteration, shift, tol)
         self.skills_: pd.Series = pd.Series(skills, index=data.workers, name="skill")
         self.priors_: pd.Series = pd.Series(priors, index=pd.Index(data.classes, name="label"))
         self.n_iter_: int = iteration
