@@ -6,10 +6,10 @@ import fcntl
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from alembic import command
@@ -29,6 +29,27 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6D6C6D6967  # "mlmig"
 
 
+T = TypeVar("T")
+
+#: The most values one query binds in an IN list: PostgreSQL refuses a statement of more
+#: than 65,535 parameters (an ingest of 70,000 images failed at its duplicate check).
+IN_CHUNK = 30_000
+
+
+def chunks(values: Iterable[T], size: int | None = None) -> Iterator[list[T]]:
+    """`values` in lists of at most `size` (default `IN_CHUNK`), for IN lists that may be
+    long."""
+    size = size or IN_CHUNK
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
     parsed = make_url(url)
@@ -40,7 +61,7 @@ def make_engine(url: str) -> Engine:
             # A web server runs up to 40 requests in threads: keep connections open rather
             # than opening (and setting up) a new one whenever more than 5 are busy.
             pool = {"pool_size": 20, "max_overflow": 20}
-        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -51,7 +72,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # hide_parameters: a failed statement's values (patients' data, passwords' hashes)
+    # stay out of error messages and the server's log
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def plain_execute(session: Session, statement: Executable, params: Any = None) -> Any:

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from medloop.store.db import chunks
 from medloop.store.models import ReviewFlag, User, utcnow
 
 
@@ -46,25 +47,24 @@ def add_flag(
 
 def open_flags_for(session: Session, *, item_ids: Collection[int]) -> dict[int, OpenFlag]:
     """The open flag of each given item that has one."""
-    if not item_ids:
-        return {}
-    rows = session.execute(
-        select(
-            ReviewFlag.id,
-            ReviewFlag.item_id,
-            ReviewFlag.reason,
-            User.username,
-            ReviewFlag.created_at,
+    found: dict[int, OpenFlag] = {}
+    for batch in chunks(item_ids):
+        rows = session.execute(
+            select(
+                ReviewFlag.id,
+                ReviewFlag.item_id,
+                ReviewFlag.reason,
+                User.username,
+                ReviewFlag.created_at,
+            )
+            .join(User, User.id == ReviewFlag.flagged_by_id)
+            .where(ReviewFlag.item_id.in_(batch), ReviewFlag.open.is_(True))
         )
-        .join(User, User.id == ReviewFlag.flagged_by_id)
-        .where(ReviewFlag.item_id.in_(list(item_ids)), ReviewFlag.open.is_(True))
-    )
-    return {
-        int(item): OpenFlag(
-            flag_id=int(flag_id), item_id=int(item), reason=reason, flagged_by=by, flagged_at=at
-        )
-        for flag_id, item, reason, by, at in rows
-    }
+        for flag_id, item, reason, by, at in rows:
+            found[int(item)] = OpenFlag(
+                flag_id=int(flag_id), item_id=int(item), reason=reason, flagged_by=by, flagged_at=at
+            )
+    return found
 
 
 def resolve_flags(session: Session, *, item_id: int, resolved_by_id: int | None) -> list[int]:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
-from medloop.store.db import plain_execute, select_frame
+from medloop.store.db import chunks, plain_execute, select_frame
 from medloop.store.models import (
     Answer,
     AnswerBox,
@@ -287,11 +287,12 @@ def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -
     refs = [item.source_ref for item in items]
     if len(set(refs)) != len(refs):
         raise ConflictError("the same item appears twice in one ingest")
-    already = session.scalars(
-        select(Item.source_ref).where(Item.project_id == project.id, Item.source_ref.in_(refs))
-    ).first()
-    if already is not None:
-        raise ConflictError(f"item {already!r} is already in project {project.name!r}")
+    for batch in chunks(refs):
+        already = session.scalars(
+            select(Item.source_ref).where(Item.project_id == project.id, Item.source_ref.in_(batch))
+        ).first()
+        if already is not None:
+            raise ConflictError(f"item {already!r} is already in project {project.name!r}")
     patient_ids = ensure_patients(
         session,
         project_id=project.id,
@@ -321,10 +322,13 @@ def known_patients(
     session: Session, *, project_id: int, pseudonyms: Iterable[str]
 ) -> dict[str, int]:
     """Patient ids by pseudonym, of those among `pseudonyms` the cohort holds."""
-    query = select(Patient.pseudonym, Patient.id).where(
-        Patient.project_id == project_id, Patient.pseudonym.in_({str(p) for p in pseudonyms})
-    )
-    return {pseudonym: id_ for pseudonym, id_ in session.execute(query)}
+    found: dict[str, int] = {}
+    for batch in chunks({str(p) for p in pseudonyms}):
+        query = select(Patient.pseudonym, Patient.id).where(
+            Patient.project_id == project_id, Patient.pseudonym.in_(batch)
+        )
+        found.update({pseudonym: id_ for pseudonym, id_ in session.execute(query)})
+    return found
 
 
 def ensure_patients(
