@@ -67,6 +67,12 @@ def open_flags_for(session: Session, *, item_ids: Collection[int]) -> dict[int, 
     return found
 
 
+def open_flag_items(session: Session) -> set[int]:
+    """The items with an open flag, in every project (flags are few: no id list)."""
+    query = select(ReviewFlag.item_id).where(ReviewFlag.open.is_(True))
+    return {int(item) for item in session.scalars(query)}
+
+
 def resolve_flags(session: Session, *, item_id: int, resolved_by_id: int | None) -> list[int]:
     """Close the item's open flag (if any); returns the ids of the flags closed."""
     closed = list(
