@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
+from store_support import add_old_users
 
 from medloop.exceptions import ConfigError, ConflictError, NotFoundError
 from medloop.store import Database
@@ -240,10 +241,7 @@ def test_usernames_are_unique_whatever_their_case_in_the_database_too(
 def test_migration_0011_refuses_usernames_differing_only_in_case(database: Database) -> None:
     database.downgrade("0010")
     with database.engine.begin() as connection:
-        connection.execute(
-            insert(User),
-            [{"username": name, "role": "doctor"} for name in ("dr_house", "DR_HOUSE")],
-        )
+        add_old_users(connection, role="doctor", usernames=["dr_house", "DR_HOUSE"])
     with pytest.raises(ConflictError, match="dr_house"):
         database.migrate()
     with database.engine.begin() as connection:
@@ -274,7 +272,7 @@ def test_commands_starting_together_on_an_older_schema_take_turns(database: Data
             other.dispose()
     with database.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0012"
+    assert version == "0013"
 
 
 def test_a_locked_row_makes_another_process_wait(database: Database) -> None:

@@ -1,8 +1,11 @@
-"""Web commands: `serve`, `users add`, `tasks publish` (open tasks for people) and
-`export answers|labels|coco` (audited under the actor "cli")."""
+"""Web commands: `serve`, `users` (add, list, disable, enable, set-password, set-role,
+revoke-sessions), `tasks publish` (open tasks for people) and `export
+answers|labels|coco`. Account changes and exports are audited under the actor "cli"
+(`users add` under "system", as `add_user` records every new account)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -16,13 +19,16 @@ from medloop import workflows
 from medloop.cli.common import (
     CLI_ACTOR,
     STRATEGY_HELP,
+    JsonOpt,
     ProjectOpt,
     SeedOpt,
     app,
     console,
     out,
     output_file,
+    print_json,
     pseudonymising,
+    table,
     workspace,
 )
 from medloop.config import Settings
@@ -118,9 +124,12 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return {f"MEDLOOP_{name.upper()}": str(value) for name, value in values.items()}
 
 
+NameArg = Annotated[str, typer.Argument(help="Username.")]
+
+
 @users_app.command("add")
 def users_add(
-    name: Annotated[str, typer.Argument(help="Username.")],
+    name: NameArg,
     role: Annotated[Role, typer.Option(help="admin, doctor or annotator.")],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -138,6 +147,79 @@ def users_add(
     out.print(f"created {account.role} {account.username!r}")
     if not password_stdin:
         out.print(f"password (shown once): {password}")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """Every account: username, role, whether it is disabled or simulated."""
+    with workspace() as ws:
+        rows = [dataclasses.asdict(u) for u in workflows.accounts.list_users(ws)]
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(table(f"users ({len(rows)})", rows))
+
+
+@users_app.command("disable")
+def users_disable(name: NameArg) -> None:
+    """Keep an account from signing in and end its sessions and API tokens (enabling it
+    again does not bring them back)."""
+    with workspace() as ws:
+        account = workflows.accounts.disable_user(ws, username=name, actor=CLI_ACTOR)
+    out.print(f"disabled {account.username!r}; {_ended()}")
+
+
+@users_app.command("enable")
+def users_enable(name: NameArg) -> None:
+    """Let a disabled account sign in again."""
+    with workspace() as ws:
+        account = workflows.accounts.enable_user(ws, username=name, actor=CLI_ACTOR)
+    out.print(f"enabled {account.role} {account.username!r}")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    name: NameArg,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a password and print it once.")
+    ] = False,
+) -> None:
+    """Give an account a new password, typed twice (hidden) unless --generate; its
+    sessions and API tokens stop working."""
+    if generate:
+        password = workflows.accounts.generate_password()
+    else:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    with workspace() as ws:
+        account = workflows.accounts.set_password(
+            ws, username=name, password=password, actor=CLI_ACTOR
+        )
+    out.print(f"set the password of {account.username!r}; {_ended()}")
+    if generate:
+        out.print(f"password (shown once): {password}")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    name: NameArg, role: Annotated[str, typer.Argument(help="admin, doctor or annotator.")]
+) -> None:
+    """Give an account another role; its next request has the new role's rights."""
+    with workspace() as ws:
+        account = workflows.accounts.set_role(ws, username=name, role=role, actor=CLI_ACTOR)
+    out.print(f"{account.username!r} is now {account.role}")
+
+
+@users_app.command("revoke-sessions")
+def users_revoke_sessions(name: NameArg) -> None:
+    """End every session and API token of an account; its password stays."""
+    with workspace() as ws:
+        account = workflows.accounts.revoke_sessions(ws, username=name, actor=CLI_ACTOR)
+    out.print(f"signed {account.username!r} out; {_ended()}")
+
+
+def _ended() -> str:
+    seconds = workflows.accounts.TOKEN_RECHECK_SECONDS
+    return f"its sessions and API tokens end (on a running server within {seconds:.0f} s)"
 
 
 @tasks_app.command("publish")

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -97,6 +98,9 @@ class Item(Base):
 
 
 class User(Base):
+    """A person's account or a simulated one. A disabled account cannot sign in; its
+    tokens carry `token_epoch` and stop working once it is raised (migration 0013)."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -105,6 +109,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # dr_house and DR_HOUSE would be two doctors nobody tells apart (migration 0011).

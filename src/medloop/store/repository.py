@@ -210,8 +210,8 @@ def get_user(session: Session, *, username: str) -> User:
 
 
 def get_user_in_role(session: Session, *, username: str, roles: Collection[Role]) -> User:
-    """The real (not simulated) user `username`, who must have one of `roles`: a typo
-    must not create an account, and an annotator must not sign a doctor's decision."""
+    """The real (not simulated), enabled user `username`, who must have one of `roles`: a
+    typo must not create an account, and an annotator must not sign a doctor's decision."""
     try:
         user = get_user(session, username=username)
     except NotFoundError:
@@ -222,7 +222,23 @@ def get_user_in_role(session: Session, *, username: str, roles: Collection[Role]
     if user.is_simulated or user.role not in roles:
         kind = "is simulated" if user.is_simulated else f"has the role {user.role}"
         raise InvalidInputError(f"user {username!r} {kind}; this needs {' or '.join(roles)}")
+    if user.is_disabled:
+        raise InvalidInputError(f"user {username!r} is disabled (medloop users enable)")
     return user
+
+
+def list_users(session: Session) -> list[User]:
+    """Every account, people's and simulated ones, by username."""
+    return list(session.scalars(select(User).order_by(func.lower(User.username))))
+
+
+def enabled_admin_ids(session: Session) -> list[int]:
+    """Ids of the real, enabled admins, their rows locked until the transaction ends on
+    PostgreSQL (SQLite ignores the lock: there, check after writing)."""
+    query = select(User.id).where(
+        User.role == Role.ADMIN, User.is_simulated.is_(False), User.is_disabled.is_(False)
+    )
+    return list(session.scalars(query.order_by(User.id).with_for_update()))
 
 
 @dataclass(frozen=True)
@@ -234,10 +250,18 @@ class UserCredentials:
     role: str
     password_hash: str | None
     is_simulated: bool
+    is_disabled: bool
+    token_epoch: int
 
 
 _USER_CREDENTIALS = select(
-    User.id, User.username, User.role, User.password_hash, User.is_simulated
+    User.id,
+    User.username,
+    User.role,
+    User.password_hash,
+    User.is_simulated,
+    User.is_disabled,
+    User.token_epoch,
 ).where(User.id == bindparam("user"))
 
 

@@ -1,8 +1,12 @@
-"""Accounts: users with Argon2 password hashes, login, and stateless signed tokens.
+"""Accounts: users with Argon2 password hashes, login, stateless signed tokens, and
+what an admin does to an account (disable, enable, set its password or role, end its
+sessions; each audited).
 
 Tokens are `<payload>.<signature>`: the payload is base64url JSON (user id, purpose,
-expiry, a fingerprint of the password hash) signed with HMAC-SHA256 under
-`Settings.resolved_secret_key`. Changing a password invalidates every token issued before.
+expiry, a fingerprint of the password hash, the user's token epoch) signed with
+HMAC-SHA256 under `Settings.resolved_secret_key`. Changing a password, disabling the
+account or ending its sessions (which raise the epoch) invalidates every token issued
+before; the role is read from the database, not from the token.
 
 >>> hasher_ok = verify_password(hash_password("s3cret-pass"), "s3cret-pass")
 >>> hasher_ok
@@ -18,13 +22,16 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.orm import Session
 
-from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store import logins
 from medloop.store import repository as repo
 from medloop.store.models import User
@@ -130,7 +137,8 @@ def add_user(ws: Workspace, *, username: str, role: Role | str, password: str) -
 
 
 def authenticate(ws: Workspace, *, username: str, password: str) -> Account | None:
-    """The account if `password` is right, else None (same cost whether or not the user exists)."""
+    """The account if `password` is right and the account enabled, else None (same cost
+    whether or not the user exists, or is disabled)."""
     with ws.db.session() as s:
         try:
             user = repo.get_user(s, username=username)
@@ -139,7 +147,7 @@ def authenticate(ws: Workspace, *, username: str, password: str) -> Account | No
             return None
         if user.is_simulated or not verify_password(user.password_hash, password):
             return None
-        return _account(user)
+        return None if user.is_disabled else _account(user)
 
 
 def _account(user: User | repo.UserCredentials) -> Account:
@@ -147,10 +155,143 @@ def _account(user: User | repo.UserCredentials) -> Account:
 
 
 def account_in_role(ws: Workspace, *, username: str, roles: Collection[Role]) -> Account:
-    """The real account `username`, which must have one of `roles` (for the CLI, where
-    nobody signs in): NotFoundError, or InvalidInputError for another role."""
+    """The real, enabled account `username`, which must have one of `roles` (for the CLI,
+    where nobody signs in): NotFoundError, or InvalidInputError for another role."""
     with ws.db.session() as s:
         return _account(repo.get_user_in_role(s, username=username, roles=roles))
+
+
+# --- managing accounts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """An account as an admin sees it in a list (never its password hash)."""
+
+    username: str
+    role: Role
+    disabled: bool
+    simulated: bool
+
+
+def list_users(ws: Workspace) -> list[UserSummary]:
+    """Every account, people's and simulated ones, by username."""
+    with ws.db.session() as s:
+        return [
+            UserSummary(
+                username=u.username,
+                role=look_up_option(u.role, Role),
+                disabled=u.is_disabled,
+                simulated=u.is_simulated,
+            )
+            for u in repo.list_users(s)
+        ]
+
+
+def disable_user(ws: Workspace, *, username: str, actor: str) -> Account:
+    """Keep `username` from signing in and end every token it holds (enabling it again
+    does not bring them back). The last enabled admin cannot be disabled: ConflictError."""
+
+    def change(s: Session, user: User) -> dict[str, Any]:
+        with _keeping_an_admin(s, user):
+            user.is_disabled = True
+            user.token_epoch += 1
+        return {}
+
+    return _change_user(ws, username=username, actor=actor, action="user.disable", change=change)
+
+
+def enable_user(ws: Workspace, *, username: str, actor: str) -> Account:
+    """Let a disabled `username` sign in again."""
+
+    def change(_s: Session, user: User) -> dict[str, Any]:
+        user.is_disabled = False
+        return {}
+
+    return _change_user(ws, username=username, actor=actor, action="user.enable", change=change)
+
+
+def set_password(ws: Workspace, *, username: str, password: str, actor: str) -> Account:
+    """Give `username` a new password (`check_password` rules); every session and API
+    token issued before stops working."""
+    check_password(password, username=username)
+    password_hash = hash_password(password)
+
+    def change(_s: Session, user: User) -> dict[str, Any]:
+        user.password_hash = password_hash
+        return {}
+
+    return _change_user(
+        ws, username=username, actor=actor, action="user.set_password", change=change
+    )
+
+
+def set_role(ws: Workspace, *, username: str, role: Role | str, actor: str) -> Account:
+    """Give `username` another role; its tokens keep working, and each request is
+    checked against the new role (signed-in requests read it from the database). The
+    last enabled admin keeps the role: ConflictError."""
+    chosen = look_up_option(role, Role)
+
+    def change(s: Session, user: User) -> dict[str, Any]:
+        detail = {"from": user.role, "to": str(chosen)}
+        with _keeping_an_admin(s, user):
+            user.role = str(chosen)
+        return detail
+
+    return _change_user(ws, username=username, actor=actor, action="user.set_role", change=change)
+
+
+def revoke_sessions(ws: Workspace, *, username: str, actor: str) -> Account:
+    """End every session and API token of `username`, keeping its password."""
+
+    def change(_s: Session, user: User) -> dict[str, Any]:
+        user.token_epoch += 1
+        return {}
+
+    return _change_user(
+        ws, username=username, actor=actor, action="user.revoke_sessions", change=change
+    )
+
+
+def _change_user(
+    ws: Workspace,
+    *,
+    username: str,
+    actor: str,
+    action: str,
+    change: Callable[[Session, User], dict[str, Any]],
+) -> Account:
+    """Apply `change` to the person's account `username` and audit it as `action` with
+    the detail `change` returns, in one transaction. This process forgets the tokens it
+    checked for the account at once; other server processes recheck them within
+    `TOKEN_RECHECK_SECONDS`."""
+    with ws.db.session() as s:
+        user = repo.get_user(s, username=username)
+        if user.is_simulated:
+            raise InvalidInputError(f"user {username!r} is simulated; it cannot sign in")
+        detail = change(s, user)
+        repo.audit(s, actor=actor, action=action, entity="user", entity_id=user.id, detail=detail)
+        account = _account(user)
+    for signature, (checked, _) in list(ws.checked_tokens.items()):
+        if checked.id == account.id:
+            ws.checked_tokens.pop(signature, None)
+    logger.info("%s of user %d by %s", action, account.id, actor)
+    return account
+
+
+@contextmanager
+def _keeping_an_admin(session: Session, user: User) -> Iterator[None]:
+    """Refuse the change made inside when it leaves no enabled admin and `user` was one:
+    nobody could administer the workspace. Two admins disabled at once cannot both pass:
+    PostgreSQL keeps the admins' rows locked from the first look, and on SQLite the
+    second look follows the write, which one writer makes at a time."""
+    was_admin = user.id in repo.enabled_admin_ids(session)
+    yield
+    session.flush()
+    if was_admin and not repo.enabled_admin_ids(session):
+        raise ConflictError(
+            f"{user.username!r} is the last enabled admin; nobody could administer the workspace"
+        )
 
 
 # --- tokens ------------------------------------------------------------------------------
@@ -186,17 +327,18 @@ def issue_token(
             "p": purpose,
             "e": int(time.time()) + ttl,
             "f": _fingerprint(key, user.password_hash),
+            "g": user.token_epoch,
             "n": secrets.token_urlsafe(6),  # two tokens are never alike (revoking one)
         }
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_sign(key, purpose + ':' + payload)}"
 
 
-# Every request checks its token's signature and expiry; whether the user still exists
-# with the same password, and whether the token was revoked, is read from the database at
-# most every TOKEN_RECHECK_SECONDS per token (that read was a fifth of the server's CPU
-# under load), so a removed user, a changed password or a sign-out in another server
-# process locks a token out within that time.
+# Every request checks its token's signature and expiry; whether the user still exists,
+# enabled, with the same password, role and token epoch, and whether the token was
+# revoked, is read from the database at most every TOKEN_RECHECK_SECONDS per token (that
+# read was a fifth of the server's CPU under load), so a removed or disabled user, a
+# changed password or role, or a sign-out in another process takes effect within that time.
 TOKEN_RECHECK_SECONDS = 10.0
 MAX_CHECKED_TOKENS = 10_000
 
@@ -207,6 +349,7 @@ class _Claims:
     user_id: int
     expires: int
     fingerprint: str
+    epoch: int
 
 
 def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | None:
@@ -219,7 +362,10 @@ def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | No
         return None
     try:
         raw = json.loads(_unb64(payload))
-        claims = _Claims(signature, int(raw["u"]), int(raw["e"]), str(raw["f"]))
+        # tokens issued before migration 0013 carry no epoch: the first one is 0
+        claims = _Claims(
+            signature, int(raw["u"]), int(raw["e"]), str(raw["f"]), int(raw.get("g", 0))
+        )
     except (ValueError, KeyError, TypeError):
         return None
     if raw.get("p") != purpose or claims.expires < time.time():
@@ -244,7 +390,9 @@ def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Acc
     with ws.db.session() as s:
         user = repo.user_credentials(s, user_id=claims.user_id)
         revoked = logins.is_revoked(s, digest=_revocation_digest(ws, claims.signature))
-    if user is None or user.is_simulated or revoked:
+    if user is None or user.is_simulated or user.is_disabled or revoked:
+        return None
+    if claims.epoch != user.token_epoch:
         return None
     key = ws.settings.resolved_secret_key
     if not hmac.compare_digest(claims.fingerprint, _fingerprint(key, user.password_hash)):
