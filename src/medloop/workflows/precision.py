@@ -786,7 +786,9 @@ def _row_digests(X: pd.DataFrame) -> pd.Series:
     """One number per patient (index kept) for their feature row: an interval computed
     for a row holds for that row only."""
     digests = pd.util.hash_pandas_object(X.round(9), index=False)
-    return pd.Series(digests.to_numpy(), index=X.index)
+    # as text: 64-bit numbers would pass through floats (and round) where reindexing
+    # leaves a gap
+    return pd.Series([f"{d:016x}" for d in digests], index=X.index, dtype=object)
 
 
 def _interval_changed(bundle: Mapping[str, Any], X: pd.DataFrame) -> pd.Series:
