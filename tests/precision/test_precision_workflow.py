@@ -131,7 +131,9 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             pytest.approx(view.risk_upper),
         ]  # the band's interval at the horizon
         assert (predicted["risk_lower"] < predicted["risk_upper"]).all()
-        assert {d["feature"] for d in view.risk_drivers} <= set(risk.features)
+        # one row per clinical variable (its categories together), never a column twice
+        named = [d["feature"] for d in view.risk_drivers]
+        assert set(named) <= {"age", "marker", "stage"} and len(set(named)) == len(named)
         reads: list[str] = []
         read_blob = ws.blobs.get
         ws.blobs.get = lambda sha: reads.append(sha) or read_blob(sha)  # type: ignore[method-assign]
@@ -845,5 +847,41 @@ def test_a_patient_missing_a_feature_or_out_of_range_is_scored_with_notes(
         assert notes[no_marker.patient] == no_marker.feature_notes[0]
         assert notes[old.patient] == old.feature_notes[0]
         assert pd.isna(notes[wf.resolve_patient(ws, project="trial", patient="MRN000000")])
+    finally:
+        ws.close()
+
+
+def test_risk_drivers_are_the_models_own_answer_far_from_the_data(tmp_path: Path) -> None:
+    """A forest's risk levels off beyond the values it saw; the linear surrogate behind
+    the drivers before did not, and put a factor of thousands on a patient the model
+    itself scored near the riskiest it knew. A driver now sets the variable to the
+    cohort's mean and asks the model again."""
+    rows = pd.read_csv(trial_csv(tmp_path / "all.csv", n=200))
+    rows.iloc[:199].to_csv(tmp_path / "first.csv", index=False)
+    rows.iloc[199:].assign(marker=60.0).to_csv(tmp_path / "later.csv", index=False)
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "first.csv", id_column="mrn")
+        wf.train_risk(
+            ws, project="trial", time_column="time", event_column="event", exclude=["tx"],
+            method="rsf", n_bootstrap=0,
+        )  # fmt: skip
+        wf.import_patients_table(ws, project="trial", path=tmp_path / "later.csv", id_column="mrn")
+        view = wf.recommend(ws, project="trial", patient="MRN000199")
+        marker = next(d for d in view.risk_drivers if d["feature"] == "marker")
+        with ws.db.session() as s:
+            project_id = repo.get_project(s, name="trial").id
+            version = wf._current_models(s, project_id=project_id)[wf.SURVIVAL]
+            frame = prepo.features_frame(s, project_id=project_id, pseudonyms=[view.patient])
+        bundle = wf._load(ws, version.blob_sha256)
+        X = bundle["table"].transform(frame)
+        at_mean = X.assign(marker=bundle["mean"]["marker"])
+        horizon = [float(bundle["horizon"])]
+        own = [bundle["model"].predict_survival(x, horizon).iloc[0, 0] for x in (X, at_mean)]
+        expected = np.log(-np.log(own[0])) - np.log(-np.log(own[1]))
+        assert marker["contribution"] == pytest.approx(expected)
+        assert marker["value"] == 60.0 and 1 < marker["factor"] < 50
+        surrogate = bundle["drivers"].drivers(X)
+        assert np.exp(surrogate.loc[surrogate["feature"] == "marker", "contribution"]).iloc[0] > 1e3
     finally:
         ws.close()

@@ -443,6 +443,7 @@ def train_risk(
         "model": final,
         "horizon": horizon,
         "drivers": LinearSurrogate().fit(X_all, _log_hazard(survival_now)),
+        "mean": X_all.mean(),
     }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
@@ -568,6 +569,7 @@ def train_risk_classifier(
         "table": table,
         "model": model,
         "drivers": LinearSurrogate().fit(X, _log_odds(risk.to_numpy())),
+        "mean": X.mean(),
     }
     intervals = "risk classifier: bootstrap refits for the risk intervals"
     if n_bootstrap:
@@ -824,21 +826,69 @@ def _log_odds(risk: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(p / (1 - p)))
 
 
-def _risk_drivers(bundle: Mapping[str, Any], X: pd.DataFrame) -> list[dict[str, Any]]:
-    """The features that move one patient's risk most from the average patient's: a
-    linear surrogate of the risk model on the scale where Cox and logistic models are
-    linear (exactly so for them), the log cumulative hazard by the horizon for a survival
-    model or the log odds for a classifier. Each driver's `factor` (e to its
-    `contribution`) multiplies the average patient's hazard (`scale` "hazard") or odds
-    ("odds"); a probability scale would add up to more than 100 points at the extremes.
+def _plain(value: Any) -> Any:
+    """A value as JSON stores it (a NumPy number as a Python one)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _risk_drivers(
+    bundle: Mapping[str, Any], X: pd.DataFrame, frame: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The clinical variables that move one patient's risk most from the average
+    patient's, each as the model itself answers: its risk with the patient's values
+    against its risk with that variable (all its columns: categories, missing flag) at
+    the cohort's mean, on the scale where Cox and logistic models are linear (the log
+    cumulative hazard by the horizon, or the log odds). `factor` (e to the
+    `contribution`) multiplies the hazard ("scale" hazard) or the odds. A linear
+    surrogate of the model, used before, extrapolated without bound (x233,894 for a
+    2,100 mm tumour the model itself put at x2.1); bundles kept from then still use it.
     [] for a model trained before drivers were kept."""
-    surrogate: LinearSurrogate | None = bundle.get("drivers")
-    if surrogate is None:
-        return []
-    drivers = surrogate.drivers(X).drop(columns="patient")
-    drivers["factor"] = np.exp(drivers["contribution"])
-    drivers["scale"] = "hazard" if "horizon" in bundle else "odds"
-    return list(drivers.to_dict(orient="records"))
+    mean: pd.Series | None = bundle.get("mean")
+    scale = "hazard" if "horizon" in bundle else "odds"
+    if mean is None:
+        surrogate: LinearSurrogate | None = bundle.get("drivers")
+        if surrogate is None:
+            return []
+        drivers = surrogate.drivers(X).drop(columns="patient")
+        drivers["factor"] = np.exp(drivers["contribution"])
+        drivers["scale"] = scale
+        return list(drivers.to_dict(orient="records"))
+    table: FeatureTable = bundle["table"]
+    groups = {
+        f.name: [
+            c for c in X.columns if c == f.name or c.startswith((f"{f.name}=", f"{f.name}_missing"))
+        ]
+        for f in table.features
+    }
+    groups = {name: columns for name, columns in groups.items() if columns}
+    patient = X.iloc[[0]]
+    variants = [patient] + [
+        patient.assign(**mean[columns].to_dict()) for columns in groups.values()
+    ]
+    matrix = pd.concat(variants, ignore_index=True)
+    model = bundle["model"]
+    if scale == "hazard":
+        survival = model.predict_survival(matrix, [float(bundle["horizon"])]).iloc[:, 0]
+        scores = _log_hazard(survival.to_numpy(dtype=float))
+    else:
+        scores = _log_odds(np.asarray(model.predict_proba(matrix), dtype=float))
+    contributions = scores[0] - scores[1:]
+    raw = frame.iloc[0]
+    drivers = []
+    for rank, i in enumerate(np.argsort(-np.abs(contributions), kind="stable")[:3], start=1):
+        name = list(groups)[i]
+        value = raw.get(name)
+        drivers.append(
+            {
+                "rank": rank,
+                "feature": name,
+                "value": None if value is None or pd.isna(value) else _plain(value),
+                "contribution": float(contributions[i]),
+                "factor": float(np.exp(contributions[i])),
+                "scale": scale,
+            }
+        )
+    return drivers
 
 
 # --- recommendations and decisions -------------------------------------------------------
@@ -934,7 +984,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         else:
             changed = bool(_interval_changed(bundle, X).iloc[0])
             detail["risk_interval_missing"] = _missing_interval(bundle, risk_version, changed)
-        risk_drivers = _risk_drivers(bundle, X)
+        risk_drivers = _risk_drivers(bundle, X, frame)
         detail["risk_interval"] = risk_interval
         if risk_version.kind == SURVIVAL:
             horizon = float(bundle["horizon"])
