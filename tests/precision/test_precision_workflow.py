@@ -14,6 +14,7 @@ from sqlalchemy import select
 from cli_support import run as run_cli
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError, NotFoundError, UnknownOptionError
+from medloop.precision import LinearSurrogate
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import User
@@ -881,7 +882,12 @@ def test_risk_drivers_are_the_models_own_answer_far_from_the_data(tmp_path: Path
         expected = np.log(-np.log(own[0])) - np.log(-np.log(own[1]))
         assert marker["contribution"] == pytest.approx(expected)
         assert marker["value"] == 60.0 and 1 < marker["factor"] < 50
-        surrogate = bundle["drivers"].drivers(X)
+        # the linear surrogate the drivers came from before, fitted as it was then
+        with ws.db.session() as s:
+            cohort = prepo.features_frame(s, project_id=project_id).drop(index=view.patient)
+        X_all = bundle["table"].transform(cohort)
+        fitted = bundle["model"].predict_survival(X_all, horizon).iloc[:, 0].to_numpy()
+        surrogate = LinearSurrogate().fit(X_all, np.log(-np.log(fitted))).drivers(X)
         assert np.exp(surrogate.loc[surrogate["feature"] == "marker", "contribution"]).iloc[0] > 1e3
     finally:
         ws.close()

@@ -1,5 +1,5 @@
 """Doctor review: rank what the crowd and the model are unsure or disagree about."""
 
-from medloop.review.queue import rank_for_review
+from medloop.review.queue import model_decisions, rank_for_review
 
-__all__ = ["rank_for_review"]
+__all__ = ["model_decisions", "rank_for_review"]

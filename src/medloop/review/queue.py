@@ -95,6 +95,16 @@ def _reason(*, has_model: bool, labels_differ: bool, crowd_unsure: bool, model_u
     return "crowd and model agree" if has_model else "crowd confident; no model prediction"
 
 
+def model_decisions(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The classes (N,) a model decides on from its probabilities (N, K): p(class 1) at
+    least `threshold` for a binary model (the cut it was tuned to on validation), else
+    the argmax; as `medloop predict` decides."""
+    proba = np.asarray(probabilities, dtype=float)
+    if proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(np.intp)
+    return proba.argmax(axis=1)
+
+
 def rank_for_review(
     crowd_proba: pd.DataFrame,
     model_proba: pd.DataFrame | None = None,
@@ -147,10 +157,7 @@ def rank_for_review(
     crowd_idx = crowd.argmax(axis=1)
     crowd_unc = _normalised_entropy(crowd)
     model_filled = np.where(has_model[:, None], model, crowd)
-    if len(classes) == 2:  # the model's own decision, at its threshold
-        model_idx = (model_filled[:, 1] >= model_threshold).astype(np.intp)
-    else:
-        model_idx = model_filled.argmax(axis=1)
+    model_idx = model_decisions(model_filled, model_threshold)
     model_unc = np.where(has_model, _normalised_entropy(model_filled), np.nan)
     disagreement = np.where(has_model, 0.5 * np.abs(crowd - model_filled).sum(axis=1), 0.0)
     uncertainty = np.where(has_model, (crowd_unc + np.nan_to_num(model_unc)) / 2.0, crowd_unc)

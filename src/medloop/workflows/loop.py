@@ -620,8 +620,6 @@ def review_queue(ws: Workspace, *, project: str, limit: int | None = None) -> pd
             else None
         )
     pending = consensus[~consensus.index.isin(finals.index)]
-    if pending.empty:
-        return pd.DataFrame()
     crowd = pd.DataFrame(
         pending["probabilities"].tolist(), index=pending.index, columns=list(range(n_classes))
     )

@@ -52,6 +52,7 @@ from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, RiskModelVersion
 from medloop.types import Role
+from medloop.workflows.dashboard import as_json
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
@@ -437,13 +438,11 @@ def train_risk(
     bands = "risk model: bootstrap refits for the risk bands"
     if n_bootstrap:
         progress(bands, n_splits + 1, fits)
-    survival_now = final.predict_survival(X_all, [horizon]).iloc[:, 0].to_numpy()
     bundle: dict[str, Any] = {
         "table": table,
         "model": final,
         "horizon": horizon,
-        "drivers": LinearSurrogate().fit(X_all, _log_hazard(survival_now)),
-        "mean": X_all.mean(),
+        "mean": X_all.mean(),  # the average patient, for the drivers
     }
     bundle["times"] = _curve_times(final, horizon)
     if n_bootstrap:
@@ -564,12 +563,10 @@ def train_risk_classifier(
         progress=lambda done, _total: progress(stage, done, fits),
     )
     model.fit(X, y)
-    risk = model.predict_proba(X)
     bundle: dict[str, Any] = {
         "table": table,
         "model": model,
-        "drivers": LinearSurrogate().fit(X, _log_odds(risk.to_numpy())),
-        "mean": X.mean(),
+        "mean": X.mean(),  # the average patient, for the drivers
     }
     intervals = "risk classifier: bootstrap refits for the risk intervals"
     if n_bootstrap:
@@ -785,10 +782,10 @@ def _risk_frame(
 
 
 def _row_digests(X: pd.DataFrame) -> pd.Series:
-    """One number per patient (index kept) for their feature row: an interval computed
-    for a row holds for that row only."""
+    """One digest per patient (index kept) of their feature row, as text: an interval
+    computed for a row holds for that row only."""
     digests = pd.util.hash_pandas_object(X.round(9), index=False)
-    # as text: 64-bit numbers would pass through floats (and round) where reindexing
+    # text: a 64-bit number would pass through a float (and round) where reindexing
     # leaves a gap
     return pd.Series([f"{d:016x}" for d in digests], index=X.index, dtype=object)
 
@@ -824,11 +821,6 @@ def _log_odds(risk: np.ndarray) -> np.ndarray:
     """log(p / (1 - p)): where a logistic model is linear."""
     p = np.clip(risk, 1e-6, 1 - 1e-6)
     return np.asarray(np.log(p / (1 - p)))
-
-
-def _plain(value: Any) -> Any:
-    """A value as JSON stores it (a NumPy number as a Python one)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _risk_drivers(
@@ -882,7 +874,7 @@ def _risk_drivers(
             {
                 "rank": rank,
                 "feature": name,
-                "value": None if value is None or pd.isna(value) else _plain(value),
+                "value": None if pd.isna(value) else as_json(value),
                 "contribution": float(contributions[i]),
                 "factor": float(np.exp(contributions[i])),
                 "scale": scale,
@@ -1099,7 +1091,7 @@ def _survival_curve(
     curve = model.predict_survival(X, times).iloc[0]
     survival = {"time": [float(t) for t in times], "survival": curve.round(4).tolist()}
     band = bundle.get("band")
-    current = band is not None and not _interval_changed(bundle, X).iloc[0]
+    current = not _interval_changed(bundle, X).iloc[0]
     if band is not None and current and pseudonym in band[0].index:
         survival["lower"] = band[0].loc[pseudonym].round(4).tolist()
         survival["upper"] = band[1].loc[pseudonym].round(4).tolist()

@@ -28,6 +28,7 @@ from medloop.aggregation.boxes import fuse_boxes
 from medloop.aggregation.reliability import worker_reliability
 from medloop.annotation import gold_accuracy
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.review import model_decisions
 from medloop.store import assignments, flags
 from medloop.store import repository as repo
 from medloop.store.models import Project
@@ -68,14 +69,6 @@ def _number(value: Any) -> float | None:
     return round(float(value), 4)
 
 
-def _decision(probabilities: list[float], threshold: float) -> int:
-    """The class a model decides on: a binary model's at its threshold, else the argmax
-    (as `medloop.review.rank_for_review` decides)."""
-    if len(probabilities) == 2:
-        return int(probabilities[1] >= threshold)
-    return max(range(len(probabilities)), key=probabilities.__getitem__)
-
-
 def _name(classes: list[str], value: Any) -> str | None:
     number = _number(value)
     return None if number is None else classes[int(number)]
@@ -109,21 +102,17 @@ def _queue_rows(ws: Workspace, *, project: str | None, limit: int | None) -> pd.
         if requested and limit is not None and not queue.empty:
             queue = pd.concat([queue[asked], queue[~asked].head(limit)])
             asked = queue.index.isin(list(requested))
-        reasons = queue["reason"].astype(str) if len(queue) else pd.Series(dtype=str)
+        reasons = queue["reason"].astype(str)
         frames.append(
             pd.DataFrame(
                 {
                     "item_id": queue.index.astype(int),
                     "project": name,
-                    "crowd_label": [str(_name(classes, v)) for v in queue["crowd_label"]]
-                    if len(queue)
-                    else [],
-                    "crowd_confidence": _rounded(queue, "crowd_confidence", 0.0),
-                    "model_label": [_name(classes, v) for v in queue["model_label"]]
-                    if len(queue)
-                    else [],
-                    "model_confidence": _rounded(queue, "model_confidence", None),
-                    "score": _rounded(queue, "score", 0.0),
+                    "crowd_label": [str(_name(classes, v)) for v in queue["crowd_label"]],
+                    "crowd_confidence": _rounded(queue["crowd_confidence"], 0.0),
+                    "model_label": [_name(classes, v) for v in queue["model_label"]],
+                    "model_confidence": _rounded(queue["model_confidence"], None),
+                    "score": _rounded(queue["score"], 0.0),
                     "reason": np.where(asked, REQUESTED + "; " + reasons, reasons),
                     "requested": asked,
                 }
@@ -161,12 +150,9 @@ def _queue_rows(ws: Workspace, *, project: str | None, limit: int | None) -> pd.
     return rows if limit is None else rows.head(limit)
 
 
-def _rounded(queue: pd.DataFrame, column: str, missing: float | None) -> list[float | None]:
-    """A queue column as `_number` gives it (4 decimals), `missing` where it is NaN."""
-    if column not in queue.columns:
-        return [missing] * len(queue)
-    values = [_number(v) for v in queue[column]]
-    return [missing if v is None else v for v in values]
+def _rounded(values: pd.Series, missing: float | None) -> list[float | None]:
+    """Numbers as `_number` gives them (4 decimals), `missing` where there is none."""
+    return [missing if (v := _number(value)) is None else v for value in values]
 
 
 def _entries(ws: Workspace, rows: pd.DataFrame) -> list[ReviewEntry]:
@@ -312,7 +298,9 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
         choices=classes,
         consensus_label=None if row is None else classes[int(row["label"])],
         consensus_probabilities=None if row is None else [float(p) for p in row["probabilities"]],
-        model_label=None if model is None else classes[_decision(model, cut)],
+        model_label=None
+        if model is None
+        else classes[int(model_decisions(np.array([model]), cut)[0])],
         model_probabilities=model,
         final_label=classes[finals[item_id]] if item_id in finals else None,
         answers=[
