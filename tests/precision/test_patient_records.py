@@ -438,3 +438,19 @@ def test_patients_of_90_or_more_share_one_birth_year(tmp_path: Path) -> None:
     assert year == oldest
     younger = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY).patients["birth_year"]
     assert younger.tolist() == [1961]
+
+
+def test_ages_of_90_or_more_in_a_table_become_90(tmp_path: Path) -> None:
+    """The tabular twin of the birth-year rule: an age of 97 was stored as it was. Only
+    columns named for ages are capped (a stage or a dosage of 120 is not an age)."""
+    path = tmp_path / "patients.csv"
+    path.write_text(
+        "id,AgeAtDiagnosis,age_years,stage,dosage,sex\n"
+        "p1,97,89.5,2,120,F\np2,54,104,3,95,M\np3,,90,1,10,F\n"
+    )
+    frame = read_table(path, key=KEY, id_column="id")
+    assert frame["AgeAtDiagnosis"].tolist()[:2] == [90, 54]
+    assert pd.isna(frame["AgeAtDiagnosis"].iloc[2])
+    assert frame["age_years"].tolist() == [89.5, 90, 90]
+    assert frame["stage"].tolist() == [2, 3, 1]
+    assert frame["dosage"].tolist() == [120, 95, 10]

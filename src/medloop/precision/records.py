@@ -2,8 +2,9 @@
 
 Every patient leaves this module under a keyed pseudonym (`medloop.ingest.pseudonymize`);
 names, identifiers, addresses and contact details are dropped, birth dates become birth
-years, and free text (notes) is scrubbed of the patient's own identifiers and of
-identifier-shaped strings (e-mail, phone, long digit runs, dates, URLs).
+years, ages of 90 or more (in a column named for ages) become 90, and free text (notes)
+is scrubbed of the patient's own identifiers and of identifier-shaped strings (e-mail,
+phone, long digit runs, dates, URLs).
 
 Frames (one row per fact, `patient` is the pseudonym):
 - patients: patient, sex, birth_year, deceased
@@ -155,6 +156,8 @@ def read_table(
                 scrub_identifiers(None if pd.isna(v) else str(v), identifiers=row)
                 for v, row in zip(frame[target], private, strict=True)
             ]
+    for source, target in mapping.items():
+        frame[target] = _safe_harbor_ages(source, frame[target])
     frame.index = pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
     repeated = frame.index.duplicated()
     if repeated.any():
@@ -268,10 +271,15 @@ UNIQUE_SHARE = 0.9
 FREE_TEXT_WORDS = 4
 
 
+def _name_words(column: str) -> set[str]:
+    """The words of a column's name, lower-cased ("DateOfBirth" -> date, of, birth)."""
+    return {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", column)}
+
+
 def identifying_name(column: str) -> bool:
     """True when a column's name says it holds who the patient is ("dob", "Email",
     "patient_name", "DateOfBirth", "zip_code")."""
-    words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", column)}
+    words = _name_words(column)
     return bool(words & IDENTIFYING_WORDS) or any({a, b} <= words for a, b in _IDENTIFYING_PAIRS)
 
 
@@ -423,6 +431,31 @@ def _safe_harbor_year(born: Any) -> int | None:
     if born is None:
         return None
     return max(int(born.year), datetime.date.today().year - OLDEST_AGE)
+
+
+def age_column(column: str) -> bool:
+    """True when a column's name says it holds ages ("age", "Age", "age_years",
+    "AgeAtDiagnosis"; not "stage" or "dosage")."""
+    return "age" in _name_words(column)
+
+
+def _safe_harbor_ages(column: str, values: pd.Series) -> pd.Series:
+    """An age column with every age of `OLDEST_AGE` or more given as `OLDEST_AGE` ("90 or
+    older", as FHIR birth dates become birth years); other columns as they are."""
+    if not age_column(column) or not pd.api.types.is_numeric_dtype(values):
+        return values
+    if pd.api.types.is_bool_dtype(values):
+        return values
+    oldest = values >= OLDEST_AGE
+    if oldest.any():
+        logger.info(
+            "%d ages in column %r of %d or more are recorded as %d (HIPAA Safe Harbor)",
+            int(oldest.sum()),
+            column,
+            OLDEST_AGE,
+            OLDEST_AGE,
+        )
+    return values.mask(oldest, OLDEST_AGE)
 
 
 def _own_words(patient: Any) -> list[str]:
