@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medloop.exceptions import IngestError
+from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
     observations_to_wide,
     read_fhir_bundle,
     read_ids,
     read_table,
+    safe_harbor_ages,
     scrub_identifiers,
 )
 
@@ -442,15 +443,19 @@ def test_patients_of_90_or_more_share_one_birth_year(tmp_path: Path) -> None:
 
 def test_ages_of_90_or_more_in_a_table_become_90(tmp_path: Path) -> None:
     """The tabular twin of the birth-year rule: an age of 97 was stored as it was. Only
-    columns named for ages are capped (a stage or a dosage of 120 is not an age)."""
+    columns named for ages are capped (a stage or a dosage of 120 is not an age), in the
+    column's unit; an age in a unit not known is refused."""
     path = tmp_path / "patients.csv"
     path.write_text(
-        "id,AgeAtDiagnosis,age_years,stage,dosage,sex\n"
-        "p1,97,89.5,2,120,F\np2,54,104,3,95,M\np3,,90,1,10,F\n"
+        "id,AgeAtDiagnosis,age_years,age_months,stage,dosage,sex\n"
+        "p1,97,89.5,1200,2,120,F\np2,54,104,900,3,95,M\np3,,90,1079,1,10,F\n"
     )
-    frame = read_table(path, key=KEY, id_column="id")
+    frame = safe_harbor_ages(read_table(path, key=KEY, id_column="id"), {"age_months": "month"})
     assert frame["AgeAtDiagnosis"].tolist()[:2] == [90, 54]
     assert pd.isna(frame["AgeAtDiagnosis"].iloc[2])
     assert frame["age_years"].tolist() == [89.5, 90, 90]
+    assert frame["age_months"].tolist() == [1080, 900, 1079]
     assert frame["stage"].tolist() == [2, 3, 1]
     assert frame["dosage"].tolist() == [120, 95, 10]
+    with pytest.raises(InvalidInputError, match=r"age_months.*'fortnight'"):
+        safe_harbor_ages(frame, {"age_months": "fortnight"})

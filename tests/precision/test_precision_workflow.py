@@ -891,3 +891,19 @@ def test_risk_drivers_are_the_models_own_answer_far_from_the_data(tmp_path: Path
         assert np.exp(surrogate.loc[surrogate["feature"] == "marker", "contribution"]).iloc[0] > 1e3
     finally:
         ws.close()
+
+
+def test_an_imported_age_of_90_or_more_is_stored_as_90(tmp_path: Path) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        path = tmp_path / "old.csv"
+        path.write_text("id,age,marker\np1,97,1.5\np2,64,2.5\n")
+        wf.import_patients_table(
+            ws, project="old", path=path, id_column="id", units={"age": "years"}
+        )
+        with ws.db.session() as s:
+            project = repo.get_project(s, name="old")
+            stored = prepo.features_frame(s, project_id=project.id)
+        assert sorted(stored["age"]) == [64.0, 90.0]
+    finally:
+        ws.close()

@@ -32,6 +32,7 @@ from medloop.precision.records import (
     read_fhir_bundle,
     read_ids,
     read_table,
+    safe_harbor_ages,
     scrub_identifiers,
 )
 from medloop.precision.risk import (
@@ -87,6 +88,7 @@ __all__ = [
     "read_fhir_bundle",
     "read_ids",
     "read_table",
+    "safe_harbor_ages",
     "scrub_identifiers",
     "survival_metrics",
     "survival_plot",

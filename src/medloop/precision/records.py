@@ -2,7 +2,7 @@
 
 Every patient leaves this module under a keyed pseudonym (`medloop.ingest.pseudonymize`);
 names, identifiers, addresses and contact details are dropped, birth dates become birth
-years, ages of 90 or more (in a column named for ages) become 90, and free text (notes)
+years (ages of 90 or more in a table become 90: `safe_harbor_ages`), and free text (notes)
 is scrubbed of the patient's own identifiers and of identifier-shaped strings (e-mail,
 phone, long digit runs, dates, URLs).
 
@@ -156,8 +156,6 @@ def read_table(
                 scrub_identifiers(None if pd.isna(v) else str(v), identifiers=row)
                 for v, row in zip(frame[target], private, strict=True)
             ]
-    for source, target in mapping.items():
-        frame[target] = _safe_harbor_ages(source, frame[target])
     frame.index = pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
     repeated = frame.index.duplicated()
     if repeated.any():
@@ -439,23 +437,46 @@ def age_column(column: str) -> bool:
     return "age" in _name_words(column)
 
 
-def _safe_harbor_ages(column: str, values: pd.Series) -> pd.Series:
-    """An age column with every age of `OLDEST_AGE` or more given as `OLDEST_AGE` ("90 or
-    older", as FHIR birth dates become birth years); other columns as they are."""
-    if not age_column(column) or not pd.api.types.is_numeric_dtype(values):
-        return values
-    if pd.api.types.is_bool_dtype(values):
-        return values
-    oldest = values >= OLDEST_AGE
-    if oldest.any():
-        logger.info(
-            "%d ages in column %r of %d or more are recorded as %d (HIPAA Safe Harbor)",
-            int(oldest.sum()),
-            column,
-            OLDEST_AGE,
-            OLDEST_AGE,
-        )
-    return values.mask(oldest, OLDEST_AGE)
+#: `OLDEST_AGE` in the units an age column may be given in (none given: years).
+_OLDEST_IN = {
+    None: OLDEST_AGE, "year": OLDEST_AGE, "years": OLDEST_AGE, "yr": OLDEST_AGE, "y": OLDEST_AGE,
+    "a": OLDEST_AGE,
+    "month": OLDEST_AGE * 12, "months": OLDEST_AGE * 12, "mo": OLDEST_AGE * 12,
+    "week": OLDEST_AGE * 52, "weeks": OLDEST_AGE * 52, "wk": OLDEST_AGE * 52,
+    "d": OLDEST_AGE * 365, "day": OLDEST_AGE * 365, "days": OLDEST_AGE * 365,
+}  # fmt: skip
+
+
+def safe_harbor_ages(frame: pd.DataFrame, units: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """`frame` with every age of `OLDEST_AGE` years or more given as `OLDEST_AGE` (in the
+    column's unit from `units`, years where none is given), as FHIR birth dates become
+    birth years: HIPAA Safe Harbor counts ages over 89 as identifying. Only numeric
+    columns named for ages (`age_column`) are changed; an age in a unit not known here is
+    refused rather than left as it is."""
+    out = frame.copy()
+    for column in frame.columns:
+        values = frame[column]
+        if not age_column(str(column)) or not pd.api.types.is_numeric_dtype(values):
+            continue
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        unit = (units or {}).get(str(column))
+        if unit not in _OLDEST_IN:
+            known = sorted(u for u in _OLDEST_IN if u)
+            raise InvalidInputError(
+                f"column {column!r} holds ages in {unit!r}; give them in one of {known}"
+            )
+        oldest = values >= _OLDEST_IN[unit]
+        if oldest.any():
+            logger.info(
+                "%d ages in column %r are %d years or more: kept as %d (HIPAA Safe Harbor)",
+                int(oldest.sum()),
+                column,
+                OLDEST_AGE,
+                OLDEST_AGE,
+            )
+            out[column] = values.mask(oldest, _OLDEST_IN[unit])
+    return out
 
 
 def _own_words(patient: Any) -> list[str]:

@@ -42,6 +42,7 @@ from medloop.precision import (
     read_fhir_bundle,
     read_ids,
     read_table,
+    safe_harbor_ages,
     survival_plot,
     survival_target,
 )
@@ -117,6 +118,7 @@ def import_patients_table(
         text_columns=text_columns,
         drop_columns=drop_columns,
     )
+    frame = safe_harbor_ages(frame, units)
     text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
     source = ws.file_ref("file", path.name)
     with ws.db.session() as s:
