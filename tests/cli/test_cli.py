@@ -357,12 +357,14 @@ def test_the_loops_round_table_fits_a_terminal_without_cutting_a_word() -> None:
         "doctor_labels": 650,
         "cost": 23950.0,
         "seconds": 312.5,
+        "reference_val_labels": 524,
     }
     console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(round_table([row, row], width=80))
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert "10950" in text and "23950" in text and "answers" in text
+    assert "524 validation labels from the dataset" in " ".join(text.split())
 
 
 def test_options_that_could_never_work_are_refused_before_any_work(

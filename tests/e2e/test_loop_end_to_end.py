@@ -13,7 +13,7 @@ from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.learning import TrainConfig
 from medloop.store import repository as repo
-from medloop.types import LabelKind, LabelSource, Strategy
+from medloop.types import LabelKind, LabelSource, Split, Strategy
 from medloop.workflows.explain import model_ref
 
 
@@ -159,6 +159,11 @@ def test_cost_aware_rounds_spend_no_more_than_fixed_ones(ws: workflows.Workspace
     with ws.db.session() as s:
         project = repo.get_project(s, name="pneumoniamnist")
         answers = repo.answers_frame(s, project_id=project.id, sources=[LabelSource.CROWD])
+        items = repo.items_frame(s, project_id=project.id)
+        finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
+    # the validation labels nobody paid for are counted beside the cost
+    free = items.index[items["split"] == Split.VAL].difference(finals.index)
+    assert reports[-1].extra["reference_val_labels"] == len(free) > 0
     per_item = answers[~answers["is_gold"]].groupby("task").size()
     # one answer for every new item first; the plan asks more where they are needed
     assert per_item.min() >= 1 and per_item.max() > 1 and per_item.nunique() > 1

@@ -399,7 +399,14 @@ def round_table(rows: list[dict[str, Any]], *, width: int | None = None) -> Tabl
     summary = [{label: r[key] for key, label in ROUND_COLUMNS.items()} for r in rows]
     for row in summary:
         row["s"] = round(row["s"])
-    return table("the loop, round by round", summary, width=width)
+    rounds = table("the loop, round by round", summary, width=width)
+    free = rows[-1].get("reference_val_labels") if rows else None
+    if free:
+        rounds.caption = (
+            f"Each model was chosen on up to {free} validation labels from the dataset, "
+            "given free: they are not in the cost."
+        )
+    return rounds
 
 
 @bench_app.command("loop")

@@ -811,6 +811,10 @@ def train(
         test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
         metrics: dict[str, Any] = {
             "n_train": len(targets),
+            # validation labels taken from the dataset's reference labels, not from anyone
+            # in the loop (a doctor's final label replaces the reference where there is one)
+            "n_val": len(val),
+            "n_val_reference": int((~val.index.isin(finals.index)).sum()),
             "train_seconds": round_float(train_seconds),
             "best_epoch": classifier.best_epoch,
             "epochs": len(classifier.history),
@@ -1110,6 +1114,8 @@ def run_loop(
             extra={
                 "train_seconds": metrics["train_seconds"],
                 "epochs": metrics["epochs"],
+                # what the cost leaves out: the dataset's own labels chose the model
+                "reference_val_labels": metrics["n_val_reference"],
                 "cost": round_float(
                     quality["crowd_answers"] * settings.lay_cost
                     + quality["doctor_labels"] * settings.doctor_cost,
