@@ -1,4 +1,5 @@
-"""`medloop users`: list, disable, enable, set-password, set-role, revoke-sessions."""
+"""`medloop users`: list, disable, enable, set-password, set-role, revoke-sessions,
+grant, revoke."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from cli_support import run
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
+from medloop.store import repository as repo
 from medloop.types import Role
-from medloop.workflows import Workspace, accounts
+from medloop.workflows import Workspace, access, accounts
 from medloop.workflows.audit import audit_log
 
 PASSWORD = "correct horse battery"
@@ -46,9 +48,27 @@ def test_list_shows_accounts_without_hashes(ws: Workspace, monkeypatch, capsys) 
     code, out, _ = run(monkeypatch, capsys, "users", "list", "--json")
     assert code == 0 and "argon2" not in out
     assert json.loads(out) == [
-        {"username": "adam", "role": "admin", "disabled": False, "simulated": False},
-        {"username": "ann", "role": "annotator", "disabled": True, "simulated": False},
-        {"username": "dora", "role": "doctor", "disabled": False, "simulated": False},
+        {
+            "username": "adam",
+            "role": "admin",
+            "disabled": False,
+            "simulated": False,
+            "projects": [],
+        },
+        {
+            "username": "ann",
+            "role": "annotator",
+            "disabled": True,
+            "simulated": False,
+            "projects": [],
+        },
+        {
+            "username": "dora",
+            "role": "doctor",
+            "disabled": False,
+            "simulated": False,
+            "projects": [],
+        },
     ]
     code, out, _ = run(monkeypatch, capsys, "users", "list")
     assert code == 0 and "users (3)" in out and "annotator" in out and "argon2" not in out
@@ -126,4 +146,46 @@ def test_every_change_is_audited_as_the_command_line(ws: Workspace, monkeypatch,
         ("cli", "user.set_password"),
         ("cli", "user.set_role"),
         ("cli", "user.revoke_sessions"),
+    ]
+
+
+def test_grant_and_revoke_a_project_audited_and_listed(ws: Workspace, monkeypatch, capsys) -> None:
+    with ws.db.session() as s:
+        repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
+    code, out, _ = run(monkeypatch, capsys, "users", "grant", "dora", "chest")
+    said = " ".join(out.split())
+    assert (
+        code == 0 and "granted 'dora' project 'chest'; 'chest' is for the admins and dora" in said
+    )
+    dora, ann = (
+        accounts.account_in_role(ws, username=n, roles=list(Role)) for n in ("dora", "ann")
+    )
+    assert access.can_access(ws, dora, "chest") and not access.can_access(ws, ann, "chest")
+    code, out, _ = run(monkeypatch, capsys, "users", "list", "--json")
+    assert {u["username"]: u["projects"] for u in json.loads(out)} == {
+        "adam": [],
+        "ann": [],
+        "dora": ["chest"],
+    }
+    code, out, _ = run(monkeypatch, capsys, "users", "list")
+    assert code == 0 and "projects" in out and "chest" in out
+    for args, message in (
+        (("grant", "ghost", "chest"), "no user named 'ghost'"),
+        (("grant", "dora", "nope"), "no project named 'nope'"),
+        (("grant", "dora", "chest"), "'dora' is already a member of project 'chest'"),
+        (("revoke", "ann", "chest"), "'ann' is not a member of project 'chest'"),
+        (("revoke", "dora", "chest"), "'dora' is the last member of project 'chest'"),
+    ):
+        code, _, err = run(monkeypatch, capsys, "users", *args)
+        assert code == 2 and err.startswith("error:") and message in err.replace("\n", " ")
+    assert access.can_access(ws, dora, "chest") and not access.can_access(ws, ann, "chest")
+    code, out, _ = run(monkeypatch, capsys, "users", "revoke", "dora", "chest", "--open")
+    assert code == 0 and "'chest' has no members: it is open to every account" in " ".join(
+        out.split()
+    )
+    assert access.can_access(ws, ann, "chest")
+    log = audit_log(ws, action="access.").entries
+    assert [(e.actor, e.action, e.entity_id) for e in reversed(log)] == [
+        ("cli", "access.grant", str(dora.id)),
+        ("cli", "access.revoke", str(dora.id)),
     ]

@@ -272,7 +272,7 @@ def test_commands_starting_together_on_an_older_schema_take_turns(database: Data
             other.dispose()
     with database.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0013"
+    assert version == "0014"
 
 
 def test_a_locked_row_makes_another_process_wait(database: Database) -> None:

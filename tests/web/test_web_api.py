@@ -500,7 +500,7 @@ def test_odd_requests_get_clear_4xx(site: Site) -> None:
         assert response.status_code == expected, (method, url, response.text)
     assert site.client.get("/api/health").status_code == 200, "the server stays up"
     unknown = site.client.get("/api/tasks/next?project=nope", headers=annotator).json()
-    assert unknown == {"detail": "no labelling project named 'nope'"}, "no list of projects"
+    assert unknown == {"detail": "no project named 'nope'"}, "no list of projects"
 
 
 def test_exports_are_for_doctors_and_admins(site: Site) -> None:

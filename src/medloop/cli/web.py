@@ -1,7 +1,7 @@
 """Web commands: `serve`, `users` (add, list, disable, enable, set-password, set-role,
-revoke-sessions), `tasks publish` (open tasks for people) and `export
-answers|labels|coco`. Account changes and exports are audited under the actor "cli"
-(`users add` under "system", as `add_user` records every new account)."""
+revoke-sessions, grant, revoke), `tasks publish` (open tasks for people) and `export
+answers|labels|coco`. Account changes, grants of projects and exports are audited under
+the actor "cli" (`users add` under "system", as `add_user` records every new account)."""
 
 from __future__ import annotations
 
@@ -151,13 +151,15 @@ def users_add(
 
 @users_app.command("list")
 def users_list(as_json: JsonOpt = False) -> None:
-    """Every account: username, role, whether it is disabled or simulated."""
+    """Every account: username, role, whether it is disabled or simulated, and the
+    projects it is a member of (`users grant`)."""
     with workspace() as ws:
         rows = [dataclasses.asdict(u) for u in workflows.accounts.list_users(ws)]
     if as_json:
         print_json(rows)
     else:
-        out.print(table(f"users ({len(rows)})", rows))
+        shown = [{**row, "projects": ", ".join(row["projects"])} for row in rows]
+        out.print(table(f"users ({len(rows)})", shown))
 
 
 @users_app.command("disable")
@@ -215,6 +217,44 @@ def users_revoke_sessions(name: NameArg) -> None:
     with workspace() as ws:
         account = workflows.accounts.revoke_sessions(ws, username=name, actor=CLI_ACTOR)
     out.print(f"signed {account.username!r} out; {_ended()}")
+
+
+ProjectArg = Annotated[str, typer.Argument(help="Project name.")]
+
+
+@users_app.command("grant")
+def users_grant(name: NameArg, project: ProjectArg) -> None:
+    """Make an account a member of a project. A project with members is restricted: only
+    its members and the admins reach it (one without members is open to every account)."""
+    with workspace() as ws:
+        now = workflows.access.grant(ws, username=name, project=project, actor=CLI_ACTOR)
+    out.print(f"granted {name!r} project {project!r}; {_members(now)}")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: NameArg,
+    project: ProjectArg,
+    open_project: Annotated[
+        bool,
+        typer.Option(
+            "--open", help="Revoke the last member too, opening the project to every account."
+        ),
+    ] = False,
+) -> None:
+    """Take an account off a project's members; its next request no longer reaches the
+    project (unless the project is left open, or the account is an admin)."""
+    with workspace() as ws:
+        now = workflows.access.revoke(
+            ws, username=name, project=project, actor=CLI_ACTOR, open_project=open_project
+        )
+    out.print(f"revoked {name!r} from project {project!r}; {_members(now)}")
+
+
+def _members(members: workflows.access.ProjectMembers) -> str:
+    if not members.restricted:
+        return f"{members.project!r} has no members: it is open to every account"
+    return f"{members.project!r} is for the admins and {', '.join(members.members)}"
 
 
 def _ended() -> str:

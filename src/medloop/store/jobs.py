@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import NotFoundError
@@ -52,11 +53,20 @@ def active_job(session: Session) -> Job | None:
     return session.scalar(select(Job).where(Job.active.is_(True)))
 
 
-def recent_jobs(session: Session, *, project_id: int | None = None, limit: int = 10) -> list[Job]:
-    """The newest jobs first (of one project if given)."""
+def recent_jobs(
+    session: Session,
+    *,
+    project_id: int | None = None,
+    project_ids: Collection[int] | None = None,
+    limit: int = 10,
+) -> list[Job]:
+    """The newest jobs first (of one project if given; of those in `project_ids`, and
+    jobs of no project, if given)."""
     query = select(Job).order_by(Job.id.desc()).limit(limit)
     if project_id is not None:
         query = query.where(Job.project_id == project_id)
+    if project_ids is not None:
+        query = query.where(or_(Job.project_id.in_(list(project_ids)), Job.project_id.is_(None)))
     return list(session.scalars(query))
 
 

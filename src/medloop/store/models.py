@@ -113,6 +113,22 @@ class User(Base):
     token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class ProjectMember(Base):
+    """A person named on a project (migration 0014). A project with members is
+    restricted: only they and the admins reach it; one without members is open to every
+    account of the right role (`store.members`)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # dr_house and DR_HOUSE would be two doctors nobody tells apart (migration 0011).
 Index("uq_users_lower_username", func.lower(User.username), unique=True)
 

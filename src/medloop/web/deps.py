@@ -1,5 +1,10 @@
 """Request dependencies: the workspace, who is asking (bearer token or session cookie),
-role checks and CSRF protection for cookie-authenticated writes."""
+role checks, CSRF protection for cookie-authenticated writes, and the project rule.
+
+A route takes a project, item, task or job as `VisibleProject`, `OptionalVisibleProject`,
+`VisibleFormProject`, `VisibleItem`, `VisibleTask` or `VisibleJob`: the request is
+refused with a 404 (`workflows.access.check`) unless the signed-in account may reach its
+project, the same 404 as for one that does not exist."""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import hmac
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Form, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from medloop.store.members import Owned
 from medloop.types import REVIEWER_ROLES, Role
 from medloop.web.errors import STALE_PAGE
 from medloop.web.security import (
@@ -19,6 +25,7 @@ from medloop.web.security import (
     LoginLimiter,
     csrf_token,
 )
+from medloop.workflows import access
 from medloop.workflows.accounts import Account, account_for_token
 from medloop.workflows.workspace import Workspace
 
@@ -106,3 +113,65 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Account]]:
 
 Annotator = Annotated[Account, Depends(require(Role.ANNOTATOR))]
 Reviewer = Annotated[Account, Depends(require(*REVIEWER_ROLES))]
+
+
+# --- the project rule --------------------------------------------------------------------
+
+OptionalAccount = Annotated[Account | None, Depends(optional_account)]
+#: Ids in paths: positive and within SQLite's and PostgreSQL's integer range.
+Id = Annotated[int, Path(ge=1, le=2**53)]
+ProjectName = Annotated[str, Query(min_length=1, max_length=100, description="Project name.")]
+OptionalProjectName = Annotated[
+    str | None,
+    Query(max_length=100, description="Only this project (default: every one you may open)."),
+]
+FormProjectName = Annotated[str, Form(min_length=1, max_length=100)]
+
+
+def _reached(ws: Workspace, account: Account | None, kind: Owned, key: str | int) -> None:
+    """Refuse `kind` `key` unless `account` may reach it; a signed-out request passes on
+    to the route's own account dependency (401, or the login page)."""
+    if account is not None:
+        access.check(ws, account, kind, key)
+
+
+def project_in_query(ws: WS, account: OptionalAccount, project: ProjectName) -> str:
+    _reached(ws, account, "project", project)
+    return project
+
+
+def optional_project_in_query(
+    ws: WS, account: OptionalAccount, project: OptionalProjectName = None
+) -> str | None:
+    if not project:
+        return None
+    _reached(ws, account, "project", project)
+    return project
+
+
+def project_in_form(ws: WS, account: OptionalAccount, project: FormProjectName) -> str:
+    _reached(ws, account, "project", project)
+    return project
+
+
+def item_in_path(ws: WS, account: OptionalAccount, item_id: Id) -> int:
+    _reached(ws, account, "item", item_id)
+    return item_id
+
+
+def task_in_path(ws: WS, account: OptionalAccount, task_id: Id) -> int:
+    _reached(ws, account, "task", task_id)
+    return task_id
+
+
+def job_in_path(ws: WS, account: OptionalAccount, job_id: Id) -> int:
+    _reached(ws, account, "job", job_id)
+    return job_id
+
+
+VisibleProject = Annotated[str, Depends(project_in_query)]
+OptionalVisibleProject = Annotated[str | None, Depends(optional_project_in_query)]
+VisibleFormProject = Annotated[str, Depends(project_in_form)]
+VisibleItem = Annotated[int, Depends(item_in_path)]
+VisibleTask = Annotated[int, Depends(task_in_path)]
+VisibleJob = Annotated[int, Depends(job_in_path)]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on first use
     from medloop.workflows import (
+        access,
         accounts,
         annotate,
         audit,

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -32,7 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
-from medloop.store import logins
+from medloop.store import logins, members
 from medloop.store import repository as repo
 from medloop.store.models import User
 from medloop.types import Role, look_up_option
@@ -166,23 +166,27 @@ def account_in_role(ws: Workspace, *, username: str, roles: Collection[Role]) ->
 
 @dataclass(frozen=True)
 class UserSummary:
-    """An account as an admin sees it in a list (never its password hash)."""
+    """An account as an admin sees it in a list (never its password hash); `projects`
+    names the projects it is a member of (`workflows.access`)."""
 
     username: str
     role: Role
     disabled: bool
     simulated: bool
+    projects: list[str] = field(default_factory=list)
 
 
 def list_users(ws: Workspace) -> list[UserSummary]:
     """Every account, people's and simulated ones, by username."""
     with ws.db.session() as s:
+        named = members.memberships(s)
         return [
             UserSummary(
                 username=u.username,
                 role=look_up_option(u.role, Role),
                 disabled=u.is_disabled,
                 simulated=u.is_simulated,
+                projects=named.get(u.id, []),
             )
             for u in repo.list_users(s)
         ]

@@ -49,7 +49,7 @@ from typing import Any
 
 from medloop.annotation import plan_tasks
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
-from medloop.store import assignments
+from medloop.store import assignments, members
 from medloop.store import repository as repo
 from medloop.types import (
     RECOMMENDED_STRATEGY,
@@ -152,13 +152,17 @@ def _entropy(probabilities: Sequence[float]) -> float:
     return -sum(p * math.log(p) for p in probabilities if p > 0)
 
 
-def _projects(session: Any, project: str | None) -> list[assignments.ProjectChoices]:
-    found = assignments.project_choices(session, name=project)
-    if project is not None and not found:
-        try:
-            repo.get_project(session, name=project)
-        except NotFoundError:  # not naming the others: annotators need not know the cohorts
-            raise NotFoundError(f"no labelling project named {project!r}") from None
+def _projects(
+    session: Any, project: str | None, account: Account
+) -> list[assignments.ProjectChoices]:
+    """The projects (all, or the one called `project`) that `account` may reach
+    (`store.members`); one it may not reach is as unknown as one that does not exist."""
+    reached = members.visible_project_ids(session, user_id=account.id, role=account.role)
+    found = [
+        p for p in assignments.project_choices(session, name=project) if p.project_id in reached
+    ]
+    if project is not None and not found:  # not naming the others: nobody needs to know them
+        raise NotFoundError(f"no labelling project named {project!r}")
     return found
 
 
@@ -170,14 +174,15 @@ def next_task(
     gold_rate: float = GOLD_RATE,
     now: float | None = None,
 ) -> NextTask | None:
-    """The task `account` should answer next (see the module docstring), or None.
+    """The task `account` should answer next (see the module docstring) in the projects
+    it may reach (all, or `project`), or None.
 
     An ordinary task is held for them until they answer or skip it, or `HOLD_SECONDS`
     pass (`now`, Unix seconds, defaults to the clock); asking again ends their earlier
     hold, and gives the same task while it stays the best one with room."""
     now = time.time() if now is None else now
     with ws.db.session() as s:
-        projects = {p.project_id: p for p in _projects(s, project)}
+        projects = {p.project_id: p for p in _projects(s, project, account)}
         ids = list(projects)
         tally = assignments.worker_tally(s, worker_id=account.id)
         if tally.gold_answered < math.floor(gold_rate * (tally.answered + 1)):
@@ -408,9 +413,9 @@ def annotator_progress(ws: Workspace, *, account: Account) -> AnnotatorProgress:
 
 
 def open_task_count(ws: Workspace, *, account: Account, project: str | None = None) -> int:
-    """How many open tasks `account` could still answer."""
+    """How many open tasks `account` could still answer (in the projects it may reach)."""
     with ws.db.session() as s:
-        ids = [p.project_id for p in _projects(s, project)]
+        ids = [p.project_id for p in _projects(s, project, account)]
         return assignments.count_open_tasks_for_worker(s, worker_id=account.id, project_ids=ids)
 
 

@@ -26,11 +26,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from medloop.exceptions import InvalidInputError, MedloopError, NotFoundError
+from medloop.exceptions import ConflictError, InvalidInputError, MedloopError, NotFoundError
 from medloop.store import jobs as job_store
+from medloop.store import members
 from medloop.store import repository as repo
 from medloop.store.models import Job, Project
 from medloop.types import JobStatus
+from medloop.workflows.accounts import Account
 from medloop.workflows.loop import aggregate, train
 from medloop.workflows.workspace import Workspace
 
@@ -86,11 +88,14 @@ def _view(session: Any, job: Job) -> JobView:
     )
 
 
-def request_retrain(ws: Workspace, *, project: str, requested_by: str) -> tuple[JobView, bool]:
+def request_retrain(
+    ws: Workspace, *, project: str, requested_by: str, viewer: Account | None = None
+) -> tuple[JobView, bool]:
     """Queue retraining `project`; returns (job, created). While any job is queued or
-    running, that job is returned with created False and nothing new is queued. A patient
-    cohort, or a project without a single answer or label, is refused now rather than
-    failing in the worker."""
+    running, that job is returned with created False and nothing new is queued; one of a
+    project `viewer` may not reach (`workflows.access`) is not shown to them:
+    ConflictError. A patient cohort, or a project without a single answer or label, is
+    refused now rather than failing in the worker."""
     try:
         with ws.db.session() as s:
             record = repo.get_image_project(s, name=project)
@@ -116,7 +121,15 @@ def request_retrain(ws: Workspace, *, project: str, requested_by: str) -> tuple[
         with ws.db.session() as s:
             active = job_store.active_job(s)
             if active is None:  # finished in between: ask once more
-                return request_retrain(ws, project=project, requested_by=requested_by)
+                return request_retrain(
+                    ws, project=project, requested_by=requested_by, viewer=viewer
+                )
+            if viewer is not None and not members.reaches(
+                s, user_id=viewer.id, role=viewer.role, kind="job", key=active.id
+            ):
+                raise ConflictError(
+                    "another project's model is being trained; ask again when it has finished"
+                ) from None
             return _view(s, active), False
 
 
@@ -125,11 +138,20 @@ def get_job(ws: Workspace, *, job_id: int) -> JobView:
         return _view(s, job_store.get_job(s, job_id=job_id))
 
 
-def recent_jobs(ws: Workspace, *, project: str | None = None, limit: int = 10) -> list[JobView]:
-    """The newest jobs first (of one project if given)."""
+def recent_jobs(
+    ws: Workspace, *, project: str | None = None, limit: int = 10, viewer: Account | None = None
+) -> list[JobView]:
+    """The newest jobs first (of one project if given; with `viewer`, of the projects
+    they may reach, `workflows.access`)."""
     with ws.db.session() as s:
         project_id = None if project is None else repo.get_project(s, name=project).id
-        return [_view(s, j) for j in job_store.recent_jobs(s, project_id=project_id, limit=limit)]
+        reached = (
+            None
+            if viewer is None
+            else members.visible_project_ids(s, user_id=viewer.id, role=viewer.role)
+        )
+        found = job_store.recent_jobs(s, project_id=project_id, project_ids=reached, limit=limit)
+        return [_view(s, j) for j in found]
 
 
 def latest_job(ws: Workspace, *, project: str | None = None) -> JobView | None:

@@ -29,7 +29,7 @@ from medloop.aggregation.reliability import worker_reliability
 from medloop.annotation import gold_accuracy
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.review import model_decisions
-from medloop.store import assignments, flags
+from medloop.store import assignments, flags, members
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource
@@ -75,15 +75,21 @@ def _name(classes: list[str], value: Any) -> str | None:
 
 
 def review_entries(
-    ws: Workspace, *, project: str | None = None, limit: int | None = 50
+    ws: Workspace,
+    *,
+    project: str | None = None,
+    limit: int | None = 50,
+    viewer: Account | None = None,
 ) -> list[ReviewEntry]:
     """The review queue across projects (or one): items a labelling plan asked a doctor
     about first, then highest score first, ties by item id; the first `limit` (None:
-    all of it)."""
-    return _entries(ws, _queue_rows(ws, project=project, limit=limit))
+    all of it). With `viewer`, only the projects they may reach (`workflows.access`)."""
+    return _entries(ws, _queue_rows(ws, project=project, limit=limit, viewer=viewer))
 
 
-def _queue_rows(ws: Workspace, *, project: str | None, limit: int | None) -> pd.DataFrame:
+def _queue_rows(
+    ws: Workspace, *, project: str | None, limit: int | None, viewer: Account | None = None
+) -> pd.DataFrame:
     """The review queue as one frame in queue order (columns of `ReviewEntry` but the
     flag): ranked and cut with pandas, so that entries are built only for the rows shown
     (a queue of 88,000 items took 8 s to page through as entries)."""
@@ -92,6 +98,9 @@ def _queue_rows(ws: Workspace, *, project: str | None, limit: int | None) -> pd.
             projects = [repo.get_image_project(s, name=project)]
         else:
             projects = [p for p in repo.list_projects(s) if not repo.is_cohort(p)]
+        if viewer is not None:
+            reached = members.visible_project_ids(s, user_id=viewer.id, role=viewer.role)
+            projects = [p for p in projects if p.id in reached]
         names = [(p.id, p.name, [str(c) for c in p.classes]) for p in projects]
     frames: list[pd.DataFrame] = []
     for project_id, name, classes in names:
@@ -193,10 +202,12 @@ class ReviewQueuePage:
     size: int
 
 
-def review_queue_page(ws: Workspace, *, offset: int = 0, size: int = 200) -> ReviewQueuePage:
-    """One page of the whole review queue (`review_entries`), with its length: the queue is
-    ranked whole anyway, so counting it costs nothing more."""
-    everything = _queue_rows(ws, project=None, limit=None)
+def review_queue_page(
+    ws: Workspace, *, offset: int = 0, size: int = 200, viewer: Account | None = None
+) -> ReviewQueuePage:
+    """One page of the whole review queue (`review_entries`, `viewer` as there), with its
+    length: the queue is ranked whole anyway, so counting it costs nothing more."""
+    everything = _queue_rows(ws, project=None, limit=None, viewer=viewer)
     total = len(everything)
     if total and offset >= total:  # the queue shrank under this page
         offset = (total - 1) // size * size

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from medloop import __version__
 from medloop.web import schemas
-from medloop.web.deps import WS, Annotator, Bearer, CurrentAccount, Limiter, Reviewer
+from medloop.web.deps import (
+    WS,
+    Annotator,
+    Bearer,
+    CurrentAccount,
+    Limiter,
+    OptionalVisibleProject,
+    Reviewer,
+    VisibleItem,
+    VisibleProject,
+    VisibleTask,
+)
 from medloop.web.security import SESSION_COOKIE, LoginRefused
 from medloop.workflows import accounts, annotate, export, review
 
 router = APIRouter(prefix="/api")
-
-#: Ids in paths: positive and within SQLite's and PostgreSQL's integer range.
-Id = Annotated[int, Path(ge=1, le=2**53)]
-ProjectQuery = Annotated[
-    str | None, Query(max_length=100, description="Only this project (default: all).")
-]
 
 
 def image_url(item_id: int) -> str:
@@ -96,9 +101,10 @@ def me(account: CurrentAccount) -> schemas.UserPublic:
     responses={204: {"description": "No open task for you right now"}},
 )
 def next_task(
-    ws: WS, account: Annotator, project: ProjectQuery = None
+    ws: WS, account: Annotator, project: OptionalVisibleProject
 ) -> schemas.TaskPublic | Response:
-    """Your next labelling task (active-learning priority, redundancy, gold questions).
+    """Your next labelling task (active-learning priority, redundancy, gold questions) in
+    the projects you may open.
     It is held for you until you answer or skip it, so others are not handed it past its
     redundancy; asking again before that gives the same task."""
     task = annotate.next_task(ws, account=account, project=project)
@@ -126,7 +132,7 @@ def next_task(
     },
 )
 def answer(
-    task_id: Id, body: schemas.AnswerCreate, ws: WS, account: Annotator
+    task_id: VisibleTask, body: schemas.AnswerCreate, ws: WS, account: Annotator
 ) -> schemas.AnswerPublic:
     """Answer the task `GET /api/tasks/next` handed you last (any other is a 409, so
     nobody picks tasks or gold questions by id); committed before this returns. Gold
@@ -160,7 +166,7 @@ def _progress(progress: annotate.AnnotatorProgress) -> schemas.ProgressPublic:
 
 @router.post("/tasks/{task_id}/skip", tags=["tasks"], status_code=204, responses={404: {}})
 def skip(
-    task_id: Id,
+    task_id: VisibleTask,
     ws: WS,
     account: Annotator,
     body: schemas.SkipCreate | None = None,
@@ -183,7 +189,7 @@ def my_progress(ws: WS, account: Annotator) -> schemas.ProgressPublic:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {}},
 )
-def item_image(item_id: Id, ws: WS, account: CurrentAccount) -> Response:
+def item_image(item_id: VisibleItem, ws: WS, account: CurrentAccount) -> Response:
     """The item's de-identified PNG image."""
     data = annotate.item_image(ws, account=account, item_id=item_id)
     return Response(
@@ -196,12 +202,12 @@ def item_image(item_id: Id, ws: WS, account: CurrentAccount) -> Response:
 @router.get("/review/queue", tags=["review"])
 def review_queue(
     ws: WS,
-    _account: Reviewer,
-    project: ProjectQuery = None,
+    account: Reviewer,
+    project: OptionalVisibleProject,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[schemas.ReviewItemPublic]:
-    """Items waiting for a doctor: those a labelling plan asked about first, then by the
-    review ranking (highest score first)."""
+    """Items waiting for a doctor in the projects you may open: those a labelling plan
+    asked about first, then by the review ranking (highest score first)."""
     return [
         schemas.ReviewItemPublic(
             item_id=e.item_id,
@@ -216,7 +222,7 @@ def review_queue(
             flag_reason=e.flag_reason,
             requested=e.requested,
         )
-        for e in review.review_entries(ws, project=project, limit=limit)
+        for e in review.review_entries(ws, project=project, limit=limit, viewer=account)
     ]
 
 
@@ -225,7 +231,7 @@ def gradcam_url(item_id: int) -> str:
 
 
 @router.get("/review/{item_id}", tags=["review"], responses={404: {}})
-def review_item(item_id: Id, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
+def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
     """One item's evidence: consensus, model prediction (and its Grad-CAM overlay), crowd
     answers with each annotator's reliability, the crowd's fused boxes, any open flag."""
     d = review.review_detail(ws, item_id=item_id, actor=account.username)
@@ -280,7 +286,7 @@ def review_item(item_id: Id, ws: WS, account: Reviewer) -> schemas.ReviewDetailP
     responses={404: {}, 409: {"description": "The item already has a final label"}},
 )
 def decide(
-    item_id: Id, body: schemas.DecisionCreate, ws: WS, account: Reviewer
+    item_id: VisibleItem, body: schemas.DecisionCreate, ws: WS, account: Reviewer
 ) -> schemas.DecisionPublic:
     """Accept or correct: the doctor's label becomes the item's final label."""
     d = review.decide(ws, account=account, item_id=item_id, label=body.label)
@@ -293,7 +299,9 @@ def decide(
     status_code=201,
     responses={404: {}, 409: {"description": "Already flagged, or already decided"}},
 )
-def flag(item_id: Id, body: schemas.FlagCreate, ws: WS, account: Reviewer) -> schemas.FlagPublic:
+def flag(
+    item_id: VisibleItem, body: schemas.FlagCreate, ws: WS, account: Reviewer
+) -> schemas.FlagPublic:
     """Flag an item with a short reason (e.g. 'needs a second opinion'): stored and
     audited, shown in the queue, never a final label; the final label resolves it."""
     f = review.flag_item(ws, account=account, item_id=item_id, reason=body.reason)
@@ -312,7 +320,7 @@ def flag(item_id: Id, body: schemas.FlagCreate, ws: WS, account: Reviewer) -> sc
     status_code=204,
     responses={404: {}, 409: {"description": "The item has no open flag"}},
 )
-def unflag(item_id: Id, ws: WS, account: Reviewer) -> Response:
+def unflag(item_id: VisibleItem, ws: WS, account: Reviewer) -> Response:
     """Take an item's open flag back (closed and audited, not deleted)."""
     review.unflag_item(ws, account=account, item_id=item_id)
     return Response(status_code=204)
@@ -333,16 +341,12 @@ CsvResponses: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/export/answers.csv", tags=["export"], response_class=Response, responses=CsvResponses)
-def export_answers(
-    ws: WS, account: Reviewer, project: Annotated[str, Query(max_length=100)]
-) -> Response:
+def export_answers(ws: WS, account: Reviewer, project: VisibleProject) -> Response:
     """Every answer of a project as CSV: task, item, worker, label, source, time."""
     return _csv(export.export_answers(ws, project=project, actor=account.username), "answers.csv")
 
 
 @router.get("/export/labels.csv", tags=["export"], response_class=Response, responses=CsvResponses)
-def export_labels(
-    ws: WS, account: Reviewer, project: Annotated[str, Query(max_length=100)]
-) -> Response:
+def export_labels(ws: WS, account: Reviewer, project: VisibleProject) -> Response:
     """Each labelled item's current label as CSV (final where signed, else consensus)."""
     return _csv(export.export_labels(ws, project=project, actor=account.username), "labels.csv")

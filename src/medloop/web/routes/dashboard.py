@@ -20,12 +20,19 @@ from fastapi.responses import RedirectResponse
 from medloop import plots
 from medloop.exceptions import MedloopError
 from medloop.types import REVIEWER_ROLES
-from medloop.web.deps import WS, Reviewer
+from medloop.web.deps import (
+    WS,
+    OptionalVisibleProject,
+    Reviewer,
+    VisibleFormProject,
+    VisibleProject,
+)
 from medloop.web.rendering import PageAccount, ReviewerPage, error_page, render, to_login
 from medloop.web.schemas import LabellingPlanPublic, PublishedPlanPublic
 from medloop.workflows import (
     LabellingPlan,
     PublishedPlan,
+    access,
     dashboard,
     jobs,
     plan_requests,
@@ -37,27 +44,34 @@ from medloop.workflows.dashboard import Dashboard
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["dashboard"])
 
-ProjectName = Annotated[str | None, Query(max_length=100, description="Default: the first.")]
 Chart = Literal["answers", "annotators", "learning-curve"]
 
 
-def _project(ws: WS, project: str | None) -> str | None:
-    return project or next(iter(dashboard.list_projects(ws)), None)
+def _projects(ws: WS, account: Account) -> list[str]:
+    """The image projects `account` may open."""
+    visible = set(access.visible_projects(ws, account))
+    return [name for name in dashboard.list_projects(ws) if name in visible]
+
+
+def _project(ws: WS, account: Account, project: str | None) -> str | None:
+    """`project`, by default the first one `account` may open."""
+    return project or next(iter(_projects(ws, account)), None)
 
 
 @api_router.get("/dashboard", responses={404: {}})
-def dashboard_json(ws: WS, _account: Reviewer, project: ProjectName = None) -> Dashboard | None:
+def dashboard_json(ws: WS, account: Reviewer, project: OptionalVisibleProject) -> Dashboard | None:
     """A project's progress, answers per day, annotators' accuracy with 95% intervals,
-    consensus accuracy on gold, model versions and learning curve (null: no project)."""
-    name = _project(ws, project)
+    consensus accuracy on gold, model versions and learning curve (by default of the
+    first project you may open; null: none)."""
+    name = _project(ws, account, project)
     return None if name is None else dashboard.project_dashboard(ws, project=name)
 
 
 @router.get("/dashboard")
 def dashboard_page(
-    request: Request, ws: WS, account: ReviewerPage, project: ProjectName = None
+    request: Request, ws: WS, account: ReviewerPage, project: OptionalVisibleProject
 ) -> Response:
-    return _dashboard(request, ws, account, _project(ws, project))
+    return _dashboard(request, ws, account, _project(ws, account, project))
 
 
 def _dashboard(
@@ -72,7 +86,7 @@ def _dashboard(
         request,
         "dashboard.html",
         account,
-        projects=dashboard.list_projects(ws),
+        projects=_projects(ws, account),
         board=None if name is None else dashboard.project_dashboard(ws, project=name),
         job=None if name is None else jobs.latest_job(ws, project=name),
         plan=plan,
@@ -86,7 +100,7 @@ def dashboard_chart(
     ws: WS,
     account: PageAccount,
     chart: Annotated[Chart, Path()],
-    project: Annotated[str, Query(max_length=100)],
+    project: VisibleProject,
 ) -> Response:
     if account is None or account.role not in REVIEWER_ROLES:
         return Response(status_code=401 if account is None else 403)
@@ -114,7 +128,7 @@ def job_panel(
     request: Request,
     ws: WS,
     account: PageAccount,
-    project: Annotated[str, Query(max_length=100)],
+    project: VisibleProject,
 ) -> Response:
     """The project's retrain panel alone (htmx polls it while a job is active)."""
     if account is None:
@@ -138,11 +152,13 @@ def retrain(
     request: Request,
     ws: WS,
     account: ReviewerPage,
-    project: Annotated[str, Form(max_length=100)],
+    project: VisibleFormProject,
 ) -> Response:
     """Queue retraining (or show the job already active); htmx gets the panel back."""
     try:
-        job, created = jobs.request_retrain(ws, project=project, requested_by=account.username)
+        job, created = jobs.request_retrain(
+            ws, project=project, requested_by=account.username, viewer=account
+        )
     except MedloopError as error:
         return error_page(request, account, error)
     request.app.state.jobs.wake()
@@ -163,7 +179,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Requests listed.")]
 class PlanFigures:
     """What a plan is asked for with (query parameters)."""
 
-    project: Annotated[str, Query(max_length=100)]
+    project: VisibleProject
     budget: Budget = 100.0
     lay_cost: LayCost = 1.0
     doctor_cost: DoctorCost = 20.0
@@ -216,7 +232,7 @@ def publish_plan_panel(
     request: Request,
     ws: WS,
     account: ReviewerPage,
-    project: Annotated[str, Form(max_length=100)],
+    project: VisibleFormProject,
     budget: Annotated[float, Form(ge=0, le=1e9)],
     lay_cost: Annotated[float, Form(gt=0, le=1e6)],
     doctor_cost: Annotated[float, Form(gt=0, le=1e6)],

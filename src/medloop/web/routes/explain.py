@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from medloop.web.deps import WS, Reviewer
+from medloop.web.deps import WS, Reviewer, VisibleItem
 from medloop.workflows import explain
 
 router = APIRouter(prefix="/api")
-
-Id = Annotated[int, Path(ge=1, le=2**53)]
 
 
 @router.get(
@@ -21,7 +19,7 @@ Id = Annotated[int, Path(ge=1, le=2**53)]
     responses={200: {"content": {"image/png": {}}}, 404: {}, 422: {}},
 )
 def gradcam_png(
-    item_id: Id,
+    item_id: VisibleItem,
     ws: WS,
     account: Reviewer,
     label: Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from medloop.web.deps import WS, Reviewer
+from medloop.web.deps import WS, Reviewer, VisibleProject
 from medloop.workflows import export
 
 router = APIRouter(prefix="/api/export", tags=["export"])
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/export", tags=["export"])
 def export_coco(
     ws: WS,
     account: Reviewer,
-    project: Annotated[str, Query(max_length=100)],
+    project: VisibleProject,
     fused: Annotated[bool, Query(description="Fuse annotators' boxes (else every box).")] = True,
 ) -> Any:
     """The project's lesion boxes as a COCO detection dataset (images named `<item>.png`)."""

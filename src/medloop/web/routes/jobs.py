@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from medloop.web.deps import WS, Reviewer
-from medloop.web.routes.api import Id
-from medloop.workflows import jobs
+from medloop.web.deps import WS, OptionalVisibleProject, Reviewer, VisibleJob
+from medloop.workflows import access, jobs
 from medloop.workflows.jobs import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -29,7 +28,10 @@ def retrain(
     body: RetrainCreate, request: Request, response: Response, ws: WS, account: Reviewer
 ) -> JobView:
     """Retrain the project's model in the background (one job at a time)."""
-    job, created = jobs.request_retrain(ws, project=body.project, requested_by=account.username)
+    access.check(ws, account, "project", body.project)
+    job, created = jobs.request_retrain(
+        ws, project=body.project, requested_by=account.username, viewer=account
+    )
     request.app.state.jobs.wake()
     response.status_code = 202 if created else 200
     return job
@@ -38,15 +40,15 @@ def retrain(
 @router.get("")
 def list_jobs(
     ws: WS,
-    _account: Reviewer,
-    project: Annotated[str | None, Query(max_length=100)] = None,
+    account: Reviewer,
+    project: OptionalVisibleProject,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[JobView]:
-    """The newest jobs first."""
-    return jobs.recent_jobs(ws, project=project, limit=limit)
+    """The newest jobs of the projects you may open first."""
+    return jobs.recent_jobs(ws, project=project, limit=limit, viewer=account)
 
 
 @router.get("/{job_id}", responses={404: {}})
-def get_job(job_id: Id, ws: WS, _account: Reviewer) -> JobView:
+def get_job(job_id: VisibleJob, ws: WS, _account: Reviewer) -> JobView:
     """One job's status, progress, error and result."""
     return jobs.get_job(ws, job_id=job_id)

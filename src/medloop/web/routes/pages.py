@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from medloop.exceptions import ConflictError, MedloopError
 from medloop.types import Role
-from medloop.web.deps import WS, Limiter
+from medloop.web.deps import WS, Limiter, VisibleItem
 from medloop.web.rendering import (
     AnnotatorPage,
     PageAccount,
@@ -25,7 +25,7 @@ from medloop.web.rendering import (
     render,
     to_login,
 )
-from medloop.web.routes.api import Id, client_of, gradcam_url, image_url
+from medloop.web.routes.api import client_of, gradcam_url, image_url
 from medloop.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -33,6 +33,7 @@ from medloop.web.security import (
     new_login_csrf,
 )
 from medloop.workflows import accounts, annotate, review
+from medloop.workflows.accounts import Account
 from medloop.workflows.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -181,13 +182,13 @@ def review_page(
     account: ReviewerPage,
     offset: Annotated[int, Query(ge=0, description="Queue items to skip.")] = 0,
 ) -> Response:
-    page = review.review_queue_page(ws, offset=offset, size=QUEUE_PAGE)
+    page = review.review_queue_page(ws, offset=offset, size=QUEUE_PAGE, viewer=account)
     return render(request, "review_queue.html", account, queue=page, entries=page.entries)
 
 
 @router.get("/review/{item_id}")
 def review_item_page(
-    request: Request, item_id: Id, ws: WS, account: ReviewerPage, taken: bool = False
+    request: Request, item_id: VisibleItem, ws: WS, account: ReviewerPage, taken: bool = False
 ) -> Response:
     try:
         detail = review.review_detail(ws, item_id=item_id, actor=account.username)
@@ -209,7 +210,7 @@ def review_item_page(
 @router.post("/review/{item_id}")
 def review_decide(
     request: Request,
-    item_id: Id,
+    item_id: VisibleItem,
     ws: WS,
     account: ReviewerPage,
     label: Annotated[str, Form(max_length=200)],
@@ -220,13 +221,13 @@ def review_decide(
         return RedirectResponse(f"/review/{item_id}?taken=1", status_code=303)
     except MedloopError as error:
         return error_page(request, account, error)
-    return _next_item(ws)
+    return _next_item(ws, account)
 
 
 @router.post("/review/{item_id}/flag")
 def review_flag(
     request: Request,
-    item_id: Id,
+    item_id: VisibleItem,
     ws: WS,
     account: ReviewerPage,
     reason: Annotated[str, Form(min_length=1, max_length=200)],
@@ -236,11 +237,13 @@ def review_flag(
         review.flag_item(ws, account=account, item_id=item_id, reason=reason)
     except MedloopError as error:
         return error_page(request, account, error)
-    return _next_item(ws)
+    return _next_item(ws, account)
 
 
 @router.post("/review/{item_id}/unflag")
-def review_unflag(request: Request, item_id: Id, ws: WS, account: ReviewerPage) -> Response:
+def review_unflag(
+    request: Request, item_id: VisibleItem, ws: WS, account: ReviewerPage
+) -> Response:
     """Take the item's flag back and stay on it."""
     try:
         review.unflag_item(ws, account=account, item_id=item_id)
@@ -249,9 +252,11 @@ def review_unflag(request: Request, item_id: Id, ws: WS, account: ReviewerPage) 
     return RedirectResponse(f"/review/{item_id}", status_code=303)
 
 
-def _next_item(ws: Workspace) -> RedirectResponse:
-    """On to the queue's first unflagged item (flagged ones wait for a second look), or
-    back to the queue when none is left."""
-    upcoming = [e for e in review.review_entries(ws, limit=50) if e.flag_reason is None]
+def _next_item(ws: Workspace, account: Account) -> RedirectResponse:
+    """On to the queue's first unflagged item (flagged ones wait for a second look) in
+    the projects `account` may open, or back to the queue when none is left."""
+    upcoming = [
+        e for e in review.review_entries(ws, limit=50, viewer=account) if e.flag_reason is None
+    ]
     target = f"/review/{upcoming[0].item_id}" if upcoming else "/review"
     return RedirectResponse(target, status_code=303)

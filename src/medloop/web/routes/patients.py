@@ -2,7 +2,8 @@
 
 Doctors and admins only (annotators get 403); only doctors decide. Every read of a
 patient (page, JSON, chart) is written to the audit log by `workflows.precision`.
-Patients are addressed by pseudonym within a cohort project (`?project=`).
+Patients are addressed by pseudonym within a cohort project (`?project=`), which the
+account must be able to open (`workflows.access`; 404 otherwise).
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ from pydantic import BaseModel, Field
 
 from medloop.exceptions import InvalidInputError, MedloopError, NotFoundError
 from medloop.types import Role
-from medloop.web.deps import WS, Reviewer
+from medloop.web.deps import (
+    WS,
+    OptionalVisibleProject,
+    Reviewer,
+    VisibleFormProject,
+    VisibleProject,
+)
 from medloop.web.rendering import DoctorPage, ReviewerPage, error_page, render
+from medloop.workflows import access
 from medloop.workflows import precision as wf
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/patients", tags=["patients"])
 
 Pseudonym = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-ProjectParam = Annotated[str, Query(min_length=1, max_length=100, description="Cohort project.")]
-OptionalProject = Annotated[str | None, Query(max_length=100)]
 Offset = Annotated[int, Query(ge=0, description="Patients to skip (pseudonym order).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Patients to return.")]
 Order = Annotated[
@@ -127,7 +133,7 @@ def _doctor(role: Role) -> None:
 def api_list(
     ws: WS,
     account: Reviewer,
-    project: ProjectParam,
+    project: VisibleProject,
     offset: Offset = 0,
     limit: Limit = PAGE_SIZE,
     order: Order = "pseudonym",
@@ -141,14 +147,14 @@ def api_list(
 
 
 @api.get("/model", responses={404: {}})
-def api_model(ws: WS, account: Reviewer, project: ProjectParam) -> dict[str, Any]:
+def api_model(ws: WS, account: Reviewer, project: VisibleProject) -> dict[str, Any]:
     """The cohort's risk model, how it was evaluated and its calibration (predicted
     against observed risk per group of patients); 404 before one is trained."""
     return wf.risk_model_card(ws, project=project)
 
 
 @api.get("/model/calibration.png", response_class=Response, responses=PNG)
-def api_calibration(ws: WS, account: Reviewer, project: ProjectParam) -> Response:
+def api_calibration(ws: WS, account: Reviewer, project: VisibleProject) -> Response:
     """The cohort risk model's calibration chart: predicted against observed risk."""
     png = wf.calibration_chart(wf.risk_model_card(ws, project=project))
     return Response(png, media_type="image/png")
@@ -156,7 +162,7 @@ def api_calibration(ws: WS, account: Reviewer, project: ProjectParam) -> Respons
 
 @api.get("/{pseudonym}")
 def api_patient(
-    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam
+    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: VisibleProject
 ) -> PatientPublic:
     """One patient's features, facts, latest recommendation and decisions (audited read)."""
     page = wf.view_patient(
@@ -166,14 +172,14 @@ def api_patient(
 
 
 @api.get("/{pseudonym}/survival.png", response_class=Response, responses=PNG)
-def api_chart(ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam) -> Response:
+def api_chart(ws: WS, account: Reviewer, pseudonym: Pseudonym, project: VisibleProject) -> Response:
     png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
     return Response(png, media_type="image/png")
 
 
 @api.post("/{pseudonym}/recommendation")
 def api_recommend(
-    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: ProjectParam
+    ws: WS, account: Reviewer, pseudonym: Pseudonym, project: VisibleProject
 ) -> RecommendationPublic:
     """Compute and store a fresh recommendation for the patient."""
     view = wf.recommend(ws, project=project, patient=pseudonym)
@@ -186,6 +192,7 @@ def api_decide(
 ) -> DecisionPublic:
     """A doctor accepts or overrides (with a reason) a recommendation; audited."""
     _doctor(account.role)
+    access.check(ws, account, "recommendation", body.recommendation_id)
     decision = wf.decide(ws, doctor=account.username, patient=pseudonym, **body.model_dump())
     return DecisionPublic(**decision.__dict__)
 
@@ -198,12 +205,13 @@ def list_page(
     request: Request,
     ws: WS,
     account: ReviewerPage,
-    project: OptionalProject = None,
+    project: OptionalVisibleProject,
     offset: Offset = 0,
     order: Order = "pseudonym",
 ) -> Response:
     if not project:
-        cohorts = wf.cohort_overview(ws)
+        visible = set(access.visible_projects(ws, account))
+        cohorts = [c for c in wf.cohort_overview(ws) if c["project"] in visible]
         return render(request, "patients.html", account, project=None, cohorts=cohorts, rows=[])
     try:
         total = wf.count_patients(ws, project=project)
@@ -236,7 +244,7 @@ def list_page(
 
 @pages.get("/patients/model/calibration.png")
 def calibration_chart(
-    request: Request, ws: WS, account: ReviewerPage, project: ProjectParam
+    request: Request, ws: WS, account: ReviewerPage, project: VisibleProject
 ) -> Response:
     try:
         png = wf.calibration_chart(wf.risk_model_card(ws, project=project))
@@ -247,7 +255,7 @@ def calibration_chart(
 
 @pages.get("/patients/{pseudonym}")
 def patient_page(
-    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: ProjectParam
+    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: VisibleProject
 ) -> Response:
     try:
         page = wf.view_patient(ws, project=project, patient=pseudonym, viewer=account.username)
@@ -258,7 +266,7 @@ def patient_page(
 
 @pages.get("/patients/{pseudonym}/survival.png")
 def chart(
-    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: ProjectParam
+    request: Request, ws: WS, account: ReviewerPage, pseudonym: Pseudonym, project: VisibleProject
 ) -> Response:
     try:
         png = wf.survival_chart(ws, project=project, patient=pseudonym, viewer=account.username)
@@ -273,7 +281,7 @@ def recommend(
     ws: WS,
     account: ReviewerPage,
     pseudonym: Pseudonym,
-    project: Annotated[str, Form(min_length=1, max_length=100)],
+    project: VisibleFormProject,
 ) -> Response:
     try:
         wf.recommend(ws, project=project, patient=pseudonym)
@@ -288,13 +296,14 @@ def decide(
     ws: WS,
     account: DoctorPage,
     pseudonym: Pseudonym,
-    project: Annotated[str, Form(min_length=1, max_length=100)],
+    project: VisibleFormProject,
     recommendation_id: Annotated[int, Form(ge=1, le=2**53)],
     decision: Annotated[Literal["accept", "override"], Form()],
     treatment: Annotated[str | None, Form(max_length=200)] = None,
     reason: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
     try:
+        access.check(ws, account, "recommendation", recommendation_id)
         wf.decide(
             ws,
             patient=pseudonym,
