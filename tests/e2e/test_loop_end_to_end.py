@@ -13,7 +13,7 @@ from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.learning import TrainConfig
 from medloop.store import repository as repo
-from medloop.types import LabelKind, LabelSource, Split, Strategy
+from medloop.types import LabelKind, LabelSource, Role, Split, Strategy
 from medloop.workflows.explain import model_ref
 
 
@@ -204,3 +204,29 @@ def test_every_strategy_picks_unlabelled_training_items(
     assert len(picked) == len(set(picked)) == 20
     assert set(items.loc[picked, "split"]) == {"train"}
     assert not set(picked) & set(taken)
+
+
+def test_a_model_version_records_what_it_learned_from(ws: workflows.Workspace) -> None:
+    workflows.ingest_medmnist(ws, name="pneumoniamnist", limit=100)
+    loop = workflows.LoopSettings(rounds=1, per_round=60, doctor_budget=10, seed=0)
+    config = TrainConfig(max_epochs=1, seed=3)
+    workflows.run_loop(ws, project="pneumoniamnist", settings=loop, train_config=config)
+    first = workflows.evaluate(ws, project="pneumoniamnist", version=1)
+    assert first["n_train_final"] + first["n_train_consensus"] == first["n_train"]
+    assert first["n_train_final"] > 0 and first["n_train_consensus"] > 0
+    assert first["consensus_method"] == "dawid_skene" and first["seed"] == 3
+    assert first["software"].startswith("medloop ") and ", torch " in first["software"]
+
+    again = workflows.train(ws, project="pneumoniamnist", config=config)
+    assert again["labels_digest"] == first["labels_digest"], "the same labels"
+    targets = workflows.training_targets(ws, project="pneumoniamnist")
+    with ws.db.session() as s:
+        finals = repo.current_labels(s, project_id=1, kind=LabelKind.FINAL)
+        repo.create_user(s, username="dr", role=Role.DOCTOR)
+    item = int(targets.index.difference(finals.index)[0])
+    workflows.record_decisions(
+        ws, project="pneumoniamnist", decisions=pd.Series({item: 0}), doctor="dr"
+    )
+    after = workflows.train(ws, project="pneumoniamnist", config=config)
+    assert after["labels_digest"] != first["labels_digest"]
+    assert after["n_train_final"] == first["n_train_final"] + 1

@@ -10,6 +10,8 @@ stage of the loop and runs in one transaction, so a failure leaves nothing half-
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import logging
 import time
 import uuid
@@ -779,6 +781,8 @@ def train(
         record = repo.get_project(s, name=project)
         items = repo.items_frame(s, project_id=record.id)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
+        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
+    consensus_methods = consensus.loc[consensus.index.isin(targets.index), "method"]
     val = _validation_set(items, finals)
     if len(val) < 10 or val["label"].nunique() < 2:
         raise InvalidInputError(
@@ -811,6 +815,7 @@ def train(
         test = items[(items["split"] == Split.TEST) & items["reference_label"].notna()]
         metrics: dict[str, Any] = {
             "n_train": len(targets),
+            **_provenance(targets, finals, consensus_methods, classifier.config),
             # validation labels taken from the dataset's reference labels, not from anyone
             # in the loop (a doctor's final label replaces the reference where there is one)
             "n_val": len(val),
@@ -861,6 +866,27 @@ def train(
             metrics["version"] = number
             checkpoint.replace(ws.checkpoint(version.checkpoint_path))  # last, before commit
     return metrics
+
+
+def _provenance(
+    targets: pd.DataFrame, finals: pd.DataFrame, consensus_methods: pd.Series, config: Any
+) -> dict[str, Any]:
+    """What a model version was trained on and with, kept beside its metrics: how many
+    training labels were final (a doctor's or gold) and how many the crowd's consensus
+    (and by which method), a digest of the training targets (two versions with the same
+    digest learned from the same labels), the seed and the software."""
+    digest = hashlib.sha256(targets.round(6).to_csv().encode()).hexdigest()[:16]
+    methods = sorted({str(m) for m in consensus_methods.dropna()})
+    return {
+        "n_train_final": int(targets.index.isin(finals.index).sum()),
+        "n_train_consensus": int((~targets.index.isin(finals.index)).sum()),
+        "consensus_method": ", ".join(methods) or None,
+        "labels_digest": digest,
+        "seed": config.seed,
+        "software": ", ".join(
+            f"{name} {importlib.metadata.version(name)}" for name in ("medloop", "torch", "monai")
+        ),
+    }
 
 
 @contextmanager
