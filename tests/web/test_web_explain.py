@@ -18,7 +18,7 @@ def add_model(site: Site) -> list[int]:
     with ws.db.session() as s:
         project = repo.get_project(s, name="chest")
         items = repo.items_frame(s, project_id=project.id)
-    images = load_images(ws, shas=items["image_sha256"].tolist())
+    images = load_images(ws, shas=items["image_sha256"].tolist(), channels=1)
     labels = items["reference_label"].to_numpy(dtype=int)
     train = (items["split"] == Split.TRAIN).to_numpy()
     checkpoint = ws.settings.model_dir / "chest" / "v1.pt"

@@ -15,6 +15,7 @@ import importlib.metadata
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -311,11 +312,31 @@ def _store_folder(
 # --- reading images ----------------------------------------------------------------------
 
 
-def load_images(ws: Workspace, *, shas: Sequence[str]) -> np.ndarray:
-    """Decode stored PNG blobs into one uint8 array (N, H, W) or (N, H, W, 3)."""
+def load_images(
+    ws: Workspace, *, shas: Sequence[str], channels: int, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decode stored PNG blobs into one uint8 array, (N, H, W) for `channels` 1 or
+    (N, H, W, 3) for 3. A hospital's export mixes sizes (and grey with colour): images
+    of another size than `size` (default: the size most of them have) are resized to it,
+    grey ones repeated into colour or colour ones made grey, as a model takes them."""
     if not len(shas):
         raise InvalidInputError("no images to load")
-    return np.stack([decode_png(ws.blobs.get(sha)) for sha in shas])
+    images = [decode_png(ws.blobs.get(sha)) for sha in shas]
+    sizes = Counter(image.shape[:2] for image in images)
+    target = size or sizes.most_common(1)[0][0]
+    if set(sizes) == {target} and all((image.ndim == 3) == (channels == 3) for image in images):
+        return np.stack(images)
+    from medloop.learning.data import prepare_images  # torch only when images need it
+
+    logger.info(
+        "bringing %d images of %d sizes to %dx%d, %d channel(s)",
+        len(images),
+        len(sizes),
+        target[0],
+        target[1],
+        channels,
+    )
+    return prepare_images(images, in_channels=channels, image_size=target)
 
 
 def project_classes(ws: Workspace, *, project: str) -> list[str]:
@@ -365,13 +386,16 @@ def select_items(
     else:
         from medloop.learning import TrainedClassifier, acquire
 
+        classifier = TrainedClassifier.load(ws.checkpoint(model.checkpoint_path))
+
+        def images(part: pd.DataFrame) -> np.ndarray:
+            shas = part["image_sha256"].tolist()
+            return load_images(
+                ws, shas=shas, channels=classifier.in_channels, size=classifier.image_size
+            )
+
         chosen = acquire(
-            TrainedClassifier.load(ws.checkpoint(model.checkpoint_path)),
-            load_images(ws, shas=pool["image_sha256"].tolist()),
-            k,
-            strategy,
-            labelled_images=load_images(ws, shas=done["image_sha256"].tolist()),
-            seed=seed,
+            classifier, images(pool), k, strategy, labelled_images=images(done), seed=seed
         )
     return [int(i) for i in pool.index[np.asarray(chosen)]]
 
@@ -795,7 +819,8 @@ def train(
     # retrain job) gets the next version number, and must not write over this file.
     checkpoint = ws.settings.model_dir / project / f"training-{uuid.uuid4().hex}.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    images = load_images(ws, shas=items["image_sha256"].tolist())  # decoded once, indexed below
+    # decoded once, indexed below
+    images = load_images(ws, shas=items["image_sha256"].tolist(), channels=record.n_channels)
     started = time.perf_counter()
     with _discarded_on_failure(checkpoint):  # a failed training leaves no file
         classifier = train_classifier(
