@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
@@ -9,11 +10,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import select
 
 from medloop.config import Settings
+from medloop.store.models import Answer, AnswerBox, AuditEntry, User
 from medloop.types import Role
 from medloop.workflows import Workspace
 
@@ -76,3 +80,72 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 90)
         assert server.poll() is None, "the server exited"
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.2)
+
+
+def login(page: Any, server: Server, username: str) -> None:
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+
+
+def current_task(page: Any, previous: int | None = None) -> int:
+    """The task id the page shows, once it differs from `previous` and its image loaded."""
+    from playwright.sync_api import expect  # optional: only browser tests get here
+
+    workspace = page.locator("#workspace")
+    other = "" if previous is None else f"(?!{previous}$)"
+    expect(workspace).to_have_attribute("data-task", re.compile(rf"^{other}\d+$"))
+    expect(page.locator("#status")).to_have_text("Which of these does the image show?")
+    page.wait_for_function(
+        "() => { const i = document.getElementById('image');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    return int(str(workspace.get_attribute("data-task")))
+
+
+def image_rect(page: Any) -> dict[str, float]:
+    """Where the image's pixels are on screen (object-fit: contain inside the img box)."""
+    rect: dict[str, float] = page.evaluate(
+        """() => {
+          const img = document.getElementById('image');
+          const r = img.getBoundingClientRect();
+          const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+          const w = img.naturalWidth * k, h = img.naturalHeight * k;
+          return {x: r.left + (r.width - w) / 2, y: r.top + (r.height - h) / 2, w: w, h: h};
+        }"""
+    )
+    return rect
+
+
+def answers_of(server: Server, username: str) -> list[tuple[int, int, tuple[float, ...] | None]]:
+    """(task, label, box) of each answer a person gave, read from the store."""
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            rows = s.execute(
+                select(Answer.task_id, Answer.label, AnswerBox.x, AnswerBox.y)
+                .add_columns(AnswerBox.width, AnswerBox.height)
+                .join(User, User.id == Answer.worker_id)
+                .outerjoin(AnswerBox, AnswerBox.answer_id == Answer.id)
+                .where(User.username == username)
+                .order_by(Answer.id)
+            ).all()
+    finally:
+        ws.close()
+    return [(t, lb, None if x is None else (x, y, w, h)) for t, lb, x, y, w, h in rows]
+
+
+def audit_actions(server: Server, username: str) -> list[tuple[str, int]]:
+    ws = server.workspace()
+    try:
+        with ws.db.session() as s:
+            rows = s.execute(
+                select(AuditEntry.action, AuditEntry.entity_id)
+                .where(AuditEntry.actor == username)
+                .order_by(AuditEntry.id)
+            ).all()
+    finally:
+        ws.close()
+    return [(a, int(e)) for a, e in rows]

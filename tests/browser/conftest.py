@@ -98,3 +98,33 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) whose JS errors, CSP violations and failed
+    requests fail the test (except statuses a test adds to `page.expected_statuses`, and
+    console errors holding a text it adds to `page.expected_console`)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    opened = context.new_page()
+    opened.expected_statuses = set()
+    opened.expected_console = []
+    problems: list[str] = []
+
+    def failed_response(response: Any) -> None:
+        if response.status >= 400 and response.status not in opened.expected_statuses:
+            problems.append(f"{response.status} {response.url}")
+
+    def console_error(message: Any) -> None:
+        expected = any(
+            f"status of {code}" in message.text for code in opened.expected_statuses
+        ) or any(text in message.text for text in opened.expected_console)
+        if message.type == "error" and not expected:
+            problems.append(f"console: {message.text} {message.location}")
+
+    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    opened.on("response", failed_response)
+    opened.on("console", console_error)
+    yield opened
+    context.close()
+    assert not problems, problems

@@ -5,115 +5,30 @@ screen. Screenshots go to tests/artifacts/browser/<test>/."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from browser_support import CLASSES, PASSWORD, Server
+from browser_support import (
+    CLASSES,
+    PASSWORD,
+    Server,
+    answers_of,
+    audit_actions,
+    current_task,
+    image_rect,
+    login,
+)
 from sqlalchemy import select
 
 from medloop.store import assignments
-from medloop.store.models import Answer, AnswerBox, AuditEntry, Item, ItemLabel, Task, User
+from medloop.store.models import Item, ItemLabel, Task
 from medloop.workflows import accounts, aggregate, annotate
 from medloop.workflows.loop import write_decisions
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect: Any = sync_api.expect
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies) whose JS errors, CSP violations and failed
-    requests fail the test (except statuses a test adds to `page.expected_statuses`)."""
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    opened = context.new_page()
-    opened.expected_statuses = set()
-    problems: list[str] = []
-
-    def failed_response(response: Any) -> None:
-        if response.status >= 400 and response.status not in opened.expected_statuses:
-            problems.append(f"{response.status} {response.url}")
-
-    def console_error(message: Any) -> None:
-        expected = any(f"status of {code}" in message.text for code in opened.expected_statuses)
-        if message.type == "error" and not expected:
-            problems.append(f"console: {message.text} {message.location}")
-
-    opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.on("response", failed_response)
-    opened.on("console", console_error)
-    yield opened
-    context.close()
-    assert not problems, problems
-
-
-def login(page: Any, server: Server, username: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Sign in").click()
-
-
-def current_task(page: Any, previous: int | None = None) -> int:
-    """The task id the page shows, once it differs from `previous` and its image loaded."""
-    workspace = page.locator("#workspace")
-    other = "" if previous is None else f"(?!{previous}$)"
-    expect(workspace).to_have_attribute("data-task", re.compile(rf"^{other}\d+$"))
-    expect(page.locator("#status")).to_have_text("Which of these does the image show?")
-    page.wait_for_function(
-        "() => { const i = document.getElementById('image');"
-        " return i.complete && i.naturalWidth > 0; }"
-    )
-    return int(str(workspace.get_attribute("data-task")))
-
-
-def image_rect(page: Any) -> dict[str, float]:
-    """Where the image's pixels are on screen (object-fit: contain inside the img box)."""
-    rect: dict[str, float] = page.evaluate(
-        """() => {
-          const img = document.getElementById('image');
-          const r = img.getBoundingClientRect();
-          const k = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
-          const w = img.naturalWidth * k, h = img.naturalHeight * k;
-          return {x: r.left + (r.width - w) / 2, y: r.top + (r.height - h) / 2, w: w, h: h};
-        }"""
-    )
-    return rect
-
-
-def answers_of(server: Server, username: str) -> list[tuple[int, int, tuple[float, ...] | None]]:
-    """(task, label, box) of each answer a person gave, read from the store."""
-    ws = server.workspace()
-    try:
-        with ws.db.session() as s:
-            rows = s.execute(
-                select(Answer.task_id, Answer.label, AnswerBox.x, AnswerBox.y)
-                .add_columns(AnswerBox.width, AnswerBox.height)
-                .join(User, User.id == Answer.worker_id)
-                .outerjoin(AnswerBox, AnswerBox.answer_id == Answer.id)
-                .where(User.username == username)
-                .order_by(Answer.id)
-            ).all()
-    finally:
-        ws.close()
-    return [(t, lb, None if x is None else (x, y, w, h)) for t, lb, x, y, w, h in rows]
-
-
-def audit_actions(server: Server, username: str) -> list[tuple[str, int]]:
-    ws = server.workspace()
-    try:
-        with ws.db.session() as s:
-            rows = s.execute(
-                select(AuditEntry.action, AuditEntry.entity_id)
-                .where(AuditEntry.actor == username)
-                .order_by(AuditEntry.id)
-            ).all()
-    finally:
-        ws.close()
-    return [(a, int(e)) for a, e in rows]
 
 
 def test_annotator_labels_by_keyboard_draws_a_box_skips_and_zooms(
@@ -299,7 +214,7 @@ def test_an_annotator_whose_session_ended_is_told_how_to_go_on(
     page.screenshot(path=artifacts / "06-session-ended.png")
     assert answers_of(server, "ann") == before
     status.get_by_role("link", name="Sign in again").click()
-    expect(page).to_have_url(f"{server.url}/login")
+    expect(page).to_have_url(f"{server.url}/login?next=/annotate")  # and back to work
 
 
 def test_a_check_question_answered_wrongly_stays_on_screen_until_next(
@@ -320,6 +235,7 @@ def test_a_check_question_answered_wrongly_stays_on_screen_until_next(
     finally:
         ws.close()
     assert published.gold_tasks == 1
+    page.set_viewport_size({"width": 360, "height": 740})  # a phone: the Next button is below
     login(page, server, "cleo")
     workspace = page.locator("#workspace")
     wrong = None
@@ -341,6 +257,17 @@ def test_a_check_question_answered_wrongly_stays_on_screen_until_next(
         page.keyboard.press("n")
         expect(workspace).not_to_have_attribute("data-task", str(shown))
         expect(page.locator("#feedback-next")).to_be_hidden()
+        # the feedback was about the last image: it goes, the next image is in view, and
+        # the focus is on its first answer (or on the status line when none is left)
+        expect(page.locator("#feedback")).to_have_text("")
+        status = page.locator("#status")
+        expect(status).to_have_text(re.compile("^(Which of these|No image is waiting)"))
+        if workspace.get_attribute("data-task") is None:
+            expect(status).to_be_focused()
+            continue
+        top = page.evaluate("document.getElementById('viewer').getBoundingClientRect().top")
+        assert top >= 0, "the new image is not scrolled off the screen"
+        expect(page.locator("button.choice").first).to_be_focused()
     answers = answers_of(server, "cleo")
     gold = [label for task, label, _ in answers if gold_label(server, task) is not None]
     assert wrong is not None and gold == [wrong]

@@ -204,7 +204,7 @@ def test_a_form_sent_after_the_session_ended_says_so_and_signing_in_leads_back(
         },
         follow_redirects=False,
     )
-    assert away.headers["location"] == "/"
+    assert away.headers["location"] == "/review"  # her landing page, not "/" and a hop
 
 
 def test_logout_ends_the_session(site: Site) -> None:

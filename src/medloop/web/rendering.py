@@ -3,6 +3,8 @@ responses for signed-out, wrong-role and refused requests."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,23 @@ from medloop.web.errors import PageStop, status_for
 from medloop.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token
 from medloop.workflows.accounts import Account
 
+STATIC = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def static_url(name: str) -> str:
+    """`/static/<name>?v=<digest of its content>`: the URL changes whenever the file
+    does, so browsers may keep a versioned file for a year (`app.IMMUTABLE`)."""
+    path = STATIC / name
+    return f"/static/{name}?v={_digest(path, path.stat().st_mtime_ns)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, _mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+templates.env.globals["static"] = static_url
 
 PageAccount = Annotated[Account | None, Depends(optional_account)]
 

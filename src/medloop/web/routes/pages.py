@@ -57,6 +57,8 @@ LOGIN_REFUSED = {
 }
 #: Said on the sign-in page when a form came in without a session.
 SESSION_ENDED = "Your session ended, so what you sent was not saved. Sign in to go on."
+#: Said on the sign-in page after signing out.
+SIGNED_OUT = "You have signed out."
 
 
 @router.get("/login")
@@ -65,9 +67,10 @@ def login_page(
     account: PageAccount,
     next: Annotated[str, Query(max_length=2000)] = "",
     ended: bool = False,
+    signed_out: bool = False,
 ) -> Response:
     """The sign-in form, leading back to `next` (a page on this site); someone already
-    signed in goes there, or to their work, instead."""
+    signed in goes there, or to their work, instead. `signed_out`: just signed out."""
     back = next if local_path(next) else ""
     if account is not None:
         return RedirectResponse(back or LANDING[account.role], 303)
@@ -78,6 +81,7 @@ def login_page(
         account,
         login_csrf=token,
         error=SESSION_ENDED if ended else None,
+        notice=SIGNED_OUT if signed_out else None,
         next=back,
         username="",
     )
@@ -124,7 +128,8 @@ def login(
             error = LOGIN_REFUSED[refused.status]
         if account is not None:
             session = accounts.issue_token(ws, account, purpose="session")
-            redirect = RedirectResponse(next if local_path(next) else "/", status_code=303)
+            landing = next if local_path(next) else LANDING[account.role]  # no second hop via /
+            redirect = RedirectResponse(landing, status_code=303)
             redirect.set_cookie(
                 SESSION_COOKIE,
                 session,
@@ -159,7 +164,7 @@ def logout(request: Request, ws: WS, account: PageAccount) -> Response:
     session = request.cookies.get(SESSION_COOKIE)
     if account is not None and session:
         accounts.revoke_token(ws, session, purpose="session")
-    response = to_login()
+    response = RedirectResponse("/login?signed_out=1", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 

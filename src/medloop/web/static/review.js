@@ -1,7 +1,8 @@
 /* Review page: zoom/pan viewer, number keys for the decision buttons (a final label
    cannot be undone: the first press picks a button, the same key again or Enter signs
    it, Esc lets go), G toggles the Grad-CAM overlay (fetched on first use), F goes to
-   the flag reason. */
+   the flag reason. A "Keyboard shortcuts" switch at the foot of the panel turns these
+   single keys off. */
 (function () {
   "use strict";
   var viewer = window.medloopViewer(document.getElementById("viewer"),
@@ -10,6 +11,10 @@
   var toggle = document.getElementById("gradcam-toggle");
   var choice = document.getElementById("gradcam-class");
   var status = document.getElementById("gradcam-status");
+  var switchHolder = document.createElement("p");
+  switchHolder.className = "hint";
+  document.querySelector(".panel").appendChild(switchHolder);
+  var shortcutsOn = window.medloopShortcuts(switchHolder);
 
   function overlayUrl() {
     var base = overlay.getAttribute("data-src");
@@ -56,6 +61,7 @@
   }
 
   document.addEventListener("keydown", function (event) {
+    if (!shortcutsOn()) return;
     var tag = event.target.tagName;
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
