@@ -121,6 +121,10 @@ class AggregationMethod(StrEnum):
 #: The recommended aggregation method, chosen by measurement (benchmarks/README.md).
 DEFAULT_AGGREGATION = AggregationMethod.DAWID_SKENE
 
+#: How long `medloop store gc` keeps a blob no row names (hours): far longer than an
+#: import takes from writing a batch's blobs to committing the rows that name them.
+DEFAULT_BLOB_GRACE_HOURS = 24.0
+
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -15,7 +15,7 @@ from medloop.store import repository as repo
 from medloop.workflows import Workspace, accounts, precision
 from medloop.workflows.annotate import PublishedRound
 from medloop.workflows.demo import COHORT, DemoResult
-from medloop.workflows.loop import IngestSummary
+from medloop.workflows.ingest import IngestSummary
 
 TINY = (
     "--limit", "40", "--rounds", "1", "--per-round", "20", "--doctor-budget", "5",

@@ -10,7 +10,16 @@ import sys
 from pydantic import ValidationError
 from rich.markup import escape
 
-from medloop.cli import crowd, demo, inference, learning, loop, precision, web  # noqa: F401  (register commands)
+from medloop.cli import (  # noqa: F401  (register commands)
+    crowd,
+    demo,
+    inference,
+    learning,
+    loop,
+    precision,
+    store,
+    web,
+)
 from medloop.cli.common import app, console
 from medloop.exceptions import MedloopError
 

@@ -87,7 +87,8 @@ def ingest_images(
     final_by: FinalByOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
-    """Ingest an image folder with a CSV of labels; patient ids are pseudonymised."""
+    """Ingest an image folder with a CSV of labels; patient ids are pseudonymised. Run it
+    again after a failure or an interruption: it skips the images already imported."""
     _ingest_folder(workflows.ingest_image_folder, folder, project, labels, classes, final_by, seed)
 
 
@@ -102,7 +103,8 @@ def ingest_dicom(
     pixels_checked: PixelsCheckedOpt = False,
 ) -> None:
     """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile); a file whose
-    pixels may show who the patient is (a face, burned-in text) is refused."""
+    pixels may show who the patient is (a face, burned-in text) is refused. Run it again
+    after a failure or an interruption: it skips the files already imported."""
     _ingest_folder(
         workflows.ingest_dicom_folder,
         folder,
@@ -137,7 +139,11 @@ def _ingest_folder(
             progress=progress,
             **options,
         )
-    out.print(f"ingested {summary.items} items ({summary.patients} patients): {summary.splits}")
+    if summary.items or not summary.skipped:
+        splits = summary.splits
+        out.print(f"ingested {summary.items} items ({summary.patients} patients): {splits}")
+    if summary.skipped:
+        out.print(f"skipped {summary.skipped} already imported")
     if summary.final_labels:
         out.print(f"{summary.final_labels} labels are final labels by {final_by}: train on them")
     elif summary.labelled:

@@ -282,6 +282,35 @@ def _stated(dataset: Dataset, keyword: str) -> str:
     return str(dataset.get(keyword, "") or "").strip().upper()
 
 
+#: The attributes `deidentified_identity` reads.
+IDENTITY_KEYWORDS = (
+    "PatientID",
+    "PatientName",
+    "StudyInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "Modality",
+    "BurnedInAnnotation",
+    "RecognizableVisualFeatures",
+)
+
+
+def deidentified_identity(
+    dataset: Dataset, *, key: bytes, pixels_checked: bool = False
+) -> tuple[str, str]:
+    """(patient pseudonym, SOP instance UID) as `deidentify` would write them, from the
+    `IDENTITY_KEYWORDS` alone and without copying the dataset (a folder's headers are
+    checked before any image is read); raises as `deidentify` does for pixels that may
+    identify the patient. The UID is empty when the dataset has none."""
+    check_key(key)
+    pseudonym = pseudonymize(patient_identity(dataset), key=key)
+    reason = identifying_pixels(dataset, pixels_checked=pixels_checked)
+    if reason is not None:
+        raise InvalidInputError(reason)
+    instance = str(dataset.get("SOPInstanceUID", "") or "")
+    return pseudonym, _new_uid(instance, key) if instance else ""
+
+
 def deidentify(dataset: Dataset, *, key: bytes, pixels_checked: bool = False) -> Dataset:
     """Return a de-identified copy of `dataset` (the input is not modified).
 
@@ -364,13 +393,15 @@ def _replace_uids(elem: DataElement, key: bytes) -> None:
     if int(elem.tag) in _KEEP_UID_TAGS or elem.value in (None, ""):
         return
 
-    def new(uid: str) -> str:
-        return uid if str(uid) in UID_dictionary else deidentify_uid(uid, key=key)
-
     if elem.VM > 1:
-        elem.value = [new(str(v)) for v in elem.value]
+        elem.value = [_new_uid(str(v), key) for v in elem.value]
     else:
-        elem.value = new(str(elem.value))
+        elem.value = _new_uid(str(elem.value), key)
+
+
+def _new_uid(uid: str, key: bytes) -> str:
+    """A UID's replacement: a keyed one, unless it is a registered UID (of the standard)."""
+    return uid if uid in UID_dictionary else deidentify_uid(uid, key=key)
 
 
 def _clean_file_meta(ds: Dataset, meta: FileMetaDataset, key: bytes) -> None:
@@ -399,16 +430,20 @@ def _complete_file_meta(ds: Dataset, meta: FileMetaDataset) -> None:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
 
-def read_dicom(path: Path) -> Dataset:
-    """Read a DICOM file (with or without the 128-byte preamble) or raise `IngestError`."""
+def read_dicom(path: Path, *, only: tuple[str, ...] | None = None) -> Dataset:
+    """Read a DICOM file (with or without the 128-byte preamble) or raise `IngestError`;
+    with `only`, just those attributes (keywords) of its header."""
     path = Path(path)
     if not path.is_file():
         raise IngestError(path, "file not found")
+    partial: dict[str, Any] = {}
+    if only is not None:
+        partial = {"stop_before_pixels": True, "specific_tags": ["SOPClassUID", *only]}
     try:
         try:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(path, **partial)
         except InvalidDicomError:
-            ds = pydicom.dcmread(path, force=True)
+            ds = pydicom.dcmread(path, force=True, **partial)
             if "SOPClassUID" not in ds and "PixelData" not in ds:
                 raise IngestError(path, "not a DICOM file") from None
         for _ in ds.iterall():  # decode every element now, so corruption surfaces here

@@ -1,16 +1,18 @@
 """A folder of DICOM images, de-identified on read, with an optional labels CSV.
 
-`read_dicom_folder` de-identifies every file (`medloop.ingest.deid`) before anything
-leaves it: records carry only the de-identified file bytes, a display image and the
-patient pseudonym. File names are kept as given (``source``), so they must not carry
+`scan_dicom_folder` checks every file by its header (readable, not showing who the
+patient is, one instance each) before any pixels are read; `DicomFolder.records` then
+de-identifies every file (`medloop.ingest.deid`) one at a time before anything leaves it:
+records carry only the de-identified file bytes, a display image and the patient
+pseudonym. File names are kept as given (``source``), so they must not carry
 personal data themselves.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -19,7 +21,9 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest.deid import (
+    IDENTITY_KEYWORDS,
     check_key,
+    deidentified_identity,
     deidentify,
     dicom_to_bytes,
     pseudonymize,
@@ -68,9 +72,7 @@ def dicom_image(dataset: Dataset) -> np.ndarray:
     """
     if "PixelData" not in dataset:
         raise InvalidInputError("no pixel data (not an image)")
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise InvalidInputError(f"multi-frame images ({frames} frames) are not supported")
+    _check_single_frame(dataset)
     try:
         pixels = dataset.pixel_array
     except Exception as exc:  # decoders raise many types (missing plugin, bad data)
@@ -101,7 +103,65 @@ def dicom_image(dataset: Dataset) -> np.ndarray:
     return image
 
 
-def read_dicom_folder(
+@dataclass(frozen=True)
+class DicomFile:
+    """One DICOM image of a checked folder, its header read, its pixels not yet:
+    ``reference`` and ``patient_pseudonym`` as in `DicomRecord`."""
+
+    source: str
+    reference: str
+    patient_pseudonym: str
+    label: int | None
+
+
+@dataclass(frozen=True)
+class DicomFolder:
+    """A checked DICOM folder (`scan_dicom_folder`): its classes and image files, sorted
+    by ``source``, which `records` reads and de-identifies one at a time."""
+
+    folder: Path
+    classes: list[str]
+    files: list[DicomFile]
+    key: bytes = field(repr=False)
+    pixels_checked: bool = False
+
+    def records(self, files: Iterable[DicomFile] | None = None) -> Iterator[DicomRecord]:
+        """Read, de-identify and render `files` (default all) one by one, so memory holds
+        one image at a time.
+
+        Raises `IngestError` naming the file for pixel data that is absent or cannot be
+        decoded, identical pixels to an earlier file of the same call, or a file changed
+        since the folder was scanned."""
+        seen_pixels: dict[str, str] = {}
+        for file in self.files if files is None else files:
+            path = self.folder / file.source
+            try:
+                clean = deidentify(
+                    read_dicom(path), key=self.key, pixels_checked=self.pixels_checked
+                )
+                image = dicom_image(clean)
+            except InvalidInputError as exc:
+                raise IngestError(path, str(exc)) from exc
+            instance = str(clean.get("SOPInstanceUID", "") or "")
+            if _reference(instance, file.source, key=self.key) != file.reference:
+                raise IngestError(path, "the file changed while the folder was read")
+            digest = pixel_digest(image)
+            if digest in seen_pixels:
+                raise IngestError(
+                    path, f"duplicate item: identical pixels to {seen_pixels[digest]!r}"
+                )
+            seen_pixels[digest] = file.source
+            yield DicomRecord(
+                source=file.source,
+                reference=file.reference,
+                image=image,
+                dicom_bytes=dicom_to_bytes(clean),
+                patient_pseudonym=file.patient_pseudonym,
+                label=file.label,
+            )
+
+
+def scan_dicom_folder(
     folder: Path,
     *,
     key: bytes,
@@ -109,11 +169,11 @@ def read_dicom_folder(
     classes: Sequence[str] | None = None,
     pixels_checked: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[str], list[DicomRecord]]:
-    """De-identify and read every DICOM image under `folder` (recursively); `progress`
-    is called with (files read, files) as they are read. A file whose pixels may show
-    who the patient is (`identifying_pixels`; `pixels_checked` says a person has looked
-    at the images of kinds that often do) is refused.
+) -> DicomFolder:
+    """Check every DICOM file under `folder` (recursively) by its header, before any
+    pixels are read; `progress` is called with (files checked, files). A file whose pixels
+    may show who the patient is (`identifying_pixels`; `pixels_checked` says a person has
+    looked at the images of kinds that often do) is refused.
 
     A file is read when it ends in ``.dcm``/``.dicom`` or starts with the DICOM
     preamble + ``DICM``; other files (and hidden ones, the labels CSV, DICOMDIR) are
@@ -121,9 +181,8 @@ def read_dicom_folder(
     ``patient_id`` column is ignored: the patient comes from the DICOM PatientID);
     default ``folder/labels.csv`` when present, else everything is unlabelled.
 
-    Returns the class list and the records sorted by ``source``. Raises `IngestError`
-    naming the file for identifying pixels, unreadable DICOM, no pixel data, undecodable
-    or multi-frame images, duplicates (same SOP instance or identical pixels) and CSV problems.
+    Raises `IngestError` naming the file for identifying pixels, unreadable DICOM,
+    multi-frame images, two files of the same SOP instance, CSV problems, or no images.
     """
     check_key(key)
     folder = Path(folder)
@@ -139,57 +198,89 @@ def read_dicom_folder(
     else:
         class_list, rows, skip = check_classes(classes) or [], {}, set()
 
-    files = _dicom_candidates(folder, skip=skip)
+    candidates = _dicom_candidates(folder, skip=skip)
     for name, row in rows.items():
-        if name not in files:
+        if name not in candidates:
             reason = "not found" if not (folder / name).is_file() else "not a DICOM file"
             raise IngestError(csv_path, f"line {row.line}: file {name!r} listed but {reason}")
     if rows and any(row.patient_id for row in rows.values()):
         logger.info("ignoring the patient_id column: DICOM PatientID is used instead")
 
-    records: list[DicomRecord] = []
+    files: list[DicomFile] = []
     seen_instances: dict[str, str] = {}
-    seen_pixels: dict[str, str] = {}
-    for done, name in enumerate(sorted(files), 1):
-        if progress is not None:
-            progress(done - 1, len(files))
+    for done, name in enumerate(sorted(candidates), 1):
         path = folder / name
-        dataset = read_dicom(path)
-        if str(dataset.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
+        header = read_dicom(path, only=(*IDENTITY_KEYWORDS, "NumberOfFrames"))
+        if str(header.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
             continue
         try:
-            clean = deidentify(dataset, key=key, pixels_checked=pixels_checked)
-            image = dicom_image(clean)
+            _check_single_frame(header)
+            pseudonym, instance = deidentified_identity(
+                header, key=key, pixels_checked=pixels_checked
+            )
         except InvalidInputError as exc:
             raise IngestError(path, str(exc)) from exc
-        instance = str(clean.get("SOPInstanceUID", "") or "")
-        if instance and instance in seen_instances:
+        reference = _reference(instance, name, key=key)
+        if reference in seen_instances:
             raise IngestError(
-                path, f"duplicate item: same SOP instance as {seen_instances[instance]!r}"
+                path, f"duplicate item: same SOP instance as {seen_instances[reference]!r}"
             )
-        digest = pixel_digest(image)
-        if digest in seen_pixels:
-            raise IngestError(path, f"duplicate item: identical pixels to {seen_pixels[digest]!r}")
-        seen_instances[instance] = name
-        seen_pixels[digest] = name
+        seen_instances[reference] = name
         label_row = rows.get(name)
-        records.append(
-            DicomRecord(
+        files.append(
+            DicomFile(
                 source=name,
-                reference=f"dicom:{instance or pseudonymize(name, key=key)}",
-                image=image,
-                dicom_bytes=dicom_to_bytes(clean),
-                patient_pseudonym=str(clean.PatientID),
+                reference=reference,
+                patient_pseudonym=pseudonym,
                 label=label_row.label if label_row else None,
             )
         )
-    if progress is not None and files:
-        progress(len(files), len(files))
-    if not records:
+        if progress is not None:
+            progress(done, len(candidates))
+    if not files:
         raise IngestError(folder, "no DICOM images found")
-    patients = len({r.patient_pseudonym for r in records})
-    logger.info("read %d DICOM images of %d patients from %s", len(records), patients, folder)
-    return class_list, records
+    patients = len({f.patient_pseudonym for f in files})
+    logger.info("found %d DICOM images of %d patients in %s", len(files), patients, folder)
+    return DicomFolder(folder, class_list, files, key=key, pixels_checked=pixels_checked)
+
+
+def read_dicom_folder(
+    folder: Path,
+    *,
+    key: bytes,
+    labels_csv: Path | None = None,
+    classes: Sequence[str] | None = None,
+    pixels_checked: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], list[DicomRecord]]:
+    """De-identify and read every DICOM image under `folder`, all in memory:
+    `scan_dicom_folder` (whose rules and errors apply) then every record (errors of
+    `DicomFolder.records`). `progress` is called with (files read, files). Returns the
+    class list and the records sorted by ``source``. A large folder is better read with
+    `scan_dicom_folder` and `DicomFolder.records`, which hold one image at a time."""
+    scanned = scan_dicom_folder(
+        folder, key=key, labels_csv=labels_csv, classes=classes, pixels_checked=pixels_checked
+    )
+    if progress is not None:
+        progress(0, len(scanned.files))
+    records: list[DicomRecord] = []
+    for record in scanned.records():
+        records.append(record)
+        if progress is not None:
+            progress(len(records), len(scanned.files))
+    return scanned.classes, records
+
+
+def _reference(instance: str, source: str, *, key: bytes) -> str:
+    """What the store keeps of a file: its de-identified SOP instance UID (keyed: the
+    same file always maps to the same reference), else a keyed pseudonym of its name."""
+    return f"dicom:{instance or pseudonymize(source, key=key)}"
+
+
+def _check_single_frame(dataset: Dataset) -> None:
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InvalidInputError(f"multi-frame images ({frames} frames) are not supported")
 
 
 def _first_window(dataset: Dataset) -> tuple[float, float] | None:

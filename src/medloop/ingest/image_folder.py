@@ -1,7 +1,8 @@
 """A folder of PNG/JPEG images with an optional ``labels.csv`` (``file,label[,patient_id]``).
 
-Everything is validated before anything is returned (all or nothing); every error is
-an `IngestError` naming the offending file (and CSV row).
+`scan_image_folder` checks the folder, the CSV and every file's header before any image
+is read; `ImageFolder.records` then reads the images one at a time. Every error is an
+`IngestError` naming the offending file (and CSV row).
 
     folder/
       labels.csv        file,label,patient_id
@@ -15,14 +16,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from medloop.exceptions import IngestError, InvalidInputError
-from medloop.ingest.images import IMAGE_EXTENSIONS, load_image_file
+from medloop.ingest.images import IMAGE_EXTENSIONS, check_image_file, load_image_file
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,49 @@ class LabelRow:
     line: int
 
 
-def read_image_folder(
+@dataclass(frozen=True)
+class ImageFile:
+    """One image file of a checked folder, not read yet."""
+
+    source: str
+    label: int | None
+    patient_id: str | None
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """A checked image folder (`scan_image_folder`): its classes and files, sorted by
+    ``source``, whose images `records` reads one at a time."""
+
+    folder: Path
+    classes: list[str]
+    files: list[ImageFile]
+
+    def records(self, files: Iterable[ImageFile] | None = None) -> Iterator[ImageRecord]:
+        """Read `files` (default all) one by one, so memory holds one image at a time.
+
+        Raises `IngestError` naming the file for a damaged image, or one with identical
+        pixels to an earlier one of the same call."""
+        seen: dict[str, str] = {}
+        for file in self.files if files is None else files:
+            image = load_image_file(self.folder / file.source)
+            digest = pixel_digest(image)
+            if digest in seen:
+                raise IngestError(
+                    self.folder / file.source,
+                    f"duplicate item: identical pixels to {seen[digest]!r}",
+                )
+            seen[digest] = file.source
+            yield ImageRecord(file.source, image, file.label, file.patient_id)
+
+
+def scan_image_folder(
     folder: Path,
     *,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> ImageFolderDataset:
-    """Read every PNG/JPEG under `folder` (recursively) with labels from a CSV.
+) -> ImageFolder:
+    """Check an image folder and its labels CSV without reading the images' pixels.
 
     Args:
         folder: the image folder; hidden files and the labels CSV are skipped, any
@@ -75,12 +111,11 @@ def read_image_folder(
             ``file`` is relative to `folder` (``/`` separators); an empty ``label``
             means unlabelled.
         classes: allowed label names in index order; default sorted unique CSV labels.
-        progress: called with (files read, files) as the images are read.
 
     Raises:
         IngestError: empty folder, missing CSV or column, a listed file that is absent,
-            absolute or ``..`` paths, duplicate rows, unknown labels, corrupt images,
-            unsupported extensions, or two files with identical pixels.
+            absolute or ``..`` paths, duplicate rows, unknown labels, unsupported
+            extensions, or a file that is not a PNG or JPEG (its header is read).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -109,31 +144,36 @@ def read_image_folder(
             )
     if not files:
         raise IngestError(folder, "no images found")
-
-    records: list[ImageRecord] = []
-    seen: dict[str, str] = {}
-    for done, name in enumerate(sorted(files), 1):
-        image = load_image_file(folder / name)
-        digest = pixel_digest(image)
-        if digest in seen:
-            raise IngestError(
-                folder / name, f"duplicate item: identical pixels to {seen[digest]!r}"
-            )
-        seen[digest] = name
-        label_row = rows.get(name)
-        records.append(
-            ImageRecord(
-                source=name,
-                image=image,
-                label=label_row.label if label_row else None,
-                patient_id=label_row.patient_id if label_row else None,
-            )
+    found = []
+    for name in sorted(files):
+        check_image_file(folder / name)
+        listed = rows.get(name)
+        found.append(
+            ImageFile(name, listed.label if listed else None, listed.patient_id if listed else None)
         )
+    labelled = sum(f.label is not None for f in found)
+    logger.info("found %d images (%d labelled) in %s", len(found), labelled, folder)
+    return ImageFolder(folder=folder, classes=class_list, files=found)
+
+
+def read_image_folder(
+    folder: Path,
+    *,
+    labels_csv: Path | None = None,
+    classes: Sequence[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageFolderDataset:
+    """Read every PNG/JPEG under `folder` (recursively) with labels from a CSV, all in
+    memory: `scan_image_folder` (whose rules and errors apply) then every record.
+    `progress` is called with (files read, files) as the images are read. A large
+    folder is better read with `scan_image_folder` and `ImageFolder.records`."""
+    scanned = scan_image_folder(folder, labels_csv=labels_csv, classes=classes)
+    records: list[ImageRecord] = []
+    for record in scanned.records():
+        records.append(record)
         if progress is not None:
-            progress(done, len(files))
-    labelled = sum(r.label is not None for r in records)
-    logger.info("read %d images (%d labelled) from %s", len(records), labelled, folder)
-    return ImageFolderDataset(classes=class_list, records=records)
+            progress(len(records), len(scanned.files))
+    return ImageFolderDataset(classes=scanned.classes, records=records)
 
 
 def read_labels_csv(

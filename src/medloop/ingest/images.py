@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,28 +79,48 @@ def load_image_file(path: Path) -> np.ndarray:
     corrupt or not a PNG/JPEG.
     """
     path = Path(path)
+    with _opened(path) as img:
+        try:
+            img.load()
+            oriented = ImageOps.exif_transpose(img) if img.format != "PNG" else img
+            return _to_array(oriented)
+        except _READ_ERRORS as exc:
+            raise IngestError(path, f"cannot read image: {exc}") from exc
+
+
+def check_image_file(path: Path) -> None:
+    """Raise `IngestError` as `load_image_file` would for a file that is missing or not a
+    PNG or JPEG at all, reading its header only (cheap: a folder is checked whole before
+    any image is stored); damaged pixel data is found when the image is read."""
+    with _opened(Path(path)):
+        pass
+
+
+_READ_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombWarning,
+    Image.DecompressionBombError,
+)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """`path` opened by Pillow as a PNG or JPEG (pixels not read yet), or `IngestError`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.format not in _FORMATS:
-                    raise IngestError(path, f"not a PNG or JPEG image (found {img.format})")
-                img.load()
-                oriented = ImageOps.exif_transpose(img) if img.format != "PNG" else img
-                return _to_array(oriented)
-    except IngestError:
-        raise
+            img = Image.open(path)
     except FileNotFoundError as exc:
         raise IngestError(path, "file not found") from exc
-    except (
-        OSError,
-        UnidentifiedImageError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
+    except _READ_ERRORS as exc:
         raise IngestError(path, f"cannot read image: {exc}") from exc
+    with img:
+        if img.format not in _FORMATS:
+            raise IngestError(path, f"not a PNG or JPEG image (found {img.format})")
+        yield img
 
 
 def _to_array(img: Image.Image) -> np.ndarray:

@@ -29,6 +29,7 @@ from medloop.store.models import (
     Patient,
     Prediction,
     Project,
+    RiskModelVersion,
     Task,
     User,
 )
@@ -77,6 +78,22 @@ def audit_entries(
             query, counted = query.where(condition), counted.where(condition)
     rows = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
     return list(rows), int(session.scalar(counted) or 0)
+
+
+def audit_details(
+    session: Session, *, action: str, entity: str, entity_id: str | int
+) -> list[dict[str, Any]]:
+    """The details of every audit entry of `action` on one entity, oldest first."""
+    query = (
+        select(AuditEntry.detail)
+        .where(
+            AuditEntry.action == action,
+            AuditEntry.entity == entity,
+            AuditEntry.entity_id == str(entity_id),
+        )
+        .order_by(AuditEntry.id)
+    )
+    return [dict(detail or {}) for detail in session.scalars(query)]
 
 
 def audit_actions(session: Session) -> list[str]:
@@ -340,6 +357,74 @@ def add_items(session: Session, *, project: Project, items: Sequence[NewItem]) -
     except IntegrityError as error:
         raise ConflictError(f"could not add items to {project.name!r}: {error.orig}") from error
     return len(rows)
+
+
+def item_ids_by_source(
+    session: Session, *, project_id: int, source_refs: Iterable[str]
+) -> dict[str, int]:
+    """Item ids by source reference, of those among `source_refs` the project holds (what
+    an import run again finds already in)."""
+    found: dict[str, int] = {}
+    for batch in chunks(set(source_refs)):
+        query = select(Item.source_ref, Item.id).where(
+            Item.project_id == project_id, Item.source_ref.in_(batch)
+        )
+        found.update({ref: id_ for ref, id_ in session.execute(query)})
+    return found
+
+
+def items_with_images(
+    session: Session, *, project_id: int, image_sha256s: Iterable[str]
+) -> dict[str, str]:
+    """The source reference of an item of the project with each of `image_sha256s`, for
+    those it holds (identical pixels give identical image blobs)."""
+    found: dict[str, str] = {}
+    for batch in chunks(set(image_sha256s)):
+        query = select(Item.image_sha256, Item.source_ref).where(
+            Item.project_id == project_id, Item.image_sha256.in_(batch)
+        )
+        found.update({sha: ref for sha, ref in session.execute(query)})
+    return found
+
+
+def patient_splits(session: Session, *, project_id: int) -> dict[str, str]:
+    """The split each patient of the project's items is in, by pseudonym."""
+    query = (
+        select(Patient.pseudonym, Item.split)
+        .join(Item, Item.patient_id == Patient.id)
+        .where(Patient.project_id == project_id)
+        .distinct()
+    )
+    return {pseudonym: split for pseudonym, split in session.execute(query)}
+
+
+def blob_references(session: Session) -> pd.DataFrame:
+    """Every blob a row names, one row per naming: columns ``sha256``, ``entity``
+    ("item", "risk_model"), ``entity_id``, ``project`` and ``role`` ("image", "dicom",
+    "model"), sorted by project and entity."""
+    columns = ["sha256", "entity", "entity_id", "project", "role"]
+    item_rows = plain_execute(
+        session,
+        select(Item.id, Project.name, Item.image_sha256, Item.dicom_sha256).join(
+            Project, Item.project_id == Project.id
+        ),
+    )
+    rows: list[tuple[str, str, int, str, str]] = []
+    for item_id, project, image, dicom in item_rows:
+        rows.append((image, "item", item_id, project, "image"))
+        if dicom is not None:
+            rows.append((dicom, "item", item_id, project, "dicom"))
+    models = plain_execute(
+        session,
+        select(RiskModelVersion.id, Project.name, RiskModelVersion.blob_sha256).join(
+            Project, RiskModelVersion.project_id == Project.id
+        ),
+    )
+    rows.extend(
+        (sha, "risk_model", model_id, project, "model") for model_id, project, sha in models
+    )
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["project", "entity", "entity_id", "role"], ignore_index=True)
 
 
 def known_patients(

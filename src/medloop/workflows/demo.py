@@ -39,7 +39,8 @@ from medloop.workflows.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # the demo's stages are imported when it runs: `medloop --help` stays fast
     from medloop.workflows.annotate import PublishedRound
-    from medloop.workflows.loop import IngestSummary, RoundReport
+    from medloop.workflows.ingest import IngestSummary
+    from medloop.workflows.loop import RoundReport
     from medloop.workflows.precision import PatientImport
     from medloop.workflows.workspace import Workspace
 

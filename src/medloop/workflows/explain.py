@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The folder beside a checkpoint (``v3.pt`` -> ``v3.gradcam/``) holding pointers to its
+#: Grad-CAM overlays, one file per item and class, each naming a blob.
+_GRADCAM_SUFFIX = ".gradcam"
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -76,6 +80,15 @@ def load_classifier(checkpoint: Path) -> Classifier:
     return _load(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns)
 
 
+def gradcam_blobs(ws: Workspace) -> set[str]:
+    """The blobs the Grad-CAM overlays kept beside the models' checkpoints point at (a
+    cache no row names: `medloop store gc` keeps them while their pointer is there)."""
+    model_dir = ws.settings.model_dir
+    if not model_dir.is_dir():
+        return set()
+    return {p.read_text().strip() for p in model_dir.glob(f"**/*{_GRADCAM_SUFFIX}/*.sha256")}
+
+
 def _write_pointer(path: Path, sha256: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -112,7 +125,7 @@ def gradcam_overlay(
                 detail=detail,
             )  # fmt: skip
     target = "predicted" if label is None else str(ref.classes.index(label))
-    pointer = ref.checkpoint.with_suffix(".gradcam") / f"{item_id}-{target}.sha256"
+    pointer = ref.checkpoint.with_suffix(_GRADCAM_SUFFIX) / f"{item_id}-{target}.sha256"
     if pointer.is_file():
         sha = pointer.read_text().strip()
         if ws.blobs.exists(sha):

@@ -1,0 +1,119 @@
+"""Commands on the blob store: `store verify` (rows against their blobs) and `store gc`
+(blobs no row names)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+import typer
+
+from medloop import workflows
+from medloop.cli.common import (
+    CLI_ACTOR,
+    JsonOpt,
+    app,
+    out,
+    print_json,
+    progress_bar,
+    table,
+    workspace,
+)
+from medloop.types import DEFAULT_BLOB_GRACE_HOURS
+
+store_app = typer.Typer(
+    help="Check the stored images and files against the database, and tidy them.",
+    no_args_is_help=True,
+)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("verify")
+def verify(as_json: JsonOpt = False) -> None:
+    """Check that every blob a row names (an item's image and DICOM file, a risk model)
+    is present and matches its sha256; list the missing or damaged ones by item. Exits
+    with status 1 when any is."""
+    with workspace() as ws, progress_bar() as progress:
+        report = workflows.storage.verify_blobs(ws, progress=progress)
+    problems = [dataclasses.asdict(p) for p in report.problems]
+    if as_json:
+        print_json(
+            {
+                "blobs": report.blobs,
+                "references": report.references,
+                "missing": report.missing,
+                "damaged": report.damaged,
+                "problems": problems,
+            }
+        )
+    else:
+        if problems:
+            out.print(table("blobs missing or damaged", problems))
+        out.print(
+            f"checked {report.blobs} blobs named {report.references} times: "
+            f"{report.missing} missing, {report.damaged} damaged"
+        )
+        if problems:
+            out.print(
+                "restore the files from a backup, or ingest their source folder into a "
+                "new project (the same content is the same blob, written anew)"
+            )
+    if problems:
+        raise typer.Exit(1)
+
+
+@store_app.command("gc")
+def gc(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete the unused blobs older than the grace.")
+    ] = False,
+    grace_hours: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Keep unused blobs younger than this many hours: an import running now "
+            "writes its blobs shortly before committing the rows that name them.",
+        ),
+    ] = DEFAULT_BLOB_GRACE_HOURS,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the blobs no row names (left by an import that failed or was interrupted);
+    with --delete, delete those unused for longer than the grace period (audited)."""
+    with workspace() as ws, progress_bar() as progress:
+        report = workflows.storage.collect_garbage(
+            ws, grace_hours=grace_hours, delete=delete, actor=CLI_ACTOR, progress=progress
+        )
+    if as_json:
+        print_json(
+            {
+                "files": report.files,
+                "grace_hours": report.grace_hours,
+                "unused": len(report.unused),
+                "within_grace": report.within_grace,
+                "deleted": report.deleted,
+                "deleted_bytes": report.deleted_bytes,
+                "blobs": [dataclasses.asdict(u) for u in report.unused],
+            }
+        )
+        return
+    if report.unused:
+        rows = [
+            {
+                "blob": u.sha256 or f"{u.name} (unfinished write)",
+                "bytes": u.size,
+                "age (hours)": round(u.age_hours, 1),
+                "deleted": "yes" if u.deleted else "no",
+            }
+            for u in report.unused
+        ]
+        out.print(table("blobs no row names", rows))
+    unused_bytes = sum(u.size for u in report.unused)
+    out.print(
+        f"{len(report.unused)} of {report.files} stored files are named by no row "
+        f"({unused_bytes} bytes); {report.within_grace} are younger than "
+        f"{report.grace_hours:g} hours and kept"
+    )
+    if delete:
+        out.print(f"deleted {report.deleted} ({report.deleted_bytes} bytes)")
+    elif len(report.unused) > report.within_grace:
+        out.print("run again with --delete to delete the older ones")
