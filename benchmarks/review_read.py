@@ -10,6 +10,11 @@ annotators' reliability kept in the workspace), `review_detail_cold_s` with that
 forgotten before each read (the first view after the project gained an answer or label);
 `dashboard_s` and `dashboard_cold_s` the same for the project's dashboard
 (`dashboard.project_dashboard`: progress, answers per day, annotators, consensus on gold).
+`*_answered_s` time the view just after one more lay answer as the server makes it
+(``fresh=False``: the kept figures at once, recomputed in the background, awaited
+untimed with `Workspace.settle` before the next answer), `*_answered_fresh_s` the same
+view computed in the call (``fresh=True``, the library's default, and what every server
+view after an answer cost before).
 
     python benchmarks/review_read.py --items 20000 --repeats 7
 """
@@ -29,7 +34,7 @@ from web_load import SECRET, build_home
 
 from medloop.config import Settings
 from medloop.store import repository as repo
-from medloop.types import LabelSource
+from medloop.types import LabelSource, Role
 from medloop.workflows import Workspace, dashboard, review
 
 PEOPLE = 30
@@ -54,6 +59,18 @@ def answer_every_task(ws: Workspace, *, seed: int = 0) -> int:
     return len(task_ids)
 
 
+def one_more_answer(ws: Workspace, *, task_number: int) -> None:
+    """A late annotator (never an answerer before) answers the project's task number
+    `task_number` (in id order): the project gains one answer."""
+    with ws.db.session() as s:
+        project = repo.get_project(s, name="load")
+        task = int(repo.tasks_frame(s, project_id=project.id)["task_id"].iloc[task_number])
+        late = repo.get_user(s, username="late").id
+        repo.add_answers(
+            s, task_ids=[task], worker_ids=[late], labels=[1], source=LabelSource.CROWD
+        )
+
+
 def median_seconds(call: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -75,6 +92,9 @@ def main() -> None:
         try:
             answers = answer_every_task(ws)
             with ws.db.session() as s:
+                repo.create_user(s, username="late", role=Role.ANNOTATOR, password_hash="-")
+            answered = iter(range(10_000))
+            with ws.db.session() as s:
                 project_id = repo.get_project(s, name="load").id
                 item = int(repo.tasks_frame(s, project_id=project_id)["item"].iloc[100])
 
@@ -85,6 +105,18 @@ def main() -> None:
             def dashboard_cold() -> object:
                 ws.derived.clear()
                 return dashboard.project_dashboard(ws, project="load")
+
+            def timed_after_answers(view: Callable[[], object]) -> float:
+                """Median of `view` just after an answer, the answer and settling untimed."""
+                times = []
+                for _ in range(args.repeats):
+                    ws.settle()
+                    one_more_answer(ws, task_number=next(answered))
+                    started = time.perf_counter()
+                    view()
+                    times.append(time.perf_counter() - started)
+                ws.settle()
+                return round(statistics.median(times), 3)
 
             def read_answers() -> object:
                 with ws.db.session() as s:
@@ -102,6 +134,18 @@ def main() -> None:
                     lambda: dashboard.project_dashboard(ws, project="load"), args.repeats
                 ),
                 "dashboard_cold_s": median_seconds(dashboard_cold, args.repeats),
+                "review_detail_answered_s": timed_after_answers(
+                    lambda: review.review_detail(ws, item_id=item, fresh=False)
+                ),
+                "review_detail_answered_fresh_s": timed_after_answers(
+                    lambda: review.review_detail(ws, item_id=item, fresh=True)
+                ),
+                "dashboard_answered_s": timed_after_answers(
+                    lambda: dashboard.project_dashboard(ws, project="load", fresh=False)
+                ),
+                "dashboard_answered_fresh_s": timed_after_answers(
+                    lambda: dashboard.project_dashboard(ws, project="load", fresh=True)
+                ),
             }
         finally:
             ws.close()

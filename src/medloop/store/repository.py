@@ -745,6 +745,24 @@ def label_state(session: Session, *, project_id: int) -> tuple[int, int]:
     return int(answer or 0), int(label or 0)
 
 
+def label_changes_since(
+    session: Session, *, project_id: int, state: tuple[int, int]
+) -> tuple[int, int]:
+    """(answers, item labels) a project gained after `state`, a `label_state` it had."""
+    after_answer, after_label = state
+    answers = session.scalar(
+        select(func.count(Answer.id))
+        .join(Task, Task.id == Answer.task_id)
+        .where(Task.project_id == project_id, Answer.id > after_answer)
+    )
+    labels = session.scalar(
+        select(func.count(ItemLabel.id)).where(
+            ItemLabel.project_id == project_id, ItemLabel.id > after_label
+        )
+    )
+    return int(answers or 0), int(labels or 0)
+
+
 def answer_boxes_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     """Boxes drawn with answers in a project: item, worker (username), label, source, and
     x, y, width, height as fractions of the image; oldest first."""

@@ -136,6 +136,18 @@ class FlagPublic(BaseModel):
     flagged_at: datetime
 
 
+class FiguresAgePublic(BaseModel):
+    """How far behind annotator figures served outdated are (`workflows.figures`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    answers: int = Field(description="Answers the project gained since they were computed.")
+    labels: int = Field(description="Labels the project gained since they were computed.")
+    computed_at: datetime
+    seconds: int = Field(description="Seconds since they were computed.")
+    updating: bool = Field(description="Being recomputed: a later read gets current ones.")
+
+
 class ReviewDetailPublic(BaseModel):
     item_id: int
     project: str
@@ -153,6 +165,10 @@ class ReviewDetailPublic(BaseModel):
         description="The Grad-CAM overlay of the newest model (None: no model yet)."
     )
     flag: FlagPublic | None
+    figures_as_of: FiguresAgePublic | None = Field(
+        default=None,
+        description="How far behind the annotators' reliability is (None: current).",
+    )
 
 
 class FlagCreate(Create):

@@ -35,6 +35,7 @@ from medloop.aggregation.reliability import worker_reliability
 from medloop.annotation import wilson_interval
 from medloop.store import repository as repo
 from medloop.types import LabelKind, LabelSource, TaskStatus, look_up_option
+from medloop.workflows.figures import FiguresAge, project_figures
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,9 @@ class Dashboard:
     consensus_on_gold: list[GoldScore]
     models: list[ModelRow]
     learning_curve: list[CurvePoint]
+    #: How far behind what comes from answers and labels (their counts in `progress`,
+    #: `answers_per_day`, `annotators`, `consensus_on_gold`) is; None: current.
+    figures_as_of: FiguresAge | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None)."""
@@ -147,9 +151,13 @@ def list_projects(ws: Workspace) -> list[str]:
         return [p.name for p in repo.list_projects(s) if not repo.is_cohort(p)]
 
 
-def project_dashboard(ws: Workspace, *, project: str, method: str | None = None) -> Dashboard:
+def project_dashboard(
+    ws: Workspace, *, project: str, method: str | None = None, fresh: bool = True
+) -> Dashboard:
     """Everything the dashboard shows for one project (`method`: the aggregator used for
-    the estimates; default the recommended one)."""
+    the estimates; default the recommended one). `fresh=False` (a server): what comes
+    from answers and labels may be shown outdated, with how far (`figures_as_of`), while
+    it is recomputed in the background (`figures`)."""
     name = look_up_option(method or DEFAULT_METHOD, Method).value
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
@@ -157,7 +165,9 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
         splits = repo.item_counts(s, project_id=record.id)
         open_tasks = repo.count_tasks(s, project_id=record.id, status=TaskStatus.OPEN)
         models = _model_rows(repo.model_versions(s, project_id=record.id))
-        crowd = _crowd_figures(ws, s, project_id=record.id, n_classes=len(classes), method=name)
+    crowd, age = _crowd_figures(
+        ws, project_id=record.id, n_classes=len(classes), method=name, fresh=fresh
+    )
     return Dashboard(
         project=project,
         classes=classes,
@@ -173,6 +183,7 @@ def project_dashboard(ws: Workspace, *, project: str, method: str | None = None)
         consensus_on_gold=crowd.consensus_on_gold,
         models=models,
         learning_curve=_curve(models),
+        figures_as_of=age,
     )
 
 
@@ -196,13 +207,13 @@ class _CrowdFigures:
 
 
 def _crowd_figures(
-    ws: Workspace, s: Session, *, project_id: int, n_classes: int, method: str
-) -> _CrowdFigures:
-    """The project's `_CrowdFigures` (reading 60k answers and fitting the crowd model
-    three times takes most of a second), kept in the workspace until the project gains an
-    answer or a label (`Workspace.kept`, `repository.label_state`)."""
+    ws: Workspace, *, project_id: int, n_classes: int, method: str, fresh: bool
+) -> tuple[_CrowdFigures, FiguresAge | None]:
+    """The project's `_CrowdFigures` (reading 458,000 answers and fitting the crowd model
+    three times, once with its bootstrap, takes seconds), kept in the workspace
+    (`figures.project_figures`), with how far behind they are."""
 
-    def compute() -> _CrowdFigures:
+    def compute(s: Session) -> _CrowdFigures:
         answers = repo.answers_frame(s, project_id=project_id)
         consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
         finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
@@ -220,31 +231,39 @@ def _crowd_figures(
             consensus_on_gold=_consensus_on_gold(crowd, known, n_classes=n_classes, method=method),
         )
 
-    state = repo.label_state(s, project_id=project_id)
-    return ws.kept(("dashboard", project_id, method), state, compute)
+    key = ("dashboard", project_id, method)
+    return project_figures(ws, key=key, project_id=project_id, compute=compute, fresh=fresh)
 
 
 # The dashboard's charts each need one part: these read and compute only that part.
 
 
-def answers_per_day(ws: Workspace, *, project: str) -> list[DayCount]:
-    """`Dashboard.answers_per_day` alone (from the figures the dashboard keeps)."""
-    return _project_crowd_figures(ws, project=project, method=DEFAULT_METHOD).answers_per_day
+def answers_per_day(ws: Workspace, *, project: str, fresh: bool = True) -> list[DayCount]:
+    """`Dashboard.answers_per_day` alone (from the figures the dashboard keeps; `fresh`
+    as there)."""
+    figures = _project_crowd_figures(ws, project=project, method=DEFAULT_METHOD, fresh=fresh)
+    return figures.answers_per_day
 
 
 def annotator_stats(
-    ws: Workspace, *, project: str, method: str | None = None
+    ws: Workspace, *, project: str, method: str | None = None, fresh: bool = True
 ) -> list[AnnotatorStats]:
-    """`Dashboard.annotators` alone (from the figures the dashboard keeps)."""
+    """`Dashboard.annotators` alone (from the figures the dashboard keeps; `fresh` as
+    there)."""
     name = look_up_option(method or DEFAULT_METHOD, Method).value
-    return _project_crowd_figures(ws, project=project, method=name).annotators
+    return _project_crowd_figures(ws, project=project, method=name, fresh=fresh).annotators
 
 
-def _project_crowd_figures(ws: Workspace, *, project: str, method: str) -> _CrowdFigures:
+def _project_crowd_figures(
+    ws: Workspace, *, project: str, method: str, fresh: bool
+) -> _CrowdFigures:
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
-        n_classes = len(record.classes)
-        return _crowd_figures(ws, s, project_id=record.id, n_classes=n_classes, method=method)
+        project_id, n_classes = record.id, len(record.classes)
+    figures, _age = _crowd_figures(
+        ws, project_id=project_id, n_classes=n_classes, method=method, fresh=fresh
+    )
+    return figures
 
 
 def learning_curve(ws: Workspace, *, project: str) -> list[CurvePoint]:

@@ -35,6 +35,7 @@ from medloop.store.models import Project
 from medloop.types import LabelKind, LabelSource
 from medloop.workflows.accounts import Account
 from medloop.workflows.annotate import label_index
+from medloop.workflows.figures import FiguresAge, project_figures
 from medloop.workflows.loop import model_threshold, review_queue, write_decisions
 from medloop.workflows.workspace import Workspace
 
@@ -275,10 +276,17 @@ class ReviewDetail:
     reliability_method: str = str(DEFAULT_METHOD)
     fused_boxes: list[FusedBox] = field(default_factory=list)
     flag: Flag | None = None
+    #: How far behind the annotators' reliability (and the fused boxes' weights) are;
+    #: None: current.
+    figures_as_of: FiguresAge | None = None
 
 
-def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> ReviewDetail:
-    """Everything a doctor needs to decide one item; the read is audited under `actor`."""
+def review_detail(
+    ws: Workspace, *, item_id: int, actor: str | None = None, fresh: bool = True
+) -> ReviewDetail:
+    """Everything a doctor needs to decide one item; the read is audited under `actor`.
+    `fresh=False` (a server): the annotators' reliability may be shown outdated, with how
+    far (`figures_as_of`), while it is recomputed in the background (`figures`)."""
     with ws.db.session() as s:
         item = repo.get_item(s, item_id=item_id)
         if actor is not None:
@@ -298,7 +306,7 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
         has_model = latest is not None
         cut = model_threshold(latest)
         open_flag = flags.open_flags_for(s, item_ids=[item_id]).get(item_id)
-        evidence = _worker_evidence(ws, s, project_id=project.id, n_classes=len(classes))
+    evidence, age = _worker_evidence(ws, project_id=project.id, n_classes=len(classes), fresh=fresh)
     reliability, estimates = evidence.scored, evidence.estimates
     skills = estimates["model_accuracy"] if len(estimates) else None
     row = consensus.loc[item_id] if item_id in consensus.index else None
@@ -335,6 +343,7 @@ def review_detail(ws: Workspace, *, item_id: int, actor: str | None = None) -> R
             flagged_by=open_flag.flagged_by,
             flagged_at=open_flag.flagged_at,
         ),
+        figures_as_of=age,
     )
 
 
@@ -349,13 +358,14 @@ class _WorkerEvidence:
 
 
 def _worker_evidence(
-    ws: Workspace, s: Session, *, project_id: int, n_classes: int
-) -> _WorkerEvidence:
+    ws: Workspace, *, project_id: int, n_classes: int, fresh: bool
+) -> tuple[_WorkerEvidence, FiguresAge | None]:
     """The project's `_WorkerEvidence`, computed from all its crowd answers and labels
-    (reading 60k answers and fitting the crowd model takes about half a second) and kept
-    in the workspace until the project gains an answer or a label."""
+    (reading 458,000 answers and fitting the crowd model with its bootstrap takes
+    seconds) and kept in the workspace (`figures.project_figures`), with how far behind
+    it is."""
 
-    def compute() -> _WorkerEvidence:
+    def compute(s: Session) -> _WorkerEvidence:
         answers = repo.answers_frame(s, project_id=project_id, sources=[LabelSource.CROWD])
         finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
         consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
@@ -364,8 +374,8 @@ def _worker_evidence(
             estimates=estimated_reliability(answers, finals, n_classes=n_classes),
         )
 
-    state = repo.label_state(s, project_id=project_id)
-    return ws.kept(("review evidence", project_id), state, compute)
+    key = ("review evidence", project_id)
+    return project_figures(ws, key=key, project_id=project_id, compute=compute, fresh=fresh)
 
 
 def estimated_reliability(

@@ -234,7 +234,7 @@ def gradcam_url(item_id: int) -> str:
 def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
     """One item's evidence: consensus, model prediction (and its Grad-CAM overlay), crowd
     answers with each annotator's reliability, the crowd's fused boxes, any open flag."""
-    d = review.review_detail(ws, item_id=item_id, actor=account.username)
+    d = review.review_detail(ws, item_id=item_id, actor=account.username, fresh=False)
     return schemas.ReviewDetailPublic(
         item_id=d.item_id,
         project=d.project,
@@ -276,6 +276,9 @@ def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.Revi
             flagged_by=d.flag.flagged_by,
             flagged_at=d.flag.flagged_at,
         ),
+        figures_as_of=None
+        if d.figures_as_of is None
+        else schemas.FiguresAgePublic.model_validate(d.figures_as_of),
     )
 
 

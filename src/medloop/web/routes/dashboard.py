@@ -64,7 +64,7 @@ def dashboard_json(ws: WS, account: Reviewer, project: OptionalVisibleProject) -
     consensus accuracy on gold, model versions and learning curve (by default of the
     first project you may open; null: none)."""
     name = _project(ws, account, project)
-    return None if name is None else dashboard.project_dashboard(ws, project=name)
+    return None if name is None else dashboard.project_dashboard(ws, project=name, fresh=False)
 
 
 @router.get("/dashboard")
@@ -87,7 +87,7 @@ def _dashboard(
         "dashboard.html",
         account,
         projects=_projects(ws, account),
-        board=None if name is None else dashboard.project_dashboard(ws, project=name),
+        board=None if name is None else dashboard.project_dashboard(ws, project=name, fresh=False),
         job=None if name is None else jobs.latest_job(ws, project=name),
         plan=plan,
         published=published,
@@ -106,10 +106,10 @@ def dashboard_chart(
         return Response(status_code=401 if account is None else 403)
     draw = {
         "answers": lambda: plots.answers_per_day_png(
-            _dicts(dashboard.answers_per_day(ws, project=project))
+            _dicts(dashboard.answers_per_day(ws, project=project, fresh=False))
         ),
         "annotators": lambda: plots.annotators_png(
-            _dicts(dashboard.annotator_stats(ws, project=project))
+            _dicts(dashboard.annotator_stats(ws, project=project, fresh=False))
         ),
         "learning-curve": lambda: plots.model_curve_png(
             _dicts(dashboard.learning_curve(ws, project=project))

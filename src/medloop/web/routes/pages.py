@@ -196,7 +196,7 @@ def review_item_page(
     request: Request, item_id: VisibleItem, ws: WS, account: ReviewerPage, taken: bool = False
 ) -> Response:
     try:
-        detail = review.review_detail(ws, item_id=item_id, actor=account.username)
+        detail = review.review_detail(ws, item_id=item_id, actor=account.username, fresh=False)
     except MedloopError as error:
         return error_page(request, account, error)
     return render(
