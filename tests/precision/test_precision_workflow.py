@@ -93,12 +93,12 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             event_column="event",
             exclude=["tx"],
             method="cox",
-            n_bootstrap=5,
+            n_bootstrap=39,
             progress=record,
         )
         assert risk.metrics["cindex"] > 0.6 and 0 < risk.metrics["cindex_sd"] < 0.1
         assert risk.evaluation == "out of fold, over 5 stratified folds"
-        assert calls == [("risk model", done, 11) for done in range(12)]  # 5 folds + 1 + 5
+        assert calls == [("risk model", done, 45) for done in range(46)]  # 5 folds + 1 + 39
         calls.clear()
         effects = wf.train_effects(
             ws,
@@ -107,12 +107,13 @@ def test_workflow_end_to_end(tmp_path: Path) -> None:
             event_column="event",
             time_column="time",
             base="linear",
-            n_bootstrap=20,
+            n_bootstrap=39,
             progress=record,
         )
         assert effects.version == 1 and "marker" in effects.features
         assert "time" not in effects.features
-        assert calls == [("effects model", done, 21) for done in range(22)]
+        # the fit, 39 refits and the heterogeneity test's 5 folds
+        assert calls == [("effects model", done, 45) for done in range(46)]
         with ws.db.session() as s:
             stored = wf._current_models(s, project_id=1)
         target = stored[wf.EFFECTS].target
@@ -271,7 +272,10 @@ def test_cli_patients_risk_recommend(
     assert result["effect_horizon"] == result["horizon"]  # the same time as the risk's
     event_free = f"P(event-free by {result['horizon']:g} days)"
     assert f"{100 * result['benefit']:+.1f} points of {event_free}" in out
-    assert f"{100 * result['drivers'][0]['contribution']:+.1f}" in out
+    # the drivers are shown where the effect differs between patients, else the note says not
+    assert result["heterogeneity_note"] in " ".join(out.split())
+    shown = [f"{100 * d['contribution']:+.1f}" for d in result["drivers"]]
+    assert bool(shown) == result["heterogeneity"]["evidence"] and all(s in out for s in shown)
     code, _, err = run("recommend", "MRN000002", "-p", "trial", "--override", "no treatment")
     assert code == 2 and "--doctor" in err
     decide = ("recommend", "MRN000002", "-p", "trial", "--override", "no treatment")
@@ -299,7 +303,9 @@ def test_reads_are_audited_and_decisions_stay_with_their_patient(tmp_path: Path)
             ws, project="trial", path=trial_csv(tmp_path / "t.csv", n=120), id_column="mrn"
         )
         common = {"project": "trial", "event_column": "event", "seed": 0}
-        wf.train_risk(ws, time_column="time", exclude=["tx"], method="cox", n_bootstrap=4, **common)
+        wf.train_risk(
+            ws, time_column="time", exclude=["tx"], method="cox", n_bootstrap=39, **common
+        )
         wf.train_effects(ws, treatment_column="tx", exclude=["time"], base="linear", **common)
         assert wf.cohort_overview(ws) == [
             {
@@ -391,7 +397,7 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
             outcome_column="event",
             exclude=["time", "tx"],
             method="gbm",
-            n_bootstrap=4,
+            n_bootstrap=39,
             progress=lambda _stage, done, total: calls.append((done, total)),
         )
         assert trained.kind == "classification" and "time" not in trained.features
@@ -741,12 +747,12 @@ def test_patients_without_outcome_get_an_interval_and_later_ones_are_told_why_no
             if kind == "survival":
                 wf.train_risk(
                     ws, project="trial", time_column="time", event_column="event",
-                    exclude=["tx"], method="cox", n_bootstrap=4,
+                    exclude=["tx"], method="cox", n_bootstrap=39,
                 )  # fmt: skip
             else:
                 wf.train_risk_classifier(
                     ws, project="trial", outcome_column="event", exclude=["time", "tx"],
-                    n_bootstrap=4,
+                    n_bootstrap=39,
                 )  # fmt: skip
 
         train()
@@ -907,3 +913,105 @@ def test_an_imported_age_of_90_or_more_is_stored_as_90(tmp_path: Path) -> None:
         assert sorted(stored["age"]) == [64.0, 90.0]
     finally:
         ws.close()
+
+
+def test_without_evidence_of_heterogeneity_the_average_effect_applies(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """A treatment that does nothing: its per-patient "drivers" would explain noise, so the
+    page and the CLI say the test found no difference between patients instead."""
+    csv = null_trial_csv(tmp_path / "null.csv")
+    assert cli("patients", "import", str(csv), "-p", "null", "--id-column", "id")[0] == 0
+    code, out, err = cli("risk", "train", "-p", "null", "--treatment", "tx", "--method", "cox",
+                         "--base", "linear", "--bootstrap", "0")  # fmt: skip
+    assert code == 0, err
+    assert "between patients: no evidence it differs (p = " in " ".join(out.split())
+    ws = Workspace.open(Settings())
+    try:
+        view = wf.recommend(ws, project="null", patient="N0001")
+        page = wf.patient_record(ws, project="null", patient="N0001")
+    finally:
+        ws.close()
+    test = view.heterogeneity
+    assert test is not None and not test["evidence"] and test["p_value"] >= 0.05
+    assert view.drivers == []
+    note = view.heterogeneity_note or ""
+    assert note.startswith(
+        f"no evidence that the effect differs between patients (p = {test['p_value']:.2g})"
+    )
+    assert "the average effect applies" in note
+    assert page["recommendation"]["heterogeneity_note"] == note
+    code, out, _ = cli("recommend", "N0001", "-p", "null")
+    flat = " ".join(out.split())
+    assert code == 0 and "no evidence that the effect differs" in flat
+    assert "what drives it" not in flat
+
+
+def test_a_real_difference_in_effect_keeps_its_drivers(tmp_path: Path) -> None:
+    """The trial where treatment helps only patients with a high marker: the test finds
+    the difference, and the drivers stay."""
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="t", path=trial_csv(tmp_path / "t.csv"), id_column="mrn"
+        )
+        trained = wf.train_effects(ws, project="t", treatment_column="tx", event_column="event",
+                                   time_column="time", base="linear", n_bootstrap=0)  # fmt: skip
+        assert trained.metrics["heterogeneity_p"] < 0.05
+        view = wf.recommend(ws, project="t", patient="MRN000001")
+    finally:
+        ws.close()
+    assert view.heterogeneity is not None and view.heterogeneity["evidence"]
+    assert view.drivers and (view.heterogeneity_note or "").startswith("the effect differs")
+
+
+def tiny_csv(path: Path, n: int, events: int, columns: int = 1) -> Path:
+    """`n` patients, the first `events` with the event, `columns` numeric features."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"x{j}": rng.normal(size=n).round(3) for j in range(columns)})
+    frame.insert(0, "id", [f"T{i:03d}" for i in range(n)])
+    frame["time"] = rng.uniform(10, 500, n).round()
+    frame["event"] = (np.arange(n) < events).astype(int)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_tiny_cohort_is_refused(tmp_path: Path, cli: Cli) -> None:
+    """12 patients, 3 events: too few for any model, whatever the features."""
+    csv = tiny_csv(tmp_path / "tiny.csv", n=12, events=3)
+    assert cli("patients", "import", str(csv), "-p", "tiny", "--id-column", "id")[0] == 0
+    code, _, err = cli("risk", "train", "-p", "tiny", "--method", "cox", "--bootstrap", "0")
+    assert code == 2 and "only 3 events in cohort 'tiny'" in err and "at least 10" in err
+    code, _, err = cli("risk", "train", "-p", "tiny", "--outcome", "event", "--bootstrap", "0")
+    assert code == 2 and "only 3 patients with the rarer outcome" in " ".join(err.split())
+
+
+def test_too_few_bootstrap_refits_are_refused(tmp_path: Path, cli: Cli) -> None:
+    """Two refits cannot make a 95% interval: the CLI says how many it needs."""
+    imported_cohort(cli, tmp_path, "b", n=80)
+    code, _, err = cli("risk", "train", "-p", "b", "--method", "cox", "--bootstrap", "2")
+    assert code == 2 and "at least 39 refits" in " ".join(err.split())
+
+
+def test_few_events_per_column_warn_on_every_output(tmp_path: Path, cli: Cli) -> None:
+    """40 events for 8 columns (5 per column): trained, and every output says so."""
+    csv = tiny_csv(tmp_path / "few.csv", n=120, events=40, columns=8)
+    assert cli("patients", "import", str(csv), "-p", "few", "--id-column", "id")[0] == 0
+    code, out, err = cli("risk", "train", "-p", "few", "--method", "cox", "--bootstrap", "0")
+    assert code == 0, err
+    expected = "40 events for 8 model columns: 5.0 per column"
+    assert expected in " ".join(err.split())
+    code, _, err = cli("risk", "evaluate", "-p", "few")
+    assert code == 0 and expected in " ".join(err.split())
+    code, out, _ = cli("risk", "predict", "-p", "few", "--json")
+    assert code == 0 and all(expected in r["model_warning"] for r in json.loads(out))
+    code, out, _ = cli("recommend", "T001", "-p", "few", "--json")
+    assert code == 0 and expected in json.loads(out)["model_warnings"][0]
+    ws = Workspace.open(Settings())
+    try:
+        card = wf.risk_model_card(ws, project="few")
+        page = wf.patient_record(ws, project="few", patient="T001")
+    finally:
+        ws.close()
+    assert expected in card["warning"]
+    assert expected in page["recommendation"]["model_warnings"][0]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sksurv.ensemble import RandomSurvivalForest
 
 from medloop.exceptions import InvalidInputError, UnknownOptionError
 from medloop.precision import (
@@ -19,6 +20,7 @@ from medloop.precision import (
     survival_plot,
     survival_target,
 )
+from medloop.precision.survival import FOREST_TIMES, forest_target
 
 
 def planted(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -74,7 +76,7 @@ def test_bootstrap_band_covers_the_curve_and_the_plot_draws_it() -> None:
     times = np.quantile(y["time"], [0.1, 0.5, 0.9])
     patients = pd.DataFrame({"risk": [-2.0, 0.0, 2.0], "noise1": 0.0, "noise2": 0.0})
     point = model.predict_survival(patients, times).to_numpy()
-    lower, upper = bootstrap_band(X, y, patients, times, method="cox", n_bootstrap=15, seed=1)
+    lower, upper = bootstrap_band(X, y, patients, times, method="cox", n_bootstrap=39, seed=1)
     assert list(lower.index) == [0, 1, 2] and list(upper.columns) == list(times)
     lower, upper = lower.to_numpy(), upper.to_numpy()
     assert (lower <= point + 0.02).all() and (point <= upper + 0.02).all()
@@ -131,7 +133,7 @@ def test_a_bootstrap_band_needs_two_patients_with_the_event_and_never_hangs() ->
     for events in (0, 1):
         y = survival_target(times, [1] * events + [0] * (40 - events))
         with pytest.raises(InvalidInputError, match="at least 2 patients with the event"):
-            bootstrap_band(X, y, X.head(2), [10.0], method="cox", n_bootstrap=5)
+            bootstrap_band(X, y, X.head(2), [10.0], method="cox", n_bootstrap=39)
 
 
 def test_a_target_with_its_fields_the_other_way_round_is_refused() -> None:
@@ -141,3 +143,30 @@ def test_a_target_with_its_fields_the_other_way_round_is_refused() -> None:
         SurvivalModel("cox").fit(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), flipped)
     with pytest.raises(InvalidInputError, match="finite"):
         survival_target([1.0, np.inf], [1, 0])
+
+
+def test_the_forest_learns_on_event_times_only_and_the_same_forest() -> None:
+    X, y = planted(300, 3)
+    grid = forest_target(y)
+    assert len(np.unique(grid["time"])) <= len(np.unique(y["time"][y["event"]])) + 1
+    settings = {"n_estimators": 30, "min_samples_leaf": 10, "random_state": 0}
+    exact = RandomSurvivalForest(**settings).fit(X, y)
+    gridded = RandomSurvivalForest(**settings).fit(X, grid)
+    times = np.quantile(y["time"][y["event"]], [0.1, 0.5, 0.9])
+    curves = [
+        np.vstack([fn(times) for fn in forest.predict_survival_function(X.head(20))])
+        for forest in (exact, gridded)
+    ]
+    np.testing.assert_array_equal(curves[0], curves[1])  # censoring moved, nothing changed
+
+
+def test_the_forest_time_grid_is_capped_for_large_cohorts() -> None:
+    X, y = planted(1200, 4)  # about 800 distinct event times
+    assert len(np.unique(y["time"][y["event"]])) > FOREST_TIMES
+    model = SurvivalModel("rsf", n_estimators=5).fit(X, y)
+    assert len(model.models_["rsf"].unique_times_) <= FOREST_TIMES + 1
+    grid = forest_target(y)
+    assert (grid["time"][y["event"]] >= y["time"][y["event"]]).all()  # events: interval end
+    assert (grid["time"][~y["event"]] <= y["time"][~y["event"]]).all()  # censoring: start
+    surv = model.predict_survival(X.head(5), np.quantile(y["time"], [0.2, 0.5]))
+    assert np.isfinite(surv.to_numpy()).all()

@@ -72,7 +72,7 @@ def test_no_effect_gives_no_clear_benefit_for_most_patients() -> None:
     X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
     t = rng.integers(0, 2, 400)
     y = (rng.random(400) < 0.3).astype(float)  # binary outcome, no effect at all
-    model = TreatmentEffects("t", "linear", n_bootstrap=30).fit(X, t, y)
+    model = TreatmentEffects("t", "linear", n_bootstrap=39).fit(X, t, y)
     assert model.binary_
     share = (model.estimate(X)["recommendation"] == NO_CLEAR_BENEFIT).mean()
     assert share > 0.9
@@ -96,7 +96,7 @@ def test_bad_inputs() -> None:
 @pytest.mark.parametrize("learner", ["t", "s", "x"])
 def test_potential_outcomes_per_arm_with_intervals(learner: str) -> None:
     X, t, y, _ = planted(n=800, seed=2)
-    model = TreatmentEffects(learner, "linear", n_bootstrap=20, seed=0).fit(X, t, y)
+    model = TreatmentEffects(learner, "linear", n_bootstrap=39, seed=0).fit(X, t, y)
     patients = pd.DataFrame({"x1": [1.0, -1.0], "x2": [0.5, 0.5], "x3": [0.0, 0.0]})
     arms = model.potential_outcomes(patients)
     # y = x2 + 2 * x1 * t: control 0.5 for both, treated 2.5 and -1.5
@@ -178,11 +178,11 @@ def test_no_effect_with_the_treated_dropping_out_early_is_no_benefit() -> None:
     so fewer of their events are seen. "No event during follow-up" called that a clear
     benefit for most patients; event-free by the horizon with censoring weights does not."""
     X, t, time, event, _ = censored_trial(effect=0.0)
-    naive = TreatmentEffects("t", "linear", n_bootstrap=10).fit(X, t, 1.0 - event)
+    naive = TreatmentEffects("t", "linear", n_bootstrap=39).fit(X, t, 1.0 - event)
     assert (naive.estimate(X)["recommendation"] == CLEAR_BENEFIT).mean() > 0.9  # the bug
     outcome, weight = event_free_by(time, event, t, horizon=500.0)
     known = ~np.isnan(outcome)
-    model = TreatmentEffects("t", "linear", n_bootstrap=30).fit(
+    model = TreatmentEffects("t", "linear", n_bootstrap=39).fit(
         X[known], t[known], outcome[known], sample_weight=weight[known]
     )
     table = model.estimate(X)
@@ -196,7 +196,7 @@ def test_a_planted_effect_is_recovered_despite_the_dropout(learner: str) -> None
     X, t, time, event, gain = censored_trial(effect=1.5)
     outcome, weight = event_free_by(time, event, t, horizon=500.0)
     known = ~np.isnan(outcome)
-    model = TreatmentEffects(learner, "linear", n_bootstrap=20).fit(
+    model = TreatmentEffects(learner, "linear", n_bootstrap=39).fit(
         X[known], t[known], outcome[known], sample_weight=weight[known]
     )
     table = model.estimate(X)
@@ -232,7 +232,7 @@ def test_sample_weight_reaches_every_base_model(learner: str, base: str) -> None
             assert gap < 0.25 * np.abs(unweighted.effect(X) - dropped.effect(X)).mean()
     # the other half gets a huge effect that only the weights hide, in every refit too
     spoiled = np.where(half, y, y + 100.0 * t)
-    model = TreatmentEffects(learner, base, n_bootstrap=4, seed=1).fit(
+    model = TreatmentEffects(learner, base, n_bootstrap=39, seed=1).fit(
         X, t, spoiled, sample_weight=half.astype(float)
     )
     assert model.estimate(X)[["benefit", "lower", "upper"]].abs().max().max() < 20

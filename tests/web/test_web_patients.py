@@ -61,7 +61,7 @@ def cohort(site: Site, tmp_path: Path) -> list[str]:
         event_column="event",
         exclude=["tx"],
         method="cox",
-        n_bootstrap=5,
+        n_bootstrap=39,
     )
     wf.train_effects(
         ws,
@@ -70,7 +70,7 @@ def cohort(site: Site, tmp_path: Path) -> list[str]:
         event_column="event",
         time_column="time",
         base="linear",
-        n_bootstrap=20,
+        n_bootstrap=39,
     )
     return [row["patient"] for row in wf.list_patients(ws, project=COHORT, viewer="setup")]
 
@@ -171,6 +171,9 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     assert f"<th>P(event-free by {view.horizon:g} days)</th>" in text
     assert view.recommendation in text
     assert all(d["feature"] in text for d in view.drivers)
+    note = view.heterogeneity_note or ""  # whether the effect differs between patients
+    assert note and 'id="heterogeneity"' in text and note[1:] in text
+    assert ("What drives the benefit" in text) == view.heterogeneity["evidence"]
     assert 'name="decision" value="override"' in text and 'name="csrf_token"' in text
     assert f"/patients/{patient}/survival.png?project=trial%20cohort" in text
     chart = site.client.get(f"/patients/{patient}/survival.png", params={"project": COHORT})
@@ -374,7 +377,7 @@ def test_a_cohort_with_an_outcome_classifier_shows_its_risk(site: Site, tmp_path
     name = "no follow-up"
     wf.import_patients_table(ws, project=name, path=_trial(tmp_path / "t.csv"), id_column="mrn")
     wf.train_risk_classifier(
-        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=4
+        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=39
     )
     patient = wf.predict_risk(ws, project=name)["risk"].idxmax()
     view = wf.recommend(ws, project=name, patient=patient)
@@ -427,7 +430,7 @@ def test_the_cohort_page_shows_its_risk_model_and_calibration(
     missing = site.client.get("/patients/model/calibration.png", params={"project": name})
     assert missing.status_code == 404
     wf.train_risk_classifier(
-        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=4
+        ws, project=name, outcome_column="event", exclude=["time", "tx"], n_bootstrap=39
     )
     card = wf.risk_model_card(ws, project=name)
     assert card["calibration"]["what"] == "P(event = 1)"

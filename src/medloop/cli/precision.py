@@ -206,9 +206,12 @@ def risk_train(
     ] = None,
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",
     bootstrap: Annotated[
-        int,
-        typer.Option(help="Refits on resamples for each patient's risk interval (0: none)."),
-    ] = 20,
+        int | None,
+        typer.Option(
+            help="Refits on resamples for each patient's 95% risk interval: 0 (none) or at "
+            "least 39, the fewest a 95% percentile interval needs (default: 39).",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -220,6 +223,9 @@ def risk_train(
         raise InvalidInputError(
             "--effects-horizon is for the effects of --treatment on survival data"
         )
+    from medloop.precision.intervals import REFITS  # sklearn and sksurv: only when training
+
+    refits = REFITS if bootstrap is None else bootstrap
     with open_workspace() as ws, progress_bar() as progress:
         if outcome is None:
             risk = workflows.precision.train_risk(
@@ -229,7 +235,7 @@ def risk_train(
                 event_column=event,
                 exclude=left_out,
                 method=method or "ensemble",
-                n_bootstrap=bootstrap,
+                n_bootstrap=refits,
                 seed=seed,
                 progress=progress,
             )
@@ -240,7 +246,7 @@ def risk_train(
                 outcome_column=outcome,
                 exclude=left_out,
                 method=method or "logistic",
-                n_bootstrap=bootstrap,
+                n_bootstrap=refits,
                 seed=seed,
                 progress=progress,
             )
@@ -268,7 +274,7 @@ def risk_train(
         for row in rows:
             print_json(row)
     else:
-        shown = ("metrics", "evaluation")
+        shown = ("metrics", "evaluation", "warning")
         out.print(table("trained", [{k: v for k, v in r.items() if k not in shown} for r in rows]))
         m, evaluation = rows[0]["metrics"], rows[0]["evaluation"]
         if outcome is None:
@@ -282,6 +288,19 @@ def risk_train(
                 f"score {m['brier']:.3f}, log loss {m['log_loss']:.3f} (prevalence "
                 f"{m['prevalence']:.3f})"
             )
+        if len(rows) > 1:
+            effects = rows[1]["metrics"]
+            verdict = "differs" if effects["heterogeneity_p"] < 0.05 else "no evidence it differs"
+            out.print(
+                f"treatment effect: average {100 * effects['average_effect']:+.1f} points; "
+                f"between patients: {verdict} (p = {effects['heterogeneity_p']:.2g}, best "
+                "linear predictor test)"
+            )
+        for row in rows:
+            if row["warning"]:
+                console.print(
+                    f"[bold red]warning:[/] {row['kind']} model: {escape(row['warning'])}"
+                )
 
 
 @risk_app.command("evaluate")
@@ -303,6 +322,8 @@ def risk_evaluate(
         print_json(card)
         return
     out.print(f"{card['name']} ({card['kind']}), {card['n_train']} patients, {card['evaluation']}")
+    if card["warning"]:
+        console.print(f"[bold red]warning:[/] {escape(card['warning'])}")
     spread = card["spread"]
     figures = {
         k: f"{v:.4f}" + (f" ± {spread[k]:.4f} (sd across folds)" if k in spread else "")
@@ -361,6 +382,8 @@ def risk_predict(
     if "notes" not in frame or not frame["notes"].notna().any():
         rows = [{k: v for k, v in row.items() if k != "notes"} for row in rows]
     out.print(table(title, rows))
+    if len(frame) and frame["model_warning"].iloc[0]:
+        console.print(f"[bold red]warning:[/] {escape(frame['model_warning'].iloc[0])}")
 
 
 @app.command()
@@ -413,6 +436,8 @@ def recommend(
         print_json(result)
         return
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
+    for warning in view.model_warnings:
+        console.print(f"[bold red]warning:[/] {escape(warning)}")
     for note in view.feature_notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     if view.risk is not None:
@@ -451,6 +476,8 @@ def recommend(
             f"benefit of treatment {100 * view.benefit:+.1f} points of "
             f"P({view.effect_outcome}){interval}"
         )
+        if view.heterogeneity_note:
+            out.print(view.heterogeneity_note)
         drivers = [
             {
                 "feature": d["feature"],
@@ -459,7 +486,8 @@ def recommend(
             }
             for d in view.drivers
         ]
-        out.print(table("what drives it (vs each feature at the cohort's mean)", drivers))
+        if drivers:
+            out.print(table("what drives it (vs each feature at the cohort's mean)", drivers))
     if decision is not None:
         out.print(f"{decision.doctor}: {decision.decision} -> {decision.treatment}")
 

@@ -3,11 +3,15 @@ effects and their off-policy evaluation. Pure library code over DataFrames and a
 
 Modules: `records` (tabular + FHIR import, free-text scrubbing), `features` (documented
 feature table), `genes` (gene-expression features), `risk` (calibrated classifiers),
-`survival` (scikit-survival models and metrics), `effects` (meta-learners with intervals,
-censoring weights), `drivers` (what moves one patient's estimate), `policy` (IPW policy
-value, Cox hazard ratio), `benchmark` (GBSG2 and ACTG 320).
+`survival` (scikit-survival models and metrics), `boosting` (the gradient-boosted Cox
+model with an O(n log n) loss), `intervals` (bootstrap percentile intervals and the
+refits they need), `samplesize` (events, and events per variable), `effects`
+(meta-learners with intervals, censoring weights), `heterogeneity` (does the effect
+differ between patients at all?), `drivers` (what moves one patient's estimate), `policy`
+(IPW policy value, Cox hazard ratio), `benchmark` (GBSG2 and ACTG 320).
 """
 
+from medloop.precision.boosting import CoxBoost
 from medloop.precision.drivers import LinearSurrogate
 from medloop.precision.effects import (
     CLEAR_BENEFIT,
@@ -19,6 +23,7 @@ from medloop.precision.effects import (
 )
 from medloop.precision.features import Feature, FeatureTable, convert_unit, observations_to_wide
 from medloop.precision.genes import GeneExpression, read_expression
+from medloop.precision.heterogeneity import Heterogeneity, heterogeneity_test
 from medloop.precision.policy import (
     Estimate,
     HazardRatio,
@@ -59,11 +64,13 @@ __all__ = [
     "CLEAR_HARM",
     "NO_CLEAR_BENEFIT",
     "SPREAD_SUFFIX",
+    "CoxBoost",
     "Estimate",
     "Feature",
     "FeatureTable",
     "GeneExpression",
     "HazardRatio",
+    "Heterogeneity",
     "LinearSurrogate",
     "PatientRecords",
     "PolicyReport",
@@ -82,6 +89,7 @@ __all__ = [
     "cross_validate_survival",
     "event_free_by",
     "followup_horizon",
+    "heterogeneity_test",
     "ipw_policy_value",
     "observations_to_wide",
     "read_expression",

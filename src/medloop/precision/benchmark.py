@@ -4,8 +4,10 @@ GBSG2 (German Breast Cancer Study Group 2) on scikit-survival's evaluation-guide
 (`train_test_split(X, y, stratify=y["cens"], random_state=1)`, IBS over the 10th-90th
 percentile of follow-up times, censoring distribution from all of y, as the guide does);
 ACTG 320 (`load_aids`, treatment `tx`, endpoint AIDS or death): cross-fitted IPW policy
-value of the recommendation vs treat-all / treat-none, and the Cox hazard ratio of `tx`
-(published 0.50, 95% CI 0.33-0.76; Hammer et al., NEJM 1997).
+value of the recommendation vs treat-all / treat-none, the Cox hazard ratio of `tx`
+(published 0.50, 95% CI 0.33-0.76; Hammer et al., NEJM 1997), and the best-linear-
+predictor test of whether the learner's effects differ between patients
+(`heterogeneity_test`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from medloop.precision.effects import treat_if_benefit
+from medloop.precision.effects import TreatmentEffects, treat_if_benefit
+from medloop.precision.heterogeneity import heterogeneity_test
 from medloop.precision.policy import cox_hazard_ratio, cross_fitted_policy_value
 from medloop.precision.survival import SurvivalModel, survival_metrics
 
@@ -71,7 +74,8 @@ def actg_data() -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
 def bench_actg(
     *, learner: str = "t", base: str = "gbm", n_splits: int = 5, seed: int = 0
 ) -> dict[str, float]:
-    """Cross-fitted IPW policy values (outcome: free of AIDS/death during follow-up)."""
+    """Cross-fitted IPW policy values (outcome: free of AIDS/death during follow-up), the
+    hazard ratio of treatment, and the heterogeneity test of the learner's effects."""
     X, treatment, time, event = actg_data()
     outcome = 1.0 - event.astype(float)
     report = cross_fitted_policy_value(
@@ -86,6 +90,18 @@ def bench_actg(
     values = report.as_dict("actg_")
     hr = cox_hazard_ratio(time, event, treatment)
     values.update({"actg_hr": hr.hr, "actg_hr_lower": hr.lower, "actg_hr_upper": hr.upper})
+    test = heterogeneity_test(
+        TreatmentEffects(learner, base), X, treatment, outcome, n_splits=n_splits, seed=seed
+    )
+    values.update(
+        {
+            "actg_average_effect": test.average_effect,
+            "actg_average_effect_se": test.average_effect_se,
+            "actg_heterogeneity_slope": test.slope,
+            "actg_heterogeneity_slope_se": test.slope_se,
+            "actg_heterogeneity_p": test.p_value,
+        }
+    )
     return values
 
 

@@ -13,7 +13,7 @@ censoring weights, the way to fit these learners on survival data.
 >>> X = pd.DataFrame({"x": rng.normal(size=400)})
 >>> t = rng.integers(0, 2, 400)
 >>> y = X["x"].to_numpy() * t + rng.normal(scale=0.1, size=400)
->>> est = TreatmentEffects(learner="t", base="linear", n_bootstrap=20).fit(X, t, y)
+>>> est = TreatmentEffects(learner="t", base="linear", n_bootstrap=39).fit(X, t, y)
 >>> bool(est.estimate(pd.DataFrame({"x": [2.0]}))["benefit"].iloc[0] > 1.5)
 True
 """
@@ -35,6 +35,7 @@ from sksurv.nonparametric import CensoringDistributionEstimator
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
 from medloop.precision.drivers import drivers_frame
+from medloop.precision.intervals import check_refits, percentile_interval
 from medloop.precision.survival import survival_target
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class TreatmentEffects:
     """Meta-learner for the conditional average treatment effect, with bootstrap intervals.
 
     Parameters: `learner` t/s/x; `base` "linear" (logistic or ridge) or "gbm"
-    (gradient boosting, single-threaded); `n_bootstrap` refits for the interval (0: none);
+    (gradient boosting, single-threaded); `n_bootstrap` refits for the interval (0: none;
+    else at least `intervals.min_refits(alpha)`, 39 for 95%);
     `alpha` for the (1 - alpha) interval; `seed`. `fit` takes an optional
     `sample_weight` (e.g. `event_free_by`'s censoring weights), passed to every base
     model, bootstrap refits and the X-learner's effect models included.
@@ -100,14 +102,8 @@ class TreatmentEffects:
         each."""
         _option(self.learner, LEARNERS, "learner")
         _option(self.base, BASES, "base")
-        if (
-            isinstance(self.n_bootstrap, bool)
-            or not isinstance(self.n_bootstrap, int)
-            or (self.n_bootstrap < 0)
-        ):
-            raise InvalidInputError(f"n_bootstrap must be 0 or more, got {self.n_bootstrap!r}")
-        if not 0 < self.alpha < 1:
-            raise InvalidInputError(f"alpha must be between 0 and 1, got {self.alpha!r}")
+        # 0 (no interval) or enough refits for a (1 - alpha) interval: 39+ for 95%
+        check_refits(self.n_bootstrap, self.alpha, none_allowed=True)
         X = _frame(X)
         t = np.asarray(treatment)
         y = np.asarray(outcome, dtype=float)
@@ -249,8 +245,7 @@ class TreatmentEffects:
         point = self._effect(self.models_, Xa)
         if self.boot_models_:
             draws = np.vstack([self._effect(m, Xa) for m in self.boot_models_])
-            lower = np.quantile(draws, self.alpha / 2, axis=0)
-            upper = np.quantile(draws, 1 - self.alpha / 2, axis=0)
+            lower, upper = percentile_interval(draws, self.alpha)
         else:
             lower = upper = np.full(len(point), np.nan)
         frame = pd.DataFrame({"benefit": point, "lower": lower, "upper": upper}, index=X.index)
@@ -283,8 +278,9 @@ class TreatmentEffects:
                 draws = np.vstack(
                     [self._outcomes(m, Xa)[arm == "treated"] for m in self.boot_models_]
                 )
-                frame[f"{arm}_lower"] = np.quantile(draws, self.alpha / 2, axis=0)
-                frame[f"{arm}_upper"] = np.quantile(draws, 1 - self.alpha / 2, axis=0)
+                frame[f"{arm}_lower"], frame[f"{arm}_upper"] = percentile_interval(
+                    draws, self.alpha
+                )
             else:  # no bootstrap, no interval
                 frame[f"{arm}_lower"] = frame[f"{arm}_upper"] = np.nan
         order = [f"{a}{s}" for a in ("control", "treated") for s in ("", "_lower", "_upper")]

@@ -24,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
+from medloop.precision.intervals import REFITS, check_refits, percentile_interval
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def bootstrap_risk_interval(
     y: Any,
     X_new: pd.DataFrame,
     *,
-    n_bootstrap: int = 20,
+    n_bootstrap: int = REFITS,
     alpha: float = 0.05,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
@@ -157,8 +158,7 @@ def bootstrap_risk_interval(
     A resample with fewer than `model.cv` patients of either class (too few for its
     calibration folds) is drawn again. `progress` is called with (refits done,
     n_bootstrap) after each refit."""
-    if n_bootstrap < 2:
-        raise InvalidInputError("a bootstrap interval needs n_bootstrap >= 2")
+    check_refits(n_bootstrap, alpha)  # 39+ for a 95% interval (`intervals`)
     target = np.asarray(y, dtype=int)
     fewest = model.cv if model.calibration != "none" else 1
     if min(np.bincount(target, minlength=2)) < fewest:
@@ -173,14 +173,8 @@ def bootstrap_risk_interval(
         draws.append(refit.predict_proba(X_new).to_numpy())
         if progress is not None:
             progress(len(draws), n_bootstrap)
-    stacked = np.stack(draws)
-    return pd.DataFrame(
-        {
-            "lower": np.quantile(stacked, alpha / 2, axis=0),
-            "upper": np.quantile(stacked, 1 - alpha / 2, axis=0),
-        },
-        index=X_new.index,
-    )
+    lower, upper = percentile_interval(np.stack(draws), alpha)
+    return pd.DataFrame({"lower": lower, "upper": upper}, index=X_new.index)
 
 
 def _matrix(X: pd.DataFrame) -> np.ndarray:

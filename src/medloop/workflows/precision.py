@@ -48,6 +48,9 @@ from medloop.precision import (
 )
 from medloop.precision.effects import event_free_by
 from medloop.precision.genes import PREFIX as GENE_PREFIX
+from medloop.precision.heterogeneity import heterogeneity_test
+from medloop.precision.intervals import REFITS, check_refits
+from medloop.precision.samplesize import check_events, events_warning
 from medloop.precision.survival import followup_horizon
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
@@ -337,6 +340,8 @@ class TrainedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     #: how `metrics` were measured, e.g. "out of fold, over 5 stratified folds"
     evaluation: str = ""
+    #: why the model's figures are rough (too few events per model column), if they are
+    warning: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -398,7 +403,7 @@ def train_risk(
     exclude: Sequence[str] = (),
     method: str = "ensemble",
     n_splits: int = 5,
-    n_bootstrap: int = 20,
+    n_bootstrap: int = REFITS,
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> TrainedModel:
@@ -408,19 +413,25 @@ def train_risk(
     the median time on record, of every patient's out-of-fold prediction), then refit on
     everyone with follow-up and register it. `n_bootstrap` refits on resamples give every
     patient of the cohort, followed up or not, a 95% band of the survival curve (and of
-    the risk); patients added after training get none until the next training.
+    the risk); patients added after training get none until the next training. Refused
+    with fewer than 10 events; trained with a warning, kept with the model and shown with
+    its every output, below 10 events per model column (`precision.samplesize`).
     `progress` counts the fits ("risk model: ...", n_splits + 1 + n_bootstrap in all)."""
     model = SurvivalModel(method, seed=seed)  # refuses an unknown method before any work
+    check_refits(n_bootstrap, none_allowed=True)  # and too few refits for a 95% band
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         cohort = prepo.features_frame(s, project_id=record.id)
     _outcome_columns(cohort, time_column, event_column)
     frame = cohort.dropna(subset=[time_column, event_column])
     y = survival_target(frame[time_column], frame[event_column].astype(int))
+    events = int(y["event"].sum())
+    check_events(events=events, where=f"cohort {project!r}")
     drop = [time_column, event_column, *exclude]
     # The table learns fill values and categories, never the outcome: fitted on everyone.
     table = _feature_table(frame, drop).fit(frame)
     X_all = table.transform(frame)
+    warning = events_warning(events=events, parameters=X_all.shape[1])
     horizon = followup_horizon(y["time"])
     fits = n_splits + 1 + n_bootstrap
     stage = "risk model: cross-validation, then the final fit"
@@ -468,7 +479,13 @@ def train_risk(
         bundle=bundle,
         n_train=len(frame),
         features=table.columns_,
-        target={"time": time_column, "event": event_column, "horizon": horizon, "folds": n_splits},
+        target={
+            "time": time_column,
+            "event": event_column,
+            "horizon": horizon,
+            "folds": n_splits,
+            **({"warning": warning} if warning else {}),
+        },
         metrics=metrics,
         calibration=calibration.to_dict(orient="records"),
     )
@@ -511,7 +528,14 @@ def _register_risk_model(
             detail={"kind": kind, "version": version.version, **metrics},
         )
         return TrainedModel(
-            kind, version.version, method, n_train, features, metrics, _evaluation(target)
+            kind,
+            version.version,
+            method,
+            n_train,
+            features,
+            metrics,
+            _evaluation(target),
+            target.get("warning"),
         )
 
 
@@ -524,7 +548,7 @@ def train_risk_classifier(
     method: str = "logistic",
     calibration: str = "sigmoid",
     n_splits: int = 5,
-    n_bootstrap: int = 20,
+    n_bootstrap: int = REFITS,
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> TrainedModel:
@@ -537,9 +561,11 @@ def train_risk_classifier(
     stored version also keeps the calibration curve); then it is refitted on everyone and
     registered. `n_bootstrap` refits on resamples give every patient of the cohort, outcome
     known or not, a 95% interval of the risk (patients added later get none until the
-    next training).
+    next training). Refused with fewer than 10 patients of the rarer outcome, warned below
+    10 per model column (`precision.samplesize`).
     `progress` counts the fits ("risk classifier: ...", n_splits + 1 + n_bootstrap)."""
     model = RiskClassifier(method, calibration=calibration, seed=seed)  # options checked here
+    check_refits(n_bootstrap, none_allowed=True)
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         cohort = prepo.features_frame(s, project_id=record.id)
@@ -551,8 +577,13 @@ def train_risk_classifier(
             f"outcome column {outcome_column!r} must be 0/1 with both values present; "
             f"got {sorted(outcome.unique().tolist())[:5]}"
         )
+    rarer = int(outcome.value_counts().min())  # a 0/1 outcome's events: the rarer value
+    check_events(events=rarer, what="patients with the rarer outcome", where=f"cohort {project!r}")
     table = _feature_table(frame, [outcome_column, *exclude]).fit(frame)
     X, y = table.transform(frame), outcome.astype(int).to_numpy()
+    warning = events_warning(
+        events=rarer, parameters=X.shape[1], what="patients with the rarer outcome"
+    )
     fits = n_splits + 1 + n_bootstrap
     stage = "risk classifier: cross-validation, then the final fit"
     progress(stage, 0, fits)
@@ -594,7 +625,12 @@ def train_risk_classifier(
         bundle=bundle,
         n_train=len(frame),
         features=table.columns_,
-        target={"outcome": outcome_column, "calibration": calibration, "folds": n_splits},
+        target={
+            "outcome": outcome_column,
+            "calibration": calibration,
+            "folds": n_splits,
+            **({"warning": warning} if warning else {}),
+        },
         metrics=metrics,
         calibration=evaluation["calibration"],
     )
@@ -611,7 +647,7 @@ def train_effects(
     exclude: Sequence[str] = (),
     learner: str = "t",
     base: str = "gbm",
-    n_bootstrap: int = 30,
+    n_bootstrap: int = REFITS,
     seed: int = 0,
     treated: str = "treat",
     control: str = "no treatment",
@@ -624,7 +660,13 @@ def train_effects(
     same rule, the median time on record), patients censored before it left out and the
     others weighted by the inverse probability of censoring within their arm
     (`event_free_by`); without one, "free of the event during follow-up" (a 0/1
-    outcome). `progress` counts the fits ("effects model: ...", 1 + n_bootstrap)."""
+    outcome). Refused with fewer than 10 patients of either outcome in either arm; trained
+    with a warning below 10 per model column (`precision.samplesize`). The best linear
+    predictor test (`precision.heterogeneity`, 5 folds) then says whether the effects
+    differ between patients at all; it is kept with the model, and where it finds no
+    evidence the patients' drivers are not shown. `progress` counts the fits ("effects
+    model: ...", 1 + n_bootstrap + 5)."""
+    check_refits(n_bootstrap, none_allowed=True)
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
@@ -651,15 +693,39 @@ def train_effects(
             {"time": time_column, "horizon": horizon, "censored_before": int((~known).sum())}
         )
         frame, outcome, weight = frame[known], outcome[known], weight[known]
-    stage = "effects model: fit and bootstrap refits"
-    progress(stage, 0, 1 + n_bootstrap)
+    arm = frame[treatment_column].to_numpy()
+    # each arm's model learns from its rarer outcome (events, or the event-free)
+    rarer = min(int(((arm == a) & (outcome == o)).sum()) for a in (0, 1) for o in (0.0, 1.0))
+    what = "patients with the rarer outcome in one arm"
+    check_events(events=rarer, what=what, where=f"cohort {project!r}")
+    X = table.transform(frame)
+    warning = events_warning(events=rarer, parameters=X.shape[1], what=what)
+    stage = "effects model: fit and bootstrap refits, then the heterogeneity test"
+    folds = 5
+    progress(stage, 0, 1 + n_bootstrap + folds)
     model = TreatmentEffects(learner, base, n_bootstrap=n_bootstrap, seed=seed).fit(
-        table.transform(frame),
-        frame[treatment_column].to_numpy(),
+        X,
+        arm,
         outcome,
         sample_weight=weight,
-        progress=lambda done, total: progress(stage, done, total),
+        progress=lambda done, _total: progress(stage, done, 1 + n_bootstrap + folds),
     )
+    # Do the effects differ between patients beyond noise? Else the drivers are not shown.
+    heterogeneity = heterogeneity_test(
+        model,
+        X,
+        arm,
+        outcome,
+        sample_weight=weight,
+        n_splits=folds,
+        seed=seed,
+        progress=lambda done, _total: progress(
+            stage, 1 + n_bootstrap + done, 1 + n_bootstrap + folds
+        ),
+    )
+    target["heterogeneity"] = heterogeneity.as_dict()
+    if warning:
+        target["warning"] = warning
     blob = _save(ws, {"table": table, "model": model, "treated": treated, "control": control})
     with ws.db.session() as s:
         version = prepo.add_risk_model(
@@ -680,7 +746,21 @@ def train_effects(
             entity_id=version.id,
             detail={"kind": EFFECTS, "version": version.version},
         )
-        return TrainedModel(EFFECTS, version.version, version.method, len(frame), table.columns_)
+        return TrainedModel(
+            EFFECTS,
+            version.version,
+            version.method,
+            len(frame),
+            table.columns_,
+            metrics={
+                "average_effect": heterogeneity.average_effect,
+                "average_effect_se": heterogeneity.average_effect_se,
+                "heterogeneity_slope": heterogeneity.slope,
+                "heterogeneity_p": heterogeneity.p_value,
+            },
+            evaluation=f"heterogeneity: best linear predictor test, {folds} folds",
+            warning=warning,
+        )
 
 
 def _default_horizon(
@@ -780,6 +860,7 @@ def _risk_frame(
     out.insert(2, "risk_upper", interval["upper"].astype(float))
     out["model_kind"] = version.kind
     out["model_version"] = version.version
+    out["model_warning"] = target.get("warning")
     return out
 
 
@@ -903,7 +984,11 @@ class RecommendationView:
     interval, and the benefit over the reference option (the control) with its interval
     and verdict ("no clear benefit" when the interval covers zero); `feature_notes` what
     to know about the values the models saw (missing ones filled in, numbers outside the
-    range they learnt from)."""
+    range they learnt from); `model_warnings` why a model's figures are rough (too few
+    events per model column); `heterogeneity` the effects model's test of whether the
+    effect differs between patients at all (`precision.heterogeneity`), said in
+    `heterogeneity_note`: where it finds no evidence, `drivers` is empty, since the
+    differences they would explain are noise."""
 
     recommendation_id: int
     patient: str
@@ -927,6 +1012,9 @@ class RecommendationView:
     options: list[str] = field(default_factory=list)
     option_estimates: list[dict[str, Any]] = field(default_factory=list)
     feature_notes: list[str] = field(default_factory=list)
+    model_warnings: list[str] = field(default_factory=list)
+    heterogeneity: dict[str, Any] | None = None
+    heterogeneity_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -967,6 +1055,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     estimates: list[dict[str, Any]] = []
     survival: dict[str, list[float]] = {}
     notes: list[str] = []
+    warnings: list[str] = []
     if risk_version is not None:
         bundle = _load(ws, risk_version.blob_sha256)
         notes += bundle["table"].notes(frame).get(pseudonym, [])
@@ -980,6 +1069,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             detail["risk_interval_missing"] = _missing_interval(bundle, risk_version, changed)
         risk_drivers = _risk_drivers(bundle, X, frame)
         detail["risk_interval"] = risk_interval
+        warnings += _warning(risk_version)
         if risk_version.kind == SURVIVAL:
             horizon = float(bundle["horizon"])
             survival = _survival_curve(bundle, X, pseudonym)
@@ -1001,7 +1091,13 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         treated, control = bundle["treated"], bundle["control"]
         options = [treated, control]
         suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
-        if hasattr(effects, "mean_"):  # effect models trained before 2026-12-07 kept no means
+        warnings += _warning(versions[EFFECTS])
+        heterogeneity = (versions[EFFECTS].target or {}).get("heterogeneity")
+        if heterogeneity is not None:  # models trained before 2026-12-07 were not tested
+            detail["heterogeneity"] = heterogeneity
+            detail["heterogeneity_note"] = _heterogeneity_note(heterogeneity)
+        shown = heterogeneity is None or heterogeneity["evidence"]  # else noise, not drivers
+        if shown and hasattr(effects, "mean_"):  # models before 2026-12-07 kept no means
             drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
         estimates = _option_estimates(effects, X, row, treated=treated, control=control)
         detail["effects_model_version"] = versions[EFFECTS].version
@@ -1015,6 +1111,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             "option_estimates": estimates,
             "suggested": suggested,
             "feature_notes": notes,
+            "model_warnings": warnings,
         }
     )
     with ws.db.session() as s:
@@ -1062,6 +1159,32 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         options=options,
         option_estimates=estimates,
         feature_notes=notes,
+        model_warnings=warnings,
+        heterogeneity=detail.get("heterogeneity"),
+        heterogeneity_note=detail.get("heterogeneity_note"),
+    )
+
+
+def _warning(version: RiskModelVersion) -> list[str]:
+    """A model's stored warning (too few events per column) as a list, named by model."""
+    warning = (version.target or {}).get("warning")
+    return [f"{version.kind} model v{version.version}: {warning}"] if warning else []
+
+
+def _heterogeneity_note(test: Mapping[str, Any]) -> str:
+    """What the heterogeneity test says, for a doctor: whether the effect differs between
+    patients, and where not, the average effect that applies to everyone."""
+    p = float(test["p_value"])
+    if test["evidence"]:
+        return (
+            f"the effect differs between patients (p = {p:.2g}, test of the model's predicted "
+            "differences): the drivers say what moves it for this patient"
+        )
+    average, se = float(test["average_effect"]), float(test["average_effect_se"])
+    return (
+        f"no evidence that the effect differs between patients (p = {p:.2g}); the average "
+        f"effect applies: {100 * average:+.1f} points (95% CI {100 * (average - 1.96 * se):+.1f}"
+        f" to {100 * (average + 1.96 * se):+.1f})"
     )
 
 
@@ -1409,6 +1532,7 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
             if k.endswith(SPREAD_SUFFIX)
         },
         "calibration": {"what": what, "predicted": predicted, "observed": observed},
+        "warning": target.get("warning"),
     }
 
 
