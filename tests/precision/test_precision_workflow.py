@@ -402,8 +402,8 @@ def test_a_cohort_without_follow_up_time_gets_a_calibrated_classifier(tmp_path: 
         )
         assert trained.kind == "classification" and "time" not in trained.features
         assert trained.metrics["auc"] > 0.6 and 0 < trained.metrics["brier"] < 0.25
-        # 5 folds, the final fit, then 4 bootstrap refits for the intervals
-        assert calls == [(done, 10) for done in range(11)]
+        # 5 folds, the final fit, then 39 bootstrap refits for the intervals
+        assert calls == [(done, 45) for done in range(46)]
         predicted = wf.predict_risk(ws, project="trial")
         assert predicted["model_kind"].eq("classification").all()
         assert predicted["outcome"].eq("event").all() and predicted["horizon"].isna().all()
@@ -713,8 +713,8 @@ def test_an_effect_model_from_before_drivers_still_recommends(tmp_path: Path) ->
     ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
     try:
         wf.import_patients_table(
-            ws, project="trial", path=trial_csv(tmp_path / "t.csv", n=80), id_column="mrn"
-        )
+            ws, project="trial", path=trial_csv(tmp_path / "t.csv", n=160), id_column="mrn"
+        )  # 10+ patients of each outcome in each arm
         wf.train_effects(
             ws, project="trial", treatment_column="tx", event_column="event", exclude=["time"],
             base="linear", n_bootstrap=0,

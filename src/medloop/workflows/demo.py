@@ -34,7 +34,6 @@ import pandas as pd
 from medloop import workflows
 from medloop.config import Settings
 from medloop.exceptions import ConflictError
-from medloop.precision.intervals import REFITS
 from medloop.types import Role
 from medloop.workflows.progress import Progress, no_progress
 
@@ -331,7 +330,6 @@ def seed_cohort(ws: Workspace, *, seed: int = 0) -> PatientImport:
         event_column="event",
         time_column="time",
         base="linear",
-        n_bootstrap=REFITS,
         seed=seed,
         treated="hormone therapy",
         control="no hormone therapy",
