@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from web_support import PASSWORD, Site
 
 from medloop.exceptions import NotFoundError
@@ -172,7 +173,7 @@ def test_doctor_reads_the_page_and_every_read_is_audited(site: Site, cohort: lis
     assert view.recommendation in text
     assert all(d["feature"] in text for d in view.drivers)
     note = view.heterogeneity_note or ""  # whether the effect differs between patients
-    assert note and 'id="heterogeneity"' in text and note[1:] in text
+    assert note and 'id="heterogeneity"' in text and str(escape(note[1:])) in text
     assert ("What drives the benefit" in text) == view.heterogeneity["evidence"]
     assert 'name="decision" value="override"' in text and 'name="csrf_token"' in text
     assert f"/patients/{patient}/survival.png?project=trial%20cohort" in text
