@@ -10,9 +10,19 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from medloop.exceptions import IngestError, InvalidInputError
-from medloop.ingest import dicom_image, pseudonymize, read_dicom_folder
+from medloop.ingest import (
+    SkippedFile,
+    dicom_image,
+    group_skipped,
+    pseudonymize,
+    read_dicom_folder,
+    scan_dicom_folder,
+)
+from medloop.ingest.dicom import DUPLICATE, MULTI_FRAME, NOT_AN_IMAGE, NOT_DICOM
 
 KEY = b"dicom-test-key"
 
@@ -73,7 +83,7 @@ def test_reads_deidentified_records(folder: Path) -> None:
 def test_progress_counts_every_dicom_file(folder: Path) -> None:
     calls: list[tuple[int, int]] = []
     read_dicom_folder(folder, key=KEY, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # readme.txt is not a candidate
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # readme.txt is not an image
 
 
 def test_images_follow_window_rescale_and_luma() -> None:
@@ -100,22 +110,121 @@ def test_classes_argument_and_no_csv(folder: Path) -> None:
     assert classes == ["normal", "abnormal"] and all(r.label is None for r in records)
 
 
-def test_duplicate_instance(folder: Path) -> None:
+def test_a_second_file_of_the_same_instance_is_skipped_and_listed(folder: Path) -> None:
     _copy("MR_small_RLE.dcm", folder, "zz_again.dcm")  # same SOP instance as MR_small
-    with pytest.raises(IngestError, match=r"zz_again\.dcm: duplicate item"):
-        read_dicom_folder(folder, key=KEY)
+    scanned = scan_dicom_folder(folder, key=KEY)
+    assert [f.source for f in scanned.files] == ["ct.dcm", "mr", "sub/rgb.DCM"]
+    assert SkippedFile("zz_again.dcm", DUPLICATE, "same SOP instance as 'mr'") in scanned.skipped
+    (folder / "labels.csv").write_text("file,label\nmr,a\nzz_again.dcm,b\n")
+    with pytest.raises(IngestError, match=r"zz_again\.dcm: duplicate item.*labelled otherwise"):
+        scan_dicom_folder(folder, key=KEY)
 
 
-def test_no_pixel_data(folder: Path) -> None:
+def test_objects_without_pixels_and_multiframe_images_are_skipped_and_listed(
+    folder: Path,
+) -> None:
+    """A study export holds presentation states, key objects and reports beside the
+    images, and now and then a multi-frame image: set aside by the header pass, listed,
+    and the rest imported."""
     _copy("rtplan.dcm", folder, "plan.dcm")
-    with pytest.raises(IngestError, match=r"plan\.dcm: no pixel data"):
-        read_dicom_folder(folder, key=KEY)
-
-
-def test_multiframe_rejected(folder: Path) -> None:
+    for name, sop_class in (("PR0001", "1.2.840.10008.5.1.4.1.1.11.1"), ("KO0001", KO)):
+        _object_without_pixels(folder / name, sop_class)
     _copy("examples_ybr_color.dcm", folder, "cine.dcm")
-    with pytest.raises(IngestError, match=r"cine\.dcm: multi-frame"):
-        read_dicom_folder(folder, key=KEY, pixels_checked=True)
+    scanned = scan_dicom_folder(folder, key=KEY, pixels_checked=True)
+    assert len(scanned.files) == 3
+    assert group_skipped(scanned.skipped) == {
+        NOT_AN_IMAGE: ["KO0001", "PR0001", "plan.dcm"],
+        MULTI_FRAME: ["cine.dcm"],
+        NOT_DICOM: ["readme.txt"],
+    }
+    details = {f.source: f.detail for f in scanned.skipped}
+    assert details["PR0001"] == (
+        "not an image (Grayscale Softcopy Presentation State Storage: no pixel data)"
+    )
+    assert details["cine.dcm"].startswith("multi-frame (30 frames")
+    (folder / "labels.csv").write_text("file,label\nct.dcm,a\nplan.dcm,b\n")
+    with pytest.raises(IngestError, match=r"'plan\.dcm' listed but not an image"):
+        scan_dicom_folder(folder, key=KEY, pixels_checked=True)
+
+
+KO = "1.2.840.10008.5.1.4.1.1.88.59"  # Key Object Selection Document
+
+
+def _object_without_pixels(path: Path, sop_class: str) -> None:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.Modality = "KH-1", "PR"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_files_without_preamble_or_suffix_are_read_and_others_listed(tmp_path: Path) -> None:
+    """Older PACS and CD exports write IM0001 with no preamble and no file meta; a file
+    that is not DICOM at all is counted, not silently passed over."""
+    root = tmp_path / "export"
+    _copy("CT_small.dcm", root, "a.dcm")
+    bare = pydicom.dcmread(_testfile("MR_small.dcm"))
+    bare.preamble, bare.file_meta = None, FileMetaDataset()
+    bare.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    pydicom.dcmwrite(root / "IM0001", bare, enforce_file_format=False, implicit_vr=True)
+    assert (root / "IM0001").read_bytes()[128:132] != b"DICM"
+    no_class = pydicom.dcmread(_testfile("CT_small.dcm"))
+    no_class.SOPInstanceUID = generate_uid()
+    (root / "VERSION").write_bytes(b"1.2\n")
+    (root / "viewer.exe").write_bytes(bytes(range(256)) * 8)
+    scanned = scan_dicom_folder(root, key=KEY)
+    assert [f.source for f in scanned.files] == ["IM0001", "a.dcm"]
+    assert group_skipped(scanned.skipped) == {NOT_DICOM: ["VERSION", "viewer.exe"]}
+    assert [r.image.shape for r in scanned.records()] == [(64, 64), (128, 128)]
+    # pixel data without a SOP class: read by the header pass as on reading it, and
+    # refused there (it could not be stored as a DICOM file), not passed over
+    del no_class.SOPClassUID
+    no_class.preamble, no_class.file_meta = None, bare.file_meta
+    pydicom.dcmwrite(root / "IM0002", no_class, enforce_file_format=False, implicit_vr=True)
+    with pytest.raises(IngestError, match=r"IM0002: pixel data but no SOP Class UID"):
+        scan_dicom_folder(root, key=KEY)
+
+
+def test_air_slices_and_offset_images_are_different_images(tmp_path: Path) -> None:
+    """Duplicates are told by the stored pixel values, not by the 8-bit rendering: CT
+    slices above the body are all air under a soft-tissue window (all black), and two
+    images differing by a constant render the same by min-max scaling."""
+    root = tmp_path / "series"
+    rng = np.random.default_rng(0)
+    air = [rng.integers(0, 30, (8, 8), dtype=np.uint16) for _ in range(2)]
+    ramp = np.tile(np.arange(0, 4000, 500, dtype=np.uint16), (8, 1))
+    for name, pixels, window in (
+        ("IM0007", air[0], True),
+        ("IM0008", air[1], True),
+        ("CR0001", ramp, False),
+        ("CR0002", ramp + 1, False),
+        ("CR0003", ramp + 1, False),  # the same image stored again under a new UID
+    ):
+        _write_ct(root / name, pixels, window=window)
+    scanned = scan_dicom_folder(root, key=KEY)
+    records = list(scanned.records())
+    assert records[3].image.max() == 0 == records[4].image.max()  # both all black
+    np.testing.assert_array_equal(records[0].image, records[1].image)
+    assert [r.duplicate_of for r in records] == [None, None, "CR0002", None, None]
+    _, read = read_dicom_folder(root, key=KEY)
+    assert [r.source for r in read] == ["CR0001", "CR0002", "IM0007", "IM0008"]
+    again = list(scanned.records(scanned.files[2:], stored=scanned.files[:2]))
+    assert [r.duplicate_of for r in again] == ["CR0002", None, None]  # a run resumed
+
+
+def _write_ct(path: Path, pixels: np.ndarray, *, window: bool) -> None:
+    ds = pydicom.dcmread(_testfile("CT_small.dcm"))
+    ds.Rows, ds.Columns = pixels.shape
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if window:
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path)
 
 
 def test_corrupt_dicom(folder: Path) -> None:

@@ -41,9 +41,9 @@ def test_an_import_that_failed_part_way_is_run_again_and_skips_what_is_in(
     folder = tmp_path / "ct"
     write_dicoms(folder, FILES)
     broken = pydicom.dcmread(folder / "09.dcm")
-    del broken.PixelData  # the header is fine: found only when its image is read
+    broken.PixelData = b"\0" * 10  # the header is fine: found only when its image is read
     broken.save_as(folder / "09.dcm")
-    with pytest.raises(IngestError, match=r"09\.dcm: no pixel data"):
+    with pytest.raises(IngestError, match=r"09\.dcm: cannot decode pixel data"):
         ingest.ingest_dicom_folder(ws, folder=folder, project="ct")
     assert _count(ws, "ct") == 8  # two batches of 4 committed before the error
     left = storage.collect_garbage(ws, grace_hours=0, actor="test").unused
@@ -171,3 +171,34 @@ def test_a_file_refused_by_its_header_stops_the_import_before_anything_is_stored
     with ws.db.session() as s:
         assert repo.list_projects(s) == []
     assert not [p for p in ws.blobs.root.rglob("*") if p.is_file()]
+
+
+def test_a_study_export_is_imported_with_what_is_not_an_image_listed(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """CT slices all air under the window render alike across batches (an import was
+    refused as 'duplicate item'); a second copy of a file, a presentation state and a
+    README are left out and listed, and the rest imported."""
+    folder = tmp_path / "study"
+    write_dicoms(folder, FILES)
+    (folder / "labels.csv").unlink()
+    for i in range(FILES):
+        ds = pydicom.dcmread(folder / f"{i:02d}.dcm")
+        ds.PixelData = np.full((8, 8), i, dtype=np.uint16).tobytes()  # air: all black
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        ds.save_as(folder / f"IM{i:04d}")
+        (folder / f"{i:02d}.dcm").unlink()
+    (folder / "IM9999").write_bytes((folder / "IM0003").read_bytes())
+    presentation = pydicom.dcmread(folder / "IM0000")
+    del presentation.PixelData
+    presentation.SOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"
+    presentation.SOPInstanceUID = "1.2.3.4"
+    presentation.save_as(folder / "PR0001")
+    (folder / "README.TXT").write_text("CD export")
+    summary = ingest.ingest_dicom_folder(ws, folder=folder, project="ct", classes=["a", "b"])
+    assert summary.items == FILES
+    assert summary.left_out == {
+        "not DICOM": ["README.TXT"],
+        "not an image": ["PR0001"],
+        "duplicate": ["IM9999"],
+    }

@@ -144,6 +144,11 @@ def _ingest_folder(
         out.print(f"ingested {summary.items} items ({summary.patients} patients): {splits}")
     if summary.skipped:
         out.print(f"skipped {summary.skipped} already imported")
+    for reason, names in summary.left_out.items():
+        shown = ", ".join(names[:10]) + (
+            f", ... ({len(names) - 10} more)" if len(names) > 10 else ""
+        )
+        out.print(f"{len(names)} files skipped ({reason}): {shown}")
     if summary.final_labels:
         out.print(f"{summary.final_labels} labels are final labels by {final_by}: train on them")
     elif summary.labelled:

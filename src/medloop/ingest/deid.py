@@ -157,6 +157,8 @@ TEXT_PRONE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.77.1": "visible-light photograph",
 }
 _SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT", "UC"})
+#: Pixel Data and its float and double-float kinds.
+PIXEL_DATA_KEYWORDS = ("FloatPixelData", "DoubleFloatPixelData", "PixelData")
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
@@ -437,22 +439,39 @@ def read_dicom(path: Path, *, only: tuple[str, ...] | None = None) -> Dataset:
     if not path.is_file():
         raise IngestError(path, "file not found")
     partial: dict[str, Any] = {}
-    if only is not None:
-        partial = {"stop_before_pixels": True, "specific_tags": ["SOPClassUID", *only]}
+    if only is not None:  # the pixel data's tag is read, its value deferred, never loaded
+        tags = ["SOPClassUID", *only, *PIXEL_DATA_KEYWORDS]
+        partial = {"specific_tags": tags, "defer_size": 1024}
     try:
         try:
             ds = pydicom.dcmread(path, **partial)
         except InvalidDicomError:
             ds = pydicom.dcmread(path, force=True, **partial)
-            if "SOPClassUID" not in ds and "PixelData" not in ds:
+            if "SOPClassUID" not in ds and not has_pixel_data(ds):
                 raise IngestError(path, "not a DICOM file") from None
-        for _ in ds.iterall():  # decode every element now, so corruption surfaces here
-            pass
+        _decode_elements(ds, skip=_PIXEL_TAGS if only is not None else frozenset())
     except IngestError:
         raise
     except Exception as exc:  # pydicom raises many types on damaged files
         raise IngestError(path, f"not a readable DICOM file: {exc}") from exc
     return ds
+
+
+def has_pixel_data(dataset: Dataset) -> bool:
+    """Whether `dataset` holds pixel data (of any of the three kinds), without loading it."""
+    return any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS)
+
+
+def _decode_elements(ds: Dataset, *, skip: frozenset[int]) -> None:
+    """Decode every element of `ds` (but those tagged `skip`) now, so that a damaged file
+    fails here and not halfway through an import."""
+    for tag in list(ds.keys()):  # iterating a dataset itself would load deferred values
+        if int(tag) in skip:
+            continue
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _decode_elements(item, skip=frozenset())
 
 
 def dicom_to_bytes(dataset: Dataset) -> bytes:

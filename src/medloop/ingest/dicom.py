@@ -1,11 +1,17 @@
 """A folder of DICOM images, de-identified on read, with an optional labels CSV.
 
 `scan_dicom_folder` checks every file by its header (readable, not showing who the
-patient is, one instance each) before any pixels are read; `DicomFolder.records` then
-de-identifies every file (`medloop.ingest.deid`) one at a time before anything leaves it:
-records carry only the de-identified file bytes, a display image and the patient
-pseudonym. File names are kept as given (``source``), so they must not carry
-personal data themselves.
+patient is) before any pixels are read; `DicomFolder.records` then de-identifies every
+file (`medloop.ingest.deid`) one at a time before anything leaves it: records carry only
+the de-identified file bytes, a display image and the patient pseudonym. File names are
+kept as given (``source``), so they must not carry personal data themselves.
+
+What a hospital's export holds besides single-frame images is set aside and listed
+(`SkippedFile`), never a reason to refuse the rest: files that are not DICOM (a CD's
+viewer, a README), objects without pixel data (presentation states, key objects,
+structured reports), multi-frame images, and true duplicates, that is a second file of
+the same SOP instance or, read later, of the same stored pixel values (`raw_pixel_digest`,
+never the rendered image: two CT slices all air under the window render the same).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.uid import UID
 
 from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest.deid import (
@@ -26,6 +33,7 @@ from medloop.ingest.deid import (
     deidentified_identity,
     deidentify,
     dicom_to_bytes,
+    has_pixel_data,
     pseudonymize,
     read_dicom,
 )
@@ -42,6 +50,22 @@ logger = logging.getLogger(__name__)
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index, not an image
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 
+#: Why a file of a folder was set aside (`SkippedFile.reason`).
+NOT_DICOM = "not DICOM"
+NOT_AN_IMAGE = "not an image"
+MULTI_FRAME = "multi-frame"
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of a DICOM folder that is not imported: ``reason`` one of `NOT_DICOM`,
+    `NOT_AN_IMAGE`, `MULTI_FRAME`, `DUPLICATE`; ``detail`` says more."""
+
+    source: str
+    reason: str
+    detail: str
+
 
 @dataclass(frozen=True)
 class DicomRecord:
@@ -52,6 +76,8 @@ class DicomRecord:
     ``source`` is the file's name (which may name the patient: for messages while
     reading only); ``reference`` what the store keeps instead, the de-identified
     SOPInstanceUID (keyed, so the same file always maps to the same one).
+    ``duplicate_of`` names an earlier file of the same `DicomFolder.records` call with
+    the same stored pixel values: a true duplicate, not to be stored.
     """
 
     source: str
@@ -60,6 +86,13 @@ class DicomRecord:
     dicom_bytes: bytes
     patient_pseudonym: str
     label: int | None
+    duplicate_of: str | None = None
+
+
+def raw_pixel_digest(dataset: Dataset) -> str:
+    """`pixel_digest` of the stored pixel values as decoded (``pixel_array``), before any
+    rescale or window: equal only for the same image, whatever its transfer syntax."""
+    return pixel_digest(dataset.pixel_array)
 
 
 def dicom_image(dataset: Dataset) -> np.ndarray:
@@ -68,7 +101,8 @@ def dicom_image(dataset: Dataset) -> np.ndarray:
     Grey images go through the modality LUT (rescale slope/intercept), then the first
     VOI window (linear, PS3.3 C.11.2.1.2) or VOI LUT when present, else min-max
     scaling; MONOCHROME1 is inverted. Colour images (RGB, YBR, palette) become grey by
-    ITU-R 601 luma. Raises `InvalidInputError` for multi-frame or undecodable data.
+    ITU-R 601 luma. Raises `InvalidInputError` for multi-frame or undecodable data
+    (naming the transfer syntax, whose decoder may be missing).
     """
     if "PixelData" not in dataset:
         raise InvalidInputError("no pixel data (not an image)")
@@ -76,9 +110,10 @@ def dicom_image(dataset: Dataset) -> np.ndarray:
     try:
         pixels = dataset.pixel_array
     except Exception as exc:  # decoders raise many types (missing plugin, bad data)
-        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", "?")
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        name = f"{syntax.name} ({syntax})" if isinstance(syntax, UID) else "?"
         raise InvalidInputError(
-            f"cannot decode pixel data (transfer syntax {syntax}): {exc}"
+            f"cannot decode pixel data (transfer syntax {name}): {exc}"
         ) from exc
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
@@ -117,22 +152,35 @@ class DicomFile:
 @dataclass(frozen=True)
 class DicomFolder:
     """A checked DICOM folder (`scan_dicom_folder`): its classes and image files, sorted
-    by ``source``, which `records` reads and de-identifies one at a time."""
+    by ``source``, which `records` reads and de-identifies one at a time, and the files
+    set aside (`SkippedFile`)."""
 
     folder: Path
     classes: list[str]
     files: list[DicomFile]
     key: bytes = field(repr=False)
     pixels_checked: bool = False
+    skipped: list[SkippedFile] = field(default_factory=list)
 
-    def records(self, files: Iterable[DicomFile] | None = None) -> Iterator[DicomRecord]:
+    def records(
+        self, files: Iterable[DicomFile] | None = None, *, stored: Iterable[DicomFile] = ()
+    ) -> Iterator[DicomRecord]:
         """Read, de-identify and render `files` (default all) one by one, so memory holds
         one image at a time.
 
-        Raises `IngestError` naming the file for pixel data that is absent or cannot be
-        decoded, identical pixels to an earlier file of the same call, or a file changed
-        since the folder was scanned."""
-        seen_pixels: dict[str, str] = {}
+        A file with the same stored pixel values as an earlier one of the call is a true
+        duplicate (the same image under another SOP instance UID): its record says so
+        (``duplicate_of``); so does one with the pixels of a file of `stored` (imported by
+        a run before, whose pixels are read first). Raises `IngestError` naming the file
+        for pixel data that cannot be decoded, a duplicate labelled otherwise than its
+        twin, or a file changed since the folder was scanned."""
+        seen_pixels: dict[str, DicomFile] = {}
+        for file in stored:
+            path = self.folder / file.source
+            try:
+                seen_pixels.setdefault(raw_pixel_digest(read_dicom(path)), file)
+            except Exception as exc:  # decoders raise many types (missing plugin, bad data)
+                raise IngestError(path, f"cannot decode pixel data: {exc}") from exc
         for file in self.files if files is None else files:
             path = self.folder / file.source
             try:
@@ -145,12 +193,12 @@ class DicomFolder:
             instance = str(clean.get("SOPInstanceUID", "") or "")
             if _reference(instance, file.source, key=self.key) != file.reference:
                 raise IngestError(path, "the file changed while the folder was read")
-            digest = pixel_digest(image)
-            if digest in seen_pixels:
+            twin = seen_pixels.setdefault(raw_pixel_digest(clean), file)
+            if twin is not file and twin.label != file.label:
                 raise IngestError(
-                    path, f"duplicate item: identical pixels to {seen_pixels[digest]!r}"
+                    path,
+                    f"duplicate item: identical pixels to {twin.source!r}, labelled otherwise",
                 )
-            seen_pixels[digest] = file.source
             yield DicomRecord(
                 source=file.source,
                 reference=file.reference,
@@ -158,6 +206,7 @@ class DicomFolder:
                 dicom_bytes=dicom_to_bytes(clean),
                 patient_pseudonym=file.patient_pseudonym,
                 label=file.label,
+                duplicate_of=None if twin is file else twin.source,
             )
 
 
@@ -170,19 +219,25 @@ def scan_dicom_folder(
     pixels_checked: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> DicomFolder:
-    """Check every DICOM file under `folder` (recursively) by its header, before any
-    pixels are read; `progress` is called with (files checked, files). A file whose pixels
-    may show who the patient is (`identifying_pixels`; `pixels_checked` says a person has
+    """Check every file under `folder` (recursively) by its header, before any pixels
+    are read; `progress` is called with (files checked, files). A file whose pixels may
+    show who the patient is (`identifying_pixels`; `pixels_checked` says a person has
     looked at the images of kinds that often do) is refused.
 
-    A file is read when it ends in ``.dcm``/``.dicom`` or starts with the DICOM
-    preamble + ``DICM``; other files (and hidden ones, the labels CSV, DICOMDIR) are
-    skipped. The labels CSV follows `read_image_folder` rules (``file,label``; a
-    ``patient_id`` column is ignored: the patient comes from the DICOM PatientID);
-    default ``folder/labels.csv`` when present, else everything is unlabelled.
+    Every file but hidden ones, the labels CSV and DICOMDIR is looked at. One ending in
+    ``.dcm``/``.dicom`` or starting with the DICOM preamble + ``DICM`` must be readable
+    DICOM; any other is read as DICOM when it is (PACS and CD exports name their files
+    ``IM0001``, often without the preamble), else set aside as `NOT_DICOM`. Objects
+    without pixel data (presentation states, key objects, structured reports: `NOT_AN_IMAGE`),
+    multi-frame images (`MULTI_FRAME`) and a second file of the same SOP instance
+    (`DUPLICATE`) are set aside too: `DicomFolder.skipped`, logged by count. The labels
+    CSV follows `read_image_folder` rules (``file,label``; a ``patient_id`` column is
+    ignored: the patient comes from the DICOM PatientID); default ``folder/labels.csv``
+    when present, else everything is unlabelled.
 
-    Raises `IngestError` naming the file for identifying pixels, unreadable DICOM,
-    multi-frame images, two files of the same SOP instance, CSV problems, or no images.
+    Raises `IngestError` naming the file for identifying pixels, a file that says it is
+    DICOM and cannot be read, CSV problems (a listed file set aside, a duplicate labelled
+    otherwise than its twin), or no images.
     """
     check_key(key)
     folder = Path(folder)
@@ -198,50 +253,100 @@ def scan_dicom_folder(
     else:
         class_list, rows, skip = check_classes(classes) or [], {}, set()
 
-    candidates = _dicom_candidates(folder, skip=skip)
+    candidates = _folder_files(folder, skip=skip)
     for name, row in rows.items():
         if name not in candidates:
-            reason = "not found" if not (folder / name).is_file() else "not a DICOM file"
-            raise IngestError(csv_path, f"line {row.line}: file {name!r} listed but {reason}")
+            raise IngestError(csv_path, f"line {row.line}: file {name!r} listed but not found")
     if rows and any(row.patient_id for row in rows.values()):
         logger.info("ignoring the patient_id column: DICOM PatientID is used instead")
 
     files: list[DicomFile] = []
-    seen_instances: dict[str, str] = {}
+    skipped: list[SkippedFile] = []
+    seen_instances: dict[str, DicomFile] = {}
     for done, name in enumerate(sorted(candidates), 1):
-        path = folder / name
-        header = read_dicom(path, only=(*IDENTITY_KEYWORDS, "NumberOfFrames"))
-        if str(header.get("SOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
-            continue
-        try:
-            _check_single_frame(header)
-            pseudonym, instance = deidentified_identity(
-                header, key=key, pixels_checked=pixels_checked
-            )
-        except InvalidInputError as exc:
-            raise IngestError(path, str(exc)) from exc
-        reference = _reference(instance, name, key=key)
-        if reference in seen_instances:
-            raise IngestError(
-                path, f"duplicate item: same SOP instance as {seen_instances[reference]!r}"
-            )
-        seen_instances[reference] = name
-        label_row = rows.get(name)
-        files.append(
-            DicomFile(
-                source=name,
-                reference=reference,
-                patient_pseudonym=pseudonym,
-                label=label_row.label if label_row else None,
-            )
+        checked = _check_file(
+            folder / name,
+            name,
+            claims_dicom=candidates[name],
+            key=key,
+            pixels_checked=pixels_checked,
         )
+        listed = rows.get(name)
+        if isinstance(checked, SkippedFile):
+            if listed is not None:
+                raise IngestError(
+                    csv_path, f"line {listed.line}: file {name!r} listed but {checked.detail}"
+                )
+            skipped.append(checked)
+        else:
+            pseudonym, reference = checked
+            file = DicomFile(name, reference, pseudonym, listed.label if listed else None)
+            twin = seen_instances.setdefault(reference, file)
+            if twin is file:
+                files.append(file)
+            elif twin.label != file.label:
+                raise IngestError(
+                    folder / name,
+                    f"duplicate item: same SOP instance as {twin.source!r}, labelled otherwise",
+                )
+            else:
+                skipped.append(
+                    SkippedFile(name, DUPLICATE, f"same SOP instance as {twin.source!r}")
+                )
         if progress is not None:
             progress(done, len(candidates))
     if not files:
         raise IngestError(folder, "no DICOM images found")
     patients = len({f.patient_pseudonym for f in files})
     logger.info("found %d DICOM images of %d patients in %s", len(files), patients, folder)
-    return DicomFolder(folder, class_list, files, key=key, pixels_checked=pixels_checked)
+    for reason, names in group_skipped(skipped).items():
+        logger.warning("%d files skipped (%s): %s", len(names), reason, _some(names))
+    return DicomFolder(
+        folder, class_list, files, key=key, pixels_checked=pixels_checked, skipped=skipped
+    )
+
+
+def group_skipped(skipped: Iterable[SkippedFile]) -> dict[str, list[str]]:
+    """The sources of `skipped` by reason, in the order met."""
+    groups: dict[str, list[str]] = {}
+    for file in skipped:
+        groups.setdefault(file.reason, []).append(file.source)
+    return groups
+
+
+def _some(names: Sequence[str], shown: int = 10) -> str:
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _check_file(
+    path: Path, name: str, *, claims_dicom: bool, key: bytes, pixels_checked: bool
+) -> tuple[str, str] | SkippedFile:
+    """(patient pseudonym, reference) of a single-frame image file, by its header, or why
+    it is set aside. Raises `IngestError` for a file that says it is DICOM (suffix,
+    preamble) and cannot be read, pixel data without a SOP Class UID, or pixels that may
+    show who the patient is."""
+    try:
+        header = read_dicom(path, only=(*IDENTITY_KEYWORDS, "NumberOfFrames"))
+    except IngestError:
+        if claims_dicom:
+            raise
+        return SkippedFile(name, NOT_DICOM, "not a DICOM file")
+    sop_class = str(header.get("SOPClassUID", "") or "")
+    if sop_class == _MEDIA_STORAGE_DIRECTORY or not has_pixel_data(header):
+        kind = UID(sop_class).name if sop_class else "no SOP class"
+        return SkippedFile(name, NOT_AN_IMAGE, f"not an image ({kind}: no pixel data)")
+    if not sop_class:  # read like any DICOM file, but it could not be written as one
+        raise IngestError(path, "pixel data but no SOP Class UID (a required attribute)")
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        detail = f"multi-frame ({frames} frames; only single-frame images are imported)"
+        return SkippedFile(name, MULTI_FRAME, detail)
+    try:
+        pseudonym, instance = deidentified_identity(header, key=key, pixels_checked=pixels_checked)
+    except InvalidInputError as exc:
+        raise IngestError(path, str(exc)) from exc
+    return pseudonym, _reference(instance, name, key=key)
 
 
 def read_dicom_folder(
@@ -256,18 +361,20 @@ def read_dicom_folder(
     """De-identify and read every DICOM image under `folder`, all in memory:
     `scan_dicom_folder` (whose rules and errors apply) then every record (errors of
     `DicomFolder.records`). `progress` is called with (files read, files). Returns the
-    class list and the records sorted by ``source``. A large folder is better read with
-    `scan_dicom_folder` and `DicomFolder.records`, which hold one image at a time."""
+    class list and the records sorted by ``source``, true duplicates left out. A large
+    folder is better read with `scan_dicom_folder` and `DicomFolder.records`, which hold
+    one image at a time."""
     scanned = scan_dicom_folder(
         folder, key=key, labels_csv=labels_csv, classes=classes, pixels_checked=pixels_checked
     )
     if progress is not None:
         progress(0, len(scanned.files))
     records: list[DicomRecord] = []
-    for record in scanned.records():
-        records.append(record)
+    for done, record in enumerate(scanned.records(), 1):
+        if record.duplicate_of is None:
+            records.append(record)
         if progress is not None:
-            progress(len(records), len(scanned.files))
+            progress(done, len(scanned.files))
     return scanned.classes, records
 
 
@@ -315,10 +422,11 @@ def _linear_window(values: np.ndarray, center: float, width: float) -> np.ndarra
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def _dicom_candidates(folder: Path, *, skip: set[Path]) -> set[str]:
-    """Relative POSIX paths of files under `folder` that look like DICOM."""
+def _folder_files(folder: Path, *, skip: set[Path]) -> dict[str, bool]:
+    """Relative POSIX paths of the files under `folder` to look at, each with whether it
+    says it is DICOM (``.dcm``/``.dicom`` suffix, or the preamble and ``DICM``)."""
     root = folder.resolve()
-    found: set[str] = set()
+    found: dict[str, bool] = {}
     for path in folder.rglob("*"):
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts) or rel.name.upper() == "DICOMDIR":
@@ -327,8 +435,8 @@ def _dicom_candidates(folder: Path, *, skip: set[Path]) -> set[str]:
             continue
         if not path.resolve().is_relative_to(root):
             raise IngestError(path, f"link points outside {folder}")
-        if PurePosixPath(rel.name).suffix.lower() in _DICOM_SUFFIXES or _has_dicom_magic(path):
-            found.add(rel.as_posix())
+        suffix = PurePosixPath(rel.name).suffix.lower()
+        found[rel.as_posix()] = suffix in _DICOM_SUFFIXES or _has_dicom_magic(path)
     return found
 
 

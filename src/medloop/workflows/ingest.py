@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +27,16 @@ from medloop.exceptions import ConflictError, IngestError, InvalidInputError
 from medloop.ingest import (
     DicomRecord,
     ImageRecord,
+    SkippedFile,
     encode_png,
+    group_skipped,
     load_medmnist,
     pseudonymize,
     scan_dicom_folder,
     scan_image_folder,
     stratified_group_split,
 )
+from medloop.ingest.dicom import DUPLICATE
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import REVIEWER_ROLES, Split
@@ -50,8 +53,10 @@ BATCH_SIZE = 500
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """What one ingest stored: ``items`` new items (by split, with their patients), and
-    ``skipped`` items of the folder a run before had already imported."""
+    """What one ingest stored: ``items`` new items (by split, with their patients),
+    ``skipped`` items of the folder a run before had already imported, and ``left_out``
+    the files of the folder not imported, by reason (a DICOM folder's files that are not
+    DICOM, not images, multi-frame, or true duplicates: `medloop.ingest.SkippedFile`)."""
 
     project: str
     classes: list[str]
@@ -62,6 +67,7 @@ class IngestSummary:
     labelled: int = 0
     final_labels: int = 0
     skipped: int = 0
+    left_out: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _summary(
@@ -71,6 +77,7 @@ def _summary(
     labelled: int = 0,
     finals: int = 0,
     skipped: int = 0,
+    left_out: Sequence[SkippedFile] = (),
 ) -> IngestSummary:
     counts = pd.Series(list(splits)).value_counts()
     return IngestSummary(
@@ -82,6 +89,7 @@ def _summary(
         labelled=labelled,
         final_labels=finals,
         skipped=skipped,
+        left_out=group_skipped(left_out),
     )
 
 
@@ -166,7 +174,9 @@ def ingest_image_folder(
     ]
     by_source = {f.source: f for f in scanned.files}
 
-    def items(todo: list[_Planned]) -> Iterator[tuple[_Planned, _Blobs]]:
+    def items(
+        todo: list[_Planned], _in: list[_Planned]
+    ) -> Iterator[tuple[_Planned, _Blobs | SkippedFile]]:
         records = scanned.records(by_source[p.source] for p in todo)
         for plan, record in zip(todo, records, strict=True):
             yield plan, _image_blobs(ws, record)
@@ -201,7 +211,10 @@ def ingest_dicom_folder(
     and `final_by` as in `ingest_image_folder`. A file whose pixels may show who the
     patient is is refused (`identifying_pixels`); `pixels_checked` (audited) says a person
     has looked at the images that do not say whether they carry burned-in text. Stored in
-    batches, one file in memory at a time; run again, it skips the files already in."""
+    batches, one file in memory at a time; run again, it skips the files already in.
+    Files that are not DICOM, not images, multi-frame or true duplicates (the same SOP
+    instance, or the same stored pixel values, as another file) are left out and
+    listed (`IngestSummary.left_out`): a hospital's export holds them as a rule."""
     source = ws.file_ref("dicom", folder.name)
     _check_ingest_target(ws, name=project, source=source, final_by=final_by)
     scanned = scan_dicom_folder(
@@ -224,10 +237,19 @@ def ingest_dicom_folder(
     ]
     by_source = {f.source: f for f in scanned.files}
 
-    def items(todo: list[_Planned]) -> Iterator[tuple[_Planned, _Blobs]]:
-        records = scanned.records(by_source[p.source] for p in todo)
+    def items(
+        todo: list[_Planned], stored: list[_Planned]
+    ) -> Iterator[tuple[_Planned, _Blobs | SkippedFile]]:
+        records = scanned.records(
+            (by_source[p.source] for p in todo), stored=[by_source[p.source] for p in stored]
+        )
         for plan, record in zip(todo, records, strict=True):
-            yield plan, _dicom_blobs(ws, record)
+            if record.duplicate_of is not None:
+                detail = f"identical pixels to {record.duplicate_of!r}"
+                logger.warning("skipping %s: %s", record.source, detail)
+                yield plan, SkippedFile(record.source, DUPLICATE, detail)
+            else:
+                yield plan, _dicom_blobs(ws, record)
 
     return _ingest_planned(
         ws,
@@ -240,6 +262,7 @@ def ingest_dicom_folder(
         final_by=final_by,
         folder=scanned.folder,
         detail={"pixels_checked": True} if pixels_checked else {},
+        left_out=scanned.skipped,
         progress=progress,
     )
 
@@ -282,16 +305,21 @@ def _ingest_planned(
     project: str,
     classes: list[str],
     planned: list[_Planned],
-    store: Callable[[list[_Planned]], Iterator[tuple[_Planned, _Blobs]]],
+    store: Callable[
+        [list[_Planned], list[_Planned]], Iterator[tuple[_Planned, _Blobs | SkippedFile]]
+    ],
     source: str,
     seed: int,
     final_by: str | None,
     folder: Path,
     detail: dict[str, object] | None = None,
+    left_out: Sequence[SkippedFile] = (),
     progress: Progress,
 ) -> IngestSummary:
     """Store the `planned` files not yet in `project` in batches of `BATCH_SIZE`: `store`
-    reads and puts the blobs of the files it is given, one at a time."""
+    reads and puts the blobs of the files it is given (beside those a run before stored),
+    one at a time, or says why one is left out (added to `left_out`, the files the
+    folder's check set aside)."""
     splits = _split([p.label for p in planned], [p.patient_pseudonym for p in planned], seed=seed)
     with ws.db.session() as s:
         record = _project(s, name=project)
@@ -311,10 +339,33 @@ def _ingest_planned(
     split_of = {plan.source_ref: split for plan, split in todo}
     names = {plan.source_ref: plan.source for plan, _ in todo}
     added: list[repo.NewItem] = []
+    left_out = list(left_out)
+    set_aside = len(left_out)  # by the folder's check: not among `todo`
     finals = 0
+
+    def commit(batch: list[tuple[repo.NewItem, int]]) -> None:
+        nonlocal finals
+        finals += _commit_batch(
+            ws,
+            project=project,
+            classes=classes,
+            batch=batch,
+            names=names,
+            source=source,
+            final_by=final_by,
+            folder=folder,
+            detail=detail or {},
+        )
+        added.extend(item for item, _ in batch)
+        progress("ingest: storing images", len(added) + len(left_out) - set_aside, len(todo))
+
     try:
         batch: list[tuple[repo.NewItem, int]] = []
-        for plan, blobs in store([plan for plan, _ in todo]):
+        before = [plan for plan in planned if plan.source_ref in done]
+        for plan, blobs in store([plan for plan, _ in todo], before):
+            if isinstance(blobs, SkippedFile):
+                left_out.append(blobs)
+                continue
             item = repo.NewItem(
                 source_ref=plan.source_ref,
                 image_sha256=blobs.image_sha256,
@@ -324,21 +375,11 @@ def _ingest_planned(
                 patient_pseudonym=plan.patient_pseudonym,
             )
             batch.append((item, blobs.channels))
-            if len(batch) == BATCH_SIZE or len(added) + len(batch) == len(todo):
-                finals += _commit_batch(
-                    ws,
-                    project=project,
-                    classes=classes,
-                    batch=batch,
-                    names=names,
-                    source=source,
-                    final_by=final_by,
-                    folder=folder,
-                    detail=detail or {},
-                )
-                added.extend(item for item, _ in batch)
+            if len(batch) == BATCH_SIZE:
+                commit(batch)
                 batch = []
-                progress("ingest: storing images", len(added), len(todo))
+        if batch:
+            commit(batch)
     except BaseException:
         if added:
             logger.warning(
@@ -358,6 +399,7 @@ def _ingest_planned(
         labelled=sum(i.reference_label is not None for i in added),
         finals=finals,
         skipped=len(done),
+        left_out=left_out,
     )
 
 
@@ -384,10 +426,13 @@ def _commit_batch(
             record = repo.create_project(s, name=project, classes=classes, n_channels=channels)
         else:
             record.n_channels = max(record.n_channels, channels)
+            # A DICOM file's image is a rendering (CT slices all air render alike): its
+            # duplicates are found by SOP instance and stored pixels (`records`) instead.
+            images = [i for i in items if i.dicom_sha256 is None]
             twins = repo.items_with_images(
-                s, project_id=record.id, image_sha256s=[i.image_sha256 for i in items]
+                s, project_id=record.id, image_sha256s=[i.image_sha256 for i in images]
             )
-            for item in items:
+            for item in images:
                 if item.image_sha256 in twins:
                     raise IngestError(
                         folder / names[item.source_ref],
