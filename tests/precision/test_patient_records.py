@@ -12,6 +12,7 @@ import pytest
 from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest import pseudonymize
 from medloop.precision import (
+    CsvDialect,
     observations_to_wide,
     read_fhir_bundle,
     read_ids,
@@ -19,6 +20,7 @@ from medloop.precision import (
     safe_harbor_ages,
     scrub_identifiers,
 )
+from medloop.precision.records import identifier_pattern, sniff_separator
 
 KEY = b"test-key"
 
@@ -459,3 +461,140 @@ def test_ages_of_90_or_more_in_a_table_become_90(tmp_path: Path) -> None:
     assert frame["dosage"].tolist() == [120, 95, 10]
     with pytest.raises(InvalidInputError, match=r"age_months.*'fortnight'"):
         safe_harbor_ages(frame, {"age_months": "fortnight"})
+
+
+#: A German lab system's export: semicolons, Windows encoding, decimal commas, thousands
+#: points, "n.a." and "-" for missing values, a trailing separator on every line.
+EUROPEAN = (
+    "fall_nr;alter;haemoglobin;thrombozyten;geschlecht;\r\n"
+    '1001;54;"13,1";1.250;männlich;\r\n'
+    "1002;61;11,8;980;weiblich;\r\n"
+    "1003;47;n.a.;2.100;weiblich;\r\n"
+    "1004;72;-;1.875;männlich;\r\n"
+)
+GERMAN = CsvDialect(encoding="cp1252", decimal=",", thousands=".", na_values=("n.a.", "-"))
+
+
+def test_a_european_export_is_read_in_its_dialect(tmp_path: Path) -> None:
+    path = tmp_path / "labor.csv"
+    path.write_bytes(EUROPEAN.encode("cp1252"))
+    frame = read_table(path, key=KEY, id_column="fall_nr", dialect=GERMAN)
+    assert frame["haemoglobin"].tolist()[:2] == [13.1, 11.8]
+    assert frame["haemoglobin"].isna().tolist() == [False, False, True, True]
+    assert frame["thrombozyten"].tolist() == [1250, 980, 2100, 1875]
+    assert frame["geschlecht"].tolist() == ["männlich", "weiblich", "weiblich", "männlich"]
+    assert CsvDialect(encoding="cp1252").sep is None  # the separator is found in the header
+    assert sniff_separator(EUROPEAN) == ";" and sniff_separator("id\n1\n") == ","
+
+
+def test_a_european_export_read_as_an_english_one_is_refused_where_it_goes_wrong(
+    tmp_path: Path,
+) -> None:
+    """'13,1' became the category '13,1', '1.250' platelets 1.25, and a cp1252 file was
+    refused without saying where; the short-row check split lines on ',' whatever the
+    separator."""
+    path = tmp_path / "labor.csv"
+    path.write_bytes(EUROPEAN.encode("cp1252"))
+    with pytest.raises(IngestError, match=r"line 2 is not utf-8-sig text.*--encoding cp1252"):
+        read_table(path, key=KEY, id_column="fall_nr")
+    cp1252 = CsvDialect(encoding="cp1252", na_values=("n.a.", "-"))
+    with pytest.raises(IngestError, match=r"'haemoglobin'.*comma \('13,1', line 2.*--decimal ,"):
+        read_table(path, key=KEY, id_column="fall_nr", dialect=cp1252)
+    commas = CsvDialect(encoding="cp1252", decimal=",", na_values=("n.a.", "-"))
+    with pytest.raises(
+        IngestError,
+        match=r"'thrombozyten' holds '1.250' \(line 2\) in a file whose decimal "
+        r"mark is ',': where '.' separates thousands use --thousands \.",
+    ):
+        read_table(path, key=KEY, id_column="fall_nr", dialect=commas)
+    platelets = tmp_path / "platelets.csv"
+    platelets.write_text("id,thrombozyten,leukozyten\n1,1.250,7\n2,980,8\n3,2.100,6\n")
+    with pytest.raises(
+        IngestError,
+        match=r"'thrombozyten' mixes numbers written like '1.250' \(line 2, read "
+        r"as 1.25\) with .* \('980', line 3\).*--thousands \.",
+    ):
+        read_table(platelets, key=KEY, id_column="id")
+    with pytest.raises(IngestError, match=r"line 4 has 'n.a.'.*--na-value 'n.a.'"):
+        read_table(path, key=KEY, id_column="fall_nr", dialect=CsvDialect(
+            encoding="cp1252", decimal=",", thousands="."
+        ))  # fmt: skip
+    short = tmp_path / "short.csv"
+    short.write_text("id;age;crp\n1;54;5,2\n2;61\n")
+    with pytest.raises(IngestError, match="line 3 has 2 fields, the header 3"):
+        read_table(short, key=KEY, id_column="id", dialect=CsvDialect(decimal=","))
+    # three decimals are no thousands separator where no number is far larger
+    fine = tmp_path / "fine.csv"
+    fine.write_text("id,creatinine,marker\n1,0.920,1.250\n2,1.35,-1.125\n3,1.1,0.5\n")
+    frame = read_table(fine, key=KEY, id_column="id")
+    assert frame["creatinine"].tolist() == [0.92, 1.35, 1.1]
+    assert frame["marker"].tolist() == [1.25, -1.125, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"decimal": ";"}, "decimal mark is '.' or ','"),
+        ({"decimal": ",", "thousands": ","}, "cannot mark decimals and thousands both"),
+        ({"sep": ",", "decimal": ","}, "cannot separate cells and mark numbers both"),
+        ({"encoding": "klingon"}, "unknown encoding 'klingon'"),
+        ({"sep": ";;"}, "one character"),
+    ],
+)
+def test_a_dialect_that_cannot_be_read_is_refused(options: dict, said: str) -> None:
+    with pytest.raises(InvalidInputError, match=said):
+        CsvDialect(**options)
+
+
+def test_a_parquet_file_has_no_dialect(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"id": ["1"], "age": [54]}).to_parquet(path)
+    with pytest.raises(IngestError, match="for CSV files"):
+        read_table(path, key=KEY, id_column="id", dialect=CsvDialect(decimal=","))
+
+
+def test_one_pattern_redacts_a_patients_identifiers_longest_first() -> None:
+    pattern = identifier_pattern(["Jane", "Jane Roe", " ", "Roe"])
+    assert pattern is not None and identifier_pattern(["", " "]) is None
+    text = "jane roe saw Jane; Roe's file; Janet stays"
+    assert pattern.sub("[R]", text) == "[R] saw [R]; [R]'s file; Janet stays"
+    assert scrub_identifiers(text, identifiers=pattern) == scrub_identifiers(
+        text, identifiers=["Jane", "Jane Roe", "Roe"]
+    )
+
+
+def test_parquet_decimals_are_numbers(tmp_path: Path) -> None:
+    """A decimal128 column (creatinine 0.92) was read as Decimal objects and stored as
+    the text '0.92', a category."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "cohort.parquet"
+    values = [decimal.Decimal("0.92"), None, decimal.Decimal("1.35")]
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "creatinine": pa.array(values, pa.decimal128(5, 2))}),
+        path,
+    )
+    frame = read_table(path, key=KEY, id_column="id")
+    assert pd.api.types.is_float_dtype(frame["creatinine"])
+    assert frame["creatinine"].tolist()[::2] == [0.92, 1.35]
+
+
+def test_a_contained_medication_is_the_statements_drug(tmp_path: Path) -> None:
+    """A drug given as a contained Medication ("#m1") was stored with no code or name."""
+    data = json.loads(json.dumps(BUNDLE))
+    statement = data["entry"][3]["resource"]
+    del statement["medicationCodeableConcept"]
+    statement["contained"] = [
+        {
+            "resourceType": "Medication",
+            "id": "m1",
+            "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "L01XC03",
+                                 "display": "Trastuzumab"}]},
+        }
+    ]  # fmt: skip
+    statement["medicationReference"] = {"reference": "#m1"}
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    assert records.medications[["code", "name"]].iloc[0].tolist() == ["L01XC03", "Trastuzumab"]

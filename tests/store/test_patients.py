@@ -191,3 +191,52 @@ def test_a_feature_keeps_one_unit(database: Database) -> None:
         prepo.upsert_features(s, project_id=project_id, frame=years * 12, units={"age": "months"})
         units = {u for (u,) in s.execute(select(PatientFeature.unit)).all()}
     assert units == {"months"}
+
+
+def test_a_patient_without_any_value_still_counts(database: Database) -> None:
+    """A patient whose cells were all empty had no feature row and so was left out of
+    the cohort: 1 missing crp of 3 was reported as none of 2."""
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        frame = pd.DataFrame({"crp": [5.2, np.nan, 0.4]}, index=["Paaa", "Pbbb", "Pccc"])
+        prepo.upsert_features(s, project_id=project.id, frame=frame)
+        project_id = project.id
+    with database.session() as s:
+        wide = prepo.features_frame(s, project_id=project_id)
+        assert wide.index.tolist() == ["Paaa", "Pbbb", "Pccc"]
+        assert wide["crp"].isna().tolist() == [False, True, False]
+        assert prepo.count_patients(s, project_id=project_id) == 3
+        one = prepo.features_frame(s, project_id=project_id, pseudonyms=["Pbbb", "Pzzz"])
+        assert one.index.tolist() == ["Pbbb"] and one.columns.empty  # nothing to show
+
+
+def test_a_fact_is_stored_once_however_often_it_is_imported(database: Database) -> None:
+    """Importing the same file twice stored every fact twice (2 facts became 4)."""
+    facts = pd.DataFrame(
+        {
+            "patient": ["Paaa", "Paaa", "Pbbb"],
+            "code": ["718-7", "718-7", "718-7"],
+            "value": [13.4, 12.9, "<0.5"],
+            "unit": ["g/dL", "g/dL", "g/dL"],
+            "time": ["2024-01-02", "2024-02-02", "2024-01-02"],
+            "note": [None, "repeat", None],
+        }
+    )
+    with database.session() as s:
+        project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
+        add = dict(project_id=project.id, kind="observation", source="file:F1")
+        assert prepo.add_observations(s, frame=facts, **add) == 3
+        assert prepo.add_observations(s, frame=facts, **add) == 0
+        # an overlapping export from another file adds only what is new
+        later = facts.iloc[[1]].assign(value=12.0, time="2024-03-02")
+        other = {**add, "source": "file:F2"}
+        assert prepo.add_observations(s, frame=pd.concat([facts, later]), **other) == 1
+        # the same values as another kind of fact are another fact
+        assert prepo.add_observations(s, frame=facts.head(1), **{**add, "kind": "tabular"}) == 1
+        # a file's own repeats are its facts: two readings alike are kept as two, once
+        twice = facts.iloc[[0, 0]].assign(time="2024-04-02")
+        assert prepo.add_observations(s, frame=twice, **add) == 2
+        assert prepo.add_observations(s, frame=twice, **add) == 0
+        stored = prepo.observations_frame(s, project_id=project.id)
+    assert len(stored) == 7
+    assert stored["value_text"].tolist().count("<0.5") == 1

@@ -82,17 +82,46 @@ def patients_import(
     log: Annotated[
         bool, typer.Option(help="log2(x + 1) before standardising (--no-log: already log).")
     ] = True,
+    sep: Annotated[
+        str | None,
+        typer.Option(help="CSV cell separator, e.g. ';' or 'tab' (default: from the header)."),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="CSV file encoding, e.g. cp1252 (default: UTF-8, with or without BOM)."),
+    ] = None,
+    decimal: Annotated[
+        str | None, typer.Option(help="CSV decimal mark: ',' for 13,1 (default '.').")
+    ] = None,
+    thousands: Annotated[
+        str | None, typer.Option(help="CSV thousands separator: '.' for 1.250 (default none).")
+    ] = None,
+    na_value: Annotated[
+        list[str] | None,
+        typer.Option(help="A CSV cell that means missing (e.g. n.a. or -); repeat."),
+    ] = None,
 ) -> None:
     """Import patients from a table or a FHIR bundle under keyed pseudonyms, optionally
-    with gene expression (log2(x + 1), per-gene z-scores, `gene:<name>` features)."""
+    with gene expression (log2(x + 1), per-gene z-scores, `gene:<name>` features). A
+    fact already stored (an import run again) is not added twice."""
     expression_ids = expression_id_column or id_column
     if expression is not None and expression_ids is None:
         raise InvalidInputError("--expression needs --expression-id-column (or --id-column)")
+    default = workflows.precision.CsvDialect()
+    dialect = workflows.precision.CsvDialect(
+        sep="\t" if sep in {"tab", "\\t"} else sep,
+        encoding=encoding or default.encoding,
+        decimal=decimal or default.decimal,
+        thousands=thousands,
+        na_values=tuple(na_value or ()),
+    )
     genes_line = None
     with open_workspace(pseudonymising(Settings())) as ws:
         if path.suffix.lower() == ".json":
-            if unit or drop:
-                raise InvalidInputError("--unit and --drop are for tables, not FHIR bundles")
+            if unit or drop or dialect != default:
+                raise InvalidInputError(
+                    "--unit, --drop and the CSV options are for tables, not FHIR bundles"
+                )
             summary = workflows.precision.import_fhir_bundle(ws, project=project, path=path)
         else:
             if id_column is None:
@@ -105,6 +134,7 @@ def patients_import(
                     id_column=expression_ids,
                     table=path,
                     table_id_column=id_column,
+                    table_dialect=dialect,
                 )
             summary = workflows.precision.import_patients_table(
                 ws,
@@ -115,6 +145,7 @@ def patients_import(
                 text_columns=text or (),
                 drop_columns=drop or (),
                 units=_mapping(unit, option="--unit", form="FEATURE=UNIT"),
+                dialect=dialect,
             )
         if expression is not None and expression_ids is not None:
             genes = workflows.precision.import_expression(
@@ -130,10 +161,14 @@ def patients_import(
                 f"expression: {genes.patients} patients, {len(described)} genes "
                 f"({described['unit'].iloc[0]}), {genes.feature_values} values"
             )
+    known = f" ({summary.known} stored already)" if summary.known else ""
     out.print(
         f"imported {summary.patients} patients into {summary.project!r}: "
-        f"{summary.feature_values} feature values, {summary.observations} facts"
+        f"{summary.feature_values} feature values, {summary.observations} facts{known}"
     )
+    if summary.skipped:
+        said = ", ".join(f"{n} {why}" for why, n in summary.skipped.items())
+        out.print(f"skipped (no fact about the patient): {said}")
     if genes_line:
         out.print(genes_line)
 

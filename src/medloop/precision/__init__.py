@@ -33,6 +33,7 @@ from medloop.precision.policy import (
     ipw_policy_value,
 )
 from medloop.precision.records import (
+    CsvDialect,
     PatientRecords,
     read_fhir_bundle,
     read_ids,
@@ -65,6 +66,7 @@ __all__ = [
     "NO_CLEAR_BENEFIT",
     "SPREAD_SUFFIX",
     "CoxBoost",
+    "CsvDialect",
     "Estimate",
     "Feature",
     "FeatureTable",

@@ -31,12 +31,9 @@ Kind = Literal["numeric", "binary", "categorical"]
 GROUPS: tuple[str, ...] = ("clinical", "laboratory", "lifestyle", "genomic", "treatment")
 KINDS: tuple[str, ...] = ("numeric", "binary", "categorical")
 
-#: multiply a value in the first unit by the factor to get the second unit
+#: multiply a value in the first unit by the factor to get the second unit (units of
+#: concentration, "g/dL" or "umol/L", are converted by `_concentration` instead)
 UNIT_FACTORS: dict[tuple[str, str], float] = {
-    ("g/dL", "g/L"): 10.0,
-    ("mg/dL", "mg/L"): 10.0,
-    ("mg/L", "mg/dL"): 0.1,
-    ("g/L", "g/dL"): 0.1,
     ("mg/dL", "mmol/L glucose"): 1 / 18.016,
     ("lb", "kg"): 0.45359237,
     ("[lb_av]", "kg"): 0.45359237,  # UCUM's pound, as FHIR quantities write it
@@ -48,20 +45,75 @@ UNIT_FACTORS: dict[tuple[str, str], float] = {
     ("mm", "cm"): 0.1,
     ("in", "cm"): 2.54,
     ("[in_i]", "cm"): 2.54,
-    ("mmol/L", "mol/L"): 0.001,
     ("d", "year"): 1 / 365.25,
     ("year", "d"): 365.25,
     ("month", "d"): 30.4375,
 }
 
+#: grams per unit of mass, moles per unit of substance, litres per unit of volume, as
+#: UCUM writes them (u for micro) and as displays do (µ, dl)
+_MASS = {"g": 1.0, "mg": 1e-3, "ug": 1e-6, "µg": 1e-6, "ng": 1e-9, "pg": 1e-12}
+_SUBSTANCE = {"mol": 1.0, "mmol": 1e-3, "umol": 1e-6, "µmol": 1e-6, "nmol": 1e-9, "pmol": 1e-12}
+_VOLUME = {"L": 1.0, "l": 1.0, "dL": 0.1, "dl": 0.1, "mL": 1e-3, "ml": 1e-3}
 
-def convert_unit(values: pd.Series | float, source: str, target: str) -> pd.Series | float:
-    """Convert `values` from unit `source` to `target` (same unit: unchanged)."""
+#: g/mol of the analytes labs report in mass and in molar concentrations (haemoglobin as
+#: the monomer, one haem: 1 g/dL = 0.6206 mmol/L; creatinine 1 mg/dL = 88.4 umol/L;
+#: glucose 1 mg/dL = 0.0555 mmol/L)
+MOLAR_MASS = {"hemoglobin": 16114.5, "creatinine": 113.12, "glucose": 180.16}
+#: The analyte of a LOINC code, mass and molar codes alike (labs send either code with
+#: either unit).
+ANALYTES = {
+    "718-7": "hemoglobin",  # Hemoglobin [Mass/volume] in Blood
+    "59260-0": "hemoglobin",  # Hemoglobin [Moles/volume] in Blood
+    "2160-0": "creatinine",  # Creatinine [Mass/volume] in Serum or Plasma
+    "14682-9": "creatinine",  # Creatinine [Moles/volume] in Serum or Plasma
+    "2345-7": "glucose",  # Glucose [Mass/volume] in Serum or Plasma
+    "2339-0": "glucose",  # Glucose [Mass/volume] in Blood
+    "14749-6": "glucose",  # Glucose [Moles/volume] in Serum or Plasma
+    "15074-8": "glucose",  # Glucose [Moles/volume] in Blood
+}
+
+
+def _concentration(unit: str) -> tuple[str, float] | None:
+    """("mass", grams per litre) or ("substance", moles per litre) of one `unit` of
+    concentration ("mg/dL" -> ("mass", 0.01)), None for any other unit."""
+    amount, slash, volume = unit.partition("/")
+    if not slash or volume not in _VOLUME:
+        return None
+    for kind, table in (("mass", _MASS), ("substance", _SUBSTANCE)):
+        if amount in table:
+            return kind, table[amount] / _VOLUME[volume]
+    return None
+
+
+def convert_unit(
+    values: pd.Series | float, source: str, target: str, *, analyte: str | None = None
+) -> pd.Series | float:
+    """Convert `values` from unit `source` to `target` (same unit: unchanged). Mass and
+    molar concentrations convert into each other for an `analyte` of `MOLAR_MASS`.
+
+    >>> round(convert_unit(13.4, "g/dL", "mmol/L", analyte="hemoglobin"), 2)
+    8.32
+    """
     if source == target:
         return values
     factor = UNIT_FACTORS.get((source, target))
-    if factor is None:
+    if factor is not None:
+        return values * factor
+    given, wanted = _concentration(source), _concentration(target)
+    if given is None or wanted is None:
         raise InvalidInputError(f"cannot convert unit {source!r} to {target!r}")
+    (given_kind, given_factor), (wanted_kind, wanted_factor) = given, wanted
+    factor = given_factor / wanted_factor
+    if given_kind != wanted_kind:
+        if analyte not in MOLAR_MASS:
+            of = f"of {analyte!r} " if analyte else ""
+            raise InvalidInputError(
+                f"cannot convert unit {source!r} to {target!r} without the molar mass "
+                f"{of}(known for {sorted(MOLAR_MASS)})"
+            )
+        mass = MOLAR_MASS[analyte]
+        factor *= mass if given_kind == "substance" else 1 / mass
     return values * factor
 
 
@@ -254,37 +306,55 @@ def observations_to_wide(
     codes: Mapping[str, str] | None = None,
     units: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per patient, one column per observation code (latest value by time).
+    """One row per patient, one column per observation code: the latest result by time,
+    where it is a number. A latest result that is text (a coded answer, a value below a
+    detection limit, "<0.5") leaves the feature missing rather than letting an older
+    number stand in for it.
 
     `codes` maps code -> feature name (others dropped); `units` maps feature name ->
-    wanted unit (values in other units are converted or raise, naming code and unit).
+    wanted unit (values in other units are converted, mass and molar concentrations of
+    the analytes in `ANALYTES` too, or raise, naming code, unit and, where the frame has
+    a `resource` column, the Observations).
     """
     needed = {"patient", "code", "value", "unit", "time"}
     missing = needed - set(observations.columns)
     if missing:
         raise InvalidInputError(f"observations: missing columns {sorted(missing)}")
-    obs = observations.dropna(subset=["code"]).copy()
+    obs = observations.dropna(subset=["code", "value"]).copy()
     if codes is not None:
         obs = obs[obs["code"].isin(list(codes))]
         obs["feature"] = obs["code"].map(dict(codes))
     else:
         obs["feature"] = obs["code"]
     # numbers only: text (coded answers, free text) is a fact, not a feature
-    obs["value"] = pd.to_numeric(
+    obs["number"] = pd.to_numeric(
         obs["value"].where(~obs["value"].map(lambda v: isinstance(v, str))), errors="coerce"
     )
-    obs = obs.dropna(subset=["value"])
     for name, wanted in (units or {}).items():
-        rows = obs["feature"] == name
-        for unit in obs.loc[rows, "unit"].dropna().unique():
-            sel = rows & (obs["unit"] == unit)
+        rows = (obs["feature"] == name) & obs["number"].notna() & obs["unit"].notna()
+        for (code, unit), group in obs[rows].groupby(["code", "unit"], sort=False):
             try:
-                obs.loc[sel, "value"] = convert_unit(obs.loc[sel, "value"], str(unit), wanted)
+                converted = convert_unit(
+                    group["number"], str(unit), wanted, analyte=ANALYTES.get(str(code))
+                )
             except InvalidInputError as error:
-                raise InvalidInputError(f"observation {name!r}: {error}") from error
-            obs.loc[sel, "unit"] = wanted
+                raise InvalidInputError(
+                    f"observation {name!r}: {error}{_resources(group)}"
+                ) from error
+            obs.loc[group.index, "number"] = converted
+            obs.loc[group.index, "unit"] = wanted
     obs["_t"] = pd.to_datetime(obs["time"], errors="coerce", utc=True)
-    obs = obs.sort_values(["patient", "feature", "_t"], na_position="first")
-    wide = obs.groupby(["patient", "feature"])["value"].last().unstack("feature")
+    obs = obs.sort_values(["patient", "feature", "_t"], na_position="first", kind="stable")
+    latest = obs.groupby(["patient", "feature"]).tail(1).dropna(subset=["number"])
+    wide = latest.set_index(["patient", "feature"])["number"].unstack("feature")
     wide.columns.name = None
     return wide
+
+
+def _resources(group: pd.DataFrame, shown: int = 5) -> str:
+    """The Observations a refused group of rows came from: ' (Observation a, b and 3 more)'."""
+    if "resource" not in group.columns or group["resource"].isna().all():
+        return ""
+    ids = [str(i) for i in group["resource"].dropna().unique()]
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return f" (Observation {', '.join(ids[:shown])}{more})"

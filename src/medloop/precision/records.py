@@ -8,15 +8,19 @@ phone, long digit runs, dates, URLs).
 
 Frames (one row per fact, `patient` is the pseudonym):
 - patients: patient, sex, birth_year, deceased
-- observations: patient, code, system, name, value, unit, time, note
+- observations: patient, code, system, name, value, unit, time, note, resource (the
+  FHIR Observation's id, for error messages; never stored)
 - conditions: patient, code, system, name, onset, note
 - medications: patient, code, system, name, status, start, note
 """
 
 from __future__ import annotations
 
+import codecs
 import csv as csv_module
 import datetime
+import decimal
+import io
 import json
 import logging
 import re
@@ -34,7 +38,9 @@ from medloop.ingest.deid import pseudonymize
 logger = logging.getLogger(__name__)
 
 PATIENT_COLUMNS = ["patient", "sex", "birth_year", "deceased"]
-OBSERVATION_COLUMNS = ["patient", "code", "system", "name", "value", "unit", "time", "note"]
+OBSERVATION_COLUMNS = [
+    "patient", "code", "system", "name", "value", "unit", "time", "note", "resource"
+]  # fmt: skip
 CONDITION_COLUMNS = ["patient", "code", "system", "name", "onset", "note"]
 MEDICATION_COLUMNS = ["patient", "code", "system", "name", "status", "start", "note"]
 
@@ -54,9 +60,28 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
-def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> str | None:
+#: One patient's identifiers as a compiled pattern (`identifier_pattern`), or as words.
+Identifiers = Iterable[str] | re.Pattern[str] | None
+
+
+def identifier_pattern(identifiers: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for all of `identifiers` (case-insensitive, whole words, the longest
+    first), None without any: compiled once per patient, not once per text scrubbed.
+
+    >>> identifier_pattern(["Jane", "Jane Roe"]).sub("[REDACTED]", "jane roe, Jane")
+    '[REDACTED], [REDACTED]'
+    """
+    words = sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True)
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(word) for word in words)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def scrub_identifiers(text: str | None, *, identifiers: Identifiers = ()) -> str | None:
     """Replace the given identifiers (names, record numbers; case-insensitive, whole
-    words) with [REDACTED] and identifier-shaped strings with a typed placeholder.
+    words; or their `identifier_pattern`) with [REDACTED] and identifier-shaped strings
+    with a typed placeholder.
 
     >>> scrub_identifiers("Jane Roe called 555-123-4567", identifiers=["Jane", "Roe"])
     '[REDACTED] [REDACTED] called [PHONE]'
@@ -72,14 +97,16 @@ def scrub_identifiers(text: str | None, *, identifiers: Iterable[str] = ()) -> s
     return out
 
 
-def _redact(text: str, identifiers: Iterable[str]) -> str:
+def _redact(text: str, identifiers: Identifiers) -> str:
     """`text` with each of `identifiers` (case-insensitive, whole words) as [REDACTED]."""
-    for ident in sorted({i.strip() for i in identifiers if i and i.strip()}, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(ident)}(?!\w)", "[REDACTED]", text, flags=re.IGNORECASE)
-    return text
+    if identifiers is None:
+        return text
+    if not isinstance(identifiers, re.Pattern):
+        identifiers = identifier_pattern(identifiers)
+    return text if identifiers is None else identifiers.sub("[REDACTED]", text)
 
 
-def _redact_name(name: str | None, identifiers: Iterable[str]) -> str | None:
+def _redact_name(name: str | None, identifiers: Identifiers) -> str | None:
     """A coded concept's name with the patient's own identifiers redacted (only those: a
     terminology's names, "Patient Health Questionnaire", are not free text)."""
     return None if name is None else _redact(name, identifiers)
@@ -97,6 +124,38 @@ _TITLED_NAME = re.compile(
 # --- tabular -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV file is written (European exports differ from pandas' defaults): `sep`
+    between cells (None: the one of ",", ";", tab and "|" that splits the header line
+    into the most cells), the file's `encoding` (utf-8-sig reads UTF-8 with or without a
+    byte-order mark; Excel exports are often cp1252), the `decimal` mark ("13,1"), the
+    `thousands` separator ("1.250"; none by default), and `na_values`: cells that mean
+    missing besides pandas' own (empty, "NA", "n/a", ...), such as "n.a." or "-"."""
+
+    sep: str | None = None
+    encoding: str = "utf-8-sig"
+    decimal: str = "."
+    thousands: str | None = None
+    na_values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sep is not None and len(self.sep) != 1:
+            raise InvalidInputError(f"a CSV separator is one character, not {self.sep!r}")
+        if self.decimal not in {".", ","}:
+            raise InvalidInputError(f"the decimal mark is '.' or ',', not {self.decimal!r}")
+        if self.thousands is not None and len(self.thousands) != 1:
+            raise InvalidInputError(f"a thousands separator is one character: {self.thousands!r}")
+        if self.thousands == self.decimal:
+            raise InvalidInputError(f"{self.decimal!r} cannot mark decimals and thousands both")
+        if self.sep is not None and self.sep in {self.decimal, self.thousands}:
+            raise InvalidInputError(f"{self.sep!r} cannot separate cells and mark numbers both")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError as error:
+            raise InvalidInputError(f"unknown encoding {self.encoding!r}") from error
+
+
 def read_table(
     path: str | Path,
     *,
@@ -106,6 +165,7 @@ def read_table(
     text_columns: Sequence[str] = (),
     drop_columns: Sequence[str] = (),
     named_identifiers: bool = True,
+    dialect: CsvDialect = CsvDialect(),
 ) -> pd.DataFrame:
     """Read a CSV or Parquet file of one row per patient into a frame indexed by pseudonym.
 
@@ -113,14 +173,16 @@ def read_table(
     id); without it every column but `id_column` and `drop_columns` is kept. Text columns
     are scrubbed (the patient's raw id counts as an identifier). A kept column that looks
     like an identifier is refused (`_check_not_identifying`; by its name too unless
-    `columns` chose it or `named_identifiers` is False, as for gene symbols). Errors name
-    the file and the column, and the line where one is at fault: a CSV row with missing
-    fields, or a cell of text in a column of numbers ("abc" among ages; empty cells are
-    missing values).
+    `columns` chose it or `named_identifiers` is False, as for gene symbols). A CSV file
+    is read in its `dialect`. Errors name the file and the column, and the line where one
+    is at fault: a line not in the file's encoding, a CSV row with missing fields, a cell
+    of text in a column of numbers ("abc" among ages; empty cells are missing values),
+    numbers written with a decimal comma the dialect does not expect, or "1.250" among
+    numbers a thousand times larger (a thousands separator read as a decimal point).
     """
     path = Path(path)
-    raw = _read_raw(path, id_column=id_column)
-    csv = path.suffix.lower() in _CSV_SUFFIXES
+    raw, cells = _read_raw(path, id_column=id_column, dialect=dialect)
+    csv = cells is not None
     mapping = (
         dict(columns)
         if columns is not None
@@ -147,7 +209,9 @@ def read_table(
         if target not in scrubbed:
             chosen = columns is not None or not named_identifiers
             _check_not_identifying(path, source, frame[target], chosen=chosen, csv=csv)
-            _check_numbers(path, source, frame[target], csv=csv)
+            _check_numbers(path, source, frame[target], csv=csv, dialect=dialect)
+            if cells is not None and dialect.thousands is None:
+                _check_thousands(path, source, cells[source], decimal=dialect.decimal)
     if text_columns:
         private = _row_identifiers(raw, ids, left_out=[c for c in raw.columns if c not in mapping])
         for source in text_columns:
@@ -167,15 +231,19 @@ def read_table(
 
 
 _CSV_SUFFIXES = {".csv", ".txt"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
 #: Words shorter than this in a left-out column are not scrubbed from notes ("F", "54");
 #: names as short as two letters are ("Li", "Ng").
 _MIN_SCRUBBED = 3
 _MIN_SCRUBBED_NAME = 2
 
 
-def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) -> list[list[str]]:
-    """Each row's identifiers for scrubbing its text: the raw id, and every value of the
-    columns left out of the import (a dropped name, a record number) with its words."""
+def _row_identifiers(
+    raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]
+) -> list[re.Pattern[str] | None]:
+    """Each row's identifiers for scrubbing its text (`identifier_pattern`): the raw id,
+    and every value of the columns left out of the import (a dropped name, a record
+    number) with its words."""
     rows = []
     for raw_id, row in zip(ids, raw[left_out].itertuples(index=False), strict=True):
         values = [str(v) for v in row if not pd.isna(v)]
@@ -185,23 +253,42 @@ def _row_identifiers(raw: pd.DataFrame, ids: pd.Series, *, left_out: list[str]) 
             for w in [v, *v.split()]
             if len(w) >= (_MIN_SCRUBBED_NAME if w.isalpha() else _MIN_SCRUBBED)
         ]
-        rows.append([str(raw_id), *words])
+        rows.append(identifier_pattern([str(raw_id), *words]))
     return rows
 
 
-def _read_raw(path: Path, *, id_column: str, only_ids: bool = False) -> pd.DataFrame:
+def _read_raw(
+    path: Path, *, id_column: str, dialect: CsvDialect, only_ids: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """A CSV or Parquet file as read, the id column as text (`only_ids`: that column
-    alone, without reading the others); errors name the file."""
+    alone, without reading the others), and for a CSV file its cells as written (text;
+    missing values missing), for the checks that need to see how a number was written.
+    Errors name the file."""
     if not path.is_file():
         raise IngestError(path, "no such file")
+    suffix = path.suffix.lower()
+    cells = None
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            raw = pd.read_parquet(path, columns=[id_column] if only_ids else None)
-        elif path.suffix.lower() in _CSV_SUFFIXES:
+        if suffix in _PARQUET_SUFFIXES:
+            if dialect != CsvDialect():
+                raise IngestError(path, "separator, encoding and number marks are for CSV files")
+            raw = _decimals_as_floats(
+                pd.read_parquet(path, columns=[id_column] if only_ids else None)
+            )
+        elif suffix in _CSV_SUFFIXES:
+            text = _decode(path, dialect.encoding)
+            sep = dialect.sep or sniff_separator(text)
+            options: dict[str, Any] = {
+                "sep": sep,
+                "decimal": dialect.decimal,
+                "thousands": dialect.thousands,
+                "na_values": list(dialect.na_values),
+            }
             if not only_ids:
-                _check_row_lengths(path)
+                _check_row_lengths(path, text, sep=sep)
+                cells = pd.read_csv(io.StringIO(text), dtype=str, **options)
             wanted = (lambda c: c == id_column) if only_ids else None
-            raw = pd.read_csv(path, dtype={id_column: str}, usecols=wanted)
+            raw = pd.read_csv(io.StringIO(text), dtype={id_column: str}, usecols=wanted, **options)
         else:
             raise IngestError(path, "expected a .csv or .parquet file")
     except IngestError:
@@ -210,28 +297,70 @@ def _read_raw(path: Path, *, id_column: str, only_ids: bool = False) -> pd.DataF
         raise IngestError(path, f"cannot read table: {error}") from error
     if id_column not in raw.columns:
         raise IngestError(path, f"missing id column {id_column!r}; columns: {list(raw.columns)}")
+    return raw, cells
+
+
+def _decimals_as_floats(raw: pd.DataFrame) -> pd.DataFrame:
+    """Parquet decimal columns (decimal128 lab values) as floats: pandas reads them as
+    Python `Decimal` objects, which would be stored as the text "0.92"."""
+    for column in raw.columns:
+        present = raw[column].dropna()
+        if len(present) and present.map(lambda v: isinstance(v, decimal.Decimal)).all():
+            raw[column] = raw[column].astype(float)
     return raw
 
 
-def read_ids(path: str | Path, *, key: bytes, id_column: str) -> pd.Index:
+def _decode(path: Path, encoding: str) -> str:
+    """The text of a file in `encoding`; a byte that is not, refused with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise IngestError(
+            path,
+            f"line {line} is not {encoding} text (byte 0x{data[error.start]:02x}): give the "
+            "file's encoding, e.g. --encoding cp1252 for a Windows export",
+        ) from error
+
+
+#: The separators `sniff_separator` chooses among, the first on a tie.
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def sniff_separator(text: str) -> str:
+    """The separator of `SEPARATORS` that splits the first line of `text` (its header)
+    into the most cells ("," when none splits it).
+
+    >>> sniff_separator('fall_nr;alter;"Hb, g/dL"\\n1;54;"13,1"\\n')
+    ';'
+    """
+    header = text.split("\n", 1)[0]
+    cells = {sep: len(next(csv_module.reader([header], delimiter=sep), [])) for sep in SEPARATORS}
+    return max(SEPARATORS, key=lambda sep: cells[sep])
+
+
+def read_ids(
+    path: str | Path, *, key: bytes, id_column: str, dialect: CsvDialect = CsvDialect()
+) -> pd.Index:
     """The pseudonyms of the patients a CSV or Parquet file names in `id_column` (empty
     ids left out), read without the rest of the file: for checks before an import."""
-    ids = _read_raw(Path(path), id_column=id_column, only_ids=True)[id_column].dropna()
+    raw, _ = _read_raw(Path(path), id_column=id_column, dialect=dialect, only_ids=True)
+    ids = raw[id_column].dropna()
     return pd.Index([pseudonymize(str(i), key=key) for i in ids], name="patient")
 
 
-def _check_row_lengths(path: Path) -> None:
+def _check_row_lengths(path: Path, text: str, *, sep: str) -> None:
     """pandas fills a CSV row's missing trailing fields with missing values: a row cut
     short (a broken export, a stray line) must be an error, not a patient with gaps.
     (Rows with too many fields are pandas' own error.)"""
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        rows = csv_module.reader(handle)
-        header = next(rows, [])
-        for number, row in enumerate(rows, start=2):
-            if row and len(row) < len(header):
-                raise IngestError(
-                    path, f"line {number} has {len(row)} fields, the header {len(header)}"
-                )
+    rows = csv_module.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(rows, [])
+    for number, row in enumerate(rows, start=2):
+        if row and len(row) < len(header):
+            raise IngestError(
+                path, f"line {number} has {len(row)} fields, the header {len(header)}"
+            )
 
 
 #: Words in a column's name that say who the patient is (HIPAA Safe Harbor identifiers).
@@ -302,9 +431,7 @@ def _check_not_identifying(
         checks.append(("free text", present.str.split().str.len() >= FREE_TEXT_WORDS))
         for what, hits in checks:
             if hits.any():
-                row = int(values.index.get_loc(hits.idxmax()))
-                where = f"line {row + 2}" if csv else f"row {row + 1}"
-                why = f"{where} holds {what}"
+                why = f"{_where(values, hits.idxmax(), csv=csv)} holds {what}"
                 break
         else:
             if len(present) >= 10 and present.nunique() >= UNIQUE_SHARE * len(present):
@@ -343,24 +470,93 @@ def _identifying_numbers(present: pd.Series) -> str | None:
     return None
 
 
-def _check_numbers(path: Path, column: str, values: pd.Series, *, csv: bool) -> None:
-    """A column that is mostly numbers with some cells of text is a data error (a typo,
-    "unknown" for a missing value): read as it is, it would turn into a category and
-    every number in it into a label. Columns mostly of text are categories."""
+#: A number written with a decimal comma ("13,1", "-0,5", "1.234,5").
+_DECIMAL_COMMA = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+")
+#: A number written like "1.250": a thousands separator, or three decimals.
+_THOUSANDS_DOT = re.compile(r"[+-]?[1-9]\d{0,2}\.\d{3}")
+#: Cells like "1.250" among numbers this many times larger (as medians) read as thousands.
+THOUSANDS_RATIO = 100
+
+
+def _where(values: pd.Series, label: Any, *, csv: bool) -> str:
+    """The line (CSV, after its header) or row (Parquet) of the cell labelled `label`."""
+    row = int(values.index.get_loc(label))
+    return f"line {row + 2}" if csv else f"row {row + 1}"
+
+
+def _check_numbers(
+    path: Path, column: str, values: pd.Series, *, csv: bool, dialect: CsvDialect
+) -> None:
+    """A column that is mostly numbers (as `dialect` writes them) with some cells of text
+    is a data error (a typo, "unknown" for a missing value): read as it is, it would turn
+    into a category and every number in it into a label. So is a column of numbers
+    written with a decimal comma the dialect does not expect ("13,1" would be a
+    category). Columns mostly of text are categories."""
     if pd.api.types.is_numeric_dtype(values):
         return
     present = values.dropna()
-    numbers = pd.to_numeric(present, errors="coerce")
+    written = present.astype(str).str.strip()
+    if dialect.thousands:
+        written = written.str.replace(dialect.thousands, "", regex=False)
+    numbers = pd.to_numeric(written.str.replace(dialect.decimal, ".", regex=False), errors="coerce")
     text = present[numbers.isna()]
+    commas = text.astype(str).str.strip().str.fullmatch(_DECIMAL_COMMA)
+    if commas.any() and numbers.notna().sum() + commas.sum() >= len(text) - commas.sum():
+        first = commas.idxmax()
+        ways = "use --decimal ,"
+        if text[commas].astype(str).str.fullmatch(r"[+-]?\d{1,3},\d{3}").all():
+            ways = "use --decimal , where the comma is the decimal mark, --thousands , where "
+            ways += "it separates thousands"
+        raise IngestError(
+            path,
+            f"column {column!r} holds numbers written with a comma ({text[first]!r}, "
+            f"{_where(values, first, csv=csv)}; {int(commas.sum())} such cells): {ways}",
+        )
     if text.empty or numbers.notna().sum() < len(text):
         return
-    row = int(values.index.get_loc(text.index[0]))
-    where = f"line {row + 2}" if csv else f"row {row + 1}"  # a CSV's line 1 is its header
     cells = f"{len(text)} such cell{'s' if len(text) > 1 else ''}"
+    ways = "correct them, or leave a missing value's cell empty"
+    if csv:
+        ways += f" (or name the marker: --na-value {text.iloc[0]!r})"
     raise IngestError(
         path,
-        f"column {column!r} holds numbers, but {where} has {text.iloc[0]!r} ({cells}); "
-        "correct them, or leave a missing value's cell empty",
+        f"column {column!r} holds numbers, but {_where(values, text.index[0], csv=csv)} has "
+        f"{text.iloc[0]!r} ({cells}); {ways}",
+    )
+
+
+def _check_thousands(path: Path, column: str, cells: pd.Series, *, decimal: str) -> None:
+    """A column of numbers in which cells written like "1.250" sit among numbers about a
+    thousand times larger ("980") holds a thousands separator read as a decimal point
+    (platelets 1250 stored as 1.25); in a file whose decimal mark is ",", any such cell
+    does. Refused, with the option that reads it."""
+    written = cells.dropna().astype(str).str.strip()
+    dotted = written.str.fullmatch(_THOUSANDS_DOT)
+    if not dotted.any():
+        return
+    others = written[~dotted].str.replace(decimal, ".", regex=False)
+    numbers = pd.to_numeric(others, errors="coerce")
+    if numbers.isna().any():  # text among them: a category, or `_check_numbers`' to refuse
+        return
+    first = dotted.idxmax()
+    where = f"{written[first]!r} ({_where(cells, first, csv=True)}"
+    if decimal == ",":
+        why = f"holds {where}) in a file whose decimal mark is ','"
+    else:
+        small = pd.to_numeric(written[dotted]).abs().median()
+        large = numbers.abs().median()
+        if numbers.empty or not small > 0 or large < THOUSANDS_RATIO * small:
+            return
+        other = numbers.index[0]
+        why = (
+            f"mixes numbers written like {where}, read as {float(written[first]):g}) with "
+            f"numbers about a thousand times larger ({written[other]!r}, "
+            f"{_where(cells, other, csv=True)})"
+        )
+    raise IngestError(
+        path,
+        f"column {column!r} {why}: where '.' separates thousands use --thousands . (and "
+        "--decimal , for decimal commas); otherwise correct the column",
     )
 
 
@@ -369,7 +565,9 @@ def _check_numbers(path: Path, column: str, values: pd.Series, *, csv: bool) -> 
 
 @dataclass
 class PatientRecords:
-    """Pseudonymised patient records as four frames (see the module docstring)."""
+    """Pseudonymised patient records as four frames (see the module docstring), and how
+    many resources were left out as no fact about the patient, by why
+    ("Observation entered-in-error": 2, "Condition refuted": 1)."""
 
     patients: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PATIENT_COLUMNS))
     observations: pd.DataFrame = field(
@@ -381,6 +579,29 @@ class PatientRecords:
     medications: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=MEDICATION_COLUMNS)
     )
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+#: Observation statuses whose value is no result: withdrawn (entered-in-error), never
+#: done (cancelled), not there yet (registered). Such an Observation is no fact.
+NO_RESULT = frozenset({"entered-in-error", "cancelled", "registered"})
+#: Condition verification statuses that say the patient does not have it.
+NOT_A_CONDITION = frozenset({"refuted", "entered-in-error"})
+#: The UCUM code system: a quantity's `code` in it is the unit, its `unit` a display.
+UCUM = "http://unitsofmeasure.org"
+
+
+def _why_skipped(res: Any) -> str | None:
+    """Why a resource states no fact about the patient ("entered-in-error"), or None."""
+    kind = res.get_resource_type()
+    if kind == "Observation" and res.status in NO_RESULT:
+        return str(res.status)
+    if kind == "Condition":
+        code, _, _ = _coding(res.verificationStatus)
+        return code if code in NOT_A_CONDITION else None
+    if kind == "MedicationStatement" and res.status == "entered-in-error":
+        return str(res.status)
+    return None
 
 
 def _coding(concept: Any) -> tuple[str | None, str | None, str | None]:
@@ -394,28 +615,77 @@ def _coding(concept: Any) -> tuple[str | None, str | None, str | None]:
     return None, None, getattr(concept, "text", None)
 
 
-def _notes(resource: Any, identifiers: Sequence[str]) -> str | None:
+def _notes(resource: Any, identifiers: Identifiers) -> str | None:
     notes = [n.text for n in (getattr(resource, "note", None) or []) if n.text]
     return scrub_identifiers(" | ".join(notes), identifiers=identifiers) if notes else None
 
 
-def _value(obs: Any, private: Iterable[str]) -> tuple[Any, str | None]:
-    """An Observation's value and unit: a number (quantity, integer, boolean), or text
-    (a coded answer's display or code, or a string scrubbed of the patient's identifiers),
-    which is kept as a fact and never read as a number."""
-    if obs.valueQuantity is not None:
-        q = obs.valueQuantity
-        return (None if q.value is None else float(q.value)), (q.unit or q.code)
+def _value(obs: Any, private: Identifiers) -> tuple[Any, str | None]:
+    """An Observation's (or an Observation component's) value and unit: a number
+    (quantity, integer, boolean), or text (a coded answer's display or code, a string
+    scrubbed of the patient's identifiers, or a quantity with a comparator, "<0.5": a
+    result below a detection limit is no number to compute with), which is kept as a
+    fact and never read as a number. A quantity's unit is its UCUM code where it has
+    one, else its display."""
+    q = getattr(obs, "valueQuantity", None)
+    if q is not None:
+        unit = q.code if q.system == UCUM and q.code else (q.unit or q.code)
+        if q.value is None:
+            return None, unit
+        if q.comparator:
+            return f"{q.comparator}{q.value}", unit
+        return float(q.value), unit
     for name in ("valueInteger", "valueBoolean"):
         v = getattr(obs, name, None)
         if v is not None:
             return float(v), None
-    if obs.valueString is not None:
+    if getattr(obs, "valueString", None) is not None:
         return scrub_identifiers(obs.valueString, identifiers=private), None
-    if obs.valueCodeableConcept is not None:
+    if getattr(obs, "valueCodeableConcept", None) is not None:
         code, _, display = _coding(obs.valueCodeableConcept)
         return _redact_name(display, private) or code, None
     return None, None
+
+
+def _medication(statement: Any) -> Any:
+    """A MedicationStatement's drug: its medicationCodeableConcept, or the code of the
+    Medication its medicationReference names among its contained resources ("#m1")."""
+    if statement.medicationCodeableConcept is not None:
+        return statement.medicationCodeableConcept
+    ref = statement.medicationReference.reference if statement.medicationReference else None
+    for contained in statement.contained or []:
+        if ref and ref == f"#{contained.id}" and contained.get_resource_type() == "Medication":
+            return contained.code
+    return None
+
+
+def _observation_rows(res: Any, patient: str, private: Identifiers) -> list[dict[str, Any]]:
+    """An Observation's facts: its own value, and one per component (the systolic and
+    diastolic pressure of a blood-pressure panel), each under the component's code, at
+    the Observation's time."""
+    period = res.effectivePeriod.start if res.effectivePeriod else None
+    time = res.effectiveDateTime or res.effectiveInstant or period
+    note = _notes(res, private)
+    components = list(res.component or [])
+    own = _value(res, private)[0] is not None or not components
+    rows = []
+    for part in [res] * own + components:
+        code, system, name = _coding(part.code)
+        value, unit = _value(part, private)
+        rows.append(
+            {
+                "patient": patient,
+                "code": code,
+                "system": system,
+                "name": _redact_name(name, private),
+                "value": value,
+                "unit": unit,
+                "time": time,
+                "note": note,
+                "resource": res.id,
+            }
+        )
+    return rows
 
 
 #: Patients this old or older share one birth year (HIPAA Safe Harbor: ages over 89 are
@@ -504,7 +774,10 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
 
     Patients are keyed by a pseudonym of their first identifier's value (else their
     resource id); references such as "Patient/123" or "urn:uuid:..." are resolved to it.
-    Other resource types are skipped (logged).
+    Other resource types are skipped (logged), and so are resources that state no fact
+    (`NO_RESULT` Observations, `NOT_A_CONDITION` Conditions, MedicationStatements entered
+    in error), counted in `PatientRecords.skipped`. An Observation with components (a
+    blood-pressure panel) gives one row per component.
     """
     from fhir.resources.R4B.bundle import Bundle
 
@@ -526,7 +799,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         (e.fullUrl, e.resource) for e in (bundle.entry or []) if e.resource is not None
     ]
     pseudonyms: dict[str, str] = {}
-    identifiers: dict[str, list[str]] = {}
+    identifiers: dict[str, re.Pattern[str] | None] = {}
     patients: list[dict[str, Any]] = []
     for full_url, res in entries:
         if res.get_resource_type() != "Patient":
@@ -538,7 +811,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         pseudonym = pseudonymize(str(raw_id), key=key)
         if any(p["patient"] == pseudonym for p in patients):
             raise IngestError(path, f"two Patient resources are one patient ({res.id!r})")
-        private = [*idents, *([res.id] if res.id else []), *_own_words(res)]
+        private = identifier_pattern([*idents, *([res.id] if res.id else []), *_own_words(res)])
         for ref in (f"Patient/{res.id}" if res.id else None, full_url):
             if ref:
                 pseudonyms[ref] = pseudonym
@@ -552,7 +825,9 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
             }
         )
 
-    observations, conditions, medications = [], [], []
+    observations: list[dict[str, Any]] = []
+    conditions, medications = [], []
+    skipped: dict[str, int] = {}
     for _, res in entries:
         kind = res.get_resource_type()
         if kind == "Patient":
@@ -563,23 +838,14 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         ref = _subject(res, path)
         if ref not in pseudonyms:
             raise IngestError(path, f"{kind} {res.id!r} refers to unknown patient {ref!r}")
+        why = _why_skipped(res)
+        if why is not None:
+            logger.info("skipping %s %r in %s: %s", kind, res.id, path.name, why)
+            skipped[f"{kind} {why}"] = skipped.get(f"{kind} {why}", 0) + 1
+            continue
         patient, private = pseudonyms[ref], identifiers[ref]
         if kind == "Observation":
-            code, system, name = _coding(res.code)
-            name = _redact_name(name, private)
-            value, unit = _value(res, private)
-            observations.append(
-                {
-                    "patient": patient,
-                    "code": code,
-                    "system": system,
-                    "name": name,
-                    "value": value,
-                    "unit": unit,
-                    "time": res.effectiveDateTime,
-                    "note": _notes(res, private),
-                }
-            )
+            observations += _observation_rows(res, patient, private)
         elif kind == "Condition":
             code, system, name = _coding(res.code)
             name = _redact_name(name, private)
@@ -594,7 +860,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
                 }
             )
         else:
-            code, system, name = _coding(res.medicationCodeableConcept)
+            code, system, name = _coding(_medication(res))
             name = _redact_name(name, private)
             start = res.effectiveDateTime or (
                 res.effectivePeriod.start if res.effectivePeriod else None
@@ -613,18 +879,20 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
     if not patients:
         raise IngestError(path, "the bundle holds no Patient resource")
     logger.info(
-        "read %d patients, %d observations, %d conditions, %d medications from %s",
+        "read %d patients, %d observations, %d conditions, %d medications from %s (skipped: %s)",
         len(patients),
         len(observations),
         len(conditions),
         len(medications),
         path.name,
+        skipped or "none",
     )
     return PatientRecords(
         patients=pd.DataFrame(patients, columns=PATIENT_COLUMNS),
         observations=pd.DataFrame(observations, columns=OBSERVATION_COLUMNS),
         conditions=pd.DataFrame(conditions, columns=CONDITION_COLUMNS),
         medications=pd.DataFrame(medications, columns=MEDICATION_COLUMNS),
+        skipped=skipped,
     )
 
 

@@ -4,6 +4,7 @@ are addressed by pseudonym within a project."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,12 +31,8 @@ DECISIONS = ("accept", "override")
 
 
 def count_patients(session: Session, *, project_id: int) -> int:
-    """Patients of the project with at least one feature (the rows `features_frame` has)."""
-    query = (
-        select(func.count(PatientFeature.patient_id.distinct()))
-        .join(Patient, Patient.id == PatientFeature.patient_id)
-        .where(Patient.project_id == project_id)
-    )
+    """Patients of the project (the rows `features_frame` has)."""
+    query = select(func.count(Patient.id)).where(Patient.project_id == project_id)
     return int(session.scalar(query) or 0)
 
 
@@ -67,35 +64,52 @@ def _split_value(value: Any) -> tuple[float | None, str | None]:
     return None, str(value)
 
 
+#: What makes two stored facts one: everything a fact says but where it came from.
+_FACT_KEY = ("patient_id", "kind", "code", "system", "name", "value", "value_text", "unit",
+             "observed_at", "note")  # fmt: skip
+
+
 def add_observations(
     session: Session, *, project_id: int, frame: pd.DataFrame, kind: str, source: str
 ) -> int:
-    """Append long facts (columns patient, code, system, name, value, unit, time, note;
-    missing columns are stored as empty). Returns the number of rows added."""
+    """Add long facts (columns patient, code, system, name, value, unit, time, note;
+    missing columns are stored as empty) that are not stored yet: a fact the project
+    holds already, the same in every column (`_FACT_KEY`) from whichever file, is not
+    added again (one `frame` holds n times is stored n times in all), so an import run
+    twice, or exports that overlap, store each fact once.
+    Returns the number of rows added."""
     if kind not in OBSERVATION_KINDS:
         raise InvalidInputError(f"unknown observation kind {kind!r}; one of {OBSERVATION_KINDS}")
     if "patient" not in frame.columns:
         raise InvalidInputError("observations need a 'patient' column (the pseudonym)")
     ids = repository.ensure_patients(session, project_id=project_id, pseudonyms=frame["patient"])
+    stored = session.execute(
+        select(*(getattr(PatientObservation, c) for c in _FACT_KEY)).where(
+            PatientObservation.patient_id.in_(set(ids.values())), PatientObservation.kind == kind
+        )
+    )
+    known = Counter(tuple(row) for row in stored)
     rows = []
     for record in frame.to_dict(orient="records"):
         value, text = _split_value(record.get("value"))
         time = _clean(record.get("time", record.get("onset", record.get("start"))))
-        rows.append(
-            {
-                "patient_id": ids[str(record["patient"])],
-                "kind": kind,
-                "code": _clean(record.get("code")),
-                "system": _clean(record.get("system")),
-                "name": _clean(record.get("name")),
-                "value": value,
-                "value_text": text,
-                "unit": _clean(record.get("unit")),
-                "observed_at": None if time is None else str(time)[:40],
-                "note": _clean(record.get("note")),
-                "source": source[:200],
-            }
-        )
+        row = {
+            "patient_id": ids[str(record["patient"])],
+            "kind": kind,
+            "code": _clean(record.get("code")),
+            "system": _clean(record.get("system")),
+            "name": _clean(record.get("name")),
+            "value": value,
+            "value_text": text,
+            "unit": _clean(record.get("unit")),
+            "observed_at": None if time is None else str(time)[:40],
+            "note": _clean(record.get("note")),
+        }
+        fact = tuple(row[c] for c in _FACT_KEY)
+        if known[fact]:
+            known[fact] -= 1  # stored already
+        else:
+            rows.append({**row, "source": source[:200]})
     if rows:
         check_lengths(PatientObservation, rows)
         session.execute(insert(PatientObservation), rows)
@@ -221,8 +235,10 @@ def feature_state(session: Session, *, project_id: int) -> tuple[int, int]:
 def features_frame(
     session: Session, *, project_id: int, pseudonyms: Iterable[str] | None = None
 ) -> pd.DataFrame:
-    """Current feature values: index pseudonym, one column per feature (numbers as
-    floats, text as strings; absent values NaN)."""
+    """Current feature values: index pseudonym (every patient of the project, or those of
+    `pseudonyms` it has, a patient without any value too: their gaps count as missing),
+    one column per feature (numbers as floats, text as strings; absent values NaN)."""
+    patients = select(Patient.pseudonym).where(Patient.project_id == project_id)
     query = (
         select(
             Patient.pseudonym, PatientFeature.name, PatientFeature.value, PatientFeature.value_text
@@ -231,18 +247,21 @@ def features_frame(
         .where(Patient.project_id == project_id)
     )
     if pseudonyms is not None:
-        query = query.where(Patient.pseudonym.in_([str(p) for p in pseudonyms]))
+        wanted = [str(p) for p in pseudonyms]
+        patients = patients.where(Patient.pseudonym.in_(wanted))
+        query = query.where(Patient.pseudonym.in_(wanted))
+    index = pd.Index(sorted(session.scalars(patients)), name="patient", dtype=object)
     long = select_frame(session, query, ["patient", "name", "value", "text"])
     if long.empty:
-        return pd.DataFrame(index=pd.Index([], name="patient"))
+        return pd.DataFrame(index=index)
     long["cell"] = long["value"].astype(object).where(long["value"].notna(), long["text"])
-    wide = long.pivot(index="patient", columns="name", values="cell")
+    wide = long.pivot(index="patient", columns="name", values="cell").reindex(index)
     wide.columns.name = None
     for column in wide.columns:
         numeric = pd.to_numeric(wide[column], errors="coerce")
         if numeric.notna().sum() == wide[column].notna().sum():
             wide[column] = numeric.astype(float)
-    return wide.sort_index()
+    return wide
 
 
 def feature_units(session: Session, *, project_id: int) -> dict[str, str]:

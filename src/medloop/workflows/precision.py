@@ -26,6 +26,7 @@ from medloop.precision import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
     SPREAD_SUFFIX,
+    CsvDialect,
     Feature,
     FeatureTable,
     GeneExpression,
@@ -91,11 +92,18 @@ def _project(s: Any, name: str, *, create: bool) -> Project:
 
 @dataclass(frozen=True)
 class PatientImport:
+    """What an import stored: `observations` facts added (`known` more were stored
+    already, by an earlier import of the file or of an overlapping one) and
+    `feature_values`; `skipped` counts the resources that state no fact, by why
+    ("Observation entered-in-error": 1)."""
+
     project: str
     patients: int
     observations: int
     feature_values: int
     source: str
+    known: int = 0
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 def import_patients_table(
@@ -108,10 +116,12 @@ def import_patients_table(
     text_columns: Sequence[str] = (),
     drop_columns: Sequence[str] = (),
     units: Mapping[str, str] | None = None,
+    dialect: CsvDialect = CsvDialect(),
 ) -> PatientImport:
-    """Import a CSV/Parquet table (one row per patient) as features; scrubbed text columns
-    are also kept as notes. Raw ids are pseudonymised and never stored; a column that
-    looks like an identifier is refused unless dropped, mapped or kept as scrubbed text
+    """Import a CSV/Parquet table (one row per patient, a CSV file in its `dialect`) as
+    features; scrubbed text columns are also kept as notes (each once, however often the
+    table is imported). Raw ids are pseudonymised and never stored; a column that looks
+    like an identifier is refused unless dropped, mapped or kept as scrubbed text
     (`records.read_table`)."""
     frame = read_table(
         path,
@@ -120,6 +130,7 @@ def import_patients_table(
         columns=columns,
         text_columns=text_columns,
         drop_columns=drop_columns,
+        dialect=dialect,
     )
     frame = safe_harbor_ages(frame, units)
     text_targets = [dict(columns or {}).get(c, c) for c in text_columns]
@@ -129,10 +140,11 @@ def import_patients_table(
         # text columns are notes, never features: an earlier import's raw value goes too
         features = frame.assign(**{column: np.nan for column in text_targets})
         values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
-        notes = 0
+        notes = given = 0
         for column in text_targets:
             long = frame[column].dropna().rename("note").reset_index()
             long["name"] = column
+            given += len(long)
             notes += prepo.add_observations(
                 s,
                 project_id=record.id,
@@ -149,29 +161,39 @@ def import_patients_table(
             detail={
                 "patients": len(frame),
                 "values": values,
+                "notes": notes,
                 "source": source,
             },
         )
-    return PatientImport(project, len(frame), notes, values, path.name)
+    return PatientImport(project, len(frame), notes, values, path.name, known=given - notes)
 
 
-def _common_units(observations: pd.DataFrame) -> dict[str, str]:
-    """Per observation code, the unit most of its values come in: values in another unit
-    are converted to it (or the import refused), so one feature never holds g/dL beside
-    g/L. Ties go to the unit seen first."""
+def _common_units(observations: pd.DataFrame, stored: Mapping[str, str]) -> dict[str, str]:
+    """Per observation code, the unit the project holds it in (`stored`), else the unit
+    most of its values come in: values in another unit are converted to it (or the
+    import refused), so one feature never holds g/dL beside g/L. Ties go to the unit seen
+    first."""
     given = observations.dropna(subset=["unit"])
-    return {
+    units = {
         str(code): str(units.value_counts(sort=False).idxmax())
         for code, units in given.groupby("code", sort=False)["unit"]
     }
+    return {code: stored.get(code, unit) for code, unit in units.items()}
 
 
 def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:
-    """Import a FHIR R4 bundle: facts as observations; demographics, latest numeric
-    observation per code and condition flags (`condition:<code>` = 1) as features."""
+    """Import a FHIR R4 bundle: facts as observations (each once, however often the
+    bundle is imported); demographics, latest numeric observation per code and condition
+    flags (`condition:<code>` = 1) as features. Resources that state no fact (withdrawn
+    or cancelled results, refuted conditions) are left out and counted."""
     records = read_fhir_bundle(path, key=ws.settings.resolved_secret_key)
     features = records.patients.set_index("patient")[["sex", "birth_year"]]
-    units = _common_units(records.observations)
+    with ws.db.session() as s:
+        try:
+            stored = prepo.feature_units(s, project_id=_project(s, project, create=False).id)
+        except NotFoundError:
+            stored = {}
+    units = _common_units(records.observations, stored)
     try:
         wide = observations_to_wide(records.observations, units=units)
     except InvalidInputError as error:  # a code in units that do not convert
@@ -185,12 +207,13 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
     with ws.db.session() as s:
         record = _project(s, project, create=True)
         repo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
-        n = 0
+        n = given = 0
         for kind, frame in (
             ("observation", records.observations),
             ("condition", records.conditions),
             ("medication", records.medications),
         ):
+            given += len(frame)
             n += prepo.add_observations(
                 s,
                 project_id=record.id,
@@ -208,10 +231,13 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
             detail={
                 "patients": len(features),
                 "facts": n,
+                "skipped": records.skipped,
                 "source": source,
             },
         )
-    return PatientImport(project, len(features), n, values, path.name)
+    return PatientImport(
+        project, len(features), n, values, path.name, known=given - n, skipped=records.skipped
+    )
 
 
 def import_expression(
@@ -289,6 +315,7 @@ def check_expression_rows(
     id_column: str,
     table: Path | None = None,
     table_id_column: str | None = None,
+    table_dialect: CsvDialect = CsvDialect(),
 ) -> None:
     """Refuse an expression matrix with rows for patients who are neither in the cohort
     nor in the clinical `table` about to be imported with it: checked before that import,
@@ -297,7 +324,7 @@ def check_expression_rows(
     rows = read_ids(path, key=key, id_column=id_column)  # the ids only: checks stay cheap
     coming = set()
     if table is not None and table_id_column is not None:
-        coming = set(read_ids(table, key=key, id_column=table_id_column))
+        coming = set(read_ids(table, key=key, id_column=table_id_column, dialect=table_dialect))
     with ws.db.session() as s:
         try:
             record = _project(s, project, create=False)
