@@ -314,3 +314,33 @@ def test_importing_a_bundle_again_stores_each_fact_once(ws: Workspace, tmp_path:
     assert (first.observations, first.known) == (3, 0)
     assert (again.observations, again.known) == (0, 3)
     assert len(stored) == 3
+
+
+def test_a_bundle_of_new_results_keeps_the_earlier_ones(ws: Workspace, tmp_path: Path) -> None:
+    """A monthly export of new results only left p0's haemoglobin of January missing
+    (p1 had one in February) and their diabetes 0, though both were stored as facts."""
+    january = bundle(
+        tmp_path / "jan.json",
+        [
+            result("hb0", "p0", HAEMOGLOBIN, 13.4, "g/dL", "2024-01-05"),
+            result("hb1", "p1", HAEMOGLOBIN, 12.0, "g/dL", "2024-01-05T08:00:00+01:00"),
+            condition("c0", "p0", "E11", "confirmed"),
+        ],
+    )
+    february = bundle(
+        tmp_path / "feb.json",
+        [
+            result("hb2", "p1", HAEMOGLOBIN, 8.0, "mmol/L", "2024-02-05T08:00:00+01:00"),
+            condition("c1", "p1", "E11", "confirmed"),
+        ],
+    )
+    try:
+        wf.import_fhir_bundle(ws, project="c", path=january)
+        wf.import_fhir_bundle(ws, project="c", path=february)
+        p0, p1 = (wf.resolve_patient(ws, project="c", patient=p) for p in ("p0", "p1"))
+        wide = features(ws)
+    finally:
+        ws.close()
+    assert wide.loc[p0, HAEMOGLOBIN] == 13.4
+    assert wide.loc[p1, HAEMOGLOBIN] == pytest.approx(8.0 / 0.6206, rel=1e-3)
+    assert (wide.loc[p0, "condition:E11"], wide.loc[p1, "condition:E11"]) == (1.0, 1.0)

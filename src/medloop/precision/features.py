@@ -343,7 +343,10 @@ def observations_to_wide(
                 ) from error
             obs.loc[group.index, "number"] = converted
             obs.loc[group.index, "unit"] = wanted
-    obs["_t"] = pd.to_datetime(obs["time"], errors="coerce", utc=True)
+    # as text, so that stored times ("2024-03-11 10:15:00+01:00") and a bundle's (dates,
+    # date-times) are read alike; pandas would take the first one's format for them all
+    written = obs["time"].map(lambda t: None if t is None or t is pd.NaT else str(t))
+    obs["_t"] = pd.to_datetime(written, format="ISO8601", errors="coerce", utc=True)
     obs = obs.sort_values(["patient", "feature", "_t"], na_position="first", kind="stable")
     latest = obs.groupby(["patient", "feature"]).tail(1).dropna(subset=["number"])
     wide = latest.set_index(["patient", "feature"])["number"].unstack("feature")

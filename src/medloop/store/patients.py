@@ -117,9 +117,15 @@ def add_observations(
 
 
 def observations_frame(
-    session: Session, *, project_id: int, pseudonym: str | None = None
+    session: Session,
+    *,
+    project_id: int,
+    pseudonym: str | None = None,
+    pseudonyms: Iterable[str] | None = None,
+    kind: str | None = None,
 ) -> pd.DataFrame:
-    """Stored facts as a long frame (patient is the pseudonym)."""
+    """Stored facts as a long frame (patient is the pseudonym): of one patient, of
+    `pseudonyms`, or of all, and of one `kind` or all."""
     query = (
         select(
             Patient.pseudonym,
@@ -139,6 +145,10 @@ def observations_frame(
     )
     if pseudonym is not None:
         query = query.where(Patient.pseudonym == pseudonym)
+    if pseudonyms is not None:
+        query = query.where(Patient.pseudonym.in_([str(p) for p in pseudonyms]))
+    if kind is not None:
+        query = query.where(PatientObservation.kind == kind)
     columns = [
         "patient",
         "kind",

@@ -51,6 +51,7 @@ from medloop.precision.effects import event_free_by
 from medloop.precision.genes import PREFIX as GENE_PREFIX
 from medloop.precision.heterogeneity import heterogeneity_test
 from medloop.precision.intervals import REFITS, check_refits
+from medloop.precision.records import OBSERVATION_COLUMNS
 from medloop.precision.samplesize import check_events, events_warning
 from medloop.precision.survival import followup_horizon
 from medloop.store import patients as prepo
@@ -181,26 +182,52 @@ def _common_units(observations: pd.DataFrame, stored: Mapping[str, str]) -> dict
     return {code: stored.get(code, unit) for code, unit in units.items()}
 
 
+def _stored_facts(
+    ws: Workspace, project: str, patients: pd.Index
+) -> tuple[dict[str, str], pd.DataFrame, pd.DataFrame]:
+    """The cohort's feature units, and the observations (value: the number, else the
+    text) and conditions it holds of `patients`: all empty before the cohort exists."""
+    with ws.db.session() as s:
+        try:
+            project_id = _project(s, project, create=False).id
+        except NotFoundError:
+            return (
+                {},
+                pd.DataFrame(columns=OBSERVATION_COLUMNS),
+                pd.DataFrame(columns=["patient", "code"]),
+            )
+        units = prepo.feature_units(s, project_id=project_id)
+        facts = {
+            kind: prepo.observations_frame(s, project_id=project_id, pseudonyms=patients, kind=kind)
+            for kind in ("observation", "condition")
+        }
+    observations = facts["observation"]
+    value = observations["value"].astype(object)
+    value = value.where(value.notna(), observations["value_text"])
+    return units, observations.assign(value=value), facts["condition"][["patient", "code"]]
+
+
 def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:
     """Import a FHIR R4 bundle: facts as observations (each once, however often the
-    bundle is imported); demographics, latest numeric observation per code and condition
-    flags (`condition:<code>` = 1) as features. Resources that state no fact (withdrawn
+    bundle is imported); demographics, latest numeric observation per code (among the
+    facts stored before and the bundle's) and condition flags (`condition:<code>` = 1)
+    as features. Resources that state no fact (withdrawn
     or cancelled results, refuted conditions) are left out and counted."""
     records = read_fhir_bundle(path, key=ws.settings.resolved_secret_key)
     features = records.patients.set_index("patient")[["sex", "birth_year"]]
-    with ws.db.session() as s:
-        try:
-            stored = prepo.feature_units(s, project_id=_project(s, project, create=False).id)
-        except NotFoundError:
-            stored = {}
-    units = _common_units(records.observations, stored)
+    stored, observations, conditions = _stored_facts(ws, project, features.index)
+    # features from the stored facts and the bundle's together: a bundle of new results
+    # only must not leave a patient's earlier ones missing, nor their conditions 0
+    observations = pd.concat([observations, records.observations], ignore_index=True)
+    conditions = pd.concat([conditions, records.conditions[["patient", "code"]]])
+    units = _common_units(observations, stored)
     try:
-        wide = observations_to_wide(records.observations, units=units)
+        wide = observations_to_wide(observations, units=units)
     except InvalidInputError as error:  # a code in units that do not convert
         raise IngestError(path, str(error)) from error
     flags = pd.DataFrame(index=features.index)
     for code in records.conditions["code"].dropna().unique():
-        has = set(records.conditions.loc[records.conditions["code"] == code, "patient"])
+        has = set(conditions.loc[conditions["code"] == code, "patient"])
         flags[f"condition:{code}"] = [1.0 if p in has else 0.0 for p in flags.index]
     features = features.join(wide, how="left").join(flags, how="left")
     source = ws.file_ref("file", path.name)
