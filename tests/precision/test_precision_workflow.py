@@ -842,7 +842,8 @@ def test_a_patient_missing_a_feature_or_out_of_range_is_scored_with_notes(
         old = wf.recommend(ws, project="trial", patient="MRN000199")
         low, high = rows["age"].iloc[:198].min(), rows["age"].iloc[:198].max()
         assert old.feature_notes == [
-            f"age 250 lies outside the values the model learnt from ({low:g} to {high:g}): "
+            # imported as 250, kept as 90 (`safe_harbor_ages`), still past the oldest learnt
+            f"age 90 lies outside the values the model learnt from ({low:g} to {high:g}): "
             "its answer there is an extrapolation"
         ]
         page = wf.patient_record(ws, project="trial", patient=old.patient)
