@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -134,10 +135,16 @@ class Workspace:
         return self._compute(key, compute, mine)
 
     def _compute(
-        self, key: Hashable, compute: Callable[[], tuple[Hashable, T]], done: Future[Kept[Any]]
+        self,
+        key: Hashable,
+        compute: Callable[[], tuple[Hashable, T]],
+        done: Future[Kept[Any]],
+        *,
+        background: bool = False,
     ) -> Kept[T]:
         """Run `compute`, keep its value unless a later computation's is kept already,
-        and tell those awaiting `done`; it is no longer in flight once they hear."""
+        and tell those awaiting `done`; it is no longer in flight once they hear. In the
+        `background` a failure is logged before they hear (`settle` then finds it logged)."""
         if not done.set_running_or_notify_cancel():
             raise CancelledError(f"the workspace closed before computing {key!r}")
         with self._figures_lock:
@@ -146,6 +153,8 @@ class Workspace:
         try:
             state, value = compute()
         except BaseException as error:
+            if background:
+                logger.exception("recomputing %r failed; its older value is served meanwhile", key)
             self._finished(key, done)
             done.set_exception(error)
             raise
@@ -168,10 +177,8 @@ class Workspace:
     ) -> None:
         """`_compute` in a background thread: a failure goes to the log (the kept value
         stays and the next call tries again)."""
-        try:
-            self._compute(key, compute, done)
-        except Exception:
-            logger.exception("recomputing %r failed; its older value is served meanwhile", key)
+        with contextlib.suppress(Exception):  # logged by `_compute`
+            self._compute(key, compute, done, background=True)
 
     def _pool(self) -> ThreadPoolExecutor:
         """The background threads (`FIGURE_WORKERS`), started when first needed; call
