@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from medloop.exceptions import IngestError, InvalidInputError
-from medloop.ingest import read_image_folder
+from medloop.ingest import read_image_folder, scan_image_folder
 
 
 def _png(path: Path, value: int, *, rgb: bool = False) -> np.ndarray:
@@ -94,10 +94,25 @@ def test_csv_errors_name_csv_and_line(tmp_path: Path, csv: str, match: str) -> N
     assert info.value.path == str(folder / "labels.csv")
 
 
-def test_duplicate_pixels(tmp_path: Path) -> None:
-    folder = _folder(tmp_path, None)
+def test_a_true_duplicate_is_left_out(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "file,label\na.png,normal\nz_copy.png,normal\n")
     _png(folder / "z_copy.png", 10)
-    with pytest.raises(IngestError, match=r"duplicate item: identical pixels to 'a\.png'") as info:
+    scanned = scan_image_folder(folder)
+    assert [(r.source, r.duplicate_of) for r in scanned.records()] == [
+        ("a.png", None),
+        ("b.png", None),
+        ("sub/c.png", None),
+        ("z_copy.png", "a.png"),
+    ]
+    assert [r.source for r in read_image_folder(folder).records] == ["a.png", "b.png", "sub/c.png"]
+
+
+def test_identical_pixels_labelled_otherwise(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, "file,label\na.png,normal\nz_copy.png,pneumonia\n")
+    _png(folder / "z_copy.png", 10)
+    with pytest.raises(
+        IngestError, match=r"identical pixels to 'a\.png', labelled otherwise"
+    ) as info:
         read_image_folder(folder)
     assert info.value.path.endswith("z_copy.png")
 

@@ -49,9 +49,8 @@ def test_items_are_found_by_source_image_and_patient(database: Database) -> None
             s, project_id=project.id, source_refs=["dicom:1", "dicom:3", "dicom:9"]
         )
         assert sorted(ids) == ["dicom:1", "dicom:3"] and len(set(ids.values())) == 2
-        assert repo.items_with_images(
-            s, project_id=project.id, image_sha256s=[_sha(2), _sha(7)]
-        ) == {_sha(2): "dicom:2"}
+        twins = repo.items_with_images(s, project_id=project.id, image_sha256s=[_sha(2), _sha(7)])
+        assert {sha: item.source_ref for sha, item in twins.items()} == {_sha(2): "dicom:2"}
         assert repo.patient_splits(s, project_id=project.id) == {"P0": "train", "P1": "test"}
         assert repo.audit_details(s, action="ingest", entity="project", entity_id=other.id) == [
             {"source": "dicom:F2"}

@@ -144,11 +144,13 @@ def test_an_image_folder_run_again_skips_its_images_and_another_folder_is_refuse
         folder / "6.png"
     )
     Image.fromarray(np.full((4, 4), 20, dtype=np.uint8)).save(folder / "7.png")  # as 1.png
-    with pytest.raises(IngestError, match=r"7\.png: duplicate item: identical pixels"):
-        ingest.ingest_image_folder(ws, folder=folder, project="x")
-    (folder / "7.png").unlink()
+    (folder / "labels.csv").write_text("\n".join([*rows, "7.png,a,p7"]) + "\n")
+    with pytest.raises(IngestError, match=r"7\.png: duplicate item: identical pixels .* otherwise"):
+        ingest.ingest_image_folder(ws, folder=folder, project="x")  # 1.png is a "b"
+    (folder / "labels.csv").write_text("\n".join([*rows, "7.png,b,p7"]) + "\n")
     second = ingest.ingest_image_folder(ws, folder=folder, project="x")
     assert (second.items, second.skipped) == (1, 6)
+    assert second.left_out == {"duplicate": ["7.png"]}
     with ws.db.session() as s:
         assert repo.get_project(s, name="x").n_channels == 3  # an RGB image came
     other = tmp_path / "other"

@@ -33,12 +33,16 @@ _REQUIRED_COLUMNS = ("file", "label")
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image: its path relative to the folder, pixels, label index and patient."""
+    """One image: its path relative to the folder, pixels, label index and patient.
+
+    ``duplicate_of`` names an earlier file of the same `ImageFolder.records` call with
+    identical pixels and the same label: a true duplicate, not to be stored."""
 
     source: str
     image: np.ndarray
     label: int | None
     patient_id: str | None
+    duplicate_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,19 +84,26 @@ class ImageFolder:
     def records(self, files: Iterable[ImageFile] | None = None) -> Iterator[ImageRecord]:
         """Read `files` (default all) one by one, so memory holds one image at a time.
 
-        Raises `IngestError` naming the file for a damaged image, or one with identical
-        pixels to an earlier one of the same call."""
-        seen: dict[str, str] = {}
+        A file with identical pixels to an earlier one of the call is a true duplicate
+        (a copy under another name, as exports hold): its record says so
+        (``duplicate_of``). Raises `IngestError` naming the file for a damaged image, or a
+        duplicate labelled otherwise than its twin."""
+        seen: dict[str, ImageFile] = {}
         for file in self.files if files is None else files:
             image = load_image_file(self.folder / file.source)
-            digest = pixel_digest(image)
-            if digest in seen:
+            twin = seen.setdefault(pixel_digest(image), file)
+            if twin is not file and twin.label != file.label:
                 raise IngestError(
                     self.folder / file.source,
-                    f"duplicate item: identical pixels to {seen[digest]!r}",
+                    f"duplicate item: identical pixels to {twin.source!r}, labelled otherwise",
                 )
-            seen[digest] = file.source
-            yield ImageRecord(file.source, image, file.label, file.patient_id)
+            yield ImageRecord(
+                file.source,
+                image,
+                file.label,
+                file.patient_id,
+                duplicate_of=None if twin is file else twin.source,
+            )
 
 
 def scan_image_folder(
@@ -165,14 +176,16 @@ def read_image_folder(
 ) -> ImageFolderDataset:
     """Read every PNG/JPEG under `folder` (recursively) with labels from a CSV, all in
     memory: `scan_image_folder` (whose rules and errors apply) then every record.
-    `progress` is called with (files read, files) as the images are read. A large
-    folder is better read with `scan_image_folder` and `ImageFolder.records`."""
+    `progress` is called with (files read, files) as the images are read. True
+    duplicates are left out. A large folder is better read with `scan_image_folder` and
+    `ImageFolder.records`."""
     scanned = scan_image_folder(folder, labels_csv=labels_csv, classes=classes)
     records: list[ImageRecord] = []
-    for record in scanned.records():
-        records.append(record)
+    for done, record in enumerate(scanned.records(), 1):
+        if record.duplicate_of is None:
+            records.append(record)
         if progress is not None:
-            progress(len(records), len(scanned.files))
+            progress(done, len(scanned.files))
     return ImageFolderDataset(classes=scanned.classes, records=records)
 
 

@@ -375,15 +375,13 @@ def item_ids_by_source(
 
 def items_with_images(
     session: Session, *, project_id: int, image_sha256s: Iterable[str]
-) -> dict[str, str]:
-    """The source reference of an item of the project with each of `image_sha256s`, for
-    those it holds (identical pixels give identical image blobs)."""
-    found: dict[str, str] = {}
+) -> dict[str, Item]:
+    """An item of the project with each of `image_sha256s`, for those it holds
+    (identical pixels give identical image blobs)."""
+    found: dict[str, Item] = {}
     for batch in chunks(set(image_sha256s)):
-        query = select(Item.image_sha256, Item.source_ref).where(
-            Item.project_id == project_id, Item.image_sha256.in_(batch)
-        )
-        found.update({sha: ref for sha, ref in session.execute(query)})
+        query = select(Item).where(Item.project_id == project_id, Item.image_sha256.in_(batch))
+        found.update({item.image_sha256: item for item in session.scalars(query)})
     return found
 
 

@@ -14,6 +14,7 @@ Blobs of a batch that never committed are left for `medloop store gc`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +56,8 @@ BATCH_SIZE = 500
 class IngestSummary:
     """What one ingest stored: ``items`` new items (by split, with their patients),
     ``skipped`` items of the folder a run before had already imported, and ``left_out``
-    the files of the folder not imported, by reason (a DICOM folder's files that are not
-    DICOM, not images, multi-frame, or true duplicates: `medloop.ingest.SkippedFile`)."""
+    the files of the folder not imported, by reason (true duplicates; a DICOM folder's
+    files that are not DICOM, not images or multi-frame: `medloop.ingest.SkippedFile`)."""
 
     project: str
     classes: list[str]
@@ -157,7 +158,10 @@ def ingest_image_folder(
     stratified by label and grouped by patient. The CSV's labels are reference labels
     (for evaluation and simulations); with `final_by` (an existing doctor or admin) they
     are also that person's final labels, audited, so a model can train on them at once.
-    Stored in batches; run again, it skips the images already in (module docstring)."""
+    Stored in batches; run again, it skips the images already in (module docstring). A
+    true duplicate (identical pixels and label to another image of the folder, or to one
+    imported before) is left out and listed (`IngestSummary.left_out`); identical pixels
+    labelled otherwise stop the import (`IngestError`)."""
     source = ws.file_ref("images", folder.name)
     _check_ingest_target(ws, name=project, source=source, final_by=final_by)
     scanned = scan_image_folder(folder, labels_csv=labels_csv, classes=classes)
@@ -177,9 +181,19 @@ def ingest_image_folder(
     def items(
         todo: list[_Planned], _in: list[_Planned]
     ) -> Iterator[tuple[_Planned, _Blobs | SkippedFile]]:
+        with ws.db.session() as s:
+            existing = _project(s, name=project)
         records = scanned.records(by_source[p.source] for p in todo)
         for plan, record in zip(todo, records, strict=True):
-            yield plan, _image_blobs(ws, record)
+            yield (
+                plan,
+                _image_blobs(
+                    ws,
+                    record,
+                    folder=scanned.folder,
+                    project_id=None if existing is None else existing.id,
+                ),
+            )
 
     return _ingest_planned(
         ws,
@@ -190,7 +204,6 @@ def ingest_image_folder(
         source=source,
         seed=seed,
         final_by=final_by,
-        folder=scanned.folder,
         progress=progress,
     )
 
@@ -260,7 +273,6 @@ def ingest_dicom_folder(
         source=source,
         seed=seed,
         final_by=final_by,
-        folder=scanned.folder,
         detail={"pixels_checked": True} if pixels_checked else {},
         left_out=scanned.skipped,
         progress=progress,
@@ -289,8 +301,27 @@ class _Blobs:
     channels: int
 
 
-def _image_blobs(ws: Workspace, record: ImageRecord) -> _Blobs:
-    sha = ws.blobs.put(encode_png(record.image), durable=False)
+def _image_blobs(
+    ws: Workspace, record: ImageRecord, *, folder: Path, project_id: int | None
+) -> _Blobs | SkippedFile:
+    """Store `record`'s image, unless it is a true duplicate of an image of the same call
+    or of one a run before imported into the project (`project_id`, None when new)."""
+    png = encode_png(record.image)
+    detail = None if record.duplicate_of is None else f"identical pixels to {record.duplicate_of!r}"
+    if detail is None and project_id is not None:
+        sha = hashlib.sha256(png).hexdigest()  # the blob's name: identical pixels, same name
+        with ws.db.session() as s:
+            twin = repo.items_with_images(s, project_id=project_id, image_sha256s=[sha]).get(sha)
+        if twin is not None:
+            detail = f"identical pixels to an image imported before ({twin.source_ref})"
+            if twin.reference_label != record.label:
+                raise IngestError(
+                    folder / record.source, f"duplicate item: {detail}, labelled otherwise"
+                )
+    if detail is not None:
+        logger.warning("skipping %s: %s", record.source, detail)
+        return SkippedFile(record.source, DUPLICATE, detail)
+    sha = ws.blobs.put(png, durable=False)
     return _Blobs(sha, None, 3 if record.image.ndim == 3 else 1)
 
 
@@ -311,7 +342,6 @@ def _ingest_planned(
     source: str,
     seed: int,
     final_by: str | None,
-    folder: Path,
     detail: dict[str, object] | None = None,
     left_out: Sequence[SkippedFile] = (),
     progress: Progress,
@@ -337,7 +367,6 @@ def _ingest_planned(
     if done:
         logger.info("skipping %d images already in %r", len(done), project)
     split_of = {plan.source_ref: split for plan, split in todo}
-    names = {plan.source_ref: plan.source for plan, _ in todo}
     added: list[repo.NewItem] = []
     left_out = list(left_out)
     set_aside = len(left_out)  # by the folder's check: not among `todo`
@@ -350,10 +379,8 @@ def _ingest_planned(
             project=project,
             classes=classes,
             batch=batch,
-            names=names,
             source=source,
             final_by=final_by,
-            folder=folder,
             detail=detail or {},
         )
         added.extend(item for item, _ in batch)
@@ -409,10 +436,8 @@ def _commit_batch(
     project: str,
     classes: list[str],
     batch: list[tuple[repo.NewItem, int]],
-    names: dict[str, str],
     source: str,
     final_by: str | None,
-    folder: Path,
     detail: dict[str, object],
 ) -> int:
     """Flush a batch's blobs to disk, then commit its items (the project with the first),
@@ -426,19 +451,6 @@ def _commit_batch(
             record = repo.create_project(s, name=project, classes=classes, n_channels=channels)
         else:
             record.n_channels = max(record.n_channels, channels)
-            # A DICOM file's image is a rendering (CT slices all air render alike): its
-            # duplicates are found by SOP instance and stored pixels (`records`) instead.
-            images = [i for i in items if i.dicom_sha256 is None]
-            twins = repo.items_with_images(
-                s, project_id=record.id, image_sha256s=[i.image_sha256 for i in images]
-            )
-            for item in images:
-                if item.image_sha256 in twins:
-                    raise IngestError(
-                        folder / names[item.source_ref],
-                        "duplicate item: identical pixels to an image imported before "
-                        f"({twins[item.image_sha256]})",
-                    )
         repo.add_items(s, project=record, items=items)
         repo.audit(
             s,
