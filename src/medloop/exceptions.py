@@ -10,6 +10,7 @@ codes or HTTP status codes.
      |    +-- UnknownOptionError  an option outside its allowed values ("did you mean")
      +-- NotFoundError            a record or file that should exist does not
      +-- ConflictError            the write would duplicate or contradict stored data
+     |    +-- AlreadyAnsweredError  this person answered the image before
      +-- DatasetUnavailableError  a public dataset is neither local nor downloadable
      +-- NotFittedError           a model or aggregator used before `fit`
 """
@@ -20,7 +21,10 @@ from pathlib import Path
 
 
 class MedloopError(Exception):
-    """Base class of every error medloop raises on purpose."""
+    """Base class of every error medloop raises on purpose. ``code``, where a class sets
+    one, names the case for programs (the web API's JSON carries it beside the message)."""
+
+    code: str | None = None
 
 
 class ConfigError(MedloopError):
@@ -50,6 +54,12 @@ class NotFoundError(MedloopError, LookupError):
 
 class ConflictError(MedloopError):
     """The operation would duplicate or contradict stored data."""
+
+
+class AlreadyAnsweredError(ConflictError):
+    """This person has answered the image before (a resent answer is counted once)."""
+
+    code = "already_answered"
 
 
 class DatasetUnavailableError(MedloopError):

@@ -227,6 +227,7 @@ def test_concurrent_double_submits_store_one_answer(any_site: Site) -> None:
     assert len(stored) == 1
     again = site.client.post(url, headers=headers, json={"label": "normal"})
     assert again.status_code == 409 and "already answered" in again.json()["detail"]
+    assert again.json()["code"] == "already_answered"  # what the page tells a resend by
 
 
 def test_doctors_signing_one_item_at_once_store_one_final_label(any_site: Site) -> None:
@@ -279,6 +280,7 @@ def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:
         assert answered.status_code == 201
     late = site.client.post(url, headers=site.headers("carol"), json={"label": 1})
     assert late.status_code == 409 and "closed" in late.json()["detail"]
+    assert "code" not in late.json()  # not a resend: the page says it was not saved
     with site.ws.db.writing() as s:  # a second task on an image alice has answered
         project = repo.get_project(s, name="chest")
         (second,) = repo.create_tasks(
@@ -288,6 +290,7 @@ def test_closed_tasks_and_answered_images_refuse_answers(site: Site) -> None:
         f"/api/tasks/{second}/answer", headers=site.headers("alice"), json={"label": 1}
     )
     assert again.status_code == 409 and "already answered this image" in again.json()["detail"]
+    assert again.json()["code"] == "already_answered"
     with site.ws.db.session() as s:
         stored = s.scalars(select(Answer).where(Answer.item_id == task["item_id"])).all()
         expected = sorted(repo.get_user(s, username=n).id for n in ("alice", "bob"))

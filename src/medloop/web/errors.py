@@ -86,7 +86,8 @@ async def _medloop_error(request: Request, error: Exception) -> Response:
         logger.error("request failed: %s", type(error).__name__)
     if wants_page(request):
         return _error_page(request, code, str(error))
-    return JSONResponse({"detail": str(error)}, status_code=code)
+    body = {"detail": str(error)} | ({"code": error.code} if error.code else {})
+    return JSONResponse(body, status_code=code)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

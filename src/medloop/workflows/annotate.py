@@ -48,7 +48,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from medloop.annotation import plan_tasks
-from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.exceptions import (
+    AlreadyAnsweredError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
 from medloop.store import assignments, members
 from medloop.store import repository as repo
 from medloop.types import (
@@ -351,7 +356,7 @@ def submit_answer(
     with ws.db.writing() as s:
         task = _label_task(s, task_id, account)
         if task.answered:
-            raise ConflictError(f"you have already answered this image (task {task_id})")
+            raise AlreadyAnsweredError(f"you have already answered this image (task {task_id})")
         if not task.handed:
             raise ConflictError(
                 f"task {task_id} was not handed to you: answer the task you were given last "
@@ -370,7 +375,7 @@ def submit_answer(
                 source=LabelSource.CROWD,
             )
         except ConflictError as error:
-            raise ConflictError(f"you have already answered task {task_id}") from error
+            raise AlreadyAnsweredError(f"you have already answered task {task_id}") from error
         assignments.release_hold(s, worker_id=account.id)
         detail: dict[str, Any] = {"task": task_id, "label": index, "class": choices[index]}
         if checked_box is not None:

@@ -127,7 +127,8 @@ def next_task(
         404: {},
         409: {
             "description": "Not the task GET /api/tasks/next handed you last, the task is "
-            "closed, or you already answered its image"
+            "closed, or you already answered its image (then the body's `code` is "
+            '"already_answered": a resent answer, stored the first time)'
         },
     },
 )

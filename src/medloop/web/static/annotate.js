@@ -79,6 +79,12 @@
       return typeof data.detail === "string" ? data.detail : "";
     }, function () { return ""; });
   }
+  /* The case a refusal names for programs (`code` beside `detail`), or "". */
+  function codeOf(response) {
+    return json(response).then(function (data) {
+      return typeof data.code === "string" ? data.code : "";
+    }, function () { return ""; });
+  }
   /* A reply that is neither a success nor one of the cases handled where it comes. */
   function refused(response) {
     if (response.status === 403) {
@@ -297,10 +303,10 @@
     post("/api/tasks/" + sent.task_id + "/answer", body).then(function (response) {
       if (response.status === 401) throw signedOut();
       if (response.status === 409) {
-        return detailOf(response).then(function (text) {
+        return codeOf(response).then(function (code) {
           forget();
           /* sent before and stored, its reply lost: the server counts an answer once */
-          if (/already answered/.test(text)) return { note: "Your answer was saved.", kind: "good" };
+          if (code === "already_answered") return { note: "Your answer was saved.", kind: "good" };
           return { note: "Not saved: this image is no longer yours to answer. On to the next one." };
         });
       }
