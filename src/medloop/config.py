@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medloop.exceptions import ConfigError
@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     `MEDLOOP_HOME` holds the database, blobs and models; `MEDLOOP_DATABASE_URL` defaults
     to SQLite inside it; `MEDLOOP_DATA_DIR` is searched for public datasets before any
     download; `MEDLOOP_SECRET_KEY` keys pseudonyms and sessions and has no usable default
-    outside development.
+    outside development; `MEDLOOP_IDLE_SIGN_OUT_MINUTES` signs an idle browser out.
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDLOOP_", extra="ignore")
@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     secret_key: str | None = None
     environment: Literal["development", "production"] = "development"
+    #: Minutes without a key press, click or touch after which a browser tab signs its
+    #: session out (every tab of the browser counts; 0: never). Shared workstations on a
+    #: ward must not stay signed in: 15 minutes is the usual hospital setting.
+    idle_sign_out_minutes: float = Field(default=15.0, ge=0)
 
     @field_validator("environment", mode="before")
     @classmethod

@@ -342,3 +342,42 @@ def test_an_annotator_on_a_phone_reaches_the_answers_and_can_scroll(
     assert page.evaluate("getComputedStyle(document.getElementById('viewer')).touchAction") == (
         "pan-y"
     )  # a vertical swipe on the image scrolls the page
+
+
+def test_a_page_left_alone_signs_out_and_comes_back_after_sign_in(
+    server: Server, page: Any, artifacts: Path
+) -> None:
+    """A ward computer left signed in: after the idle time (15 minutes here) without a key
+    press, click or touch in any tab, the page signs out (revoking the session) and the
+    next sign-in comes back to it; the last minute is announced and can be called off."""
+    page.clock.install()
+    login(page, server, "dora")
+    page.goto(f"{server.url}/patients")
+    page.clock.fast_forward("14:10")
+    warning = page.get_by_role("alertdialog")
+    expect(warning).to_contain_text(re.compile(r"you will be signed out in \d+ s"))
+    page.screenshot(path=artifacts / "01-idle-warning.png")
+    warning.get_by_role("button", name="Stay signed in").click()
+    expect(warning).to_have_count(0)
+    page.clock.fast_forward("10:00")  # 10 minutes after the click: still signed in
+    expect(warning).to_have_count(0)
+    other = page.context.new_page()  # a second tab, used: it keeps the first one too
+    other.goto(f"{server.url}/review")
+    other.keyboard.press("Tab")
+    page.clock.fast_forward("06:00")  # 16 minutes after the first tab's last use
+    expect(page).to_have_url(f"{server.url}/patients")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "medloop_session")
+    page.clock.fast_forward("15:00")
+    expect(page).to_have_url(f"{server.url}/login?signed_out=1&idle=1&next=%2Fpatients")
+    expect(page.get_by_role("status")).to_contain_text("left without activity (15 minutes)")
+    page.screenshot(path=artifacts / "02-signed-out.png")
+    ws = server.workspace()
+    try:  # revoked on the server, not only forgotten by the browser
+        assert accounts.account_for_token(ws, cookie["value"], purpose="session") is None
+    finally:
+        ws.close()
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{server.url}/patients")

@@ -214,6 +214,51 @@ def test_logout_ends_the_session(site: Site) -> None:
     assert site.client.get("/annotate", follow_redirects=False).status_code == 303
 
 
+def test_an_idle_page_signs_out_and_leads_back(site: Site) -> None:
+    """Pages carry the idle sign-out (idle.js, the deployment's minutes on the sign-out
+    form); its sign-out revokes the session, says why, and leads back to the page."""
+    csrf = sign_in(site.client, "dora")
+    review = site.client.get("/review").text
+    assert "/static/idle.js?v=" in review and 'data-idle-minutes="15.0"' in review
+    out = site.client.post("/logout", data={"csrf_token": csrf, "idle": "1", "next": "/review/3"})
+    assert out.url.path == "/login" and dict(out.url.params) == {
+        "signed_out": "1",
+        "idle": "1",
+        "next": "/review/3",
+    }
+    assert "signed out because this page was left without activity (15 minutes)" in out.text
+    assert 'name="next" value="/review/3"' in out.text
+    assert site.client.get("/review", follow_redirects=False).status_code == 303
+    csrf = sign_in(site.client, "dora")
+    away = site.client.post(
+        "/logout",
+        data={"csrf_token": csrf, "idle": "1", "next": "//evil.example/"},
+        follow_redirects=False,
+    )
+    assert away.headers["location"] == "/login?signed_out=1&idle=1"
+
+
+def test_a_second_sign_in_page_leaves_the_first_ones_form_working(site: Site) -> None:
+    """Two tabs signed out together each load the sign-in page: the second must not
+    replace the token the first one's form carries."""
+    first = form_token(site.client.get("/login").text)
+    second = form_token(site.client.get("/login").text)
+    assert first == second
+    signed_in = site.client.post(
+        "/login",
+        data={"username": "dora", "password": PASSWORD, "csrf_token": first},
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303
+    assert "medloop_login_csrf" not in site.client.cookies  # used up: the next is new
+
+
+def test_no_idle_sign_out_where_the_deployment_turns_it_off(site: Site) -> None:
+    site.ws.settings.idle_sign_out_minutes = 0
+    sign_in(site.client, "dora")
+    assert "idle.js" not in site.client.get("/review").text
+
+
 def test_logout_revokes_a_copied_session_cookie(site: Site) -> None:
     """Signing out kills the token itself, not only the browser's cookie: a copy kept
     from before stops working, in this server process and in a fresh one."""

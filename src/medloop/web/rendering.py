@@ -56,6 +56,7 @@ def render(
         account=account,
         csrf=csrf_token(ws, session) if account is not None and session else "",
         csrf_field=CSRF_FIELD,
+        idle_sign_out_minutes=ws.settings.idle_sign_out_minutes,
     )
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 

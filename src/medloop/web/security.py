@@ -8,6 +8,7 @@ N` shares one count and a restart does not lift a lock-out.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import threading
 import time
@@ -157,5 +158,13 @@ def csrf_token(ws: Workspace, session_token: str) -> str:
     return accounts.derive_secret(ws, "csrf", session_token)
 
 
-def new_login_csrf() -> str:
+def login_csrf(request_cookie: str | None) -> str:
+    """The login form's CSRF token (double-submit, with its cookie): the browser's own
+    while it holds one, so a second sign-in page (another tab signed out too) does not
+    spoil the first one's form; else a new random one."""
+    if request_cookie and _LOGIN_CSRF.fullmatch(request_cookie):
+        return request_cookie
     return secrets.token_urlsafe(24)
+
+
+_LOGIN_CSRF = re.compile(r"[A-Za-z0-9_-]{32}")

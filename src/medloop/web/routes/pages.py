@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -30,7 +31,7 @@ from medloop.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     LoginRefused,
-    new_login_csrf,
+    login_csrf,
 )
 from medloop.workflows import accounts, annotate, review
 from medloop.workflows.accounts import Account
@@ -59,6 +60,11 @@ LOGIN_REFUSED = {
 SESSION_ENDED = "Your session ended, so what you sent was not saved. Sign in to go on."
 #: Said on the sign-in page after signing out.
 SIGNED_OUT = "You have signed out."
+#: Said on the sign-in page when a browser signed out for want of activity (`idle.js`).
+SIGNED_OUT_IDLE = (
+    "You were signed out because this page was left without activity "
+    "({minutes:g} minutes). Sign in to go on where you were."
+)
 
 
 @router.get("/login")
@@ -68,20 +74,28 @@ def login_page(
     next: Annotated[str, Query(max_length=2000)] = "",
     ended: bool = False,
     signed_out: bool = False,
+    idle: bool = False,
 ) -> Response:
     """The sign-in form, leading back to `next` (a page on this site); someone already
-    signed in goes there, or to their work, instead. `signed_out`: just signed out."""
+    signed in goes there, or to their work, instead. `signed_out`: just signed out
+    (`idle`: by the page, for want of activity)."""
     back = next if local_path(next) else ""
     if account is not None:
         return RedirectResponse(back or LANDING[account.role], 303)
-    token = new_login_csrf()
+    token = login_csrf(request.cookies.get(LOGIN_CSRF_COOKIE))
     response = render(
         request,
         "login.html",
         account,
         login_csrf=token,
         error=SESSION_ENDED if ended else None,
-        notice=SIGNED_OUT if signed_out else None,
+        notice=(
+            SIGNED_OUT_IDLE.format(minutes=request.app.state.ws.settings.idle_sign_out_minutes)
+            if idle
+            else SIGNED_OUT
+            if signed_out
+            else None
+        ),
         next=back,
         username="",
     )
@@ -142,7 +156,7 @@ def login(
             return redirect
         if error is None:
             error, status_code = "Wrong username or password.", 401
-    token = new_login_csrf()
+    token = login_csrf(request.cookies.get(LOGIN_CSRF_COOKIE))
     response = render(
         request,
         "login.html",
@@ -159,12 +173,22 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, ws: WS, account: PageAccount) -> Response:
-    """Sign out: the session token is revoked (a copy of the cookie stops working too)."""
+def logout(
+    request: Request,
+    ws: WS,
+    account: PageAccount,
+    idle: Annotated[bool, Form()] = False,
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Sign out: the session token is revoked (a copy of the cookie stops working too).
+    `idle`: the page signed out for want of activity (`idle.js`), to come back to `next`."""
     session = request.cookies.get(SESSION_COOKIE)
     if account is not None and session:
         accounts.revoke_token(ws, session, purpose="session")
-    response = RedirectResponse("/login?signed_out=1", status_code=303)
+    params = {"signed_out": "1"} | ({"idle": "1"} if idle else {})
+    if idle and local_path(next):
+        params["next"] = next
+    response = RedirectResponse(f"/login?{urlencode(params)}", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 

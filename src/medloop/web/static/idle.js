@@ -1,0 +1,86 @@
+/* Every signed-in page: a browser left without a key press, click or touch for the
+   deployment's idle time (MEDLOOP_IDLE_SIGN_OUT_MINUTES) signs its session out through the
+   header's sign-out form, which revokes the session on the server, and comes back to this
+   page after the next sign-in. Activity in any tab of the browser counts for all of them
+   (localStorage), and the last minute is announced with a button to stay signed in.
+   Polling (the review queue, a job's progress) is not activity: a page refreshing itself
+   on an unattended ward computer must not keep it signed in. */
+(function () {
+  "use strict";
+  var form = document.getElementById("sign-out");
+  var minutes = form ? parseFloat(form.getAttribute("data-idle-minutes")) : 0;
+  if (!(minutes > 0)) return;
+  var KEY = "medloop.lastActivity";
+  var limit = minutes * 60000;
+  var warnFor = Math.min(60000, limit / 4);
+  var last = Date.now();
+  var written = 0;
+  var warning = null;
+  var focused = null;  /* what had the keyboard before the warning took it */
+  var leaving = false;
+
+  function shared() {
+    try { return parseInt(window.localStorage.getItem(KEY) || "0", 10) || 0; } catch (e) { return 0; }
+  }
+  function active() {
+    last = Date.now();
+    if (last - written > 1000) {  /* at most one write a second, for the other tabs */
+      written = last;
+      try { window.localStorage.setItem(KEY, String(last)); } catch (e) { /* private mode */ }
+    }
+    dismiss();
+  }
+  function dismiss() {
+    if (!warning) return;
+    warning.remove();
+    warning = null;
+    if (focused && document.contains(focused)) focused.focus();
+  }
+  function warn(left) {
+    if (!warning) {
+      warning = document.createElement("div");
+      warning.className = "idle-warning";
+      warning.setAttribute("role", "alertdialog");
+      warning.setAttribute("aria-labelledby", "idle-text");
+      var text = document.createElement("p");
+      text.id = "idle-text";
+      var stay = document.createElement("button");
+      stay.type = "button";
+      stay.textContent = "Stay signed in";
+      stay.addEventListener("click", active);
+      warning.appendChild(text);
+      warning.appendChild(stay);
+      document.body.appendChild(warning);
+      focused = document.activeElement;
+      stay.focus();
+    }
+    document.getElementById("idle-text").textContent =
+      "Nobody has used this page for a while: you will be signed out in " +
+      Math.ceil(left / 1000) + " s.";
+  }
+  function signOut() {
+    leaving = true;
+    [["idle", "1"], ["next", window.location.pathname + window.location.search]].forEach(
+      function (pair) {
+        var field = document.createElement("input");
+        field.type = "hidden";
+        field.name = pair[0];
+        field.value = pair[1];
+        form.appendChild(field);
+      });
+    form.submit();
+  }
+  function check() {
+    if (leaving) return;
+    var left = Math.max(last, shared()) + limit - Date.now();
+    if (left <= 0) signOut();
+    else if (left <= warnFor) warn(left);
+    else dismiss();
+  }
+  ["pointerdown", "keydown", "wheel", "touchstart"].forEach(function (name) {
+    document.addEventListener(name, active, { capture: true, passive: true });
+  });
+  document.addEventListener("visibilitychange", check);  /* a laptop opened again */
+  active();
+  window.setInterval(check, 1000);
+})();
