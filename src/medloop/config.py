@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     `MEDLOOP_HOME` holds the database, blobs and models; `MEDLOOP_DATABASE_URL` defaults
     to SQLite inside it; `MEDLOOP_DATA_DIR` is searched for public datasets before any
     download; `MEDLOOP_SECRET_KEY` keys pseudonyms and sessions and has no usable default
-    outside development; `MEDLOOP_IDLE_SIGN_OUT_MINUTES` signs an idle browser out.
+    outside development; `MEDLOOP_IDLE_SIGN_OUT_MINUTES` signs an idle browser out;
+    `MEDLOOP_JOBS` processes run bootstrap refits.
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDLOOP_", extra="ignore")
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     #: session out (every tab of the browser counts; 0: never). Shared workstations on a
     #: ward must not stay signed in: 15 minutes is the usual hospital setting.
     idle_sign_out_minutes: float = Field(default=15.0, ge=0)
+    #: Worker processes that run a risk or treatment model's bootstrap refits (39 or more
+    #: fits each); 1 runs them in the training process. The models do not depend on it.
+    jobs: int = Field(default=1, ge=1)
 
     @field_validator("environment", mode="before")
     @classmethod

@@ -35,7 +35,7 @@ from sksurv.nonparametric import CensoringDistributionEstimator
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
 from medloop.precision.drivers import drivers_frame
-from medloop.precision.intervals import check_refits, percentile_interval
+from medloop.precision.intervals import check_refits, percentile_interval, run_refits
 from medloop.precision.survival import survival_target
 
 logger = logging.getLogger(__name__)
@@ -58,13 +58,21 @@ def _option(value: str, allowed: tuple[str, ...], name: str) -> str:
     return value
 
 
+def _refit(
+    model: TreatmentEffects, X: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray | None
+) -> dict[str, Any]:
+    """One bootstrap refit of `model`'s learner (`run_refits` needs a module function)."""
+    return model._fit_once(X, t, y, w)
+
+
 class TreatmentEffects:
     """Meta-learner for the conditional average treatment effect, with bootstrap intervals.
 
     Parameters: `learner` t/s/x; `base` "linear" (logistic or ridge) or "gbm"
     (gradient boosting, single-threaded); `n_bootstrap` refits for the interval (0: none;
     else at least `intervals.min_refits(alpha)`, 39 for 95%);
-    `alpha` for the (1 - alpha) interval; `seed`. `fit` takes an optional
+    `alpha` for the (1 - alpha) interval; `seed`; `n_jobs` worker processes for the
+    refits (`intervals.run_refits`: the fit does not depend on it). `fit` takes an optional
     `sample_weight` (e.g. `event_free_by`'s censoring weights), passed to every base
     model, bootstrap refits and the X-learner's effect models included.
     Learned: `binary_` (outcome is 0/1: effects are risk differences), `feature_names_`,
@@ -79,12 +87,14 @@ class TreatmentEffects:
         n_bootstrap: int = 50,
         alpha: float = 0.05,
         seed: int = 0,
+        n_jobs: int = 1,
     ) -> None:
         self.learner = learner
         self.base = base
         self.n_bootstrap = n_bootstrap
         self.alpha = alpha
         self.seed = seed
+        self.n_jobs = n_jobs
 
     # --- fitting ---------------------------------------------------------------------
 
@@ -129,17 +139,22 @@ class TreatmentEffects:
         if progress is not None:
             progress(1, 1 + self.n_bootstrap)
         rng = np.random.default_rng(self.seed)
-        self.boot_models_: list[dict[str, Any]] = []
         idx_t, idx_c = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
-        for _ in range(self.n_bootstrap):
-            rows = np.concatenate(
-                [rng.choice(idx_t, len(idx_t)), rng.choice(idx_c, len(idx_c))]
-            )  # resample within arms so both arms stay present
-            self.boot_models_.append(
-                self._fit_once(Xa[rows], t[rows], y[rows], None if w is None else w[rows])
-            )
-            if progress is not None:
-                progress(1 + len(self.boot_models_), 1 + self.n_bootstrap)
+        resamples = [  # within arms, so both arms stay present
+            np.concatenate([rng.choice(idx_t, len(idx_t)), rng.choice(idx_c, len(idx_c))])
+            for _ in range(self.n_bootstrap)
+        ]
+        self.boot_models_: list[dict[str, Any]] = run_refits(
+            _refit,
+            (
+                (self, Xa[rows], t[rows], y[rows], None if w is None else w[rows])
+                for rows in resamples
+            ),
+            n_jobs=self.n_jobs,
+            progress=None
+            if progress is None
+            else lambda done: progress(1 + done, 1 + self.n_bootstrap),
+        )
         tau = self._effect(self.models_, Xa)
         self.mean_ = Xa.mean(axis=0)
         logger.info(

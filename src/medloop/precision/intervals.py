@@ -1,4 +1,4 @@
-"""Bootstrap percentile intervals, and how many refits one needs.
+"""Bootstrap percentile intervals, how many refits one needs, and running them.
 
 A (1 - alpha) percentile interval from B refits runs from the (B + 1) alpha / 2-th
 smallest refit to the as many-th largest (Davison & Hinkley 1997, *Bootstrap Methods and
@@ -20,14 +20,18 @@ precise ends; 39 is the floor, not a target.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from medloop.exceptions import InvalidInputError
 
 #: The interval's level everywhere it is shown (1 - alpha).
 ALPHA = 0.05
+
+T = TypeVar("T")
 
 
 def min_refits(alpha: float = ALPHA) -> int:
@@ -67,3 +71,34 @@ def percentile_interval(draws: np.ndarray, alpha: float = ALPHA) -> tuple[np.nda
     lower = np.quantile(stacked, alpha / 2, axis=0, method="weibull")
     upper = np.quantile(stacked, 1 - alpha / 2, axis=0, method="weibull")
     return lower, upper
+
+
+def run_refits(
+    refit: Callable[..., T],
+    calls: Iterable[Sequence[Any]],
+    *,
+    n_jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[T]:
+    """``refit(*args)`` for each of `calls`, in order: here one after another
+    (``n_jobs=1``), else in `n_jobs` worker processes (joblib's loky; -1: one per CPU).
+    `refit` must be a module-level function, and its arguments carry their own seeds,
+    so the results are the same whatever `n_jobs`. `progress` is called with the
+    number done after each.
+
+    Refits are independent and CPU-bound (scikit-learn and scikit-survival fits hold
+    the GIL), so processes, not threads; a resample's rows and a seed are all each
+    one needs."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise InvalidInputError(f"n_jobs must be a positive whole number or -1, got {n_jobs!r}")
+    if n_jobs == 1:
+        results = (refit(*args) for args in calls)
+    else:
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+        results = parallel(delayed(refit)(*args) for args in calls)
+    done: list[T] = []
+    for result in results:
+        done.append(result)
+        if progress is not None:
+            progress(len(done))
+    return done

@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
-from medloop.precision.intervals import REFITS, check_refits, percentile_interval
+from medloop.precision.intervals import REFITS, check_refits, percentile_interval, run_refits
 
 logger = logging.getLogger(__name__)
 
@@ -151,30 +151,44 @@ def bootstrap_risk_interval(
     n_bootstrap: int = REFITS,
     alpha: float = 0.05,
     seed: int = 0,
+    n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Columns lower, upper: the (1 - alpha) percentile interval of P(outcome = 1) for the
     rows of `X_new`, over refits of `model`'s settings on bootstrap resamples of (X, y).
     A resample with fewer than `model.cv` patients of either class (too few for its
-    calibration folds) is drawn again. `progress` is called with (refits done,
-    n_bootstrap) after each refit."""
+    calibration folds) is drawn again. `n_jobs` worker processes run the refits
+    (`intervals.run_refits`; the interval does not depend on it). `progress` is called
+    with (refits done, n_bootstrap) after each refit."""
     check_refits(n_bootstrap, alpha)  # 39+ for a 95% interval (`intervals`)
     target = np.asarray(y, dtype=int)
     fewest = model.cv if model.calibration != "none" else 1
     if min(np.bincount(target, minlength=2)) < fewest:
         raise InvalidInputError(f"a bootstrap interval needs {fewest}+ patients of each class")
     rng = np.random.default_rng(seed)
-    draws: list[np.ndarray] = []
-    while len(draws) < n_bootstrap:
+    resamples: list[np.ndarray] = []
+    while len(resamples) < n_bootstrap:
         rows = rng.choice(len(target), len(target))
-        if min(np.bincount(target[rows], minlength=2)) < fewest:
-            continue
-        refit = model.unfitted(seed=seed + len(draws)).fit(X.iloc[rows], target[rows])
-        draws.append(refit.predict_proba(X_new).to_numpy())
-        if progress is not None:
-            progress(len(draws), n_bootstrap)
+        if min(np.bincount(target[rows], minlength=2)) >= fewest:
+            resamples.append(rows)
+    draws = run_refits(
+        _refit,
+        (
+            (model.unfitted(seed=seed + i), X.iloc[rows], target[rows], X_new)
+            for i, rows in enumerate(resamples)
+        ),
+        n_jobs=n_jobs,
+        progress=None if progress is None else lambda done: progress(done, n_bootstrap),
+    )
     lower, upper = percentile_interval(np.stack(draws), alpha)
     return pd.DataFrame({"lower": lower, "upper": upper}, index=X_new.index)
+
+
+def _refit(
+    model: RiskClassifier, X: pd.DataFrame, y: np.ndarray, X_new: pd.DataFrame
+) -> np.ndarray:
+    """One bootstrap refit: its P(outcome = 1) for the rows of `X_new`."""
+    return model.fit(X, y).predict_proba(X_new).to_numpy()
 
 
 def _matrix(X: pd.DataFrame) -> np.ndarray:

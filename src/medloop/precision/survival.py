@@ -32,7 +32,7 @@ from sksurv.nonparametric import kaplan_meier_estimator
 
 from medloop.exceptions import InvalidInputError, NotFittedError, UnknownOptionError
 from medloop.precision.boosting import CoxBoost
-from medloop.precision.intervals import REFITS, check_refits, percentile_interval
+from medloop.precision.intervals import REFITS, check_refits, percentile_interval, run_refits
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ def bootstrap_band(
     n_bootstrap: int = REFITS,
     alpha: float = 0.05,
     seed: int = 0,
+    n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(lower, upper): the (1 - alpha) percentile band of P(event-free at t) for the rows
@@ -235,7 +236,8 @@ def bootstrap_band(
     `progress` is called with (refits done, n_bootstrap) after each refit.
 
     Each refit is dropped once it has predicted (a forest can weigh tens of MB), so the
-    band is for the patients given now; new patients need a new band.
+    band is for the patients given now; new patients need a new band. `n_jobs` worker
+    processes run the refits (`intervals.run_refits`); the band does not depend on it.
     """
     check_refits(n_bootstrap, alpha)  # 39+ for a 95% band (`intervals`)
     event, _ = _fields(y)
@@ -246,27 +248,39 @@ def bootstrap_band(
         )
     times = np.asarray(times, dtype=float)
     rng = np.random.default_rng(seed)
-    draws: list[np.ndarray] = []
+    resamples: list[np.ndarray] = []
     for _ in range(MAX_REDRAWS * n_bootstrap):
-        if len(draws) == n_bootstrap:
+        if len(resamples) == n_bootstrap:
             break
         rows = rng.choice(len(y), len(y))
-        if np.unique(rows[event[rows]]).size < MIN_EVENTS:  # distinct patients, not copies
-            continue
-        refit = SurvivalModel(method, seed=seed + len(draws)).fit(X.iloc[rows], y[rows])
-        draws.append(refit.predict_survival(X_new, times).to_numpy())
-        if progress is not None:
-            progress(len(draws), n_bootstrap)
-    if len(draws) < n_bootstrap:
+        if np.unique(rows[event[rows]]).size >= MIN_EVENTS:  # distinct patients, not copies
+            resamples.append(rows)
+    if len(resamples) < n_bootstrap:
         raise InvalidInputError(
             f"too few events for a bootstrap band: {MAX_REDRAWS * n_bootstrap} resamples "
-            f"gave {len(draws)} with {MIN_EVENTS} or more"
+            f"gave {len(resamples)} with {MIN_EVENTS} or more"
         )
+    draws = run_refits(
+        _refit_survival,
+        (
+            (method, seed + i, X.iloc[rows], y[rows], X_new, times)
+            for i, rows in enumerate(resamples)
+        ),
+        n_jobs=n_jobs,
+        progress=None if progress is None else lambda done: progress(done, n_bootstrap),
+    )
     lower, upper = percentile_interval(np.stack(draws), alpha)
     return (
         pd.DataFrame(lower, index=X_new.index, columns=times),
         pd.DataFrame(upper, index=X_new.index, columns=times),
     )
+
+
+def _refit_survival(
+    method: str, seed: int, X: pd.DataFrame, y: np.ndarray, X_new: pd.DataFrame, times: Any
+) -> np.ndarray:
+    """One refit of a bootstrap band: its P(event-free at `times`) for the rows of `X_new`."""
+    return SurvivalModel(method, seed=seed).fit(X, y).predict_survival(X_new, times).to_numpy()
 
 
 def survival_metrics(

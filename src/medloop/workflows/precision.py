@@ -523,6 +523,7 @@ def train_risk(
             method=method,
             n_bootstrap=n_bootstrap,
             seed=seed,
+            n_jobs=ws.settings.jobs,
             progress=lambda done, _total: progress(bands, n_splits + 1 + done, fits),
         )
     return _register_risk_model(
@@ -667,6 +668,7 @@ def train_risk_classifier(
             X_cohort,
             n_bootstrap=n_bootstrap,
             seed=seed,
+            n_jobs=ws.settings.jobs,
             progress=lambda done, _total: progress(intervals, n_splits + 1 + done, fits),
         )
     metrics = {k: float(evaluation[k]) for k in ("auc", "brier", "log_loss")}
@@ -757,7 +759,9 @@ def train_effects(
     stage = "effects model: fit and bootstrap refits, then the heterogeneity test"
     folds = 5
     progress(stage, 0, 1 + n_bootstrap + folds)
-    model = TreatmentEffects(learner, base, n_bootstrap=n_bootstrap, seed=seed).fit(
+    model = TreatmentEffects(
+        learner, base, n_bootstrap=n_bootstrap, seed=seed, n_jobs=ws.settings.jobs
+    ).fit(
         X,
         arm,
         outcome,
