@@ -1,4 +1,4 @@
-/* Review page: zoom/pan viewer, number keys for the decision buttons (a final label
+/* Review page: zoom/pan viewer with contrast and brightness, number keys for the decision buttons (a final label
    cannot be undone: the first press picks a button, the same key again or Enter signs
    it, Esc lets go), G toggles the Grad-CAM overlay (fetched on first use), F goes to
    the flag reason. A "Keyboard shortcuts" switch at the foot of the panel turns these
@@ -44,6 +44,22 @@
     choice.addEventListener("change", function () { showOverlay(true); });
   }
 
+  /* contrast and brightness (windowing) and the image's stored size: a small image is
+     shown enlarged, pixel for pixel, never with more detail than it holds */
+  var contrast = document.getElementById("contrast");
+  var brightness = document.getElementById("brightness");
+  var image = document.getElementById("image");
+  function filters() { viewer.setFilter(+contrast.value, +brightness.value); }
+  function resetView() { contrast.value = 100; brightness.value = 100; viewer.reset(); }
+  function imageSize() {
+    document.getElementById("image-size").textContent = "Image " + image.naturalWidth
+      + " \u00d7 " + image.naturalHeight + " pixels as stored; zoom enlarges those pixels.";
+  }
+  contrast.addEventListener("input", filters);
+  brightness.addEventListener("input", filters);
+  document.getElementById("reset-view").addEventListener("click", resetView);
+  if (image.complete && image.naturalWidth) imageSize(); else image.addEventListener("load", imageSize);
+
   var hint = document.getElementById("decision-hint");
   var armed = null;
   function arm(button) {
@@ -66,7 +82,7 @@
     if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.repeat) return;  /* a held key is one press: it must not arm and then sign */
-    if (event.key === "r" || event.key === "R") { viewer.reset(); return; }
+    if (event.key === "r" || event.key === "R") { resetView(); return; }
     if ((event.key === "g" || event.key === "G") && toggle) { toggle.click(); return; }
     if (event.key === "f" || event.key === "F") {
       var reason = document.getElementById("flag-reason");
