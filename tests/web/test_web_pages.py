@@ -139,8 +139,8 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
         project = repo.get_project(s, name="chest")
         finals = repo.current_labels(s, project_id=project.id, kind=LabelKind.FINAL)
     assert int(finals.loc[item_id, "label"]) == 0
-    # a second decision (another doctor's, sent at the same moment) is not saved, and
-    # its doctor sees what was signed instead of a bare "already has a final label"
+    # a second, different decision is not saved, and its doctor sees what was signed
+    # (by her, a moment ago) instead of a bare "already has a final label"
     twice = site.client.post(
         f"/review/{item_id}",
         data={"label": "pneumonia", "csrf_token": csrf},
@@ -148,7 +148,7 @@ def test_doctor_reviews_in_the_page(site: Site, monkeypatch: pytest.MonkeyPatch)
     )
     assert twice.headers["location"] == f"/review/{item_id}?taken=1"
     shown = site.client.get(twice.headers["location"]).text
-    assert "Another doctor signed this item" in shown
+    assert "You already signed this item at" in shown and "correct it below" in shown
     assert "Final label: <strong>normal</strong>" in shown
 
 

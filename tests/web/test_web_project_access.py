@@ -173,6 +173,12 @@ CALLS = [
     Call("POST", "/review/{item_id}", "item", lambda k: {"data": {"label": "normal"}}),
     Call("POST", "/review/{item_id}/flag", "item", lambda k: {"data": {"reason": "unsure"}}),
     Call("POST", "/review/{item_id}/unflag", "item"),
+    Call(
+        "POST",
+        "/review/{item_id}/correct",
+        "item",
+        lambda k: {"data": {"label": "normal", "replaces": "pneumonia", "reason": "slip"}},
+    ),
     Call("GET", "/dashboard", "project", _project),
     Call("GET", "/dashboard/charts/{chart}.png", "project", _project),
     Call("GET", "/dashboard/job", "project", _project),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -438,3 +439,54 @@ def latest_predictions_for(
     if newest is None:
         return {}
     return predictions_for(session, model_version_id=newest, item_ids=item_ids)
+
+
+def final_labels_since(session: Session, *, project_id: int, since: datetime) -> int:
+    """How many final labels of the project were signed (or corrected) after `since`."""
+    query = select(func.count(ItemLabel.id)).where(
+        ItemLabel.project_id == project_id,
+        ItemLabel.kind == str(LabelKind.FINAL),
+        ItemLabel.created_at > since,
+    )
+    return int(session.scalar(query) or 0)
+
+
+@dataclass(frozen=True)
+class FinalLabelRecord:
+    """One final label an item was given: which class, from where (a doctor's review,
+    a correction, gold), by whom and when; the newest is the current one."""
+
+    label_id: int
+    label: int
+    source: str
+    method: str
+    decided_by: str | None
+    created_at: datetime
+
+
+def final_label_history(session: Session, *, item_id: int) -> list[FinalLabelRecord]:
+    """Every final label of an item, oldest first (rows are appended, never edited)."""
+    query = (
+        select(
+            ItemLabel.id,
+            ItemLabel.label,
+            ItemLabel.source,
+            ItemLabel.method,
+            User.username,
+            ItemLabel.created_at,
+        )
+        .outerjoin(User, User.id == ItemLabel.decided_by_id)
+        .where(ItemLabel.item_id == item_id, ItemLabel.kind == str(LabelKind.FINAL))
+        .order_by(ItemLabel.id)
+    )
+    return [
+        FinalLabelRecord(
+            label_id=int(row[0]),
+            label=int(row[1]),
+            source=str(row[2]),
+            method=str(row[3]),
+            decided_by=row[4],
+            created_at=row[5],
+        )
+        for row in session.execute(query)
+    ]

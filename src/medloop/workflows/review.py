@@ -31,8 +31,8 @@ from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.review import model_decisions
 from medloop.store import assignments, flags, members
 from medloop.store import repository as repo
-from medloop.store.models import Project
-from medloop.types import LabelKind, LabelSource
+from medloop.store.models import ModelVersion, Project
+from medloop.types import REVIEWER_ROLES, LabelKind, LabelSource
 from medloop.workflows.accounts import Account
 from medloop.workflows.annotate import label_index
 from medloop.workflows.figures import FiguresAge, project_figures
@@ -62,6 +62,11 @@ class ReviewEntry:
     reason: str
     flag_reason: str | None = None
     requested: bool = False
+    #: A binary model's P(`positive_class`) and the cut it decides with (tuned on
+    #: validation, often far from 0.5); None for other models and without a prediction.
+    model_positive: float | None = None
+    model_threshold: float | None = None
+    positive_class: str | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -107,6 +112,7 @@ def _queue_rows(
     for project_id, name, classes in names:
         with ws.db.session() as s:
             requested = repo.requested_reviews(s, project_id=project_id)
+            cut = _binary_cut(repo.latest_model_version(s, project_id=project_id), classes)
         queue = review_queue(ws, project=name, limit=None if requested else limit)
         asked = queue.index.isin(list(requested))
         if requested and limit is not None and not queue.empty:
@@ -125,6 +131,7 @@ def _queue_rows(
                     "score": _rounded(queue["score"], 0.0),
                     "reason": np.where(asked, REQUESTED + "; " + reasons, reasons),
                     "requested": asked,
+                    **_positive(queue, classes, cut),
                 }
             )
         )
@@ -143,6 +150,7 @@ def _queue_rows(
                     "score": 0.0,
                     "reason": REQUESTED,
                     "requested": True,
+                    **_positive(queue.iloc[:0], classes, None),
                 },
                 index=range(len(waiting)),
             )
@@ -158,6 +166,29 @@ def _queue_rows(
     )
     rows = rows.iloc[order].reset_index(drop=True)
     return rows if limit is None else rows.head(limit)
+
+
+def _binary_cut(model: ModelVersion | None, classes: list[str]) -> float | None:
+    """The cut on P(class 1) a binary project's newest model decides with; None for
+    other projects and before a model is trained."""
+    return None if model is None or len(classes) != 2 else model_threshold(model)
+
+
+def _positive(queue: pd.DataFrame, classes: list[str], cut: float | None) -> dict[str, Any]:
+    """Queue columns model_positive, model_threshold and positive_class: a binary
+    model's P(class 1) (from the probability of the class it decided) and its cut."""
+    if cut is None:
+        return {"model_positive": None, "model_threshold": None, "positive_class": None}
+    label, confidence = queue["model_label"], queue["model_confidence"]
+    positive = np.where(label == 1, confidence, 1.0 - confidence).astype(float)
+    known = label.notna().to_numpy()
+    return {
+        "model_positive": [
+            round(float(p), 4) if k else None for p, k in zip(positive, known, strict=True)
+        ],
+        "model_threshold": [round(cut, 4) if k else None for k in known],
+        "positive_class": classes[1],
+    }
 
 
 def _rounded(values: pd.Series, missing: float | None) -> list[float | None]:
@@ -186,6 +217,9 @@ def _entries(ws: Workspace, rows: pd.DataFrame) -> list[ReviewEntry]:
                 reason=str(row.reason),
                 flag_reason=None if flag is None else flag.reason,
                 requested=bool(row.requested),
+                model_positive=_number(row.model_positive),
+                model_threshold=_number(row.model_threshold),
+                positive_class=None if pd.isna(row.positive_class) else str(row.positive_class),
             )
         )
     return entries
@@ -262,6 +296,38 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class ModelSummary:
+    """The newest model version, as a doctor weighs its suggestion: which one and when,
+    how it did on held-out images, the cut on P(`positive_class`) a binary model decides
+    with (tuned on validation: a suggestion of the other class can come with P above
+    0.5), and how many final labels were signed since it was trained (what it has not
+    learnt from yet)."""
+
+    version: int
+    trained_at: datetime
+    n_train: int
+    threshold: float | None
+    positive_class: str | None
+    test_auc: float | None
+    test_accuracy: float | None
+    test_n: int | None
+    labels_since: int
+
+
+@dataclass(frozen=True)
+class FinalLabelEvent:
+    """One final label in an item's history: the class, who signed it (None: the
+    dataset's gold label), when, the final label it replaced, and for a doctor's
+    correction why."""
+
+    label: str
+    by: str | None
+    at: datetime
+    replaced: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ReviewDetail:
     item_id: int
     project: str
@@ -279,6 +345,10 @@ class ReviewDetail:
     #: How far behind the annotators' reliability (and the fused boxes' weights) are;
     #: None: current.
     figures_as_of: FiguresAge | None = None
+    #: The model the prediction is from (None: no model yet).
+    model: ModelSummary | None = None
+    #: Every final label of the item, oldest first; the last is `final_label`.
+    history: list[FinalLabelEvent] = field(default_factory=list)
 
 
 def review_detail(
@@ -305,7 +375,9 @@ def review_detail(
         latest = repo.latest_model_version(s, project_id=project.id)
         has_model = latest is not None
         cut = model_threshold(latest)
+        summary = None if latest is None else _model_summary(s, latest, classes)
         open_flag = flags.open_flags_for(s, item_ids=[item_id]).get(item_id)
+        history = _history(s, item_id=item_id, classes=classes)
     evidence, age = _worker_evidence(ws, project_id=project.id, n_classes=len(classes), fresh=fresh)
     reliability, estimates = evidence.scored, evidence.estimates
     skills = estimates["model_accuracy"] if len(estimates) else None
@@ -344,7 +416,49 @@ def review_detail(
             flagged_at=open_flag.flagged_at,
         ),
         figures_as_of=age,
+        model=summary,
+        history=history,
     )
+
+
+def _model_summary(s: Session, model: ModelVersion, classes: list[str]) -> ModelSummary:
+    metrics = model.metrics or {}
+    binary = len(classes) == 2
+    test_n = _number(metrics.get("test_n"))
+    return ModelSummary(
+        version=model.version,
+        trained_at=model.created_at,
+        n_train=model.n_train,
+        threshold=model_threshold(model) if binary else None,
+        positive_class=classes[1] if binary else None,
+        test_auc=_number(metrics.get("test_auc")),
+        test_accuracy=_number(metrics.get("test_acc")),
+        test_n=None if test_n is None else int(test_n),
+        labels_since=assignments.final_labels_since(
+            s, project_id=model.project_id, since=model.created_at
+        ),
+    )
+
+
+def _history(s: Session, *, item_id: int, classes: list[str]) -> list[FinalLabelEvent]:
+    """The item's final labels, oldest first, with each correction's reason."""
+    reasons = {
+        int(d["label_id"]): str(d.get("reason", ""))
+        for d in repo.audit_details(s, action=CORRECTED, entity="item", entity_id=item_id)
+        if "label_id" in d
+    }
+    events: list[FinalLabelEvent] = []
+    for row in assignments.final_label_history(s, item_id=item_id):
+        events.append(
+            FinalLabelEvent(
+                label=classes[row.label],
+                by=row.decided_by,
+                at=row.created_at,
+                replaced=events[-1].label if events else None,
+                reason=reasons.get(row.label_id),
+            )
+        )
+    return events
 
 
 @dataclass(frozen=True)
@@ -481,7 +595,8 @@ def decide(
     given) -> NotFoundError; label outside the classes -> InvalidInputError; an item that
     already has a final label -> ConflictError (nothing stored twice: two doctors
     deciding at once take turns on the item's row, and the second finds the first's
-    label)."""
+    label), except the same label sent again by the doctor who signed it (a form sent
+    twice), which is taken as done."""
     with ws.db.writing() as s:
         item = repo.get_item(s, item_id=item_id, lock=True)
         record = s.get(Project, item.project_id)
@@ -489,10 +604,14 @@ def decide(
         if project is not None and record.name != project:
             raise NotFoundError(f"item {item_id} is not in project {project!r}")
         classes = [str(c) for c in record.classes]
-        if item_id in assignments.final_labels_for(s, item_ids=[item_id]):
-            raise ConflictError(f"item {item_id} already has a final label")
         name = record.name
         index = label_index(label, classes)
+        history = assignments.final_label_history(s, item_id=item_id)
+        if history:
+            current = history[-1]
+            if current.label == index and current.decided_by == account.username:
+                return Decision(item_id=item_id, project=name, label=classes[index])
+            raise ConflictError(f"item {item_id} already has a final label")
         write_decisions(
             s,
             project=name,
@@ -502,6 +621,94 @@ def decide(
         )
     logger.info("final label recorded for item %d", item_id)
     return Decision(item_id=item_id, project=name, label=classes[index])
+
+
+#: The audit action of a corrected final label.
+CORRECTED = "label.final.corrected"
+#: Longest correction reason kept.
+MAX_CORRECTION_REASON = 2000
+
+
+def correct(
+    ws: Workspace,
+    *,
+    account: Account,
+    item_id: int,
+    label: str | int,
+    replaces: str | int,
+    reason: str,
+) -> Decision:
+    """Correct an item's final label (a slip, a second look): a new final label is
+    appended, the old one stays in the item's history, the correction is audited
+    (`CORRECTED`, with the reason) and the next model trains on the new label.
+    `replaces` is the final label the doctor saw: if it is no longer the current one
+    (corrected meanwhile) -> ConflictError, as for an item without a final label (decide
+    it instead); the same label again, or no reason -> InvalidInputError."""
+    text = _plain_reason(reason, longest=MAX_CORRECTION_REASON, what="a correction")
+    with ws.db.writing() as s:
+        item = repo.get_item(s, item_id=item_id, lock=True)
+        record = s.get(Project, item.project_id)
+        assert record is not None
+        classes = [str(c) for c in record.classes]
+        index, seen = label_index(label, classes), label_index(replaces, classes)
+        history = assignments.final_label_history(s, item_id=item_id)
+        if not history:
+            raise ConflictError(f"item {item_id} has no final label to correct; decide it")
+        current = history[-1].label
+        if current != seen:
+            raise ConflictError(
+                f"item {item_id}'s final label is now {classes[current]!r}, "
+                f"not {classes[seen]!r}: someone changed it meanwhile"
+            )
+        if index == current:
+            raise InvalidInputError(f"item {item_id}'s final label is already {classes[index]!r}")
+        doctor = repo.get_user_in_role(s, username=account.username, roles=REVIEWER_ROLES)
+        round_ = repo.latest_round(s, project_id=record.id)
+        repo.add_item_labels(
+            s,
+            project_id=record.id,
+            labels=pd.Series([index], index=[item_id]),
+            kind=LabelKind.FINAL,
+            source=LabelSource.DOCTOR,
+            method="correction",
+            decided_by_id=doctor.id,
+            round=round_,
+        )
+        added = assignments.final_label_history(s, item_id=item_id)[-1]
+        repo.audit(
+            s,
+            actor=account.username,
+            action=CORRECTED,
+            entity="item",
+            entity_id=item_id,
+            detail={
+                "label_id": added.label_id,
+                "label": index,
+                "class": classes[index],
+                "from": current,
+                "from_class": classes[current],
+                "reason": text,
+                "round": round_,
+            },
+        )
+        name = record.name
+    logger.info("final label of item %d corrected", item_id)
+    return Decision(item_id=item_id, project=name, label=classes[index])
+
+
+def _plain_reason(reason: str, *, longest: int, what: str) -> str:
+    """`reason` with its white space collapsed; empty, longer than `longest` or holding
+    a control character -> InvalidInputError naming `what` it is for."""
+    text = " ".join(reason.split())
+    if not text:
+        raise InvalidInputError(f"{what} needs a reason")
+    if len(text) > longest:
+        raise InvalidInputError(f"the reason for {what} has at most {longest} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise InvalidInputError(
+            f"the reason for {what} is plain text: it holds a control character"
+        )
+    return text
 
 
 #: Longest flag reason kept (the column's width).

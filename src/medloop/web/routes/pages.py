@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from medloop.exceptions import ConflictError, MedloopError
+from medloop.exceptions import ConflictError, InvalidInputError, MedloopError
 from medloop.types import Role
 from medloop.web.deps import WS, Limiter, VisibleItem
 from medloop.web.rendering import (
@@ -219,6 +219,20 @@ def review_page(
 def review_item_page(
     request: Request, item_id: VisibleItem, ws: WS, account: ReviewerPage, taken: bool = False
 ) -> Response:
+    return _item_page(request, ws, account, item_id, taken=taken)
+
+
+def _item_page(
+    request: Request,
+    ws: Workspace,
+    account: Account,
+    item_id: int,
+    status_code: int = 200,
+    *,
+    taken: bool = False,
+    correction_error: str | None = None,
+) -> Response:
+    """The review page of one item; `correction_error`: why a correction was refused."""
     try:
         detail = review.review_detail(ws, item_id=item_id, actor=account.username, fresh=False)
     except MedloopError as error:
@@ -227,12 +241,14 @@ def review_item_page(
         request,
         "review_item.html",
         account,
+        status_code=status_code,
         detail=detail,
         image_url=image_url(item_id),
         gradcam_url=gradcam_url(item_id),
         flag_reasons=FLAG_REASONS,
         error=None,
         taken=taken and detail.final_label is not None,
+        correction_error=correction_error,
     )
 
 
@@ -251,6 +267,30 @@ def review_decide(
     except MedloopError as error:
         return error_page(request, account, error)
     return _next_item(ws, account)
+
+
+@router.post("/review/{item_id}/correct")
+def review_correct(
+    request: Request,
+    item_id: VisibleItem,
+    ws: WS,
+    account: ReviewerPage,
+    label: Annotated[str, Form(max_length=200)],
+    replaces: Annotated[str, Form(max_length=200)],
+    reason: Annotated[str, Form(max_length=review.MAX_CORRECTION_REASON)] = "",
+) -> Response:
+    """Correct the item's final label (with a reason) and stay on it: the page shows
+    the new label and its history; a refusal is said on the form."""
+    try:
+        review.correct(
+            ws, account=account, item_id=item_id, label=label, replaces=replaces, reason=reason
+        )
+    except (ConflictError, InvalidInputError) as error:
+        status = 409 if isinstance(error, ConflictError) else 422
+        return _item_page(request, ws, account, item_id, status, correction_error=str(error))
+    except MedloopError as error:
+        return error_page(request, account, error)
+    return RedirectResponse(f"/review/{item_id}", status_code=303)
 
 
 @router.post("/review/{item_id}/flag")
