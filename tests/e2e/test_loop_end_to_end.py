@@ -71,7 +71,7 @@ def test_two_rounds_of_the_loop_on_real_images(ws: workflows.Workspace) -> None:
     # the threshold it chose on validation (not its argmax)
     with ws.db.session() as s:
         project = repo.get_project(s, name="pneumoniamnist")
-        newest = repo.latest_model_version(s, project_id=project.id)
+        newest = repo.current_model_version(s, project_id=project.id)
         assert newest is not None
         predictions = repo.predictions_frame(s, model_version_id=newest.id, n_classes=2)
         items = repo.items_frame(s, project_id=project.id)
@@ -216,10 +216,19 @@ def test_a_model_version_records_what_it_learned_from(ws: workflows.Workspace) -
     assert first["n_train_final"] > 0 and first["n_train_consensus"] > 0
     assert first["consensus_method"] == "dawid_skene" and first["seed"] == 3
     assert first["software"].startswith("medloop ") and ", torch " in first["software"]
+    # the whole configuration, not the seed alone: retraining it takes max_epochs too
+    assert first["train_config"]["max_epochs"] == 1 and first["train_config"]["seed"] == 3
 
     again = workflows.train(ws, project="pneumoniamnist", config=config)
     assert again["labels_digest"] == first["labels_digest"], "the same labels"
     targets = workflows.training_targets(ws, project="pneumoniamnist")
+    # the label rows it learned from: one per training item, as targeted
+    learned = workflows.models.training_labels(
+        ws, project="pneumoniamnist", version=1, actor="test"
+    )
+    trained_on = learned[learned["split"] == "train"].set_index("item")
+    assert trained_on.index.tolist() == targets.index.tolist()
+    assert (trained_on["label"] == targets.idxmax(axis=1)).all()
     with ws.db.session() as s:
         finals = repo.current_labels(s, project_id=1, kind=LabelKind.FINAL)
         repo.create_user(s, username="dr", role=Role.DOCTOR)
@@ -230,3 +239,9 @@ def test_a_model_version_records_what_it_learned_from(ws: workflows.Workspace) -
     after = workflows.train(ws, project="pneumoniamnist", config=config)
     assert after["labels_digest"] != first["labels_digest"]
     assert after["n_train_final"] == first["n_train_final"] + 1
+    # version 1 still names the consensus it learned for that item, version 3 the doctor's
+    for version, kind in [(1, "consensus"), (3, "final")]:
+        rows = workflows.models.training_labels(
+            ws, project="pneumoniamnist", version=version, actor="test"
+        ).set_index("item")
+        assert rows.loc[item, "kind"] == kind

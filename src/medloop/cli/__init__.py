@@ -16,6 +16,7 @@ from medloop.cli import (  # noqa: F401  (register commands)
     inference,
     learning,
     loop,
+    models,
     precision,
     store,
     web,

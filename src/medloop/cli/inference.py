@@ -24,7 +24,11 @@ from medloop.cli.common import (
 )
 from medloop.exceptions import IngestError, UnknownOptionError
 
-model_app = typer.Typer(help="Trained models: export for fast inference.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Trained models: list them, put one in use (roll back), what one learned from, "
+    "export for fast inference.",
+    no_args_is_help=True,
+)
 app.add_typer(model_app, name="model")
 
 ModelArg = Annotated[

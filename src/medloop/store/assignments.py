@@ -403,8 +403,8 @@ def item_handed_to(session: Session, *, item_id: int, worker_id: int) -> bool:
     )
 
 
-_NEWEST_MODEL = select(func.max(ModelVersion.id)).where(
-    ModelVersion.project_id == bindparam("project")
+_MODEL_IN_USE = select(ModelVersion.id).where(
+    ModelVersion.project_id == bindparam("project"), ModelVersion.in_use.is_(True)
 )
 _PREDICTIONS = select(Prediction.item_id, Prediction.probabilities).where(
     Prediction.model_version_id == bindparam("model"),
@@ -412,9 +412,9 @@ _PREDICTIONS = select(Prediction.item_id, Prediction.probabilities).where(
 )
 
 
-def newest_model_id(session: Session, *, project_id: int) -> int | None:
-    """The id of the project's newest model version, or None."""
-    return plain_execute(session, _NEWEST_MODEL, {"project": project_id}).scalar()
+def current_model_id(session: Session, *, project_id: int) -> int | None:
+    """The id of the model version the project uses, or None."""
+    return plain_execute(session, _MODEL_IN_USE, {"project": project_id}).scalar()
 
 
 def predictions_for(
@@ -429,16 +429,17 @@ def predictions_for(
     return {int(item): [float(p) for p in probs] for item, probs in rows}
 
 
-def latest_predictions_for(
+def current_predictions_for(
     session: Session, *, project_id: int, item_ids: Sequence[int]
 ) -> dict[int, list[float]]:
-    """The newest model version's probabilities for the given items (those it has)."""
+    """The probabilities of the model version the project uses for the given items
+    (those it has)."""
     if not item_ids:
         return {}
-    newest = newest_model_id(session, project_id=project_id)
-    if newest is None:
+    current = current_model_id(session, project_id=project_id)
+    if current is None:
         return {}
-    return predictions_for(session, model_version_id=newest, item_ids=item_ids)
+    return predictions_for(session, model_version_id=current, item_ids=item_ids)
 
 
 def final_labels_since(session: Session, *, project_id: int, since: datetime) -> int:

@@ -167,6 +167,12 @@ Index(
 
 
 class ModelVersion(Base):
+    """A trained image model of a project. `in_use` is True on the one version the
+    project uses (review queue, task order, `predict PROJECT`) and NULL on the others
+    (migration 0016): a newly trained version becomes current, and `medloop model use`
+    makes an earlier one current again. The unique (project_id, in_use) pair keeps one
+    version in use per project (NULLs never clash)."""
+
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "version"),)
 
@@ -179,6 +185,26 @@ class ModelVersion(Base):
     round: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    in_use: Mapped[bool | None] = mapped_column(Boolean)
+
+
+Index("uq_model_versions_in_use", ModelVersion.project_id, ModelVersion.in_use, unique=True)
+
+
+class TrainingLabel(Base):
+    """A label row a model version learned from or was chosen on (migration 0016): the
+    consensus or final label of each training item, and the final labels of validation
+    items, as they were when it trained. Labels are appended, never changed, so these
+    rows say which labels, by whom and how, trained a version long after newer ones came."""
+
+    __tablename__ = "model_training_labels"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_label_id: Mapped[int] = mapped_column(
+        ForeignKey("item_labels.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Answer(Base):

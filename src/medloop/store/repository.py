@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
 from medloop.store.db import chunks, plain_execute, select_frame
@@ -31,6 +31,7 @@ from medloop.store.models import (
     Project,
     RiskModelVersion,
     Task,
+    TrainingLabel,
     User,
 )
 from medloop.types import LabelKind, LabelSource, Role, TaskKind, TaskStatus
@@ -891,9 +892,11 @@ def current_labels(
     project_id: int,
     kind: LabelKind,
     item_ids: Sequence[int] | None = None,
+    with_ids: bool = False,
 ) -> pd.DataFrame:
     """The newest label of `kind` per item (of `item_ids` only, if given): index item;
-    label, confidence, probabilities, source, method, round."""
+    label, confidence, probabilities, source, method, round (and, `with_ids`, the
+    label row's id as label_id)."""
     newest = (
         select(func.max(ItemLabel.id))
         .where(ItemLabel.project_id == project_id, ItemLabel.kind == str(kind))
@@ -910,11 +913,13 @@ def current_labels(
             ItemLabel.source,
             ItemLabel.method,
             ItemLabel.round,
+            *([ItemLabel.id] if with_ids else []),
         )
         .where(ItemLabel.id.in_(newest))
         .order_by(ItemLabel.item_id)
     )
     columns = ["item", "label", "confidence", "probabilities", "source", "method", "round"]
+    columns += ["label_id"] if with_ids else []
     return select_frame(session, query, columns).set_index("item")
 
 
@@ -931,8 +936,10 @@ def add_model_version(
     metrics: dict[str, Any],
     round: int = 0,
     version: int | None = None,
+    label_ids: Iterable[int] = (),
 ) -> ModelVersion:
-    """Store a model version: number `version` (None: `next_model_version`)."""
+    """Store a model version: number `version` (None: `next_model_version`), the one its
+    project uses from now on, trained on the item label rows `label_ids`."""
     row = ModelVersion(
         project_id=project_id,
         version=next_model_version(session, project_id=project_id) if version is None else version,
@@ -944,7 +951,25 @@ def add_model_version(
     )
     session.add(row)
     session.flush()
+    rows = [{"model_version_id": row.id, "item_label_id": int(i)} for i in label_ids]
+    for batch in chunks(rows):
+        session.execute(insert(TrainingLabel), batch)
+    use_model_version(session, model_version=row)
     return row
+
+
+def use_model_version(session: Session, *, model_version: ModelVersion) -> None:
+    """Make `model_version` the one its project uses (and no other)."""
+    session.flush()
+    others = update(ModelVersion).where(
+        ModelVersion.project_id == model_version.project_id,
+        ModelVersion.in_use.is_(True),
+        ModelVersion.id != model_version.id,
+    )
+    session.execute(others.values(in_use=None), execution_options={"synchronize_session": False})
+    this = update(ModelVersion).where(ModelVersion.id == model_version.id)
+    session.execute(this.values(in_use=True), execution_options={"synchronize_session": False})
+    session.expire(model_version, ["in_use"])
 
 
 def next_model_version(session: Session, *, project_id: int) -> int:
@@ -965,9 +990,76 @@ def model_versions(session: Session, *, project_id: int) -> list[ModelVersion]:
     )
 
 
-def latest_model_version(session: Session, *, project_id: int) -> ModelVersion | None:
-    versions = model_versions(session, project_id=project_id)
-    return versions[-1] if versions else None
+def find_model_version(session: Session, *, project_id: int, version: int) -> ModelVersion | None:
+    """The project's model version number `version`, None when there is none."""
+    return session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.project_id == project_id, ModelVersion.version == version
+        )
+    )
+
+
+def current_model_version(session: Session, *, project_id: int) -> ModelVersion | None:
+    """The model version the project uses (`use_model_version`), None before any."""
+    return session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.project_id == project_id, ModelVersion.in_use.is_(True)
+        )
+    )
+
+
+def training_label_counts(session: Session, *, project_id: int) -> dict[int, int]:
+    """How many label rows each of the project's model versions learned from, by id."""
+    query = (
+        select(TrainingLabel.model_version_id, func.count())
+        .join(ModelVersion, ModelVersion.id == TrainingLabel.model_version_id)
+        .where(ModelVersion.project_id == project_id)
+        .group_by(TrainingLabel.model_version_id)
+    )
+    return {int(version): int(count) for version, count in session.execute(query)}
+
+
+def training_labels_frame(session: Session, *, model_version_id: int) -> pd.DataFrame:
+    """The label rows a model version learned from (`TrainingLabel`), one per item:
+    item, source_ref, split, kind, label, probabilities, source, method, decided_by
+    (username), round, labelled_at, label_id."""
+    decider = aliased(User)
+    query = (
+        select(
+            ItemLabel.item_id,
+            Item.source_ref,
+            Item.split,
+            ItemLabel.kind,
+            ItemLabel.label,
+            ItemLabel.probabilities,
+            ItemLabel.source,
+            ItemLabel.method,
+            decider.username,
+            ItemLabel.round,
+            ItemLabel.created_at,
+            ItemLabel.id,
+        )
+        .join(TrainingLabel, TrainingLabel.item_label_id == ItemLabel.id)
+        .join(Item, Item.id == ItemLabel.item_id)
+        .outerjoin(decider, decider.id == ItemLabel.decided_by_id)
+        .where(TrainingLabel.model_version_id == model_version_id)
+        .order_by(ItemLabel.item_id)
+    )
+    columns = [
+        "item",
+        "source_ref",
+        "split",
+        "kind",
+        "label",
+        "probabilities",
+        "source",
+        "method",
+        "decided_by",
+        "round",
+        "labelled_at",
+        "label_id",
+    ]
+    return select_frame(session, query, columns)
 
 
 def save_predictions(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         ingest,
         jobs,
         loop,
+        models,
         plan,
         precision,
         predict,

@@ -11,7 +11,7 @@ Which task comes next (`next_task`):
    each person's accuracy is measured on them;
 1. ordinary tasks that already have answers first (most first), so items reach their
    redundancy and leave the queue;
-2. then the active-learning priority: the newest model's predictive entropy on the item
+2. then the active-learning priority: the in-use model's predictive entropy on the item
    (0 without a prediction), among the next `WINDOW` tasks in publication order so a
    request never reads every open task (`publish_tasks` already opened the items with
    the best acquisition scores; without a model only a first `PAGE` of them is read
@@ -196,7 +196,7 @@ def next_task(
             )
             if gold and _hold(ws, account, [gold[0].task_id], now) is not None:
                 return _next(projects[gold[0].project_id], gold[0])
-        models = {p: assignments.newest_model_id(s, project_id=p) for p in ids}
+        models = {p: assignments.current_model_id(s, project_id=p) for p in ids}
         # Without a model the query's order is the ranking: read a first page, and the
         # whole window only when other people hold every task on it.
         limits = (WINDOW,) if any(m is not None for m in models.values()) else (PAGE, WINDOW)
@@ -235,7 +235,7 @@ def _hold(ws: Workspace, account: Account, task_ids: list[int], now: float) -> i
 def _priorities(
     session: Any, candidates: list[assignments.OpenTask], models: dict[int, int | None]
 ) -> dict[int, float]:
-    """Item id -> entropy of its project's newest model's prediction (items it predicted)."""
+    """Item id -> entropy of the prediction of the model its project uses (items it predicted)."""
     priority: dict[int, float] = {}
     for project_id in {c.project_id for c in candidates}:
         model = models[project_id]

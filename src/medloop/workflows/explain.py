@@ -42,20 +42,13 @@ class ModelRef:
 
 
 def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> ModelRef:
-    """The project's model version `version` (default: the newest)."""
+    """The project's model version `version` (default: the one in use)."""
+    from medloop.workflows.models import chosen_version
+
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
-        versions = repo.model_versions(s, project_id=record.id)
+        chosen = chosen_version(s, project=record, version=version)
         classes = [str(c) for c in record.classes]
-    if not versions:
-        raise NotFoundError(f"project {project!r} has no trained model yet")
-    chosen = (
-        versions[-1]
-        if version is None
-        else next((v for v in versions if v.version == version), None)
-    )
-    if chosen is None:
-        raise NotFoundError(f"project {project!r} has no model version {version}")
     return ModelRef(
         project=project,
         version=chosen.version,

@@ -12,6 +12,7 @@ Ingest has its own module (`workflows.ingest`): a folder is stored in batches.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -116,7 +117,7 @@ def select_items(
         train_items = items[items["split"] == Split.TRAIN]
         labelled = train_items.index.isin(list(taken)) | train_items.index.isin(finals.index)
         pool, done = train_items[~labelled], train_items[labelled]
-        model = repo.latest_model_version(s, project_id=record.id)
+        model = repo.current_model_version(s, project_id=record.id)
         predictions = (
             repo.predictions_frame(s, model_version_id=model.id, n_classes=len(record.classes))
             if model is not None
@@ -385,7 +386,7 @@ def review_queue(ws: Workspace, *, project: str, limit: int | None = None) -> pd
         record = repo.get_project(s, name=project)
         consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-        model = repo.latest_model_version(s, project_id=record.id)
+        model = repo.current_model_version(s, project_id=record.id)
         n_classes = len(record.classes)
         predictions = (
             repo.predictions_frame(s, model_version_id=model.id, n_classes=n_classes)
@@ -469,6 +470,8 @@ def write_decisions(
         answer_ids=answer_ids,
         round=round,
     )
+    # the model whose suggestion the doctor saw (None: no model yet)
+    model = repo.current_model_version(session, project_id=record.id)
     for item_id, label in decisions.items():
         repo.audit(
             session,
@@ -476,7 +479,12 @@ def write_decisions(
             action="label.final",
             entity="item",
             entity_id=item_id,
-            detail={"label": int(label), "class": str(record.classes[int(label)]), "round": round},
+            detail={
+                "label": int(label),
+                "class": str(record.classes[int(label)]),
+                "round": round,
+                "model_version": None if model is None else model.version,
+            },
         )
         closed = flags.resolve_flags(session, item_id=int(item_id), resolved_by_id=doctor_id)
         if closed:  # a final label settles what a flag asked for
@@ -502,7 +510,13 @@ def training_targets(ws: Workspace, *, project: str) -> pd.DataFrame:
         items = repo.items_frame(s, project_id=record.id)
         consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-    n_classes = len(record.classes)
+    return _targets(items, consensus, finals, n_classes=len(record.classes))
+
+
+def _targets(
+    items: pd.DataFrame, consensus: pd.DataFrame, finals: pd.DataFrame, *, n_classes: int
+) -> pd.DataFrame:
+    """`training_targets` from the labels read."""
     columns = list(range(n_classes))
     soft = (
         pd.DataFrame(consensus["probabilities"].tolist(), index=consensus.index, columns=columns)
@@ -517,6 +531,20 @@ def training_targets(ws: Workspace, *, project: str) -> pd.DataFrame:
     targets = pd.concat([soft[~soft.index.isin(hard.index)], hard]).sort_index()
     train_items = items.index[items["split"] == Split.TRAIN]
     return targets.loc[targets.index.isin(train_items)]
+
+
+def _label_ids(
+    targets: pd.DataFrame, val: pd.DataFrame, consensus: pd.DataFrame, finals: pd.DataFrame
+) -> list[int]:
+    """The ids of the label rows a training used: each training item's final label, else
+    its consensus, and the final labels of the validation items."""
+    signed = targets.index.isin(finals.index)
+    used = [
+        finals.loc[targets.index[signed], "label_id"],
+        consensus.loc[targets.index[~signed], "label_id"],
+        finals.loc[val.index[val.index.isin(finals.index)], "label_id"],
+    ]
+    return sorted(int(i) for part in used for i in part)
 
 
 def _validation_set(items: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
@@ -538,21 +566,24 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a new model version on the current labels, evaluate it on the test split,
-    store its predictions for every item and return its metrics. The version belongs to
-    `round` (None: the project's current round, that of its newest tasks)."""
+    store its predictions for every item and the label rows it learned from, put it in
+    use and return its metrics. The version belongs to `round` (None: the project's
+    current round, that of its newest tasks)."""
     from medloop.learning import TrainConfig, classification_metrics, train_classifier
 
     config = config or TrainConfig()
-    targets = training_targets(ws, project=project)
+    with ws.db.session() as s:  # one read: the labels recorded are those trained on
+        record = repo.get_project(s, name=project)
+        items = repo.items_frame(s, project_id=record.id)
+        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL, with_ids=True)
+        consensus = repo.current_labels(
+            s, project_id=record.id, kind=LabelKind.CONSENSUS, with_ids=True
+        )
+    targets = _targets(items, consensus, finals, n_classes=len(record.classes))
     if len(targets) < 10:
         raise InvalidInputError(
             f"project {project!r} has {len(targets)} labelled training items; need at least 10"
         )
-    with ws.db.session() as s:
-        record = repo.get_project(s, name=project)
-        items = repo.items_frame(s, project_id=record.id)
-        finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
-        consensus = repo.current_labels(s, project_id=record.id, kind=LabelKind.CONSENSUS)
     consensus_methods = consensus.loc[consensus.index.isin(targets.index), "method"]
     val = _validation_set(items, finals)
     if len(val) < 10 or val["label"].nunique() < 2:
@@ -625,15 +656,16 @@ def train(
                 metrics=metrics,
                 round=round,
                 version=number,
+                label_ids=_label_ids(targets, val, consensus, finals),
             )
             repo.save_predictions(s, model_version_id=version.id, probabilities=probabilities)
-            repo.audit(
+            repo.audit(  # the version is in use from now on (`workflows.models`)
                 s,
                 actor=SYSTEM,
                 action="model.train",
                 entity="model_version",
                 entity_id=version.id,
-                detail={"round": round, "n_train": len(targets)},
+                detail={"round": round, "n_train": len(targets), "version": number},
             )
             metrics["version"] = number
             checkpoint.replace(ws.checkpoint(version.checkpoint_path))  # last, before commit
@@ -646,7 +678,8 @@ def _provenance(
     """What a model version was trained on and with, kept beside its metrics: how many
     training labels were final (a doctor's or gold) and how many the crowd's consensus
     (and by which method), a digest of the training targets (two versions with the same
-    digest learned from the same labels), the seed and the software."""
+    digest learned from the same labels), the seed, the whole training configuration
+    (what retraining it takes besides the labels) and the software."""
     digest = hashlib.sha256(targets.round(6).to_csv().encode()).hexdigest()[:16]
     methods = sorted({str(m) for m in consensus_methods.dropna()})
     return {
@@ -655,6 +688,7 @@ def _provenance(
         "consensus_method": ", ".join(methods) or None,
         "labels_digest": digest,
         "seed": config.seed,
+        "train_config": dataclasses.asdict(config),
         "software": ", ".join(
             f"{name} {importlib.metadata.version(name)}" for name in ("medloop", "torch", "monai")
         ),
@@ -676,22 +710,12 @@ def round_float(value: float, digits: int = 4) -> float:
 
 
 def evaluate(ws: Workspace, *, project: str, version: int | None = None) -> dict[str, Any]:
-    """Metrics of a stored model version (default: the newest)."""
+    """Metrics of a stored model version (default: the one in use)."""
+    from medloop.workflows.models import chosen_version
+
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
-        versions = repo.model_versions(s, project_id=record.id)
-    if not versions:
-        raise NotFoundError(f"project {project!r} has no trained model yet")
-    chosen = (
-        versions[-1]
-        if version is None
-        else next((v for v in versions if v.version == version), None)
-    )
-    if chosen is None:
-        raise NotFoundError(
-            f"project {project!r} has no model version {version}; "
-            f"versions: {[v.version for v in versions]}"
-        )
+        chosen = chosen_version(s, project=record, version=version)
     return {"version": chosen.version, "network": chosen.network, **chosen.metrics}
 
 

@@ -1,6 +1,6 @@
 """Plan the next labelling requests of a project: more lay answers, or a doctor.
 
-Reads the project's crowd answers, final labels and newest model's predictions, fits
+Reads the project's crowd answers, final labels and its model's predictions, fits
 Dawid-Skene (final labels known) for the crowd posteriors and a typical lay
 annotator's confusion matrix, folds in the model's probabilities for the beliefs, and
 hands both to `medloop.aggregation.allocation.plan_labelling`: the beliefs judge how
@@ -92,7 +92,7 @@ def plan_requests(
         answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
         finals = repo.current_labels(s, project_id=record.id, kind=LabelKind.FINAL)
         pending = repo.pending_items(s, project_id=record.id)
-        model = repo.latest_model_version(s, project_id=record.id)
+        model = repo.current_model_version(s, project_id=record.id)
         predictions = (
             repo.predictions_frame(s, model_version_id=model.id, n_classes=len(classes))
             if model is not None

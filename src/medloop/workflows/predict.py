@@ -2,7 +2,7 @@
 
 The model is a checkpoint file of a classifier or a deep ensemble (a project's model
 versions, or what `medloop bench train --output` writes), a TorchScript export
-(`medloop model export`), or a project name (its newest model version). Inputs are
+(`medloop model export`), or a project name (the model version it uses). Inputs are
 files or folders (searched recursively; hidden files skipped). PNG/JPEG files are read
 as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
 `medloop.ingest` for their pixels only: nothing from the DICOM header reaches the

@@ -112,7 +112,7 @@ def _queue_rows(
     for project_id, name, classes in names:
         with ws.db.session() as s:
             requested = repo.requested_reviews(s, project_id=project_id)
-            cut = _binary_cut(repo.latest_model_version(s, project_id=project_id), classes)
+            cut = _binary_cut(repo.current_model_version(s, project_id=project_id), classes)
         queue = review_queue(ws, project=name, limit=None if requested else limit)
         asked = queue.index.isin(list(requested))
         if requested and limit is not None and not queue.empty:
@@ -369,10 +369,10 @@ def review_detail(
         )
         finals = assignments.final_labels_for(s, item_ids=[item_id])
         answers = [a for a in assignments.item_answers(s, item_id=item_id) if a.source == "crowd"]
-        predictions = assignments.latest_predictions_for(
+        predictions = assignments.current_predictions_for(
             s, project_id=project.id, item_ids=[item_id]
         )
-        latest = repo.latest_model_version(s, project_id=project.id)
+        latest = repo.current_model_version(s, project_id=project.id)
         has_model = latest is not None
         cut = model_threshold(latest)
         summary = None if latest is None else _model_summary(s, latest, classes)
