@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         accounts,
         annotate,
         audit,
+        backup,
         dashboard,
         demo,
         explain,

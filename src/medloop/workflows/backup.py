@@ -1,0 +1,150 @@
+"""A consistent copy of a home while it is in use: `back_up` (`medloop store backup`).
+
+A home is its database, its blobs and its model folder (checkpoints and Grad-CAM
+pointers). Copying the folder with `cp` while a server writes is not a backup: SQLite
+keeps recent commits in ``medloop.db-wal`` until a checkpoint, so a copy of the
+database file alone misses them, and a copy of both taken at different moments may not
+open at all. Here the database is copied first, as one snapshot (SQLite's online
+backup; PostgreSQL's is pg_dump, taken before this command), then the model folder and
+the blobs: files are written before the rows that name them are committed, and never
+changed after, so every file a row of the snapshot names is there to be copied. Each
+blob is checked against its digest on the way (a damaged one is reported, not copied),
+and the copy is checked against its own database at the end. The result is a home:
+point MEDLOOP_HOME at it (with the same MEDLOOP_SECRET_KEY) to restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from medloop.exceptions import InvalidInputError
+from medloop.store import BlobStore, Database
+from medloop.store import repository as repo
+from medloop.store.models import ModelVersion
+from medloop.workflows.progress import Progress, no_progress
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+#: The database file of a backup (the default database of a home).
+DATABASE_FILE = "medloop.db"
+#: The name a training gives its checkpoint until it is stored (`loop.train`).
+UNFINISHED_CHECKPOINT = "training-*.pt"
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What `back_up` copied into `target`; `database` is False for PostgreSQL (dumped
+    apart). `missing` and `damaged` name files the snapshot needs that could not be
+    copied whole (the backup is then incomplete)."""
+
+    target: Path
+    database: bool
+    blobs: int
+    blob_bytes: int
+    model_files: int
+    missing: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.damaged)
+
+
+def back_up(ws: Workspace, *, target: Path, progress: Progress = no_progress) -> BackupReport:
+    """Copy the home's database (SQLite), model folder and blobs into the new folder
+    `target`, consistently while servers and commands go on writing, and check the copy."""
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InvalidInputError(f"{target} exists and is not an empty folder")
+    home = ws.settings.home.resolve()
+    if target.resolve().is_relative_to(home):
+        raise InvalidInputError(f"{target} is inside the home it would copy ({home})")
+    target.mkdir(parents=True, exist_ok=True)
+    database = _copy_database(ws.db, target / DATABASE_FILE)
+    model_files = _copy_models(ws.settings.model_dir, target / "models")
+    blobs, size, damaged = _copy_blobs(ws.blobs, BlobStore(target / "blobs"), progress)
+    missing: list[str] = []
+    if database:
+        missing = _missing_files(target)
+    report = BackupReport(target, database, blobs, size, model_files, missing, damaged)
+    logger.info(
+        "backed up %d blobs and %d model files to %s (%d missing, %d damaged)",
+        blobs,
+        model_files,
+        target,
+        len(missing),
+        len(damaged),
+    )
+    return report
+
+
+def _copy_database(db: Database, target: Path) -> bool:
+    """One consistent snapshot of a SQLite database (False: PostgreSQL, not copied)."""
+    source = db.engine.url.database
+    if db.engine.dialect.name != "sqlite" or source in (None, "", ":memory:"):
+        return False
+    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
+        live.backup(copy)  # one read transaction: commits made meanwhile are not in it
+    return True
+
+
+def _copy_models(source: Path, target: Path) -> int:
+    """The checkpoints and Grad-CAM pointers, less the files of trainings under way."""
+    if not source.is_dir():
+        return 0
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(UNFINISHED_CHECKPOINT))
+    return sum(1 for path in target.rglob("*") if path.is_file())
+
+
+def _copy_blobs(
+    source: BlobStore, target: BlobStore, progress: Progress
+) -> tuple[int, int, list[str]]:
+    """Every blob, each checked against its digest: (copied, bytes, damaged digests)."""
+    copied = size = 0
+    damaged: list[str] = []
+    folders = source.folders()
+    for done, folder in enumerate(folders, 1):
+        for blob in source.files(folder):
+            if blob.sha256 is None:  # an unfinished write
+                continue
+            data = blob.path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != blob.sha256:
+                damaged.append(blob.sha256)
+                continue
+            target.put(data, durable=False)
+            copied += 1
+            size += len(data)
+        progress("backup: copying blobs", done, len(folders))
+    target.sync(_all_digests(target))
+    return copied, size, damaged
+
+
+def _all_digests(store: BlobStore) -> list[str]:
+    return [b.sha256 for f in store.folders() for b in store.files(f) if b.sha256]
+
+
+def _missing_files(target: Path) -> list[str]:
+    """The blobs and checkpoints the copied database names that the copy lacks."""
+    copy = Database(f"sqlite:///{target / DATABASE_FILE}")
+    try:
+        with copy.session() as s:
+            named = set(repo.blob_references(s)["sha256"])
+            checkpoints = list(s.scalars(select(ModelVersion.checkpoint_path)))
+    finally:
+        copy.dispose()
+    blobs = BlobStore(target / "blobs")
+    missing = sorted(sha for sha in named if not blobs.exists(sha))
+    models = target / "models"
+    missing += sorted(
+        path for path in checkpoints if not (models / Path(*Path(path).parts[-2:])).is_file()
+    )
+    return missing
