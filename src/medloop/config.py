@@ -21,8 +21,10 @@ class Settings(BaseSettings):
     `MEDLOOP_HOME` holds the database, blobs and models; `MEDLOOP_DATABASE_URL` defaults
     to SQLite inside it; `MEDLOOP_DATA_DIR` is searched for public datasets before any
     download; `MEDLOOP_SECRET_KEY` keys pseudonyms and sessions and has no usable default
-    outside development; `MEDLOOP_IDLE_SIGN_OUT_MINUTES` signs an idle browser out;
-    `MEDLOOP_JOBS` processes run bootstrap refits.
+    outside development; `MEDLOOP_DATE_SHIFT_KEY` keys each patient's date shift
+    (`medloop.ingest.dateshift`; without it the key is the file `date_shift_key_file` in
+    the home, created with a random key on first use); `MEDLOOP_IDLE_SIGN_OUT_MINUTES`
+    signs an idle browser out; `MEDLOOP_JOBS` processes run bootstrap refits.
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDLOOP_", extra="ignore")
@@ -31,6 +33,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path | None = None
     secret_key: str | None = None
+    date_shift_key: str | None = None
     environment: Literal["development", "production"] = "development"
     #: Minutes without a key press, click or touch after which a browser tab signs its
     #: session out (every tab of the browser counts; 0: never). Shared workstations on a
@@ -44,6 +47,18 @@ class Settings(BaseSettings):
     @classmethod
     def _environment_name(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("date_shift_key")
+    @classmethod
+    def _long_date_shift_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():  # MEDLOOP_DATE_SHIFT_KEY= is unset
+            return None
+        if len(value.strip()) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"MEDLOOP_DATE_SHIFT_KEY must be a private value of {MIN_SECRET_LENGTH} or "
+                "more characters (or unset: a random key is then kept in the home)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
@@ -74,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def resolved_secret_key(self) -> bytes:
         return (self.secret_key or DEVELOPMENT_SECRET).encode()
+
+    @property
+    def date_shift_key_file(self) -> Path:
+        """Where the date-shift key is kept when `date_shift_key` is not set."""
+        return self.home / "date-shift.key"
 
     @property
     def blob_dir(self) -> Path:

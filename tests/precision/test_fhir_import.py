@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from medloop.config import Settings
 from medloop.exceptions import IngestError
+from medloop.ingest.dateshift import date_offset
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.workflows import Workspace
@@ -230,14 +232,18 @@ def test_blood_pressure_components_are_one_fact_each(ws: Workspace, tmp_path: Pa
         wide, stored = features(ws), facts(ws)
         with ws.db.session() as s:
             units = prepo.feature_units(s, project_id=repo.get_project(s, name="c").id)
+        key = wf.date_shift_key(ws.settings)
     finally:
         ws.close()
     assert (wide.loc[p0, SYSTOLIC], wide.loc[p0, DIASTOLIC]) == (142.0, 91.0)
     assert units[SYSTOLIC] == units[DIASTOLIC] == "mm[Hg]"
     rows = stored[["patient", "code", "value", "unit", "time"]].values.tolist()
+    zone = datetime.timezone(datetime.timedelta(hours=1))
+    # the time of care moved by p0's date shift (test_date_shift_import.py)
+    shifted = str(datetime.datetime(2024, 3, 11, 10, 15, tzinfo=zone) + date_offset("p0", key=key))
     assert rows == [
-        [p0, SYSTOLIC, 142.0, "mm[Hg]", "2024-03-11 10:15:00+01:00"],
-        [p0, DIASTOLIC, 91.0, "mm[Hg]", "2024-03-11 10:15:00+01:00"],
+        [p0, SYSTOLIC, 142.0, "mm[Hg]", shifted],
+        [p0, DIASTOLIC, 91.0, "mm[Hg]", shifted],
     ]
 
 

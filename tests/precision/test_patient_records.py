@@ -11,6 +11,7 @@ import pytest
 
 from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest import pseudonymize
+from medloop.ingest.dateshift import date_offset
 from medloop.precision import (
     CsvDialect,
     observations_to_wide,
@@ -23,6 +24,7 @@ from medloop.precision import (
 from medloop.precision.records import identifier_pattern, sniff_separator
 
 KEY = b"test-key"
+DATE_KEY = b"test-date-shift-key-of-32-characters"
 
 BUNDLE = {
     "resourceType": "Bundle",
@@ -97,7 +99,7 @@ def write(tmp_path: Path, data: dict) -> Path:
 
 
 def test_fhir_bundle_import(tmp_path: Path) -> None:
-    records = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY)
+    records = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY, date_key=DATE_KEY)
     pseudonym = pseudonymize("MRN-778899", key=KEY)
     assert records.patients.to_dict(orient="records") == [
         {"patient": pseudonym, "sex": "male", "birth_year": 1961, "deceased": False}
@@ -124,13 +126,13 @@ def test_fhir_errors_name_the_file(tmp_path: Path) -> None:
     broken = json.loads(json.dumps(BUNDLE))
     broken["entry"][1]["resource"]["subject"]["reference"] = "Patient/nobody"
     with pytest.raises(IngestError, match=r"bundle\.json.*unknown patient 'Patient/nobody'"):
-        read_fhir_bundle(write(tmp_path, broken), key=KEY)
+        read_fhir_bundle(write(tmp_path, broken), key=KEY, date_key=DATE_KEY)
     with pytest.raises(IngestError, match="expected a FHIR Bundle"):
-        read_fhir_bundle(write(tmp_path, {"resourceType": "Patient"}), key=KEY)
+        read_fhir_bundle(write(tmp_path, {"resourceType": "Patient"}), key=KEY, date_key=DATE_KEY)
     invalid = json.loads(json.dumps(BUNDLE))
     invalid["entry"][0]["resource"]["gender"] = ["not", "a", "code"]
     with pytest.raises(IngestError, match="invalid FHIR R4 bundle"):
-        read_fhir_bundle(write(tmp_path, invalid), key=KEY)
+        read_fhir_bundle(write(tmp_path, invalid), key=KEY, date_key=DATE_KEY)
 
 
 def test_scrub_identifiers() -> None:
@@ -281,7 +283,7 @@ def test_fhir_text_values_are_scrubbed_facts_and_never_numbers(tmp_path: Path) -
             }
         },
     ]  # fmt: skip
-    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
     values = records.observations.set_index("code")["value"]
     assert values["home"] == "Lives with [REDACTED] [REDACTED] jr, call [REDACTED]"  # their phone
     assert values["72166-2"] == "Smokes tobacco daily"
@@ -294,7 +296,7 @@ def test_fhir_bundle_with_one_patient_twice_is_refused(tmp_path: Path) -> None:
     data["entry"].append(json.loads(json.dumps(data["entry"][0])))
     data["entry"][-1]["fullUrl"] = "urn:uuid:22222222-2222-2222-2222-222222222222"
     with pytest.raises(IngestError, match=r"two Patient resources are one patient \('pat1'\)"):
-        read_fhir_bundle(write(tmp_path, data), key=KEY)
+        read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
 
 
 @pytest.mark.parametrize(
@@ -424,7 +426,7 @@ def test_fhir_names_and_coded_text_are_scrubbed_of_the_patients_own_words(tmp_pa
             }
         }
     )  # fmt: skip
-    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
     text = records.conditions.to_string() + records.observations.to_string()
     for own in ("Rosebank", "Whinging", "Smithers", "778899"):
         assert own not in text
@@ -437,9 +439,13 @@ def test_patients_of_90_or_more_share_one_birth_year(tmp_path: Path) -> None:
     data = json.loads(json.dumps(BUNDLE))
     data["entry"][0]["resource"]["birthDate"] = "1925-01-01"
     oldest = datetime.date.today().year - 90
-    (year,) = read_fhir_bundle(write(tmp_path, data), key=KEY).patients["birth_year"]
+    (year,) = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY).patients[
+        "birth_year"
+    ]
     assert year == oldest
-    younger = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY).patients["birth_year"]
+    younger = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY, date_key=DATE_KEY).patients[
+        "birth_year"
+    ]
     assert younger.tolist() == [1961]
 
 
@@ -596,5 +602,51 @@ def test_a_contained_medication_is_the_statements_drug(tmp_path: Path) -> None:
         }
     ]  # fmt: skip
     statement["medicationReference"] = {"reference": "#m1"}
-    records = read_fhir_bundle(write(tmp_path, data), key=KEY)
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
     assert records.medications[["code", "name"]].iloc[0].tolist() == ["L01XC03", "Trastuzumab"]
+
+
+def test_notes_lose_dates_however_they_are_written() -> None:
+    """Only 2021-03-04 and 04.03.2021 were scrubbed: a date with a time, with slashes
+    year first, or with the month's name stayed in the note as it was. Words beside
+    numbers that are no dates stay."""
+    dates = ["2021-03-04T10:30:00+01:00", "2021-03-04T10:30Z", "2021/03/04", "4 March 2021",
+             "4th of Mar", "March 4, 2021", "Sept 4", "May 2021"]  # fmt: skip
+    for written in dates:
+        assert scrub_identifiers(f"seen {written}; stable") == "seen [DATE]; stable", written
+    text = "Mark 12 tablets, may 2 doses, Stage II March, v1.2.3, dose 2.5 mg"
+    assert scrub_identifiers(text) == text
+
+
+def test_a_tables_dates_are_refused_even_in_a_chosen_column(tmp_path: Path) -> None:
+    """A date column chosen with --map stored 20210304 as a number, and dates with the
+    month's name ("4 March 2021") as categories; the refusal says how to give them."""
+    n = 12
+    for name, visits in (
+        ("numbers", [20210304 + i for i in range(n)]),
+        ("names", [f"{i + 1} March 2021" for i in range(n)]),
+        ("months", ["March 2021", "May 2021"] * (n // 2)),
+    ):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"id": range(n), "age": range(n), "visit": visits}).to_csv(path, index=False)
+        for columns in (None, {"age": "age", "visit": "visit"}):
+            with pytest.raises(IngestError, match="a table's dates are never imported") as error:
+                read_table(path, key=b"k", id_column="id", columns=columns)
+            assert "--map" not in str(error.value)
+
+
+def test_fhir_times_are_shifted_by_the_patients_offset(tmp_path: Path) -> None:
+    """The observation, condition onset and medication start of the patient move by one
+    offset of whole weeks (their intervals kept); under another key by another."""
+    records = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY, date_key=DATE_KEY)
+    offset = date_offset("MRN-778899", key=DATE_KEY)
+    assert offset.days % 7 == 0 and offset.days != 0
+    zulu = datetime.UTC
+    assert records.observations["time"].tolist() == [
+        datetime.datetime(2024, 1, 2, 10, tzinfo=zulu) + offset
+    ]
+    assert records.conditions["onset"].tolist() == [datetime.date(2019, 5, 1) + offset]
+    assert records.medications["start"].tolist() == [datetime.date(2019, 6, 1) + offset]
+    other = read_fhir_bundle(write(tmp_path, BUNDLE), key=KEY, date_key=b"x" * 32)
+    assert other.conditions["onset"].tolist() != records.conditions["onset"].tolist()
+    assert other.patients["patient"].tolist() == records.patients["patient"].tolist()

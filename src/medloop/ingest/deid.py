@@ -13,7 +13,11 @@ becomes X; a dummy sequence (D) is emptied. Beyond the table, as a safety net, a
 remaining person name (PN), date (DA), date-time (DT), time (TM) or free text (LT, ST,
 UT, UC) is emptied and public tags unknown to pydicom's dictionary are removed. Dates
 are removed, not shifted, so the output says
-``LongitudinalTemporalInformationModified = REMOVED``.
+``LongitudinalTemporalInformationModified = REMOVED``: nothing reads an image's dates,
+and shifting them with the patient's date shift of their FHIR facts
+(`medloop.ingest.dateshift`) would need the profile's Retain Longitudinal Temporal
+Information with Modified Dates Option, whose list of attributes the table used here
+does not ship.
 
 >>> pseudonymize("12345", key=b"secret") == pseudonymize("12345", key=b"secret")
 True

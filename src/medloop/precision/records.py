@@ -2,8 +2,10 @@
 
 Every patient leaves this module under a keyed pseudonym (`medloop.ingest.pseudonymize`);
 names, identifiers, addresses and contact details are dropped, birth dates become birth
-years (ages of 90 or more in a table become 90: `safe_harbor_ages`), and free text (notes)
-is scrubbed of the patient's own identifiers and of identifier-shaped strings (e-mail,
+years (ages of 90 or more in a table become 90: `safe_harbor_ages`), the times of FHIR
+facts move by the patient's keyed date shift (`medloop.ingest.dateshift`: intervals kept,
+dates of care not), a table's column of dates is refused, and free text (notes) is
+scrubbed of the patient's own identifiers and of identifier-shaped strings (e-mail,
 phone, long digit runs, dates, URLs).
 
 Frames (one row per fact, `patient` is the pseudonym):
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from medloop.exceptions import IngestError, InvalidInputError
+from medloop.ingest.dateshift import date_offset, shift_time
 from medloop.ingest.deid import pseudonymize
 
 logger = logging.getLogger(__name__)
@@ -44,10 +47,25 @@ OBSERVATION_COLUMNS = [
 CONDITION_COLUMNS = ["patient", "code", "system", "name", "onset", "note"]
 MEDICATION_COLUMNS = ["patient", "code", "system", "name", "status", "start", "note"]
 
+#: A month's name, written out or short ("March", "Mar.", "Sept").
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+#: Dates as notes and tables write them: 2021-03-04 (with a time: 2021-03-04T10:30Z),
+#: 2021/03/04, 04.03.2021, 3/4/21, 4 March 2021, the 4th of Mar, March 4, 2021, May 2021.
+_DATE = re.compile(
+    r"(?<!\d)\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
+    r"(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?(?!\d)"
+    r"|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b"
+    rf"|\b{_DAY}\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?(?![\w.])"
+    rf"|\b{_MONTH}\s+(?:{_DAY}(?:,?\s+\d{{4}})?|\d{{4}})\b"
+)
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("[EMAIL]", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
     ("[URL]", re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)),
-    ("[DATE]", re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b")),
+    ("[DATE]", _DATE),
     ("[PHONE]", re.compile(r"(?<!\w)\+?\d[\d\s().-]{7,}\d(?!\w)")),
     (
         "[ADDRESS]",  # a house number, a capitalised name and a street word: "12 Main Street"
@@ -423,8 +441,8 @@ def _check_not_identifying(
         why = "its name says it identifies the patient"
     elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         # a column chosen by name (--map, a gene matrix) is the user's to vouch for:
-        # platelets per microlitre or read counts are large numbers too
-        why = None if chosen else _identifying_numbers(values.dropna().astype(float))
+        # platelets per microlitre or read counts are large numbers too; dates never are
+        why = _identifying_numbers(values.dropna().astype(float), chosen=chosen)
     elif not pd.api.types.is_numeric_dtype(values):
         present = values.dropna().astype(str)
         checks = [(what, present.str.contains(_PATTERN[tag])) for tag, what in _HELD.items()]
@@ -437,20 +455,29 @@ def _check_not_identifying(
             if len(present) >= 10 and present.nunique() >= UNIQUE_SHARE * len(present):
                 why = "nearly every patient has a value of their own: free text or an identifier"
     if why is not None:
+        dates = why == _YYYYMMDD or why.endswith(f"holds {_HELD['[DATE]']}")
         ways = f"leave it out (--drop {column}), keep it as scrubbed free text (--text {column})"
-        if not chosen:
+        if not chosen and not dates:
             ways += ", or choose the columns to import (--map SOURCE=FEATURE)"
+        if dates:
+            ways += (
+                "; a table's dates are never imported: give the intervals that matter "
+                "(e.g. days from diagnosis), or the facts as a FHIR bundle, whose dates "
+                "are shifted per patient"
+            )
         raise IngestError(path, f"column {column!r} looks like an identifier ({why}); {ways}")
 
 
+_YYYYMMDD = "its numbers are dates written as YYYYMMDD"
 #: Integers of at least this many digits, one per patient, are record numbers, not counts.
 RECORD_NUMBER_DIGITS = 7
 
 
-def _identifying_numbers(present: pd.Series) -> str | None:
+def _identifying_numbers(present: pd.Series, *, chosen: bool = False) -> str | None:
     """Why a column of numbers identifies patients, or None: whole numbers that read as
-    dates (19480513), or long whole numbers each patient has their own of (a hospital
-    number, a national insurance number). Counts, days and lab values are left alone."""
+    dates (19480513), or, unless the column was `chosen` by name, long whole numbers each
+    patient has their own of (a hospital number, a national insurance number). Counts,
+    days and lab values are left alone."""
     if present.empty or not np.all(np.mod(present, 1) == 0):
         return None
     whole = present.astype("int64")
@@ -460,7 +487,9 @@ def _identifying_numbers(present: pd.Series) -> str | None:
         and months.between(1, 12).all()
         and days.between(1, 31).all()
     ):
-        return "its numbers are dates written as YYYYMMDD"
+        return _YYYYMMDD
+    if chosen:
+        return None
     unique = len(present) >= 10 and whole.nunique() >= UNIQUE_SHARE * len(present)
     if unique and whole.abs().median() >= 10 ** (RECORD_NUMBER_DIGITS - 1):
         return (
@@ -659,12 +688,14 @@ def _medication(statement: Any) -> Any:
     return None
 
 
-def _observation_rows(res: Any, patient: str, private: Identifiers) -> list[dict[str, Any]]:
+def _observation_rows(
+    res: Any, patient: str, private: Identifiers, shift: datetime.timedelta
+) -> list[dict[str, Any]]:
     """An Observation's facts: its own value, and one per component (the systolic and
     diastolic pressure of a blood-pressure panel), each under the component's code, at
-    the Observation's time."""
+    the Observation's time moved by the patient's date `shift`."""
     period = res.effectivePeriod.start if res.effectivePeriod else None
-    time = res.effectiveDateTime or res.effectiveInstant or period
+    time = shift_time(res.effectiveDateTime or res.effectiveInstant or period, shift)
     note = _notes(res, private)
     components = list(res.component or [])
     own = _value(res, private)[0] is not None or not components
@@ -769,11 +800,13 @@ def _subject(resource: Any, path: Path) -> str:
     return str(ref.reference)
 
 
-def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
+def read_fhir_bundle(path: str | Path, *, key: bytes, date_key: bytes) -> PatientRecords:
     """Read a FHIR R4 bundle (JSON) of Patient, Observation, Condition, MedicationStatement.
 
     Patients are keyed by a pseudonym of their first identifier's value (else their
     resource id); references such as "Patient/123" or "urn:uuid:..." are resolved to it.
+    Every time of a patient's facts moves by their date shift, keyed by `date_key` and
+    that same value (`medloop.ingest.dateshift.date_offset`): the same in every bundle.
     Other resource types are skipped (logged), and so are resources that state no fact
     (`NO_RESULT` Observations, `NOT_A_CONDITION` Conditions, MedicationStatements entered
     in error), counted in `PatientRecords.skipped`. An Observation with components (a
@@ -800,6 +833,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
     ]
     pseudonyms: dict[str, str] = {}
     identifiers: dict[str, re.Pattern[str] | None] = {}
+    shifts: dict[str, datetime.timedelta] = {}
     patients: list[dict[str, Any]] = []
     for full_url, res in entries:
         if res.get_resource_type() != "Patient":
@@ -812,10 +846,12 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
         if any(p["patient"] == pseudonym for p in patients):
             raise IngestError(path, f"two Patient resources are one patient ({res.id!r})")
         private = identifier_pattern([*idents, *([res.id] if res.id else []), *_own_words(res)])
+        shift = date_offset(str(raw_id), key=date_key)
         for ref in (f"Patient/{res.id}" if res.id else None, full_url):
             if ref:
                 pseudonyms[ref] = pseudonym
                 identifiers[ref] = private
+                shifts[ref] = shift
         patients.append(
             {
                 "patient": pseudonym,
@@ -843,9 +879,9 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
             logger.info("skipping %s %r in %s: %s", kind, res.id, path.name, why)
             skipped[f"{kind} {why}"] = skipped.get(f"{kind} {why}", 0) + 1
             continue
-        patient, private = pseudonyms[ref], identifiers[ref]
+        patient, private, shift = pseudonyms[ref], identifiers[ref], shifts[ref]
         if kind == "Observation":
-            observations += _observation_rows(res, patient, private)
+            observations += _observation_rows(res, patient, private, shift)
         elif kind == "Condition":
             code, system, name = _coding(res.code)
             name = _redact_name(name, private)
@@ -855,7 +891,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
                     "code": code,
                     "system": system,
                     "name": name,
-                    "onset": res.onsetDateTime,
+                    "onset": shift_time(res.onsetDateTime, shift),
                     "note": _notes(res, private),
                 }
             )
@@ -872,7 +908,7 @@ def read_fhir_bundle(path: str | Path, *, key: bytes) -> PatientRecords:
                     "system": system,
                     "name": name,
                     "status": res.status,
-                    "start": start,
+                    "start": shift_time(start, shift),
                     "note": _notes(res, private),
                 }
             )

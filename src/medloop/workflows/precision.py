@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from medloop.config import Settings
 from medloop.exceptions import ConflictError, IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
+from medloop.ingest.dateshift import load_or_create_key
 from medloop.precision import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
@@ -207,13 +209,25 @@ def _stored_facts(
     return units, observations.assign(value=value), facts["condition"][["patient", "code"]]
 
 
+def date_shift_key(settings: Settings) -> bytes:
+    """The key of patients' date shifts: MEDLOOP_DATE_SHIFT_KEY, else the key file in the
+    home (`Settings.date_shift_key_file`, created once with a random key). Never stored
+    in the database nor in an export."""
+    if settings.date_shift_key:
+        return settings.date_shift_key.strip().encode()
+    return load_or_create_key(settings.date_shift_key_file)
+
+
 def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:
     """Import a FHIR R4 bundle: facts as observations (each once, however often the
-    bundle is imported); demographics, latest numeric observation per code (among the
-    facts stored before and the bundle's) and condition flags (`condition:<code>` = 1)
-    as features. Resources that state no fact (withdrawn
+    bundle is imported), their times moved by each patient's keyed date shift
+    (`date_shift_key`; the same in every import); demographics, latest numeric
+    observation per code (among the facts stored before and the bundle's) and condition
+    flags (`condition:<code>` = 1) as features. Resources that state no fact (withdrawn
     or cancelled results, refuted conditions) are left out and counted."""
-    records = read_fhir_bundle(path, key=ws.settings.resolved_secret_key)
+    records = read_fhir_bundle(
+        path, key=ws.settings.resolved_secret_key, date_key=date_shift_key(ws.settings)
+    )
     features = records.patients.set_index("patient")[["sex", "birth_year"]]
     stored, observations, conditions = _stored_facts(ws, project, features.index)
     # features from the stored facts and the bundle's together: a bundle of new results
