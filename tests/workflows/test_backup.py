@@ -49,10 +49,15 @@ def test_a_home_in_use_is_copied_whole_and_opens_as_a_home(home: Path, tmp_path:
     missed what was still in medloop.db-wal (on a new home: every table)."""
     ws = _home_in_use(home)
     try:
+        shift_key = workflows.precision.date_shift_key(ws.settings)  # the home's key file
         report = workflows.backup.back_up(ws, target=tmp_path / "backup")
     finally:
         ws.close()
     assert report.complete and report.database
+    # restored, patients imported later must be shifted as the stored ones were
+    restored_key = workflows.precision.date_shift_key(Settings(home=tmp_path / "backup"))
+    assert restored_key == shift_key
+    assert (tmp_path / "backup" / "date-shift.key").stat().st_mode & 0o077 == 0
     assert (report.blobs, report.model_files) == (2, 1), "no unfinished checkpoint"
 
     restored = workflows.Workspace.open(Settings(home=tmp_path / "backup"))

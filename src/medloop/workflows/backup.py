@@ -1,7 +1,7 @@
 """A consistent copy of a home while it is in use: `back_up` (`medloop store backup`).
 
-A home is its database, its blobs and its model folder (checkpoints and Grad-CAM
-pointers). Copying the folder with `cp` while a server writes is not a backup: SQLite
+A home is its database, its blobs, its model folder (checkpoints and Grad-CAM
+pointers) and its date-shift key file (`ingest.dateshift`), where it has one. Copying the folder with `cp` while a server writes is not a backup: SQLite
 keeps recent commits in ``medloop.db-wal`` until a checkpoint, so a copy of the
 database file alone misses them, and a copy of both taken at different moments may not
 open at all. Here the database is copied first, as one snapshot (SQLite's online
@@ -71,6 +71,7 @@ def back_up(ws: Workspace, *, target: Path, progress: Progress = no_progress) ->
     target.mkdir(parents=True, exist_ok=True)
     database = _copy_database(ws.db, target / DATABASE_FILE)
     model_files = _copy_models(ws.settings.model_dir, target / "models")
+    _copy_date_shift_key(ws.settings.date_shift_key_file, target)
     blobs, size, damaged = _copy_blobs(ws.blobs, BlobStore(target / "blobs"), progress)
     missing: list[str] = []
     if database:
@@ -103,6 +104,16 @@ def _copy_models(source: Path, target: Path) -> int:
         return 0
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(UNFINISHED_CHECKPOINT))
     return sum(1 for path in target.rglob("*") if path.is_file())
+
+
+def _copy_date_shift_key(source: Path, target: Path) -> None:
+    """The home's date-shift key file, where there is one (`ingest.dateshift`): a home
+    restored without it would shift every patient's dates anew, so later imports would
+    not line up with the stored ones. Kept readable by its owner only."""
+    if source.is_file():
+        copy = target / source.name
+        shutil.copyfile(source, copy)
+        copy.chmod(0o600)
 
 
 def _copy_blobs(
