@@ -1,8 +1,8 @@
 """A consistent copy of a home while it is in use: `back_up` (`medloop store backup`).
 
 A home is its database, its blobs, its model folder (checkpoints and Grad-CAM
-pointers) and its date-shift key file (`ingest.dateshift`), where it has one. Copying the folder with `cp` while a server writes is not a backup: SQLite
-keeps recent commits in ``medloop.db-wal`` until a checkpoint, so a copy of the
+pointers) and its date-shift key file (`ingest.dateshift`), where it has one. Copying
+the folder with `cp` while a server writes is not a backup: SQLite keeps recent commits in ``medloop.db-wal`` until a checkpoint, so a copy of the
 database file alone misses them, and a copy of both taken at different moments may not
 open at all. Here the database is copied first, as one snapshot (SQLite's online
 backup; PostgreSQL's is pg_dump, taken before this command), then the model folder and
