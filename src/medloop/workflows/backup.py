@@ -2,15 +2,16 @@
 
 A home is its database, its blobs, its model folder (checkpoints and Grad-CAM
 pointers) and its date-shift key file (`ingest.dateshift`), where it has one. Copying
-the folder with `cp` while a server writes is not a backup: SQLite keeps recent commits in ``medloop.db-wal`` until a checkpoint, so a copy of the
-database file alone misses them, and a copy of both taken at different moments may not
-open at all. Here the database is copied first, as one snapshot (SQLite's online
-backup; PostgreSQL's is pg_dump, taken before this command), then the model folder and
-the blobs: files are written before the rows that name them are committed, and never
-changed after, so every file a row of the snapshot names is there to be copied. Each
-blob is checked against its digest on the way (a damaged one is reported, not copied),
-and the copy is checked against its own database at the end. The result is a home:
-point MEDLOOP_HOME at it (with the same MEDLOOP_SECRET_KEY) to restore.
+the folder with `cp` while a server writes is not a backup: SQLite keeps recent commits
+in ``medloop.db-wal`` until a checkpoint, so a copy of the database file alone misses
+them, and a copy of both taken at different moments may not open at all. Here the
+database is copied first, as one snapshot (SQLite's online backup; PostgreSQL's is
+pg_dump, taken before this command), then the model folder and the blobs: files are
+written before the rows that name them are committed, and never changed after, so every
+file a row of the snapshot names is there to be copied. Each blob is checked against its
+digest on the way (a damaged one is reported, not copied), and the copy is checked
+against its own database at the end. The result is a home: point MEDLOOP_HOME at it
+(with the same MEDLOOP_SECRET_KEY) to restore.
 """
 
 from __future__ import annotations
