@@ -296,10 +296,9 @@ def export_answers(
     """Every answer: task, item, worker, label, source, time."""
     output_file(output)
     with workspace() as ws:
-        frame = workflows.export.export_answers(
-            ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
-        )
-    out.print(f"wrote {len(frame)} answers to {output}")
+        csv = workflows.export.export_answers(ws, project=project, actor=CLI_ACTOR)
+        _write(csv, output)
+    out.print(f"wrote {csv.rows} answers to {output}")
 
 
 @export_app.command("labels")
@@ -309,10 +308,18 @@ def export_labels(
     """Each labelled item's current label (final where signed, else consensus)."""
     output_file(output)
     with workspace() as ws:
-        frame = workflows.export.export_labels(
-            ws, project=project, actor=CLI_ACTOR, deliver=lambda f: f.to_csv(output, index=False)
-        )
-    out.print(f"wrote {len(frame)} labels to {output}")
+        csv = workflows.export.export_labels(ws, project=project, actor=CLI_ACTOR)
+        _write(csv, output)
+    out.print(f"wrote {csv.rows} labels to {output}")
+
+
+def _write(csv: workflows.export.CsvExport, output: Path) -> None:
+    """Write the export's pieces as they come, each handed to the system before the next
+    is read (a full disk fails before the export is audited as done)."""
+    with output.open("w", encoding="utf-8", newline="") as file:
+        for piece in csv:
+            file.write(piece)
+            file.flush()
 
 
 @export_app.command("coco")

@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -476,6 +485,26 @@ def items_frame(session: Session, *, project_id: int) -> pd.DataFrame:
     return frame.set_index("item")
 
 
+def _paging(session: Session, in_project: Any) -> Any:
+    """`in_project` for a page read by id range: on SQLite marked as true of nearly every
+    row, so that it reads the page's range of ids rather than every row of the project
+    by the project's index, sorted for each page (0.08 s against 0.008 s a page of 5,000
+    answers at 200,000)."""
+    return func.likely(in_project) if session.get_bind().dialect.name == "sqlite" else in_project
+
+
+def item_splits_page(session: Session, *, project_id: int, after: int, limit: int) -> pd.Series:
+    """The split of up to `limit` of the project's items with ids above `after`, in id
+    order (index item id): a long project read in pages."""
+    query = (
+        select(Item.id, Item.split)
+        .where(_paging(session, Item.project_id == project_id), Item.id > after)
+        .order_by(Item.id)
+        .limit(limit)
+    )
+    return select_frame(session, query, ["item", "split"]).set_index("item")["split"]
+
+
 def lock_row(session: Session, model: type[Any], row_id: int) -> None:
     """Hold `model`'s row `row_id` until the transaction ends, so that writers deciding
     about it take turns, in this process or another: a write that changes nothing takes
@@ -710,7 +739,17 @@ def answers_frame(
 ) -> pd.DataFrame:
     """Answers in the aggregation contract: task (= item id), worker (username), label,
     plus source, task_id, is_gold, created_at."""
-    query = (
+    query = _answers_query(Task.project_id == project_id).order_by(Answer.id)
+    if sources is not None:
+        query = query.where(Answer.source.in_([str(s) for s in sources]))
+    return select_frame(session, query, ANSWER_FRAME_COLUMNS)
+
+
+ANSWER_FRAME_COLUMNS = ["task", "worker", "label", "source", "task_id", "is_gold", "created_at"]
+
+
+def _answers_query(in_project: Any, *extra: Any) -> Select[Any]:
+    return (
         select(
             Answer.item_id,
             User.username,
@@ -719,16 +758,27 @@ def answers_frame(
             Answer.task_id,
             Task.is_gold,
             Answer.created_at,
+            *extra,
         )
         .join(User, User.id == Answer.worker_id)
         .join(Task, Task.id == Answer.task_id)
-        .where(Task.project_id == project_id)
-        .order_by(Answer.id)
+        .where(in_project)
     )
-    if sources is not None:
-        query = query.where(Answer.source.in_([str(s) for s in sources]))
-    columns = ["task", "worker", "label", "source", "task_id", "is_gold", "created_at"]
-    return select_frame(session, query, columns)
+
+
+def answers_page(
+    session: Session, *, project_id: int, after: int, through: int, limit: int
+) -> pd.DataFrame:
+    """Up to `limit` of the project's answers with ids in (`after`, `through`], oldest
+    first: the `answers_frame` columns plus answer_id, for reading a long list in pages
+    (an export: `through` taken once at its start keeps it to the answers it began with)."""
+    query = (
+        _answers_query(_paging(session, Task.project_id == project_id), Answer.id)
+        .where(Answer.id > after, Answer.id <= through)
+        .order_by(Answer.id)
+        .limit(limit)
+    )
+    return select_frame(session, query, [*ANSWER_FRAME_COLUMNS, "answer_id"])
 
 
 def label_state(session: Session, *, project_id: int) -> tuple[int, int]:

@@ -1,7 +1,8 @@
-"""Exports: every answer, each item's current label (tables ready for CSV), and lesion
-boxes as COCO JSON. Every export is recorded in the audit log (who, what, when), once
-it has been handed over: `deliver` (e.g. writing the file) runs first, so an export that
-could not be written is not on file as done.
+"""Exports: every answer and each item's current label as CSV, read and handed over in
+pieces (memory stays flat however large the project grows), and lesion boxes as COCO
+JSON. Every export is recorded in the audit log (who, what, when) once it has been
+handed over: a CSV after its last piece was taken, COCO after `deliver` (e.g. writing
+the file) ran, so an export that could not be written is not on file as done.
 
 Labels are written as class names, workers by username, items by id (not by source file
 name, which may carry identifying text); never patient data. COCO images are named
@@ -11,7 +12,7 @@ name, which may carry identifying text); never patient data. COCO images are nam
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,6 +30,9 @@ ANSWER_COLUMNS = ["task", "item", "worker", "label", "source", "time"]
 LABEL_COLUMNS = ["item", "split", "label", "kind", "source", "method", "confidence"]
 #: Who an export is recorded under when the caller names nobody (e.g. a script).
 SYSTEM = "system"
+#: Rows a CSV export reads, and hands over, at a time: its memory stays the same however
+#: large the project grows.
+BATCH = 5_000
 
 
 T = TypeVar("T")
@@ -44,12 +48,7 @@ class _Entry:
     rows: int
 
 
-def _handed_over(
-    ws: Workspace, result: T, deliver: Callable[[T], object] | None, entry: _Entry
-) -> T:
-    """`deliver(result)`, then the audit entry: if delivering fails, nothing is on file."""
-    if deliver is not None:
-        deliver(result)
+def _record(ws: Workspace, entry: _Entry) -> None:
     with ws.db.session() as s:
         repo.audit(
             s,
@@ -59,77 +58,139 @@ def _handed_over(
             entity_id=entry.project_id,
             detail={"rows": entry.rows},
         )
+
+
+def _handed_over(
+    ws: Workspace, result: T, deliver: Callable[[T], object] | None, entry: _Entry
+) -> T:
+    """`deliver(result)`, then the audit entry: if delivering fails, nothing is on file."""
+    if deliver is not None:
+        deliver(result)
+    _record(ws, entry)
     return result
 
 
+class CsvExport:
+    """A CSV export handed over in pieces (the header, then the text of up to `BATCH`
+    rows at a time) as it is read, never whole in memory. Iterate over it once; it is
+    recorded in the audit log after its last piece has been taken, so an export left
+    midway (a download closed, a disk full) is not on file as done. `rows`: the rows
+    handed over so far."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        pieces: Iterator[tuple[str, int]],
+        *,
+        actor: str,
+        what: str,
+        project_id: int,
+    ) -> None:
+        self._ws, self._pieces = ws, pieces
+        self._actor, self._what, self._project_id = actor, what, project_id
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for text, rows in self._pieces:
+            yield text
+            self.rows += rows
+        _record(ws=self._ws, entry=_Entry(self._actor, self._what, self._project_id, self.rows))
+
+
 def export_answers(
-    ws: Workspace,
-    *,
-    project: str,
-    actor: str = SYSTEM,
-    deliver: Callable[[pd.DataFrame], object] | None = None,
-) -> pd.DataFrame:
-    """All answers of a project: task, item, worker, label (class name), source, time."""
+    ws: Workspace, *, project: str, actor: str = SYSTEM, batch: int = BATCH
+) -> CsvExport:
+    """All answers of a project as CSV: task, item, worker, label (class name), source,
+    time. The answers given after the call are left out."""
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
-        answers = repo.answers_frame(s, project_id=record.id)
-        classes = [str(c) for c in record.classes]
-    entry = _Entry(actor, "answers", record.id, len(answers))
-    if answers.empty:
-        return _handed_over(ws, pd.DataFrame(columns=ANSWER_COLUMNS), deliver, entry)
-    frame = pd.DataFrame(
-        {
-            "task": answers["task_id"].astype(int),
-            "item": answers["task"].astype(int),
-            "worker": answers["worker"],
-            "label": [classes[int(v)] for v in answers["label"]],
-            "source": answers["source"],
-            "time": pd.to_datetime(answers["created_at"], utc=True).map(lambda t: t.isoformat()),
-        },
-        columns=ANSWER_COLUMNS,
+        through, _ = repo.label_state(s, project_id=record.id)
+    classes = [str(c) for c in record.classes]
+    pieces = _answer_pieces(ws, record.id, classes, through=through, batch=batch)
+    return CsvExport(ws, pieces, actor=actor, what="answers", project_id=record.id)
+
+
+def _answer_pieces(
+    ws: Workspace, project_id: int, classes: list[str], *, through: int, batch: int
+) -> Iterator[tuple[str, int]]:
+    yield pd.DataFrame(columns=ANSWER_COLUMNS).to_csv(index=False), 0
+    after = 0
+    while after < through:
+        with ws.db.session() as s:
+            answers = repo.answers_page(
+                s, project_id=project_id, after=after, through=through, limit=batch
+            )
+        if answers.empty:
+            return
+        after = int(answers["answer_id"].iloc[-1])
+        frame = pd.DataFrame(
+            {
+                "task": answers["task_id"].astype(int),
+                "item": answers["task"].astype(int),
+                "worker": answers["worker"],
+                "label": [classes[int(v)] for v in answers["label"]],
+                "source": answers["source"],
+                "time": pd.to_datetime(answers["created_at"], utc=True).map(
+                    lambda t: t.isoformat()
+                ),
+            },
+            columns=ANSWER_COLUMNS,
+        )
+        yield frame.to_csv(index=False, header=False), len(frame)
+
+
+def _current_labels(s: Any, project_id: int, item_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Final labels where signed, the consensus otherwise (index item; label, kind, ...),
+    of `item_ids` only if given."""
+    finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL, item_ids=item_ids)
+    consensus = repo.current_labels(
+        s, project_id=project_id, kind=LabelKind.CONSENSUS, item_ids=item_ids
     )
-    return _handed_over(ws, frame, deliver, entry)
-
-
-def _current_labels(s: Any, project_id: int) -> pd.DataFrame:
-    """Final labels where signed, the consensus otherwise (index item; label, kind, ...)."""
-    finals = repo.current_labels(s, project_id=project_id, kind=LabelKind.FINAL)
-    consensus = repo.current_labels(s, project_id=project_id, kind=LabelKind.CONSENSUS)
     finals = finals.assign(kind=str(LabelKind.FINAL))
     consensus = consensus[~consensus.index.isin(finals.index)].assign(kind=str(LabelKind.CONSENSUS))
     return pd.concat([finals, consensus]).sort_index()
 
 
 def export_labels(
-    ws: Workspace,
-    *,
-    project: str,
-    actor: str = SYSTEM,
-    deliver: Callable[[pd.DataFrame], object] | None = None,
-) -> pd.DataFrame:
-    """Each labelled item's current label: the final label where a doctor (or gold) signed
-    one, the crowd consensus otherwise."""
+    ws: Workspace, *, project: str, actor: str = SYSTEM, batch: int = BATCH
+) -> CsvExport:
+    """Each labelled item's current label as CSV: the final label where a doctor (or
+    gold) signed one, the crowd consensus otherwise; each as it stands when its page of
+    `batch` items is read."""
     with ws.db.session() as s:
         record = repo.get_image_project(s, name=project)
-        classes = [str(c) for c in record.classes]
-        current = _current_labels(s, record.id)
-        items = repo.items_frame(s, project_id=record.id)
-    entry = _Entry(actor, "labels", record.id, len(current))
-    if current.empty:
-        return _handed_over(ws, pd.DataFrame(columns=LABEL_COLUMNS), deliver, entry)
-    frame = pd.DataFrame(
-        {
-            "item": current.index.astype(int),
-            "split": items.loc[current.index, "split"].to_numpy(),
-            "label": [classes[int(v)] for v in current["label"]],
-            "kind": current["kind"].to_numpy(),
-            "source": current["source"].to_numpy(),
-            "method": current["method"].to_numpy(),
-            "confidence": current["confidence"].to_numpy(),
-        },
-        columns=LABEL_COLUMNS,
-    )
-    return _handed_over(ws, frame, deliver, entry)
+    classes = [str(c) for c in record.classes]
+    pieces = _label_pieces(ws, record.id, classes, batch=batch)
+    return CsvExport(ws, pieces, actor=actor, what="labels", project_id=record.id)
+
+
+def _label_pieces(
+    ws: Workspace, project_id: int, classes: list[str], *, batch: int
+) -> Iterator[tuple[str, int]]:
+    yield pd.DataFrame(columns=LABEL_COLUMNS).to_csv(index=False), 0
+    after = 0
+    while True:
+        with ws.db.session() as s:
+            splits = repo.item_splits_page(s, project_id=project_id, after=after, limit=batch)
+            if splits.empty:
+                return
+            current = _current_labels(s, project_id, item_ids=splits.index.tolist())
+        after = int(splits.index[-1])
+        if current.empty:
+            continue
+        frame = pd.DataFrame(
+            {
+                "item": current.index.astype(int),
+                "split": splits.loc[current.index].to_numpy(),
+                "label": [classes[int(v)] for v in current["label"]],
+                "kind": current["kind"].to_numpy(),
+                "source": current["source"].to_numpy(),
+                "method": current["method"].to_numpy(),
+                "confidence": current["confidence"].to_numpy(),
+            },
+            columns=LABEL_COLUMNS,
+        )
+        yield frame.to_csv(index=False, header=False), len(frame)
 
 
 def export_coco(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from medloop import __version__
 from medloop.web import schemas
@@ -330,9 +331,10 @@ def unflag(item_id: VisibleItem, ws: WS, account: Reviewer) -> Response:
     return Response(status_code=204)
 
 
-def _csv(frame: Any, name: str) -> Response:
-    return Response(
-        frame.to_csv(index=False),
+def _csv(csv: export.CsvExport, name: str) -> StreamingResponse:
+    """The export sent as it is read (audited once its last piece is sent)."""
+    return StreamingResponse(
+        iter(csv),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
