@@ -266,13 +266,16 @@ class Prediction(Base):
 
 
 class AuditEntry(Base):
-    """Append-only record of who did what, when. Carries ids, never personal data."""
+    """Append-only record of who did what, when. Carries ids, never personal data.
+
+    The audit page finds people and actions by the start of their name in any case
+    (`repository.audit_entries`): indexes on the lower-cased names serve it (migration
+    0015), `text_pattern_ops` on PostgreSQL so that a LIKE 'prefix%' can use them
+    whatever the database's collation; (action, id) serves exact look-ups of an action.
+    """
 
     __tablename__ = "audit_log"
-    __table_args__ = (
-        Index("ix_audit_log_actor_id", "actor", "id"),
-        Index("ix_audit_log_action_id", "action", "id"),
-    )
+    __table_args__ = (Index("ix_audit_log_action_id", "action", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
@@ -281,6 +284,20 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index(
+    "ix_audit_log_lower_actor_id",
+    func.lower(AuditEntry.actor).label("lower_actor"),
+    AuditEntry.id,
+    postgresql_ops={"lower_actor": "text_pattern_ops"},
+)
+Index(
+    "ix_audit_log_lower_action_id",
+    func.lower(AuditEntry.action).label("lower_action"),
+    AuditEntry.id,
+    postgresql_ops={"lower_action": "text_pattern_ops"},
+)
 
 
 # --- precision medicine (migration 0002) -------------------------------------------------

@@ -6,6 +6,9 @@ predictions), so callers never loop over rows one query at a time.
 
 from __future__ import annotations
 
+import re
+import string
+import sys
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import pandas as pd
 from sqlalchemy import (
     Select,
     Table,
+    and_,
     bindparam,
     case,
     func,
@@ -82,12 +86,35 @@ def audit_entries(
     label.final); returns (entries, total matching)."""
     query = select(AuditEntry)
     counted = select(func.count(AuditEntry.id))
+    sqlite = session.get_bind().dialect.name == "sqlite"
     for column, wanted in ((AuditEntry.actor, actor), (AuditEntry.action, action)):
         if wanted is not None:
-            condition = column.istartswith(wanted, autoescape=True)
+            # lower() LIKE lower() as the indexes on lower(name) are (ILIKE uses none)
+            escaped = re.sub(r"([/%_])", r"/\1", wanted)
+            lowered = func.lower(column)
+            condition = lowered.like(func.lower(escaped) + "%", escape="/")
+            if sqlite and wanted:
+                condition = and_(condition, *_starting_with(lowered, wanted))
             query, counted = query.where(condition), counted.where(condition)
     rows = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
     return list(rows), int(session.scalar(counted) or 0)
+
+
+#: What SQLite's lower() does: ASCII letters only.
+_SQLITE_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _starting_with(lowered: Any, prefix: str) -> list[Any]:
+    """`lowered` (a lower(column)) between the lower-cased `prefix` and the text just past
+    every text it begins: SQLite's LIKE cannot use an index on lower(column), a range
+    can. (PostgreSQL's LIKE uses the text_pattern_ops index as it is.)"""
+    start = prefix.translate(_SQLITE_LOWER)
+    following = ord(start[-1]) + 1
+    if following > sys.maxunicode:
+        return [lowered >= start]
+    if 0xD800 <= following < 0xE000:  # surrogates are not text: the next character is
+        following = 0xE000
+    return [lowered >= start, lowered < start[:-1] + chr(following)]
 
 
 def audit_details(

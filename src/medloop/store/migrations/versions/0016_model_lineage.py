@@ -7,7 +7,7 @@ not be withdrawn. Each project's newest version becomes its current one, as it w
 on); versions trained before this migration have none (their `labels_digest` remains).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-16
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
