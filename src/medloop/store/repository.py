@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     select,
@@ -92,7 +94,7 @@ def audit_entries(
             # lower() LIKE lower() as the indexes on lower(name) are (ILIKE uses none)
             escaped = re.sub(r"([/%_])", r"/\1", wanted)
             lowered = func.lower(column)
-            condition = lowered.like(func.lower(escaped) + "%", escape="/")
+            condition: Any = lowered.like(func.lower(escaped) + "%", escape="/")
             if sqlite and wanted:
                 condition = and_(condition, *_starting_with(lowered, wanted))
             query, counted = query.where(condition), counted.where(condition)
@@ -998,6 +1000,53 @@ def current_labels(
     columns = ["item", "label", "confidence", "probabilities", "source", "method", "round"]
     columns += ["label_id"] if with_ids else []
     return select_frame(session, query, columns).set_index("item")
+
+
+def prune_consensus(session: Session, *, project_id: int, replaced_before: datetime) -> int:
+    """Delete the project's consensus labels that nothing needs any more, among those
+    replaced by a newer consensus of their item before `replaced_before`; returns how
+    many went.
+
+    Each `aggregate` appends a consensus row for every answered item, so the rows grew
+    with every recompute. Kept: each item's newest (the current consensus); every row a
+    model version learned from (`TrainingLabel`); for a version stored before those were
+    recorded (migration 0016), the rows current when it was stored (its `labels_digest`
+    is of them); and the rows replaced since `replaced_before`: a training still running
+    may have read them, and names them when it stores its version."""
+    created = ItemLabel.created_at
+    item, order = ItemLabel.item_id, ItemLabel.id
+    rows = (
+        select(
+            ItemLabel.id,
+            created,
+            func.lead(ItemLabel.id).over(partition_by=item, order_by=order).label("next_id"),
+            func.lead(created, type_=created.type)
+            .over(partition_by=item, order_by=order)
+            .label("next_at"),
+        )
+        .where(ItemLabel.project_id == project_id, ItemLabel.kind == str(LabelKind.CONSENSUS))
+        .subquery()
+    )
+    learned_from = select(TrainingLabel.item_label_id).where(
+        TrainingLabel.item_label_id == rows.c.id
+    )
+    recorded = select(TrainingLabel.model_version_id).where(
+        TrainingLabel.model_version_id == ModelVersion.id
+    )
+    current_for_unrecorded = select(ModelVersion.id).where(
+        ModelVersion.project_id == project_id,
+        ModelVersion.created_at >= rows.c.created_at,
+        ModelVersion.created_at < rows.c.next_at,
+        ~recorded.exists(),
+    )
+    unneeded = select(rows.c.id).where(
+        rows.c.next_id.is_not(None),
+        rows.c.next_at < replaced_before,
+        ~learned_from.exists(),
+        ~current_for_unrecorded.exists(),
+    )
+    deleted: Any = session.execute(delete(ItemLabel).where(ItemLabel.id.in_(unneeded)))
+    return int(deleted.rowcount or 0)
 
 
 # --- models and predictions --------------------------------------------------------------

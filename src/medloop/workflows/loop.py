@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,11 @@ def collect_crowd_answers(
 # --- aggregation -------------------------------------------------------------------------
 
 
+#: How long a replaced consensus row is kept at least: a training that read it stores
+#: its version (and names the rows it learned from) within this time.
+CONSENSUS_GRACE = timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class AggregationResult:
     """Consensus labels and class probabilities per task; `known` are the tasks whose
@@ -242,7 +248,9 @@ def aggregate(
     ws: Workspace, *, project: str, method: str | None = None, round: int = 0
 ) -> AggregationResult:
     """Aggregate crowd answers into consensus labels; final labels (doctor, gold) are
-    known and clamp the posteriors. Writes one consensus row per answered item."""
+    known and clamp the posteriors. Writes one consensus row per answered item and
+    deletes the earlier ones that are no longer current, taught no model version and
+    were replaced more than `CONSENSUS_GRACE` ago (`repository.prune_consensus`)."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
         answers = repo.answers_frame(s, project_id=record.id, sources=[LabelSource.CROWD])
@@ -266,13 +274,16 @@ def aggregate(
             probabilities=probabilities,
             round=round,
         )
+        pruned = repo.prune_consensus(
+            s, project_id=record.id, replaced_before=datetime.now(UTC) - CONSENSUS_GRACE
+        )
         repo.audit(
             s,
             actor=SYSTEM,
             action="label.consensus",
             entity="project",
             entity_id=record.id,
-            detail={"items": len(labels), "method": name.value, "round": round},
+            detail={"items": len(labels), "method": name.value, "round": round, "pruned": pruned},
         )
         worker_accuracy = getattr(model, "worker_accuracy_", pd.Series(dtype=float))
     return AggregationResult(labels, probabilities, worker_accuracy, finals.index)
