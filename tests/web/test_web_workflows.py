@@ -10,6 +10,7 @@ from web_support import Site, build_project
 
 from medloop.config import Settings
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
+from medloop.store import assignments
 from medloop.store import repository as repo
 from medloop.types import Split
 from medloop.workflows import Workspace, aggregate, annotate, dashboard, review
@@ -96,8 +97,11 @@ def test_reviewer_sees_reliability_from_gold(site: Site) -> None:
         review.review_detail(ws, item_id=99999)
     doctor = Account(id=0, username="dora", role="doctor")  # type: ignore[arg-type]
     review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
-    with pytest.raises(ConflictError):
-        review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")
+    review.decide(ws, account=doctor, item_id=entry.item_id, label="normal")  # sent twice: done
+    with pytest.raises(ConflictError, match="signed by dora at"):
+        review.decide(ws, account=doctor, item_id=entry.item_id, label="pneumonia")
+    with ws.db.session() as s:
+        assert len(assignments.final_label_history(s, item_id=entry.item_id)) == 1
 
 
 def test_crowd_figures_are_kept_until_the_project_gains_an_answer_or_a_label(

@@ -18,6 +18,7 @@ from medloop.cli import (  # noqa: F401  (register commands)
     loop,
     models,
     precision,
+    review,
     store,
     web,
 )

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from medloop import workflows
 from medloop.config import Settings
@@ -153,7 +154,7 @@ def table(title: str, rows: list[dict[str, Any]], *, width: int | None = None) -
     for column, size in zip(columns, natural, strict=True):
         table.add_column(column, width=size if fits else None)
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # as written: "[x]" is no markup
     return table
 
 
@@ -164,7 +165,7 @@ def record_table(title: str, record: dict[str, Any]) -> Table:
     table.add_column("field")
     table.add_column("value")
     for key, value in record.items():
-        table.add_row(str(key), _cell(value))
+        table.add_row(Text(str(key)), Text(_cell(value)))
     return table
 
 

@@ -1,5 +1,5 @@
-"""Commands of the loop: init, ingest, deid, simulate, train, evaluate, review, loop and
-`bench loop` (`medloop demo` lives in `cli.demo`)."""
+"""Commands of the loop: init, ingest, deid, simulate, train, evaluate, loop and `bench
+loop` (`medloop review` lives in `cli.review`, `medloop demo` in `cli.demo`)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from medloop.cli.common import (
 )
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
-from medloop.types import RECOMMENDED_STRATEGY, REVIEWER_ROLES, Allocation
+from medloop.types import RECOMMENDED_STRATEGY, Allocation
 
 
 @app.command()
@@ -243,83 +243,6 @@ def evaluate(
     with workspace() as ws:
         metrics = workflows.evaluate(ws, project=project, version=version)
     print_json(metrics) if as_json else out.print(record_table("model", metrics))
-
-
-@app.command()
-def review(
-    project: ProjectOpt,
-    limit: Annotated[int, typer.Option(min=1, help="Queue rows to show.")] = 20,
-    item: Annotated[int | None, typer.Option(help="Item id to decide.")] = None,
-    label: Annotated[str | None, typer.Option(help="Class name for --item.")] = None,
-    doctor: Annotated[
-        str | None,
-        typer.Option(help="Deciding doctor's username (an existing doctor or admin)."),
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show the doctor's review queue, or record a decision with --item and --label.
-
-    The queue is the web's: items a labelling plan asked a doctor about first, then the
-    most uncertain, with open flags."""
-    with workspace() as ws:
-        if item is not None:
-            if label is None:
-                raise InvalidInputError("--item needs --label")
-            classes = workflows.project_classes(ws, project=project)
-            if label not in classes:
-                raise InvalidInputError(f"label {label!r} is not one of {classes}")
-            if not doctor:
-                raise InvalidInputError("--item needs --doctor USERNAME: the deciding doctor")
-            account = workflows.accounts.account_in_role(ws, username=doctor, roles=REVIEWER_ROLES)
-            workflows.review.decide(
-                ws, account=account, item_id=item, label=label, project=project
-            )  # refuses an item that already has a final label, as the web does
-            out.print(f"item {item}: final label {label!r} by {doctor}")
-            return
-        if label is not None or doctor is not None:
-            raise InvalidInputError("--label and --doctor decide an --item; give --item ITEM")
-        entries = workflows.review.review_entries(ws, project=project, limit=limit)[:limit]
-    rows = [_entry_row(entry) for entry in entries]
-    if as_json:
-        print_json(rows)
-    elif not rows:
-        out.print("the review queue is empty")
-    else:
-        shown = [_queue_row(row) for row in rows]
-        out.print(table(f"review queue ({len(rows)} shown)", shown))
-
-
-def _entry_row(entry: workflows.review.ReviewEntry) -> dict[str, Any]:
-    """A queue entry as JSON: the item, the crowd's and the model's opinions (class
-    names), the score, why it is there, and whether a doctor was asked or it is flagged."""
-    return {
-        "item": entry.item_id,
-        "crowd_label": entry.crowd_label,
-        "crowd_confidence": entry.crowd_confidence,
-        "model_label": entry.model_label,
-        "model_confidence": entry.model_confidence,
-        "score": entry.score,
-        "reason": entry.reason,
-        "requested": entry.requested,
-        "flag": entry.flag_reason,
-    }
-
-
-def _queue_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A queue row as a doctor reads it: the opinions with their confidence, the score
-    and why the item is there (a flag's reason after it; the JSON keeps every field)."""
-
-    def opinion(label: str | None, confidence: float | None) -> str:
-        return "-" if label is None or confidence is None else f"{label} {confidence:.2f}"
-
-    why = row["reason"] if row["flag"] is None else f"{row['reason']}; flagged: {row['flag']}"
-    return {
-        "item": row["item"],
-        "crowd": opinion(row["crowd_label"], row["crowd_confidence"]),
-        "model": opinion(row["model_label"], row["model_confidence"]),
-        "score": row["score"],
-        "why": why,
-    }
 
 
 def _loop_settings(

@@ -440,6 +440,39 @@ def _model_summary(s: Session, model: ModelVersion, classes: list[str]) -> Model
     )
 
 
+def model_summary(ws: Workspace, *, project: str) -> ModelSummary | None:
+    """The model in use in an image project as the review pages show it (`ModelSummary`);
+    None before a model is trained."""
+    with ws.db.session() as s:
+        record = repo.get_image_project(s, name=project)
+        model = repo.current_model_version(s, project_id=record.id)
+        classes = [str(c) for c in record.classes]
+        return None if model is None else _model_summary(s, model, classes)
+
+
+def label_history(
+    ws: Workspace, *, item_id: int, project: str | None = None, actor: str | None = None
+) -> list[FinalLabelEvent]:
+    """Every final label of an item, oldest first (`FinalLabelEvent`s: who signed or
+    corrected it, when, why); the read is audited under `actor`. Unknown item (or not in
+    `project`, where given) -> NotFoundError."""
+    with ws.db.session() as s:
+        record = _item_project(s, item_id=item_id, project=project)
+        if actor is not None:
+            repo.audit(s, actor=actor, action="item.read", entity="item", entity_id=item_id)
+        return _history(s, item_id=item_id, classes=[str(c) for c in record.classes])
+
+
+def _item_project(s: Session, *, item_id: int, project: str | None, lock: bool = False) -> Project:
+    """The project of item `item_id`; NotFoundError when it is not in `project` (given)."""
+    item = repo.get_item(s, item_id=item_id, lock=lock)
+    record = s.get(Project, item.project_id)
+    assert record is not None
+    if project is not None and record.name != project:
+        raise NotFoundError(f"item {item_id} is not in project {project!r}")
+    return record
+
+
 def _history(s: Session, *, item_id: int, classes: list[str]) -> list[FinalLabelEvent]:
     """The item's final labels, oldest first, with each correction's reason."""
     reasons = {
@@ -598,11 +631,7 @@ def decide(
     label), except the same label sent again by the doctor who signed it (a form sent
     twice), which is taken as done."""
     with ws.db.writing() as s:
-        item = repo.get_item(s, item_id=item_id, lock=True)
-        record = s.get(Project, item.project_id)
-        assert record is not None
-        if project is not None and record.name != project:
-            raise NotFoundError(f"item {item_id} is not in project {project!r}")
+        record = _item_project(s, item_id=item_id, project=project, lock=True)
         classes = [str(c) for c in record.classes]
         name = record.name
         index = label_index(label, classes)
@@ -611,7 +640,10 @@ def decide(
             current = history[-1]
             if current.label == index and current.decided_by == account.username:
                 return Decision(item_id=item_id, project=name, label=classes[index])
-            raise ConflictError(f"item {item_id} already has a final label")
+            raise ConflictError(
+                f"item {item_id} already has a final label: {_signed(current, classes)}; "
+                "yours was not saved (to change it, correct it with a reason)"
+            )
         write_decisions(
             s,
             project=name,
@@ -629,6 +661,14 @@ CORRECTED = "label.final.corrected"
 MAX_CORRECTION_REASON = 2000
 
 
+def _signed(record: assignments.FinalLabelRecord, classes: list[str]) -> str:
+    """A final label as a refusal names it: the class, who signed it and when."""
+    if record.decided_by is None:
+        return f"{classes[record.label]!r}, the dataset's gold label"
+    when = record.created_at.strftime("%Y-%m-%d %H:%M")
+    return f"{classes[record.label]!r}, signed by {record.decided_by} at {when} UTC"
+
+
 def correct(
     ws: Workspace,
     *,
@@ -637,18 +677,18 @@ def correct(
     label: str | int,
     replaces: str | int,
     reason: str,
+    project: str | None = None,
 ) -> Decision:
     """Correct an item's final label (a slip, a second look): a new final label is
     appended, the old one stays in the item's history, the correction is audited
     (`CORRECTED`, with the reason) and the next model trains on the new label.
     `replaces` is the final label the doctor saw: if it is no longer the current one
     (corrected meanwhile) -> ConflictError, as for an item without a final label (decide
-    it instead); the same label again, or no reason -> InvalidInputError."""
+    it instead); the same label again, or no reason -> InvalidInputError; unknown item
+    (or not in `project`, where given) -> NotFoundError."""
     text = _plain_reason(reason, longest=MAX_CORRECTION_REASON, what="a correction")
     with ws.db.writing() as s:
-        item = repo.get_item(s, item_id=item_id, lock=True)
-        record = s.get(Project, item.project_id)
-        assert record is not None
+        record = _item_project(s, item_id=item_id, project=project, lock=True)
         classes = [str(c) for c in record.classes]
         index, seen = label_index(label, classes), label_index(replaces, classes)
         history = assignments.final_label_history(s, item_id=item_id)
@@ -657,7 +697,7 @@ def correct(
         current = history[-1].label
         if current != seen:
             raise ConflictError(
-                f"item {item_id}'s final label is now {classes[current]!r}, "
+                f"item {item_id}'s final label is now {_signed(history[-1], classes)}, "
                 f"not {classes[seen]!r}: someone changed it meanwhile"
             )
         if index == current:
