@@ -141,6 +141,12 @@ CALLS = [
     Call("POST", "/api/review/{item_id}", "item", lambda k: {"json": {"label": "normal"}}),
     Call("POST", "/api/review/{item_id}/flag", "item", lambda k: {"json": {"reason": "unsure"}}),
     Call("DELETE", "/api/review/{item_id}/flag", "item"),
+    Call(
+        "POST",
+        "/api/review/{item_id}/correct",
+        "item",
+        lambda k: {"json": {"label": "normal", "replaces": "pneumonia", "reason": "slip"}},
+    ),
     Call("GET", "/api/review/{item_id}/gradcam.png", "item"),
     Call("GET", "/api/export/answers.csv", "project", _project),
     Call("GET", "/api/export/labels.csv", "project", _project),

@@ -102,6 +102,15 @@ class ReviewItemPublic(BaseModel):
     requested: bool = Field(
         default=False, description="A labelling plan asked for a doctor's review of it."
     )
+    model_positive: float | None = Field(
+        default=None,
+        description="A two-class model's P(positive_class) (None: another model, or none).",
+    )
+    model_threshold: float | None = Field(
+        default=None,
+        description="The cut on P(positive_class) the model decides at (tuned, not 0.5).",
+    )
+    positive_class: str | None = None
 
 
 class CrowdAnswerPublic(BaseModel):
@@ -148,6 +157,38 @@ class FiguresAgePublic(BaseModel):
     updating: bool = Field(description="Being recomputed: a later read gets current ones.")
 
 
+class ModelSummaryPublic(BaseModel):
+    """The model in use, as a doctor weighs its suggestion."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    trained_at: datetime
+    n_train: int = Field(description="Images it trained on.")
+    threshold: float | None = Field(
+        description="A two-class model's cut on P(positive_class), tuned on validation."
+    )
+    positive_class: str | None
+    test_auc: float | None = Field(description="On held-out test images.")
+    test_accuracy: float | None
+    test_n: int | None = Field(description="Held-out test images.")
+    labels_since: int = Field(
+        description="Final labels signed since it was trained: it has not learnt them."
+    )
+
+
+class FinalLabelEventPublic(BaseModel):
+    """One final label in an item's history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    label: str
+    by: str | None = Field(description="Who signed it (None: the dataset's gold label).")
+    at: datetime
+    replaced: str | None = Field(description="The final label it replaced.")
+    reason: str | None = Field(description="Why it was corrected.")
+
+
 class ReviewDetailPublic(BaseModel):
     item_id: int
     project: str
@@ -169,6 +210,13 @@ class ReviewDetailPublic(BaseModel):
         default=None,
         description="How far behind the annotators' reliability is (None: current).",
     )
+    model: ModelSummaryPublic | None = Field(
+        default=None, description="The model the prediction is from (None: no model yet)."
+    )
+    history: list[FinalLabelEventPublic] = Field(
+        default_factory=list,
+        description="Every final label of the item, oldest first; the last is final_label.",
+    )
 
 
 class FlagCreate(Create):
@@ -181,6 +229,15 @@ class FlagCreate(Create):
 
 class DecisionCreate(Create):
     label: StrictStr | StrictInt = Field(description="A class name of the item's project.")
+
+
+class CorrectionCreate(Create):
+    label: StrictStr | StrictInt = Field(description="The new final label (a class name).")
+    replaces: StrictStr | StrictInt = Field(
+        description="The final label being corrected, as the doctor saw it: if it changed "
+        "meanwhile the correction is refused (409)."
+    )
+    reason: str = Field(max_length=2000, description="Why (kept in the audit log).")
 
 
 class DecisionPublic(BaseModel):

@@ -223,6 +223,9 @@ def review_queue(
             reason=e.reason,
             flag_reason=e.flag_reason,
             requested=e.requested,
+            model_positive=e.model_positive,
+            model_threshold=e.model_threshold,
+            positive_class=e.positive_class,
         )
         for e in review.review_entries(ws, project=project, limit=limit, viewer=account)
     ]
@@ -234,8 +237,9 @@ def gradcam_url(item_id: int) -> str:
 
 @router.get("/review/{item_id}", tags=["review"], responses={404: {}})
 def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.ReviewDetailPublic:
-    """One item's evidence: consensus, model prediction (and its Grad-CAM overlay), crowd
-    answers with each annotator's reliability, the crowd's fused boxes, any open flag."""
+    """One item's evidence: consensus, model prediction (and its Grad-CAM overlay) with
+    the model it is from, crowd answers with each annotator's reliability, the crowd's
+    fused boxes, any open flag, and the item's final labels so far."""
     d = review.review_detail(ws, item_id=item_id, actor=account.username, fresh=False)
     return schemas.ReviewDetailPublic(
         item_id=d.item_id,
@@ -281,6 +285,8 @@ def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.Revi
         figures_as_of=None
         if d.figures_as_of is None
         else schemas.FiguresAgePublic.model_validate(d.figures_as_of),
+        model=None if d.model is None else schemas.ModelSummaryPublic.model_validate(d.model),
+        history=[schemas.FinalLabelEventPublic.model_validate(h) for h in d.history],
     )
 
 
@@ -288,13 +294,44 @@ def review_item(item_id: VisibleItem, ws: WS, account: Reviewer) -> schemas.Revi
     "/review/{item_id}",
     tags=["review"],
     status_code=201,
-    responses={404: {}, 409: {"description": "The item already has a final label"}},
+    responses={
+        404: {},
+        409: {"description": "The item already has a final label (named, with who signed it)"},
+    },
 )
 def decide(
     item_id: VisibleItem, body: schemas.DecisionCreate, ws: WS, account: Reviewer
 ) -> schemas.DecisionPublic:
-    """Accept or correct: the doctor's label becomes the item's final label."""
+    """Accept or correct the suggestions: the doctor's label becomes the item's final
+    label (the same label sent again by its doctor is taken as done; a signed one is
+    changed with POST /api/review/{item_id}/correct)."""
     d = review.decide(ws, account=account, item_id=item_id, label=body.label)
+    return schemas.DecisionPublic(item_id=d.item_id, project=d.project, label=d.label)
+
+
+@router.post(
+    "/review/{item_id}/correct",
+    tags=["review"],
+    status_code=201,
+    responses={
+        404: {},
+        409: {"description": "No final label yet, or it is no longer `replaces`"},
+        422: {"description": "No reason, or the same label"},
+    },
+)
+def correct(
+    item_id: VisibleItem, body: schemas.CorrectionCreate, ws: WS, account: Reviewer
+) -> schemas.DecisionPublic:
+    """Correct the item's signed final label, with a reason: the old one stays in the
+    item's history, the correction is audited and the next model learns the new label."""
+    d = review.correct(
+        ws,
+        account=account,
+        item_id=item_id,
+        label=body.label,
+        replaces=body.replaces,
+        reason=body.reason,
+    )
     return schemas.DecisionPublic(item_id=d.item_id, project=d.project, label=d.label)
 
 
