@@ -1,5 +1,6 @@
-"""Commands on the stored files: `store verify` (rows against their blobs), `store gc`
-(blobs no row names) and `store backup` (a consistent copy of the home)."""
+"""Commands on the stored files: `store verify` (rows against their blobs and model
+checkpoints), `store gc` (blobs no row names, checkpoints of trainings never stored) and
+`store backup` (a consistent copy of the home)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,16 @@ app.add_typer(store_app, name="store")
 @store_app.command("verify")
 def verify(as_json: JsonOpt = False) -> None:
     """Check that every blob a row names (an item's image and DICOM file, a risk model)
-    is present and matches its sha256; list the missing or damaged ones by item. Exits
-    with status 1 when any is."""
+    is present and matches its sha256, and every image model version's checkpoint the
+    sha256 recorded when it was trained; list the missing or damaged ones by item, and
+    by project and version. Exits with status 1 when any is. Checkpoints of versions
+    trained before digests were recorded are listed as unverified (no failure)."""
     with workspace() as ws, progress_bar() as progress:
         report = workflows.storage.verify_blobs(ws, progress=progress)
+        models = workflows.storage.verify_checkpoints(ws, progress=progress)
     problems = [dataclasses.asdict(p) for p in report.problems]
+    findings = [dataclasses.asdict(f) for f in models.findings]
+    states = workflows.checkpoints.CheckpointState
     if as_json:
         print_json(
             {
@@ -45,21 +51,38 @@ def verify(as_json: JsonOpt = False) -> None:
                 "missing": report.missing,
                 "damaged": report.damaged,
                 "problems": problems,
+                "checkpoints": {
+                    "checked": models.checkpoints,
+                    **{s.value: models.count(s) for s in states if s is not states.OK},
+                    "findings": findings,
+                },
             }
         )
     else:
         if problems:
             out.print(table("blobs missing or damaged", problems))
+        if findings:
+            out.print(table("model checkpoints missing, damaged or unverified", findings))
         out.print(
             f"checked {report.blobs} blobs named {report.references} times: "
             f"{report.missing} missing, {report.damaged} damaged"
+        )
+        out.print(
+            f"checked {models.checkpoints} model checkpoints: "
+            f"{models.count(states.MISSING)} missing, {models.count(states.DAMAGED)} damaged, "
+            f"{models.count(states.UNVERIFIED)} unverified (trained before digests were kept)"
         )
         if problems:
             out.print(
                 "restore the files from a backup, or ingest their source folder into a "
                 "new project (the same content is the same blob, written anew)"
             )
-    if problems:
+        if models.problems:
+            out.print(
+                "restore the checkpoints from a backup, or put another version in use "
+                "(medloop model use -p PROJECT VERSION)"
+            )
+    if problems or models.problems:
         raise typer.Exit(1)
 
 
@@ -78,8 +101,9 @@ def gc(
     ] = DEFAULT_BLOB_GRACE_HOURS,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the blobs no row names (left by an import that failed or was interrupted);
-    with --delete, delete those unused for longer than the grace period (audited)."""
+    """List the blobs no row names (left by an import that failed or was interrupted)
+    and the checkpoints of trainings that never finished (killed); with --delete,
+    delete those older than the grace period (audited)."""
     with workspace() as ws, progress_bar() as progress:
         report = workflows.storage.collect_garbage(
             ws, grace_hours=grace_hours, delete=delete, actor=CLI_ACTOR, progress=progress
@@ -94,6 +118,9 @@ def gc(
                 "deleted": report.deleted,
                 "deleted_bytes": report.deleted_bytes,
                 "blobs": [dataclasses.asdict(u) for u in report.unused],
+                "unfinished_checkpoints": [dataclasses.asdict(u) for u in report.unfinished],
+                "deleted_checkpoints": report.deleted_checkpoints,
+                "deleted_checkpoint_bytes": report.deleted_checkpoint_bytes,
             }
         )
         return
@@ -114,9 +141,33 @@ def gc(
         f"({unused_bytes} bytes); {report.within_grace} are younger than "
         f"{report.grace_hours:g} hours and kept"
     )
+    if report.unfinished:
+        rows = [
+            {
+                "checkpoint": u.name,
+                "bytes": u.size,
+                "age (hours)": round(u.age_hours, 1),
+                "deleted": "yes" if u.deleted else "no",
+            }
+            for u in report.unfinished
+        ]
+        out.print(table("checkpoints of trainings never stored", rows))
+        out.print(
+            f"{len(report.unfinished)} unfinished checkpoints; "
+            f"{report.checkpoints_within_grace} are younger than {report.grace_hours:g} hours "
+            "(a training may be under way) and kept"
+        )
     if delete:
         out.print(f"deleted {report.deleted} ({report.deleted_bytes} bytes)")
-    elif len(report.unused) > report.within_grace:
+        if report.unfinished:
+            out.print(
+                f"deleted {report.deleted_checkpoints} unfinished checkpoints "
+                f"({report.deleted_checkpoint_bytes} bytes)"
+            )
+    elif (
+        len(report.unused) > report.within_grace
+        or len(report.unfinished) > report.checkpoints_within_grace
+    ):
         out.print("run again with --delete to delete the older ones")
 
 

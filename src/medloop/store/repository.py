@@ -464,6 +464,22 @@ def blob_references(session: Session) -> pd.DataFrame:
     return frame.sort_values(["project", "entity", "entity_id", "role"], ignore_index=True)
 
 
+def model_checkpoints(session: Session) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """Every image model version's checkpoint: (project, version, checkpoint_path as
+    stored, metrics), by project and version."""
+    query = (
+        select(
+            Project.name, ModelVersion.version, ModelVersion.checkpoint_path, ModelVersion.metrics
+        )
+        .join(Project, ModelVersion.project_id == Project.id)
+        .order_by(Project.name, ModelVersion.version)
+    )
+    return [
+        (name, int(v), path, dict(metrics or {}))
+        for name, v, path, metrics in session.execute(query)
+    ]
+
+
 def known_patients(
     session: Session, *, project_id: int, pseudonyms: Iterable[str]
 ) -> dict[str, int]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         annotate,
         audit,
         backup,
+        checkpoints,
         dashboard,
         demo,
         explain,

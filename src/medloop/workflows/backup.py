@@ -30,6 +30,7 @@ from medloop.exceptions import InvalidInputError
 from medloop.store import BlobStore, Database
 from medloop.store import repository as repo
 from medloop.store.models import ModelVersion
+from medloop.workflows.checkpoints import UNFINISHED
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
@@ -37,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: The database file of a backup (the default database of a home).
 DATABASE_FILE = "medloop.db"
-#: The name a training gives its checkpoint until it is stored (`loop.train`).
-UNFINISHED_CHECKPOINT = "training-*.pt"
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ def _copy_models(source: Path, target: Path) -> int:
     """The checkpoints and Grad-CAM pointers, less the files of trainings under way."""
     if not source.is_dir():
         return 0
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(UNFINISHED_CHECKPOINT))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*UNFINISHED))
     return sum(1 for path in target.rglob("*") if path.is_file())
 
 

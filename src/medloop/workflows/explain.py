@@ -19,6 +19,7 @@ from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.ingest import decode_png
 from medloop.store import repository as repo
 from medloop.store.models import Project
+from medloop.workflows.checkpoints import DIGEST_KEY, checked_checkpoint
 from medloop.workflows.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class ModelRef:
     version: int
     checkpoint: Path
     classes: list[str]
+    sha256: str | None = None  # recorded when it was trained (None: before that was)
 
 
 def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> ModelRef:
@@ -54,6 +56,7 @@ def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> Mod
         version=chosen.version,
         checkpoint=ws.checkpoint(chosen.checkpoint_path),
         classes=classes,
+        sha256=chosen.metrics.get(DIGEST_KEY),
     )
 
 
@@ -71,6 +74,15 @@ def load_classifier(checkpoint: Path) -> Classifier:
     if not checkpoint.is_file():
         raise NotFoundError(f"the model checkpoint {checkpoint} is missing")
     return _load(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns)
+
+
+def load_version(ref: ModelRef) -> Classifier:
+    """The classifier of a project's model version, its checkpoint checked first
+    against the digest recorded when it was trained (`checkpoints.checked_checkpoint`)."""
+    path = checked_checkpoint(
+        ref.checkpoint, sha256=ref.sha256, project=ref.project, version=ref.version
+    )
+    return load_classifier(path)
 
 
 def gradcam_blobs(ws: Workspace) -> set[str]:
@@ -93,7 +105,7 @@ def _write_pointer(path: Path, sha256: str) -> None:
 def gradcam_overlay(
     ws: Workspace, *, item_id: int, label: str | None = None, actor: str | None = None
 ) -> bytes:
-    """PNG of the item's image with the Grad-CAM heat map of the project's newest model.
+    """PNG of the item's image with the Grad-CAM heat map of the project's model in use.
 
     `label` names the class to explain (default: the class the model predicts); the read
     is audited under `actor` (it shows the image). Raises `NotFoundError` for an unknown
@@ -123,7 +135,7 @@ def gradcam_overlay(
         sha = pointer.read_text().strip()
         if ws.blobs.exists(sha):
             return ws.blobs.get(sha)
-    model = load_classifier(ref.checkpoint)
+    model = load_version(ref)
     image = decode_png(ws.blobs.get(image_sha))
     prepared = prepare_images([image], in_channels=model.in_channels, image_size=None)
     classes = None if label is None else [ref.classes.index(label)]

@@ -50,6 +50,7 @@ from medloop.types import (
     Strategy,
     look_up_option,
 )
+from medloop.workflows import checkpoints
 from medloop.workflows.plan import plan_requests
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
@@ -135,7 +136,13 @@ def select_items(
     else:
         from medloop.learning import TrainedClassifier, acquire
 
-        classifier = TrainedClassifier.load(ws.checkpoint(model.checkpoint_path))
+        path = checkpoints.checked_checkpoint(
+            ws.checkpoint(model.checkpoint_path),
+            sha256=model.metrics.get(checkpoints.DIGEST_KEY),
+            project=project,
+            version=model.version,
+        )
+        classifier = TrainedClassifier.load(path)
 
         def images(part: pd.DataFrame) -> np.ndarray:
             shas = part["image_sha256"].tolist()
@@ -623,6 +630,7 @@ def train(
             on_epoch=on_epoch,
         )
         train_seconds = time.perf_counter() - started
+        digest = checkpoints.file_sha256(checkpoint)  # checked before every load
         all_probs = classifier.predict_proba(images)
         probabilities = pd.DataFrame(all_probs, index=items.index, columns=list(range(n_classes)))
         decisions = pd.Series(classifier.decide(all_probs), index=items.index)
@@ -639,6 +647,7 @@ def train(
             "epochs": len(classifier.history),
             # binary: the cut on p(class 1) the model decides with (chosen on validation)
             "threshold": classifier.threshold if n_classes == 2 else None,
+            checkpoints.DIGEST_KEY: digest,
         }
         scored = [("val", val.index, val["label"])]
         if len(test):

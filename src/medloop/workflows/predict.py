@@ -29,7 +29,7 @@ import pandas as pd
 from medloop.exceptions import IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import dicom_image, encode_png, load_image_file, read_dicom
 from medloop.ingest.images import IMAGE_EXTENSIONS
-from medloop.workflows.explain import load_classifier, model_ref
+from medloop.workflows.explain import load_classifier, load_version, model_ref
 from medloop.workflows.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class LoadedModel:
 def load_model(
     model: str, *, ws: Workspace | None = None, classes: Sequence[str] | None = None
 ) -> LoadedModel:
-    """A checkpoint or TorchScript file at `model`, else the newest model of project `model`
+    """A checkpoint or TorchScript file at `model`, else the model in use of project `model`
     (needs `ws`). `classes` names the classes of a file model (default: 0..K-1)."""
     from medloop.learning.inference import ScriptedClassifier, is_torchscript
 
@@ -142,9 +142,7 @@ def load_model(
     if path.suffix.lower() in {".pt", ".pth", ".ts"} or len(path.parts) > 1:
         raise NotFoundError(f"no model file {model!r}")  # a path, not a project's name
     ref = model_ref(ws, project=model)
-    return LoadedModel(
-        f"{ref.project} v{ref.version}", ref.classes, load_classifier(ref.checkpoint)
-    )
+    return LoadedModel(f"{ref.project} v{ref.version}", ref.classes, load_version(ref))
 
 
 def _is_dicom(path: Path) -> bool:

@@ -1,4 +1,5 @@
-"""The blob store checked against the database: `verify_blobs` and `collect_garbage`.
+"""The stored files checked against the database: `verify_blobs`, `verify_checkpoints`
+and `collect_garbage`.
 
 Rows name blobs by sha256 (an item's image and DICOM file, a risk model's bundle). A
 blob a row names may go missing or be damaged on disk (`verify_blobs` finds them, by
@@ -6,6 +7,10 @@ the row); a blob no row names is left by an import that failed or was interrupte
 between writing its blobs and committing its rows (`collect_garbage` finds them and,
 asked to, deletes those unused for longer than a grace period: an import running now
 writes or touches its blobs just before committing them, so they are always younger).
+Image models' checkpoints live in the model folder, each with the sha256 its training
+recorded (`verify_checkpoints`); a training killed before storing its version leaves
+its unfinished checkpoint there (`collect_garbage` deletes those past the grace period
+too: a training writes its file when it ends, moments before storing it).
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from medloop.exceptions import InvalidInputError
 from medloop.store import repository as repo
 from medloop.store.blobs import BlobFile, BlobState
 from medloop.types import DEFAULT_BLOB_GRACE_HOURS
+from medloop.workflows.checkpoints import (
+    DIGEST_KEY,
+    CheckpointState,
+    checkpoint_state,
+    unfinished_checkpoints,
+)
 from medloop.workflows.explain import gradcam_blobs
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
@@ -85,6 +96,52 @@ def verify_blobs(ws: Workspace, *, progress: Progress = no_progress) -> VerifyRe
 
 
 @dataclass(frozen=True)
+class CheckpointFinding:
+    """A model version's checkpoint that is missing, damaged, or (trained before
+    digests were recorded) unverified; `path` as its row stores it."""
+
+    project: str
+    version: int
+    state: str  # a CheckpointState other than OK
+    path: str
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """`checkpoints` model versions' files checked; `findings` those not OK."""
+
+    checkpoints: int
+    findings: list[CheckpointFinding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[CheckpointFinding]:
+        """The missing and damaged ones (an unverified file is no problem found)."""
+        return [f for f in self.findings if f.state != CheckpointState.UNVERIFIED]
+
+    def count(self, state: CheckpointState) -> int:
+        return sum(f.state == state for f in self.findings)
+
+
+def verify_checkpoints(ws: Workspace, *, progress: Progress = no_progress) -> CheckpointReport:
+    """Check every model version's checkpoint against the sha256 recorded when it was
+    trained (each read whole, in chunks); versions trained before that are unverified."""
+    with ws.db.session() as s:
+        stored = repo.model_checkpoints(s)
+    findings = []
+    for done, (project, version, path, metrics) in enumerate(stored, 1):
+        state = checkpoint_state(ws.checkpoint(path), metrics.get(DIGEST_KEY))
+        if state is not CheckpointState.OK:
+            findings.append(CheckpointFinding(project, version, state.value, path))
+        progress("verify: checking model checkpoints", done, len(stored))
+    report = CheckpointReport(checkpoints=len(stored), findings=findings)
+    if report.problems:
+        logger.warning(
+            "%d of %d model checkpoints missing or damaged", len(report.problems), len(stored)
+        )
+    return report
+
+
+@dataclass(frozen=True)
 class UnusedBlob:
     """A file of the store no row names: a blob, or (``sha256`` None) the temporary file
     of a write that never finished. ``deleted`` says whether this run removed it."""
@@ -97,19 +154,39 @@ class UnusedBlob:
 
 
 @dataclass(frozen=True)
+class UnfinishedCheckpoint:
+    """The checkpoint file of a training not stored (killed, or still under way): its
+    path under the model folder (``<project>/training-<hex>.pt``)."""
+
+    name: str
+    size: int
+    age_hours: float
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
 class GcReport:
     """`files` files in the store; `unused` those no row names, of which the ones older
-    than `grace_hours` may go (`deleted` of them did, freeing `deleted_bytes`)."""
+    than `grace_hours` may go (`deleted` of them did, freeing `deleted_bytes`); the same
+    for the model folder's `unfinished` checkpoints (`deleted_checkpoints`,
+    `deleted_checkpoint_bytes`)."""
 
     files: int
     grace_hours: float
     unused: list[UnusedBlob]
     deleted: int = 0
     deleted_bytes: int = 0
+    unfinished: list[UnfinishedCheckpoint] = field(default_factory=list)
+    deleted_checkpoints: int = 0
+    deleted_checkpoint_bytes: int = 0
 
     @property
     def within_grace(self) -> int:
         return sum(u.age_hours < self.grace_hours for u in self.unused)
+
+    @property
+    def checkpoints_within_grace(self) -> int:
+        return sum(u.age_hours < self.grace_hours for u in self.unfinished)
 
 
 def collect_garbage(
@@ -120,10 +197,11 @@ def collect_garbage(
     actor: str,
     progress: Progress = no_progress,
 ) -> GcReport:
-    """List the blobs no row names (nor a Grad-CAM pointer) and, with `delete`, delete
-    those unused for `grace_hours` or more; the deletion is audited under `actor` (one
-    entry with the digests). A blob written or stored again since is kept (looked at
-    again just before it goes)."""
+    """List the blobs no row names (nor a Grad-CAM pointer) and the checkpoints of
+    trainings never stored and, with `delete`, delete those unused for `grace_hours` or
+    more (a training under way wrote its file moments ago); each deletion is audited
+    under `actor` (one entry with the digests, one with the checkpoint files). A file
+    written or stored again since is kept (looked at again just before it goes)."""
     if not grace_hours >= 0:
         raise InvalidInputError(f"the grace period must be 0 hours or more, got {grace_hours}")
     with ws.db.session() as s:
@@ -157,13 +235,65 @@ def collect_garbage(
         for b in sorted(unused, key=lambda b: b.path.name)
     ]
     gone = [u for u in report if u.deleted]
+    unfinished = _unfinished_checkpoints(
+        ws, now=now, cutoff=cutoff, grace_hours=grace_hours, delete=delete, actor=actor
+    )
+    dropped = [u for u in unfinished if u.deleted]
     return GcReport(
         files=files,
         grace_hours=grace_hours,
         unused=report,
         deleted=len(gone),
         deleted_bytes=sum(u.size for u in gone),
+        unfinished=unfinished,
+        deleted_checkpoints=len(dropped),
+        deleted_checkpoint_bytes=sum(u.size for u in dropped),
     )
+
+
+def _unfinished_checkpoints(
+    ws: Workspace, *, now: float, cutoff: float, grace_hours: float, delete: bool, actor: str
+) -> list[UnfinishedCheckpoint]:
+    """The model folder's unfinished checkpoints; with `delete`, those not written since
+    `cutoff` deleted (looked at again just before), audited under `actor`."""
+    model_dir = ws.settings.model_dir
+    found: list[UnfinishedCheckpoint] = []
+    try:
+        for path in unfinished_checkpoints(model_dir):
+            try:
+                stat = path.stat()
+                deleted = delete and stat.st_mtime < cutoff and _unlink_if_older(path, cutoff)
+            except FileNotFoundError:  # stored (renamed) or deleted meanwhile
+                continue
+            name = path.relative_to(model_dir).as_posix()
+            age = max(0.0, (now - stat.st_mtime) / 3600)
+            found.append(UnfinishedCheckpoint(name, stat.st_size, age, deleted))
+    finally:  # what went is audited, even when a deletion fails part way
+        gone = [u for u in found if u.deleted]
+        if gone:
+            with ws.db.session() as s:
+                repo.audit(
+                    s,
+                    actor=actor,
+                    action="store.gc",
+                    entity="checkpoints",
+                    detail={
+                        "deleted": len(gone),
+                        "bytes": sum(u.size for u in gone),
+                        "grace_hours": grace_hours,
+                        "files": [u.name for u in gone],
+                    },
+                )
+            logger.info("deleted %d unfinished checkpoints", len(gone))
+    return found
+
+
+def _unlink_if_older(path: Path, cutoff: float) -> bool:
+    """Delete `path` unless written at `cutoff` or later, looked at again now."""
+    if path.stat().st_mtime >= cutoff:
+        return False
+    path.unlink()
+    return True
 
 
 def _delete(
