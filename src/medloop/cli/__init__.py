@@ -19,6 +19,7 @@ from medloop.cli import (  # noqa: F401  (register commands)
     models,
     precision,
     review,
+    risk_models,
     store,
     web,
 )

@@ -341,7 +341,11 @@ class PatientFeature(Base):
 
 
 class RiskModelVersion(Base):
-    """A trained precision model (survival, classification or treatment effects)."""
+    """A trained precision model (survival, classification or treatment effects; or a
+    gene-expression transform). `in_use_as` names what a cohort uses it for: "risk" (its
+    one survival model or outcome classifier) or "effects"; NULL on the others
+    (migration 0018). A newly trained one is put in use, `medloop risk use` puts an
+    earlier one back; the unique (project_id, in_use_as) pair keeps one of each."""
 
     __tablename__ = "risk_model_versions"
     __table_args__ = (UniqueConstraint("project_id", "kind", "version"),)
@@ -357,6 +361,15 @@ class RiskModelVersion(Base):
     n_train: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    in_use_as: Mapped[str | None] = mapped_column(String(20))
+
+
+Index(
+    "uq_risk_model_versions_in_use",
+    RiskModelVersion.project_id,
+    RiskModelVersion.in_use_as,
+    unique=True,
+)
 
 
 class Recommendation(Base):

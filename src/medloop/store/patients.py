@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
@@ -299,8 +299,10 @@ def add_risk_model(
     features: list[str],
     target: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    in_use_as: str | None = None,
 ) -> RiskModelVersion:
-    """Register a trained model; versions count up per (project, kind)."""
+    """Register a trained model; versions count up per (project, kind). With
+    `in_use_as` ("risk" or "effects"), the project uses it as that from now on."""
     latest = session.scalar(
         select(func.max(RiskModelVersion.version)).where(
             RiskModelVersion.project_id == project_id, RiskModelVersion.kind == kind
@@ -319,7 +321,57 @@ def add_risk_model(
     )
     session.add(model)
     session.flush()
+    if in_use_as is not None:
+        use_risk_model(session, model=model, role=in_use_as)
     return model
+
+
+def use_risk_model(session: Session, *, model: RiskModelVersion, role: str) -> None:
+    """Make `model` the one its project uses as `role` ("risk" or "effects"), and no
+    other."""
+    session.flush()
+    others = update(RiskModelVersion).where(
+        RiskModelVersion.project_id == model.project_id,
+        RiskModelVersion.in_use_as == role,
+        RiskModelVersion.id != model.id,
+    )
+    session.execute(others.values(in_use_as=None), execution_options={"synchronize_session": False})
+    this = update(RiskModelVersion).where(RiskModelVersion.id == model.id)
+    session.execute(this.values(in_use_as=role), execution_options={"synchronize_session": False})
+    session.expire(model, ["in_use_as"])
+
+
+def risk_model_in_use(session: Session, *, project_id: int, role: str) -> RiskModelVersion | None:
+    """The model the project uses as `role` ("risk" or "effects"), None before any."""
+    return session.scalar(
+        select(RiskModelVersion).where(
+            RiskModelVersion.project_id == project_id, RiskModelVersion.in_use_as == role
+        )
+    )
+
+
+def risk_models(session: Session, *, project_id: int) -> list[RiskModelVersion]:
+    """The project's risk, effects and expression model versions, by kind and version."""
+    return list(
+        session.scalars(
+            select(RiskModelVersion)
+            .where(RiskModelVersion.project_id == project_id)
+            .order_by(RiskModelVersion.kind, RiskModelVersion.version)
+        )
+    )
+
+
+def find_risk_model(
+    session: Session, *, project_id: int, kind: str, version: int
+) -> RiskModelVersion | None:
+    """The project's model of `kind` numbered `version`, None when there is none."""
+    return session.scalar(
+        select(RiskModelVersion).where(
+            RiskModelVersion.project_id == project_id,
+            RiskModelVersion.kind == kind,
+            RiskModelVersion.version == version,
+        )
+    )
 
 
 def find_latest_risk_model(

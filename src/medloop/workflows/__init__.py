@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         predict,
         progress,
         review,
+        risk_models,
         storage,
         workspace,
     )

@@ -72,6 +72,10 @@ SURVIVAL, EFFECTS, EXPRESSION = "survival", "effects", "expression"
 CLASSIFICATION = "classification"
 #: The kinds of model that give a patient's risk, the one a cohort uses first.
 RISK_KINDS = (SURVIVAL, CLASSIFICATION)
+#: What a cohort uses each kind of model as (`RiskModelVersion.in_use_as`): one model
+#: of `RISK_KINDS` gives its patients their risk, one effects model their benefit.
+RISK = "risk"
+IN_USE_AS = {SURVIVAL: RISK, CLASSIFICATION: RISK, EFFECTS: EFFECTS}
 
 
 def _project(s: Any, name: str, *, create: bool) -> Project:
@@ -574,7 +578,8 @@ def _register_risk_model(
     calibration: Any,
 ) -> TrainedModel:
     """Save a trained risk model's bundle, register it as the cohort's newest version of
-    `kind` (its figures stored with their `calibration`) and audit the training."""
+    `kind`, the one it uses from now on (its figures stored with their `calibration`),
+    and audit the training."""
     blob = _save(ws, bundle)
     with ws.db.session() as s:
         version = prepo.add_risk_model(
@@ -587,6 +592,7 @@ def _register_risk_model(
             features=features,
             target=target,
             metrics={**metrics, "calibration": calibration},
+            in_use_as=IN_USE_AS[kind],
         )
         repo.audit(
             s,
@@ -809,6 +815,7 @@ def train_effects(
             n_train=len(frame),
             features=table.columns_,
             target={**target, "treated": treated, "control": control},
+            in_use_as=IN_USE_AS[EFFECTS],
         )
         repo.audit(
             s,
@@ -872,21 +879,21 @@ def predict_risk(
 
 
 def current_risk_model(s: Session, *, project_id: int) -> RiskModelVersion | None:
-    """The model that gives a cohort's patients their risk: the one trained last, a
-    survival model or an outcome classifier (so what was just trained is what `risk
-    predict`, `risk evaluate` and the pages show), else None."""
-    found = [prepo.find_latest_risk_model(s, project_id=project_id, kind=k) for k in RISK_KINDS]
-    return max((v for v in found if v is not None), key=lambda v: v.id, default=None)
+    """The model that gives a cohort's patients their risk, a survival model or an
+    outcome classifier: the one in use (the one trained last, unless `medloop risk use`
+    put another back), which `risk predict`, `risk evaluate` and the pages show; None
+    before any."""
+    return prepo.risk_model_in_use(s, project_id=project_id, role=RISK)
 
 
 def _current_models(s: Session, *, project_id: int) -> dict[str, RiskModelVersion]:
     """The cohort's models in use, by kind: its risk model (`current_risk_model`) and its
-    newest treatment-effect model, each where there is one."""
+    treatment-effect model in use, each where there is one."""
     models = {}
     risk = current_risk_model(s, project_id=project_id)
     if risk is not None:
         models[risk.kind] = risk
-    effects = prepo.find_latest_risk_model(s, project_id=project_id, kind=EFFECTS)
+    effects = prepo.risk_model_in_use(s, project_id=project_id, role=EFFECTS)
     if effects is not None:
         models[EFFECTS] = effects
     return models

@@ -1,0 +1,158 @@
+"""A cohort's risk and treatment-effect model versions: which are in use, since when.
+
+A cohort uses one model for its patients' risk (a survival model or an outcome
+classifier) and one for their benefit of treatment (`precision.IN_USE_AS`). A newly
+trained version is put in use (`precision.train_risk`, `train_risk_classifier`,
+`train_effects`); `use_risk_model` puts an earlier one back (a rollback), audited as
+``risk_model.use``. Both audit entries name the version, so `risk_model_history` tells
+which was in use at any moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, cast, select
+
+from medloop.exceptions import InvalidInputError, NotFoundError
+from medloop.store import patients as prepo
+from medloop.store import repository as repo
+from medloop.store.models import AuditEntry, Project, RiskModelVersion
+from medloop.workflows.precision import IN_USE_AS, _project
+from medloop.workflows.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+#: The audit actions that put a risk or effects model version in use.
+IN_USE_ACTIONS = ("train_risk", "train_effects", "risk_model.use")
+
+
+@dataclass(frozen=True)
+class RiskModelRow:
+    """A risk, effects or expression model version as `medloop risk list` shows it;
+    `in_use_as` says what the cohort uses it for ("risk", "effects"; None: nothing)."""
+
+    kind: str
+    version: int
+    method: str
+    in_use_as: str | None
+    created_at: datetime
+    n_train: int
+    features: int
+    metrics: dict[str, Any]
+
+
+def list_risk_models(ws: Workspace, *, project: str) -> list[RiskModelRow]:
+    """Every model version of the cohort, by kind and version, marking those in use
+    (`metrics` without the calibration points)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        versions = prepo.risk_models(s, project_id=record.id)
+    return [
+        RiskModelRow(
+            kind=v.kind,
+            version=v.version,
+            method=v.method,
+            in_use_as=v.in_use_as,
+            created_at=v.created_at,
+            n_train=v.n_train,
+            features=len(v.features or []),
+            metrics={k: m for k, m in (v.metrics or {}).items() if k != "calibration"},
+        )
+        for v in versions
+    ]
+
+
+def use_risk_model(
+    ws: Workspace, *, project: str, kind: str, version: int, actor: str
+) -> tuple[str, int] | None:
+    """Put the cohort's `kind` model version `version` in use (e.g. back to an earlier
+    one after a bad retraining): patient pages, `recommend` and `risk predict` use it
+    from now on; audited under `actor`. Returns the (kind, version) it replaces as what
+    the cohort uses it for (None: none)."""
+    if kind not in IN_USE_AS:
+        raise InvalidInputError(f"a {kind!r} model is not put in use; kinds: {sorted(IN_USE_AS)}")
+    role = IN_USE_AS[kind]
+    with ws.db.writing() as s:
+        record = _project(s, project, create=False)
+        repo.lock_row(s, Project, record.id)  # two switches at once take turns
+        chosen = prepo.find_risk_model(s, project_id=record.id, kind=kind, version=version)
+        if chosen is None:
+            numbers = [
+                v.version for v in prepo.risk_models(s, project_id=record.id) if v.kind == kind
+            ]
+            raise NotFoundError(
+                f"cohort {project!r} has no {kind} model version {version}; versions: {numbers}"
+            )
+        before = prepo.risk_model_in_use(s, project_id=record.id, role=role)
+        previous = None if before is None else (before.kind, before.version)
+        if previous == (kind, version):
+            return previous
+        prepo.use_risk_model(s, model=chosen, role=role)
+        repo.audit(
+            s,
+            actor=actor,
+            action="risk_model.use",
+            entity="risk_model",
+            entity_id=chosen.id,
+            detail={
+                "project": record.id,
+                "kind": kind,
+                "version": version,
+                "as": role,
+                "previous": None if previous is None else list(previous),
+            },
+        )
+    logger.info(
+        "%s model v%d of cohort %d in use as %s (was %s)", kind, version, record.id, role, previous
+    )
+    return previous
+
+
+@dataclass(frozen=True)
+class RiskInUse:
+    """A period in which a model version was in use as `role` (`until` None: it still
+    is)."""
+
+    role: str
+    kind: str
+    version: int
+    since: datetime
+    until: datetime | None
+    by: str
+    action: str
+
+
+def risk_model_history(ws: Workspace, *, project: str) -> list[RiskInUse]:
+    """When each model version was put in use, and by whom, oldest first: from the audit
+    log's ``train_risk``, ``train_effects`` and ``risk_model.use`` entries (each names
+    the version)."""
+    with ws.db.session() as s:
+        record = _project(s, project, create=False)
+        rows = s.execute(
+            select(
+                AuditEntry.at,
+                AuditEntry.actor,
+                AuditEntry.action,
+                RiskModelVersion.kind,
+                RiskModelVersion.version,
+            )
+            .join(RiskModelVersion, AuditEntry.entity_id == cast(RiskModelVersion.id, String))
+            .where(
+                AuditEntry.action.in_(IN_USE_ACTIONS),
+                AuditEntry.entity == "risk_model",
+                RiskModelVersion.project_id == record.id,
+                RiskModelVersion.kind.in_(list(IN_USE_AS)),
+            )
+            .order_by(AuditEntry.id)
+        ).all()
+    periods: list[RiskInUse] = []
+    for position, (at, actor, action, kind, version) in enumerate(rows):
+        role = IN_USE_AS[kind]
+        later = [r[0] for r in rows[position + 1 :] if IN_USE_AS[r[3]] == role]
+        until = later[0] if later else None
+        periods.append(RiskInUse(role, kind, version, at, until, actor, action))
+    return periods
