@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from medloop.cli import (  # noqa: F401  (register commands)
     crowd,
+    db,
     demo,
     inference,
     learning,

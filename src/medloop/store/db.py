@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import shlex
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,6 +114,31 @@ def select_frame(session: Session, statement: Executable, columns: Sequence[str]
     return pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
 
 
+@dataclass(frozen=True)
+class SchemaState:
+    """A database's schema against this code's migrations: at `current` (None: empty),
+    the code's newest is `head`, `pending` the migrations an upgrade applies (oldest
+    first); `known` False when `current` is newer than this code knows."""
+
+    dialect: str
+    current: str | None
+    head: str
+    pending: list[str]
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def pg_dump_command(url: str, *, before: str) -> str:
+    """The pg_dump command that backs a PostgreSQL database up before an upgrade (the
+    password left out: pg_dump reads PGPASSWORD or ~/.pgpass)."""
+    target = make_url(url).set(drivername="postgresql", password=None)
+    address = target.render_as_string(hide_password=False)
+    return f"pg_dump --format=custom --file=medloop-before-{before}.dump {shlex.quote(address)}"
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -130,15 +157,43 @@ class Database:
         # writers of this process wait their turn on a lock instead.
         self._write_turn = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
-        self._run_migrations(command.upgrade, "head")
+    def migrate(self, *, backed_up: bool = True) -> Path | None:
+        """Bring the schema to the newest migration. A SQLite database is copied first,
+        beside it (`_back_up`; the copy's path is returned). medloop cannot copy a
+        PostgreSQL database: one at an older migration is upgraded only when `backed_up`
+        says its owner took a pg_dump (`Workspace.open` says not, so opening never
+        upgrades it: `medloop db upgrade` does), else a ConfigError names the pg_dump
+        command to run first. A new, empty database is created either way."""
+        return self._run_migrations(command.upgrade, "head", backed_up=backed_up)
 
     def downgrade(self, revision: str) -> None:
         """Take the schema back to `revision` (e.g. "0007"): undoes the migrations after it."""
         self._run_migrations(command.downgrade, revision)
 
-    def _run_migrations(self, step: Callable[[Config, str], None], revision: str) -> None:
+    def schema_state(self) -> SchemaState:
+        """Where the database's schema is against this code's migrations (changes nothing)."""
+        scripts = ScriptDirectory.from_config(alembic_config())
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        head = scripts.get_current_head()
+        assert head is not None
+        known = {script.revision for script in scripts.walk_revisions()}
+        pending = []
+        if current is None or current in known:
+            steps = scripts.iterate_revisions(head, current or "base")
+            pending = [script.revision for script in reversed(list(steps))]
+        return SchemaState(
+            dialect=self.engine.dialect.name,
+            current=current,
+            head=head,
+            pending=pending,
+            known=current is None or current in known,
+        )
+
+    def _run_migrations(
+        self, step: Callable[[Config, str], None], revision: str, *, backed_up: bool = True
+    ) -> Path | None:
+        copy = None
         config = alembic_config()
         with self._migration_turn(), self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
@@ -157,26 +212,46 @@ class Database:
                     "another database"
                 )
             head = scripts.get_current_head()
-            if step is command.upgrade and current is not None and current != head:
-                self._back_up(before=current)
+            before = current if step is command.upgrade and current != head else None
+            upgrading = before is not None
+            postgresql = self.engine.dialect.name == "postgresql"
+            if before is not None and postgresql:
+                if not backed_up:
+                    raise ConfigError(
+                        f"the PostgreSQL database is at migration {current}; this medloop "
+                        f"needs {head}. medloop keeps no copy of a PostgreSQL database: "
+                        f"back it up first ({pg_dump_command(self.url, before=before)}), "
+                        "then run: medloop db upgrade --backed-up"
+                    )
+                logger.warning(
+                    "upgrading the PostgreSQL database from migration %s to %s without a "
+                    "copy by medloop: the pg_dump taken before is the way back",
+                    current,
+                    head,
+                )
+            elif before is not None:
+                copy = self._back_up(before=before)
             config.attributes["connection"] = connection
             step(config, revision)
-        if step is command.upgrade and current is not None and current != head:
+        if upgrading:
             logger.warning("database schema upgraded from migration %s to %s", current, head)
         logger.info("database schema at %s", revision)
+        return copy
 
-    def _back_up(self, *, before: str) -> None:
+    def _back_up(self, *, before: str) -> Path | None:
         """Copy a SQLite database before an upgrade changes it, beside it as
-        ``<file>.before-<revision>`` (PostgreSQL has its own backups: pg_dump)."""
+        ``<file>.before-<revision>`` (PostgreSQL has its own backups: pg_dump); the copy's
+        path (None: in memory, nothing copied)."""
         database = self.engine.url.database
         if self.engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-            return
+            return None
         target = Path(f"{database}.before-{before}")
         if target.exists():
-            return
+            return target
         with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(target)) as copy:
             source.backup(copy)  # consistent even while others read it
         logger.warning("backed up the database to %s before upgrading it", target)
+        return target
 
     @contextmanager
     def _migration_turn(self) -> Iterator[None]:

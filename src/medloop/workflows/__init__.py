@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         progress,
         review,
         risk_models,
+        schema,
         storage,
         workspace,
     )

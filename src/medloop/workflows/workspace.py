@@ -71,8 +71,11 @@ class Workspace:
     @classmethod
     def open(cls, settings: Settings) -> Workspace:
         """Create MEDLOOP_HOME if needed (readable by its owner only: it holds patients'
-        pseudonymised data) and bring the database up to date; a database URL that is not
-        one, or a database that cannot be reached, is a ConfigError."""
+        pseudonymised data) and bring the database up to date: a SQLite one is copied
+        before an upgrade; a PostgreSQL one at an older migration is a ConfigError that
+        says to pg_dump it and run `medloop db upgrade --backed-up` (`Database.migrate`).
+        A database URL that is not one, or a database that cannot be reached, is a
+        ConfigError."""
         if not settings.home.exists():
             settings.home.mkdir(mode=0o700, parents=True)
         elif not settings.home.is_dir():
@@ -82,10 +85,14 @@ class Workspace:
         except (ArgumentError, NoSuchModuleError) as error:
             raise ConfigError(f"MEDLOOP_DATABASE_URL is not a database URL ({error})") from None
         try:
-            db.migrate()
+            db.migrate(backed_up=False)  # no copy of PostgreSQL: `medloop db upgrade`
         except OperationalError as error:
+            db.dispose()
             where = db.engine.url.render_as_string(hide_password=True)
             raise ConfigError(f"cannot open the database {where}: {error.orig}") from None
+        except BaseException:
+            db.dispose()
+            raise
         return cls(settings=settings, db=db, blobs=BlobStore(settings.blob_dir))
 
     def kept(self, key: Hashable, state: Hashable, compute: Callable[[], T]) -> T:
