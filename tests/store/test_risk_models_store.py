@@ -23,7 +23,7 @@ def _in_use(database: Database, project_id: int) -> dict[str, tuple[str, int]]:
         return {r: (m.kind, m.version) for r, m in found.items() if m is not None}
 
 
-def test_migration_0018_puts_each_cohorts_newest_models_in_use(database: Database) -> None:
+def test_migration_0017_puts_each_cohorts_newest_models_in_use(database: Database) -> None:
     """A deployment upgraded from 0016 goes on using the models it used: the newest
     survival model or classifier as its risk model, the newest effects model."""
     trial, other = _cohort(database, "trial"), _cohort(database, "other")

@@ -344,7 +344,7 @@ class RiskModelVersion(Base):
     """A trained precision model (survival, classification or treatment effects; or a
     gene-expression transform). `in_use_as` names what a cohort uses it for: "risk" (its
     one survival model or outcome classifier) or "effects"; NULL on the others
-    (migration 0018). A newly trained one is put in use, `medloop risk use` puts an
+    (migration 0017). A newly trained one is put in use, `medloop risk use` puts an
     earlier one back; the unique (project_id, in_use_as) pair keeps one of each."""
 
     __tablename__ = "risk_model_versions"

@@ -6,9 +6,9 @@ survival model or outcome classifier that gives a cohort's patients their risk) 
 the newest was always used, so a bad model could not be withdrawn. Each project's
 newest risk model and newest effects model are put in use, as they were.
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
-Create Date: 2026-12-17
+Create Date: 2026-12-07
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
