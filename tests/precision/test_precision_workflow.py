@@ -271,7 +271,7 @@ def test_cli_patients_risk_recommend(
     assert code == 0 and risk in out and "'survival'" not in out  # no data dump
     assert result["effect_horizon"] == result["horizon"]  # the same time as the risk's
     event_free = f"P(event-free by {result['horizon']:g} days)"
-    assert f"{100 * result['benefit']:+.1f} points of {event_free}" in out
+    assert f"{100 * result['benefit']:+.1f} points of {event_free}" in " ".join(out.split())
     # the drivers are shown where the effect differs between patients, else the note says not
     assert result["heterogeneity_note"] in " ".join(out.split())
     shown = [f"{100 * d['contribution']:+.1f}" for d in result["drivers"]]
@@ -964,6 +964,8 @@ def test_a_real_difference_in_effect_keeps_its_drivers(tmp_path: Path) -> None:
         ws.close()
     assert view.heterogeneity is not None and view.heterogeneity["evidence"]
     assert view.drivers and (view.heterogeneity_note or "").startswith("the effect differs")
+    # the patient's own estimate leads and gives the verdict
+    assert view.effect_basis == "patient" and view.average_effect is None
 
 
 def tiny_csv(path: Path, n: int, events: int, columns: int = 1) -> Path:

@@ -137,6 +137,9 @@ def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database
             s, project_id=project.id, pseudonyms=["Paaa", "Pbbb", "Pccc", "Pnope"]
         )
         assert prepo.feature_units(s, project_id=project.id) == {"age": "years"}
+    assert summaries["Paaa"].pop("recommended_at") == new.created_at
+    assert summaries["Pbbb"].pop("recommended_at") is not None
+    assert summaries["Pccc"].pop("recommended_at") is None
     assert summaries == {
         "Paaa": {
             "recommendation": "no clear benefit",

@@ -463,3 +463,113 @@ def test_a_patient_added_after_training_is_told_why_the_risk_has_no_interval(
         "(no interval: the patient was added after risk model v1 was trained; "
         "retrain it for an interval)" in page.text
     )
+
+
+def test_an_outdated_recommendation_says_so_and_cannot_be_accepted(
+    site: Site, cohort: list[str]
+) -> None:
+    """Computed, then the effects model retrained: the page says so above all else and
+    offers no Accept; the form and the API refuse one; recomputing makes it current."""
+    patient = cohort[8]
+    view = wf.recommend(site.ws, project=COHORT, patient=patient)
+    assert view.computed_at is not None
+    when = view.computed_at.strftime("%Y-%m-%d %H:%M")
+    models = "survival model v1 (cox) and effects model v1 (t-learner/linear)"
+    csrf = sign_in(site.client, "dora")
+    q = {"project": COHORT}
+    current = site.client.get(f"/patients/{patient}", params=q).text
+    assert f"Computed {when} UTC with {models}; the models and the patient" in current
+    assert 'id="outdated"' not in current and 'name="decision" value="accept"' in current
+    listing = site.client.get("/patients", params=q).text
+    assert f"(computed {when} UTC)" in listing
+
+    wf.train_effects(site.ws, project=COHORT, treatment_column="tx", event_column="event",
+                     time_column="time", base="linear", n_bootstrap=0)  # fmt: skip
+    page = site.client.get(f"/patients/{patient}", params=q).text
+    banner = page.split('<div id="outdated" class="error" role="alert">')[1].split("</div>")[0]
+    assert (
+        f"<strong>Outdated:</strong> computed {when} UTC with {models}; since then the "
+        "treatment-effect model is now effects model v2 (t-learner/linear). Recompute it"
+    ) in banner
+    assert "Recompute recommendation</button>" in banner
+    assert page.index('id="outdated"') < page.index("<h2>Risk</h2>")  # first thing said
+    assert 'name="decision" value="accept"' not in page
+    assert "Accepting needs a current recommendation" in page
+    assert 'name="decision" value="override"' in page  # a reasoned override stays possible
+    form = {"project": COHORT, "recommendation_id": str(view.recommendation_id)}
+    accept = {**form, "decision": "accept", "treatment": "treat", "csrf_token": csrf}
+    refused = site.client.post(f"/patients/{patient}/decision", data=accept)
+    assert refused.status_code == 409 and "is outdated" in refused.text
+    body = {"recommendation_id": view.recommendation_id, "decision": "accept", "treatment": "treat"}
+    api = site.client.post(
+        f"/api/patients/{patient}/decision", json=body, headers=site.headers("dora")
+    )
+    assert api.status_code == 409 and "Recompute it before accepting" in api.text
+    record = site.client.get(
+        f"/api/patients/{patient}", params=q, headers=site.headers("dora")
+    ).json()["recommendation"]
+    assert record["outdated"] == [
+        "the treatment-effect model is now effects model v2 (t-learner/linear)"
+    ]
+    assert record["computed_at"].startswith(view.computed_at.strftime("%Y-%m-%dT%H:%M"))
+
+    again = site.client.post(
+        f"/patients/{patient}/recommend", data={"project": COHORT, "csrf_token": csrf}
+    )
+    assert again.status_code == 200 and 'id="outdated"' not in again.text
+    assert "effects model v2 (t-learner/linear); the models and the patient" in again.text
+    assert 'name="decision" value="accept"' in again.text
+
+
+def test_the_patient_page_says_whom_the_models_learnt_from(
+    site: Site, cohort: list[str], tmp_path: Path
+) -> None:
+    trial = pd.read_csv(tmp_path / "t.csv")
+    sign_in(site.client, "dora")
+    page = site.client.get(f"/patients/{cohort[9]}", params={"project": COHORT}).text
+    trained = page.split('<div id="trained-on">')[1].split("</div>")[0]
+    today = pd.Timestamp.now("UTC").strftime("%Y-%m-%d")
+    assert "<h2>Trained on</h2>" in trained
+    assert f"survival model v1 (cox): 160 patients of trial cohort, trained {today}" in trained
+    ages = f"age {trial['age'].min():g}\u2013{trial['age'].max():g} years"
+    markers = f"marker {trial['marker'].min():g}\u2013{trial['marker'].max():g}"
+    assert f"; {ages}, {markers}." in trained  # the clinical variables it read
+    # the effects model learnt from patients followed up to its horizon: same variables
+    assert "effects model v1 (t-learner/linear): " in trained and "same ranges as above" in trained
+    record = site.client.get(
+        f"/api/patients/{cohort[9]}", params={"project": COHORT}, headers=site.headers("dora")
+    ).json()
+    assert record["trained_on"][0]["patients"] == 160
+
+
+def test_without_differences_between_patients_the_page_leads_with_the_average_effect(
+    site: Site, tmp_path: Path
+) -> None:
+    """GBSG2 (scikit-survival's copy): the test finds no difference in the effect of
+    hormone therapy between patients, so the average effect and its interval come first
+    and give the verdict; the patient's own estimate follows as secondary."""
+    from medloop.workflows.demo import gbsg2_table
+
+    path = tmp_path / "gbsg2.csv"
+    gbsg2_table().to_csv(path, index=False)
+    wf.import_patients_table(site.ws, project="gbsg2", path=path, id_column="patient_id")
+    wf.train_effects(site.ws, project="gbsg2", treatment_column="hormone_therapy",
+                     event_column="event", time_column="time", base="linear",
+                     n_bootstrap=39, treated="hormone therapy",
+                     control="no hormone therapy")  # fmt: skip
+    view = wf.recommend(site.ws, project="gbsg2", patient="GBSG2-0003")
+    average = view.average_effect
+    assert view.effect_basis == "average" and average is not None
+    sign_in(site.client, "dora")
+    page = site.client.get(f"/patients/{view.patient}", params={"project": "gbsg2"}).text
+    lead = (
+        f"Average effect of hormone therapy over the cohort: <strong>"
+        f"{100 * average['benefit']:+.1f} pts</strong> of P({view.effect_outcome}) (95% CI "
+        f"{100 * average['lower']:+.1f} to {100 * average['upper']:+.1f} pts)"
+    )
+    own = f"the model's own estimate for this patient is {100 * view.benefit:+.1f} pts"
+    verdict = f"<strong>{average['verdict']}</strong>"
+    assert verdict in page and lead in page and own in page
+    assert page.index(verdict) < page.index(lead) < page.index("No evidence that the effect")
+    assert page.index("No evidence that the effect") < page.index(own)
+    assert "The model's own estimates for this patient (secondary)</caption>" in page

@@ -471,6 +471,9 @@ def recommend(
         print_json(result)
         return
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
+    if view.computed_at is not None:
+        models = " and ".join(view.models)
+        out.print(f"computed {view.computed_at:%Y-%m-%d %H:%M} UTC with {models}")
     for warning in view.model_warnings:
         console.print(f"[bold red]warning:[/] {escape(warning)}")
     for note in view.feature_notes:
@@ -507,12 +510,25 @@ def recommend(
             if low is None or high is None
             else f" (95% interval {100 * low:+.1f} to {100 * high:+.1f})"
         )
-        out.print(
-            f"benefit of treatment {100 * view.benefit:+.1f} points of "
-            f"P({view.effect_outcome}){interval}"
-        )
-        if view.heterogeneity_note:
-            out.print(view.heterogeneity_note)
+        own = f"{100 * view.benefit:+.1f} points of P({view.effect_outcome}){interval}"
+        average = view.average_effect
+        if view.effect_basis == "average" and average:
+            out.print(
+                f"average effect of treatment [bold]{100 * average['benefit']:+.1f}[/] points of "
+                f"P({view.effect_outcome}) (95% CI {100 * average['lower']:+.1f} to "
+                f"{100 * average['upper']:+.1f}): the best estimate for this patient, and what "
+                "the verdict rests on"
+            )
+            if view.heterogeneity_note:
+                out.print(view.heterogeneity_note)
+            out.print(
+                f"secondary: the model's own estimate for this patient, {own}; its "
+                "difference from the average is within noise"
+            )
+        else:
+            out.print(f"benefit of treatment {own}")
+            if view.heterogeneity_note:
+                out.print(view.heterogeneity_note)
         drivers = [
             {
                 "feature": d["feature"],

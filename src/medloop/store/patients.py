@@ -463,8 +463,8 @@ def patient_summaries(
     session: Session, *, project_id: int, pseudonyms: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """Per pseudonym (in one pass, not three queries a patient): the latest
-    recommendation's text, risk and benefit (None without one) and the decision count.
-    Unknown pseudonyms are left out."""
+    recommendation's text, risk, benefit and when it was computed (`recommended_at`; all
+    None without one) and the decision count. Unknown pseudonyms are left out."""
     wanted = [str(p) for p in pseudonyms]
     if not wanted:
         return {}
@@ -482,13 +482,14 @@ def patient_summaries(
         .group_by(Recommendation.patient_id)
     )
     recommendations = {
-        patient: (text, risk, benefit)
-        for patient, text, risk, benefit in session.execute(
+        patient: (text, risk, benefit, at)
+        for patient, text, risk, benefit, at in session.execute(
             select(
                 Recommendation.patient_id,
                 Recommendation.recommendation,
                 Recommendation.risk,
                 Recommendation.benefit,
+                Recommendation.created_at,
             ).where(Recommendation.id.in_(latest))
         )
     }
@@ -503,11 +504,12 @@ def patient_summaries(
     }
     summaries = {}
     for pseudonym, patient in ids.items():
-        text, risk, benefit = recommendations.get(patient, (None, None, None))
+        text, risk, benefit, at = recommendations.get(patient, (None, None, None, None))
         summaries[pseudonym] = {
             "recommendation": text,
             "risk": risk,
             "benefit": benefit,
+            "recommended_at": at,
             "decisions": int(decisions.get(patient, 0)),
         }
     return summaries
@@ -543,7 +545,8 @@ def add_decision(
 
 
 def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
-    """A patient's decisions, oldest first, each with the deciding doctor's username."""
+    """A patient's decisions, oldest first, each with the deciding doctor's username and
+    when the recommendation decided on was computed (`recommended_at`)."""
     query = (
         select(
             TreatmentDecision.id,
@@ -553,11 +556,21 @@ def decisions_frame(session: Session, *, patient_id: int) -> pd.DataFrame:
             TreatmentDecision.treatment,
             TreatmentDecision.reason,
             TreatmentDecision.created_at,
+            Recommendation.created_at,
         )
         .join(Recommendation, Recommendation.id == TreatmentDecision.recommendation_id)
         .join(User, User.id == TreatmentDecision.doctor_id)
         .where(Recommendation.patient_id == patient_id)
         .order_by(TreatmentDecision.id)
     )
-    columns = ["id", "recommendation", "doctor", "decision", "treatment", "reason", "at"]
+    columns = [
+        "id",
+        "recommendation",
+        "doctor",
+        "decision",
+        "treatment",
+        "reason",
+        "at",
+        "recommended_at",
+    ]
     return select_frame(session, query, columns)

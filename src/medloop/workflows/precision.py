@@ -13,6 +13,7 @@ import logging
 import pickle
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -27,6 +28,7 @@ from medloop.ingest.dateshift import load_or_create_key
 from medloop.precision import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
+    NO_CLEAR_BENEFIT,
     SPREAD_SUFFIX,
     CsvDialect,
     Feature,
@@ -58,7 +60,7 @@ from medloop.precision.samplesize import check_events, events_warning
 from medloop.precision.survival import followup_horizon
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
-from medloop.store.models import Patient, Project, RiskModelVersion
+from medloop.store.models import Patient, Project, Recommendation, RiskModelVersion
 from medloop.types import Role
 from medloop.workflows.dashboard import as_json
 from medloop.workflows.progress import Progress, no_progress
@@ -1067,7 +1069,12 @@ class RecommendationView:
     events per model column); `heterogeneity` the effects model's test of whether the
     effect differs between patients at all (`precision.heterogeneity`), said in
     `heterogeneity_note`: where it finds no evidence, `drivers` is empty, since the
-    differences they would explain are noise."""
+    differences they would explain are noise, and the average effect over the cohort
+    (`average_effect`: its `benefit` with the 95% interval `lower` to `upper`, and its
+    `verdict`) leads and gives the `recommendation`
+    (`effect_basis` "average"; the patient's own `benefit` is secondary); where it finds
+    some, the patient's own estimate leads (`effect_basis` "patient").
+    `computed_at` is when it was computed (UTC), `models` the models it used."""
 
     recommendation_id: int
     patient: str
@@ -1094,6 +1101,10 @@ class RecommendationView:
     model_warnings: list[str] = field(default_factory=list)
     heterogeneity: dict[str, Any] | None = None
     heterogeneity_note: str | None = None
+    computed_at: datetime | None = None
+    models: list[str] = field(default_factory=list)
+    effect_basis: str | None = None
+    average_effect: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -1135,8 +1146,10 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
     survival: dict[str, list[float]] = {}
     notes: list[str] = []
     warnings: list[str] = []
+    inputs: list[str] = []  # the patient's columns the models read
     if risk_version is not None:
         bundle = _load(ws, risk_version.blob_sha256)
+        inputs += [f.name for f in bundle["table"].features]
         notes += bundle["table"].notes(frame).get(pseudonym, [])
         X = bundle["table"].transform(frame)
         row = _risk_frame(bundle, risk_version, X, units).iloc[0]
@@ -1160,6 +1173,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             detail["classifier_version"] = risk_version.version
     if EFFECTS in versions:
         bundle = _load(ws, versions[EFFECTS].blob_sha256)
+        inputs += [f.name for f in bundle["table"].features if f.name not in inputs]
         notes += [n for n in bundle["table"].notes(frame).get(pseudonym, []) if n not in notes]
         X = bundle["table"].transform(frame)
         effects: TreatmentEffects = bundle["model"]
@@ -1169,12 +1183,19 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         text = str(row["recommendation"])
         treated, control = bundle["treated"], bundle["control"]
         options = [treated, control]
-        suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
         warnings += _warning(versions[EFFECTS])
         heterogeneity = (versions[EFFECTS].target or {}).get("heterogeneity")
+        detail["effect_basis"] = "patient"
         if heterogeneity is not None:  # models trained before 2026-12-07 were not tested
             detail["heterogeneity"] = heterogeneity
             detail["heterogeneity_note"] = _heterogeneity_note(heterogeneity)
+            if not heterogeneity["evidence"]:
+                # the patient's own estimate differs from the average by noise only: the
+                # average effect is the better estimate for them, and gives the verdict
+                detail["effect_basis"] = "average"
+                detail["average_effect"] = _average_effect(heterogeneity)
+                text = detail["average_effect"]["verdict"]
+        suggested = {CLEAR_BENEFIT: treated, CLEAR_HARM: control}.get(text)
         shown = heterogeneity is None or heterogeneity["evidence"]  # else noise, not drivers
         if shown and hasattr(effects, "mean_"):  # models before 2026-12-07 kept no means
             drivers = effects.drivers(X).drop(columns="patient").to_dict(orient="records")
@@ -1191,6 +1212,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             "suggested": suggested,
             "feature_notes": notes,
             "model_warnings": warnings,
+            # what the models read of the patient, to tell later whether it still holds
+            "inputs": _input_values(frame, inputs),
         }
     )
     with ws.db.session() as s:
@@ -1214,12 +1237,14 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             entity_id=pseudonym,
             detail={"recommendation": rec.id, "text": text},
         )
-        rec_id = rec.id
+        rec_id, computed_at = rec.id, rec.created_at
     return RecommendationView(
         recommendation_id=rec_id,
         patient=pseudonym,
         recommendation=text,
         suggested_treatment=suggested,
+        computed_at=computed_at,
+        models=[_model_label(v) for v in versions.values()],
         risk=risk,
         risk_lower=risk_interval[0] if risk_interval else None,
         risk_upper=risk_interval[1] if risk_interval else None,
@@ -1241,6 +1266,8 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
         model_warnings=warnings,
         heterogeneity=detail.get("heterogeneity"),
         heterogeneity_note=detail.get("heterogeneity_note"),
+        effect_basis=detail.get("effect_basis"),
+        average_effect=detail.get("average_effect"),
     )
 
 
@@ -1259,12 +1286,70 @@ def _heterogeneity_note(test: Mapping[str, Any]) -> str:
             f"the effect differs between patients (p = {p:.2g}, test of the model's predicted "
             "differences): the drivers say what moves it for this patient"
         )
-    average, se = float(test["average_effect"]), float(test["average_effect_se"])
+    average = _average_effect(test)
     return (
         f"no evidence that the effect differs between patients (p = {p:.2g}); the average "
-        f"effect applies: {100 * average:+.1f} points (95% CI {100 * (average - 1.96 * se):+.1f}"
-        f" to {100 * (average + 1.96 * se):+.1f})"
+        f"effect applies: {100 * average['benefit']:+.1f} points (95% CI "
+        f"{100 * average['lower']:+.1f} to {100 * average['upper']:+.1f})"
     )
+
+
+def _average_effect(test: Mapping[str, Any]) -> dict[str, Any]:
+    """The heterogeneity test's average effect of treatment (`benefit`) with its 95%
+    normal interval (`lower`, `upper`) and the `verdict` that interval gives, by the rule
+    a patient's own interval follows."""
+    average, se = float(test["average_effect"]), float(test["average_effect_se"])
+    lower, upper = average - 1.96 * se, average + 1.96 * se
+    verdict = CLEAR_BENEFIT if lower > 0 else CLEAR_HARM if upper < 0 else NO_CLEAR_BENEFIT
+    return {"benefit": average, "lower": lower, "upper": upper, "verdict": verdict}
+
+
+def _model_label(version: RiskModelVersion) -> str:
+    """A model as a recommendation names it: "survival model v2 (cox)"."""
+    return f"{version.kind} model v{version.version} ({version.method})"
+
+
+def _input_values(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """The one patient of `frame`'s values of `columns` as JSON values (None where
+    missing): what a recommendation read of them."""
+    row = frame.iloc[0] if len(frame) else pd.Series(dtype=object)
+    return {c: None if c not in row.index or pd.isna(row[c]) else as_json(row[c]) for c in columns}
+
+
+def _changes_since(
+    s: Session,
+    rec: Recommendation,
+    *,
+    models: Mapping[str, RiskModelVersion],
+    frame: pd.DataFrame,
+) -> list[str]:
+    """Why a stored recommendation no longer holds, [] while it does: the cohort's
+    current `models` (`_current_models`) are not those it was computed with (retrained,
+    rolled back, or one trained since), or the patient's values the models read (`frame`,
+    their current features) have changed. A recommendation stored before it kept those
+    values cannot be checked and counts as outdated."""
+    reasons = []
+    current = {"risk": _risk_model(models), "treatment-effect": models.get(EFFECTS)}
+    used = {"risk": rec.risk_model_id, "treatment-effect": rec.effect_model_id}
+    for role, now in current.items():
+        if (None if now is None else now.id) == used[role]:
+            continue
+        before = None if used[role] is None else s.get(RiskModelVersion, used[role])
+        if before is None and now is not None:
+            reasons.append(f"a {role} model was trained since ({_model_label(now)})")
+        elif now is None:
+            reasons.append(f"the {role} model it used is no longer in use")
+        else:
+            reasons.append(f"the {role} model is now {_model_label(now)}")
+    inputs = rec.detail.get("inputs")
+    if inputs is None:
+        reasons.append("it was computed before medloop kept the patient's values it used")
+    else:
+        values = _input_values(frame, list(inputs))
+        changed = [name for name, value in inputs.items() if values[name] != value]
+        if changed:
+            reasons.append(f"the patient's data changed since ({', '.join(changed)})")
+    return reasons
 
 
 def _missing_interval(
@@ -1375,11 +1460,18 @@ def decide(
     `patient` (a pseudonym), the recommendation must be that patient's. A recommendation
     is decided once (ConflictError after that, also when two doctors decide at the same
     moment): to decide again, compute a new one.
+
+    An outdated recommendation (`_changes_since`: a model retrained or the patient's
+    values changed since it was computed) cannot be accepted, nor its suggestion chosen
+    (ConflictError: recompute it). It can still be overridden with a reason, as the
+    doctor's own choice against it, and the audit entry says it was outdated and why.
     """
     with ws.db.writing() as s:
         rec = prepo.get_recommendation(s, recommendation_id=recommendation_id, lock=True)
         owner = s.get(Patient, rec.patient_id)
-        if patient is not None and (owner is None or owner.pseudonym != patient):
+        if owner is None:
+            raise NotFoundError(f"no patient for recommendation {recommendation_id}")
+        if patient is not None and owner.pseudonym != patient:
             raise InvalidInputError(
                 f"recommendation {recommendation_id} is not about patient {patient!r}"
             )
@@ -1390,6 +1482,14 @@ def decide(
             raise ConflictError(
                 f"recommendation {recommendation_id} was already decided ({row.decision}: "
                 f"{row.treatment}, by {by}); compute a new recommendation to decide again"
+            )
+        frame = prepo.features_frame(s, project_id=owner.project_id, pseudonyms=[owner.pseudonym])
+        models = _current_models(s, project_id=owner.project_id)
+        outdated = _changes_since(s, rec, models=models, frame=frame)
+        if outdated and (decision == "accept" or treatment == rec.detail.get("suggested")):
+            raise ConflictError(
+                f"recommendation {recommendation_id} is outdated: {'; '.join(outdated)}. "
+                "Recompute it before accepting (an override with a reason is still possible)"
             )
         options = list(rec.detail.get("options") or [])
         if not options:
@@ -1435,6 +1535,7 @@ def decide(
                 "treatment": treatment,
                 "reason": row.reason,
                 "suggested": suggested,
+                **({"outdated": outdated} if outdated else {}),
             },
         )
         return Decision(row.id, recommendation_id, doctor, decision, treatment, row.reason)
@@ -1444,7 +1545,10 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
     """Everything a doctor's patient page shows: current features, the outcome and
     treatment on record (the current models' time, event and treatment columns, kept
     apart from the features they do not use), stored facts (notes already scrubbed), the
-    latest recommendation and every decision. Ids only."""
+    latest recommendation (with when it was `computed_at`, the `models` it used, and why
+    it is `outdated`: [] while it holds, `_changes_since`), every decision (with when its
+    recommendation was computed), and `trained_on`: whom the models learnt from
+    (`_trained_on`; the recommendation's models, else the current ones). Ids only."""
     pseudonym = resolve_patient(ws, project=project, patient=patient)
     with ws.db.session() as s:
         record = _project(s, project, create=False)
@@ -1454,9 +1558,14 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         facts = prepo.observations_frame(s, project_id=record.id, pseudonym=pseudonym)
         latest = prepo.latest_recommendation(s, patient_id=row.id)
         decisions = prepo.decisions_frame(s, patient_id=row.id)
-        targets = list(_target_roles(_current_models(s, project_id=record.id)))
+        models = _current_models(s, project_id=record.id)
+        targets = list(_target_roles(models))
+        used = list(models.values())
         recommendation = None
         if latest is not None:
+            ids = (latest.risk_model_id, latest.effect_model_id)
+            used = [v for v in (s.get(RiskModelVersion, i) for i in ids if i) if v is not None]
+            detail = {k: v for k, v in latest.detail.items() if k != "inputs"}
             recommendation = {
                 "recommendation_id": latest.id,
                 "recommendation": latest.recommendation,
@@ -1464,7 +1573,10 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
                 "benefit": latest.benefit,
                 "benefit_lower": latest.benefit_lower,
                 "benefit_upper": latest.benefit_upper,
-                **latest.detail,
+                **detail,
+                "computed_at": latest.created_at,
+                "models": [_model_label(v) for v in used],
+                "outdated": _changes_since(s, latest, models=models, frame=features),
             }
     values = features.iloc[0].dropna().to_dict() if len(features) else {}
     return {
@@ -1475,6 +1587,47 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
         "facts": _records(facts.drop(columns="patient")),
         "recommendation": recommendation,
         "decisions": _records(decisions),
+        "trained_on": [_trained_on(ws, version, units) for version in used],
+    }
+
+
+def _trained_on(
+    ws: Workspace, version: RiskModelVersion, units: Mapping[str, str]
+) -> dict[str, Any]:
+    """Whom a model learnt from, for a doctor to judge whether a patient resembles them:
+    the `model`, when it was trained (`trained_at`, UTC), its number of `patients`, the
+    `ranges` of its clinical numbers (lowest and highest value seen, with the unit), the
+    `categories` of its clinical categories, how many `genes` it read, and all that said
+    in words (`values`: "age 21 to 80 years (with an en dash), ...")."""
+    table: FeatureTable = _load(ws, version.blob_sha256)["table"]
+    clinical = [f for f in table.features if f.group != "genomic"]
+    seen = getattr(table, "ranges_", {})
+    ranges = [
+        {
+            "feature": f.name,
+            "low": seen[f.name][0],
+            "high": seen[f.name][1],
+            "unit": f.unit or units.get(f.name),
+        }
+        for f in clinical
+        if f.name in seen
+    ]
+    categories = {f.name: table.categories_[f.name] for f in clinical if f.kind != "numeric"}
+    genes = len(table.features) - len(clinical)
+    said = [
+        f"{r['feature']} {r['low']:g}\u2013{r['high']:g}" + (f" {r['unit']}" if r["unit"] else "")
+        for r in ranges
+    ]
+    said += [f"{name} {'/'.join(map(str, values))}" for name, values in categories.items()]
+    said += [f"{genes} gene expression features"] if genes else []
+    return {
+        "model": _model_label(version),
+        "trained_at": version.created_at,
+        "patients": version.n_train,
+        "ranges": ranges,
+        "categories": categories,
+        "genes": genes,
+        "values": ", ".join(said),
     }
 
 

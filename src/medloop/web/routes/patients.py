@@ -8,6 +8,7 @@ account must be able to open (`workflows.access`; 404 otherwise).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -44,7 +45,8 @@ PNG: dict[int | str, dict[str, Any]] = {
 
 
 class PatientSummaryPublic(BaseModel):
-    """`risk`/`benefit` come with the latest recommendation; `model_risk` is the current
+    """`risk`/`benefit` come with the latest recommendation (computed at `recommended_at`,
+    UTC); `model_risk` is the current
     risk model's risk for every patient: a survival model's P(event by `horizon`, in
     `time_unit`), or a classifier's P(`outcome` = 1), with its 95% bootstrap interval
     (`model_risk_lower`, `model_risk_upper`) where the model kept one."""
@@ -55,6 +57,7 @@ class PatientSummaryPublic(BaseModel):
     risk: float | None
     benefit: float | None
     decisions: int
+    recommended_at: datetime | None = None
     model_risk: float | None = None
     model_risk_lower: float | None = None
     model_risk_upper: float | None = None
@@ -65,7 +68,10 @@ class PatientSummaryPublic(BaseModel):
 
 class PatientPublic(BaseModel):
     """`outcome` holds the current models' time, event, outcome and treatment columns,
-    apart from the `features`; `units` the unit of each column that has one."""
+    apart from the `features`; `units` the unit of each column that has one. The
+    `recommendation` says when it was `computed_at` (UTC), with which `models`, and why it
+    is `outdated` ([] while it holds: it cannot be accepted then); `trained_on` whom its
+    models learnt from."""
 
     patient: str
     features: dict[str, Any]
@@ -74,6 +80,7 @@ class PatientPublic(BaseModel):
     facts: list[dict[str, Any]]
     recommendation: dict[str, Any] | None
     decisions: list[dict[str, Any]]
+    trained_on: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RecommendationPublic(BaseModel):
@@ -98,6 +105,11 @@ class RecommendationPublic(BaseModel):
     drivers: list[dict[str, Any]]
     options: list[str]
     option_estimates: list[dict[str, Any]]
+    heterogeneity_note: str | None = None
+    effect_basis: str | None = None
+    average_effect: dict[str, Any] | None = None
+    computed_at: datetime | None = None
+    models: list[str] = Field(default_factory=list)
 
 
 class DecisionCreate(BaseModel):
