@@ -109,3 +109,20 @@ def test_model_interval_is_seeded_and_honours_known_labels() -> None:
     assert (first["model_accuracy"] <= first["model_high"]).all()
     with pytest.raises(InvalidInputError, match="n_bootstrap"):
         worker_reliability(answers, model=model, n_bootstrap=0)
+
+
+def test_bootstrap_refits_converge_on_a_crowd_answering_at_random(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worst case for EM (as benchmarks/review_read.py's crowd): every answer a coin
+    flip, the likelihood nearly flat. Plain EM's refits ran into n_iter=1000 here."""
+    rng = np.random.default_rng(1)
+    task = np.repeat(np.arange(1000), 3)
+    worker = np.concatenate([rng.choice(30, 3, replace=False) for _ in range(1000)])
+    answers = pd.DataFrame({"task": task, "worker": worker, "label": rng.integers(0, 2, 3000)})
+    known = pd.Series(np.arange(50) % 2)
+    model = DawidSkene().fit(answers, known=known)
+    with caplog.at_level("WARNING", logger="medloop.aggregation"):
+        table = worker_reliability(answers, known=known, model=model)
+    assert "before converging" not in caplog.text
+    assert (table["model_low"] <= table["model_high"]).all()

@@ -309,6 +309,17 @@ def safe_log(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(np.maximum(np.log(x), _LOG_FLOOR), dtype=float)
 
 
+#: exp() below this gives a subnormal or zero, which NumPy computes some 100x slower.
+_EXP_FLOOR = -700.0
+
+
+def floored_exp(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """exp(x) with x floored at -700: the same but for values under 1e-304, which become
+    1e-304, without the slow path of underflow (a loop of EM on confident posteriors
+    spent most of its time there)."""
+    return np.asarray(np.exp(np.maximum(x, _EXP_FLOOR)), dtype=float)
+
+
 def normalize_log(joint: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Row-wise softmax of log scores (stable)."""
     shifted = joint - joint.max(axis=1, keepdims=True)

@@ -9,8 +9,9 @@ matrices and priors (M-step) under Dirichlet pseudo-counts: ``prior`` in every c
 that belief EM drifts to degenerate solutions on tiny data (a single worker, a handful
 of tasks); on real data it changes accuracy by about a point at most.
 
-Everything runs over integer-coded arrays with two sparse matrix products per
-iteration: no Python loop over tasks, workers or answers.
+Everything runs over integer-coded arrays with two sparse matrix products per EM
+step: no Python loop over tasks, workers or answers. The steps are accelerated by
+SQUAREM (`aggregation.squarem`): the same fixed point in 2-5 times fewer steps.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from medloop.aggregation.base import (
     EncodedAnswers,
     check_non_negative,
     check_positive_int,
+    clamp_known,
+    floored_exp,
     log_not_converged,
     start_posteriors,
 )
+from medloop.aggregation.squarem import accelerated_em
 from medloop.types import look_up_option
 
 logger = logging.getLogger(__name__)
@@ -56,7 +60,8 @@ def _logsumexp_rows(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     top = x[:, 0].copy()
     for column in range(1, x.shape[1]):
         np.maximum(top, x[:, column], out=top)
-    return np.asarray(top + np.log(np.exp(x - top[:, None]) @ np.ones(x.shape[1])), dtype=float)
+    shares = floored_exp(x - top[:, None]) @ np.ones(x.shape[1])
+    return np.asarray(top + np.log(shares), dtype=float)
 
 
 class DawidSkene(Aggregator):
@@ -64,9 +69,9 @@ class DawidSkene(Aggregator):
 
     Parameters
     ----------
-    n_iter: maximum number of EM iterations (a cap for pathological cases: reaching it
-        is logged as a warning).
-    tol: stop when no posterior moves by more than ``tol`` in an iteration.
+    n_iter: maximum number of EM steps (a cap for pathological cases: reaching it is
+        logged as a warning).
+    tol: stop when no posterior moves by more than ``tol`` in an EM step.
     prior: Dirichlet pseudo-count added to every confusion-matrix cell and class count.
     classes: labels to include even when nobody chose them.
     initial: how posteriors start (``"majority_vote"``).
@@ -80,8 +85,9 @@ class DawidSkene(Aggregator):
     ``errors_`` (array workers x K x K, rows = true class, columns = answered label),
     ``errors_frame_`` (the same as a tidy DataFrame), ``workers_``,
     ``worker_accuracy_`` (Series, expected accuracy sum_k priors_k * errors_[w, k, k]),
-    ``log_likelihood_`` (objective per iteration: log-likelihood plus Dirichlet
-    log-prior; never decreases), ``n_iter_`` and ``converged_``.
+    ``log_likelihood_`` (objective at each EM step kept: log-likelihood plus Dirichlet
+    log-prior; never decreases), ``n_iter_`` (EM steps taken, discarded SQUAREM
+    extrapolations included) and ``converged_``.
 
     >>> import pandas as pd
     >>> answers = pd.DataFrame(
@@ -127,22 +133,19 @@ class DawidSkene(Aggregator):
         design.sum_duplicates()
         design_t = design.T.tocsr()
         known_codes, known_labels = data.known_codes, data.known_labels
+        ones = np.ones(n_tasks)
 
-        posteriors = start_posteriors(data)
-
-        history: list[float] = []
-        converged, shift = False, np.inf
-        errors = np.full((n_workers, k, k), 1.0 / k)
-        priors = np.full(k, 1.0 / k)
-        iteration = 0
-        while iteration < self.n_iter:
-            iteration += 1
+        def step(
+            posteriors: npt.NDArray[np.float64],
+        ) -> tuple[
+            npt.NDArray[np.float64], float, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+        ]:
             # M-step: counts[w, true, label] from posterior-weighted answers.
             counts = np.asarray(design_t @ posteriors).reshape(n_workers, k, k)
             counts = counts.transpose(0, 2, 1) + pseudo
             totals = counts.sum(axis=2, keepdims=True)
             errors = np.divide(counts, totals, out=np.full_like(counts, 1.0 / k), where=totals > 0)
-            class_counts = posteriors.sum(axis=0) + prior
+            class_counts = ones @ posteriors + prior  # NumPy's sum(axis=0): 20x slower
             priors = class_counts / class_counts.sum()
 
             # E-step in log space.
@@ -151,29 +154,30 @@ class DawidSkene(Aggregator):
             flat = log_errors.transpose(0, 2, 1).reshape(n_workers * k, k)
             joint = np.asarray(design @ flat) + log_priors
             norm = _logsumexp_rows(joint)
-            updated = np.exp(joint - norm[:, None])
+            updated = floored_exp(joint - norm[:, None])
             # log P(answers, known labels) + log Dirichlet prior (up to a constant)
             evidence = norm.copy()
             log_prior = (pseudo * log_errors).sum() + prior * log_priors.sum()
             if len(known_codes):
                 evidence[known_codes] = joint[known_codes, known_labels]
             objective = float(evidence.sum() + log_prior)
-            if len(known_codes):
-                updated[known_codes] = 0.0
-                updated[known_codes, known_labels] = 1.0
-            history.append(objective)
-            # The objective flattens long before the posteriors settle (zhang_web: 17
-            # against 172 iterations), so convergence is judged on the posteriors.
-            shift = float(np.abs(updated - posteriors).max())
-            posteriors = updated
-            if shift <= self.tol:
-                converged = True
-                break
-        if not converged:
-            log_not_converged("DawidSkene", iteration, shift, self.tol)
+            clamp_known(data, updated)
+            return updated, objective, (errors, priors)
 
-        self._store_model(data, errors, priors, history, iteration, converged)
-        return posteriors
+        # The objective flattens long before the posteriors settle (zhang_web: 17
+        # against 172 iterations), so convergence is judged on the posteriors.
+        run = accelerated_em(
+            step,
+            start_posteriors(data),
+            tol=float(self.tol),
+            n_iter=self.n_iter,
+            clamp=lambda posteriors: clamp_known(data, posteriors),
+        )
+        if not run.converged:
+            log_not_converged("DawidSkene", run.n_steps, run.shift, self.tol)
+        errors, priors = run.params
+        self._store_model(data, errors, priors, run.history, run.n_steps, run.converged)
+        return run.posteriors
 
     def _store_model(
         self,
