@@ -11,7 +11,7 @@ of tasks); on real data it changes accuracy by about a point at most.
 
 Everything runs over integer-coded arrays with two sparse matrix products per EM
 step: no Python loop over tasks, workers or answers. The steps are accelerated by
-SQUAREM (`aggregation.squarem`): the same fixed point in 2-5 times fewer steps.
+SQUAREM (`aggregation.squarem`): the same fixed point in 2-6 times fewer steps.
 """
 
 from __future__ import annotations

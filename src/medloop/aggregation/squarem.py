@@ -9,7 +9,7 @@ extrapolates along them (scheme S3, in log-posterior space, each task's row
 renormalised) and takes one EM step from there; that step is kept only where its
 objective is no lower than the second step's, otherwise the two plain steps are, so
 the objective still never decreases. Convergence is judged as before: an EM step moved
-no posterior by more than ``tol``. It reaches the plain iteration's fixed point in 2-5
+no posterior by more than ``tol``. It reaches the plain iteration's fixed point in 2-6
 times fewer EM steps.
 """
 
