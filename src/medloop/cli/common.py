@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -198,3 +199,8 @@ def output_file(path: Path | None, *, inputs: Iterable[Path | None] = ()) -> Non
         raise InvalidInputError(f"{path}: cannot create its folder ({error.strerror})") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InvalidInputError(f"{path}: not allowed to write there")
+
+
+def iso_time(moment: datetime | None) -> str | None:
+    """A stored time as ISO 8601 to the second (None stays None), for tables and JSON."""
+    return None if moment is None else moment.isoformat(timespec="seconds")

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    iso_time,
     out,
     output_file,
     print_json,
@@ -23,10 +23,6 @@ from medloop.cli.common import (
     workspace,
 )
 from medloop.cli.inference import model_app
-
-
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 @model_app.command("list")
@@ -40,7 +36,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
         {
             "version": r.version,
             "in_use": r.in_use,
-            "created_at": _time(r.created_at),
+            "created_at": iso_time(r.created_at),
             "round": r.round,
             "n_train": r.n_train,
             "val_auc": r.val_auc,
@@ -54,8 +50,8 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
     periods = [
         {
             "version": p.version,
-            "since": _time(p.since),
-            "until": _time(p.until),
+            "since": iso_time(p.since),
+            "until": iso_time(p.until),
             "by": p.by,
             "how": p.action,
         }

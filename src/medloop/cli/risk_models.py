@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from medloop import workflows
-from medloop.cli.common import CLI_ACTOR, JsonOpt, ProjectOpt, out, print_json, table, workspace
+from medloop.cli.common import (
+    CLI_ACTOR,
+    JsonOpt,
+    ProjectOpt,
+    iso_time,
+    out,
+    print_json,
+    table,
+    workspace,
+)
 from medloop.cli.precision import risk_app
-
-
-def _time(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 @risk_app.command("list")
@@ -30,7 +34,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "version": r.version,
             "method": r.method,
             "in_use_as": r.in_use_as,
-            "created_at": _time(r.created_at),
+            "created_at": iso_time(r.created_at),
             "n_train": r.n_train,
             "features": r.features,
             "metrics": r.metrics,
@@ -42,8 +46,8 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "as": p.role,
             "kind": p.kind,
             "version": p.version,
-            "since": _time(p.since),
-            "until": _time(p.until),
+            "since": iso_time(p.since),
+            "until": iso_time(p.until),
             "by": p.by,
             "how": p.action,
         }
