@@ -367,9 +367,10 @@ def test_a_page_left_alone_signs_out_and_comes_back_after_sign_in(
     page.clock.fast_forward("06:00")  # 16 minutes after the first tab's last use
     expect(page).to_have_url(f"{server.url}/patients")
     cookie = next(c for c in page.context.cookies() if c["name"] == "medloop_session")
-    other.close()  # (two tabs signing out at the same instant may race for the sign-in form)
-    page.clock.fast_forward("15:00")
+    page.clock.fast_forward("15:00")  # both tabs sign out: one posts, the other follows
+    page.clock.run_for(2000)
     expect(page).to_have_url(f"{server.url}/login?signed_out=1&idle=1&next=%2Fpatients")
+    expect(other).to_have_url(f"{server.url}/login?signed_out=1&idle=1&next=%2Freview")
     expect(page.get_by_role("status")).to_contain_text("left without activity (15 minutes)")
     page.screenshot(path=artifacts / "02-signed-out.png")
     ws = server.workspace()

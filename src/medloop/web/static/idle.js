@@ -11,6 +11,7 @@
   var minutes = form ? parseFloat(form.getAttribute("data-idle-minutes")) : 0;
   if (!(minutes > 0)) return;
   var KEY = "medloop.lastActivity";
+  var OUT = "medloop.signedOutAt";  /* when a tab of this browser last signed it out */
   var limit = minutes * 60000;
   var warnFor = Math.min(60000, limit / 4);
   var last = Date.now();
@@ -58,9 +59,23 @@
       "Nobody has used this page for a while: you will be signed out in " +
       Math.ceil(left / 1000) + " s.";
   }
+  /* One tab signs the browser out; the others, a moment later, only open the sign-in
+     page, so they reuse the sign-in form's token its visit set (two first visits at
+     once would each get their own, and one form would then be refused as expired). */
   function signOut() {
     leaving = true;
-    [["idle", "1"], ["next", window.location.pathname + window.location.search]].forEach(
+    var next = window.location.pathname + window.location.search;
+    var other = 0;
+    try { other = parseInt(window.localStorage.getItem(OUT) || "0", 10) || 0; } catch (e) { /* */ }
+    if (Date.now() - other < 10000) {
+      window.setTimeout(function () {
+        window.location.assign("/login?" + new URLSearchParams(
+          { signed_out: "1", idle: "1", next: next }).toString());
+      }, 1500);
+      return;
+    }
+    try { window.localStorage.setItem(OUT, String(Date.now())); } catch (e) { /* private mode */ }
+    [["idle", "1"], ["next", next]].forEach(
       function (pair) {
         var field = document.createElement("input");
         field.type = "hidden";
