@@ -20,8 +20,9 @@
   var focused = null;  /* what had the keyboard before the warning took it */
   var leaving = false;
 
-  function shared() {
-    try { return parseInt(window.localStorage.getItem(KEY) || "0", 10) || 0; } catch (e) { return 0; }
+  /* A time another tab of this browser stored under `key` (0: none, or no storage). */
+  function stored(key) {
+    try { return parseInt(window.localStorage.getItem(key) || "0", 10) || 0; } catch (e) { return 0; }
   }
   function active() {
     last = Date.now();
@@ -65,9 +66,7 @@
   function signOut() {
     leaving = true;
     var next = window.location.pathname + window.location.search;
-    var other = 0;
-    try { other = parseInt(window.localStorage.getItem(OUT) || "0", 10) || 0; } catch (e) { /* */ }
-    if (Date.now() - other < 10000) {
+    if (Date.now() - stored(OUT) < 10000) {
       window.setTimeout(function () {
         window.location.assign("/login?" + new URLSearchParams(
           { signed_out: "1", idle: "1", next: next }).toString());
@@ -87,7 +86,7 @@
   }
   function check() {
     if (leaving) return;
-    var left = Math.max(last, shared()) + limit - Date.now();
+    var left = Math.max(last, stored(KEY)) + limit - Date.now();
     if (left <= 0) signOut();
     else if (left <= warnFor) warn(left);
     else dismiss();
