@@ -14,6 +14,7 @@ from medloop.cli import (  # noqa: F401  (register commands)
     crowd,
     db,
     demo,
+    erasure,
     inference,
     learning,
     loop,

@@ -44,6 +44,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "seed": r.seed,
             "labels_digest": r.labels_digest,
             "training_labels": r.training_labels,
+            "erased_patients": r.erased_patients,
         }
         for r in rows
     ]
@@ -68,6 +69,18 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
     out.print(table(f"model versions of {project}", versions))
     if periods:
         out.print(table("in use", periods))
+    marked = [f"v{row['version']}" for row in versions if row["erased_patients"]]
+    if marked:
+        out.print(erased_note(marked))
+
+
+def erased_note(marked: list[str]) -> str:
+    """The line under a table of model versions naming those (`marked`) trained on the
+    data of patients erased since."""
+    return (
+        "trained on the data of patients erased since (erased_patients): "
+        f"{', '.join(marked)}; retrain, and put a new version in use"
+    )
 
 
 @model_app.command("use")

@@ -17,6 +17,7 @@ from medloop.cli.common import (
     table,
     workspace,
 )
+from medloop.cli.models import erased_note
 from medloop.cli.precision import risk_app
 
 
@@ -38,6 +39,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "n_train": r.n_train,
             "features": r.features,
             "metrics": r.metrics,
+            "erased_patients": r.erased_patients,
         }
         for r in rows
     ]
@@ -65,6 +67,9 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
     out.print(table(f"model versions of {project}", shown))
     if periods:
         out.print(table("in use", periods))
+    marked = [f"{row['kind']} v{row['version']}" for row in versions if row["erased_patients"]]
+    if marked:
+        out.print(erased_note(marked))
 
 
 @risk_app.command("use")

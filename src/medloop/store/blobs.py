@@ -160,13 +160,22 @@ class BlobStore:
     def remove(self, blob: BlobFile, *, unused_since: float) -> bool:
         """Delete `blob` unless it was written or used (`put`) at `unused_since` or later,
         looked at again now: an import storing it meanwhile keeps it. True if deleted."""
-        try:
-            if blob.path.stat().st_mtime >= unused_since:
-                return False
-            blob.path.unlink()
-        except FileNotFoundError:
+        return _unlink_unused(blob.path, unused_since)
+
+    def discard(self, sha256: str, *, unused_since: float) -> bool:
+        """Delete the blob `sha256` as `remove` does (kept if stored again at
+        `unused_since` or later); True if deleted, False if kept or not there."""
+        return _unlink_unused(self.path(sha256), unused_since)
+
+
+def _unlink_unused(path: Path, unused_since: float) -> bool:
+    try:
+        if path.stat().st_mtime >= unused_since:
             return False
-        return True
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def is_digest(text: str) -> bool:

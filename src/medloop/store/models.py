@@ -171,7 +171,8 @@ class ModelVersion(Base):
     project uses (review queue, task order, `predict PROJECT`) and NULL on the others
     (migration 0016): a newly trained version becomes current, and `medloop model use`
     makes an earlier one current again. The unique (project_id, in_use) pair keeps one
-    version in use per project (NULLs never clash)."""
+    version in use per project (NULLs never clash). `erased_patients` counts the patients
+    erased since whose images or labels it learned from (migration 0018): retrain it."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "version"),)
@@ -186,6 +187,7 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     in_use: Mapped[bool | None] = mapped_column(Boolean)
+    erased_patients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 Index("uq_model_versions_in_use", ModelVersion.project_id, ModelVersion.in_use, unique=True)
@@ -268,6 +270,9 @@ class Prediction(Base):
 class AuditEntry(Base):
     """Append-only record of who did what, when. Carries ids, never personal data.
 
+    The database refuses every UPDATE and DELETE but one: an `actor` replaced by the
+    pseudonym of a person erased (``erased-<hex>``, nothing else changed; migration 0018).
+
     The audit page finds people and actions by the start of their name in any case
     (`repository.audit_entries`): indexes on the lower-cased names serve it (migration
     0015), `text_pattern_ops` on PostgreSQL so that a LIKE 'prefix%' can use them
@@ -345,7 +350,9 @@ class RiskModelVersion(Base):
     gene-expression transform). `in_use_as` names what a cohort uses it for: "risk" (its
     one survival model or outcome classifier) or "effects"; NULL on the others
     (migration 0017). A newly trained one is put in use, `medloop risk use` puts an
-    earlier one back; the unique (project_id, in_use_as) pair keeps one of each."""
+    earlier one back; the unique (project_id, in_use_as) pair keeps one of each.
+    `erased_patients` counts the patients erased since whose data it was built from or
+    keeps (`RiskModelPatient`; migration 0018): retrain it."""
 
     __tablename__ = "risk_model_versions"
     __table_args__ = (UniqueConstraint("project_id", "kind", "version"),)
@@ -362,6 +369,7 @@ class RiskModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     in_use_as: Mapped[str | None] = mapped_column(String(20))
+    erased_patients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 Index(
@@ -370,6 +378,21 @@ Index(
     RiskModelVersion.in_use_as,
     unique=True,
 )
+
+
+class RiskModelPatient(Base):
+    """A patient a risk, effects or expression model version was built from: one of its
+    training rows, or one it keeps a risk interval for (migration 0018). Versions trained
+    before have none."""
+
+    __tablename__ = "risk_model_patients"
+
+    risk_model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("risk_model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class Recommendation(Base):

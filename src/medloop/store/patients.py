@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.store import repository
-from medloop.store.db import check_lengths, select_frame
+from medloop.store.db import check_lengths, chunks, select_frame
 from medloop.store.models import (
     Patient,
     PatientFeature,
     PatientObservation,
     Recommendation,
+    RiskModelPatient,
     RiskModelVersion,
     TreatmentDecision,
     User,
@@ -300,8 +301,10 @@ def add_risk_model(
     target: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     in_use_as: str | None = None,
+    patients: Iterable[str] = (),
 ) -> RiskModelVersion:
-    """Register a trained model; versions count up per (project, kind). With
+    """Register a trained model; versions count up per (project, kind), built from the
+    patients of pseudonyms `patients` (its lineage, `RiskModelPatient`). With
     `in_use_as` ("risk" or "effects"), the project uses it as that from now on."""
     latest = session.scalar(
         select(func.max(RiskModelVersion.version)).where(
@@ -321,6 +324,10 @@ def add_risk_model(
     )
     session.add(model)
     session.flush()
+    ids = repository.known_patients(session, project_id=project_id, pseudonyms=patients)
+    rows = [{"risk_model_version_id": model.id, "patient_id": i} for i in sorted(ids.values())]
+    for batch in chunks(rows):
+        session.execute(insert(RiskModelPatient), batch)
     if in_use_as is not None:
         use_risk_model(session, model=model, role=in_use_as)
     return model

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers; at run time `__getattr__` imports on fir
         checkpoints,
         dashboard,
         demo,
+        erasure,
         explain,
         export,
         figures,

@@ -32,7 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import ConflictError, InvalidInputError, NotFoundError
-from medloop.store import logins, members
+from medloop.store import erasure, logins, members
 from medloop.store import repository as repo
 from medloop.store.models import User
 from medloop.types import Role, look_up_option
@@ -53,6 +53,8 @@ COMMON_PASSWORDS = frozenset(
 )  # fmt: skip
 #: Actors the audit log uses for automated work: nobody may sign in under these names.
 RESERVED_USERNAMES = frozenset({"system", "model", "cli"})
+#: How the pseudonym of an erased person begins (`erase_user`); no account is named so.
+ERASED_PREFIX = "erased-"
 #: Lifetime of API bearer tokens and session cookies, in seconds (12 hours).
 TOKEN_TTL = 12 * 3600
 _hasher = PasswordHasher()
@@ -97,6 +99,8 @@ def _check_username(username: str) -> str:
         )
     if name.lower() in RESERVED_USERNAMES:
         raise InvalidInputError(f"{name!r} names the audit log's automated work; choose another")
+    if name.lower().startswith(ERASED_PREFIX):
+        raise InvalidInputError(f"names starting with {ERASED_PREFIX!r} stand for erased people")
     return name
 
 
@@ -281,6 +285,87 @@ def _change_user(
             ws.checked_tokens.pop(signature, None)
     logger.info("%s of user %d by %s", action, account.id, actor)
     return account
+
+
+@dataclass(frozen=True)
+class UserErasure:
+    """What erasing a person's account changes (`erased` False: a dry run, nothing
+    changed): the `pseudonym` now naming them, where it replaced their username
+    (`audit_entries`, `jobs`), the project `memberships`, held task (`holds`) and
+    `skips` removed, and the `answers` kept under the pseudonym."""
+
+    username: str
+    pseudonym: str
+    erased: bool
+    audit_entries: int
+    jobs: int
+    memberships: int
+    holds: int
+    skips: int
+    answers: int
+
+
+def erase_user(
+    ws: Workspace, *, username: str, reason: str, actor: str, dry_run: bool = True
+) -> UserErasure:
+    """Erase a person who leaves (e.g. a lay volunteer): their account is disabled for
+    good (no password, every token ended) and their username replaced everywhere by a
+    stable pseudonym, ``erased-`` and a keyed digest of the account's id. Their answers
+    stay, under the pseudonym, so consensus and models stay reproducible. Audited as
+    ``user.erased`` under `actor` with `reason` (after the rename: the entry names only
+    the pseudonym). With `dry_run` (the default) nothing changes. The last enabled admin
+    cannot be erased (ConflictError), nor a simulated account (no person)."""
+    text = reason.strip()
+    if not text:
+        raise InvalidInputError("give the reason for the erasure (e.g. 'left the project')")
+    with ws.db.session() as s:
+        user = repo.get_user(s, username=username)
+        if user.is_simulated:
+            raise InvalidInputError(f"user {username!r} is simulated: no person to erase")
+        if user.username.lower().startswith(ERASED_PREFIX):
+            raise ConflictError(f"user {username!r} is erased already")
+        user_id, name = user.id, user.username
+        pseudonym = erased_name(ws, user_id=user_id)
+        with _keeping_an_admin(s, user):
+            user.is_disabled = True
+        user.password_hash = None
+        user.token_epoch += 1
+        renamed = erasure.pseudonymise_user(s, user=user, pseudonym=pseudonym)
+        if dry_run:
+            s.rollback()
+        else:
+            repo.audit(
+                s,
+                actor=actor,
+                action="user.erased",
+                entity="user",
+                entity_id=user_id,
+                detail={"pseudonym": pseudonym, "reason": text, "answers": renamed.answers},
+            )
+    if not dry_run:
+        for signature, (checked, _) in list(ws.checked_tokens.items()):
+            if checked.id == user_id:
+                ws.checked_tokens.pop(signature, None)
+        logger.info("erased user %d by %s", user_id, actor)
+    return UserErasure(
+        username=name,
+        pseudonym=pseudonym,
+        erased=not dry_run,
+        audit_entries=renamed.audit_entries,
+        jobs=renamed.jobs,
+        memberships=renamed.memberships,
+        holds=renamed.holds,
+        skips=renamed.skips,
+        answers=renamed.answers,
+    )
+
+
+def erased_name(ws: Workspace, *, user_id: int) -> str:
+    """The pseudonym of erased account `user_id`: the same every time under this home's
+    key, and nobody without the key can tell whose it was."""
+    key = ws.settings.resolved_secret_key
+    digest = hmac.new(key, f"erased-user:{user_id}".encode(), hashlib.sha256).hexdigest()
+    return ERASED_PREFIX + digest[:16]
 
 
 @contextmanager

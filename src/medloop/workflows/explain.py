@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,16 @@ def gradcam_blobs(ws: Workspace) -> set[str]:
     if not model_dir.is_dir():
         return set()
     return {p.read_text().strip() for p in model_dir.glob(f"**/*{_GRADCAM_SUFFIX}/*.sha256")}
+
+
+def gradcam_pointers(checkpoint: Path, *, item_ids: Collection[int]) -> list[Path]:
+    """The pointers kept beside a model version's `checkpoint` to Grad-CAM overlays of
+    the items `item_ids` (each overlay shows its item's image)."""
+    folder = Path(checkpoint).with_suffix(_GRADCAM_SUFFIX)
+    if not folder.is_dir():
+        return []
+    wanted = {str(i) for i in item_ids}
+    return sorted(p for p in folder.glob("*.sha256") if p.name.split("-", 1)[0] in wanted)
 
 
 def _write_pointer(path: Path, sha256: str) -> None:

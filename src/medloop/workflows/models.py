@@ -57,6 +57,8 @@ class ModelRow:
     seed: int | None
     labels_digest: str | None
     training_labels: int
+    #: patients erased since whose images it learned from (`workflows.erasure`)
+    erased_patients: int = 0
 
 
 def list_models(ws: Workspace, *, project: str) -> list[ModelRow]:
@@ -77,6 +79,7 @@ def list_models(ws: Workspace, *, project: str) -> list[ModelRow]:
             seed=v.metrics.get("seed"),
             labels_digest=v.metrics.get("labels_digest"),
             training_labels=counts.get(v.id, 0),
+            erased_patients=v.erased_patients,
         )
         for v in versions
     ]

@@ -332,6 +332,7 @@ def import_expression(
                 n_train=len(matrix),
                 features=list(X.columns),
                 target={"top_genes": top_genes, "min_present": min_present},
+                patients=matrix.index,
             )
             logger.info("expression transform version %d: %d genes", version.version, X.shape[1])
         values = prepo.upsert_features(
@@ -554,6 +555,7 @@ def train_risk(
         bundle=bundle,
         n_train=len(frame),
         features=table.columns_,
+        patients=[*frame.index, *(cohort.index if n_bootstrap else [])],
         target={
             "time": time_column,
             "event": event_column,
@@ -575,13 +577,15 @@ def _register_risk_model(
     bundle: dict[str, Any],
     n_train: int,
     features: list[str],
+    patients: Sequence[str],
     target: dict[str, Any],
     metrics: dict[str, float],
     calibration: Any,
 ) -> TrainedModel:
     """Save a trained risk model's bundle, register it as the cohort's newest version of
     `kind`, the one it uses from now on (its figures stored with their `calibration`),
-    and audit the training."""
+    built from `patients` (its training rows and those it keeps an interval for), and
+    audit the training."""
     blob = _save(ws, bundle)
     with ws.db.session() as s:
         version = prepo.add_risk_model(
@@ -595,6 +599,7 @@ def _register_risk_model(
             target=target,
             metrics={**metrics, "calibration": calibration},
             in_use_as=IN_USE_AS[kind],
+            patients=patients,
         )
         repo.audit(
             s,
@@ -703,6 +708,7 @@ def train_risk_classifier(
         bundle=bundle,
         n_train=len(frame),
         features=table.columns_,
+        patients=[*frame.index, *(cohort.index if n_bootstrap else [])],
         target={
             "outcome": outcome_column,
             "calibration": calibration,
@@ -818,6 +824,7 @@ def train_effects(
             features=table.columns_,
             target={**target, "treated": treated, "control": control},
             in_use_as=IN_USE_AS[EFFECTS],
+            patients=frame.index,
         )
         repo.audit(
             s,
@@ -1272,9 +1279,22 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
 
 
 def _warning(version: RiskModelVersion) -> list[str]:
-    """A model's stored warning (too few events per column) as a list, named by model."""
+    """A model's stored warning (too few events per column) and whether it was built
+    from the data of patients erased since, as a list, named by model."""
     warning = (version.target or {}).get("warning")
-    return [f"{version.kind} model v{version.version}: {warning}"] if warning else []
+    said = [warning] if warning else []
+    said += [erased_warning(version.erased_patients)] if version.erased_patients else []
+    return [f"{version.kind} model v{version.version}: {w}" for w in said]
+
+
+def erased_warning(patients: int) -> str:
+    """What a doctor is told of a model built from the data of `patients` patients who
+    were erased since (`workflows.erasure`)."""
+    whose = "a patient" if patients == 1 else f"{patients} patients"
+    return (
+        f"it was trained on the data of {whose} erased since (consent withdrawn); "
+        "ask for it to be retrained"
+    )
 
 
 def _heterogeneity_note(test: Mapping[str, Any]) -> str:
@@ -1739,6 +1759,8 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
         units = prepo.feature_units(s, project_id=record.id)
         stored, target = dict(version.metrics or {}), dict(version.target or {})
         name, kind, n_train = _model_name(version), version.kind, version.n_train
+        said = [target["warning"]] if target.get("warning") else []
+        said += [erased_warning(version.erased_patients)] if version.erased_patients else []
     calibration = stored.pop("calibration", None)
     figures = {k: v for k, v in stored.items() if isinstance(v, int | float)}
     evaluation = _evaluation(target)
@@ -1764,7 +1786,7 @@ def risk_model_card(ws: Workspace, *, project: str) -> dict[str, Any]:
             if k.endswith(SPREAD_SUFFIX)
         },
         "calibration": {"what": what, "predicted": predicted, "observed": observed},
-        "warning": target.get("warning"),
+        "warning": "; ".join(said) if said else None,
     }
 
 

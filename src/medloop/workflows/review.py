@@ -312,6 +312,8 @@ class ModelSummary:
     test_accuracy: float | None
     test_n: int | None
     labels_since: int
+    #: patients erased since whose images it learned from (`workflows.erasure`)
+    erased_patients: int = 0
 
 
 @dataclass(frozen=True)
@@ -437,6 +439,7 @@ def _model_summary(s: Session, model: ModelVersion, classes: list[str]) -> Model
         labels_since=assignments.final_labels_since(
             s, project_id=model.project_id, since=model.created_at
         ),
+        erased_patients=model.erased_patients,
     )
 
 

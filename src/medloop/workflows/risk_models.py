@@ -43,6 +43,8 @@ class RiskModelRow:
     n_train: int
     features: int
     metrics: dict[str, Any]
+    #: patients erased since whose data it was built from (`workflows.erasure`)
+    erased_patients: int = 0
 
 
 def list_risk_models(ws: Workspace, *, project: str) -> list[RiskModelRow]:
@@ -61,6 +63,7 @@ def list_risk_models(ws: Workspace, *, project: str) -> list[RiskModelRow]:
             n_train=v.n_train,
             features=len(v.features or []),
             metrics={k: m for k, m in (v.metrics or {}).items() if k != "calibration"},
+            erased_patients=v.erased_patients,
         )
         for v in versions
     ]
