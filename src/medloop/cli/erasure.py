@@ -84,10 +84,10 @@ def users_erase(
     yes: YesOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Erase a person who leaves: the account is disabled for good and its username
-    replaced by a pseudonym everywhere (audit log, jobs); answers stay, under the
-    pseudonym, so labels and models stay reproducible. Not the last admin. A dry run
-    unless --yes."""
+    """Erase a lay annotator who leaves: the account is disabled for good and its
+    username replaced by a pseudonym everywhere (audit log, jobs); answers stay, under
+    the pseudonym, so labels and models stay reproducible. Doctors and admins are
+    disabled instead (their names are part of the record). A dry run unless --yes."""
     with workspace() as ws:
         done = workflows.accounts.erase_user(
             ws, username=name, reason=reason, actor=CLI_ACTOR, dry_run=not yes

@@ -313,8 +313,9 @@ def erase_user(
     stable pseudonym, ``erased-`` and a keyed digest of the account's id. Their answers
     stay, under the pseudonym, so consensus and models stay reproducible. Audited as
     ``user.erased`` under `actor` with `reason` (after the rename: the entry names only
-    the pseudonym). With `dry_run` (the default) nothing changes. The last enabled admin
-    cannot be erased (ConflictError), nor a simulated account (no person)."""
+    the pseudonym). With `dry_run` (the default) nothing changes. Only annotators are
+    erased (InvalidInputError for a doctor or an admin, whose name on signed labels and
+    in the audit log is part of the record), and no simulated account (no person)."""
     text = reason.strip()
     if not text:
         raise InvalidInputError("give the reason for the erasure (e.g. 'left the project')")
@@ -324,10 +325,16 @@ def erase_user(
             raise InvalidInputError(f"user {username!r} is simulated: no person to erase")
         if user.username.lower().startswith(ERASED_PREFIX):
             raise ConflictError(f"user {username!r} is erased already")
+        if user.role != Role.ANNOTATOR:
+            raise InvalidInputError(
+                f"user {username!r} is a {user.role}: only lay annotators are erased, since "
+                "a doctor's or admin's name on final labels, decisions and the audit log is "
+                "part of the medical and security record; disable the account instead "
+                "(medloop users disable)"
+            )
         user_id, name = user.id, user.username
         pseudonym = erased_name(ws, user_id=user_id)
-        with _keeping_an_admin(s, user):
-            user.is_disabled = True
+        user.is_disabled = True
         user.password_hash = None
         user.token_epoch += 1
         renamed = erasure.pseudonymise_user(s, user=user, pseudonym=pseudonym)
