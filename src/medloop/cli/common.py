@@ -204,3 +204,53 @@ def output_file(path: Path | None, *, inputs: Iterable[Path | None] = ()) -> Non
 def iso_time(moment: datetime | None) -> str | None:
     """A stored time as ISO 8601 to the second (None stays None), for tables and JSON."""
     return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def in_use_row(period: workflows.models.InUse | workflows.risk_models.RiskInUse) -> dict[str, Any]:
+    """When a model version's period in use began and ended, who began it and how (the
+    audit log's action), for `print_versions`."""
+    return {
+        "since": iso_time(period.since),
+        "until": iso_time(period.until),
+        "by": period.by,
+        "how": period.action,
+    }
+
+
+def print_versions(
+    versions: list[dict[str, Any]],
+    periods: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    title: str,
+    none_yet: str,
+    marked: str,
+    hidden: Iterable[str] = (),
+) -> None:
+    """A listing of model versions (`model list`, `risk list`): as JSON, the versions
+    and the periods each was in use; else a table of the versions, the column `marked`
+    shown as "yes" (True) or its value, and blank for the others, `hidden` columns left
+    to the JSON; then a table of the periods (`none_yet`: the line for no versions) and
+    a line naming the versions trained on the data of patients erased since."""
+    if as_json:
+        print_json({"versions": versions, "in_use": periods})
+        return
+    if not versions:
+        out.print(none_yet)
+        return
+    shown = [{k: v for k, v in row.items() if k not in set(hidden)} for row in versions]
+    for row in shown:
+        row[marked] = "yes" if row[marked] is True else row[marked] or ""
+    out.print(table(title, shown))
+    if periods:
+        out.print(table("in use", periods))
+    erased = [
+        " ".join([str(row.get("kind", "")), f"v{row['version']}"]).strip()
+        for row in versions
+        if row["erased_patients"]
+    ]
+    if erased:
+        out.print(
+            "trained on the data of patients erased since (erased_patients): "
+            f"{', '.join(erased)}; retrain, and put a new version in use"
+        )

@@ -15,11 +15,11 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    in_use_row,
     iso_time,
     out,
     output_file,
-    print_json,
-    table,
+    print_versions,
     workspace,
 )
 from medloop.cli.inference import model_app
@@ -48,38 +48,14 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
         }
         for r in rows
     ]
-    periods = [
-        {
-            "version": p.version,
-            "since": iso_time(p.since),
-            "until": iso_time(p.until),
-            "by": p.by,
-            "how": p.action,
-        }
-        for p in history
-    ]
-    if as_json:
-        print_json({"versions": versions, "in_use": periods})
-        return
-    if not versions:
-        out.print(f"project {project!r} has no trained model yet")
-        return
-    for row in versions:
-        row["in_use"] = "yes" if row["in_use"] else ""
-    out.print(table(f"model versions of {project}", versions))
-    if periods:
-        out.print(table("in use", periods))
-    marked = [f"v{row['version']}" for row in versions if row["erased_patients"]]
-    if marked:
-        out.print(erased_note(marked))
-
-
-def erased_note(marked: list[str]) -> str:
-    """The line under a table of model versions naming those (`marked`) trained on the
-    data of patients erased since."""
-    return (
-        "trained on the data of patients erased since (erased_patients): "
-        f"{', '.join(marked)}; retrain, and put a new version in use"
+    periods = [{"version": p.version, **in_use_row(p)} for p in history]
+    print_versions(
+        versions,
+        periods,
+        as_json=as_json,
+        title=f"model versions of {project}",
+        none_yet=f"project {project!r} has no trained model yet",
+        marked="in_use",
     )
 
 

@@ -11,13 +11,12 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    in_use_row,
     iso_time,
     out,
-    print_json,
-    table,
+    print_versions,
     workspace,
 )
-from medloop.cli.models import erased_note
 from medloop.cli.precision import risk_app
 
 
@@ -44,32 +43,17 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
         for r in rows
     ]
     periods = [
-        {
-            "as": p.role,
-            "kind": p.kind,
-            "version": p.version,
-            "since": iso_time(p.since),
-            "until": iso_time(p.until),
-            "by": p.by,
-            "how": p.action,
-        }
-        for p in history
+        {"as": p.role, "kind": p.kind, "version": p.version, **in_use_row(p)} for p in history
     ]
-    if as_json:
-        print_json({"versions": versions, "in_use": periods})
-        return
-    if not versions:
-        out.print(f"cohort {project!r} has no trained model yet")
-        return
-    shown = [{k: v for k, v in row.items() if k != "metrics"} for row in versions]
-    for row in shown:
-        row["in_use_as"] = row["in_use_as"] or ""
-    out.print(table(f"model versions of {project}", shown))
-    if periods:
-        out.print(table("in use", periods))
-    marked = [f"{row['kind']} v{row['version']}" for row in versions if row["erased_patients"]]
-    if marked:
-        out.print(erased_note(marked))
+    print_versions(
+        versions,
+        periods,
+        as_json=as_json,
+        title=f"model versions of {project}",
+        none_yet=f"cohort {project!r} has no trained model yet",
+        marked="in_use_as",
+        hidden=["metrics"],
+    )
 
 
 @risk_app.command("use")

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from medloop.exceptions import NotFoundError
 from medloop.store import repository as repo
-from medloop.store.models import AuditEntry, ModelVersion, Project
+from medloop.store.models import ModelVersion, Project
+from medloop.workflows.versions import in_use_periods, put_in_use
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -94,17 +94,17 @@ def use_model(ws: Workspace, *, project: str, version: int, actor: str) -> int |
         chosen = chosen_version(s, project=record, version=version)
         before = repo.current_model_version(s, project_id=record.id)
         previous = None if before is None else before.version
-        if previous == version:
-            return previous
-        repo.use_model_version(s, model_version=chosen)
-        repo.audit(
+        switched = put_in_use(
             s,
+            chosen=chosen,
+            before=before,
+            switch=lambda model: repo.use_model_version(s, model_version=model),
             actor=actor,
             action="model.use",
-            entity="model_version",
-            entity_id=chosen.id,
             detail={"project": record.id, "version": version, "previous": previous},
         )
+        if not switched:
+            return previous
     logger.info("model version %d of project %d in use (was %s)", version, record.id, previous)
     return previous
 
@@ -125,21 +125,14 @@ def model_history(ws: Workspace, *, project: str) -> list[InUse]:
     audit log's ``model.train`` and ``model.use`` entries (each names the version)."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
-        rows = s.execute(
-            select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, ModelVersion.version)
-            .join(ModelVersion, AuditEntry.entity_id == cast(ModelVersion.id, String))
-            .where(
-                AuditEntry.action.in_(IN_USE_ACTIONS),
-                AuditEntry.entity == "model_version",
-                ModelVersion.project_id == record.id,
-            )
-            .order_by(AuditEntry.id)
-        ).all()
-    periods = []
-    for position, (at, actor, action, version) in enumerate(rows):
-        until = rows[position + 1][0] if position + 1 < len(rows) else None
-        periods.append(InUse(version=version, since=at, until=until, by=actor, action=action))
-    return periods
+        periods = in_use_periods(
+            s,
+            table=ModelVersion,
+            project_id=record.id,
+            actions=IN_USE_ACTIONS,
+            columns=[ModelVersion.version],
+        )
+    return [InUse(p.values[0], p.since, p.until, p.by, p.action) for p in periods]
 
 
 def model_in_use_at(ws: Workspace, *, project: str, at: datetime) -> int | None:

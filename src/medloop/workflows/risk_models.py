@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, select
-
 from medloop.exceptions import InvalidInputError, NotFoundError
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
-from medloop.store.models import AuditEntry, Project, RiskModelVersion
+from medloop.store.models import Project, RiskModelVersion
 from medloop.workflows.precision import IN_USE_AS, _project
+from medloop.workflows.versions import in_use_periods, put_in_use
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -92,15 +91,13 @@ def use_risk_model(
             )
         before = prepo.risk_model_in_use(s, project_id=record.id, role=role)
         previous = None if before is None else (before.kind, before.version)
-        if previous == (kind, version):
-            return previous
-        prepo.use_risk_model(s, model=chosen, role=role)
-        repo.audit(
+        switched = put_in_use(
             s,
+            chosen=chosen,
+            before=before,
+            switch=lambda model: prepo.use_risk_model(s, model=model, role=role),
             actor=actor,
             action="risk_model.use",
-            entity="risk_model",
-            entity_id=chosen.id,
             detail={
                 "project": record.id,
                 "kind": kind,
@@ -109,6 +106,8 @@ def use_risk_model(
                 "previous": None if previous is None else list(previous),
             },
         )
+        if not switched:
+            return previous
     logger.info(
         "%s model v%d of cohort %d in use as %s (was %s)", kind, version, record.id, role, previous
     )
@@ -135,27 +134,17 @@ def risk_model_history(ws: Workspace, *, project: str) -> list[RiskInUse]:
     the version)."""
     with ws.db.session() as s:
         record = _project(s, project, create=False)
-        rows = s.execute(
-            select(
-                AuditEntry.at,
-                AuditEntry.actor,
-                AuditEntry.action,
-                RiskModelVersion.kind,
-                RiskModelVersion.version,
-            )
-            .join(RiskModelVersion, AuditEntry.entity_id == cast(RiskModelVersion.id, String))
-            .where(
-                AuditEntry.action.in_(IN_USE_ACTIONS),
-                AuditEntry.entity == "risk_model",
-                RiskModelVersion.project_id == record.id,
-                RiskModelVersion.kind.in_(list(IN_USE_AS)),
-            )
-            .order_by(AuditEntry.id)
-        ).all()
-    periods: list[RiskInUse] = []
-    for position, (at, actor, action, kind, version) in enumerate(rows):
-        role = IN_USE_AS[kind]
-        later = [r[0] for r in rows[position + 1 :] if IN_USE_AS[r[3]] == role]
-        until = later[0] if later else None
-        periods.append(RiskInUse(role, kind, version, at, until, actor, action))
-    return periods
+        periods = in_use_periods(
+            s,
+            table=RiskModelVersion,
+            project_id=record.id,
+            actions=IN_USE_ACTIONS,
+            columns=[RiskModelVersion.kind, RiskModelVersion.version],
+            where=[RiskModelVersion.kind.in_(list(IN_USE_AS))],
+            slot=lambda values: IN_USE_AS[values[0]],
+        )
+    rows = []
+    for p in periods:
+        kind, version = p.values
+        rows.append(RiskInUse(IN_USE_AS[kind], kind, version, p.since, p.until, p.by, p.action))
+    return rows
