@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from cli_support import run
 from medloop import workflows
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.store import repository as repo
+from medloop.store.models import ModelVersion
 
 
 def _home_in_use(home: Path) -> workflows.Workspace:
@@ -99,3 +102,31 @@ def test_a_backup_refuses_a_used_folder_and_reports_a_damaged_blob(
     damaged.unlink()
     code, out, _ = run(monkeypatch, capsys, "store", "backup", str(tmp_path / "b"))
     assert code == 1 and "missing from the copy" in out and damaged.name in out
+
+
+def test_a_backup_checks_model_checkpoints_and_leaves_a_damaged_one_out(
+    home: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Checkpoints were copied unchecked: a backup carried a corrupt model silently, to be
+    found only when the restored home refused to load it."""
+    ws = _home_in_use(home)
+    try:
+        with ws.db.session() as s:
+            (version,) = s.scalars(select(ModelVersion))
+            version.metrics = {"checkpoint_sha256": hashlib.sha256(b"weights").hexdigest()}
+        healthy = workflows.backup.back_up(ws, target=tmp_path / "healthy")
+    finally:
+        ws.close()
+    assert healthy.complete and healthy.model_files == 1
+    assert (tmp_path / "healthy" / "models" / "chest" / "v1.pt").read_bytes() == b"weights"
+
+    (home / "models" / "chest" / "v1.pt").write_bytes(b"weightz")  # damaged on disk
+    code, out, err = run(monkeypatch, capsys, "store", "backup", str(tmp_path / "b"), "--json")
+    report = json.loads(out)
+    assert code == 1, err
+    assert report["damaged_models"] == ["chest/v1.pt"] and report["damaged"] == []
+    assert report["missing"] == ["chest/v1.pt"] and report["model_files"] == 0
+    assert not (tmp_path / "b" / "models" / "chest" / "v1.pt").exists()
+
+    code, out, _ = run(monkeypatch, capsys, "store", "backup", str(tmp_path / "c"))
+    assert code == 1 and "damaged, not copied: model checkpoint chest/v1.pt" in out

@@ -179,7 +179,9 @@ def backup(
     """Copy the home (SQLite database, models, blobs) into TARGET, consistently while
     servers run; restore by pointing MEDLOOP_HOME at it, with the same
     MEDLOOP_SECRET_KEY. On PostgreSQL, pg_dump the database first: this copies the files.
-    Exits with status 1 when a file the database names could not be copied whole."""
+    Blobs and model checkpoints are checked against their sha256 on the way: a damaged
+    one is named and left out. Exits with status 1 when a file the database names could
+    not be copied whole."""
     with workspace() as ws, progress_bar() as progress:
         report = workflows.backup.back_up(ws, target=target, progress=progress)
     if as_json:
@@ -192,6 +194,7 @@ def backup(
                 "model_files": report.model_files,
                 "missing": report.missing,
                 "damaged": report.damaged,
+                "damaged_models": report.damaged_models,
             }
         )
     else:
@@ -204,6 +207,11 @@ def backup(
             out.print("the database is PostgreSQL: keep the pg_dump taken before this command")
         for sha in report.damaged:
             out.print(f"damaged, not copied: blob {sha} (medloop store verify names its rows)")
+        for name in report.damaged_models:
+            out.print(
+                f"damaged, not copied: model checkpoint {name} (no longer matches the sha256 "
+                "recorded when it was trained; medloop store verify names its version)"
+            )
         for name in report.missing:
             out.print(f"missing from the copy: {name}")
     if not report.complete:

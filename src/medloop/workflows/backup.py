@@ -8,9 +8,10 @@ them, and a copy of both taken at different moments may not open at all. Here th
 database is copied first, as one snapshot (SQLite's online backup; PostgreSQL's is
 pg_dump, taken before this command), then the model folder and the blobs: files are
 written before the rows that name them are committed, and never changed after, so every
-file a row of the snapshot names is there to be copied. Each blob is checked against its
-digest on the way (a damaged one is reported, not copied), and the copy is checked
-against its own database at the end. The result is a home: point MEDLOOP_HOME at it
+file a row of the snapshot names is there to be copied. Each blob, and each model
+version's checkpoint, is checked against its recorded sha256 on the way (a damaged one
+is reported by name and left out: a backup must not carry a corrupt model), and the
+copy is checked against its own database at the end. The result is a home: point MEDLOOP_HOME at it
 (with the same MEDLOOP_SECRET_KEY) to restore.
 """
 
@@ -30,7 +31,12 @@ from medloop.exceptions import InvalidInputError
 from medloop.store import BlobStore, Database
 from medloop.store import repository as repo
 from medloop.store.models import ModelVersion
-from medloop.workflows.checkpoints import UNFINISHED
+from medloop.workflows.checkpoints import (
+    DIGEST_KEY,
+    UNFINISHED,
+    CheckpointState,
+    checkpoint_state,
+)
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
@@ -43,8 +49,9 @@ DATABASE_FILE = "medloop.db"
 @dataclass(frozen=True)
 class BackupReport:
     """What `back_up` copied into `target`; `database` is False for PostgreSQL (dumped
-    apart). `missing` and `damaged` name files the snapshot needs that could not be
-    copied whole (the backup is then incomplete)."""
+    apart). `missing`, `damaged` (blobs' digests) and `damaged_models` (checkpoints,
+    ``<project>/<file>`` under the model folder) name files the snapshot needs that
+    could not be copied whole (the backup is then incomplete)."""
 
     target: Path
     database: bool
@@ -53,10 +60,11 @@ class BackupReport:
     model_files: int
     missing: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
+    damaged_models: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return not (self.missing or self.damaged)
+        return not (self.missing or self.damaged or self.damaged_models)
 
 
 def back_up(ws: Workspace, *, target: Path, progress: Progress = no_progress) -> BackupReport:
@@ -71,19 +79,23 @@ def back_up(ws: Workspace, *, target: Path, progress: Progress = no_progress) ->
     target.mkdir(parents=True, exist_ok=True)
     database = _copy_database(ws.db, target / DATABASE_FILE)
     model_files = _copy_models(ws.settings.model_dir, target / "models")
+    damaged_models = _drop_damaged_checkpoints(ws, target / "models", progress)
+    model_files -= len(damaged_models)
     _copy_date_shift_key(ws.settings.date_shift_key_file, target)
     blobs, size, damaged = _copy_blobs(ws.blobs, BlobStore(target / "blobs"), progress)
     missing: list[str] = []
     if database:
         missing = _missing_files(target)
-    report = BackupReport(target, database, blobs, size, model_files, missing, damaged)
+    report = BackupReport(
+        target, database, blobs, size, model_files, missing, damaged, damaged_models
+    )
     logger.info(
         "backed up %d blobs and %d model files to %s (%d missing, %d damaged)",
         blobs,
         model_files,
         target,
         len(missing),
-        len(damaged),
+        len(damaged) + len(damaged_models),
     )
     return report
 
@@ -104,6 +116,29 @@ def _copy_models(source: Path, target: Path) -> int:
         return 0
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(*UNFINISHED))
     return sum(1 for path in target.rglob("*") if path.is_file())
+
+
+def _drop_damaged_checkpoints(ws: Workspace, models: Path, progress: Progress) -> list[str]:
+    """Check each model version's checkpoint copied into `models` against the sha256
+    recorded when it was trained, and take a damaged one out of the copy: its names
+    (``<project>/<file>``). Versions trained before digests were recorded, and files the
+    copy lacks (`_missing_files` names them), are not checked."""
+    with ws.db.session() as s:  # the rows of every file copied, and maybe a few newer
+        stored = repo.model_checkpoints(s)
+    damaged: list[str] = []
+    for done, (project, version, path, metrics) in enumerate(stored, 1):
+        name = Path(*Path(path).parts[-2:])
+        copy = models / name
+        if checkpoint_state(copy, metrics.get(DIGEST_KEY)) is CheckpointState.DAMAGED:
+            copy.unlink()
+            damaged.append(name.as_posix())
+            logger.error(
+                "the checkpoint of model version %d of project %s is damaged; left out",
+                version,
+                project,
+            )
+        progress("backup: checking model checkpoints", done, len(stored))
+    return damaged
 
 
 def _copy_date_shift_key(source: Path, target: Path) -> None:
