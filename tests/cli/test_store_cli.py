@@ -96,3 +96,15 @@ def test_verify_names_a_damaged_checkpoint_and_gc_deletes_a_killed_training(
     code, out, _ = run(monkeypatch, capsys, "store", "gc", "--delete")
     assert code == 0 and "deleted 1 unfinished checkpoints (4 bytes)" in out
     assert not killed.exists()
+    orphan = folder / "v3.pt"  # no version names it
+    orphan.write_bytes(b"lost")
+    for path in (orphan, folder / "v1.pt", folder / "v2.pt"):
+        os.utime(path, (then, then))
+    code, out, _ = run(monkeypatch, capsys, "store", "gc")
+    assert code == 0 and "checkpoints no model version names" in out and "chest/v3.pt" in out
+    code, out, _ = run(monkeypatch, capsys, "store", "gc", "--delete", "--json")
+    listed = json.loads(out)
+    assert [(c["name"], c["deleted"]) for c in listed["orphan_checkpoints"]] == [
+        ("chest/v3.pt", True)
+    ]
+    assert not orphan.exists() and (folder / "v1.pt").exists() and (folder / "v2.pt").exists()

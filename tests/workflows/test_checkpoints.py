@@ -139,3 +139,44 @@ def test_gc_deletes_the_checkpoints_of_killed_trainings_past_the_grace(ws: Works
     (entry,) = audit_log(ws, action="store.gc").entries
     assert entry.actor == "ops" and entry.entity == "checkpoints"
     assert entry.detail["files"] == ["chest/training-aa.pt", "chest/training-cc.pt.tmp"]
+
+
+def test_gc_deletes_checkpoints_no_version_names_past_the_grace(ws: Workspace) -> None:
+    """A vN.pt no version named (a crash between storing the file and committing its
+    version, a database restored to an earlier copy) stayed forever: gc looked at
+    `training-*` files only."""
+    stored = _stored_version(ws, "chest", 1, {})
+    with ws.db.session() as s:  # a row written before paths were kept relative
+        record = repo.create_project(s, name="old", classes=["a", "b"], n_channels=1)
+        legacy = ws.settings.model_dir / "old" / "v1.pt"
+        repo.add_model_version(s, project_id=record.id, network="cnn", n_train=2,
+                               metrics={}, checkpoint_path=str(legacy))  # fmt: skip
+    legacy.parent.mkdir()
+    legacy.write_bytes(b"weights")
+    orphan, young, other = (
+        stored.parent / "v2.pt",
+        stored.parent / "v3.pt",
+        stored.parent / "notes-v4.pt",
+    )
+    for path in (orphan, young, other):
+        path.write_bytes(b"x" * 10)
+    overlays = stored.parent / "v2.gradcam"
+    overlays.mkdir()
+    (overlays / "7-1.sha256").write_text("ab" * 32)
+    for path in (stored, legacy, orphan, other):
+        _age(path, 30)
+
+    listed = storage.collect_garbage(ws, grace_hours=24, actor="ops")
+    assert {u.name: u.deleted for u in listed.orphans} == {
+        "chest/v2.pt": False,
+        "chest/v3.pt": False,
+    }
+    assert listed.orphans_within_grace == 1 and orphan.exists()
+
+    deleted = storage.collect_garbage(ws, grace_hours=24, delete=True, actor="ops")
+    assert (deleted.deleted_orphans, deleted.deleted_orphan_bytes) == (1, 10)
+    assert not orphan.exists() and not overlays.exists()  # its Grad-CAM pointers too
+    assert young.exists() and stored.exists() and legacy.exists() and other.exists()
+    (entry,) = audit_log(ws, action="store.gc").entries
+    assert entry.actor == "ops" and entry.entity == "orphan_checkpoints"
+    assert entry.detail["files"] == ["chest/v2.pt"]

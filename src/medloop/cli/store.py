@@ -1,12 +1,12 @@
 """Commands on the stored files: `store verify` (rows against their blobs and model
-checkpoints), `store gc` (blobs no row names, checkpoints of trainings never stored) and
-`store backup` (a consistent copy of the home)."""
+checkpoints), `store gc` (blobs no row names, checkpoints of trainings never stored or
+named by no version) and `store backup` (a consistent copy of the home)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from medloop.cli.common import (
     workspace,
 )
 from medloop.types import DEFAULT_BLOB_GRACE_HOURS
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 store_app = typer.Typer(
     help="Check the stored images and files against the database, tidy them, back them up.",
@@ -89,21 +92,24 @@ def verify(as_json: JsonOpt = False) -> None:
 @store_app.command("gc")
 def gc(
     delete: Annotated[
-        bool, typer.Option("--delete", help="Delete the unused blobs older than the grace.")
+        bool, typer.Option("--delete", help="Delete the unused files older than the grace.")
     ] = False,
     grace_hours: Annotated[
         float,
         typer.Option(
             min=0,
-            help="Keep unused blobs younger than this many hours: an import running now "
-            "writes its blobs shortly before committing the rows that name them.",
+            help="Keep unused files younger than this many hours: an import running now "
+            "writes its blobs shortly before committing the rows that name them, a "
+            "training its checkpoint shortly before storing its version.",
         ),
     ] = DEFAULT_BLOB_GRACE_HOURS,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the blobs no row names (left by an import that failed or was interrupted)
-    and the checkpoints of trainings that never finished (killed); with --delete,
-    delete those older than the grace period (audited)."""
+    """List the blobs no row names (left by an import that failed or was interrupted),
+    the checkpoints of trainings that never finished (killed) and the version
+    checkpoints (vN.pt) no model version names (a crash while storing one, a database
+    restored to an earlier copy); with --delete, delete those older than the grace
+    period (audited)."""
     with workspace() as ws, progress_bar() as progress:
         report = workflows.storage.collect_garbage(
             ws, grace_hours=grace_hours, delete=delete, actor=CLI_ACTOR, progress=progress
@@ -121,6 +127,9 @@ def gc(
                 "unfinished_checkpoints": [dataclasses.asdict(u) for u in report.unfinished],
                 "deleted_checkpoints": report.deleted_checkpoints,
                 "deleted_checkpoint_bytes": report.deleted_checkpoint_bytes,
+                "orphan_checkpoints": [dataclasses.asdict(u) for u in report.orphans],
+                "deleted_orphans": report.deleted_orphans,
+                "deleted_orphan_bytes": report.deleted_orphan_bytes,
             }
         )
         return
@@ -142,20 +151,17 @@ def gc(
         f"{report.grace_hours:g} hours and kept"
     )
     if report.unfinished:
-        rows = [
-            {
-                "checkpoint": u.name,
-                "bytes": u.size,
-                "age (hours)": round(u.age_hours, 1),
-                "deleted": "yes" if u.deleted else "no",
-            }
-            for u in report.unfinished
-        ]
-        out.print(table("checkpoints of trainings never stored", rows))
+        out.print(_checkpoint_table("checkpoints of trainings never stored", report.unfinished))
         out.print(
             f"{len(report.unfinished)} unfinished checkpoints; "
             f"{report.checkpoints_within_grace} are younger than {report.grace_hours:g} hours "
             "(a training may be under way) and kept"
+        )
+    if report.orphans:
+        out.print(_checkpoint_table("checkpoints no model version names", report.orphans))
+        out.print(
+            f"{len(report.orphans)} orphan checkpoints; {report.orphans_within_grace} are "
+            f"younger than {report.grace_hours:g} hours (a training may be storing one) and kept"
         )
     if delete:
         out.print(f"deleted {report.deleted} ({report.deleted_bytes} bytes)")
@@ -164,11 +170,30 @@ def gc(
                 f"deleted {report.deleted_checkpoints} unfinished checkpoints "
                 f"({report.deleted_checkpoint_bytes} bytes)"
             )
+        if report.orphans:
+            out.print(
+                f"deleted {report.deleted_orphans} orphan checkpoints "
+                f"({report.deleted_orphan_bytes} bytes)"
+            )
     elif (
         len(report.unused) > report.within_grace
         or len(report.unfinished) > report.checkpoints_within_grace
+        or len(report.orphans) > report.orphans_within_grace
     ):
         out.print("run again with --delete to delete the older ones")
+
+
+def _checkpoint_table(title: str, files: list[workflows.storage.CheckpointFile]) -> Table:
+    rows = [
+        {
+            "checkpoint": u.name,
+            "bytes": u.size,
+            "age (hours)": round(u.age_hours, 1),
+            "deleted": "yes" if u.deleted else "no",
+        }
+        for u in files
+    ]
+    return table(title, rows)
 
 
 @store_app.command("backup")

@@ -5,13 +5,17 @@ digest was recorded are "unverified": only whether their file is there can be to
 
 A training writes its checkpoint as ``<project>/training-<hex>.pt`` (through a
 ``.tmp`` file) until its version is stored (`loop.train`); a training killed meanwhile
-leaves it behind, for `medloop store gc` (`unfinished_checkpoints`).
+leaves it behind, for `medloop store gc` (`unfinished_checkpoints`). Stored, it is
+``<project>/v<N>.pt`` (`version_checkpoints`): renamed just before its version's row is
+committed, so a crash in between, or a database restored to an earlier copy, leaves a
+file no version names, for `medloop store gc` too.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,6 +25,8 @@ from medloop.exceptions import ConflictError, NotFoundError
 DIGEST_KEY = "checkpoint_sha256"
 #: The names a training gives its checkpoint until its version is stored.
 UNFINISHED = ("training-*.pt", "training-*.pt.tmp")
+#: The name of a stored model version's checkpoint in its project's folder.
+STORED = re.compile(r"v[0-9]+\.pt")
 
 
 class CheckpointState(StrEnum):
@@ -83,3 +89,12 @@ def unfinished_checkpoints(model_dir: Path) -> list[Path]:
         return []
     found = {path for pattern in UNFINISHED for path in model_dir.glob(f"*/{pattern}")}
     return sorted(path for path in found if path.is_file())
+
+
+def version_checkpoints(model_dir: Path) -> list[Path]:
+    """The checkpoint files named as stored versions' (``<project>/v<N>.pt``), in every
+    project's folder, whether a version names them or not."""
+    if not model_dir.is_dir():
+        return []
+    found = model_dir.glob("*/v*.pt")
+    return sorted(path for path in found if STORED.fullmatch(path.name) and path.is_file())

@@ -86,6 +86,11 @@ def load_version(ref: ModelRef) -> Classifier:
     return load_classifier(path)
 
 
+def gradcam_folder(checkpoint: Path) -> Path:
+    """The folder of pointers to the Grad-CAM overlays of the model at `checkpoint`."""
+    return checkpoint.with_suffix(_GRADCAM_SUFFIX)
+
+
 def gradcam_blobs(ws: Workspace) -> set[str]:
     """The blobs the Grad-CAM overlays kept beside the models' checkpoints point at (a
     cache no row names: `medloop store gc` keeps them while their pointer is there)."""
@@ -141,7 +146,7 @@ def gradcam_overlay(
                 detail=detail,
             )  # fmt: skip
     target = "predicted" if label is None else str(ref.classes.index(label))
-    pointer = ref.checkpoint.with_suffix(_GRADCAM_SUFFIX) / f"{item_id}-{target}.sha256"
+    pointer = gradcam_folder(ref.checkpoint) / f"{item_id}-{target}.sha256"
     if pointer.is_file():
         sha = pointer.read_text().strip()
         if ws.blobs.exists(sha):

@@ -10,12 +10,17 @@ writes or touches its blobs just before committing them, so they are always youn
 Image models' checkpoints live in the model folder, each with the sha256 its training
 recorded (`verify_checkpoints`); a training killed before storing its version leaves
 its unfinished checkpoint there (`collect_garbage` deletes those past the grace period
-too: a training writes its file when it ends, moments before storing it).
+too: a training writes its file when it ends, moments before storing it). A stored
+version's file, ``<project>/v<N>.pt``, is named by no version after a crash between
+renaming it and committing the version, or once the database is restored to an earlier
+copy: `collect_garbage` deletes such an orphan past the grace period as well (and its
+Grad-CAM pointers), never a file a version names (looked up again just before).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +34,9 @@ from medloop.workflows.checkpoints import (
     CheckpointState,
     checkpoint_state,
     unfinished_checkpoints,
+    version_checkpoints,
 )
-from medloop.workflows.explain import gradcam_blobs
+from medloop.workflows.explain import gradcam_blobs, gradcam_folder
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
 
@@ -154,9 +160,10 @@ class UnusedBlob:
 
 
 @dataclass(frozen=True)
-class UnfinishedCheckpoint:
-    """The checkpoint file of a training not stored (killed, or still under way): its
-    path under the model folder (``<project>/training-<hex>.pt``)."""
+class CheckpointFile:
+    """A checkpoint file of the model folder no version names: a training's not stored
+    (killed, or still under way: ``<project>/training-<hex>.pt``), or an orphan
+    (``<project>/v<N>.pt``). `name` is its path under the model folder."""
 
     name: str
     size: int
@@ -169,16 +176,20 @@ class GcReport:
     """`files` files in the store; `unused` those no row names, of which the ones older
     than `grace_hours` may go (`deleted` of them did, freeing `deleted_bytes`); the same
     for the model folder's `unfinished` checkpoints (`deleted_checkpoints`,
-    `deleted_checkpoint_bytes`)."""
+    `deleted_checkpoint_bytes`) and its `orphans` (`deleted_orphans`,
+    `deleted_orphan_bytes`)."""
 
     files: int
     grace_hours: float
     unused: list[UnusedBlob]
     deleted: int = 0
     deleted_bytes: int = 0
-    unfinished: list[UnfinishedCheckpoint] = field(default_factory=list)
+    unfinished: list[CheckpointFile] = field(default_factory=list)
     deleted_checkpoints: int = 0
     deleted_checkpoint_bytes: int = 0
+    orphans: list[CheckpointFile] = field(default_factory=list)
+    deleted_orphans: int = 0
+    deleted_orphan_bytes: int = 0
 
     @property
     def within_grace(self) -> int:
@@ -187,6 +198,10 @@ class GcReport:
     @property
     def checkpoints_within_grace(self) -> int:
         return sum(u.age_hours < self.grace_hours for u in self.unfinished)
+
+    @property
+    def orphans_within_grace(self) -> int:
+        return sum(u.age_hours < self.grace_hours for u in self.orphans)
 
 
 def collect_garbage(
@@ -197,11 +212,13 @@ def collect_garbage(
     actor: str,
     progress: Progress = no_progress,
 ) -> GcReport:
-    """List the blobs no row names (nor a Grad-CAM pointer) and the checkpoints of
-    trainings never stored and, with `delete`, delete those unused for `grace_hours` or
-    more (a training under way wrote its file moments ago); each deletion is audited
-    under `actor` (one entry with the digests, one with the checkpoint files). A file
-    written or stored again since is kept (looked at again just before it goes)."""
+    """List the blobs no row names (nor a Grad-CAM pointer), the checkpoints of
+    trainings never stored and the version checkpoints no version names and, with
+    `delete`, delete those unused for `grace_hours` or more (a training under way wrote
+    its file moments ago); each deletion is audited under `actor` (one entry with the
+    digests, one with the unfinished checkpoints, one with the orphans). A file written,
+    stored or named by a version again since is kept (looked at again just before it
+    goes)."""
     if not grace_hours >= 0:
         raise InvalidInputError(f"the grace period must be 0 hours or more, got {grace_hours}")
     with ws.db.session() as s:
@@ -235,10 +252,31 @@ def collect_garbage(
         for b in sorted(unused, key=lambda b: b.path.name)
     ]
     gone = [u for u in report if u.deleted]
-    unfinished = _unfinished_checkpoints(
-        ws, now=now, cutoff=cutoff, grace_hours=grace_hours, delete=delete, actor=actor
+    model_dir = ws.settings.model_dir
+    unfinished = _checkpoint_files(
+        ws,
+        unfinished_checkpoints(model_dir),
+        now=now,
+        cutoff=cutoff,
+        grace_hours=grace_hours,
+        delete=delete,
+        actor=actor,
+        entity="checkpoints",
+    )
+    # read before the files: a version stored later renamed a file written moments ago
+    registered = _registered_checkpoints(ws)
+    orphans = _checkpoint_files(
+        ws,
+        [p for p in version_checkpoints(model_dir) if _name(p, model_dir) not in registered],
+        now=now,
+        cutoff=cutoff,
+        grace_hours=grace_hours,
+        delete=delete,
+        actor=actor,
+        entity="orphan_checkpoints",
     )
     dropped = [u for u in unfinished if u.deleted]
+    gone_orphans = [u for u in orphans if u.deleted]
     return GcReport(
         files=files,
         grace_hours=grace_hours,
@@ -248,26 +286,51 @@ def collect_garbage(
         unfinished=unfinished,
         deleted_checkpoints=len(dropped),
         deleted_checkpoint_bytes=sum(u.size for u in dropped),
+        orphans=orphans,
+        deleted_orphans=len(gone_orphans),
+        deleted_orphan_bytes=sum(u.size for u in gone_orphans),
     )
 
 
-def _unfinished_checkpoints(
-    ws: Workspace, *, now: float, cutoff: float, grace_hours: float, delete: bool, actor: str
-) -> list[UnfinishedCheckpoint]:
-    """The model folder's unfinished checkpoints; with `delete`, those not written since
-    `cutoff` deleted (looked at again just before), audited under `actor`."""
+def _registered_checkpoints(ws: Workspace) -> set[str]:
+    """The checkpoint files model versions name, as ``<project>/<file>`` under the model
+    folder (`Workspace.checkpoint` reads a row's file there)."""
+    with ws.db.session() as s:
+        stored = repo.model_checkpoints(s)
+    return {Path(*Path(path).parts[-2:]).as_posix() for _, _, path, _ in stored}
+
+
+def _name(path: Path, model_dir: Path) -> str:
+    return path.relative_to(model_dir).as_posix()
+
+
+def _checkpoint_files(
+    ws: Workspace,
+    paths: list[Path],
+    *,
+    now: float,
+    cutoff: float,
+    grace_hours: float,
+    delete: bool,
+    actor: str,
+    entity: str,
+) -> list[CheckpointFile]:
+    """The model folder's checkpoint files `paths` that no version names; with `delete`,
+    those not written since `cutoff` deleted (looked at again just before), with their
+    Grad-CAM pointers, audited under `actor` as `entity`."""
     model_dir = ws.settings.model_dir
-    found: list[UnfinishedCheckpoint] = []
+    found: list[CheckpointFile] = []
     try:
-        for path in unfinished_checkpoints(model_dir):
+        for path in paths:
             try:
                 stat = path.stat()
                 deleted = delete and stat.st_mtime < cutoff and _unlink_if_older(path, cutoff)
             except FileNotFoundError:  # stored (renamed) or deleted meanwhile
                 continue
-            name = path.relative_to(model_dir).as_posix()
+            if deleted:
+                shutil.rmtree(gradcam_folder(path), ignore_errors=True)
             age = max(0.0, (now - stat.st_mtime) / 3600)
-            found.append(UnfinishedCheckpoint(name, stat.st_size, age, deleted))
+            found.append(CheckpointFile(_name(path, model_dir), stat.st_size, age, deleted))
     finally:  # what went is audited, even when a deletion fails part way
         gone = [u for u in found if u.deleted]
         if gone:
@@ -276,7 +339,7 @@ def _unfinished_checkpoints(
                     s,
                     actor=actor,
                     action="store.gc",
-                    entity="checkpoints",
+                    entity=entity,
                     detail={
                         "deleted": len(gone),
                         "bytes": sum(u.size for u in gone),
@@ -284,7 +347,7 @@ def _unfinished_checkpoints(
                         "files": [u.name for u in gone],
                     },
                 )
-            logger.info("deleted %d unfinished checkpoints", len(gone))
+            logger.info("deleted %d checkpoint files (%s)", len(gone), entity)
     return found
 
 
