@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from hashlib import sha256
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,14 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from cli_support import run
+from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
 from medloop.ingest import decode_png, load_image_file
 from medloop.learning.data import prepare_images
 from medloop.learning.ensemble import EnsembleClassifier, load_checkpoint, train_ensemble
 from medloop.learning.train import TrainConfig, train_classifier
+from medloop.store import repository as repo
+from medloop.workflows import Workspace
 from medloop.workflows import predict as predicting
 
 
@@ -318,3 +322,36 @@ def test_a_bad_model_file_is_a_clear_error(
 def test_predict_with_a_project_needs_its_model(home: Path, monkeypatch, capsys) -> None:
     code, _, err = run(monkeypatch, capsys, "predict", "no-such-project", str(home))
     assert code == 2 and "no-such-project" in err
+
+
+def test_a_model_versions_file_is_checked_and_another_said_unverified(
+    checkpoint: Path, pngs: Path, home: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Given by its path, a model version's checkpoint was loaded without the check its
+    project's name gets: a damaged file predicted as if whole."""
+    stored = home / "models" / "chest" / "v1.pt"
+    ws = Workspace.open(Settings())
+    try:
+        with ws.db.session() as s:
+            project = repo.create_project(s, name="chest", classes=["a", "b"], n_channels=1)
+            repo.add_model_version(
+                s, project_id=project.id, network="cnn", n_train=2,
+                checkpoint_path="chest/v1.pt", version=1,
+                metrics={"checkpoint_sha256": sha256(checkpoint.read_bytes()).hexdigest()},
+            )  # fmt: skip
+    finally:
+        ws.close()
+    stored.parent.mkdir(parents=True)
+    shutil.copyfile(checkpoint, stored)
+    out = str(tmp_path / "p.csv")
+
+    code, said, err = run(monkeypatch, capsys, "predict", str(stored), str(pngs), "-o", out,
+                          "--json")  # fmt: skip
+    assert code == 0 and json.loads(said)["verified"] is True, err
+    code, said, err = run(monkeypatch, capsys, "predict", str(checkpoint), str(pngs), "-o", out)
+    assert code == 0 and "v1.pt is unverified" in " ".join(said.split()), err
+
+    with stored.open("ab") as handle:
+        handle.write(b"\0")  # still readable by torch: only the digest tells
+    code, _, err = run(monkeypatch, capsys, "predict", str(stored), str(pngs), "-o", out)
+    assert code != 0 and "model version 1 of project 'chest' is damaged" in " ".join(err.split())

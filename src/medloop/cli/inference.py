@@ -22,6 +22,7 @@ from medloop.cli.common import (
     progress_bar,
     workspace,
 )
+from medloop.config import Settings
 from medloop.exceptions import IngestError, UnknownOptionError
 
 model_app = typer.Typer(
@@ -68,10 +69,15 @@ def predict(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers)."""
+    """Predict PNG/JPEG/DICOM files: a CSV of file, label, p0..p{K-1} (no DICOM identifiers).
+
+    A model version's checkpoint (by project, or its file in the home's model folder) is
+    checked against the sha256 recorded when it was trained; another file is used
+    unverified, as the output says."""
     output_file(output, inputs=inputs)
-    is_file = Path(model).is_file()
-    with nullcontext(None) if is_file else workspace() as ws, progress_bar() as progress:
+    settings = Settings()
+    home = workflows.predict.needs_workspace(model, settings=settings)
+    with workspace(settings) if home else nullcontext(None) as ws, progress_bar() as progress:
         loaded = workflows.predict.load_model(model, ws=ws, classes=_classes(classes))
         try:
             summary = workflows.predict.predict_files(
@@ -96,12 +102,19 @@ def predict(
         "overlays": summary.overlays,
         "skipped": skipped,
         "threshold": summary.threshold,
+        "verified": summary.verified,
     }
     if as_json:
         print_json(result)
         return
     extra = f" and {summary.overlays} overlays in {overlays}" if overlays else ""
     out.print(f"predicted {summary.files} files with {summary.model}: {output}{extra}")
+    if not summary.verified:
+        out.print(
+            f"{summary.model} is unverified: no sha256 recorded when it was trained was "
+            "checked (not a model version's file in this home, or one trained before "
+            "digests were recorded)"
+        )
     if summary.threshold is not None:
         no, yes = summary.classes
         out.print(
@@ -135,8 +148,9 @@ def export(
             f"unknown export format {format!r}; choose one of {EXPORT_FORMATS}"
         )
     output_file(output, inputs=(Path(model),))
-    is_file = Path(model).is_file()
-    with nullcontext(None) if is_file else workspace() as ws:
+    settings = Settings()
+    home = workflows.predict.needs_workspace(model, settings=settings)
+    with workspace(settings) if home else nullcontext(None) as ws:
         loaded = workflows.predict.load_model(model, ws=ws)
     if loaded.classifier is None:
         raise UnknownOptionError(f"{model} is already an export; give a checkpoint or project")

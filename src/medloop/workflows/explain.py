@@ -61,6 +61,18 @@ def model_ref(ws: Workspace, *, project: str, version: int | None = None) -> Mod
     )
 
 
+def version_of_file(ws: Workspace, *, checkpoint: Path) -> ModelRef | None:
+    """The model version whose checkpoint is the file at `checkpoint` (None: no version
+    of this home names it)."""
+    target = Path(checkpoint).resolve()
+    with ws.db.session() as s:
+        stored = repo.model_checkpoints(s)
+    for project, version, path, _ in stored:
+        if ws.checkpoint(path).resolve() == target:
+            return model_ref(ws, project=project, version=version)
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: str, _modified_ns: int) -> Classifier:
     from medloop.learning.ensemble import load_checkpoint

@@ -2,7 +2,10 @@
 
 The model is a checkpoint file of a classifier or a deep ensemble (a project's model
 versions, or what `medloop bench train --output` writes), a TorchScript export
-(`medloop model export`), or a project name (the model version it uses). Inputs are
+(`medloop model export`), or a project name (the model version it uses). A model
+version's checkpoint, named by project or by its file's path, is checked against the
+sha256 recorded when it was trained before it is loaded; any other file is loaded
+unverified, and the summary says so (`verified`). Inputs are
 files or folders (searched recursively; hidden files skipped). PNG/JPEG files are read
 as images, DICOM files (``.dcm``/``.dicom`` or the ``DICM`` preamble) through
 `medloop.ingest` for their pixels only: nothing from the DICOM header reaches the
@@ -29,10 +32,16 @@ import pandas as pd
 from medloop.exceptions import IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import dicom_image, encode_png, load_image_file, read_dicom
 from medloop.ingest.images import IMAGE_EXTENSIONS
-from medloop.workflows.explain import load_classifier, load_version, model_ref
+from medloop.workflows.explain import (
+    load_classifier,
+    load_version,
+    model_ref,
+    version_of_file,
+)
 from medloop.workflows.workspace import Workspace
 
 if TYPE_CHECKING:
+    from medloop.config import Settings
     from medloop.learning.ensemble import Classifier
     from medloop.learning.inference import ScriptedClassifier
     from medloop.workflows.progress import Progress
@@ -60,17 +69,21 @@ class PredictionSummary:
     skipped: list[SkippedFile]
     #: a binary model's cut on p(class 1), chosen on validation (None: the argmax)
     threshold: float | None = None
+    #: whether the model's file was checked against a sha256 recorded when it was trained
+    verified: bool = False
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready to predict: an eager classifier or ensemble (Grad-CAM possible) or
-    TorchScript."""
+    TorchScript; `verified` when its file matched the sha256 its training recorded (a
+    model version's, trained since digests were recorded)."""
 
     name: str
     classes: list[str]
     classifier: Classifier | None = None
     scripted: ScriptedClassifier | None = None
+    verified: bool = False
 
     @property
     def in_channels(self) -> int:
@@ -111,22 +124,32 @@ class LoadedModel:
         return probabilities.argmax(axis=1).astype(np.int64)
 
 
+def needs_workspace(model: str, *, settings: Settings) -> bool:
+    """Whether `load_model(model)` needs the home of `settings`: for a project's name, or
+    a file in its model folder (a model version's, to be checked against its digest)."""
+    path = Path(model)
+    return not path.is_file() or path.resolve().is_relative_to(settings.model_dir.resolve())
+
+
 def load_model(
     model: str, *, ws: Workspace | None = None, classes: Sequence[str] | None = None
 ) -> LoadedModel:
     """A checkpoint or TorchScript file at `model`, else the model in use of project `model`
-    (needs `ws`). `classes` names the classes of a file model (default: 0..K-1)."""
+    (needs `ws`). `classes` names the classes of a file model (default: 0..K-1). A file
+    that is a model version's of `ws` is checked against its recorded sha256 first (a
+    damaged one is an error); another file is loaded unverified."""
     from medloop.learning.inference import ScriptedClassifier, is_torchscript
 
     path = Path(model)
     if path.is_file():
+        ref = None if ws is None else version_of_file(ws, checkpoint=path)
         classifier: Classifier | None = None
         scripted: ScriptedClassifier | None = None
-        if is_torchscript(path):
+        if ref is None and is_torchscript(path):
             scripted = ScriptedClassifier.load(path)
             n_classes = scripted.n_classes
         else:
-            classifier = load_classifier(path)
+            classifier = load_classifier(path) if ref is None else load_version(ref)
             if classifier.config.multi_label:
                 raise InvalidInputError(
                     f"{path} is a multi-label model; `medloop predict` writes one class per "
@@ -136,13 +159,19 @@ def load_model(
         names = [str(c) for c in classes] if classes else [str(k) for k in range(n_classes)]
         if len(names) != n_classes:
             raise InvalidInputError(f"{path} has {n_classes} classes; --classes names {names}")
-        return LoadedModel(path.name, names, classifier, scripted)
+        verified = ref is not None and ref.sha256 is not None
+        return LoadedModel(path.name, names, classifier, scripted, verified)
     if ws is None:
         raise NotFoundError(f"no model file {model!r} (and no workspace to look up a project)")
     if path.suffix.lower() in {".pt", ".pth", ".ts"} or len(path.parts) > 1:
         raise NotFoundError(f"no model file {model!r}")  # a path, not a project's name
     ref = model_ref(ws, project=model)
-    return LoadedModel(f"{ref.project} v{ref.version}", ref.classes, load_version(ref))
+    return LoadedModel(
+        f"{ref.project} v{ref.version}",
+        ref.classes,
+        load_version(ref),
+        verified=ref.sha256 is not None,
+    )
 
 
 def _is_dicom(path: Path) -> bool:
@@ -275,6 +304,7 @@ def predict_files(
         overlays=written,
         skipped=skipped,
         threshold=model.threshold,
+        verified=model.verified,
     )
 
 
