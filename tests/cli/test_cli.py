@@ -68,7 +68,7 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     code, out, _ = run(monkeypatch, capsys, "aggregate", "-p", "pneumoniamnist", "--json")
     assert code == 0 and json.loads(out)["tasks"] == 30
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
-    queue = json.loads(out)
+    queue = json.loads(out)["queue"]
     assert code == 0 and len(queue) == 20
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--limit", "3")
     shown = [line.split("│") for line in out.splitlines() if line.count("│") == 6]
@@ -105,7 +105,7 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     assert code == 0 and published["lay_answers"] == plan["lay_answers"]
     assert published["review_requests"] == plan["doctor_items"] > 0
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json")
-    asked = [row["requested"] for row in json.loads(out)]
+    asked = [row["requested"] for row in json.loads(out)["queue"]]
     requests = published["review_requests"]
     assert code == 0 and asked == [True] * requests + [False] * (len(asked) - requests)
     code, _, err = run(
@@ -138,7 +138,7 @@ def test_ingest_medmnist_then_simulate_aggregate_review(
     code, out, _ = run(
         monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--json", "--limit", "100"
     )
-    assert item not in {str(row["item"]) for row in json.loads(out)}
+    assert item not in {str(row["item"]) for row in json.loads(out)["queue"]}
     code, _, err = run(
         monkeypatch, capsys, "review", "-p", "pneumoniamnist", "--item", item, "--label", "cancer"
     )

@@ -86,12 +86,26 @@ def test_the_queue_shows_p_positive_with_the_cut_and_the_model_in_use(
     items = chest()
     code, out, err = run(monkeypatch, capsys, "review", "-p", "chest", "--json")
     assert code == 0, err
-    rows = {row["item"]: row for row in json.loads(out)}
+    listed = json.loads(out)
+    rows = {row["item"]: row for row in listed["queue"]}
     first = rows[items[0]]
     assert first["model_label"] == "normal", "P(pneumonia) 0.74 is below the cut 0.79"
     assert (first["model_positive"], first["model_threshold"]) == (0.74, 0.79)
     assert first["positive_class"] == "pneumonia"
     assert rows[items[2]]["model_positive"] is None  # not predicted
+    # the model in use, as the review page's model card and GET /api/review/{item} show it
+    model = listed["model"]
+    assert model["trained_at"].startswith("20")
+    assert {k: v for k, v in model.items() if k != "trained_at"} == {
+        "version": 1,
+        "n_train": 24,
+        "threshold": 0.79,
+        "positive_class": "pneumonia",
+        "test_auc": 0.91,
+        "test_accuracy": 0.85,
+        "test_n": 6,
+        "labels_since": 0,
+    }
 
     code, out, err = run(monkeypatch, capsys, "review", "-p", "chest")
     assert code == 0, err
@@ -113,15 +127,20 @@ def test_the_queue_shows_p_positive_with_the_cut_and_the_model_in_use(
     assert "1 final label signed since it was trained: it has not learnt from it." in " ".join(
         out.split()
     )
+    code, out, _ = run(monkeypatch, capsys, "review", "-p", "chest", "--json")
+    assert code == 0 and json.loads(out)["model"]["labels_since"] == 1
 
 
 def test_without_a_model_the_queue_says_so(home: Path, monkeypatch, capsys) -> None:
     chest(model=False)
     code, out, _ = run(monkeypatch, capsys, "review", "-p", "chest")
     assert code == 0 and "no model yet: only the crowd's opinion is shown" in out
+    assert {row[1] for row in table_rows(out)} == {"normal (60%)"}
     code, _, err = run(monkeypatch, capsys, "review", "--limit", "3")
     assert code == 2 and "give the project" in err
-    assert {row[1] for row in table_rows(out)} == {"normal (60%)"}
+    code, out, _ = run(monkeypatch, capsys, "review", "-p", "chest", "--json")
+    listed = json.loads(out)
+    assert code == 0 and listed["model"] is None and len(listed["queue"]) == 4
 
 
 def test_the_queue_table_fits_80_columns_with_a_flags_words_as_written(

@@ -3,6 +3,7 @@ and history, as the web's review pages show them (`workflows.review`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
     app,
+    iso_time,
     out,
     print_json,
     table,
@@ -52,7 +54,9 @@ def review(
 
     The queue is the web's: items a labelling plan asked a doctor about first, then the
     most uncertain, with open flags; a two-class model's suggestion comes with its
-    P(second class) and the cut it decides at, and the model in use is named below."""
+    P(second class) and the cut it decides at, and the model in use is named below (as
+    the review page's model card: version, when trained, held-out test figures, final
+    labels signed since). --json gives {"queue": [...], "model": {...} or null}."""
     if ctx.invoked_subcommand is not None:
         if project or item is not None or label or doctor or as_json:
             raise InvalidInputError(
@@ -80,7 +84,7 @@ def review(
         model = workflows.review.model_summary(ws, project=project)
     rows = [_entry_row(entry) for entry in entries]
     if as_json:
-        print_json(rows)
+        print_json({"queue": rows, "model": _model_json(model)})
         return
     if rows:
         out.print(table(f"review queue ({len(rows)} shown)", [_queue_row(r) for r in rows]))
@@ -169,6 +173,13 @@ def _entry_row(entry: workflows.review.ReviewEntry) -> dict[str, Any]:
         "requested": entry.requested,
         "flag": entry.flag_reason,
     }
+
+
+def _model_json(model: workflows.review.ModelSummary | None) -> dict[str, Any] | None:
+    """The model in use as JSON, with the fields of the review API's model summary."""
+    if model is None:
+        return None
+    return {**dataclasses.asdict(model), "trained_at": iso_time(model.trained_at)}
 
 
 def _queue_row(row: dict[str, Any]) -> dict[str, Any]:
