@@ -105,6 +105,7 @@ def test_the_queue_shows_p_positive_with_the_cut_and_the_model_in_use(
         "test_accuracy": 0.85,
         "test_n": 6,
         "labels_since": 0,
+        "erased_patients": 0,
     }
 
     code, out, err = run(monkeypatch, capsys, "review", "-p", "chest")
