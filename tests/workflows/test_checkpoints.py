@@ -98,6 +98,22 @@ def test_a_trained_checkpoint_is_checked_before_it_is_loaded(ws: Workspace, tmp_
     assert [(f.project, f.version, f.state) for f in report.problems] == [("sq", 1, "missing")]
 
 
+def test_a_version_number_used_again_drops_the_overlays_of_the_earlier_file(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """After a database restore the next training is numbered v1 again and overwrites
+    v1.pt: Grad-CAM overlays cached for the earlier v1 explain another model."""
+    _labelled_folder(tmp_path / "images")
+    accounts.add_user(ws, username="dora", role=Role.DOCTOR, password="correct horse battery")
+    ingest_image_folder(ws, folder=tmp_path / "images", project="sq", final_by="dora")
+    stale = ws.settings.model_dir / "sq" / "v1.gradcam" / "1-predicted.sha256"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(ws.blobs.put(b"an overlay of the earlier v1"))
+    train(ws, project="sq", config=TrainConfig(max_epochs=1, seed=0))
+    assert (ws.settings.model_dir / "sq" / "v1.pt").is_file()
+    assert not stale.parent.exists()
+
+
 def test_versions_trained_before_digests_are_unverified_not_damaged(ws: Workspace) -> None:
     old = _stored_version(ws, "old", 1, {"val_auc": 0.7})
     _stored_version(ws, "new", 1, {"checkpoint_sha256": hashlib.sha256(b"weights").hexdigest()})

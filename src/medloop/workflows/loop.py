@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import logging
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -51,6 +52,7 @@ from medloop.types import (
     look_up_option,
 )
 from medloop.workflows import checkpoints
+from medloop.workflows.explain import gradcam_folder
 from medloop.workflows.plan import plan_requests
 from medloop.workflows.progress import Progress, no_progress
 from medloop.workflows.workspace import Workspace
@@ -688,7 +690,11 @@ def train(
                 detail={"round": round, "n_train": len(targets), "version": number},
             )
             metrics["version"] = number
-            checkpoint.replace(ws.checkpoint(version.checkpoint_path))  # last, before commit
+            stored = ws.checkpoint(version.checkpoint_path)
+            # Grad-CAM overlays cached beside an earlier file of this name (a version
+            # number used again after a database restore) explain another model
+            shutil.rmtree(gradcam_folder(stored), ignore_errors=True)
+            checkpoint.replace(stored)  # last, before commit
     return metrics
 
 
