@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from cli_support import run
 from medloop.config import Settings
+from medloop.ingest.dateshift import date_offset, load_or_create_key, shift_dicom_time
 from medloop.store.models import Item
 from medloop.workflows import Workspace
 from medloop.workflows.audit import audit_log
@@ -239,7 +240,8 @@ def test_aggregate_bad_csv_names_the_file(tmp_path: Path, monkeypatch, capsys) -
     assert code == 2 and "bad.csv" in err and "worker" in err
 
 
-def test_deid_command(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_deid_command(home: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("MEDLOOP_DATE_SHIFT_KEY", raising=False)
     source = Path(get_testdata_file("CT_small.dcm", download=False))
     target = tmp_path / "out.dcm"
     code, out, _ = run(monkeypatch, capsys, "deid", str(source), str(target))
@@ -247,6 +249,10 @@ def test_deid_command(tmp_path: Path, monkeypatch, capsys) -> None:
     original, cleaned = pydicom.dcmread(source), pydicom.dcmread(target)
     assert cleaned.PatientID != original.PatientID
     assert cleaned.PixelData == original.PixelData
+    # dates move by the patient's shift under the home's key, as a FHIR import's do
+    assert (home / "date-shift.key").is_file()
+    offset = date_offset("1CT1", key=load_or_create_key(home / "date-shift.key"))
+    assert cleaned.StudyDate == shift_dicom_time(original.StudyDate, offset, vr="DA")
     code, _, err = run(
         monkeypatch, capsys, "deid", str(tmp_path / "missing.dcm"), str(tmp_path / "x.dcm")
     )

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from medloop.config import Settings
-from medloop.exceptions import ConfigError
+from medloop.exceptions import ConfigError, InvalidInputError
 from medloop.ingest.dateshift import (
     MAX_SHIFT_WEEKS,
     date_offset,
     load_or_create_key,
+    shift_dicom_time,
     shift_time,
 )
 
@@ -109,3 +110,44 @@ def test_a_date_shift_key_setting_must_be_long(tmp_path: Path) -> None:
         Settings(home=tmp_path, date_shift_key="too short")
     assert Settings(home=tmp_path, date_shift_key="d" * 32).date_shift_key == "d" * 32
     assert Settings(home=tmp_path, date_shift_key=" ").date_shift_key is None
+
+
+def test_dicom_dates_and_date_times_move_like_fhir_ones() -> None:
+    """DA and DT forms move as `shift_time` moves FHIR's: the date part by the offset,
+    the time of day, fraction and UTC offset kept, a year alone kept, a year and month
+    with its 15th."""
+    offset = datetime.timedelta(weeks=-3)
+    assert shift_dicom_time("20240102", offset, vr="DA") == "20231212"
+    assert shift_dicom_time(" 20240102 ", offset, vr="DA") == "20231212"
+    assert shift_dicom_time("20240102", offset, vr="DT") == "20231212"
+    assert shift_dicom_time("20240311101530.123456+0100", offset, vr="DT") == (
+        "20240219101530.123456+0100"
+    )
+    assert shift_dicom_time("2024031110-0500", offset, vr="DT") == "2024021910-0500"
+    assert shift_dicom_time("2024", offset, vr="DT") == "2024"
+    assert shift_dicom_time("202403", offset, vr="DT") == shift_time("2024-03", offset).replace(
+        "-", ""
+    )
+    moved = shift_time("2024-03-11T10:15:30+01:00", offset)
+    assert shift_dicom_time("20240311101530+0100", offset, vr="DT")[:8] == moved[:10].replace(
+        "-", ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "vr"),
+    [
+        ("2024-01-02", "DA"),
+        ("20241302", "DA"),
+        ("20240230", "DA"),
+        ("202401", "DA"),
+        ("20240102101500", "DA"),
+        ("10.01.2020", "DT"),
+        ("20240102T1015", "DT"),
+        ("", "DA"),
+        ("101500", "TM"),
+    ],
+)
+def test_what_is_no_dicom_date_is_refused(value: str, vr: str) -> None:
+    with pytest.raises(InvalidInputError):
+        shift_dicom_time(value, datetime.timedelta(weeks=1), vr=vr)

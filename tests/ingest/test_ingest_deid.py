@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from medloop.ingest import (
     dicom_to_bytes,
     pseudonymize,
 )
+from medloop.ingest.dateshift import date_offset, shift_dicom_time
 
 KEY = b"test-key"
+DATE_KEY = b"a-date-shift-key-of-32-characters!"
 
 # Attributes that must not survive with their original value (removed or emptied).
 IDENTIFYING = [
@@ -34,11 +37,6 @@ IDENTIFYING = [
     "ReferringPhysicianName",
     "AccessionNumber",
     "StudyID",
-    "StudyDate",
-    "SeriesDate",
-    "AcquisitionDate",
-    "ContentDate",
-    "StudyTime",
     "DeviceSerialNumber",
     "OperatorsName",
     "PerformingPhysicianName",
@@ -80,12 +78,12 @@ def _strings(ds: Dataset) -> list[str]:
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"])
 def test_no_identifying_attribute_survives(name: str) -> None:
     original = _read(name)
-    out = deidentify(original, key=KEY)
+    out = deidentify(original, key=KEY, date_key=DATE_KEY)
     for keyword in IDENTIFYING:
         assert not out.get(keyword), f"{keyword} survived in {name}"
     assert not any(e.tag.is_private for e in out.iterall())
     assert out.PatientIdentityRemoved == "YES"
-    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert [c.CodeValue for c in out.DeidentificationMethodCodeSequence] == ["113100", "113107"]
     assert out.PatientID == pseudonymize(str(original.PatientID), key=KEY)
     assert out.PatientName == out.PatientID
 
@@ -102,7 +100,7 @@ def test_no_identifying_attribute_survives(name: str) -> None:
 def test_input_is_not_modified() -> None:
     original = _read("CT_small.dcm")
     before = dicom_to_bytes(pydicom.dcmread(_testfile("CT_small.dcm")))
-    deidentify(original, key=KEY)
+    deidentify(original, key=KEY, date_key=DATE_KEY)
     assert dicom_to_bytes(original) == before
     assert original.PatientName == "CompressedSamples^CT1"
 
@@ -110,7 +108,7 @@ def test_input_is_not_modified() -> None:
 def test_private_tags_and_pixels() -> None:
     original = _read("CT_small.dcm")
     assert sum(e.tag.is_private for e in original.iterall()) > 0
-    out = deidentify(original, key=KEY)
+    out = deidentify(original, key=KEY, date_key=DATE_KEY)
     assert sum(e.tag.is_private for e in out.iterall()) == 0
     assert out.PixelData == original.PixelData  # byte-identical
     assert (out.pixel_array == original.pixel_array).all()
@@ -119,7 +117,7 @@ def test_private_tags_and_pixels() -> None:
 
 def test_uids_replaced_consistently() -> None:
     ct, mr = _read("MR_small.dcm"), _read("MR_small_RLE.dcm")  # same study, same patient
-    a, b = deidentify(ct, key=KEY), deidentify(mr, key=KEY)
+    a, b = deidentify(ct, key=KEY, date_key=DATE_KEY), deidentify(mr, key=KEY, date_key=DATE_KEY)
     for keyword in UIDS:
         assert a[keyword].value != ct[keyword].value
         assert a[keyword].value.startswith("2.25.") and len(a[keyword].value) <= 64
@@ -133,7 +131,7 @@ def test_uids_inside_sequences_are_replaced() -> None:
     plan = _read("rtplan.dcm")
     refs = [e.value for e in plan.iterall() if e.keyword == "ReferencedSOPInstanceUID"]
     assert refs
-    out = deidentify(plan, key=KEY)
+    out = deidentify(plan, key=KEY, date_key=DATE_KEY)
     new = [e.value for e in out.iterall() if e.keyword == "ReferencedSOPInstanceUID"]
     assert new == [deidentify_uid(r, key=KEY) for r in refs]
     classes = [e.value for e in out.iterall() if e.keyword == "ReferencedSOPClassUID"]
@@ -153,11 +151,21 @@ def test_pseudonyms() -> None:
 
 
 def test_files_same_patient_same_pseudonym(tmp_path: Path) -> None:
-    first = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "a.dcm", key=KEY)
-    second = deidentify_file(_testfile("MR_small_RLE.dcm"), tmp_path / "b.dcm", key=KEY)
-    other = deidentify_file(_testfile("CT_small.dcm"), tmp_path / "c.dcm", key=KEY)
-    again = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "d.dcm", key=KEY)
-    rekeyed = deidentify_file(_testfile("MR_small.dcm"), tmp_path / "e.dcm", key=b"k2")
+    first = deidentify_file(
+        _testfile("MR_small.dcm"), tmp_path / "a.dcm", key=KEY, date_key=DATE_KEY
+    )
+    second = deidentify_file(
+        _testfile("MR_small_RLE.dcm"), tmp_path / "b.dcm", key=KEY, date_key=DATE_KEY
+    )
+    other = deidentify_file(
+        _testfile("CT_small.dcm"), tmp_path / "c.dcm", key=KEY, date_key=DATE_KEY
+    )
+    again = deidentify_file(
+        _testfile("MR_small.dcm"), tmp_path / "d.dcm", key=KEY, date_key=DATE_KEY
+    )
+    rekeyed = deidentify_file(
+        _testfile("MR_small.dcm"), tmp_path / "e.dcm", key=b"k2", date_key=DATE_KEY
+    )
     assert first == second == again == pseudonymize("4MR1", key=KEY)
     assert other != first and rekeyed != first
     written = pydicom.dcmread(tmp_path / "a.dcm")  # still a valid DICOM file
@@ -168,7 +176,9 @@ def test_files_same_patient_same_pseudonym(tmp_path: Path) -> None:
 
 
 def test_file_without_preamble(tmp_path: Path) -> None:
-    pseudonym = deidentify_file(_testfile("rtstruct.dcm"), tmp_path / "s.dcm", key=KEY)
+    pseudonym = deidentify_file(
+        _testfile("rtstruct.dcm"), tmp_path / "s.dcm", key=KEY, date_key=DATE_KEY
+    )
     out = pydicom.dcmread(tmp_path / "s.dcm")
     assert out.PatientID == pseudonym and out.file_meta.TransferSyntaxUID
 
@@ -177,9 +187,9 @@ def test_not_dicom(tmp_path: Path) -> None:
     bad = tmp_path / "fake.dcm"
     bad.write_bytes(b"hello, I am a text file" * 10)
     with pytest.raises(IngestError, match=r"fake\.dcm"):
-        deidentify_file(bad, tmp_path / "out.dcm", key=KEY)
+        deidentify_file(bad, tmp_path / "out.dcm", key=KEY, date_key=DATE_KEY)
     with pytest.raises(IngestError, match="not found"):
-        deidentify_file(tmp_path / "missing.dcm", tmp_path / "out.dcm", key=KEY)
+        deidentify_file(tmp_path / "missing.dcm", tmp_path / "out.dcm", key=KEY, date_key=DATE_KEY)
     assert not (tmp_path / "out.dcm").exists()
 
 
@@ -200,7 +210,7 @@ def test_synthetic_dataset_covers_sequences_names_and_overlays() -> None:
     ds.add_new(0x60003000, "OB", b"\x01\x02")  # overlay data
     ds.add_new(0x00091010, "LO", "secret private")
     ds.add_new(0x00090010, "LO", "ACME")
-    out = deidentify(ds, key=KEY)
+    out = deidentify(ds, key=KEY, date_key=DATE_KEY)
     text = " ".join(_strings_no_meta(out))
     for secret in ("MRN-778899", "Doe", "19700101", "SSN-123", "Smith", "1.2.826.0.1.99", "ACME"):
         assert secret not in text
@@ -252,7 +262,82 @@ def test_text_in_reports_annotations_and_newer_rows_of_the_table_is_removed() ->
     person.PersonIdentificationCodeSequence = [code]
     ds.ParticipantSequence = [person]
     ds.InterventionDescription = "SECRET given by Dr Roe"  # free text no row of the table names
-    out = deidentify(ds, key=KEY)
+    out = deidentify(ds, key=KEY, date_key=DATE_KEY)
     assert not [e for e in out.iterall() if "SECRET" in str(e.value)]
     assert out.ContributingEquipmentSequence[0].Manufacturer == "ACME"  # technical: kept
     assert out.ContentSequence == [] and out.GraphicAnnotationSequence == []
+
+
+def _dates(ds: Dataset) -> list[tuple[str, str, str]]:
+    """Every date, date-time and time of `ds` (sequences too): (keyword, VR, value)."""
+    return [(e.keyword, e.VR, str(e.value)) for e in ds.iterall() if e.VR in TEMPORAL and e.value]
+
+
+TEMPORAL = ("DA", "DT", "TM")
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"])
+def test_dates_move_by_the_patients_date_shift_and_times_of_day_stay(name: str) -> None:
+    """The Retain Longitudinal Temporal Information with Modified Dates Option: every date
+    moves by the patient's keyed offset (whole weeks), so the times of day are kept."""
+    original = _read(name)
+    out = deidentify(original, key=KEY, date_key=DATE_KEY)
+    offset = date_offset(str(original.PatientID), key=DATE_KEY)
+    expected = [
+        (k, vr, v if vr == "TM" else shift_dicom_time(v, offset, vr=vr))
+        for k, vr, v in _dates(original)
+    ]
+    assert _dates(out) == expected and "StudyDate" in {k for k, _, _ in expected}
+    assert out.StudyDate != original.StudyDate
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_intervals_between_a_patients_studies_survive_and_birth_and_age_do_not() -> None:
+    first, second, other = _read("CT_small.dcm"), _read("CT_small.dcm"), _read("CT_small.dcm")
+    first.StudyDate, second.StudyDate, other.StudyDate = "20200110", "20200324", "20200110"
+    second.SeriesDate = "20200324"
+    other.PatientID = "another patient"
+    for ds in (first, second, other):
+        ds.PatientBirthDate, ds.PatientBirthTime, ds.PatientAge = "19250101", "0830", "095Y"
+        ds.AcquisitionDateTime = "20200110083000.25+0100"
+    a, b, c = (deidentify(ds, key=KEY, date_key=DATE_KEY) for ds in (first, second, other))
+    interval = _day(b.StudyDate) - _day(a.StudyDate)
+    assert interval == _day("20200324") - _day("20200110")  # 74 days, as before
+    assert a.StudyDate != first.StudyDate and a.StudyDate != c.StudyDate  # another shift
+    assert a.AcquisitionDateTime.endswith("083000.25+0100")  # time of day and zone kept
+    assert _day(a.AcquisitionDateTime[:8]) == _day(a.StudyDate)
+    for ds in (a, b, c):  # the patient's own dates are not dates of care: not kept
+        assert not ds.get("PatientBirthDate") and "PatientBirthTime" not in ds
+        assert "PatientAge" not in ds  # removed, so no age over 89 is kept
+    assert shift_dicom_time("20200110", date_offset("1CT1", key=DATE_KEY), vr="DA") == (a.StudyDate)
+
+
+def _day(value: str) -> datetime.date:
+    return datetime.date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+
+
+def test_dates_in_sequences_are_shifted_and_one_that_is_no_date_is_emptied() -> None:
+    ds = _read("CT_small.dcm")
+    step = Dataset()
+    step.ScheduledProcedureStepStartDate = "20200110"
+    step.ScheduledProcedureStepStartTime = "0930"
+    ds.ScheduledProcedureStepSequence = [step]
+    editor = Dataset()
+    editor.ContributionDateTime = "20200110"
+    ds.ContributingEquipmentSequence = [editor]
+    with pytest.warns(UserWarning, match="Invalid value for VR DA"):
+        ds.SeriesDate = "10.01.2020"  # not a DICOM date: not kept as it is
+    ds.CalibrationDate = ["20200101", "20200201"]
+    with pytest.warns(UserWarning, match="Invalid value for VR TM"):
+        ds.ContentTime = "SECRET Roe"  # no time of day: not kept either
+    out = deidentify(ds, key=KEY, date_key=DATE_KEY)
+    offset = date_offset("1CT1", key=DATE_KEY)
+    moved = shift_dicom_time("20200110", offset, vr="DA")
+    assert out.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate == moved
+    assert out.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartTime == "0930"
+    assert out.ContributingEquipmentSequence[0].ContributionDateTime == moved
+    assert not out.get("SeriesDate") and not out.get("ContentTime")
+    assert out.StudyTime == "072730"
+    assert list(out.CalibrationDate) == [
+        shift_dicom_time(d, offset, vr="DA") for d in ("20200101", "20200201")
+    ]

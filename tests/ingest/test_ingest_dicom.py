@@ -25,6 +25,7 @@ from medloop.ingest import (
 from medloop.ingest.dicom import DUPLICATE, MULTI_FRAME, NOT_AN_IMAGE, NOT_DICOM
 
 KEY = b"dicom-test-key"
+DATE_KEY = b"a-date-shift-key-of-32-characters!"
 
 
 def _testfile(name: str) -> Path:
@@ -61,7 +62,7 @@ def _expected_window(values: np.ndarray, center: float, width: float) -> np.ndar
 
 def test_reads_deidentified_records(folder: Path) -> None:
     (folder / "labels.csv").write_text("file,label,patient_id\nct.dcm,abnormal,x\nmr,normal,y\n")
-    classes, records = read_dicom_folder(folder, key=KEY)
+    classes, records = read_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
     assert classes == ["abnormal", "normal"]
     assert [r.source for r in records] == ["ct.dcm", "mr", "sub/rgb.DCM"]
     ct, mr, rgb = records
@@ -82,7 +83,9 @@ def test_reads_deidentified_records(folder: Path) -> None:
 
 def test_progress_counts_every_dicom_file(folder: Path) -> None:
     calls: list[tuple[int, int]] = []
-    read_dicom_folder(folder, key=KEY, progress=lambda done, total: calls.append((done, total)))
+    read_dicom_folder(
+        folder, key=KEY, date_key=DATE_KEY, progress=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # readme.txt is not an image
 
 
@@ -106,18 +109,20 @@ def test_images_follow_window_rescale_and_luma() -> None:
 
 
 def test_classes_argument_and_no_csv(folder: Path) -> None:
-    classes, records = read_dicom_folder(folder, key=KEY, classes=["normal", "abnormal"])
+    classes, records = read_dicom_folder(
+        folder, key=KEY, date_key=DATE_KEY, classes=["normal", "abnormal"]
+    )
     assert classes == ["normal", "abnormal"] and all(r.label is None for r in records)
 
 
 def test_a_second_file_of_the_same_instance_is_skipped_and_listed(folder: Path) -> None:
     _copy("MR_small_RLE.dcm", folder, "zz_again.dcm")  # same SOP instance as MR_small
-    scanned = scan_dicom_folder(folder, key=KEY)
+    scanned = scan_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
     assert [f.source for f in scanned.files] == ["ct.dcm", "mr", "sub/rgb.DCM"]
     assert SkippedFile("zz_again.dcm", DUPLICATE, "same SOP instance as 'mr'") in scanned.skipped
     (folder / "labels.csv").write_text("file,label\nmr,a\nzz_again.dcm,b\n")
     with pytest.raises(IngestError, match=r"zz_again\.dcm: duplicate item.*labelled otherwise"):
-        scan_dicom_folder(folder, key=KEY)
+        scan_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
 
 
 def test_objects_without_pixels_and_multiframe_images_are_skipped_and_listed(
@@ -130,7 +135,7 @@ def test_objects_without_pixels_and_multiframe_images_are_skipped_and_listed(
     for name, sop_class in (("PR0001", "1.2.840.10008.5.1.4.1.1.11.1"), ("KO0001", KO)):
         _object_without_pixels(folder / name, sop_class)
     _copy("examples_ybr_color.dcm", folder, "cine.dcm")
-    scanned = scan_dicom_folder(folder, key=KEY, pixels_checked=True)
+    scanned = scan_dicom_folder(folder, key=KEY, date_key=DATE_KEY, pixels_checked=True)
     assert len(scanned.files) == 3
     assert group_skipped(scanned.skipped) == {
         NOT_AN_IMAGE: ["KO0001", "PR0001", "plan.dcm"],
@@ -144,7 +149,7 @@ def test_objects_without_pixels_and_multiframe_images_are_skipped_and_listed(
     assert details["cine.dcm"].startswith("multi-frame (30 frames")
     (folder / "labels.csv").write_text("file,label\nct.dcm,a\nplan.dcm,b\n")
     with pytest.raises(IngestError, match=r"'plan\.dcm' listed but not an image"):
-        scan_dicom_folder(folder, key=KEY, pixels_checked=True)
+        scan_dicom_folder(folder, key=KEY, date_key=DATE_KEY, pixels_checked=True)
 
 
 KO = "1.2.840.10008.5.1.4.1.1.88.59"  # Key Object Selection Document
@@ -175,7 +180,7 @@ def test_files_without_preamble_or_suffix_are_read_and_others_listed(tmp_path: P
     no_class.SOPInstanceUID = generate_uid()
     (root / "VERSION").write_bytes(b"1.2\n")
     (root / "viewer.exe").write_bytes(bytes(range(256)) * 8)
-    scanned = scan_dicom_folder(root, key=KEY)
+    scanned = scan_dicom_folder(root, key=KEY, date_key=DATE_KEY)
     assert [f.source for f in scanned.files] == ["IM0001", "a.dcm"]
     assert group_skipped(scanned.skipped) == {NOT_DICOM: ["VERSION", "viewer.exe"]}
     assert [r.image.shape for r in scanned.records()] == [(64, 64), (128, 128)]
@@ -185,7 +190,7 @@ def test_files_without_preamble_or_suffix_are_read_and_others_listed(tmp_path: P
     no_class.preamble, no_class.file_meta = None, bare.file_meta
     pydicom.dcmwrite(root / "IM0002", no_class, enforce_file_format=False, implicit_vr=True)
     with pytest.raises(IngestError, match=r"IM0002: pixel data but no SOP Class UID"):
-        scan_dicom_folder(root, key=KEY)
+        scan_dicom_folder(root, key=KEY, date_key=DATE_KEY)
 
 
 def test_air_slices_and_offset_images_are_different_images(tmp_path: Path) -> None:
@@ -204,12 +209,12 @@ def test_air_slices_and_offset_images_are_different_images(tmp_path: Path) -> No
         ("CR0003", ramp + 1, False),  # the same image stored again under a new UID
     ):
         _write_ct(root / name, pixels, window=window)
-    scanned = scan_dicom_folder(root, key=KEY)
+    scanned = scan_dicom_folder(root, key=KEY, date_key=DATE_KEY)
     records = list(scanned.records())
     assert records[3].image.max() == 0 == records[4].image.max()  # both all black
     np.testing.assert_array_equal(records[0].image, records[1].image)
     assert [r.duplicate_of for r in records] == [None, None, "CR0002", None, None]
-    _, read = read_dicom_folder(root, key=KEY)
+    _, read = read_dicom_folder(root, key=KEY, date_key=DATE_KEY)
     assert [r.source for r in read] == ["CR0001", "CR0002", "IM0007", "IM0008"]
     again = list(scanned.records(scanned.files[2:], stored=scanned.files[:2]))
     assert [r.duplicate_of for r in again] == ["CR0002", None, None]  # a run resumed
@@ -230,7 +235,7 @@ def _write_ct(path: Path, pixels: np.ndarray, *, window: bool) -> None:
 def test_corrupt_dicom(folder: Path) -> None:
     (folder / "junk.dcm").write_bytes(b"\x00" * 50)
     with pytest.raises(IngestError, match=r"junk\.dcm"):
-        read_dicom_folder(folder, key=KEY)
+        read_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
 
 
 @pytest.mark.parametrize(
@@ -245,15 +250,15 @@ def test_corrupt_dicom(folder: Path) -> None:
 def test_csv_errors(folder: Path, csv: str, match: str) -> None:
     (folder / "labels.csv").write_text(csv)
     with pytest.raises(IngestError, match=match):
-        read_dicom_folder(folder, key=KEY)
+        read_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
 
 
 def test_empty_and_bad_key(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(IngestError, match="no DICOM images found"):
-        read_dicom_folder(tmp_path, key=KEY)
+        read_dicom_folder(tmp_path, key=KEY, date_key=DATE_KEY)
     with pytest.raises(InvalidInputError, match="key"):
-        read_dicom_folder(tmp_path, key=b"")
+        read_dicom_folder(tmp_path, key=b"", date_key=DATE_KEY)
 
 
 def test_the_store_keeps_a_deidentified_reference_not_the_file_name(tmp_path: Path) -> None:
@@ -261,14 +266,14 @@ def test_the_store_keeps_a_deidentified_reference_not_the_file_name(tmp_path: Pa
     SOPInstanceUID, the same on every read with the same key."""
     root = tmp_path / "dicoms"
     _copy("CT_small.dcm", root, "Smith_John_MRN001_19600101.dcm")
-    (record,) = read_dicom_folder(root, key=KEY)[1]
+    (record,) = read_dicom_folder(root, key=KEY, date_key=DATE_KEY)[1]
     assert record.source == "Smith_John_MRN001_19600101.dcm"  # for messages while reading
     written = pydicom.dcmread(io.BytesIO(record.dicom_bytes))
     assert record.reference == f"dicom:{written.SOPInstanceUID}"
     assert "Smith" not in record.reference and "MRN001" not in record.reference
     original = pydicom.dcmread(_testfile("CT_small.dcm"))
     assert str(original.SOPInstanceUID) not in record.reference
-    assert read_dicom_folder(root, key=KEY)[1][0].reference == record.reference
+    assert read_dicom_folder(root, key=KEY, date_key=DATE_KEY)[1][0].reference == record.reference
 
 
 def test_burned_in_annotations_never_reach_lay_annotators(folder: Path) -> None:
@@ -276,7 +281,9 @@ def test_burned_in_annotations_never_reach_lay_annotators(folder: Path) -> None:
     dataset.BurnedInAnnotation = "YES"
     dataset.save_as(folder / "ct.dcm")
     with pytest.raises(IngestError, match=r"ct\.dcm: BurnedInAnnotation is YES"):
-        read_dicom_folder(folder, key=KEY, pixels_checked=True)  # stated: no one overrides it
+        read_dicom_folder(
+            folder, key=KEY, date_key=DATE_KEY, pixels_checked=True
+        )  # stated: no one overrides it
 
 
 def test_images_that_often_show_names_need_a_person_to_check_them(folder: Path) -> None:
@@ -285,15 +292,15 @@ def test_images_that_often_show_names_need_a_person_to_check_them(folder: Path) 
     del dataset.BurnedInAnnotation  # a secondary capture that does not say
     dataset.save_as(rgb)
     with pytest.raises(IngestError, match=r"rgb\.DCM: BurnedInAnnotation is not stated"):
-        read_dicom_folder(folder, key=KEY)
-    assert len(read_dicom_folder(folder, key=KEY, pixels_checked=True)[1]) == 3
+        read_dicom_folder(folder, key=KEY, date_key=DATE_KEY)
+    assert len(read_dicom_folder(folder, key=KEY, date_key=DATE_KEY, pixels_checked=True)[1]) == 3
     dataset.BurnedInAnnotation = "NO"
     dataset.RecognizableVisualFeatures = "YES"  # a face: never for lay annotators
     dataset.save_as(rgb)
     with pytest.raises(IngestError, match="RecognizableVisualFeatures is YES"):
-        read_dicom_folder(folder, key=KEY, pixels_checked=True)
+        read_dicom_folder(folder, key=KEY, date_key=DATE_KEY, pixels_checked=True)
     del dataset.BurnedInAnnotation, dataset.RecognizableVisualFeatures
     dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # ophthalmic photography
     dataset.save_as(rgb)
     with pytest.raises(IngestError, match=r"visible-light photograph.*--pixels-checked"):
-        read_dicom_folder(folder, key=KEY)
+        read_dicom_folder(folder, key=KEY, date_key=DATE_KEY)

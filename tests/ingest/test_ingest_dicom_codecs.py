@@ -25,6 +25,7 @@ from pydicom.uid import (
 from medloop.ingest import read_dicom_folder
 
 KEY = b"dicom-codec-key"
+DATE_KEY = b"a-date-shift-key-of-32-characters!"
 
 
 def _need_decoder(syntax: UID) -> None:
@@ -101,7 +102,7 @@ def test_jpeg_lossless(tmp_path: Path, pixels: np.ndarray, syntax: UID) -> None:
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = syntax
     ds.save_as(tmp_path / "IM0001", enforce_file_format=True)
-    _, (record,) = read_dicom_folder(tmp_path, key=KEY)
+    _, (record,) = read_dicom_folder(tmp_path, key=KEY, date_key=DATE_KEY)
     written = pydicom.dcmread(pydicom.filebase.DicomBytesIO(record.dicom_bytes))
     np.testing.assert_array_equal(written.pixel_array, pixels)
     assert record.image.shape == pixels.shape
@@ -120,7 +121,7 @@ def test_jpeg_ls(tmp_path: Path, pixels: np.ndarray, syntax: UID) -> None:
     else:  # pydicom's own near-lossless file
         shutil.copyfile(str(get_testdata_file("JPEGLSNearLossless_16.dcm")), tmp_path / "a.dcm")
         expected = pydicom.dcmread(tmp_path / "a.dcm").pixel_array
-    _, (record,) = read_dicom_folder(tmp_path, key=KEY, pixels_checked=True)
+    _, (record,) = read_dicom_folder(tmp_path, key=KEY, date_key=DATE_KEY, pixels_checked=True)
     written = pydicom.dcmread(pydicom.filebase.DicomBytesIO(record.dicom_bytes))
     assert written.file_meta.TransferSyntaxUID == syntax
     np.testing.assert_array_equal(written.pixel_array, expected)

@@ -4,19 +4,24 @@ patient's page."""
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pydicom
 import pytest
+from sqlalchemy import select
 
+from dicom_support import write_dicoms
 from medloop.config import Settings
 from medloop.ingest.dateshift import MAX_SHIFT_WEEKS, date_offset
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
-from medloop.workflows import Workspace
+from medloop.store.models import Item, Patient
+from medloop.workflows import Workspace, ingest
 from medloop.workflows import precision as wf
 
 SECRET = "s" * 32
@@ -208,3 +213,28 @@ def test_homes_without_a_key_do_not_share_offsets(tmp_path: Path) -> None:
     assert (tmp_path / "one" / "date-shift.key").read_text() != (
         tmp_path / "two" / "date-shift.key"
     ).read_text()
+
+
+def test_a_patients_images_move_by_the_offset_of_their_facts(ws: Workspace, tmp_path: Path) -> None:
+    """A patient imported as a FHIR bundle and as DICOM images (PatientID their FHIR
+    identifier) has one pseudonym and one date shift: an image taken the day of a
+    result is dated the day the stored result is."""
+    wf.import_fhir_bundle(ws, project="c", path=first_bundle(tmp_path / "b.json"))
+    folder = tmp_path / "ct"
+    write_dicoms(folder, 2)
+    for file in folder.glob("*.dcm"):
+        image = pydicom.dcmread(file)
+        image.PatientID, image.StudyDate = "MRN-0", DAYS[1].replace("-", "")
+        image.save_as(file)
+    ingest.ingest_dicom_folder(ws, folder=folder, project="ct")
+    with ws.db.session() as s:
+        stored = s.execute(
+            select(Item.dicom_sha256, Patient.pseudonym).join(
+                Patient, Item.patient_id == Patient.id
+            )
+        ).all()
+    result = stored_times(ws).set_index("code").loc["code-o2"]
+    assert {pseudonym for _, pseudonym in stored} == {result["patient"]}
+    for sha, _ in stored:
+        image = pydicom.dcmread(io.BytesIO(ws.blobs.get(sha)))
+        assert image.StudyDate == f"{result['at']:%Y%m%d}" != DAYS[1].replace("-", "")

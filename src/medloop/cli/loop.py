@@ -164,15 +164,23 @@ def deid(
     target: Annotated[Path, typer.Argument(help="Where to write the de-identified file.")],
     pixels_checked: PixelsCheckedOpt = False,
 ) -> None:
-    """De-identify one DICOM file (PS3.15 basic profile; keyed patient pseudonym); a file
-    whose pixels may show who the patient is (a face, burned-in text) is refused."""
+    """De-identify one DICOM file (PS3.15 basic profile; keyed patient pseudonym; dates
+    moved by the patient's date shift, as on import); a file whose pixels may show who
+    the patient is (a face, burned-in text) is refused."""
     from medloop.ingest import deidentify_file
+    from medloop.workflows.workspace import date_shift_key
 
     if source.resolve() == target.resolve():
         raise InvalidInputError("refusing to overwrite the original; choose another OUT path")
     output_file(target)
-    key = pseudonymising(Settings()).resolved_secret_key
-    pseudonym = deidentify_file(source, target, key=key, pixels_checked=pixels_checked)
+    settings = pseudonymising(Settings())
+    pseudonym = deidentify_file(
+        source,
+        target,
+        key=settings.resolved_secret_key,
+        date_key=date_shift_key(settings),
+        pixels_checked=pixels_checked,
+    )
     out.print(f"wrote {target} (patient pseudonym {pseudonym})")
 
 

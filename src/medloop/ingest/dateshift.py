@@ -13,13 +13,17 @@ do (CTP's per-patient date increment, pydicom-deid's jitter), at the price of ca
 effects (seasons, a change of practice on a known date) across patients.
 
 A year alone is not shifted (HIPAA Safe Harbor keeps years); a month without a day
-("2021-03") moves with its middle day.
+("2021-03") moves with its middle day. `shift_time` moves FHIR's ISO 8601 forms,
+`shift_dicom_time` DICOM's DA ("20210304") and DT ("20210304101500.5+0100") forms, by
+the same rules: a patient's images and facts line up.
 
 >>> offset = date_offset("MRN-1", key=b"k" * 32)
 >>> offset == date_offset("MRN-1", key=b"k" * 32) and offset.days % 7 == 0
 True
 >>> shift_time("2021-03-04", datetime.timedelta(weeks=2))
 '2021-03-18'
+>>> shift_dicom_time("20210304101500+0100", datetime.timedelta(weeks=2), vr="DT")
+'20210318101500+0100'
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ MAX_SHIFT_WEEKS = 52
 MIN_KEY_LENGTH = 32
 _YEAR = re.compile(r"\d{4}")
 _YEAR_MONTH = re.compile(r"(\d{4})-(\d{2})")
+#: DICOM DT: YYYY[MM[DD[HH[MM[SS[.F{1,6}]]]]]][&ZZXX] (PS3.5 6.2); DA is its YYYYMMDD.
+_DICOM_DT = re.compile(
+    r"(?P<year>\d{4})(?:(?P<month>\d{2})(?:(?P<day>\d{2})"
+    r"(?P<time>\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?(?P<zone>[+-]\d{4})?"
+)
 
 
 def date_offset(identity: str, *, key: bytes) -> datetime.timedelta:
@@ -84,6 +93,29 @@ def shift_time(value: Any, offset: datetime.timedelta) -> Any:
         return (datetime.datetime.fromisoformat(text) + offset).isoformat()
     except ValueError as error:
         raise InvalidInputError(f"not an ISO 8601 date or date-time: {text!r}") from error
+
+
+def shift_dicom_time(value: str, offset: datetime.timedelta, *, vr: str) -> str:
+    """A DICOM date (`vr` "DA": YYYYMMDD) or date-time ("DT": its date part, down to
+    the year, then the time of day and UTC offset, which are kept) moved by `offset`,
+    in the same form. As `shift_time`: a year alone stays, a year and month moves with
+    the 15th of that month. Raises `InvalidInputError` for a value in neither form."""
+    if vr not in ("DA", "DT"):
+        raise InvalidInputError(f"only DA and DT values are dates, not {vr}")
+    text = str(value).strip()
+    match = _DICOM_DT.fullmatch(text)
+    partial = match is not None and (match["day"] is None or match["time"] or match["zone"])
+    if match is None or (vr == "DA" and partial):
+        raise InvalidInputError(f"not a DICOM {vr} value: {text!r}")
+    if match["month"] is None:
+        return text
+    day = int(match["day"] or 15)
+    try:
+        moved = datetime.date(int(match["year"]), int(match["month"]), day) + offset
+    except (ValueError, OverflowError) as error:
+        raise InvalidInputError(f"not a DICOM {vr} value: {text!r}") from error
+    date = f"{moved.year:04d}{moved.month:02d}" + (f"{moved.day:02d}" if match["day"] else "")
+    return f"{date}{match['time'] or ''}{match['zone'] or ''}"
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -1,4 +1,5 @@
-"""DICOM de-identification: the PS3.15 Basic Application Level Confidentiality Profile.
+"""DICOM de-identification: the PS3.15 Basic Application Level Confidentiality Profile
+with the Retain Longitudinal Temporal Information with Modified Dates Option.
 
 `deidentify` returns a copy of a dataset with the identifying attributes of PS3.15
 Table E.1-1 removed (X), emptied (Z) or replaced by dummies (D); every instance UID
@@ -10,14 +11,21 @@ applied).
 
 Where the table leaves a choice (X/Z, Z/D, X/Z/D) the empty value Z is used; X/D
 becomes X; a dummy sequence (D) is emptied. Beyond the table, as a safety net, any
-remaining person name (PN), date (DA), date-time (DT), time (TM) or free text (LT, ST,
-UT, UC) is emptied and public tags unknown to pydicom's dictionary are removed. Dates
-are removed, not shifted, so the output says
-``LongitudinalTemporalInformationModified = REMOVED``: nothing reads an image's dates,
-and shifting them with the patient's date shift of their FHIR facts
-(`medloop.ingest.dateshift`) would need the profile's Retain Longitudinal Temporal
-Information with Modified Dates Option, whose list of attributes the table used here
-does not ship.
+remaining person name (PN) or free text (LT, ST, UT, UC) is emptied and public tags
+unknown to pydicom's dictionary are removed.
+
+Dates are modified, not removed (the option's C, for every date and time the table
+lists and any other): every date (DA) and the date part of every date-time (DT) moves
+by the patient's keyed date shift (`medloop.ingest.dateshift`), the one their FHIR facts
+move by, so the intervals between a patient's studies, and between their images and
+their facts, stay exact while the dates of care do not. The shift is whole weeks, so
+times of day (TM, and DT's time and UTC offset) are what the modified dates give them:
+they are kept. The patient's own birth date and time are not dates of care: they stay
+emptied or removed as the Basic Profile says (a birth year comes from the FHIR import),
+and so does their age (PatientAge is removed, so no age over 89 is kept). A date
+or time that cannot be read is emptied. The output says
+``LongitudinalTemporalInformationModified = MODIFIED`` and names both the profile (DCM
+113100) and the option (DCM 113107).
 
 >>> pseudonymize("12345", key=b"secret") == pseudonymize("12345", key=b"secret")
 True
@@ -26,10 +34,12 @@ True
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import hmac
 import io
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,15 +58,20 @@ from pydicom.uid import (
 )
 
 from medloop.exceptions import IngestError, InvalidInputError
+from medloop.ingest.dateshift import date_offset, shift_dicom_time
 
 logger = logging.getLogger(__name__)
 
 Action = Literal["X", "Z", "D", "U"]
 
 #: Value of (0012,0063) De-identification Method written into every output.
-DEIDENTIFICATION_METHOD = "DICOM PS3.15 E.1 Basic Profile; keyed pseudonyms (medloop)"
-#: Code of the Basic Application Level Confidentiality Profile (PS3.16 CID 7050).
-BASIC_PROFILE_CODE = "113100"
+DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile, Modified Dates; keyed (medloop)"
+#: Codes (PS3.16 CID 7050) of the Basic Application Level Confidentiality Profile and of
+#: its Retain Longitudinal Temporal Information with Modified Dates Option, with meanings.
+DEIDENTIFICATION_CODES = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+}
 
 # PS3.15 Table E.1-1, Basic Profile column, as dicom-anonymizer ships it (its newest
 # edition of the standard's table, regenerated upstream with each release): a table kept in
@@ -160,7 +175,9 @@ TEXT_PRONE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.7": "secondary capture",
     "1.2.840.10008.5.1.4.1.1.77.1": "visible-light photograph",
 }
-_SAFETY_NET_VRS = frozenset({"PN", "DA", "DT", "TM", "LT", "ST", "UT", "UC"})
+_SAFETY_NET_VRS = frozenset({"PN", "LT", "ST", "UT", "UC"})
+#: Values of dates and times, modified (dates shifted, times kept) whatever the table says.
+_TEMPORAL_VRS = frozenset({"DA", "DT", "TM"})
 #: Pixel Data and its float and double-float kinds.
 PIXEL_DATA_KEYWORDS = ("FloatPixelData", "DoubleFloatPixelData", "PixelData")
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -177,6 +194,10 @@ def _tags(keywords: frozenset[str] | dict[str, Action]) -> dict[int, str]:
 
 
 _KEEP_UID_TAGS = frozenset(_tags(_KEEP_UID_KEYWORDS))
+#: DICOM TM: HHMMSS.FFFFFF, down to the hour (PS3.5 6.2; "HH:MM:SS" in older files).
+_TIME = re.compile(r"\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d{1,6})?)?)?")
+#: The patient's own dates, not their care's: the Basic Profile's action applies.
+_UNMODIFIED_TAGS = frozenset(_tags(frozenset({"PatientBirthDate", "PatientBirthTime"})))
 _FILE_META_REMOVE_TAGS = frozenset(_tags(_FILE_META_REMOVE))
 
 
@@ -317,25 +338,32 @@ def deidentified_identity(
     return pseudonym, _new_uid(instance, key) if instance else ""
 
 
-def deidentify(dataset: Dataset, *, key: bytes, pixels_checked: bool = False) -> Dataset:
+def deidentify(
+    dataset: Dataset, *, key: bytes, date_key: bytes, pixels_checked: bool = False
+) -> Dataset:
     """Return a de-identified copy of `dataset` (the input is not modified).
 
-    PatientID and PatientName become ``pseudonymize(PatientID)``; see the module
-    docstring for the rules. Adds PatientIdentityRemoved = YES, DeidentificationMethod,
-    DeidentificationMethodCodeSequence (DCM 113100) and
-    LongitudinalTemporalInformationModified = REMOVED. Raises `InvalidInputError` when
+    PatientID and PatientName become ``pseudonymize(PatientID)``, and dates move by
+    ``date_offset(PatientID, key=date_key)`` (`patient_identity` gives the value both
+    are made from: a FHIR Patient whose identifier is that PatientID has the same
+    pseudonym and shift); see the module docstring for the rules. Adds
+    PatientIdentityRemoved = YES, DeidentificationMethod,
+    DeidentificationMethodCodeSequence (`DEIDENTIFICATION_CODES`) and
+    LongitudinalTemporalInformationModified = MODIFIED. Raises `InvalidInputError` when
     the pixels may identify the patient (`identifying_pixels`): the profile leaves
     pixels as they are, so it could not claim the identity removed.
     """
     check_key(key)
-    pseudonym = pseudonymize(patient_identity(dataset), key=key)
+    identity = patient_identity(dataset)
+    pseudonym = pseudonymize(identity, key=key)
+    offset = date_offset(identity, key=date_key)
     reason = identifying_pixels(dataset, pixels_checked=pixels_checked)
     if reason is not None:
         raise InvalidInputError(reason)
     out = copy.deepcopy(dataset)
     if isinstance(out, FileDataset):
         out.filename = None  # the source path may itself name the patient
-    _clean(out, key)
+    _clean(out, key, offset)
     meta = getattr(out, "file_meta", None)
     if isinstance(meta, FileMetaDataset):
         _clean_file_meta(out, meta, key)
@@ -344,17 +372,21 @@ def deidentify(dataset: Dataset, *, key: bytes, pixels_checked: bool = False) ->
     out.PatientName = pseudonym
     out.PatientIdentityRemoved = "YES"
     out.DeidentificationMethod = DEIDENTIFICATION_METHOD
-    code = Dataset()
-    code.CodeValue = BASIC_PROFILE_CODE
-    code.CodingSchemeDesignator = "DCM"
-    code.CodeMeaning = "Basic Application Confidentiality Profile"
-    out.DeidentificationMethodCodeSequence = Sequence([code])
-    out.LongitudinalTemporalInformationModified = "REMOVED"
+    codes = []
+    for value, meaning in DEIDENTIFICATION_CODES.items():
+        code = Dataset()
+        code.CodeValue = value
+        code.CodingSchemeDesignator = "DCM"
+        code.CodeMeaning = meaning
+        codes.append(code)
+    out.DeidentificationMethodCodeSequence = Sequence(codes)
+    out.LongitudinalTemporalInformationModified = "MODIFIED"
     return out
 
 
-def _clean(ds: Dataset, key: bytes) -> None:
-    """Apply the profile to `ds` in place, recursing into sequence items."""
+def _clean(ds: Dataset, key: bytes, offset: datetime.timedelta) -> None:
+    """Apply the profile to `ds` in place, recursing into sequence items; dates move by
+    `offset`."""
     for tag in list(ds.keys()):
         if int(tag) in _PIXEL_TAGS:
             continue
@@ -369,7 +401,9 @@ def _clean(ds: Dataset, key: bytes) -> None:
             continue
         elem = ds[tag]
         action = _ACTION_BY_TAG.get(int(tag))
-        if action == "X":
+        if elem.VR in _TEMPORAL_VRS and int(tag) not in _UNMODIFIED_TAGS:
+            _modify_temporal(elem, offset)
+        elif action == "X":
             del ds[tag]
         elif action == "D" and elem.VR == "UI":  # a dummy UID: a keyed one
             _replace_uids(elem, key)
@@ -377,11 +411,33 @@ def _clean(ds: Dataset, key: bytes) -> None:
             _blank(elem, dummy=action == "D")
         elif elem.VR == "SQ":
             for item in elem.value:
-                _clean(item, key)
+                _clean(item, key, offset)
         elif elem.VR == "UI":
             _replace_uids(elem, key)
         elif elem.VR in _SAFETY_NET_VRS:
             _blank(elem, dummy=False)
+
+
+def _modify_temporal(elem: DataElement, offset: datetime.timedelta) -> None:
+    """Move a DA or DT element's values by `offset` (`shift_dicom_time`); keep a TM
+    element's (a whole-week shift leaves the time of day as it is). A value that is no
+    date or time empties the element (logged by keyword, never by value)."""
+    if elem.value in (None, ""):
+        return
+    values = [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+    if elem.VR == "TM":
+        if all(_TIME.fullmatch(v.strip()) for v in values):
+            return
+    else:
+        try:
+            modified = [shift_dicom_time(v, offset, vr=elem.VR) for v in values]
+        except InvalidInputError:
+            pass
+        else:
+            elem.value = modified if elem.VM > 1 else modified[0]
+            return
+    logger.warning("emptied %s: not a DICOM %s value", elem.keyword or elem.tag, elem.VR)
+    elem.value = None
 
 
 def _blank(elem: DataElement, *, dummy: bool) -> None:
@@ -492,8 +548,11 @@ def dicom_to_bytes(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def deidentify_file(src: Path, dst: Path, *, key: bytes, pixels_checked: bool = False) -> str:
-    """De-identify the DICOM file `src` into `dst`; return the patient pseudonym.
+def deidentify_file(
+    src: Path, dst: Path, *, key: bytes, date_key: bytes, pixels_checked: bool = False
+) -> str:
+    """De-identify the DICOM file `src` into `dst` (`deidentify`); return the patient
+    pseudonym.
 
     Raises `IngestError` naming `src` if it is not a readable DICOM file or its pixels
     may identify the patient (`identifying_pixels`).
@@ -501,7 +560,7 @@ def deidentify_file(src: Path, dst: Path, *, key: bytes, pixels_checked: bool = 
     check_key(key)
     dataset = read_dicom(src)
     try:
-        out = deidentify(dataset, key=key, pixels_checked=pixels_checked)
+        out = deidentify(dataset, key=key, date_key=date_key, pixels_checked=pixels_checked)
     except InvalidInputError as exc:
         raise IngestError(src, str(exc)) from exc
     data = dicom_to_bytes(out)

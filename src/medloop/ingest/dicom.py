@@ -159,6 +159,7 @@ class DicomFolder:
     classes: list[str]
     files: list[DicomFile]
     key: bytes = field(repr=False)
+    date_key: bytes = field(repr=False)
     pixels_checked: bool = False
     skipped: list[SkippedFile] = field(default_factory=list)
 
@@ -185,7 +186,10 @@ class DicomFolder:
             path = self.folder / file.source
             try:
                 clean = deidentify(
-                    read_dicom(path), key=self.key, pixels_checked=self.pixels_checked
+                    read_dicom(path),
+                    key=self.key,
+                    date_key=self.date_key,
+                    pixels_checked=self.pixels_checked,
                 )
                 image = dicom_image(clean)
             except InvalidInputError as exc:
@@ -214,15 +218,18 @@ def scan_dicom_folder(
     folder: Path,
     *,
     key: bytes,
+    date_key: bytes,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     pixels_checked: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> DicomFolder:
     """Check every file under `folder` (recursively) by its header, before any pixels
-    are read; `progress` is called with (files checked, files). A file whose pixels may
-    show who the patient is (`identifying_pixels`; `pixels_checked` says a person has
-    looked at the images of kinds that often do) is refused.
+    are read; `progress` is called with (files checked, files). `key` keys the patient
+    pseudonyms and UIDs, `date_key` the patients' date shifts (`deidentify`, on read).
+    A file whose pixels may show who the patient is (`identifying_pixels`;
+    `pixels_checked` says a person has looked at the images of kinds that often do) is
+    refused.
 
     Every file but hidden ones, the labels CSV and DICOMDIR is looked at. One ending in
     ``.dcm``/``.dicom`` or starting with the DICOM preamble + ``DICM`` must be readable
@@ -302,7 +309,13 @@ def scan_dicom_folder(
     for reason, names in group_skipped(skipped).items():
         logger.warning("%d files skipped (%s): %s", len(names), reason, _some(names))
     return DicomFolder(
-        folder, class_list, files, key=key, pixels_checked=pixels_checked, skipped=skipped
+        folder,
+        class_list,
+        files,
+        key=key,
+        date_key=date_key,
+        pixels_checked=pixels_checked,
+        skipped=skipped,
     )
 
 
@@ -353,6 +366,7 @@ def read_dicom_folder(
     folder: Path,
     *,
     key: bytes,
+    date_key: bytes,
     labels_csv: Path | None = None,
     classes: Sequence[str] | None = None,
     pixels_checked: bool = False,
@@ -365,7 +379,12 @@ def read_dicom_folder(
     folder is better read with `scan_dicom_folder` and `DicomFolder.records`, which hold
     one image at a time."""
     scanned = scan_dicom_folder(
-        folder, key=key, labels_csv=labels_csv, classes=classes, pixels_checked=pixels_checked
+        folder,
+        key=key,
+        date_key=date_key,
+        labels_csv=labels_csv,
+        classes=classes,
+        pixels_checked=pixels_checked,
     )
     if progress is not None:
         progress(0, len(scanned.files))

@@ -43,7 +43,7 @@ from medloop.store.models import Project
 from medloop.types import REVIEWER_ROLES, Split
 from medloop.workflows.loop import SYSTEM, write_decisions
 from medloop.workflows.progress import Progress, no_progress
-from medloop.workflows.workspace import Workspace
+from medloop.workflows.workspace import Workspace, date_shift_key
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,8 @@ def ingest_dicom_folder(
     pixels_checked: bool = False,
     progress: Progress = no_progress,
 ) -> IngestSummary:
-    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile); labels
+    """Ingest DICOM files, de-identified on the way in (PS3.15 basic profile, their dates
+    moved by each patient's date shift: `date_shift_key`, as for FHIR facts); labels
     and `final_by` as in `ingest_image_folder`. A file whose pixels may show who the
     patient is is refused (`identifying_pixels`); `pixels_checked` (audited) says a person
     has looked at the images that do not say whether they carry burned-in text. Stored in
@@ -233,6 +234,7 @@ def ingest_dicom_folder(
     scanned = scan_dicom_folder(
         folder,
         key=ws.settings.resolved_secret_key,
+        date_key=date_shift_key(ws.settings),
         labels_csv=labels_csv,
         classes=classes,
         pixels_checked=pixels_checked,

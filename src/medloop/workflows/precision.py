@@ -21,10 +21,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from medloop.config import Settings
 from medloop.exceptions import ConflictError, IngestError, InvalidInputError, NotFoundError
 from medloop.ingest import pseudonymize
-from medloop.ingest.dateshift import load_or_create_key
 from medloop.precision import (
     CLEAR_BENEFIT,
     CLEAR_HARM,
@@ -64,7 +62,7 @@ from medloop.store.models import Patient, Project, Recommendation, RiskModelVers
 from medloop.types import Role
 from medloop.workflows.dashboard import as_json
 from medloop.workflows.progress import Progress, no_progress
-from medloop.workflows.workspace import Workspace
+from medloop.workflows.workspace import Workspace, date_shift_key
 
 logger = logging.getLogger(__name__)
 
@@ -213,15 +211,6 @@ def _stored_facts(
     value = observations["value"].astype(object)
     value = value.where(value.notna(), observations["value_text"])
     return units, observations.assign(value=value), facts["condition"][["patient", "code"]]
-
-
-def date_shift_key(settings: Settings) -> bytes:
-    """The key of patients' date shifts: MEDLOOP_DATE_SHIFT_KEY, else the key file in the
-    home (`Settings.date_shift_key_file`, created once with a random key). Never stored
-    in the database nor in an export."""
-    if settings.date_shift_key:
-        return settings.date_shift_key.strip().encode()
-    return load_or_create_key(settings.date_shift_key_file)
 
 
 def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImport:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from medloop.config import Settings
 from medloop.exceptions import ConfigError
+from medloop.ingest.dateshift import load_or_create_key
 from medloop.ingest.deid import pseudonymize
 from medloop.store import BlobStore, Database
 
@@ -28,6 +29,16 @@ T = TypeVar("T")
 RECENT_LIMIT = 4
 #: Threads that recompute outdated figures behind the pages (`Workspace.figures`).
 FIGURE_WORKERS = 2
+
+
+def date_shift_key(settings: Settings) -> bytes:
+    """The key of patients' date shifts (`medloop.ingest.dateshift`), for their FHIR facts
+    and their DICOM images alike: MEDLOOP_DATE_SHIFT_KEY, else the key file in the home
+    (`Settings.date_shift_key_file`, created once with a random key). Never stored in the
+    database nor in an export."""
+    if settings.date_shift_key:
+        return settings.date_shift_key.strip().encode()
+    return load_or_create_key(settings.date_shift_key_file)
 
 
 @dataclass(frozen=True)
