@@ -11,7 +11,7 @@ import pytest
 
 from medloop.exceptions import IngestError, InvalidInputError
 from medloop.ingest import pseudonymize
-from medloop.ingest.dateshift import date_offset
+from medloop.ingest.dateshift import date_offset, shift_time
 from medloop.precision import (
     CsvDialect,
     observations_to_wide,
@@ -421,7 +421,8 @@ def test_fhir_names_and_coded_text_are_scrubbed_of_the_patients_own_words(tmp_pa
             "resource": {
                 "resourceType": "Observation", "id": "o9", "status": "final",
                 "subject": {"reference": "Patient/pat1"},
-                "code": {"coding": [{"code": "1", "display": "Patient Health Questionnaire"}]},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6",
+                                     "display": PHQ9}]},
                 "valueString": "Lives alone at Rosebank Cottage, Little Whinging",
             }
         }
@@ -431,7 +432,119 @@ def test_fhir_names_and_coded_text_are_scrubbed_of_the_patients_own_words(tmp_pa
     for own in ("Rosebank", "Whinging", "Smithers", "778899"):
         assert own not in text
     names = set(records.observations["name"])
-    assert "Patient Health Questionnaire" in names  # a terminology's name is not free text
+    assert PHQ9 in names  # a terminology's name is not free text
+
+
+PHQ9 = "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]"
+LOCAL = "http://hospital.example/codes"
+
+
+def test_fhir_names_a_person_wrote_are_scrubbed_like_notes(tmp_path: Path) -> None:
+    """A concept's text and a local code system's display are free text: another person's
+    name, a phone number, a date, an e-mail address in them are scrubbed as in notes (they
+    were kept); a terminology's names (LOINC, SNOMED CT, HL7's) only lose the patient's own
+    words, so "Patient Health Questionnaire" and "COVID-19" stay as they are."""
+    data = json.loads(json.dumps(BUNDLE))
+    subject = {"reference": "Patient/pat1"}
+    data["entry"] += [
+        {"resource": {
+            "resourceType": "Condition", "id": "c9", "subject": subject,
+            "code": {"text": "Fall at home 3 March 2024, seen by Dr Hibbert (555-123-4567)"},
+        }},
+        {"resource": {
+            "resourceType": "Condition", "id": "c10", "subject": subject,
+            "code": {"coding": [{"system": LOCAL, "code": "F1",
+                                 "display": "Referred by Dr Hibbert, hibbert@clinic.org"}]},
+        }},
+        {"resource": {
+            "resourceType": "MedicationStatement", "id": "m9", "status": "active",
+            "subject": subject,
+            "medicationCodeableConcept": {"text": "Amoxicillin from Mrs Krabappel 2024-03-01"},
+        }},
+        {"resource": {
+            "resourceType": "Observation", "id": "o9", "status": "final", "subject": subject,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6",
+                                 "display": PHQ9}]},
+            "component": [
+                {"code": {"text": "asked by Nurse Hoover on 02/03/2024"},
+                 "valueCodeableConcept": {"text": "Answered for him by Mr Flanders, 555-987-6543"}},
+                {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "840539006",
+                                      "display": "COVID-19"}]},
+                 "valueQuantity": {"value": 1, "unit": "score (ask Dr Hibbert)"}},
+            ],
+        }},
+    ]  # fmt: skip
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
+    frames = (records.conditions, records.medications, records.observations)
+    written = [f[c] for f in frames for c in ("name", "value", "unit") if c in f.columns]
+    text = " ".join(str(v) for column in written for v in column)
+    for other in ("Hibbert", "Krabappel", "Hoover", "Flanders", "555-", "2024", "clinic.org"):
+        assert other not in text
+    assert records.conditions["name"].tolist()[-2:] == [
+        "Fall at home [DATE], seen by Dr [NAME] ([PHONE])",
+        "Referred by Dr [NAME], [EMAIL]",
+    ]
+    assert records.medications["name"].iloc[-1] == "Amoxicillin from Mrs [NAME] [DATE]"
+    observed = records.observations.set_index("resource").loc["o9"]
+    assert observed["name"].tolist() == ["asked by Nurse [NAME] on [DATE]", "COVID-19"]
+    assert observed["value"].iloc[0] == "Answered for him by Mr [NAME], [PHONE]"
+    assert observed["unit"].iloc[1] == "score (ask Dr [NAME])"
+
+
+def _observation(oid: str, **fields: object) -> dict:
+    code = {"coding": [{"system": "http://loinc.org", "code": f"code-{oid}"}]}
+    subject = {"reference": "Patient/pat1"}
+    resource = {"resourceType": "Observation", "id": oid, "status": "final", "code": code}
+    return {"resource": {**resource, "subject": subject, **fields}}
+
+
+def test_an_observations_time_is_its_periods_start_else_end_else_when_issued(
+    tmp_path: Path,
+) -> None:
+    """An Observation with only a period's end, or only its `issued` instant, was stored
+    without a time (the latest result could then be an older one); a dated answer
+    (valueDateTime) was stored without a value. All move by the patient's date shift."""
+    data = json.loads(json.dumps(BUNDLE))
+    value = {"valueQuantity": {"value": 1.0}}
+    data["entry"] += [
+        _observation("both", effectivePeriod={"start": "2024-02-01T08:00:00Z",
+                                              "end": "2024-02-03T08:00:00Z"}, **value),
+        _observation("end", effectivePeriod={"end": "2024-02-05T08:00:00Z"}, **value),
+        _observation("issued", issued="2024-02-07T09:30:00+01:00", **value),
+        _observation("period-over-issued", effectivePeriod={"end": "2024-02-09"},
+                     issued="2024-02-10T09:30:00Z", **value),
+        _observation("none", **value),
+        _observation("dated", effectiveDateTime="2024-02-11", valueDateTime="2023-11-20"),
+        _observation("dated-time", valueDateTime="2023-11-21T10:15:00+01:00"),
+    ]  # fmt: skip
+    records = read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
+    offset = date_offset("MRN-778899", key=DATE_KEY)
+    facts = records.observations.set_index("resource")
+    times = {
+        "both": "2024-02-01T08:00:00Z",
+        "end": "2024-02-05T08:00:00Z",
+        "issued": "2024-02-07T09:30:00+01:00",
+        "period-over-issued": "2024-02-09",
+    }
+    for oid, original in times.items():
+        moved = pd.Timestamp(str(facts.loc[oid, "time"]))
+        assert moved == pd.Timestamp(original) + offset, oid
+    assert facts.loc["none", "time"] is None
+    assert facts.loc["dated", "value"] == shift_time("2023-11-20", offset)
+    assert facts.loc["dated-time", "value"] == shift_time("2023-11-21T10:15:00+01:00", offset)
+    assert facts.loc["dated-time", "value"].endswith("T10:15:00+01:00")
+
+
+def test_a_date_its_shift_moves_out_of_the_calendar_is_refused_naming_the_resource(
+    tmp_path: Path,
+) -> None:
+    """Year 1 moved back, or 9999 moved on, was an OverflowError's traceback."""
+    early = date_offset("MRN-778899", key=DATE_KEY) < datetime.timedelta(0)
+    data = json.loads(json.dumps(BUNDLE))
+    far = "0001-01-02" if early else "9999-12-30"
+    data["entry"].append(_observation("far", valueDateTime=far))
+    with pytest.raises(IngestError, match=r"Observation 'far': .* leaves the calendar"):
+        read_fhir_bundle(write(tmp_path, data), key=KEY, date_key=DATE_KEY)
 
 
 def test_patients_of_90_or_more_share_one_birth_year(tmp_path: Path) -> None:

@@ -75,24 +75,30 @@ def date_offset(identity: str, *, key: bytes) -> datetime.timedelta:
 def shift_time(value: Any, offset: datetime.timedelta) -> Any:
     """`value` (a date, a date-time or its ISO 8601 text, as FHIR gives them) moved by
     `offset`, in the same form; the time of day and zone are kept. None stays None, a
-    year alone stays as it is, a year and month moves with the 15th of that month."""
+    year alone stays as it is, a year and month moves with the 15th of that month.
+    Raises `InvalidInputError` for text in no such form, or a date moved out of the
+    calendar (before year 1, after 9999)."""
     if value is None:
         return None
-    if isinstance(value, datetime.date):  # datetime.datetime and pd.Timestamp too
-        return value + offset
-    text = str(value).strip()
-    if _YEAR.fullmatch(text):
-        return text
-    month = _YEAR_MONTH.fullmatch(text)
-    if month:
-        middle = datetime.date(int(month[1]), int(month[2]), 15) + offset
-        return f"{middle:%Y-%m}"
     try:
+        if isinstance(value, datetime.date):  # datetime.datetime and pd.Timestamp too
+            return value + offset
+        text = str(value).strip()
+        if _YEAR.fullmatch(text):
+            return text
+        month = _YEAR_MONTH.fullmatch(text)
+        if month:
+            middle = datetime.date(int(month[1]), int(month[2]), 15) + offset
+            return f"{middle:%Y-%m}"
         if len(text) == len("2021-03-04"):
             return (datetime.date.fromisoformat(text) + offset).isoformat()
         return (datetime.datetime.fromisoformat(text) + offset).isoformat()
+    except OverflowError as error:
+        raise InvalidInputError(
+            f"{value} moved by {offset.days} days leaves the calendar"
+        ) from error
     except ValueError as error:
-        raise InvalidInputError(f"not an ISO 8601 date or date-time: {text!r}") from error
+        raise InvalidInputError(f"not an ISO 8601 date or date-time: {value!r}") from error
 
 
 def shift_dicom_time(value: str, offset: datetime.timedelta, *, vr: str) -> str:

@@ -4,9 +4,12 @@ Every patient leaves this module under a keyed pseudonym (`medloop.ingest.pseudo
 names, identifiers, addresses and contact details are dropped, birth dates become birth
 years (ages of 90 or more in a table become 90: `safe_harbor_ages`), the times of FHIR
 facts move by the patient's keyed date shift (`medloop.ingest.dateshift`: intervals kept,
-dates of care not), a table's column of dates is refused, and free text (notes) is
-scrubbed of the patient's own identifiers and of identifier-shaped strings (e-mail,
-phone, long digit runs, dates, URLs).
+dates of care not), a table's column of dates is refused, and free text (notes, and
+the names a person wrote: a concept's text, a local code system's display, a unit's
+display; `_coding`) is scrubbed of the patient's own identifiers and of
+identifier-shaped strings (e-mail, phone, long digit runs, dates, URLs). A
+terminology's names for its codes (`TERMINOLOGIES`) lose the patient's own identifiers
+only.
 
 Frames (one row per fact, `patient` is the pseudonym):
 - patients: patient, sex, birth_year, deceased
@@ -122,12 +125,6 @@ def _redact(text: str, identifiers: Identifiers) -> str:
     if not isinstance(identifiers, re.Pattern):
         identifiers = identifier_pattern(identifiers)
     return text if identifiers is None else identifiers.sub("[REDACTED]", text)
-
-
-def _redact_name(name: str | None, identifiers: Identifiers) -> str | None:
-    """A coded concept's name with the patient's own identifiers redacted (only those: a
-    terminology's names, "Patient Health Questionnaire", are not free text)."""
-    return None if name is None else _redact(name, identifiers)
 
 
 #: A capitalised name after a title or "pt"/"patient" ("Dr Smith", "pt John Doe"): the
@@ -618,6 +615,27 @@ NO_RESULT = frozenset({"entered-in-error", "cancelled", "registered"})
 NOT_A_CONDITION = frozenset({"refuted", "entered-in-error"})
 #: The UCUM code system: a quantity's `code` in it is the unit, its `unit` a display.
 UCUM = "http://unitsofmeasure.org"
+#: Code systems whose displays are the terminology's own names for its codes, published
+#: for all ("Patient Health Questionnaire 9 item (PHQ-9) total score", "COVID-19"), not
+#: text a person wrote about this patient: only the patient's own identifiers are
+#: redacted from them. So are those of every system under `HL7_TERMINOLOGY`.
+TERMINOLOGIES = frozenset(
+    {
+        "http://loinc.org",
+        "http://snomed.info/sct",
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "http://hl7.org/fhir/sid/icd-10",
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://hl7.org/fhir/sid/icd-9-cm",
+        "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+        "http://fhir.de/CodeSystem/bfarm/ops",
+        "http://www.whocc.no/atc",
+        "http://hl7.org/fhir/sid/ndc",
+        "http://hl7.org/fhir/sid/cvx",
+        UCUM,
+    }
+)
+HL7_TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 
 
 def _why_skipped(res: Any) -> str | None:
@@ -626,22 +644,28 @@ def _why_skipped(res: Any) -> str | None:
     if kind == "Observation" and res.status in NO_RESULT:
         return str(res.status)
     if kind == "Condition":
-        code, _, _ = _coding(res.verificationStatus)
+        code, _, _ = _coding(res.verificationStatus, None)
         return code if code in NOT_A_CONDITION else None
     if kind == "MedicationStatement" and res.status == "entered-in-error":
         return str(res.status)
     return None
 
 
-def _coding(concept: Any) -> tuple[str | None, str | None, str | None]:
-    """(code, system, display) of a CodeableConcept's first coding (or its text)."""
+def _coding(concept: Any, private: Identifiers) -> tuple[str | None, str | None, str | None]:
+    """(code, system, name) of a CodeableConcept's first coding: its display, else the
+    concept's text. A terminology's name for a code (`TERMINOLOGIES`) loses the patient's
+    own identifiers (`private`); any other name, a local code system's display or the
+    concept's text, is what a person wrote, scrubbed as free text (`scrub_identifiers`)."""
     if concept is None:
         return None, None, None
     codings = getattr(concept, "coding", None) or []
-    if codings:
-        c = codings[0]
-        return c.code, c.system, c.display or getattr(concept, "text", None)
-    return None, None, getattr(concept, "text", None)
+    first = codings[0] if codings else None
+    code, system = (first.code, first.system) if first else (None, None)
+    display = first.display if first else None
+    if display and code and (system in TERMINOLOGIES or str(system).startswith(HL7_TERMINOLOGY)):
+        return code, system, _redact(display, private)
+    text = getattr(concept, "text", None)
+    return code, system, scrub_identifiers(display or text, identifiers=private)
 
 
 def _notes(resource: Any, identifiers: Identifiers) -> str | None:
@@ -649,16 +673,21 @@ def _notes(resource: Any, identifiers: Identifiers) -> str | None:
     return scrub_identifiers(" | ".join(notes), identifiers=identifiers) if notes else None
 
 
-def _value(obs: Any, private: Identifiers) -> tuple[Any, str | None]:
+def _value(obs: Any, private: Identifiers, shift: datetime.timedelta) -> tuple[Any, str | None]:
     """An Observation's (or an Observation component's) value and unit: a number
-    (quantity, integer, boolean), or text (a coded answer's display or code, a string
-    scrubbed of the patient's identifiers, or a quantity with a comparator, "<0.5": a
+    (quantity, integer, boolean), or text (a coded answer's name (`_coding`) or code, a
+    string scrubbed of the patient's identifiers, a date or date-time moved by the
+    patient's date `shift` (ISO 8601), or a quantity with a comparator, "<0.5": a
     result below a detection limit is no number to compute with), which is kept as a
     fact and never read as a number. A quantity's unit is its UCUM code where it has
-    one, else its display."""
+    one, else its display (scrubbed as free text)."""
     q = getattr(obs, "valueQuantity", None)
     if q is not None:
-        unit = q.code if q.system == UCUM and q.code else (q.unit or q.code)
+        unit = (
+            q.code
+            if q.system == UCUM and q.code
+            else (scrub_identifiers(q.unit, identifiers=private) or q.code)
+        )
         if q.value is None:
             return None, unit
         if q.comparator:
@@ -671,8 +700,10 @@ def _value(obs: Any, private: Identifiers) -> tuple[Any, str | None]:
     if getattr(obs, "valueString", None) is not None:
         return scrub_identifiers(obs.valueString, identifiers=private), None
     if getattr(obs, "valueCodeableConcept", None) is not None:
-        code, _, display = _coding(obs.valueCodeableConcept)
-        return _redact_name(display, private) or code, None
+        code, _, answer = _coding(obs.valueCodeableConcept, private)
+        return answer or code, None
+    if getattr(obs, "valueDateTime", None) is not None:
+        return _iso(shift_time(obs.valueDateTime, shift)), None
     return None, None
 
 
@@ -688,27 +719,39 @@ def _medication(statement: Any) -> Any:
     return None
 
 
+def _iso(value: Any) -> str:
+    """A (shifted) FHIR date or date-time as ISO 8601 text, as the bundle writes them."""
+    return value.isoformat() if isinstance(value, datetime.date) else str(value)
+
+
+def _observation_time(res: Any) -> Any:
+    """When an Observation holds: its effective date-time or instant, else its effective
+    period's start, else that period's end, else when it was issued (None without any)."""
+    period = res.effectivePeriod
+    effective = res.effectiveDateTime or res.effectiveInstant
+    return effective or (period and (period.start or period.end)) or res.issued
+
+
 def _observation_rows(
     res: Any, patient: str, private: Identifiers, shift: datetime.timedelta
 ) -> list[dict[str, Any]]:
     """An Observation's facts: its own value, and one per component (the systolic and
     diastolic pressure of a blood-pressure panel), each under the component's code, at
-    the Observation's time moved by the patient's date `shift`."""
-    period = res.effectivePeriod.start if res.effectivePeriod else None
-    time = shift_time(res.effectiveDateTime or res.effectiveInstant or period, shift)
+    the Observation's time (`_observation_time`) moved by the patient's date `shift`."""
+    time = shift_time(_observation_time(res), shift)
     note = _notes(res, private)
     components = list(res.component or [])
-    own = _value(res, private)[0] is not None or not components
+    own = _value(res, private, shift)[0] is not None or not components
     rows = []
     for part in [res] * own + components:
-        code, system, name = _coding(part.code)
-        value, unit = _value(part, private)
+        code, system, name = _coding(part.code, private)
+        value, unit = _value(part, private, shift)
         rows.append(
             {
                 "patient": patient,
                 "code": code,
                 "system": system,
-                "name": _redact_name(name, private),
+                "name": name,
                 "value": value,
                 "unit": unit,
                 "time": time,
@@ -800,13 +843,55 @@ def _subject(resource: Any, path: Path) -> str:
     return str(ref.reference)
 
 
+#: The resources whose facts are read, in the order of `PatientRecords`' frames.
+_FACT_KINDS = ("Observation", "Condition", "MedicationStatement")
+
+
+def _fact_rows(
+    kind: str, res: Any, patient: str, private: Identifiers, shift: datetime.timedelta
+) -> list[dict[str, Any]]:
+    """The rows of one Observation, Condition or MedicationStatement of `patient`, its
+    names and notes scrubbed (`private`: the patient's own words), its times moved by
+    their date `shift`. Raises `InvalidInputError` for a time the shift cannot move."""
+    if kind == "Observation":
+        return _observation_rows(res, patient, private, shift)
+    if kind == "Condition":
+        code, system, name = _coding(res.code, private)
+        return [
+            {
+                "patient": patient,
+                "code": code,
+                "system": system,
+                "name": name,
+                "onset": shift_time(res.onsetDateTime, shift),
+                "note": _notes(res, private),
+            }
+        ]
+    code, system, name = _coding(_medication(res), private)
+    start = res.effectiveDateTime or (res.effectivePeriod.start if res.effectivePeriod else None)
+    return [
+        {
+            "patient": patient,
+            "code": code,
+            "system": system,
+            "name": name,
+            "status": res.status,
+            "start": shift_time(start, shift),
+            "note": _notes(res, private),
+        }
+    ]
+
+
 def read_fhir_bundle(path: str | Path, *, key: bytes, date_key: bytes) -> PatientRecords:
     """Read a FHIR R4 bundle (JSON) of Patient, Observation, Condition, MedicationStatement.
 
     Patients are keyed by a pseudonym of their first identifier's value (else their
     resource id); references such as "Patient/123" or "urn:uuid:..." are resolved to it.
     Every time of a patient's facts moves by their date shift, keyed by `date_key` and
-    that same value (`medloop.ingest.dateshift.date_offset`): the same in every bundle.
+    that same value (`medloop.ingest.dateshift.date_offset`): the same in every bundle;
+    so do dated answers (valueDateTime, kept as ISO 8601 text). An Observation's time is
+    its effective time, else its period's start, else its end, else when it was issued.
+    A time its shift moves out of the calendar raises `IngestError` naming the resource.
     Other resource types are skipped (logged), and so are resources that state no fact
     (`NO_RESULT` Observations, `NOT_A_CONDITION` Conditions, MedicationStatements entered
     in error), counted in `PatientRecords.skipped`. An Observation with components (a
@@ -861,14 +946,13 @@ def read_fhir_bundle(path: str | Path, *, key: bytes, date_key: bytes) -> Patien
             }
         )
 
-    observations: list[dict[str, Any]] = []
-    conditions, medications = [], []
+    facts: dict[str, list[dict[str, Any]]] = {k: [] for k in _FACT_KINDS}
     skipped: dict[str, int] = {}
     for _, res in entries:
         kind = res.get_resource_type()
         if kind == "Patient":
             continue
-        if kind not in {"Observation", "Condition", "MedicationStatement"}:
+        if kind not in _FACT_KINDS:
             logger.info("skipping %s resource in %s", kind, path.name)
             continue
         ref = _subject(res, path)
@@ -879,41 +963,13 @@ def read_fhir_bundle(path: str | Path, *, key: bytes, date_key: bytes) -> Patien
             logger.info("skipping %s %r in %s: %s", kind, res.id, path.name, why)
             skipped[f"{kind} {why}"] = skipped.get(f"{kind} {why}", 0) + 1
             continue
-        patient, private, shift = pseudonyms[ref], identifiers[ref], shifts[ref]
-        if kind == "Observation":
-            observations += _observation_rows(res, patient, private, shift)
-        elif kind == "Condition":
-            code, system, name = _coding(res.code)
-            name = _redact_name(name, private)
-            conditions.append(
-                {
-                    "patient": patient,
-                    "code": code,
-                    "system": system,
-                    "name": name,
-                    "onset": shift_time(res.onsetDateTime, shift),
-                    "note": _notes(res, private),
-                }
-            )
-        else:
-            code, system, name = _coding(_medication(res))
-            name = _redact_name(name, private)
-            start = res.effectiveDateTime or (
-                res.effectivePeriod.start if res.effectivePeriod else None
-            )
-            medications.append(
-                {
-                    "patient": patient,
-                    "code": code,
-                    "system": system,
-                    "name": name,
-                    "status": res.status,
-                    "start": shift_time(start, shift),
-                    "note": _notes(res, private),
-                }
-            )
+        try:
+            facts[kind] += _fact_rows(kind, res, pseudonyms[ref], identifiers[ref], shifts[ref])
+        except InvalidInputError as error:  # a date its shift moves out of the calendar
+            raise IngestError(path, f"{kind} {res.id!r}: {error}") from error
     if not patients:
         raise IngestError(path, "the bundle holds no Patient resource")
+    observations, conditions, medications = (facts[k] for k in _FACT_KINDS)
     logger.info(
         "read %d patients, %d observations, %d conditions, %d medications from %s (skipped: %s)",
         len(patients),
