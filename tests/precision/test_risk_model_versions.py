@@ -113,3 +113,35 @@ def test_an_earlier_risk_or_effects_model_is_put_back_in_use(
     assert all(p["until"] for p in listed["in_use"][:-1] if p["as"] == "risk")
     code, out, _ = run(monkeypatch, capsys, "risk", "list", "-p", "trial")
     assert code == 0 and "model versions of trial" in out
+
+
+def test_an_effects_model_takes_its_horizon_from_the_survival_model_in_use(
+    tmp_path: Path,
+) -> None:
+    """The default effects horizon came from the newest survival model, also after a
+    rollback: the patient page then spoke of two times (risk by v1's horizon, benefit
+    by v2's)."""
+    ws = Workspace.open(Settings(home=tmp_path / "home", secret_key="k"))
+    try:
+        wf.import_patients_table(
+            ws, project="trial", path=trial_csv(tmp_path / "t.csv"), id_column="mrn"
+        )
+        survival = dict(project="trial", time_column="time", event_column="event",
+                        method="cox", n_bootstrap=0, exclude=["tx"])  # fmt: skip
+        wf.train_risk(ws, **survival)
+        with ws.db.session() as s:
+            frame = wf.prepo.features_frame(s, project_id=1)
+            wf.prepo.upsert_features(s, project_id=1, frame=1.5 * frame[["time"]])
+        wf.train_risk(ws, **survival)  # v2 states its risk by a later time
+        with ws.db.session() as s:
+            versions = wf.prepo.risk_models(s, project_id=1)
+            horizons = {v.version: v.target["horizon"] for v in versions}
+        assert horizons[2] == pytest.approx(1.5 * horizons[1])
+        risk_models.use_risk_model(ws, project="trial", kind="survival", version=1, actor="ops")
+        effects = dict(project="trial", treatment_column="tx", event_column="event",
+                       time_column="time", base="linear", n_bootstrap=0)  # fmt: skip
+        wf.train_effects(ws, **effects)
+        view = wf.recommend(ws, project="trial", patient="MRN000001")
+        assert view.horizon == view.effect_horizon == horizons[1]
+    finally:
+        ws.close()

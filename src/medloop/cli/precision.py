@@ -235,8 +235,8 @@ def risk_train(
     effects_horizon: Annotated[
         float | None,
         typer.Option(
-            help="Effects outcome: event-free by this time (default: the survival model's "
-            "horizon, the median time on record).",
+            help="Effects outcome: event-free by this time (default: the horizon of the "
+            "survival model in use, the median time on record).",
         ),
     ] = None,
     base: Annotated[str, typer.Option(help="Effects base model: linear or gbm.")] = "gbm",

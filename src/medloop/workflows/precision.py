@@ -729,10 +729,10 @@ def train_effects(
     """Train a treatment-effect model on randomised data; `treatment_column` is 0/1.
 
     With a follow-up `time_column` the outcome is "event-free by `horizon`" (default:
-    the horizon of the cohort's survival model of the same time and event, else the
-    same rule, the median time on record), patients censored before it left out and the
-    others weighted by the inverse probability of censoring within their arm
-    (`event_free_by`); without one, "free of the event during follow-up" (a 0/1
+    the horizon of the survival model the cohort uses, where it has the same time and
+    event, else the same rule, the median time on record), patients censored before it
+    left out and the others weighted by the inverse probability of censoring within
+    their arm (`event_free_by`); without one, "free of the event during follow-up" (a 0/1
     outcome). Refused with fewer than 10 patients of either outcome in either arm; trained
     with a warning below 10 per model column (`precision.samplesize`). The best linear
     predictor test (`precision.heterogeneity`, 5 folds) then says whether the effects
@@ -743,7 +743,7 @@ def train_effects(
     with ws.db.session() as s:
         record = _project(s, project, create=False)
         frame = prepo.features_frame(s, project_id=record.id)
-        survival = prepo.find_latest_risk_model(s, project_id=record.id, kind=SURVIVAL)
+        risk = current_risk_model(s, project_id=record.id)
     columns = [treatment_column, event_column, *([time_column] if time_column else [])]
     _outcome_columns(frame, *columns)
     if horizon is not None and time_column is None:
@@ -756,7 +756,7 @@ def train_effects(
         outcome = 1.0 - frame[event_column].astype(float).to_numpy()
     else:
         if horizon is None:
-            horizon = _default_horizon(survival, cohort, time=time_column, event=event_column)
+            horizon = _default_horizon(risk, cohort, time=time_column, event=event_column)
         time, event = frame[time_column].to_numpy(float), frame[event_column].to_numpy()
         outcome, weight = event_free_by(
             time, event, frame[treatment_column].to_numpy(), horizon=horizon
@@ -841,12 +841,14 @@ def train_effects(
 
 
 def _default_horizon(
-    survival: RiskModelVersion | None, cohort: pd.DataFrame, *, time: str, event: str
+    risk: RiskModelVersion | None, cohort: pd.DataFrame, *, time: str, event: str
 ) -> float:
-    """An effects model's horizon by default: that of the cohort's survival model of the
-    same time and event (so that a patient's page speaks of one time), else the same
-    rule (`followup_horizon`) on the patients such a model learns from."""
-    stated = {} if survival is None else (survival.target or {})
+    """An effects model's horizon by default: that of the cohort's risk model in use
+    (`current_risk_model`: not its newest, which may have been rolled back) where that
+    is a survival model of the same time and event (so that a patient's page speaks of
+    one time), else the same rule (`followup_horizon`) on the patients such a model
+    learns from."""
+    stated = {} if risk is None else (risk.target or {})  # a classifier's: no time
     if (stated.get("time"), stated.get("event")) == (time, event) and "horizon" in stated:
         return float(stated["horizon"])
     return followup_horizon(cohort.dropna(subset=[time, event])[time])
@@ -1712,7 +1714,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def cohort_overview(ws: Workspace) -> list[dict[str, Any]]:
     """Per cohort: its name, how many patients it has, its risk model
     (`current_risk_model`: "v2 ensemble" for a survival model, "v1 gbm classifier of
-    relapse" for an outcome classifier) and its newest treatment-effect model; None
+    relapse" for an outcome classifier) and its treatment-effect model in use; None
     before one is trained."""
     rows = []
     with ws.db.session() as s:
