@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from sqlalchemy import event
 from test_precision_workflow import trial_csv
 
 from cli_support import run as run_cli
@@ -147,6 +149,53 @@ def test_a_recommendation_from_before_its_inputs_were_kept_counts_as_outdated(
     ]
     with pytest.raises(ConflictError, match="Recompute"):
         accept(ws, view.recommendation_id)
+
+
+def test_the_patient_list_flags_outdated_recommendations_as_the_page_does(
+    ws: Workspace,
+) -> None:
+    """The list said nothing of a recommendation gone out of date: a doctor saw "clear
+    benefit" there for a patient whose page refused to accept it. Now each row carries
+    the page's reasons, checked for the whole page in a fixed number of statements."""
+    patients = [row["patient"] for row in wf.list_patients(ws, project="trial", viewer="x")]
+    current, corrected, unchecked, never = patients[:4]
+    for patient in (current, corrected, unchecked):
+        wf.recommend(ws, project="trial", patient=patient)
+    correct(ws, corrected, marker=3.5)
+    with ws.db.session() as s:
+        patient = prepo.get_patient(s, project_id=1, pseudonym=unchecked)
+        rec = prepo.latest_recommendation(s, patient_id=patient.id)
+        assert rec is not None
+        rec.detail = {k: v for k, v in rec.detail.items() if k != "inputs"}
+
+    def listed(**options: Any) -> dict[str, list[str]]:
+        rows = wf.list_patients(ws, project="trial", viewer="dr_a", **options)
+        return {row["patient"]: row["outdated"] for row in rows if row["patient"] in patients[:4]}
+
+    assert listed(limit=4) == {
+        current: [],
+        corrected: ["the patient's data changed since (marker)"],
+        unchecked: ["it was computed before medloop kept the patient's values it used"],
+        never: [],  # nothing to recompute
+    }
+    assert listed(order="risk") == listed(limit=4)
+    train_effects(ws)  # effects model v2 is now in use
+    flags = listed(limit=4)
+    assert flags[current] == [
+        "the treatment-effect model is now effects model v2 (t-learner/linear)"
+    ]
+    assert all(flags[p] == outdated(ws, p) for p in (current, corrected, unchecked))
+
+    statements: list[str] = []
+    event.listen(ws.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    listed(limit=20)
+    few = len(statements)
+    for patient in patients[4:20]:
+        wf.recommend(ws, project="trial", patient=patient)
+    statements.clear()
+    rows = wf.list_patients(ws, project="trial", viewer="dr_a", limit=20)
+    assert [row["outdated"] for row in rows[4:]] == [[]] * 16
+    assert len(statements) == few  # none per patient with a recommendation
 
 
 def test_the_page_says_whom_the_models_learnt_from(ws: Workspace, tmp_path: Path) -> None:

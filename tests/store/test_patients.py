@@ -117,7 +117,8 @@ def test_features_observations_models_recommendations(database: Database) -> Non
 
 def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database) -> None:
     """The list page's figures in one pass: the latest recommendation (not an earlier
-    one), decisions over all of a patient's recommendations, nothing for others."""
+    one) with the models and values it was computed from, decisions over all of a
+    patient's recommendations, nothing for others."""
     with database.session() as s:
         project = repo.create_project(s, name="cohort", classes=["no", "yes"], n_channels=1)
         frame = pd.DataFrame({"age": [50.0, 60.0, 70.0]}, index=["Paaa", "Pbbb", "Pccc"])
@@ -132,7 +133,13 @@ def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database
             prepo.add_decision(
                 s, recommendation_id=rec.id, doctor_id=doctor.id, decision="accept", treatment="x"
             )
-        prepo.add_recommendation(s, patient_id=ids["Pbbb"], recommendation="treat", risk=0.5)
+        prepo.add_recommendation(
+            s,
+            patient_id=ids["Pbbb"],
+            recommendation="treat",
+            risk=0.5,
+            detail={"inputs": {"age": 60.0, "grade": None}, "survival": {"times": [1.0]}},
+        )
         summaries = prepo.patient_summaries(
             s, project_id=project.id, pseudonyms=["Paaa", "Pbbb", "Pccc", "Pnope"]
         )
@@ -140,15 +147,32 @@ def test_patient_summaries_and_units_for_a_page_of_the_cohort(database: Database
     assert summaries["Paaa"].pop("recommended_at") == new.created_at
     assert summaries["Pbbb"].pop("recommended_at") is not None
     assert summaries["Pccc"].pop("recommended_at") is None
+    nothing = {"risk_model_id": None, "effect_model_id": None}
     assert summaries == {
         "Paaa": {
             "recommendation": "no clear benefit",
             "risk": 0.3,
             "benefit": 0.01,
             "decisions": 2,
+            "inputs": None,  # kept none
+            **nothing,
         },
-        "Pbbb": {"recommendation": "treat", "risk": 0.5, "benefit": None, "decisions": 0},
-        "Pccc": {"recommendation": None, "risk": None, "benefit": None, "decisions": 0},
+        "Pbbb": {
+            "recommendation": "treat",
+            "risk": 0.5,
+            "benefit": None,
+            "decisions": 0,
+            "inputs": {"age": 60.0, "grade": None},  # what the list checks, not the rest
+            **nothing,
+        },
+        "Pccc": {
+            "recommendation": None,
+            "risk": None,
+            "benefit": None,
+            "decisions": 0,
+            "inputs": None,
+            **nothing,
+        },
     }
 
 

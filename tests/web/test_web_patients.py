@@ -481,7 +481,7 @@ def test_an_outdated_recommendation_says_so_and_cannot_be_accepted(
     assert f"Computed {when} UTC with {models}; the models and the patient" in current
     assert 'id="outdated"' not in current and 'name="decision" value="accept"' in current
     listing = site.client.get("/patients", params=q).text
-    assert f"(computed {when} UTC)" in listing
+    assert f"(computed {when} UTC)" in listing and "outdated — recompute" not in listing
 
     wf.train_effects(site.ws, project=COHORT, treatment_column="tx", event_column="event",
                      time_column="time", base="linear", n_bootstrap=0)  # fmt: skip
@@ -492,6 +492,18 @@ def test_an_outdated_recommendation_says_so_and_cannot_be_accepted(
         "treatment-effect model is now effects model v2 (t-learner/linear). Recompute it"
     ) in banner
     assert "Recompute recommendation</button>" in banner
+    # the list flags it too, linking to the page that recomputes it
+    listing = site.client.get("/patients", params=q).text
+    flag = (
+        f'<a class="error outdated" href="/patients/{patient}?project=trial%20cohort#outdated" '
+        'title="Since then the treatment-effect model is now effects model v2 '
+        '(t-learner/linear)">outdated — recompute</a>'
+    )
+    assert listing.count("outdated — recompute") == 1 and flag in listing
+    rows = site.client.get("/api/patients", params=q, headers=site.headers("dora")).json()
+    assert {r["patient"]: r["outdated"] for r in rows if r["outdated"]} == {
+        patient: ["the treatment-effect model is now effects model v2 (t-learner/linear)"]
+    }
     assert page.index('id="outdated"') < page.index("<h2>Risk</h2>")  # first thing said
     assert 'name="decision" value="accept"' not in page
     assert "Accepting needs a current recommendation" in page

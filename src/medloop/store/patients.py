@@ -470,8 +470,10 @@ def patient_summaries(
     session: Session, *, project_id: int, pseudonyms: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """Per pseudonym (in one pass, not three queries a patient): the latest
-    recommendation's text, risk, benefit and when it was computed (`recommended_at`; all
-    None without one) and the decision count. Unknown pseudonyms are left out."""
+    recommendation's text, risk, benefit, when it was computed (`recommended_at`), what
+    it was computed from (`risk_model_id`, `effect_model_id` and `inputs`, the patient's
+    values the models read, None where it kept none; all None without a
+    recommendation) and the decision count. Unknown pseudonyms are left out."""
     wanted = [str(p) for p in pseudonyms]
     if not wanted:
         return {}
@@ -488,16 +490,21 @@ def patient_summaries(
         .where(Recommendation.patient_id.in_(list(ids.values())))
         .group_by(Recommendation.patient_id)
     )
+    shown = (
+        Recommendation.recommendation,
+        Recommendation.risk,
+        Recommendation.benefit,
+        Recommendation.created_at.label("recommended_at"),
+        Recommendation.risk_model_id,
+        Recommendation.effect_model_id,
+        # the inputs only: the whole detail holds curves and drivers too
+        Recommendation.detail["inputs"].label("inputs"),
+    )
+    names = [column.key for column in shown]
     recommendations = {
-        patient: (text, risk, benefit, at)
-        for patient, text, risk, benefit, at in session.execute(
-            select(
-                Recommendation.patient_id,
-                Recommendation.recommendation,
-                Recommendation.risk,
-                Recommendation.benefit,
-                Recommendation.created_at,
-            ).where(Recommendation.id.in_(latest))
+        patient: dict(zip(names, values, strict=True))
+        for patient, *values in session.execute(
+            select(Recommendation.patient_id, *shown).where(Recommendation.id.in_(latest))
         )
     }
     decisions = {
@@ -510,13 +517,10 @@ def patient_summaries(
         )
     }
     summaries = {}
+    nothing = dict.fromkeys(names)
     for pseudonym, patient in ids.items():
-        text, risk, benefit, at = recommendations.get(patient, (None, None, None, None))
         summaries[pseudonym] = {
-            "recommendation": text,
-            "risk": risk,
-            "benefit": benefit,
-            "recommended_at": at,
+            **recommendations.get(patient, nothing),
             "decisions": int(decisions.get(patient, 0)),
         }
     return summaries

@@ -1211,7 +1211,7 @@ def recommend(ws: Workspace, *, project: str, patient: str) -> RecommendationVie
             "feature_notes": notes,
             "model_warnings": warnings,
             # what the models read of the patient, to tell later whether it still holds
-            "inputs": _input_values(frame, inputs),
+            "inputs": _input_values(_first_values(frame), inputs),
         }
     )
     with ws.db.session() as s:
@@ -1320,47 +1320,78 @@ def _model_label(version: RiskModelVersion) -> str:
     return f"{version.kind} model v{version.version} ({version.method})"
 
 
-def _input_values(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
-    """The one patient of `frame`'s values of `columns` as JSON values (None where
-    missing): what a recommendation read of them."""
-    row = frame.iloc[0] if len(frame) else pd.Series(dtype=object)
-    return {c: None if c not in row.index or pd.isna(row[c]) else as_json(row[c]) for c in columns}
+def _feature_values(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per patient of `frame` (`features_frame`), their features by name as JSON values
+    (None where missing), converted for all of them at once."""
+    cells = frame.to_numpy(dtype=object)
+    cells[pd.isna(cells)] = None
+    names = [str(c) for c in frame.columns]
+    return {
+        str(p): dict(zip(names, as_json(list(row)), strict=True))
+        for p, row in zip(frame.index, cells, strict=True)
+    }
+
+
+def _first_values(frame: pd.DataFrame) -> dict[str, Any]:
+    """`_feature_values` of a one-patient `frame`; {} without features."""
+    return next(iter(_feature_values(frame).values()), {})
+
+
+def _input_values(values: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """A patient's `values` (`_feature_values`) of `columns`, None where missing: what a
+    recommendation read of them."""
+    return {c: values.get(c) for c in columns}
 
 
 def _changes_since(
-    s: Session,
-    rec: Recommendation,
     *,
+    risk_model_id: int | None,
+    effect_model_id: int | None,
+    inputs: Mapping[str, Any] | None,
     models: Mapping[str, RiskModelVersion],
-    frame: pd.DataFrame,
+    values: Mapping[str, Any],
 ) -> list[str]:
     """Why a stored recommendation no longer holds, [] while it does: the cohort's
-    current `models` (`_current_models`) are not those it was computed with (retrained,
-    rolled back, or one trained since), or the patient's values the models read (`frame`,
-    their current features) have changed. A recommendation stored before it kept those
-    values cannot be checked and counts as outdated."""
+    current `models` (`_current_models`) are not those it was computed with
+    (`risk_model_id`, `effect_model_id`: retrained, rolled back, or one trained since),
+    or the patient's values the models read (`inputs`, as the recommendation kept them;
+    `values`: the patient's current `_feature_values`) have changed. A
+    recommendation stored before it kept those values (`inputs` None) cannot be checked
+    and counts as outdated. No model is scored and nothing is read from the database,
+    so a page of patients is checked at once (`list_patients`)."""
     reasons = []
     current = {"risk": _risk_model(models), "treatment-effect": models.get(EFFECTS)}
-    used = {"risk": rec.risk_model_id, "treatment-effect": rec.effect_model_id}
+    used = {"risk": risk_model_id, "treatment-effect": effect_model_id}
     for role, now in current.items():
         if (None if now is None else now.id) == used[role]:
             continue
-        before = None if used[role] is None else s.get(RiskModelVersion, used[role])
-        if before is None and now is not None:
+        if used[role] is None and now is not None:
             reasons.append(f"a {role} model was trained since ({_model_label(now)})")
         elif now is None:
             reasons.append(f"the {role} model it used is no longer in use")
         else:
             reasons.append(f"the {role} model is now {_model_label(now)}")
-    inputs = rec.detail.get("inputs")
     if inputs is None:
         reasons.append("it was computed before medloop kept the patient's values it used")
     else:
-        values = _input_values(frame, list(inputs))
-        changed = [name for name, value in inputs.items() if values[name] != value]
+        changed = [name for name, value in inputs.items() if values.get(name) != value]
         if changed:
             reasons.append(f"the patient's data changed since ({', '.join(changed)})")
     return reasons
+
+
+def _changes_since_stored(
+    rec: Recommendation, *, models: Mapping[str, RiskModelVersion], frame: pd.DataFrame
+) -> list[str]:
+    """`_changes_since` of a stored recommendation `rec` (`frame`: its patient's
+    features, `features_frame`)."""
+    return _changes_since(
+        risk_model_id=rec.risk_model_id,
+        effect_model_id=rec.effect_model_id,
+        inputs=rec.detail.get("inputs"),
+        models=models,
+        values=_first_values(frame),
+    )
 
 
 def _missing_interval(
@@ -1496,7 +1527,7 @@ def decide(
             )
         frame = prepo.features_frame(s, project_id=owner.project_id, pseudonyms=[owner.pseudonym])
         models = _current_models(s, project_id=owner.project_id)
-        outdated = _changes_since(s, rec, models=models, frame=frame)
+        outdated = _changes_since_stored(rec, models=models, frame=frame)
         if outdated and (decision == "accept" or treatment == rec.detail.get("suggested")):
             raise ConflictError(
                 f"recommendation {recommendation_id} is outdated: {'; '.join(outdated)}. "
@@ -1587,7 +1618,7 @@ def patient_record(ws: Workspace, *, project: str, patient: str) -> dict[str, An
                 **detail,
                 "computed_at": latest.created_at,
                 "models": [_model_label(v) for v in used],
-                "outdated": _changes_since(s, latest, models=models, frame=features),
+                "outdated": _changes_since_stored(latest, models=models, frame=features),
             }
     values = features.iloc[0].dropna().to_dict() if len(features) else {}
     return {
@@ -1829,10 +1860,12 @@ def list_patients(
     """Patients `offset` to `offset + limit` of `project`, in pseudonym order or, with
     `order="risk"`, highest current model risk first: number of features (not counting
     the current models' outcome and treatment columns), the latest recommendation (text,
-    risk, benefit), decision count, and the current risk model's risk (`model_risk`: by
-    `horizon` in `time_unit` for a survival model, of `outcome` for a classifier; None
-    without a model) with its bootstrap interval (`model_risk_lower`, `model_risk_upper`;
-    None where the model kept none). The read is audited."""
+    risk, benefit, when computed) with why it is `outdated` ([] while it holds or without
+    one; `_changes_since`, as on the patient page, checked from the stored figures
+    without scoring a model), decision count, and the current risk model's risk
+    (`model_risk`: by `horizon` in `time_unit` for a survival model, of `outcome` for a
+    classifier; None without a model) with its bootstrap interval (`model_risk_lower`,
+    `model_risk_upper`; None where the model kept none). The read is audited."""
     if limit < 1 or offset < 0:
         raise InvalidInputError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
     if order not in get_args(PatientOrder):
@@ -1866,16 +1899,25 @@ def list_patients(
         shown = table.loc[page]
         model = shown.astype(object).where(shown.notna(), None).to_dict(orient="index")
     counts = frame.loc[page].drop(columns=targets, errors="ignore").notna().sum(axis=1)
+    values = _feature_values(frame.loc[page])
     rows: list[dict[str, Any]] = []
     with ws.db.session() as s:
         summaries = prepo.patient_summaries(s, project_id=record.id, pseudonyms=page)
         for pseudonym in page:
             risk = model.get(pseudonym, {})
+            summary = summaries[pseudonym]
+            basis = {k: summary.pop(k) for k in ("risk_model_id", "effect_model_id", "inputs")}
+            outdated = (
+                []
+                if summary["recommendation"] is None
+                else _changes_since(**basis, models=models, values=values[pseudonym])
+            )
             rows.append(
                 {
                     "patient": pseudonym,
                     "features": int(counts[pseudonym]),
-                    **summaries[pseudonym],
+                    **summary,
+                    "outdated": outdated,
                     "model_risk": risk.get("risk"),
                     "model_risk_lower": risk.get("risk_lower"),
                     "model_risk_upper": risk.get("risk_upper"),

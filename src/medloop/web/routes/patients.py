@@ -46,7 +46,8 @@ PNG: dict[int | str, dict[str, Any]] = {
 
 class PatientSummaryPublic(BaseModel):
     """`risk`/`benefit` come with the latest recommendation (computed at `recommended_at`,
-    UTC); `model_risk` is the current
+    UTC), with why it is `outdated` ([] while it holds or without one: recompute it
+    before deciding, as on the patient's page); `model_risk` is the current
     risk model's risk for every patient: a survival model's P(event by `horizon`, in
     `time_unit`), or a classifier's P(`outcome` = 1), with its 95% bootstrap interval
     (`model_risk_lower`, `model_risk_upper`) where the model kept one."""
@@ -58,6 +59,7 @@ class PatientSummaryPublic(BaseModel):
     benefit: float | None
     decisions: int
     recommended_at: datetime | None = None
+    outdated: list[str] = Field(default_factory=list)
     model_risk: float | None = None
     model_risk_lower: float | None = None
     model_risk_upper: float | None = None
