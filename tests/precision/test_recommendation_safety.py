@@ -4,6 +4,8 @@ effect does not differ between patients, leads with the average effect."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +266,6 @@ def test_the_cli_leads_with_the_average_effect_and_says_when_it_computed(
     assert "UTC with survival model v1 (cox) and effects model v1 (t-learner/linear)" in flat
     lead = flat.index("average effect of treatment +")
     assert lead < flat.index("no evidence that the effect differs") < flat.index("secondary:")
+    code, out, _ = cli("recommend", "GBSG2-0002", "-p", "g", "--json")
+    computed = json.loads(out)["computed_at"]  # ISO 8601 in UTC to the second, as elsewhere
+    assert code == 0 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", computed)

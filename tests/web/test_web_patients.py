@@ -4,6 +4,7 @@ the recommendation with its intervals, and accept/override decisions with CSRF."
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -256,7 +257,7 @@ def test_accept_and_override_through_the_form(site: Site, cohort: list[str]) -> 
     assert entry["entity_id"] == str(view.recommendation_id)
     assert (log["action"] == "treatment_accept").sum() == 1
     decisions = site.client.get(done.headers["location"]).text.split("<h2>Decisions</h2>")[1]
-    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d \d\d:\d\d)</td><td>dora</td>", decisions)
+    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d \d\d:\d\d) UTC</td><td>dora</td>", decisions)
     assert len(rows) == 2  # when, and who
     other = cohort[6]  # a recommendation is decided under its own patient only
     wrong = site.client.post(f"/patients/{other}/decision", data={**accept, "csrf_token": csrf})
@@ -531,6 +532,45 @@ def test_an_outdated_recommendation_says_so_and_cannot_be_accepted(
     assert again.status_code == 200 and 'id="outdated"' not in again.text
     assert "effects model v2 (t-learner/linear); the models and the patient" in again.text
     assert 'name="decision" value="accept"' in again.text
+
+
+def test_times_are_shown_in_utc_whatever_zone_the_database_hands_them_in(
+    site: Site, cohort: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL hands stored moments back in its session's time zone: the pages wrote
+    their hour followed by "UTC" (15:03 in Berlin said as 15:03 UTC)."""
+    patient = cohort[9]
+    view = wf.recommend(site.ws, project=COHORT, patient=patient)
+    wf.decide(site.ws, recommendation_id=view.recommendation_id, doctor="dora",
+              decision="override", treatment="no treatment", reason="wait")  # fmt: skip
+    assert view.computed_at is not None
+    utc = f"{view.computed_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    berlin = timezone(timedelta(hours=2))
+    shifted = f"{view.computed_at.astimezone(berlin):%Y-%m-%d %H:%M}"
+
+    def in_berlin(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.astimezone(berlin)
+        if isinstance(value, dict):
+            return {k: in_berlin(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [in_berlin(v) for v in value]
+        return value
+
+    for name in ("view_patient", "list_patients"):
+        original = getattr(wf, name)
+        monkeypatch.setattr(
+            wf, name, lambda *a, _original=original, **k: in_berlin(_original(*a, **k))
+        )
+    sign_in(site.client, "dora")
+    q = {"project": COHORT}
+    page = site.client.get(f"/patients/{patient}", params=q).text
+    assert f"Computed {utc} with" in page and shifted not in page
+    decisions = page.split("<h2>Decisions</h2>")[1]
+    assert re.search(r"<tr><td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td><td>dora</td>", decisions)
+    assert f"<td>{utc}</td></tr>" in decisions  # the recommendation decided on
+    listing = site.client.get("/patients", params=q).text
+    assert f"(computed {utc})" in listing and shifted not in listing
 
 
 def test_the_patient_page_says_whom_the_models_learnt_from(

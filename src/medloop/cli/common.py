@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +25,7 @@ from rich.text import Text
 from medloop import workflows
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
+from medloop.times import iso_time
 from medloop.types import RECOMMENDED_STRATEGY, Strategy
 
 if TYPE_CHECKING:
@@ -199,11 +199,6 @@ def output_file(path: Path | None, *, inputs: Iterable[Path | None] = ()) -> Non
         raise InvalidInputError(f"{path}: cannot create its folder ({error.strerror})") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InvalidInputError(f"{path}: not allowed to write there")
-
-
-def iso_time(moment: datetime | None) -> str | None:
-    """A stored time as ISO 8601 to the second (None stays None), for tables and JSON."""
-    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def in_use_row(period: workflows.models.InUse | workflows.risk_models.RiskInUse) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
     in_use_row,
-    iso_time,
     out,
     output_file,
     print_versions,
     workspace,
 )
 from medloop.cli.inference import model_app
+from medloop.times import iso_time
 
 
 @model_app.command("list")

@@ -29,6 +29,7 @@ from medloop.cli.common import (
 from medloop.cli.common import workspace as open_workspace
 from medloop.config import Settings
 from medloop.exceptions import InvalidInputError
+from medloop.times import iso_time, utc_text
 
 patients_app = typer.Typer(
     help="Patient records (pseudonymised on the way in).", no_args_is_help=True
@@ -459,7 +460,7 @@ def recommend(
                 treatment=override or treatment,
                 reason=reason,
             )
-    result = view.as_dict()
+    result = {**view.as_dict(), "computed_at": iso_time(view.computed_at)}
     if decision is not None:
         result["decision"] = {
             "decision": decision.decision,
@@ -473,7 +474,7 @@ def recommend(
     out.print(f"patient {view.patient}: [bold]{view.recommendation}[/]")
     if view.computed_at is not None:
         models = " and ".join(view.models)
-        out.print(f"computed {view.computed_at:%Y-%m-%d %H:%M} UTC with {models}")
+        out.print(f"computed {utc_text(view.computed_at)} with {models}")
     for warning in view.model_warnings:
         console.print(f"[bold red]warning:[/] {escape(warning)}")
     for note in view.feature_notes:

@@ -4,7 +4,6 @@ and history, as the web's review pages show them (`workflows.review`)."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,13 +14,13 @@ from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
     app,
-    iso_time,
     out,
     print_json,
     table,
     workspace,
 )
 from medloop.exceptions import InvalidInputError
+from medloop.times import iso_time, utc_text
 from medloop.types import REVIEWER_ROLES
 
 if TYPE_CHECKING:
@@ -129,7 +128,7 @@ def history(project: ProjectOpt, item: ItemArg, as_json: JsonOpt = False) -> Non
         {
             "label": e.label,
             "by": e.by or "the dataset's gold label",
-            "at": _time(e.at) if e.by else None,
+            "at": utc_text(e.at) if e.by else None,
             "replaced": e.replaced,
             "reason": e.reason,
         }
@@ -149,10 +148,6 @@ def _doctor(ws: workflows.Workspace, username: str | None, needs: str) -> Accoun
     if not username:
         raise InvalidInputError(f"{needs} needs --doctor USERNAME: the deciding doctor")
     return workflows.accounts.account_in_role(ws, username=username, roles=REVIEWER_ROLES)
-
-
-def _time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") + " UTC"
 
 
 def _entry_row(entry: workflows.review.ReviewEntry) -> dict[str, Any]:
@@ -216,7 +211,7 @@ def model_line(model: workflows.review.ModelSummary | None) -> str:
     since (which it has not learnt)."""
     if model is None:
         return "no model yet: only the crowd's opinion is shown"
-    text = f"model v{model.version}, trained {_time(model.trained_at)} on {model.n_train} images"
+    text = f"model v{model.version}, trained {utc_text(model.trained_at)} on {model.n_train} images"
     if model.test_auc is not None:
         text += f"; held-out test AUC {model.test_auc:.2f}"
         if model.test_accuracy is not None:

@@ -12,12 +12,12 @@ from medloop.cli.common import (
     JsonOpt,
     ProjectOpt,
     in_use_row,
-    iso_time,
     out,
     print_versions,
     workspace,
 )
 from medloop.cli.precision import risk_app
+from medloop.times import iso_time
 
 
 @risk_app.command("list")

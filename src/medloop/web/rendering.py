@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from medloop.exceptions import MedloopError
+from medloop.times import utc_text
 from medloop.types import REVIEWER_ROLES, Role
 from medloop.web.deps import optional_account
 from medloop.web.errors import PageStop, status_for
@@ -38,6 +39,7 @@ def _digest(path: Path, _mtime_ns: int) -> str:
 
 
 templates.env.globals["static"] = static_url
+templates.env.filters["utc"] = utc_text  # {{ moment|utc }}: "2026-12-07 14:03 UTC"
 
 PageAccount = Annotated[Account | None, Depends(optional_account)]
 
