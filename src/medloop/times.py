@@ -7,8 +7,8 @@ be UTC (SQLite's, which keeps no zone, come back as UTC: `store.models.UTCDateTi
 
 >>> from datetime import datetime, timedelta, timezone
 >>> berlin = datetime(2026, 12, 7, 15, 3, 12, 500, tzinfo=timezone(timedelta(hours=1)))
->>> iso_time(berlin), utc_text(berlin)
-('2026-12-07T14:03:12+00:00', '2026-12-07 14:03 UTC')
+>>> iso_time(berlin), utc_text(berlin), utc_text(berlin, seconds=True)
+('2026-12-07T14:03:12+00:00', '2026-12-07 14:03 UTC', '2026-12-07 14:03:12 UTC')
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def iso_time(moment: datetime | None) -> str | None:
     return None if moment is None else _utc(moment).isoformat(timespec="seconds")
 
 
-def utc_text(moment: datetime) -> str:
-    """A moment in UTC to the minute with the zone said, for people: "2026-12-07 14:03 UTC"."""
-    return f"{_utc(moment):%Y-%m-%d %H:%M} UTC"
+def utc_text(moment: datetime, *, seconds: bool = False) -> str:
+    """A moment in UTC to the minute (or the second) with the zone said, for people:
+    "2026-12-07 14:03 UTC"."""
+    return f"{_utc(moment):%Y-%m-%d %H:%M{':%S' if seconds else ''}} UTC"
