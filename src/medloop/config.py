@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     date_shift_key: str | None = None
     environment: Literal["development", "production"] = "development"
     #: Minutes without a key press, click or touch after which a browser tab signs its
-    #: session out (every tab of the browser counts; 0: never). Shared workstations on a
+    #: session out (every tab of the browser counts; 0: never); the server refuses a
+    #: session cookie unused for that long too (`web.sessions`). Shared workstations on a
     #: ward must not stay signed in: 15 minutes is the usual hospital setting.
     idle_sign_out_minutes: float = Field(default=15.0, ge=0)
     #: Worker processes that run a risk or treatment model's bootstrap refits (39 or more

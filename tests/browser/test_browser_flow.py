@@ -383,3 +383,21 @@ def test_a_page_left_alone_signs_out_and_comes_back_after_sign_in(
     with page.expect_navigation():
         page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{server.url}/patients")
+
+
+def test_polling_is_marked_and_use_without_requests_is_reported(server: Server, page: Any) -> None:
+    """The server's idle sign-out sees requests only: the review queue's timed refresh
+    says it is polling (never counted as use), and a key press that sends no request of
+    its own is reported within half a minute (idle.js)."""
+    page.clock.install()
+    login(page, server, "dora")
+    expect(page).to_have_url(f"{server.url}/review")
+    with page.expect_request(re.compile(r"/review\?offset=")) as polled:
+        page.clock.fast_forward("00:21")
+    assert polled.value.headers.get("x-medloop-poll") == "1"
+    with page.expect_request(f"{server.url}/api/auth/activity") as reported:
+        page.keyboard.press("Shift")
+        page.clock.fast_forward("00:31")
+    assert reported.value.method == "POST"
+    assert "x-medloop-poll" not in reported.value.headers
+    assert reported.value.response().status == 204

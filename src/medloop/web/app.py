@@ -20,6 +20,7 @@ from medloop.web import errors
 from medloop.web.rendering import STATIC
 from medloop.web.routes import api, audit, dashboard, explain, exports, jobs, pages, patients
 from medloop.web.security import LoginLimiter
+from medloop.web.sessions import SessionRenewal
 from medloop.workflows.jobs import JobWorker
 from medloop.workflows.workspace import Workspace
 
@@ -125,6 +126,7 @@ def create_app(
     app.state.limiter = LoginLimiter(ws)
     errors.install(app)
 
+    app.add_middleware(SessionRenewal)
     app.add_middleware(SecurityHeaders, hsts=ws.settings.environment == "production")
     app.include_router(api.router)
     app.include_router(pages.router)

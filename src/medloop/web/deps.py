@@ -17,7 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from medloop.store.members import Owned
 from medloop.types import REVIEWER_ROLES, Role
-from medloop.web.errors import STALE_PAGE
+from medloop.web import sessions
+from medloop.web.errors import IDLE_SIGNED_OUT, STALE_PAGE
 from medloop.web.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -26,7 +27,7 @@ from medloop.web.security import (
     csrf_token,
 )
 from medloop.workflows import access
-from medloop.workflows.accounts import Account, account_for_token
+from medloop.workflows.accounts import SESSION, Account, account_for_token
 from medloop.workflows.workspace import Workspace
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -82,17 +83,23 @@ async def optional_account(request: Request, ws: WS, credentials: Bearer) -> Acc
     session = request.cookies.get(SESSION_COOKIE)
     if not session:
         return None
-    account = account_for_token(ws, session, purpose="session")
+    account = account_for_token(ws, session, purpose=SESSION)
     if account is None:
+        sessions.note_refused(request, ws, session)
         return None
     await check_csrf(request, ws, session)
+    sessions.renew(request, ws, session)
     return account
 
 
 async def current_account(
+    request: Request,
+    ws: WS,
     account: Annotated[Account | None, Depends(optional_account)],
 ) -> Account:
     if account is None:
+        if sessions.went_idle(request):
+            raise _unauthorized(IDLE_SIGNED_OUT.format(minutes=ws.settings.idle_sign_out_minutes))
         raise _unauthorized("not signed in: send 'Authorization: Bearer <token>'")
     return account
 

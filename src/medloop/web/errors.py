@@ -54,6 +54,10 @@ STALE_PAGE = (
     "another session; nothing was saved. Reload the page and try again."
 )
 
+#: Said to an API or htmx request whose session cookie went unused for the deployment's
+#: idle time (`web.sessions`); a page is sent to the sign-in page, which says it too.
+IDLE_SIGNED_OUT = "signed out after {minutes:g} minutes without activity; sign in again to go on"
+
 
 def wants_page(request: Request) -> bool:
     """A browser asking for a page (or htmx for a panel), not a client of the JSON API."""

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from medloop.exceptions import MedloopError
 from medloop.times import utc_text
 from medloop.types import REVIEWER_ROLES, Role
+from medloop.web import sessions
 from medloop.web.deps import optional_account
 from medloop.web.errors import PageStop, status_for
 from medloop.web.security import CSRF_FIELD, SESSION_COOKIE, csrf_token
@@ -66,8 +67,9 @@ def render(
 def to_login(request: Request | None = None) -> Response:
     """Signed out: on to the login page, which leads back to the page asked for
     (`next`); a form sent without a session is said to be not saved (`ended`), and leads
-    back to the page it was sent from. An htmx request (a dashboard panel) is told to load
-    the login page as the whole page: a redirect would be followed inside the panel."""
+    back to the page it was sent from; a session refused for want of use says so
+    (`idle`). An htmx request (a dashboard panel) is told to load the login page as the
+    whole page: a redirect would be followed inside the panel."""
     target = "/login"
     if request is not None:
         sent = request.method not in ("GET", "HEAD")
@@ -81,6 +83,8 @@ def to_login(request: Request | None = None) -> Response:
         params = {"next": back} if same_site and local_path(back) and back != "/" else {}
         if sent:
             params["ended"] = "1"
+        if sessions.went_idle(request):
+            params["idle"] = "1"
         if params:
             target += "?" + urlencode(params)
     if request is not None and request.headers.get("HX-Request"):

@@ -154,8 +154,11 @@ def _network(client: str) -> str:
 
 
 def csrf_token(ws: Workspace, session_token: str) -> str:
-    """The CSRF token bound to one session (stateless: derived from the session token)."""
-    return accounts.derive_secret(ws, "csrf", session_token)
+    """The CSRF token bound to one sign-in (stateless: derived from the session token's
+    sign-in, so a page opened before the cookie was renewed still sends a valid one); ""
+    for a token that is not a session's, which no sent token matches."""
+    sign_in = accounts.sign_in_of(ws, session_token)
+    return "" if sign_in is None else accounts.derive_secret(ws, "csrf", sign_in)
 
 
 def login_csrf(request_cookie: str | None) -> str:

@@ -8,6 +8,12 @@ HMAC-SHA256 under `Settings.resolved_secret_key`. Changing a password, disabling
 account or ending its sessions (which raise the epoch) invalidates every token issued
 before; the role is read from the database, not from the token.
 
+A browser's session token also names its sign-in and when it was last used: it is refused
+once unused for longer than `MEDLOOP_IDLE_SIGN_OUT_MINUTES` (`idle_limit`), and each use
+renews it (`renew_session`: a new token for the same sign-in, with the same absolute
+expiry, `TOKEN_TTL` after signing in). Signing out revokes the sign-in, so every renewal
+ends with it.
+
 >>> hasher_ok = verify_password(hash_password("s3cret-pass"), "s3cret-pass")
 >>> hasher_ok
 True
@@ -55,8 +61,11 @@ COMMON_PASSWORDS = frozenset(
 RESERVED_USERNAMES = frozenset({"system", "model", "cli"})
 #: How the pseudonym of an erased person begins (`erase_user`); no account is named so.
 ERASED_PREFIX = "erased-"
-#: Lifetime of API bearer tokens and session cookies, in seconds (12 hours).
+#: Lifetime of API bearer tokens and session cookies, in seconds (12 hours): a session
+#: used within its idle limit is renewed (`renew_session`), never past this from sign-in.
 TOKEN_TTL = 12 * 3600
+#: The purpose of a browser's session cookie token (an API bearer token's is "api").
+SESSION = "session"
 _hasher = PasswordHasher()
 
 
@@ -409,32 +418,42 @@ def _fingerprint(key: bytes, password_hash: str | None) -> str:
     return _sign(key, f"pw:{password_hash or ''}")[:16]
 
 
+def _signed(key: bytes, claims: dict[str, Any]) -> str:
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(key, str(claims['p']) + ':' + payload)}"
+
+
 def issue_token(
     ws: Workspace, account: Account, *, purpose: str = "api", ttl: int = TOKEN_TTL
 ) -> str:
-    """A signed token naming `account` for `purpose` ("api" or "session")."""
+    """A signed token naming `account` for `purpose` ("api" or "session"). A session
+    token also names its sign-in (kept by every renewal) and when it was last used: now."""
     key = ws.settings.resolved_secret_key
+    now = int(time.time())
     with ws.db.session() as s:
         user = s.get(User, account.id)
         if user is None:
             raise NotFoundError(f"no user with id {account.id}")
-        claims = {
+        claims: dict[str, Any] = {
             "u": user.id,
             "p": purpose,
-            "e": int(time.time()) + ttl,
+            "e": now + ttl,
             "f": _fingerprint(key, user.password_hash),
             "g": user.token_epoch,
-            "n": secrets.token_urlsafe(6),  # two tokens are never alike (revoking one)
         }
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_sign(key, purpose + ':' + payload)}"
+    if purpose == SESSION:
+        claims |= {"s": secrets.token_urlsafe(16), "a": now}
+    else:
+        claims["n"] = secrets.token_urlsafe(6)  # two tokens are never alike (revoking one)
+    return _signed(key, claims)
 
 
 # Every request checks its token's signature and expiry; whether the user still exists,
 # enabled, with the same password, role and token epoch, and whether the token was
-# revoked, is read from the database at most every TOKEN_RECHECK_SECONDS per token (that
-# read was a fifth of the server's CPU under load), so a removed or disabled user, a
-# changed password or role, or a sign-out in another process takes effect within that time.
+# revoked, is read from the database at most every TOKEN_RECHECK_SECONDS per token (per
+# sign-in for sessions, whose renewals share the answer; that read was a fifth of the
+# server's CPU under load), so a removed or disabled user, a changed password or role, or
+# a sign-out in another process takes effect within that time.
 TOKEN_RECHECK_SECONDS = 10.0
 MAX_CHECKED_TOKENS = 10_000
 
@@ -446,10 +465,22 @@ class _Claims:
     expires: int
     fingerprint: str
     epoch: int
+    raw: dict[str, Any]
+    #: A session's sign-in (every renewal keeps it); None for an API token.
+    sign_in: str | None = None
+    #: When a session was last used (seconds since the epoch); None for an API token.
+    active: int | None = None
+
+    @property
+    def key(self) -> str:
+        """What revocation and the recheck cache go by: a session's sign-in (a sign-out
+        ends every renewal of it, and copies of them), an API token's signature."""
+        return self.sign_in or self.signature
 
 
 def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | None:
-    """The claims of a well-signed, unexpired token for `purpose`; else None."""
+    """The claims of a well-signed, unexpired token for `purpose`; else None. Whether a
+    session is idle is not checked here (`_idle`)."""
     key = ws.settings.resolved_secret_key
     payload, _, signature = token.partition(".")
     if not payload or not signature:
@@ -459,8 +490,16 @@ def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | No
     try:
         raw = json.loads(_unb64(payload))
         # tokens issued before migration 0013 carry no epoch: the first one is 0
+        session = purpose == SESSION  # sessions from before idle expiry name no sign-in
         claims = _Claims(
-            signature, int(raw["u"]), int(raw["e"]), str(raw["f"]), int(raw.get("g", 0))
+            signature,
+            int(raw["u"]),
+            int(raw["e"]),
+            str(raw["f"]),
+            int(raw.get("g", 0)),
+            raw,
+            sign_in=str(raw["s"]) if session else None,
+            active=int(raw["a"]) if session else None,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -469,23 +508,33 @@ def _verified_claims(ws: Workspace, token: str, *, purpose: str) -> _Claims | No
     return claims
 
 
-def _revocation_digest(ws: Workspace, signature: str) -> str:
-    return derive_secret(ws, "revoked", signature)[:64]
+def idle_limit(ws: Workspace) -> float:
+    """Seconds without use after which a session is refused (0: never)."""
+    return ws.settings.idle_sign_out_minutes * 60
+
+
+def _idle(ws: Workspace, claims: _Claims, now: float) -> bool:
+    limit = idle_limit(ws)
+    return claims.active is not None and limit > 0 and now - claims.active > limit
+
+
+def _revocation_digest(ws: Workspace, key: str) -> str:
+    return derive_secret(ws, "revoked", key)[:64]
 
 
 def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Account | None:
     """The account a valid, unexpired, unrevoked token for `purpose` names; None for any
-    bad token."""
+    bad token, and for a session unused for longer than `idle_limit`."""
     claims = _verified_claims(ws, token, purpose=purpose)
-    if claims is None:
-        return None
     now = time.time()
-    checked = ws.checked_tokens.get(claims.signature)
+    if claims is None or _idle(ws, claims, now):
+        return None
+    checked = ws.checked_tokens.get(claims.key)
     if checked is not None and now - checked[1] < TOKEN_RECHECK_SECONDS:
         return checked[0]
     with ws.db.session() as s:
         user = repo.user_credentials(s, user_id=claims.user_id)
-        revoked = logins.is_revoked(s, digest=_revocation_digest(ws, claims.signature))
+        revoked = logins.is_revoked(s, digest=_revocation_digest(ws, claims.key))
     if user is None or user.is_simulated or user.is_disabled or revoked:
         return None
     if claims.epoch != user.token_epoch:
@@ -496,22 +545,59 @@ def account_for_token(ws: Workspace, token: str, *, purpose: str = "api") -> Acc
     account = _account(user)
     if len(ws.checked_tokens) >= MAX_CHECKED_TOKENS:
         ws.checked_tokens.clear()
-    ws.checked_tokens[claims.signature] = (account, now)
+    ws.checked_tokens[claims.key] = (account, now)
     return account
 
 
+def session_went_idle(ws: Workspace, token: str) -> bool:
+    """Whether `token` is a well-signed, unexpired session token refused only for having
+    gone unused for longer than `idle_limit` (to say why someone was signed out)."""
+    claims = _verified_claims(ws, token, purpose=SESSION)
+    return claims is not None and _idle(ws, claims, time.time())
+
+
+@dataclass(frozen=True)
+class RenewedSession:
+    """A session token renewed by a use of it: `token`, and `max_age`, the seconds left
+    until its sign-in's absolute expiry (`TOKEN_TTL` after signing in, never moved)."""
+
+    token: str
+    max_age: int
+
+
+def renew_session(ws: Workspace, token: str) -> RenewedSession | None:
+    """`token`, a session token `account_for_token` accepted, as last used now: the same
+    sign-in, account and absolute expiry. None where that changes nothing: idle expiry
+    off, or renewed already this second."""
+    claims = _verified_claims(ws, token, purpose=SESSION)
+    now = int(time.time())
+    if claims is None or claims.active is None or idle_limit(ws) <= 0:
+        return None
+    if claims.active >= now or _idle(ws, claims, now):
+        return None
+    renewed = _signed(ws.settings.resolved_secret_key, claims.raw | {"a": now})
+    return RenewedSession(token=renewed, max_age=claims.expires - now)
+
+
+def sign_in_of(ws: Workspace, token: str) -> str | None:
+    """The sign-in a well-signed session token belongs to (the same for every renewal of
+    it: what the session's CSRF token derives from); None for any other token."""
+    claims = _verified_claims(ws, token, purpose=SESSION)
+    return None if claims is None else claims.sign_in
+
+
 def revoke_token(ws: Workspace, token: str, *, purpose: str) -> bool:
-    """End a token before its expiry (signing out): this process refuses it at once,
-    every other server process within `TOKEN_RECHECK_SECONDS`. False when the token was
-    not valid anyway."""
+    """End a token before its expiry (signing out; a session's every renewal with it):
+    this process refuses it at once, every other server process within
+    `TOKEN_RECHECK_SECONDS`. False when the token was not valid anyway."""
     claims = _verified_claims(ws, token, purpose=purpose)
     if claims is None:
         return False
-    ws.checked_tokens.pop(claims.signature, None)
+    ws.checked_tokens.pop(claims.key, None)
     with ws.db.session() as s:
         logins.revoke(
             s,
-            digest=_revocation_digest(ws, claims.signature),
+            digest=_revocation_digest(ws, claims.key),
             expires_at=float(claims.expires),
             now=time.time(),
         )

@@ -63,8 +63,8 @@ class Workspace:
     settings: Settings
     db: Database
     blobs: BlobStore
-    #: Sign-in tokens recently checked against the database: signature -> (account, when)
-    #: (`accounts.account_for_token`).
+    #: Sign-in tokens recently checked against the database: a session's sign-in or an API
+    #: token's signature -> (account, when) (`accounts.account_for_token`).
     checked_tokens: dict[str, tuple[Any, float]] = field(default_factory=dict, repr=False)
     #: Figures derived from a project's answers and labels (annotator reliability on the
     #: review and dashboard pages), by key (`figures`).

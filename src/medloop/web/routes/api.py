@@ -82,11 +82,23 @@ def login(
 @router.post("/auth/logout", tags=["auth"], status_code=204, responses={401: {}})
 def logout(request: Request, ws: WS, account: CurrentAccount, bearer: Bearer) -> Response:
     """End the token this request signed in with (the bearer token, else the session
-    cookie) before its expiry: every server process refuses it from then on."""
+    cookie, which is cleared) before its expiry: every server process refuses it from
+    then on."""
+    response = Response(status_code=204)
     if bearer is not None:
         accounts.revoke_token(ws, bearer.credentials, purpose="api")
     else:
-        accounts.revoke_token(ws, request.cookies.get(SESSION_COOKIE, ""), purpose="session")
+        accounts.revoke_token(ws, request.cookies.get(SESSION_COOKIE, ""), purpose=accounts.SESSION)
+        response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.post("/auth/activity", tags=["auth"], status_code=204, responses={401: {}})
+def activity(_account: CurrentAccount) -> Response:
+    """Someone is using the signed-in page (a key press, click, scroll or touch that sent
+    no request of its own; `idle.js` reports it): the session cookie comes back renewed,
+    so the server's idle sign-out counts from now. 401 once the session has gone idle
+    for longer than `MEDLOOP_IDLE_SIGN_OUT_MINUTES`. An API token is not renewed."""
     return Response(status_code=204)
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from medloop.exceptions import ConflictError, InvalidInputError, MedloopError
 from medloop.types import Role
+from medloop.web import sessions
 from medloop.web.deps import WS, Limiter, VisibleItem
 from medloop.web.rendering import (
     AnnotatorPage,
@@ -60,7 +61,8 @@ LOGIN_REFUSED = {
 SESSION_ENDED = "Your session ended, so what you sent was not saved. Sign in to go on."
 #: Said on the sign-in page after signing out.
 SIGNED_OUT = "You have signed out."
-#: Said on the sign-in page when a browser signed out for want of activity (`idle.js`).
+#: Said on the sign-in page when a browser was signed out for want of activity (by
+#: `idle.js`, or by the server: `web.sessions`).
 SIGNED_OUT_IDLE = (
     "You were signed out because this page was left without activity "
     "({minutes:g} minutes). Sign in to go on where you were."
@@ -78,7 +80,7 @@ def login_page(
 ) -> Response:
     """The sign-in form, leading back to `next` (a page on this site); someone already
     signed in goes there, or to their work, instead. `signed_out`: just signed out
-    (`idle`: by the page, for want of activity)."""
+    (`idle`: for want of activity, by the page or by the server)."""
     back = next if local_path(next) else ""
     if account is not None:
         return RedirectResponse(back or LANDING[account.role], 303)
@@ -103,17 +105,9 @@ def login_page(
     return response
 
 
-def _secure(request: Request) -> bool:
-    """Whether cookies are sent over HTTPS only: in production, and whenever this request
-    came over HTTPS (a deployment that did not say it is production)."""
-    return (
-        request.app.state.ws.settings.environment == "production" or request.url.scheme == "https"
-    )
-
-
 def _login_cookie(request: Request, response: Response, token: str) -> None:
     response.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_secure(request)
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=sessions.secure(request)
     )
 
 
@@ -141,16 +135,11 @@ def login(
             headers["Retry-After"] = str(refused.retry_after)
             error = LOGIN_REFUSED[refused.status]
         if account is not None:
-            session = accounts.issue_token(ws, account, purpose="session")
+            session = accounts.issue_token(ws, account, purpose=accounts.SESSION)
             landing = next if local_path(next) else LANDING[account.role]  # no second hop via /
             redirect = RedirectResponse(landing, status_code=303)
-            redirect.set_cookie(
-                SESSION_COOKIE,
-                session,
-                max_age=accounts.TOKEN_TTL,
-                httponly=True,
-                samesite="lax",
-                secure=_secure(request),
+            redirect.headers.append(
+                "set-cookie", sessions.session_cookie(request, session, max_age=accounts.TOKEN_TTL)
             )
             redirect.delete_cookie(LOGIN_CSRF_COOKIE)
             return redirect

@@ -4,7 +4,10 @@
    page after the next sign-in. Activity in any tab of the browser counts for all of them
    (localStorage), and the last minute is announced with a button to stay signed in.
    Polling (the review queue, a job's progress) is not activity: a page refreshing itself
-   on an unattended ward computer must not keep it signed in. */
+   on an unattended ward computer must not keep it signed in.
+   The server signs an idle session out too (a browser without this script, a laptop
+   closed): use that sends no request is reported to it, at most every half minute and
+   at the latest half a minute after it, so the server never signs out before the page. */
 (function () {
   "use strict";
   var form = document.getElementById("sign-out");
@@ -19,6 +22,10 @@
   var warning = null;
   var focused = null;  /* what had the keyboard before the warning took it */
   var leaving = false;
+  var REPORT_EVERY = Math.min(30000, limit / 4);
+  var reported = Date.now();  /* loading this page was a request: the server counted it */
+  var reportDue = null;  /* the next report, waiting for REPORT_EVERY to pass */
+  var csrf = document.querySelector('meta[name="csrf-token"]').content;
 
   /* A time another tab of this browser stored under `key` (0: none, or no storage). */
   function stored(key) {
@@ -31,6 +38,25 @@
       try { window.localStorage.setItem(KEY, String(last)); } catch (e) { /* private mode */ }
     }
     dismiss();
+  }
+  /* Tell the server this browser is in use: now if the last report is old enough, else
+     as soon as it is. A session the server has signed out already signs out here too. */
+  function report() {
+    if (reportDue !== null || leaving) return;
+    reportDue = window.setTimeout(function () {
+      reportDue = null;
+      if (leaving) return;
+      reported = Date.now();
+      fetch("/api/auth/activity", {
+        method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf }
+      }).then(function (response) {
+        if (response.status === 401 && !leaving) signOut();
+      }).catch(function () { /* offline: the next use reports again */ });
+    }, Math.max(0, reported + REPORT_EVERY - Date.now()));
+  }
+  function used() {
+    active();
+    report();
   }
   function dismiss() {
     if (!warning) return;
@@ -49,7 +75,7 @@
       var stay = document.createElement("button");
       stay.type = "button";
       stay.textContent = "Stay signed in";
-      stay.addEventListener("click", active);
+      stay.addEventListener("click", used);
       warning.appendChild(text);
       warning.appendChild(stay);
       document.body.appendChild(warning);
@@ -65,6 +91,7 @@
      once would each get their own, and one form would then be refused as expired). */
   function signOut() {
     leaving = true;
+    window.clearTimeout(reportDue);
     var next = window.location.pathname + window.location.search;
     if (Date.now() - stored(OUT) < 10000) {
       window.setTimeout(function () {
@@ -92,7 +119,7 @@
     else dismiss();
   }
   ["pointerdown", "keydown", "wheel", "touchstart"].forEach(function (name) {
-    document.addEventListener(name, active, { capture: true, passive: true });
+    document.addEventListener(name, used, { capture: true, passive: true });
   });
   document.addEventListener("visibilitychange", check);  /* a laptop opened again */
   active();
