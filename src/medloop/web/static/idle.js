@@ -15,6 +15,8 @@
   if (!(minutes > 0)) return;
   var KEY = "medloop.lastActivity";
   var OUT = "medloop.signedOutAt";  /* when a tab of this browser last signed it out */
+  var SIGN_IN_PAGE = "medloop.signInPageAt";  /* when a tab last opened the sign-in page */
+  var loadedAt = Date.now();
   var limit = minutes * 60000;
   var warnFor = Math.min(60000, limit / 4);
   var last = Date.now();
@@ -86,18 +88,17 @@
       "Nobody has used this page for a while: you will be signed out in " +
       Math.ceil(left / 1000) + " s.";
   }
-  /* One tab signs the browser out; the others, a moment later, only open the sign-in
-     page, so they reuse the sign-in form's token its visit set (two first visits at
-     once would each get their own, and one form would then be refused as expired). */
+  /* One tab signs the browser out; the others only open the sign-in page, once that tab
+     has opened it (or 5 s on), so they reuse the sign-in form's token its visit set (two
+     first visits at once would each get their own, and one form would then be refused
+     as expired). */
   function signOut() {
     leaving = true;
     window.clearTimeout(reportDue);
     var next = window.location.pathname + window.location.search;
-    if (Date.now() - stored(OUT) < 10000) {
-      window.setTimeout(function () {
-        window.location.assign("/login?" + new URLSearchParams(
-          { signed_out: "1", idle: "1", next: next }).toString());
-      }, 1500);
+    var out = stored(OUT);
+    if (Date.now() - out < 10000) {
+      follow(out, Date.now(), next);
       return;
     }
     try { window.localStorage.setItem(OUT, String(Date.now())); } catch (e) { /* private mode */ }
@@ -111,6 +112,14 @@
       });
     form.submit();
   }
+  function follow(out, since, next) {
+    if (stored(SIGN_IN_PAGE) < out && Date.now() - since < 5000) {
+      window.setTimeout(function () { follow(out, since, next); }, 100);
+      return;
+    }
+    window.location.assign("/login?" + new URLSearchParams(
+      { signed_out: "1", idle: "1", next: next }).toString());
+  }
   function check() {
     if (leaving) return;
     var left = Math.max(last, stored(KEY)) + limit - Date.now();
@@ -120,6 +129,14 @@
   }
   ["pointerdown", "keydown", "wheel", "touchstart"].forEach(function (name) {
     document.addEventListener(name, used, { capture: true, passive: true });
+  });
+  /* Once this browser signs out, the page's own requests (a poll on a timer) stop, and
+     the reply to one sent just before (refused: the session is gone) leads nowhere: the
+     sign-in page this tab opens says why. */
+  ["htmx:beforeRequest", "htmx:beforeOnLoad"].forEach(function (name) {
+    document.addEventListener(name, function (event) {
+      if (leaving || stored(OUT) > loadedAt) event.preventDefault();
+    });
   });
   document.addEventListener("visibilitychange", check);  /* a laptop opened again */
   active();
