@@ -274,3 +274,33 @@ def test_a_person_is_renamed_everywhere_and_keeps_their_answers(database: Databa
         assert s.scalars(select(Job.requested_by)).all() == ["erased-00ff"]
         user = s.scalars(select(User).where(User.username == "erased-00ff")).one()
         assert _count(database, Answer, Answer.worker_id == user.id) == 4
+
+
+def test_the_erased_of_a_project_are_read_from_its_patient_erased_entries(
+    database: Database,
+) -> None:
+    """Another project's erasure, or an entry of another action naming a patient, does
+    not make a patient erased here."""
+    with database.session() as s:
+        one = repo.create_project(s, name="one", classes=["a", "b"], n_channels=1)
+        two = repo.create_project(s, name="two", classes=["a", "b"], n_channels=1)
+        for project, pseudonym in ((one, "P1"), (two, "P2"), (one, "P3")):
+            repo.audit(
+                s,
+                actor="cli",
+                action=erasure.ERASED,
+                entity="patient",
+                entity_id=pseudonym,
+                detail={"project": project.id, "reason": "withdrawn"},
+            )
+        repo.audit(
+            s,
+            actor="dr",
+            action="patient.view",
+            entity="patient",
+            entity_id="P4",
+            detail={"project": one.id},
+        )
+    with database.session() as s:
+        assert erasure.erased_pseudonyms(s, project_id=one.id) == {"P1", "P3"}
+        assert erasure.erased_pseudonyms(s, project_id=two.id, lock=True) == {"P2"}

@@ -201,6 +201,12 @@ def output_file(path: Path | None, *, inputs: Iterable[Path | None] = ()) -> Non
         raise InvalidInputError(f"{path}: not allowed to write there")
 
 
+def erased_line(count: int, what: str) -> str:
+    """What an import says of the `count` `what` ("rows", "images") of patients erased
+    from the project that it left out."""
+    return f"{count} {what} of erased patients skipped (consent withdrawn)"
+
+
 def in_use_row(period: workflows.models.InUse | workflows.risk_models.RiskInUse) -> dict[str, Any]:
     """When a model version's period in use began and ended, who began it and how (the
     audit log's action), for `print_versions`."""

@@ -70,8 +70,8 @@ def patients_erase(
     if done.blobs_kept:
         out.print(f"{done.blobs_kept} files were stored again meanwhile and kept (store gc)")
     out.print(
-        "backups taken before now still hold the data; so do the source files, which "
-        "bring the patient back if imported again"
+        f"backups taken before now still hold the data; so do the source files, but "
+        f"imports into {project!r} leave this patient out from now on"
     )
     if not done.erased:
         out.print("dry run: nothing was erased; run again with --yes to erase")

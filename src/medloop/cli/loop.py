@@ -21,6 +21,7 @@ from medloop.cli.common import (
     SeedOpt,
     app,
     bench_app,
+    erased_line,
     ingest_app,
     out,
     output_file,
@@ -144,6 +145,8 @@ def _ingest_folder(
         out.print(f"ingested {summary.items} items ({summary.patients} patients): {splits}")
     if summary.skipped:
         out.print(f"skipped {summary.skipped} already imported")
+    if summary.erased:
+        out.print(erased_line(summary.erased, "images"))
     for reason, names in summary.left_out.items():
         shown = ", ".join(names[:10]) + (
             f", ... ({len(names) - 10} more)" if len(names) > 10 else ""

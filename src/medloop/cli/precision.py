@@ -17,6 +17,7 @@ from medloop.cli.common import (
     app,
     bench_app,
     console,
+    erased_line,
     frame_records,
     out,
     output_file,
@@ -117,8 +118,9 @@ def patients_import(
         na_values=tuple(na_value or ()),
     )
     genes_line = None
+    bundle = path.suffix.lower() == ".json"
     with open_workspace(pseudonymising(Settings())) as ws:
-        if path.suffix.lower() == ".json":
+        if bundle:
             if unit or drop or dialect != default:
                 raise InvalidInputError(
                     "--unit, --drop and the CSV options are for tables, not FHIR bundles"
@@ -162,6 +164,8 @@ def patients_import(
                 f"expression: {genes.patients} patients, {len(described)} genes "
                 f"({described['unit'].iloc[0]}), {genes.feature_values} values"
             )
+            if genes.erased:
+                genes_line += f"; {erased_line(genes.erased, 'rows')}"
     known = f" ({summary.known} stored already)" if summary.known else ""
     out.print(
         f"imported {summary.patients} patients into {summary.project!r}: "
@@ -170,6 +174,12 @@ def patients_import(
     if summary.skipped:
         said = ", ".join(f"{n} {why}" for why, n in summary.skipped.items())
         out.print(f"skipped (no fact about the patient): {said}")
+    if summary.erased:
+        out.print(
+            f"the records of {summary.erased} erased patients skipped (consent withdrawn)"
+            if bundle
+            else erased_line(summary.erased, "rows")
+        )
     if genes_line:
         out.print(genes_line)
 

@@ -8,6 +8,10 @@ the recommendations made for them and the doctors' decisions on those; their ima
 everything on those items: tasks, answers (with their lesion boxes), consensus and
 final labels, model predictions, review flags, task holds and skips. Model versions
 are not deleted: those that learned from the patient are marked (`erased_patients`).
+
+An erased patient stays erased: the ``patient.erased`` audit entries are the record of
+whom a project lost consent for (`erased_pseudonyms`), and every import into the project
+leaves those patients out.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ from medloop.store.models import (
     TreatmentDecision,
     User,
 )
+from medloop.store.repository import lock_row
+
+#: The audit action that records a patient's erasure (entity "patient", the pseudonym).
+ERASED = "patient.erased"
 
 #: The audit actions that wrote a project's data out of medloop (CSV, COCO, the labels a
 #: model learned from): files nobody can erase from here.
@@ -172,6 +180,26 @@ def models_built_from(session: Session, *, patient: Patient) -> tuple[list[int],
     )
     risk |= set(session.scalars(before_lineage))
     return sorted(image), sorted(risk)
+
+
+def erased_pseudonyms(session: Session, *, project_id: int, lock: bool = False) -> set[str]:
+    """The pseudonyms of the patients erased from the project (their ``patient.erased``
+    audit entries): consent withdrawn, so no import brings them back. Erasures are rare,
+    so all of them are read (by the (action, id) index) and kept to the project's here.
+
+    With `lock`, the project's row is held first until the transaction ends, as an
+    erasure holds it: an erasure is then either committed, and its patient in the set,
+    or waits for the caller's import to commit, and erases what it brought."""
+    if lock:
+        lock_row(session, Project, project_id)
+    query = select(AuditEntry.entity_id, AuditEntry.detail).where(
+        AuditEntry.action == ERASED, AuditEntry.entity == "patient"
+    )
+    return {
+        str(pseudonym)
+        for pseudonym, detail in session.execute(query)
+        if pseudonym and (detail or {}).get("project") == project_id
+    }
 
 
 def blobs_named(session: Session, *, digests: set[str]) -> set[str]:

@@ -102,7 +102,7 @@ def erase_patient(
             repo.audit(
                 s,
                 actor=actor,
-                action="patient.erased",
+                action=erasure.ERASED,
                 entity="patient",
                 entity_id=pseudonym,
                 detail={

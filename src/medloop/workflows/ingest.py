@@ -10,12 +10,17 @@ the images already in (by their source reference) and stores the rest:
     scan folder -> plan splits -> skip what is in -> [read, put blobs, sync, commit] x batches
 
 Blobs of a batch that never committed are left for `medloop store gc`.
+
+Images of patients erased from the project (consent withdrawn: `store.erasure`) are
+left out before anything of theirs is read or stored, and counted; a batch checks again
+as it commits, so a patient erased during the import loses the images read meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ from medloop.ingest import (
     stratified_group_split,
 )
 from medloop.ingest.dicom import DUPLICATE
+from medloop.store import erasure
 from medloop.store import repository as repo
 from medloop.store.models import Project
 from medloop.types import REVIEWER_ROLES, Split
@@ -57,7 +63,8 @@ class IngestSummary:
     """What one ingest stored: ``items`` new items (by split, with their patients),
     ``skipped`` items of the folder a run before had already imported, and ``left_out``
     the files of the folder not imported, by reason (true duplicates; a DICOM folder's
-    files that are not DICOM, not images or multi-frame: `medloop.ingest.SkippedFile`)."""
+    files that are not DICOM, not images or multi-frame: `medloop.ingest.SkippedFile`);
+    ``erased`` the images of patients erased from the project, left out."""
 
     project: str
     classes: list[str]
@@ -69,6 +76,7 @@ class IngestSummary:
     final_labels: int = 0
     skipped: int = 0
     left_out: dict[str, list[str]] = field(default_factory=dict)
+    erased: int = 0
 
 
 def _summary(
@@ -79,6 +87,7 @@ def _summary(
     finals: int = 0,
     skipped: int = 0,
     left_out: Sequence[SkippedFile] = (),
+    erased: int = 0,
 ) -> IngestSummary:
     counts = pd.Series(list(splits)).value_counts()
     return IngestSummary(
@@ -91,6 +100,7 @@ def _summary(
         final_labels=finals,
         skipped=skipped,
         left_out=group_skipped(left_out),
+        erased=erased,
     )
 
 
@@ -351,16 +361,21 @@ def _ingest_planned(
     """Store the `planned` files not yet in `project` in batches of `BATCH_SIZE`: `store`
     reads and puts the blobs of the files it is given (beside those a run before stored),
     one at a time, or says why one is left out (added to `left_out`, the files the
-    folder's check set aside)."""
-    splits = _split([p.label for p in planned], [p.patient_pseudonym for p in planned], seed=seed)
+    folder's check set aside). Files of patients erased from the project are left out
+    before any is read (`IngestSummary.erased`)."""
     with ws.db.session() as s:
         record = _project(s, name=project)
         done: dict[str, int] = {}
         kept: dict[str, str] = {}
+        erased: set[str] = set()
         if record is not None:
             refs = [p.source_ref for p in planned]
             done = repo.item_ids_by_source(s, project_id=record.id, source_refs=refs)
             kept = repo.patient_splits(s, project_id=record.id)
+            erased = erasure.erased_pseudonyms(s, project_id=record.id)
+    withdrawn = sum(p.patient_pseudonym in erased for p in planned)
+    planned = [p for p in planned if p.patient_pseudonym not in erased]
+    splits = _split([p.label for p in planned], [p.patient_pseudonym for p in planned], seed=seed)
     todo = [
         (plan, kept.get(plan.patient_pseudonym or "", split))  # a patient stays in one split
         for plan, split in zip(planned, splits, strict=True)
@@ -375,8 +390,8 @@ def _ingest_planned(
     finals = 0
 
     def commit(batch: list[tuple[repo.NewItem, int]]) -> None:
-        nonlocal finals
-        finals += _commit_batch(
+        nonlocal finals, withdrawn
+        stored, signed = _commit_batch(
             ws,
             project=project,
             classes=classes,
@@ -385,7 +400,9 @@ def _ingest_planned(
             final_by=final_by,
             detail=detail or {},
         )
-        added.extend(item for item, _ in batch)
+        finals += signed
+        withdrawn += len(batch) - len(stored)
+        added.extend(stored)
         progress("ingest: storing images", len(added) + len(left_out) - set_aside, len(todo))
 
     try:
@@ -429,6 +446,7 @@ def _ingest_planned(
         finals=finals,
         skipped=len(done),
         left_out=left_out,
+        erased=withdrawn,
     )
 
 
@@ -441,17 +459,24 @@ def _commit_batch(
     source: str,
     final_by: str | None,
     detail: dict[str, object],
-) -> int:
+) -> tuple[list[repo.NewItem], int]:
     """Flush a batch's blobs to disk, then commit its items (the project with the first),
-    audited; with `final_by`, its labels become final labels too. Returns those."""
+    audited; with `final_by`, its labels become final labels too. Items of patients
+    erased from the project since the import began are dropped, their files deleted.
+    Returns the items stored and the final labels written."""
     items = [item for item, _ in batch]
-    ws.blobs.sync(sha for i in items for sha in (i.image_sha256, i.dicom_sha256) if sha is not None)
+    ws.blobs.sync(sha for i in items for sha in _digests(i))
     channels = max(c for _, c in batch)
+    started = time.time()
+    dropped: list[repo.NewItem] = []
     with ws.db.session() as s:
         record = _project(s, name=project)
         if record is None:
             record = repo.create_project(s, name=project, classes=classes, n_channels=channels)
         else:
+            erased = erasure.erased_pseudonyms(s, project_id=record.id, lock=True)
+            dropped = [i for i in items if i.patient_pseudonym in erased]
+            items = [i for i in items if i.patient_pseudonym not in erased]
             record.n_channels = max(record.n_channels, channels)
         repo.add_items(s, project=record, items=items)
         repo.audit(
@@ -460,14 +485,36 @@ def _commit_batch(
             action="ingest",
             entity="project",
             entity_id=record.id,
-            detail={"source": source, "items": len(items), **detail},
+            detail={
+                "source": source,
+                "items": len(items),
+                **({"erased_patients_skipped": len(dropped)} if dropped else {}),
+                **detail,
+            },
         )
         labels = {i.source_ref: i.reference_label for i in items if i.reference_label is not None}
-        if final_by is None or not labels:
-            return 0
-        ids = repo.item_ids_by_source(s, project_id=record.id, source_refs=labels)
-        decisions = pd.Series({ids[ref]: label for ref, label in labels.items()}, dtype=int)
-        return write_decisions(s, project=project, decisions=decisions, doctor=final_by)
+        finals = 0
+        if final_by is not None and labels:
+            ids = repo.item_ids_by_source(s, project_id=record.id, source_refs=labels)
+            decisions = pd.Series({ids[ref]: label for ref, label in labels.items()}, dtype=int)
+            finals = write_decisions(s, project=project, decisions=decisions, doctor=final_by)
+    if dropped:
+        _discard(ws, {sha for i in dropped for sha in _digests(i)}, unused_since=started)
+    return items, finals
+
+
+def _digests(item: repo.NewItem) -> list[str]:
+    """The blobs an item names: its image, and its DICOM file if any."""
+    return [sha for sha in (item.image_sha256, item.dicom_sha256) if sha is not None]
+
+
+def _discard(ws: Workspace, blobs: set[str], *, unused_since: float) -> None:
+    """Delete those of `blobs` no row names (an erased patient's files stored during an
+    import), unless stored again since `unused_since`."""
+    with ws.db.session() as s:
+        named = erasure.blobs_named(s, digests=blobs)
+    for sha in sorted(blobs - named):
+        ws.blobs.discard(sha, unused_since=unused_since)
 
 
 def _project(session: Session, *, name: str) -> Project | None:

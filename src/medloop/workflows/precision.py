@@ -12,7 +12,7 @@ import io
 import logging
 import pickle
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -33,6 +33,7 @@ from medloop.precision import (
     FeatureTable,
     GeneExpression,
     LinearSurrogate,
+    PatientRecords,
     RiskClassifier,
     SurvivalModel,
     TreatmentEffects,
@@ -56,6 +57,7 @@ from medloop.precision.intervals import REFITS, check_refits
 from medloop.precision.records import OBSERVATION_COLUMNS
 from medloop.precision.samplesize import check_events, events_warning
 from medloop.precision.survival import followup_horizon
+from medloop.store import erasure
 from medloop.store import patients as prepo
 from medloop.store import repository as repo
 from medloop.store.models import Patient, Project, Recommendation, RiskModelVersion
@@ -102,7 +104,7 @@ class PatientImport:
     """What an import stored: `observations` facts added (`known` more were stored
     already, by an earlier import of the file or of an overlapping one) and
     `feature_values`; `skipped` counts the resources that state no fact, by why
-    ("Observation entered-in-error": 1)."""
+    ("Observation entered-in-error": 1); `erased` the patients left out as erased."""
 
     project: str
     patients: int
@@ -111,6 +113,9 @@ class PatientImport:
     source: str
     known: int = 0
     skipped: Mapping[str, int] = field(default_factory=dict)
+    #: patients erased from the cohort (consent withdrawn) the source still holds: left
+    #: out, nothing of theirs stored (`erasure.erased_pseudonyms`)
+    erased: int = 0
 
 
 def import_patients_table(
@@ -129,7 +134,7 @@ def import_patients_table(
     features; scrubbed text columns are also kept as notes (each once, however often the
     table is imported). Raw ids are pseudonymised and never stored; a column that looks
     like an identifier is refused unless dropped, mapped or kept as scrubbed text
-    (`records.read_table`)."""
+    (`records.read_table`). Patients erased from the cohort are left out (`erased`)."""
     frame = read_table(
         path,
         key=ws.settings.resolved_secret_key,
@@ -144,6 +149,9 @@ def import_patients_table(
     source = ws.file_ref("file", path.name)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
+        erased = erasure.erased_pseudonyms(s, project_id=record.id, lock=True)
+        given_rows = len(frame)
+        frame = _consented(frame, erased)
         # text columns are notes, never features: an earlier import's raw value goes too
         features = frame.assign(**{column: np.nan for column in text_targets})
         values = prepo.upsert_features(s, project_id=record.id, frame=features, units=units)
@@ -170,9 +178,33 @@ def import_patients_table(
                 "values": values,
                 "notes": notes,
                 "source": source,
+                **_erased_detail(given_rows - len(frame)),
             },
         )
-    return PatientImport(project, len(frame), notes, values, path.name, known=given - notes)
+    return PatientImport(
+        project,
+        len(frame),
+        notes,
+        values,
+        path.name,
+        known=given - notes,
+        erased=given_rows - len(frame),
+    )
+
+
+def _consented(frame: pd.DataFrame, erased: Collection[str]) -> pd.DataFrame:
+    """`frame` without the rows of `erased` patients (their consent was withdrawn): by
+    its index of pseudonyms (named "patient"), else its "patient" column."""
+    if not erased:
+        return frame
+    by_index = frame.index.name == "patient"
+    patients = frame.index.to_series() if by_index else frame["patient"]
+    return frame[~patients.astype(str).isin(erased).to_numpy()]
+
+
+def _erased_detail(left_out: int) -> dict[str, int]:
+    """An import's audit detail on the erased patients it left out (none: nothing)."""
+    return {"erased_patients_skipped": left_out} if left_out else {}
 
 
 def _common_units(observations: pd.DataFrame, stored: Mapping[str, str]) -> dict[str, str]:
@@ -219,10 +251,13 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
     (`date_shift_key`; the same in every import); demographics, latest numeric
     observation per code (among the facts stored before and the bundle's) and condition
     flags (`condition:<code>` = 1) as features. Resources that state no fact (withdrawn
-    or cancelled results, refuted conditions) are left out and counted."""
+    or cancelled results, refuted conditions) are left out and counted, and so are the
+    patients erased from the cohort (`erased`: nothing of theirs is stored)."""
     records = read_fhir_bundle(
         path, key=ws.settings.resolved_secret_key, date_key=date_shift_key(ws.settings)
     )
+    in_bundle = set(records.patients["patient"])
+    records = _consented_records(records, _erased(ws, project))
     features = records.patients.set_index("patient")[["sex", "birth_year"]]
     stored, observations, conditions = _stored_facts(ws, project, features.index)
     # features from the stored facts and the bundle's together: a bundle of new results
@@ -242,6 +277,10 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
     source = ws.file_ref("file", path.name)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
+        # erased while the bundle was read: theirs go too (each row is one patient's)
+        erased = erasure.erased_pseudonyms(s, project_id=record.id, lock=True)
+        records = _consented_records(records, erased)
+        features = _consented(features, erased)
         repo.ensure_patients(s, project_id=record.id, pseudonyms=features.index)
         n = given = 0
         for kind, frame in (
@@ -269,10 +308,39 @@ def import_fhir_bundle(ws: Workspace, *, project: str, path: Path) -> PatientImp
                 "facts": n,
                 "skipped": records.skipped,
                 "source": source,
+                **_erased_detail(len(in_bundle) - len(features)),
             },
         )
     return PatientImport(
-        project, len(features), n, values, path.name, known=given - n, skipped=records.skipped
+        project,
+        len(features),
+        n,
+        values,
+        path.name,
+        known=given - n,
+        skipped=records.skipped,
+        erased=len(in_bundle) - len(features),
+    )
+
+
+def _erased(ws: Workspace, project: str) -> set[str]:
+    """The patients erased from cohort `project` (none before it exists)."""
+    with ws.db.session() as s:
+        try:
+            record = _project(s, project, create=False)
+        except NotFoundError:
+            return set()
+        return erasure.erased_pseudonyms(s, project_id=record.id)
+
+
+def _consented_records(records: PatientRecords, erased: Collection[str]) -> PatientRecords:
+    """`records` without the patients, facts and medications of `erased` patients."""
+    return replace(
+        records,
+        patients=_consented(records.patients, erased),
+        observations=_consented(records.observations, erased),
+        conditions=_consented(records.conditions, erased),
+        medications=_consented(records.medications, erased),
     )
 
 
@@ -294,10 +362,13 @@ def import_expression(
     The first import fits the transform (log, gene filter, top-variance genes,
     standardisation) and registers it as an "expression" model version; later imports
     into the project reuse it so new patients land on the same scale (`refit` fits anew,
-    with the given options)."""
+    with the given options). Rows of patients erased from the cohort are left out
+    (`erased`), before any fit."""
     matrix = read_expression(path, key=ws.settings.resolved_secret_key, id_column=id_column)
+    given_rows = len(matrix)
     with ws.db.session() as s:
         record = _project(s, project, create=True)
+        matrix = _consented(matrix, erasure.erased_pseudonyms(s, project_id=record.id))
         known = repo.known_patients(s, project_id=record.id, pseudonyms=matrix.index)
         _refuse_strangers(path, project, matrix.index, known)
         stored = prepo.find_latest_risk_model(s, project_id=record.id, kind=EXPRESSION)
@@ -311,6 +382,8 @@ def import_expression(
     )
     X = genes.transform(matrix)
     with ws.db.session() as s:
+        # erased while the transform was fitted: their rows go too
+        X = _consented(X, erasure.erased_pseudonyms(s, project_id=record.id, lock=True))
         if blob is None:
             version = prepo.add_risk_model(
                 s,
@@ -321,7 +394,7 @@ def import_expression(
                 n_train=len(matrix),
                 features=list(X.columns),
                 target={"top_genes": top_genes, "min_present": min_present},
-                patients=matrix.index,
+                patients=X.index,
             )
             logger.info("expression transform version %d: %d genes", version.version, X.shape[1])
         values = prepo.upsert_features(
@@ -339,9 +412,10 @@ def import_expression(
                 "genes_in_file": matrix.shape[1],
                 "values": values,
                 "source": ws.file_ref("file", path.name),
+                **_erased_detail(given_rows - len(X)),
             },
         )
-    return PatientImport(project, len(X), 0, values, path.name)
+    return PatientImport(project, len(X), 0, values, path.name, erased=given_rows - len(X))
 
 
 def check_expression_rows(
@@ -355,8 +429,9 @@ def check_expression_rows(
     table_dialect: CsvDialect = CsvDialect(),
 ) -> None:
     """Refuse an expression matrix with rows for patients who are neither in the cohort
-    nor in the clinical `table` about to be imported with it: checked before that import,
-    so a refused matrix leaves nothing half imported."""
+    nor in the clinical `table` about to be imported with it (nor erased from the cohort:
+    their rows are left out): checked before that import, so a refused matrix leaves
+    nothing half imported."""
     key = ws.settings.resolved_secret_key
     rows = read_ids(path, key=key, id_column=id_column)  # the ids only: checks stay cheap
     coming = set()
@@ -366,6 +441,7 @@ def check_expression_rows(
         try:
             record = _project(s, project, create=False)
             known = set(repo.known_patients(s, project_id=record.id, pseudonyms=rows))
+            known |= erasure.erased_pseudonyms(s, project_id=record.id)
         except NotFoundError:
             known = set()
     _refuse_strangers(path, project, rows, known | coming)
