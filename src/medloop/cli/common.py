@@ -7,6 +7,7 @@ commands on the apps defined here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ out = Console()
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
 SeedOpt = Annotated[int, typer.Option(help="Random seed.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Do it; without it, only show what would go.")]
 
 
 @app.callback()
@@ -230,28 +232,56 @@ def print_versions(
 ) -> None:
     """A listing of model versions (`model list`, `risk list`): as JSON, the versions
     and the periods each was in use; else a table of the versions, the column `marked`
-    shown as "yes" (True) or its value, and blank for the others, `hidden` columns left
-    to the JSON; then a table of the periods (`none_yet`: the line for no versions) and
-    a line naming the versions trained on the data of patients erased since."""
+    shown as "yes" (True) or its value, "deleted" for a deleted version (its
+    `deleted_at`) and blank for the others, `hidden` columns left to the JSON; then a
+    table of the periods (`none_yet`: the line for no versions), and lines naming the
+    versions trained on the data of patients erased since and those deleted."""
     if as_json:
         print_json({"versions": versions, "in_use": periods})
         return
     if not versions:
         out.print(none_yet)
         return
-    shown = [{k: v for k, v in row.items() if k not in set(hidden)} for row in versions]
-    for row in shown:
+    left = {*hidden, "deleted_at"}
+    shown = [{k: v for k, v in row.items() if k not in left} for row in versions]
+    for row, version in zip(shown, versions, strict=True):
         row[marked] = "yes" if row[marked] is True else row[marked] or ""
+        if version["deleted_at"]:
+            row[marked] = "deleted"
     out.print(table(title, shown))
     if periods:
         out.print(table("in use", periods))
-    erased = [
-        " ".join([str(row.get("kind", "")), f"v{row['version']}"]).strip()
-        for row in versions
-        if row["erased_patients"]
-    ]
+
+    def named(rows: Iterable[dict[str, Any]]) -> str:
+        return ", ".join(
+            " ".join([str(row.get("kind", "")), f"v{row['version']}"]).strip() for row in rows
+        )
+
+    kept = [row for row in versions if not row["deleted_at"]]
+    erased = named(row for row in kept if row["erased_patients"])
     if erased:
         out.print(
             "trained on the data of patients erased since (erased_patients): "
-            f"{', '.join(erased)}; retrain, and put a new version in use"
+            f"{erased}; retrain, put a new version in use, and delete these"
         )
+    deleted = named(row for row in versions if row["deleted_at"])
+    if deleted:
+        out.print(f"deleted (their files are gone; kept for the history): {deleted}")
+
+
+def print_deletion(done: workflows.versions.Deletion, *, as_json: bool) -> None:
+    """What `model delete` or `risk delete` removed, or (a dry run) would remove."""
+    if as_json:
+        print_json(dataclasses.asdict(done))
+        return
+    verb = "deleted" if done.deleted else "would delete"
+    record: dict[str, Any] = {
+        "version": done.version,
+        "model folder files": ", ".join(done.files) or "none",
+        **done.rows,
+        "blob store files": done.blobs,
+    }
+    out.print(record_table(f"{verb} model {done.version} of {done.project}", record))
+    out.print("its row stays, marked deleted: list and history still show it")
+    if not done.deleted:
+        out.print("dry run: nothing was deleted; run again with --yes to delete")

@@ -14,6 +14,7 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    YesOpt,
     out,
     print_json,
     record_table,
@@ -26,7 +27,6 @@ ReasonOpt = Annotated[
     str,
     typer.Option(help="Why (e.g. 'consent withdrawn, request 2026-14'); audited: no names."),
 ]
-YesOpt = Annotated[bool, typer.Option("--yes", help="Erase; without it, only show what would go.")]
 
 
 @patients_app.command("erase")
@@ -40,7 +40,8 @@ def patients_erase(
     """Erase a patient from a project (consent withdrawn): their facts, features,
     recommendations and decisions, images with their files (a file another item shares
     stays), and the tasks, answers and labels on those images. Models trained on their
-    data are marked, not deleted: retrain them. A dry run unless --yes."""
+    data are marked, not deleted: retrain them, then `model delete` / `risk delete`
+    them. A dry run unless --yes."""
     with workspace() as ws:
         done = workflows.erasure.erase_patient(
             ws, project=project, patient=patient, reason=reason, actor=CLI_ACTOR, dry_run=not yes
@@ -58,7 +59,9 @@ def patients_erase(
     if models:
         out.print(
             f"trained on this patient's data, marked (not deleted): {', '.join(models)}; "
-            "retrain (medloop train / risk train) and stop using them"
+            "retrain (medloop train / risk train), put the new version in use, then "
+            "delete these files (medloop model delete -p PROJECT VERSION / medloop risk "
+            "delete -p PROJECT KIND VERSION)"
         )
     if done.exports:
         out.print(

@@ -1,4 +1,5 @@
-"""Model versions of a project: `model list`, `model use` (roll back), `model labels`.
+"""Model versions of a project: `model list`, `model use` (roll back), `model delete`,
+`model labels`.
 
 `model export` lives in `cli.inference` beside `predict`.
 """
@@ -15,9 +16,11 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    YesOpt,
     in_use_row,
     out,
     output_file,
+    print_deletion,
     print_versions,
     workspace,
 )
@@ -45,6 +48,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "labels_digest": r.labels_digest,
             "training_labels": r.training_labels,
             "erased_patients": r.erased_patients,
+            "deleted_at": iso_time(r.deleted_at),
         }
         for r in rows
     ]
@@ -73,6 +77,24 @@ def use(
         out.print(f"model version {version} of {project!r} is already in use")
     else:
         out.print(f"model version {version} of {project!r} in use (was {before})")
+
+
+@model_app.command("delete")
+def delete(
+    project: ProjectOpt,
+    version: Annotated[int, typer.Argument(help="The model version to delete.")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a model version's checkpoint (e.g. one trained on the images of patients
+    erased since), its Grad-CAM overlays and its predictions; its row stays, marked
+    deleted, so `model list` still shows when it was in use (audited). The version in
+    use is refused: put another in use first. A dry run unless --yes."""
+    with workspace() as ws:
+        done = workflows.models.delete_model(
+            ws, project=project, version=version, actor=CLI_ACTOR, dry_run=not yes
+        )
+    print_deletion(done, as_json=as_json)
 
 
 @model_app.command("labels")

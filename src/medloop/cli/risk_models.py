@@ -1,4 +1,5 @@
-"""A cohort's risk and effects model versions: `risk list`, `risk use` (roll back)."""
+"""A cohort's risk and effects model versions: `risk list`, `risk use` (roll back),
+`risk delete`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from medloop.cli.common import (
     CLI_ACTOR,
     JsonOpt,
     ProjectOpt,
+    YesOpt,
     in_use_row,
     out,
+    print_deletion,
     print_versions,
     workspace,
 )
@@ -39,6 +42,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
             "features": r.features,
             "metrics": r.metrics,
             "erased_patients": r.erased_patients,
+            "deleted_at": iso_time(r.deleted_at),
         }
         for r in rows
     ]
@@ -74,3 +78,23 @@ def use(
         out.print(f"{kind} model v{version} of {project!r} is already in use")
     else:
         out.print(f"{kind} model v{version} of {project!r} in use (was {was})")
+
+
+@risk_app.command("delete")
+def delete(
+    project: ProjectOpt,
+    kind: Annotated[str, typer.Argument(help="survival, classification, effects or expression.")],
+    version: Annotated[int, typer.Argument(help="The version of that kind to delete.")],
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a risk, effects or expression model version's file (a pickled model that
+    keeps per-patient rows, e.g. of patients erased since); its row stays, marked
+    deleted, so `risk list` still shows when it was in use and recommendations name it
+    (audited). A version in use is refused: put another in use first. A dry run unless
+    --yes."""
+    with workspace() as ws:
+        done = workflows.risk_models.delete_risk_model(
+            ws, project=project, kind=kind, version=version, actor=CLI_ACTOR, dry_run=not yes
+        )
+    print_deletion(done, as_json=as_json)

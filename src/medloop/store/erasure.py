@@ -203,13 +203,16 @@ def erased_pseudonyms(session: Session, *, project_id: int, lock: bool = False) 
 
 
 def blobs_named(session: Session, *, digests: set[str]) -> set[str]:
-    """Those of `digests` a row names: an item's image or DICOM file, a risk model."""
+    """Those of `digests` a row names: an item's image or DICOM file, a risk model kept
+    (not deleted)."""
     wanted = sorted(digests)
     if not wanted:
         return set()
     named = set(session.scalars(select(Item.image_sha256).where(Item.image_sha256.in_(wanted))))
     named |= set(session.scalars(select(Item.dicom_sha256).where(Item.dicom_sha256.in_(wanted))))
-    query = select(RiskModelVersion.blob_sha256).where(RiskModelVersion.blob_sha256.in_(wanted))
+    query = select(RiskModelVersion.blob_sha256).where(
+        RiskModelVersion.blob_sha256.in_(wanted), RiskModelVersion.deleted_at.is_(None)
+    )
     return named | set(session.scalars(query))
 
 

@@ -172,7 +172,9 @@ class ModelVersion(Base):
     (migration 0016): a newly trained version becomes current, and `medloop model use`
     makes an earlier one current again. The unique (project_id, in_use) pair keeps one
     version in use per project (NULLs never clash). `erased_patients` counts the patients
-    erased since whose images or labels it learned from (migration 0018): retrain it."""
+    erased since whose images or labels it learned from (migration 0018): retrain it.
+    `deleted_at` is when `medloop model delete` removed its checkpoint (migration 0019):
+    the row stays, named by answers, labels and the audit log."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "version"),)
@@ -188,6 +190,7 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     in_use: Mapped[bool | None] = mapped_column(Boolean)
     erased_patients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 Index("uq_model_versions_in_use", ModelVersion.project_id, ModelVersion.in_use, unique=True)
@@ -352,7 +355,9 @@ class RiskModelVersion(Base):
     (migration 0017). A newly trained one is put in use, `medloop risk use` puts an
     earlier one back; the unique (project_id, in_use_as) pair keeps one of each.
     `erased_patients` counts the patients erased since whose data it was built from or
-    keeps (`RiskModelPatient`; migration 0018): retrain it."""
+    keeps (`RiskModelPatient`; migration 0018): retrain it. `deleted_at` is when
+    `medloop risk delete` removed its blob (migration 0019): the row stays, named by
+    recommendations, lineage and the audit log."""
 
     __tablename__ = "risk_model_versions"
     __table_args__ = (UniqueConstraint("project_id", "kind", "version"),)
@@ -370,6 +375,7 @@ class RiskModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     in_use_as: Mapped[str | None] = mapped_column(String(20))
     erased_patients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 Index(

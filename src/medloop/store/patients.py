@@ -384,10 +384,15 @@ def find_risk_model(
 def find_latest_risk_model(
     session: Session, *, project_id: int, kind: str
 ) -> RiskModelVersion | None:
-    """The project's newest model of `kind`, None before one is trained."""
+    """The project's newest model of `kind` kept (not deleted), None before one is
+    trained."""
     return session.scalar(
         select(RiskModelVersion)
-        .where(RiskModelVersion.project_id == project_id, RiskModelVersion.kind == kind)
+        .where(
+            RiskModelVersion.project_id == project_id,
+            RiskModelVersion.kind == kind,
+            RiskModelVersion.deleted_at.is_(None),
+        )
         .order_by(RiskModelVersion.version.desc())
         .limit(1)
     )

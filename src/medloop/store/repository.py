@@ -453,9 +453,9 @@ def blob_references(session: Session) -> pd.DataFrame:
             rows.append((dicom, "item", item_id, project, "dicom"))
     models = plain_execute(
         session,
-        select(RiskModelVersion.id, Project.name, RiskModelVersion.blob_sha256).join(
-            Project, RiskModelVersion.project_id == Project.id
-        ),
+        select(RiskModelVersion.id, Project.name, RiskModelVersion.blob_sha256)
+        .join(Project, RiskModelVersion.project_id == Project.id)
+        .where(RiskModelVersion.deleted_at.is_(None)),  # a deleted version's blob went
     )
     rows.extend(
         (sha, "risk_model", model_id, project, "model") for model_id, project, sha in models
@@ -466,12 +466,13 @@ def blob_references(session: Session) -> pd.DataFrame:
 
 def model_checkpoints(session: Session) -> list[tuple[str, int, str, dict[str, Any]]]:
     """Every image model version's checkpoint: (project, version, checkpoint_path as
-    stored, metrics), by project and version."""
+    stored, metrics), by project and version; not those of deleted versions (gone)."""
     query = (
         select(
             Project.name, ModelVersion.version, ModelVersion.checkpoint_path, ModelVersion.metrics
         )
         .join(Project, ModelVersion.project_id == Project.id)
+        .where(ModelVersion.deleted_at.is_(None))
         .order_by(Project.name, ModelVersion.version)
     )
     return [
@@ -1130,6 +1131,15 @@ def model_versions(session: Session, *, project_id: int) -> list[ModelVersion]:
             .order_by(ModelVersion.version)
         )
     )
+
+
+def delete_predictions(session: Session, *, model_version_id: int) -> int:
+    """Delete a model version's predictions; returns how many there were."""
+    result: Any = session.execute(
+        delete(Prediction).where(Prediction.model_version_id == model_version_id),
+        execution_options={"synchronize_session": False},
+    )
+    return int(result.rowcount or 0)
 
 
 def find_model_version(session: Session, *, project_id: int, version: int) -> ModelVersion | None:

@@ -25,12 +25,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from medloop.exceptions import InvalidInputError
 from medloop.store import BlobStore, Database
 from medloop.store import repository as repo
-from medloop.store.models import ModelVersion
 from medloop.workflows.checkpoints import (
     DIGEST_KEY,
     UNFINISHED,
@@ -184,7 +181,7 @@ def _missing_files(target: Path) -> list[str]:
     try:
         with copy.session() as s:
             named = set(repo.blob_references(s)["sha256"])
-            checkpoints = list(s.scalars(select(ModelVersion.checkpoint_path)))
+            checkpoints = [path for _, _, path, _ in repo.model_checkpoints(s)]
     finally:
         copy.dispose()
     blobs = BlobStore(target / "blobs")

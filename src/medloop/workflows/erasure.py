@@ -114,7 +114,7 @@ def erase_patient(
                     "risk_models": risk_models,
                 },
             )
-    kept = 0 if dry_run else _delete_files(ws, blobs, pointers, unused_since=started)
+    kept = 0 if dry_run else delete_files(ws, blobs, pointers, unused_since=started)
     result = PatientErasure(
         project=project,
         pseudonym=pseudonym,
@@ -152,11 +152,12 @@ def _patient(s: Session, ws: Workspace, project: Project, patient: str) -> Patie
     )
 
 
-def _delete_files(
+def delete_files(
     ws: Workspace, blobs: set[str], pointers: list[Path], *, unused_since: float
 ) -> int:
     """Delete the Grad-CAM `pointers`, then those of `blobs` no row or other pointer
-    names now and nobody stored again since `unused_since`; returns how many were kept."""
+    names now and nobody stored again since `unused_since`; returns how many were kept.
+    (Also what `models.delete_model` removes a deleted version's overlays with.)"""
     for pointer in pointers:
         pointer.unlink(missing_ok=True)
     with ws.db.session() as s:
@@ -167,5 +168,5 @@ def _delete_files(
         if not ws.blobs.discard(sha, unused_since=unused_since) and ws.blobs.exists(sha):
             kept += 1
     if kept:
-        logger.warning("%d files of an erased patient are named again; kept", kept)
+        logger.warning("%d files to delete are named again; kept", kept)
     return kept

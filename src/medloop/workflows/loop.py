@@ -741,7 +741,7 @@ def evaluate(ws: Workspace, *, project: str, version: int | None = None) -> dict
 
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
-        chosen = chosen_version(s, project=record, version=version)
+        chosen = chosen_version(s, project=record, version=version, deleted=True)
     return {"version": chosen.version, "network": chosen.network, **chosen.metrics}
 
 

@@ -4,11 +4,15 @@ A newly trained version is put in use (`loop.train`); `use_model` puts an earlie
 back (a rollback), audited as ``model.use``. Both audit entries name the version, so
 `model_history` tells which version was in use at any moment (the one a doctor saw
 suggest a diagnosis), and `training_labels` lists the label rows it trained on.
+`delete_model` removes a version's checkpoint (e.g. one trained on the images of
+patients erased since), audited as ``model.delete``; its row stays (`versions`).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +22,16 @@ from sqlalchemy.orm import Session
 from medloop.exceptions import NotFoundError
 from medloop.store import repository as repo
 from medloop.store.models import ModelVersion, Project
-from medloop.workflows.versions import in_use_periods, put_in_use
+from medloop.workflows.erasure import delete_files
+from medloop.workflows.explain import gradcam_folder
+from medloop.workflows.versions import (
+    Deletion,
+    check_deletable,
+    check_kept,
+    in_use_periods,
+    mark_deleted,
+    put_in_use,
+)
 from medloop.workflows.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -27,8 +40,11 @@ logger = logging.getLogger(__name__)
 IN_USE_ACTIONS = ("model.train", "model.use")
 
 
-def chosen_version(session: Session, *, project: Project, version: int | None) -> ModelVersion:
-    """The project's model version `version`, or (None) the one in use."""
+def chosen_version(
+    session: Session, *, project: Project, version: int | None, deleted: bool = False
+) -> ModelVersion:
+    """The project's model version `version`, or (None) the one in use; a deleted one
+    (its checkpoint gone) is refused unless `deleted` (its rows are wanted, not its file)."""
     if version is None:
         chosen = repo.current_model_version(session, project_id=project.id)
         if chosen is None:
@@ -39,6 +55,12 @@ def chosen_version(session: Session, *, project: Project, version: int | None) -
         numbers = [v.version for v in repo.model_versions(session, project_id=project.id)]
         raise NotFoundError(
             f"project {project.name!r} has no model version {version}; versions: {numbers}"
+        )
+    if not deleted:
+        check_kept(
+            chosen,
+            name=f"model version {version} of {project.name!r}",
+            listing=f"medloop model list -p {project.name}",
         )
     return chosen
 
@@ -59,6 +81,8 @@ class ModelRow:
     training_labels: int
     #: patients erased since whose images it learned from (`workflows.erasure`)
     erased_patients: int = 0
+    #: when its checkpoint was deleted (`delete_model`; None: kept)
+    deleted_at: datetime | None = None
 
 
 def list_models(ws: Workspace, *, project: str) -> list[ModelRow]:
@@ -80,6 +104,7 @@ def list_models(ws: Workspace, *, project: str) -> list[ModelRow]:
             labels_digest=v.metrics.get("labels_digest"),
             training_labels=counts.get(v.id, 0),
             erased_patients=v.erased_patients,
+            deleted_at=v.deleted_at,
         )
         for v in versions
     ]
@@ -107,6 +132,69 @@ def use_model(ws: Workspace, *, project: str, version: int, actor: str) -> int |
             return previous
     logger.info("model version %d of project %d in use (was %s)", version, record.id, previous)
     return previous
+
+
+def delete_model(
+    ws: Workspace, *, project: str, version: int, actor: str, dry_run: bool = True
+) -> Deletion:
+    """Delete model version `version` of `project`: its checkpoint, its Grad-CAM pointers
+    (``vN.gradcam/``) with the overlays no other pointer names, and its predictions. Its
+    row stays, marked deleted, audited under `actor` as ``model.delete``. The version in
+    use is refused (ConflictError naming the one to put in use instead). With `dry_run`
+    (the default) nothing changes: the result says what would go."""
+    started = time.time()
+    with ws.db.writing() as s:
+        record = repo.get_project(s, name=project)
+        repo.lock_row(s, Project, record.id)  # not while it is put in use
+        chosen = chosen_version(s, project=record, version=version, deleted=True)
+        kept = [
+            v.version
+            for v in repo.model_versions(s, project_id=record.id)
+            if v.deleted_at is None and v.id != chosen.id
+        ]
+        check_deletable(
+            chosen,
+            name=f"model version {version} of {project!r}",
+            listing=f"medloop model list -p {project}",
+            in_use="" if chosen.in_use else None,
+            instead=f"medloop model use -p {project} {kept[-1]}" if kept else None,
+            train=f"medloop train -p {project}",
+        )
+        checkpoint = ws.checkpoint(chosen.checkpoint_path)
+        folder = gradcam_folder(checkpoint)
+        pointers = sorted(folder.glob("*.sha256")) if folder.is_dir() else []
+        overlays = {p.read_text().strip() for p in pointers}
+        files = [p for p in (checkpoint, folder) if p.exists()]
+        predictions = repo.delete_predictions(s, model_version_id=chosen.id)
+        if dry_run:
+            s.rollback()
+        else:
+            mark_deleted(
+                s,
+                chosen=chosen,
+                actor=actor,
+                action="model.delete",
+                detail={
+                    "project": record.id,
+                    "version": version,
+                    "predictions": predictions,
+                    "overlays": len(overlays),
+                },
+            )
+    if not dry_run:
+        checkpoint.unlink(missing_ok=True)
+        delete_files(ws, overlays, pointers, unused_since=started)
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.info("model version %d of project %d deleted", version, record.id)
+    model_dir = ws.settings.model_dir
+    return Deletion(
+        project=project,
+        version=f"v{version}",
+        deleted=not dry_run,
+        files=[p.relative_to(model_dir).as_posix() for p in files],
+        rows={"predictions": predictions},
+        blobs=len(overlays),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +238,7 @@ def training_labels(
     (migration 0016)."""
     with ws.db.session() as s:
         record = repo.get_project(s, name=project)
-        chosen = chosen_version(s, project=record, version=version)
+        chosen = chosen_version(s, project=record, version=version, deleted=True)
         frame = repo.training_labels_frame(s, model_version_id=chosen.id)
         repo.audit(
             s,

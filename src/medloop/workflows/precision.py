@@ -1716,7 +1716,19 @@ def _trained_on(
     the `model`, when it was trained (`trained_at`, UTC), its number of `patients`, the
     `ranges` of its clinical numbers (lowest and highest value seen, with the unit), the
     `categories` of its clinical categories, how many `genes` it read, and all that said
-    in words (`values`: "age 21 to 80 years (with an en dash), ...")."""
+    in words (`values`: "age 21 to 80 years (with an en dash), ..."). A deleted model
+    (`risk_models.delete_risk_model`: its file is gone) says so instead of its ranges."""
+    known = {"model": _model_label(version), "trained_at": version.created_at}
+    if version.deleted_at is not None:
+        return {
+            **known,
+            "patients": version.n_train,
+            "ranges": [],
+            "categories": {},
+            "genes": 0,
+            "values": f"its file was deleted on {version.deleted_at:%Y-%m-%d}, and with it "
+            "the ranges it learnt from",
+        }
     table: FeatureTable = _load(ws, version.blob_sha256)["table"]
     clinical = [f for f in table.features if f.group != "genomic"]
     seen = getattr(table, "ranges_", {})
@@ -1739,8 +1751,7 @@ def _trained_on(
     said += [f"{name} {'/'.join(map(str, values))}" for name, values in categories.items()]
     said += [f"{genes} gene expression features"] if genes else []
     return {
-        "model": _model_label(version),
-        "trained_at": version.created_at,
+        **known,
         "patients": version.n_train,
         "ranges": ranges,
         "categories": categories,
