@@ -16,6 +16,7 @@
   var KEY = "medloop.lastActivity";
   var OUT = "medloop.signedOutAt";  /* when a tab of this browser last signed it out */
   var SIGN_IN_PAGE = "medloop.signInPageAt";  /* when a tab last opened the sign-in page */
+  var LOCK = "medloop.signOut";  /* held by the tab signing the browser out */
   var loadedAt = Date.now();
   var limit = minutes * 60000;
   var warnFor = Math.min(60000, limit / 4);
@@ -88,19 +89,42 @@
       "Nobody has used this page for a while: you will be signed out in " +
       Math.ceil(left / 1000) + " s.";
   }
-  /* One tab signs the browser out; the others only open the sign-in page, once that tab
-     has opened it (or 5 s on), so they reuse the sign-in form's token its visit set (two
-     first visits at once would each get their own, and one form would then be refused
-     as expired). */
+  /* One tab signs the browser out; the others only open the sign-in page once that tab
+     has opened it, so they reuse the sign-in form's token its visit set (two first
+     visits at once would each get their own, and one form would then be refused as
+     expired). The tab that signs out is chosen by a Web Lock, which the browser grants
+     to one tab at a time and takes back when its page is gone; where there are no Web
+     Locks (plain http beyond localhost), by a mark in localStorage, which other tabs
+     see a moment later. */
   function signOut() {
     leaving = true;
     window.clearTimeout(reportDue);
     var next = window.location.pathname + window.location.search;
-    var out = stored(OUT);
-    if (Date.now() - out < 10000) {
-      follow(out, Date.now(), next);
+    if (navigator.locks) {
+      navigator.locks.request(LOCK, { ifAvailable: true }, function (lock) {
+        if (lock === null) {  /* another tab signs out: wait until its page is gone */
+          return navigator.locks.request(LOCK, { signal: AbortSignal.timeout(10000) },
+            function () { follow(next); }).catch(function () { follow(next); });
+        }
+        post(next);
+        return new Promise(function () {});  /* held until this page is gone */
+      });
       return;
     }
+    var out = stored(OUT);
+    if (Date.now() - out < 10000) {
+      (function wait(since) {
+        if (stored(SIGN_IN_PAGE) < out && Date.now() - since < 5000) {
+          window.setTimeout(function () { wait(since); }, 100);
+        } else {
+          follow(next);
+        }
+      })(Date.now());
+      return;
+    }
+    post(next);
+  }
+  function post(next) {
     try { window.localStorage.setItem(OUT, String(Date.now())); } catch (e) { /* private mode */ }
     [["idle", "1"], ["next", next]].forEach(
       function (pair) {
@@ -112,11 +136,7 @@
       });
     form.submit();
   }
-  function follow(out, since, next) {
-    if (stored(SIGN_IN_PAGE) < out && Date.now() - since < 5000) {
-      window.setTimeout(function () { follow(out, since, next); }, 100);
-      return;
-    }
+  function follow(next) {
     window.location.assign("/login?" + new URLSearchParams(
       { signed_out: "1", idle: "1", next: next }).toString());
   }
