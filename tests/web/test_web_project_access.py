@@ -233,6 +233,7 @@ NOT_PER_PROJECT = {
     ("GET", "/api/health"),
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/activity"),
     ("GET", "/api/me"),
     ("GET", "/api/me/progress"),
     ("GET", "/docs"),
