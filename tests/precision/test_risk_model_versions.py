@@ -111,6 +111,7 @@ def test_an_earlier_risk_or_effects_model_is_put_back_in_use(
         ("survival", 2, "risk_model.use"),
     ]
     assert all(p["until"] for p in listed["in_use"][:-1] if p["as"] == "risk")
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(monkeypatch, capsys, "risk", "list", "-p", "trial")
     assert code == 0 and "model versions of trial" in out
 

@@ -125,5 +125,9 @@ def test_model_commands(ws: workflows.Workspace, monkeypatch, capsys) -> None:
     listed = json.loads(out)
     assert code == 0 and [v["in_use"] for v in listed["versions"]] == [True, False]
     assert [p["version"] for p in listed["in_use"]] == [1, 2, 1]
+    monkeypatch.setenv("COLUMNS", "80")  # every header and cell whole, none cut with "…"
+    code, out, _ = run(monkeypatch, capsys, "model", "list", "-p", "chest")
+    assert code == 0 and "…" not in out and "created at" in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80
     code, _, err = run(monkeypatch, capsys, "model", "use", "-p", "chest", "3")
     assert code == 2 and "no model version 3" in err

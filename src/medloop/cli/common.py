@@ -233,7 +233,8 @@ def print_versions(
     """A listing of model versions (`model list`, `risk list`): as JSON, the versions
     and the periods each was in use; else a table of the versions, the column `marked`
     shown as "yes" (True) or its value, "deleted" for a deleted version (its
-    `deleted_at`) and blank for the others, `hidden` columns left to the JSON; then a
+    `deleted_at`) and blank for the others, `hidden` columns (and `erased_patients`)
+    left to the JSON, moments (UTC) to the minute; then a
     table of the periods (`none_yet`: the line for no versions), and lines naming the
     versions trained on the data of patients erased since and those deleted."""
     if as_json:
@@ -242,15 +243,15 @@ def print_versions(
     if not versions:
         out.print(none_yet)
         return
-    left = {*hidden, "deleted_at"}
+    left = {*hidden, "deleted_at", "erased_patients"}  # the lines below say these
     shown = [{k: v for k, v in row.items() if k not in left} for row in versions]
     for row, version in zip(shown, versions, strict=True):
         row[marked] = "yes" if row[marked] is True else row[marked] or ""
         if version["deleted_at"]:
             row[marked] = "deleted"
-    out.print(table(title, shown))
+    out.print(table(title, _readable(shown)))
     if periods:
-        out.print(table("in use", periods))
+        out.print(table("in use", _readable(periods)))
 
     def named(rows: Iterable[dict[str, Any]]) -> str:
         return ", ".join(
@@ -267,6 +268,25 @@ def print_versions(
     deleted = named(row for row in versions if row["deleted_at"])
     if deleted:
         out.print(f"deleted (their files are gone; kept for the history): {deleted}")
+
+
+def _readable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of `print_versions` for a table 80 columns hold whole: moments (ISO 8601 in
+    UTC) to the minute, a risk model's kind and version in one column, names spaced so
+    that they wrap in their header (`table`)."""
+    moments = {"created_at", "since", "until"}
+    readable = []
+    for row in rows:
+        if "kind" in row:  # a risk model: "survival v2" in one column, not two
+            named = {"model": f"{row['kind']} v{row['version']}"}
+            row = named | {k: v for k, v in row.items() if k not in ("kind", "version")}
+        readable.append(
+            {
+                k.replace("_", " "): v[:16].replace("T", " ") if k in moments and v else v
+                for k, v in row.items()
+            }
+        )
+    return readable
 
 
 def print_deletion(done: workflows.versions.Deletion, *, as_json: bool) -> None:

@@ -60,6 +60,7 @@ def list_models(project: ProjectOpt, as_json: JsonOpt = False) -> None:
         title=f"model versions of {project}",
         none_yet=f"project {project!r} has no trained model yet",
         marked="in_use",
+        hidden=["seed", "labels_digest", "training_labels"],
     )
 
 
