@@ -114,6 +114,8 @@ def test_an_earlier_risk_or_effects_model_is_put_back_in_use(
     monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(monkeypatch, capsys, "risk", "list", "-p", "trial")
     assert code == 0 and "model versions of trial" in out
+    assert "survival v2" in out and "2026-" not in out.replace("\n", " ").split("…")[0][-5:]
+    assert max(len(line) for line in out.splitlines()) <= 80
 
 
 def test_an_effects_model_takes_its_horizon_from_the_survival_model_in_use(
