@@ -114,7 +114,7 @@ def test_an_earlier_risk_or_effects_model_is_put_back_in_use(
     monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(monkeypatch, capsys, "risk", "list", "-p", "trial")
     assert code == 0 and "model versions of trial" in out
-    assert "survival v2" in out and "2026-" not in out.replace("\n", " ").split("…")[0][-5:]
+    assert "survival v2" in out  # kind and version in one column
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
